@@ -1,0 +1,3 @@
+from batchveo.cli import main
+
+main()

@@ -1,0 +1,129 @@
+"""Every error batchveo raises, and what each one tells the runner to do.
+
+    BatchveoError
+    ├── UserError .................. bad input from the user: one line, exit 2
+    │   ├── ManifestError .......... every problem of a manifest at once
+    │   └── ConfigError ............ missing key, bad flag value
+    ├── StoreError
+    │   ├── IllegalTransition ...... the state table forbids it (a bug)
+    │   └── StaleTransition ........ the row was not in the expected state
+    └── ApiError ................... the service said no, or could not be reached
+        ├── RetryLater ............. try the same request again later
+        │   ├── RateLimited ........ 429: pause every submitter for retry_after_s
+        │   ├── Transient .......... 5xx, reset, timeout before sending
+        │   └── NotFound ........... 404 on an operation or a file (caller decides)
+        ├── JobRejected ............ this job can never succeed as it is: fail it
+        │   ├── ContentRejected .... 400 content policy
+        │   └── BadRequest ......... any other 400
+        ├── StopRun ................ nothing else will work either: stop the run
+        │   ├── AccountError ....... 401, 403, insufficient balance
+        │   ├── ModelUnavailable ... unknown or retired model
+        │   └── QuotaExhausted ..... a per-day quota: nothing until tomorrow
+        └── SubmitOutcomeUnknown ... the submit may have reached the server: never resend silently
+
+Messages never contain the API key: the client builds them from the server's
+``error.message`` and our own words only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BatchveoError(Exception):
+    """Base of everything batchveo raises on purpose."""
+
+
+class UserError(BatchveoError):
+    """The user's input is wrong; the CLI prints the message and exits 2."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a manifest, located precisely enough to fix it."""
+
+    where: str  # "jobs.yaml:12" or "jobs.csv row 4"
+    job: str | None
+    message: str
+
+    def __str__(self) -> str:
+        job = f", job {self.job}" if self.job else ""
+        return f"{self.where}{job}: {self.message}"
+
+
+class ManifestError(UserError):
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class ConfigError(UserError):
+    pass
+
+
+class StoreError(BatchveoError):
+    pass
+
+
+class IllegalTransition(StoreError):
+    pass
+
+
+class StaleTransition(StoreError):
+    """A guarded update matched no row: someone else moved the job first."""
+
+
+class ApiError(BatchveoError):
+    def __init__(self, message: str, *, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class RetryLater(ApiError):
+    pass
+
+
+class RateLimited(RetryLater):
+    def __init__(self, message: str, *, retry_after_s: float | None = None, status: int = 429):
+        self.retry_after_s = retry_after_s
+        super().__init__(message, status=status)
+
+
+class Transient(RetryLater):
+    pass
+
+
+class NotFound(RetryLater):
+    pass
+
+
+class JobRejected(ApiError):
+    kind = "bad_request"
+
+
+class ContentRejected(JobRejected):
+    kind = "content_policy"
+
+
+class BadRequest(JobRejected):
+    kind = "bad_request"
+
+
+class StopRun(ApiError):
+    pass
+
+
+class AccountError(StopRun):
+    pass
+
+
+class ModelUnavailable(StopRun):
+    pass
+
+
+class QuotaExhausted(StopRun):
+    pass
+
+
+class SubmitOutcomeUnknown(ApiError):
+    """The request may have reached the server and created a paid operation."""

@@ -1,0 +1,77 @@
+"""The database schema, as an append-only list of named migrations.
+
+Never edit or reorder a migration that has shipped: a user's database records
+the names it has applied (table ``_migrations``), and the store applies only
+the ones it lacks, each in its own transaction. A database that knows a name
+this code does not was written by a newer batchveo, and is refused rather than
+guessed at.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Migration(NamedTuple):
+    name: str
+    sql: str
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        "001_jobs",
+        """
+        CREATE TABLE batches (
+            name        TEXT PRIMARY KEY,
+            created_at  REAL NOT NULL,
+            manifest    TEXT
+        );
+        CREATE TABLE jobs (
+            id              TEXT PRIMARY KEY,
+            batch           TEXT NOT NULL REFERENCES batches(name),
+            state           TEXT NOT NULL,
+            spec_hash       TEXT NOT NULL,
+            prompt          TEXT NOT NULL,
+            model           TEXT NOT NULL,
+            params          TEXT NOT NULL,
+            inputs          TEXT NOT NULL,
+            output_name     TEXT,
+            source          TEXT,
+            cost_usd        REAL NOT NULL DEFAULT 0,
+            operation       TEXT,
+            video_uris      TEXT,
+            files           TEXT,
+            error_kind      TEXT,
+            error           TEXT,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL,
+            next_poll_at    REAL,
+            polls           INTEGER NOT NULL DEFAULT 0,
+            created_at      REAL NOT NULL,
+            updated_at      REAL NOT NULL,
+            submitted_at    REAL,
+            generated_at    REAL,
+            finished_at     REAL
+        );
+        CREATE INDEX jobs_state ON jobs(state);
+        CREATE INDEX jobs_batch ON jobs(batch, state);
+        """,
+    ),
+    Migration(
+        "002_events",
+        """
+        CREATE TABLE events (
+            seq         INTEGER PRIMARY KEY,
+            job_id      TEXT NOT NULL,
+            from_state  TEXT,
+            to_state    TEXT NOT NULL,
+            at          REAL NOT NULL,
+            attempt     INTEGER NOT NULL DEFAULT 0,
+            detail      TEXT
+        );
+        CREATE INDEX events_job ON events(job_id, seq);
+        CREATE INDEX jobs_poll_due ON jobs(state, next_poll_at);
+        CREATE INDEX jobs_generated ON jobs(state, generated_at);
+        """,
+    ),
+)

@@ -1,0 +1,84 @@
+"""The job states and the only transitions allowed between them.
+
+This module is the single owner of the state machine: the store refuses any
+transition that is not listed here, so a bug elsewhere cannot quietly move a
+job from, say, ``running`` back to ``pending`` (which would submit it twice).
+
+    pending ──► submitting ──► running ──► generated ──► done
+       │  ▲          │            │            │
+       │  └─(retry)──┤            ├─► failed   └─► expired
+       ▼             ├─► uncertain (submit in flight when we died, or outcome unknown)
+   cancelled         └─► failed
+
+``pending`` is re-entered on the user's word (``retry``) from failed, uncertain
+and expired, and by the submitter itself when a submit provably never left.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    RUNNING = "running"
+    GENERATED = "generated"
+    DONE = "done"
+    FAILED = "failed"
+    UNCERTAIN = "uncertain"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+
+S = JobState
+
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED}),
+    # submitting -> pending: the request provably never reached the server.
+    S.SUBMITTING: frozenset({S.RUNNING, S.PENDING, S.FAILED, S.UNCERTAIN}),
+    # running -> running is not a transition: a still-running poll only reschedules.
+    S.RUNNING: frozenset({S.GENERATED, S.FAILED}),
+    S.GENERATED: frozenset({S.DONE, S.EXPIRED, S.FAILED}),
+    S.DONE: frozenset(),
+    # The user's word (`batchveo retry`) sends these back to pending.
+    S.FAILED: frozenset({S.PENDING}),
+    S.UNCERTAIN: frozenset({S.PENDING, S.CANCELLED}),
+    S.EXPIRED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset({S.PENDING}),
+}
+
+TERMINAL: frozenset[JobState] = frozenset({S.DONE, S.FAILED, S.EXPIRED, S.CANCELLED, S.UNCERTAIN})
+"""States a run will not move a job out of by itself (uncertain waits for the user)."""
+
+IN_FLIGHT: frozenset[JobState] = frozenset({S.SUBMITTING, S.RUNNING})
+"""States that count against ``--max-inflight``: an operation may exist on the server."""
+
+RETRYABLE_BY_USER: frozenset[JobState] = frozenset({S.FAILED, S.UNCERTAIN, S.EXPIRED, S.CANCELLED})
+
+
+class ErrorKind(StrEnum):
+    """Why a job ended failed (stored in ``jobs.error_kind``)."""
+
+    CONTENT_POLICY = "content_policy"
+    BAD_REQUEST = "bad_request"
+    OPERATION_ERROR = "operation_error"
+    FILTERED = "filtered"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+    OPERATION_LOST = "operation_lost"
+    SUBMIT_UNKNOWN = "submit_outcome_unknown"
+    INTERRUPTED = "interrupted"
+    EXPIRED = "expired"
+    DOWNLOAD = "download"
+
+
+def is_allowed(src: JobState, dst: JobState) -> bool:
+    return dst in TRANSITIONS[src]
+
+
+def check_transition(src: JobState, dst: JobState) -> None:
+    """Raise ``IllegalTransition`` unless ``src -> dst`` is in the table."""
+    if not is_allowed(src, dst):
+        from batchveo.errors import IllegalTransition
+
+        raise IllegalTransition(f"illegal transition {src.value} -> {dst.value}")

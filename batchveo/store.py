@@ -1,0 +1,624 @@
+"""The job table: the only memory batchveo has between two runs.
+
+Everything the pipeline knows about a job lives in one SQLite row, and every
+change to it is committed before the step that depends on it: a job is marked
+``submitting`` before its request is sent, its operation name is written the
+moment the server returns it. That ordering is what makes ``kill -9`` safe.
+
+Concurrency, the two traps this module exists to avoid:
+
+* One aiosqlite connection runs every statement on one thread, but it does not
+  isolate two coroutines' transactions from each other. All access goes
+  through ``_tx()``, which holds an ``asyncio.Lock`` for the whole transaction.
+* A deferred transaction that reads and then writes fails with
+  SQLITE_BUSY_SNAPSHOT when another process wrote in between. Every write
+  transaction starts with ``BEGIN IMMEDIATE`` (and waits on ``busy_timeout``),
+  so two processes can never claim the same job.
+
+WAL with ``synchronous=NORMAL``: a commit survives the process being killed at
+any instant (the WAL is in the OS page cache); only a power loss may roll back
+the last few commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from batchveo.errors import ManifestError, Problem, StaleTransition, StoreError
+from batchveo.migrations import MIGRATIONS, Migration
+from batchveo.models import estimate_cost_usd
+from batchveo.spec import JobSpec
+from batchveo.states import JobState, check_transition
+
+Clock = Callable[[], float]
+
+COLUMNS = (
+    "id",
+    "batch",
+    "state",
+    "spec_hash",
+    "prompt",
+    "model",
+    "params",
+    "inputs",
+    "output_name",
+    "source",
+    "cost_usd",
+    "operation",
+    "video_uris",
+    "files",
+    "error_kind",
+    "error",
+    "attempts",
+    "next_attempt_at",
+    "next_poll_at",
+    "polls",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "generated_at",
+    "finished_at",
+)
+_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM jobs"
+_JSON_COLUMNS = frozenset({"params", "inputs", "video_uris", "files"})
+_UPDATABLE = frozenset(
+    {
+        "operation",
+        "video_uris",
+        "files",
+        "error_kind",
+        "error",
+        "attempts",
+        "next_attempt_at",
+        "next_poll_at",
+        "polls",
+        "submitted_at",
+        "generated_at",
+        "finished_at",
+    }
+)
+_SQL_CHUNK = 500  # below SQLite's bound-parameter limit
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the job table, decoded."""
+
+    id: str
+    batch: str
+    state: JobState
+    spec_hash: str
+    prompt: str
+    model: str
+    params: dict[str, Any]
+    inputs: dict[str, Any]
+    output_name: str | None
+    source: str | None
+    cost_usd: float
+    operation: str | None
+    video_uris: list[str]
+    files: list[dict[str, Any]]
+    error_kind: str | None
+    error: str | None
+    attempts: int
+    next_attempt_at: float | None
+    next_poll_at: float | None
+    polls: int
+    created_at: float
+    updated_at: float
+    submitted_at: float | None
+    generated_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Job:
+        d = dict(zip(COLUMNS, row, strict=True))
+        d["state"] = JobState(d["state"])
+        for col in _JSON_COLUMNS:
+            raw = d[col]
+            d[col] = json.loads(raw) if raw else ([] if col in ("video_uris", "files") else {})
+        return cls(**d)
+
+    def spec(self) -> JobSpec:
+        return JobSpec.from_row(
+            id=self.id,
+            batch=self.batch,
+            prompt=self.prompt,
+            model=self.model,
+            params=self.params,
+            inputs=self.inputs,
+            output_name=self.output_name,
+            source=self.source or "",
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {col: getattr(self, col) for col in COLUMNS}
+        d["state"] = self.state.value
+        return d
+
+
+@dataclass(frozen=True)
+class Event:
+    job_id: str
+    from_state: str | None
+    to_state: str
+    at: float
+    attempt: int
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class AddResult:
+    new: int
+    existing: int
+    replaced: int
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One guarded state change: applies only if the job is still in ``src``."""
+
+    job_id: str
+    src: JobState
+    dst: JobState
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    detail: str | None = None
+
+
+def _encode(col: str, value: Any) -> Any:
+    if col in _JSON_COLUMNS and value is not None and not isinstance(value, str):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return value
+
+
+def _chunks(items: Sequence[str], size: int = _SQL_CHUNK) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+class Store:
+    """Async access to the job database; one instance per process."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):
+        self._db = conn
+        self.path = path
+        self.clock = clock
+        self._lock = asyncio.Lock()
+
+    # -- opening and schema -------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        clock: Clock = time.time,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> Store:
+        p = Path(path)
+        conn = await aiosqlite.connect(str(p), isolation_level=None, timeout=30.0)
+        try:
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=30000")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn, p, clock)
+            await store._migrate(migrations)
+        except BaseException:
+            await conn.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _migrate(self, migrations: Sequence[Migration]) -> None:
+        await self._db.execute(
+            "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)"
+        )
+        async with self._db.execute("SELECT name FROM _migrations") as cur:
+            applied = {row[0] for row in await cur.fetchall()}
+        known = {m.name for m in migrations}
+        unknown = applied - known
+        if unknown:
+            raise StoreError(
+                f"{self.path}: written by a newer batchveo (unknown migrations: "
+                f"{', '.join(sorted(unknown))})"
+            )
+        for m in migrations:
+            if m.name in applied:
+                continue
+            # One transaction per migration: a crash leaves it fully applied or not at all.
+            async with self._tx() as db:
+                # executescript would commit first; run the statements one by one instead.
+                for stmt in _split_sql(m.sql):
+                    await db.execute(stmt)
+                await db.execute(
+                    "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                    (m.name, self.clock()),
+                )
+
+    async def applied_migrations(self) -> list[str]:
+        async with self._db.execute("SELECT name FROM _migrations ORDER BY name") as cur:
+            return [row[0] for row in await cur.fetchall()]
+
+    @asynccontextmanager
+    async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction, isolated from this process's other coroutines."""
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                await self._db.execute("ROLLBACK")
+                raise
+            else:
+                await self._db.execute("COMMIT")
+
+    async def _query(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """All rows of one read, not interleaved with another coroutine's transaction."""
+        async with self._lock, self._db.execute(sql, args) as cur:
+            return list(await cur.fetchall())
+
+    async def _scalar(self, sql: str, args: Sequence[Any] = ()) -> Any:
+        rows = await self._query(sql, args)
+        return rows[0][0] if rows else None
+
+    # -- loading ---------------------------------------------------------------
+
+    async def add_jobs(
+        self, specs: Sequence[JobSpec], *, replace: bool = False, manifest: str | None = None
+    ) -> AddResult:
+        """Insert the specs that are new; all or nothing.
+
+        A spec whose id is already stored with the same content is counted as
+        existing (so loading a manifest twice adds nothing). Different content
+        under the same id is a problem, unless ``replace`` and the job has not
+        been submitted yet.
+        """
+        now = self.clock()
+        async with self._tx() as db:
+            stored: dict[str, tuple[str, str, str | None]] = {}
+            for chunk in _chunks([s.id for s in specs]):
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT id, spec_hash, state, source FROM jobs WHERE id IN ({marks})"
+                async with db.execute(sql, chunk) as cur:
+                    for jid, h, state, source in await cur.fetchall():
+                        stored[jid] = (h, state, source)
+            new: list[tuple[JobSpec, str]] = []
+            replacing: list[tuple[JobSpec, str, str]] = []
+            problems: list[Problem] = []
+            existing = 0
+            for spec in specs:
+                h = spec.spec_hash()
+                old = stored.get(spec.id)
+                if old is None:
+                    new.append((spec, h))
+                elif old[0] == h:
+                    existing += 1
+                elif not replace:
+                    problems.append(
+                        Problem(
+                            spec.source or "manifest",
+                            spec.id,
+                            f"already loaded from {old[2] or 'an earlier manifest'} with a "
+                            "different spec (pass --replace to overwrite it)",
+                        )
+                    )
+                elif old[1] not in (JobState.PENDING, JobState.CANCELLED):
+                    problems.append(
+                        Problem(
+                            spec.source or "manifest",
+                            spec.id,
+                            f"cannot replace: already submitted (state {old[1]}, "
+                            f"loaded from {old[2] or 'an earlier manifest'})",
+                        )
+                    )
+                else:
+                    replacing.append((spec, h, old[1]))
+            if problems:
+                raise ManifestError(problems)
+            batches = sorted({s.batch for s, _ in new} | {s.batch for s, _, _ in replacing})
+            await db.executemany(
+                "INSERT OR IGNORE INTO batches (name, created_at, manifest) VALUES (?, ?, ?)",
+                [(b, now, manifest) for b in batches],
+            )
+            await db.executemany(
+                "INSERT INTO jobs (id, batch, state, spec_hash, prompt, model, params, inputs,"
+                " output_name, source, cost_usd, created_at, updated_at)"
+                " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(*_spec_row(s, h), now, now) for s, h in new],
+            )
+            await db.executemany(
+                "INSERT INTO events (job_id, from_state, to_state, at, detail)"
+                " VALUES (?, NULL, 'pending', ?, ?)",
+                [(s.id, now, f"loaded from {s.source}" if s.source else "loaded") for s, _ in new],
+            )
+            for spec, h, old_state in replacing:
+                cur = await db.execute(
+                    "UPDATE jobs SET batch=?, state='pending', spec_hash=?, prompt=?, model=?,"
+                    " params=?, inputs=?, output_name=?, source=?, cost_usd=?, attempts=0,"
+                    " error_kind=NULL, error=NULL, next_attempt_at=NULL, updated_at=?"
+                    " WHERE id=? AND state=?",
+                    (*_spec_row(spec, h)[1:], now, spec.id, old_state),
+                )
+                if cur.rowcount != 1:
+                    raise StaleTransition(f"job {spec.id} changed while being replaced")
+                await db.execute(
+                    "INSERT INTO events (job_id, from_state, to_state, at, detail)"
+                    " VALUES (?, ?, 'pending', ?, ?)",
+                    (spec.id, old_state, now, f"replaced from {spec.source}"),
+                )
+        return AddResult(new=len(new), existing=existing, replaced=len(replacing))
+
+    # -- transitions -------------------------------------------------------------
+
+    async def transition(
+        self,
+        job_id: str,
+        src: JobState,
+        dst: JobState,
+        *,
+        detail: str | None = None,
+        **fields: Any,
+    ) -> Job:
+        """Move one job from ``src`` to ``dst``; raise if it was not in ``src``."""
+        jobs = await self.apply([Transition(job_id, src, dst, fields, detail)])
+        return jobs[0]
+
+    async def apply(self, transitions: Sequence[Transition]) -> list[Job]:
+        """Apply guarded transitions in one transaction: all of them or none."""
+        for t in transitions:
+            check_transition(t.src, t.dst)
+            bad = set(t.fields) - _UPDATABLE
+            if bad:
+                raise StoreError(f"not an updatable column: {', '.join(sorted(bad))}")
+        now = self.clock()
+        out: list[Job] = []
+        async with self._tx() as db:
+            for t in transitions:
+                cols = list(t.fields)
+                sets = ", ".join(["state=?", "updated_at=?", *[f"{c}=?" for c in cols]])
+                values = [t.dst.value, now, *[_encode(c, t.fields[c]) for c in cols]]
+                sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING " + ", ".join(
+                    COLUMNS
+                )
+                async with db.execute(sql, (*values, t.job_id, t.src.value)) as cur:
+                    row = await cur.fetchone()
+                if row is None:
+                    raise StaleTransition(
+                        f"job {t.job_id}: expected state {t.src.value}, cannot move to "
+                        f"{t.dst.value} ({await self._describe(db, t.job_id)})"
+                    )
+                job = Job.from_row(row)
+                await db.execute(
+                    "INSERT INTO events (job_id, from_state, to_state, at, attempt, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (t.job_id, t.src.value, t.dst.value, now, job.attempts, t.detail),
+                )
+                out.append(job)
+        return out
+
+    async def update(self, job_id: str, state: JobState, **fields: Any) -> Job:
+        """Change bookkeeping fields of a job that stays in ``state`` (e.g. the next poll)."""
+        bad = set(fields) - _UPDATABLE
+        if bad or not fields:
+            raise StoreError(f"not an updatable column: {', '.join(sorted(bad)) or '(none)'}")
+        cols = list(fields)
+        sets = ", ".join(["updated_at=?", *[f"{c}=?" for c in cols]])
+        values = [self.clock(), *[_encode(c, fields[c]) for c in cols]]
+        async with self._tx() as db:
+            sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING " + ", ".join(COLUMNS)
+            async with db.execute(sql, (*values, job_id, state.value)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                raise StaleTransition(
+                    f"job {job_id}: expected state {state.value} "
+                    f"({await self._describe(db, job_id)})"
+                )
+        return Job.from_row(row)
+
+    async def _describe(self, db: aiosqlite.Connection, job_id: str) -> str:
+        async with db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return "no such job" if row is None else f"it is {row[0]}"
+
+    async def claim_pending(self, limit: int, *, now: float | None = None) -> list[Job]:
+        """Atomically take up to ``limit`` due pending jobs, oldest first, into ``submitting``.
+
+        The job is marked before its request is sent: if we die mid-submit, the
+        next run finds it in ``submitting`` and knows it may have been billed.
+        """
+        if limit <= 0:
+            return []
+        t = self.clock() if now is None else now
+        async with self._tx() as db:
+            sql = (
+                "UPDATE jobs SET state='submitting', attempts=attempts+1, updated_at=?"
+                " WHERE id IN (SELECT id FROM jobs WHERE state='pending'"
+                " AND (next_attempt_at IS NULL OR next_attempt_at<=?) ORDER BY rowid LIMIT ?)"
+                " RETURNING rowid, " + ", ".join(COLUMNS)
+            )
+            async with db.execute(sql, (t, t, limit)) as cur:
+                rows = sorted(await cur.fetchall(), key=lambda r: r[0])
+            jobs = [Job.from_row(r[1:]) for r in rows]
+            await db.executemany(
+                "INSERT INTO events (job_id, from_state, to_state, at, attempt, detail)"
+                " VALUES (?, 'pending', 'submitting', ?, ?, NULL)",
+                [(j.id, t, j.attempts) for j in jobs],
+            )
+        return jobs
+
+    async def recover_interrupted(self) -> list[str]:
+        """Jobs left ``submitting`` by a dead process become ``uncertain``, never resent."""
+        ids = [r[0] for r in await self._query("SELECT id FROM jobs WHERE state='submitting'")]
+        if ids:
+            detail = "a submit was in flight when the previous run stopped; it may have been billed"
+            await self.apply(
+                [
+                    Transition(
+                        i,
+                        JobState.SUBMITTING,
+                        JobState.UNCERTAIN,
+                        {"error_kind": "interrupted", "error": detail},
+                        detail,
+                    )
+                    for i in ids
+                ]
+            )
+        return ids
+
+    # -- user actions ------------------------------------------------------------
+
+    async def requeue(
+        self, states: Iterable[JobState], ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Send jobs back to pending on the user's word (``batchveo retry``)."""
+        return await self._move_matching(
+            states,
+            JobState.PENDING,
+            ids,
+            {"error_kind": None, "error": None, "attempts": 0, "next_attempt_at": None},
+            "retry requested by the user",
+        )
+
+    async def cancel(
+        self, ids: Sequence[str] | None = None, *, batch: str | None = None
+    ) -> list[str]:
+        return await self._move_matching(
+            [JobState.PENDING], JobState.CANCELLED, ids, {}, "cancelled by the user", batch=batch
+        )
+
+    async def _move_matching(
+        self,
+        states: Iterable[JobState],
+        dst: JobState,
+        ids: Sequence[str] | None,
+        fields: Mapping[str, Any],
+        detail: str,
+        *,
+        batch: str | None = None,
+    ) -> list[str]:
+        wanted = [s.value for s in states]
+        sql = f"SELECT id, state FROM jobs WHERE state IN ({','.join('?' * len(wanted))})"
+        args: list[Any] = list(wanted)
+        if batch is not None:
+            sql += " AND batch=?"
+            args.append(batch)
+        rows = await self._query(sql + " ORDER BY rowid", args)
+        if ids is not None:
+            keep = set(ids)
+            rows = [r for r in rows if r[0] in keep]
+        await self.apply([Transition(r[0], JobState(r[1]), dst, fields, detail) for r in rows])
+        return [r[0] for r in rows]
+
+    # -- queries -----------------------------------------------------------------
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._query(_SELECT + " WHERE id=?", (job_id,))
+        return Job.from_row(rows[0]) if rows else None
+
+    async def jobs(
+        self,
+        states: Iterable[JobState] | None = None,
+        *,
+        batch: str | None = None,
+        order: str = "rowid",
+        limit: int | None = None,
+    ) -> list[Job]:
+        where: list[str] = []
+        args: list[Any] = []
+        if states is not None:
+            wanted = [s.value for s in states]
+            where.append(f"state IN ({','.join('?' * len(wanted))})")
+            args.extend(wanted)
+        if batch is not None:
+            where.append("batch=?")
+            args.append(batch)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        if order not in ("rowid", "generated_at", "next_poll_at"):
+            raise StoreError(f"cannot order by {order}")
+        sql += f" ORDER BY {order}, rowid"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [Job.from_row(r) for r in await self._query(sql, args)]
+
+    async def due_polls(self, now: float, limit: int) -> list[Job]:
+        sql = _SELECT + " WHERE state='running' AND next_poll_at<=? ORDER BY next_poll_at LIMIT ?"
+        return [Job.from_row(r) for r in await self._query(sql, (now, limit))]
+
+    async def next_poll_at(self) -> float | None:
+        return await self._scalar("SELECT MIN(next_poll_at) FROM jobs WHERE state='running'")
+
+    async def next_attempt_at(self) -> float | None:
+        """When the earliest backed-off pending job becomes due (None if none waits)."""
+        return await self._scalar(
+            "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM jobs WHERE state='pending'"
+        )
+
+    async def last_submit_at(self) -> float | None:
+        """When this database last let a submit start (any run, any process)."""
+        return await self._scalar("SELECT MAX(at) FROM events WHERE to_state='submitting'")
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """``{batch: {state: n}}`` for every batch with at least one job."""
+        out: dict[str, dict[str, int]] = {}
+        sql = "SELECT batch, state, COUNT(*) FROM jobs GROUP BY batch, state ORDER BY batch"
+        for batch, state, n in await self._query(sql):
+            out.setdefault(batch, {})[state] = n
+        return out
+
+    async def count_states(self, states: Iterable[JobState]) -> int:
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})"
+        return int(await self._scalar(sql, wanted) or 0)
+
+    async def events(self, job_id: str) -> list[Event]:
+        sql = (
+            "SELECT job_id, from_state, to_state, at, attempt, detail FROM events"
+            " WHERE job_id=? ORDER BY seq"
+        )
+        return [Event(*r) for r in await self._query(sql, (job_id,))]
+
+
+def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
+    params = spec.params
+    cost = estimate_cost_usd(
+        spec.model,
+        str(params.get("resolution", "720p")),
+        int(params.get("durationSeconds", 8)),
+        int(params.get("sampleCount", 1)),
+    )
+    return (
+        spec.id,
+        spec.batch,
+        spec_hash,
+        spec.prompt,
+        spec.model,
+        json.dumps(params, separators=(",", ":"), sort_keys=True),
+        json.dumps(spec.inputs_json(), separators=(",", ":"), sort_keys=True),
+        spec.output_name,
+        spec.source,
+        cost,
+    )
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (migrations hold no ';' inside literals)."""
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,56 @@
+"""The transition table, checked exhaustively: every pair is either allowed or refused."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from batchveo.errors import IllegalTransition
+from batchveo.states import IN_FLIGHT, TERMINAL, TRANSITIONS, JobState, check_transition
+
+S = JobState
+
+ALLOWED = {
+    (S.PENDING, S.SUBMITTING),
+    (S.PENDING, S.CANCELLED),
+    (S.SUBMITTING, S.RUNNING),
+    (S.SUBMITTING, S.PENDING),
+    (S.SUBMITTING, S.FAILED),
+    (S.SUBMITTING, S.UNCERTAIN),
+    (S.RUNNING, S.GENERATED),
+    (S.RUNNING, S.FAILED),
+    (S.GENERATED, S.DONE),
+    (S.GENERATED, S.EXPIRED),
+    (S.GENERATED, S.FAILED),
+    (S.FAILED, S.PENDING),
+    (S.UNCERTAIN, S.PENDING),
+    (S.UNCERTAIN, S.CANCELLED),
+    (S.EXPIRED, S.PENDING),
+    (S.CANCELLED, S.PENDING),
+}
+
+
+@pytest.mark.parametrize("src,dst", sorted(itertools.product(S, S)))
+def test_every_pair_is_allowed_or_refused(src: JobState, dst: JobState) -> None:
+    if (src, dst) in ALLOWED:
+        check_transition(src, dst)
+    else:
+        with pytest.raises(IllegalTransition, match=f"{src.value} -> {dst.value}"):
+            check_transition(src, dst)
+
+
+def test_table_matches_the_documented_graph() -> None:
+    assert {(a, b) for a, targets in TRANSITIONS.items() for b in targets} == ALLOWED
+
+
+def test_a_running_job_can_never_go_back_to_pending() -> None:
+    # Going back to pending would submit (and bill) the job a second time.
+    for src in (S.RUNNING, S.GENERATED, S.DONE):
+        with pytest.raises(IllegalTransition):
+            check_transition(src, S.PENDING)
+
+
+def test_done_is_final_and_in_flight_states_are_not_terminal() -> None:
+    assert TRANSITIONS[S.DONE] == frozenset()
+    assert not (IN_FLIGHT & TERMINAL)

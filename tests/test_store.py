@@ -1,0 +1,204 @@
+"""The job store: guarded transitions, atomic claims, idempotent loading, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
+from batchveo.migrations import MIGRATIONS
+from batchveo.states import JobState
+from batchveo.store import Store, Transition
+from tests.conftest import make_spec
+
+S = JobState
+
+
+def rows(db: Path, sql: str, *args: object) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+async def test_add_is_idempotent_and_counts_what_is_new(store: Store) -> None:
+    specs = [make_spec(f"j{i}") for i in range(5)]
+    first = await store.add_jobs(specs)
+    again = await store.add_jobs(specs)
+    assert (first.new, first.existing) == (5, 0)
+    assert (again.new, again.existing) == (0, 5)
+    assert rows(store.path, "SELECT COUNT(*) FROM jobs") == [(5,)]
+    assert await store.counts() == {"b1": {"pending": 5}}
+
+
+async def test_same_id_with_another_spec_is_refused_naming_both_places(store: Store) -> None:
+    await store.add_jobs([make_spec("intro", "a cat", source="night1.yaml:3")])
+    with pytest.raises(ManifestError) as err:
+        await store.add_jobs(
+            [
+                make_spec("new", source="night2.yaml:2"),
+                make_spec("intro", "a dog", source="night2.yaml:7"),
+            ]
+        )
+    msg = str(err.value)
+    assert "night2.yaml:7, job intro" in msg and "night1.yaml:3" in msg and "--replace" in msg
+    # All or nothing: the valid job of the refused load was not written either.
+    assert rows(store.path, "SELECT id FROM jobs") == [("intro",)]
+
+
+async def test_replace_only_while_not_submitted(store: Store) -> None:
+    await store.add_jobs([make_spec("a", "old"), make_spec("b", "old")])
+    await store.claim_pending(1)  # a -> submitting
+    with pytest.raises(ManifestError, match="job a: cannot replace: already submitted"):
+        await store.add_jobs([make_spec("a", "new"), make_spec("b", "new")], replace=True)
+    result = await store.add_jobs([make_spec("b", "new")], replace=True)
+    assert result.replaced == 1
+    job = await store.get("b")
+    assert job is not None and job.prompt == "new" and job.state is S.PENDING
+    assert [e.detail for e in await store.events("b")][-1].startswith("replaced from")
+
+
+async def test_transition_is_guarded_and_logged(store: Store) -> None:
+    await store.add_jobs([make_spec("a")])
+    [job] = await store.claim_pending(5)
+    assert job.state is S.SUBMITTING and job.attempts == 1
+    job = await store.transition("a", S.SUBMITTING, S.RUNNING, operation="operations/x")
+    assert job.operation == "operations/x"
+    with pytest.raises(StaleTransition, match=r"expected state submitting.*it is running"):
+        await store.transition("a", S.SUBMITTING, S.RUNNING)
+    with pytest.raises(IllegalTransition):
+        await store.transition("a", S.RUNNING, S.PENDING)
+    with pytest.raises(StaleTransition, match="no such job"):
+        await store.transition("zzz", S.RUNNING, S.GENERATED)
+    history = [(e.from_state, e.to_state, e.attempt) for e in await store.events("a")]
+    assert history == [
+        (None, "pending", 0),
+        ("pending", "submitting", 1),
+        ("submitting", "running", 1),
+    ]
+
+
+async def test_apply_is_all_or_nothing(store: Store) -> None:
+    await store.add_jobs([make_spec("a"), make_spec("b")])
+    await store.claim_pending(2)
+    with pytest.raises(StaleTransition):
+        await store.apply(
+            [
+                Transition("a", S.SUBMITTING, S.RUNNING, {"operation": "op-a"}),
+                Transition("b", S.RUNNING, S.GENERATED),  # b is submitting: refused
+            ]
+        )
+    a = await store.get("a")
+    assert a is not None and a.state is S.SUBMITTING and a.operation is None
+
+
+async def test_only_known_columns_can_be_written(store: Store) -> None:
+    await store.add_jobs([make_spec("a")])
+    with pytest.raises(StoreError, match="not an updatable column: prompt"):
+        await store.update("a", S.PENDING, prompt="sneaky")
+
+
+async def test_claims_are_oldest_first_and_respect_backoff(store: Store) -> None:
+    await store.add_jobs([make_spec(f"j{i}") for i in range(4)])
+    [first] = await store.claim_pending(1)
+    assert first.id == "j0"
+    await store.transition("j0", S.SUBMITTING, S.PENDING, next_attempt_at=store.clock() + 3600)
+    claimed = await store.claim_pending(10)
+    assert [j.id for j in claimed] == ["j1", "j2", "j3"]
+    assert await store.claim_pending(10) == []  # j0 is backing off
+
+
+async def test_concurrent_coroutine_claims_never_share_a_job(store: Store) -> None:
+    await store.add_jobs([make_spec(f"j{i}") for i in range(200)])
+    results = await asyncio.gather(*(store.claim_pending(7) for _ in range(40)))
+    ids = [j.id for batch in results for j in batch]
+    assert len(ids) == len(set(ids)) == 200
+
+
+def _claim_all_in_process(db: str, out: mp.Queue[list[str]]) -> None:
+    async def main() -> list[str]:
+        got: list[str] = []
+        async with await Store.open(db) as s:
+            while batch := await s.claim_pending(3):
+                got.extend(j.id for j in batch)
+        return got
+
+    out.put(asyncio.run(main()))
+
+
+async def test_concurrent_processes_never_claim_the_same_job(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    async with await Store.open(db) as s:
+        await s.add_jobs([make_spec(f"j{i}") for i in range(300)])
+    ctx = mp.get_context("spawn")
+    q: mp.Queue[list[str]] = ctx.Queue()
+    procs = [ctx.Process(target=_claim_all_in_process, args=(str(db), q)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    claimed = [await asyncio.to_thread(q.get, True, 60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    ids = [i for chunk in claimed for i in chunk]
+    assert len(ids) == len(set(ids)) == 300
+
+
+async def test_interrupted_submits_become_uncertain_not_pending(store: Store) -> None:
+    await store.add_jobs([make_spec("a"), make_spec("b")])
+    await store.claim_pending(1)
+    assert await store.recover_interrupted() == ["a"]
+    a = await store.get("a")
+    assert a is not None and a.state is S.UNCERTAIN and a.error_kind == "interrupted"
+    assert await store.requeue([S.UNCERTAIN]) == ["a"]
+    a = await store.get("a")
+    assert a is not None and a.state is S.PENDING and a.attempts == 0
+
+
+async def test_cancel_touches_pending_jobs_only(store: Store) -> None:
+    await store.add_jobs([make_spec("a"), make_spec("b"), make_spec("c", batch="b2")])
+    await store.claim_pending(1)
+    assert await store.cancel() == ["b", "c"]
+    assert await store.counts() == {"b1": {"submitting": 1, "cancelled": 1}, "b2": {"cancelled": 1}}
+
+
+async def test_migrations_from_an_empty_file(tmp_path: Path) -> None:
+    db = tmp_path / "new.db"
+    async with await Store.open(db) as s:
+        assert await s.applied_migrations() == [m.name for m in MIGRATIONS]
+    assert rows(db, "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_migrations_upgrade_the_previous_schema_keeping_data(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    # A database written by the previous schema: only the first migration applied.
+    conn = sqlite3.connect(db)
+    conn.executescript(MIGRATIONS[0].sql)
+    conn.execute("CREATE TABLE _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    conn.execute("INSERT INTO _migrations VALUES (?, 0)", (MIGRATIONS[0].name,))
+    conn.execute("INSERT INTO batches VALUES ('old', 0, 'old.yaml')")
+    conn.execute(
+        "INSERT INTO jobs (id, batch, state, spec_hash, prompt, model, params, inputs,"
+        " created_at, updated_at)"
+        " VALUES ('keep', 'old', 'running', 'h', 'p', 'm', '{}', '{}', 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    async with await Store.open(db) as s:
+        assert await s.applied_migrations() == [m.name for m in MIGRATIONS]
+        job = await s.get("keep")
+        assert job is not None and job.state is S.RUNNING
+        # The upgraded schema works: the event log exists now.
+        await s.update("keep", S.RUNNING, next_poll_at=1.0)
+        await s.transition("keep", S.RUNNING, S.GENERATED)
+        assert [e.to_state for e in await s.events("keep")] == ["generated"]
+
+
+async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "future.db"
+    async with await Store.open(db):
+        pass
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO _migrations VALUES ('999_future', 0)")
+    with pytest.raises(StoreError, match=r"newer batchveo.*999_future"):
+        await Store.open(db)
