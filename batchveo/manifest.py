@@ -1,0 +1,832 @@
+"""Turn manifests (YAML or CSV) into validated ``JobSpec``s, reporting every problem at once.
+
+Why so strict: every API rule that can be checked before paying is checked here, so a bad
+row costs a re-run of ``load`` instead of money or an hour of waiting. Nothing is returned
+unless every row of every file is valid; otherwise ``ManifestError`` lists all problems.
+
+Where a problem is:
+  * YAML: ``FILE:LINE``, LINE being the 1-based line where the job's mapping starts.
+  * CSV: ``FILE row N``, N being the 1-based data row. The header is not counted and blank
+    lines are, so without multi-line cells row N is line N+1 of the file (and row N+1 of a
+    spreadsheet). Header problems are located at ``FILE header``.
+
+Identity: a job's id is its ``id`` if given, else ``"j"`` + the first 16 hex digits of the
+``spec_hash`` of its content (prompt, model, parameters, the images' sha256, video URI,
+unrendered output template). Ids are therefore stable across loads, survive moving or
+renaming an image, and change when an image's bytes change.
+
+``repeat: N`` (N >= 1) makes N variants with ids ``ID-1`` .. ``ID-N``; the suffix is added
+even for N = 1, so raising N later keeps the existing ids. If the job sets ``seed``, variant
+i gets ``seed + i - 1`` so the variants differ. An output template without ``{id}`` gets the
+same ``-i`` suffix so variants do not overwrite each other.
+
+CSV: a header row, then one job per row. Column names are matched case-insensitively, in
+the API's camelCase or in snake_case (``aspect_ratio``); ``referenceImages`` is a ``;``-separated
+list; an empty cell means "not set"; UTF-8 with or without BOM, CRLF or LF, quoted cells may
+span lines. Unknown columns and YAML keys are errors (typo protection), with a suggestion.
+
+Prompts are stripped of surrounding whitespace. In YAML, ``16:9`` may be written unquoted:
+numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would read it as the base-60 int 969).
+Image paths are relative to the manifest's folder; each distinct file is read once, in
+chunks, to sniff its type and hash it, and its bytes are never kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import gc
+import hashlib
+import io
+import json
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from batchveo import models
+from batchveo.errors import ManifestError, Problem
+from batchveo.spec import ImageRef, JobSpec
+
+__all__ = ["MAX_IMAGE_BYTES", "MAX_PROMPT_CHARS", "load_manifests"]
+
+MAX_PROMPT_CHARS = 4000
+"""About 1,024 tokens, the prompt limit Google documents for Veo."""
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+"""Images travel base64-encoded inside the request, whose size is capped around 20 MB."""
+MAX_ID_CHARS = 128
+MAX_REPEAT = 10_000
+MAX_SEED = 2**32 - 1
+
+PARAM_KEYS = (
+    "aspectRatio",
+    "resolution",
+    "durationSeconds",
+    "personGeneration",
+    "enhancePrompt",
+    "negativePrompt",
+    "seed",
+    "sampleCount",
+)
+TOP_KEYS = ("defaults", "jobs")
+DEFAULT_KEYS = (*PARAM_KEYS, "model", "output", "budget")
+JOB_KEYS = (
+    "prompt",
+    "id",
+    "image",
+    "lastFrame",
+    "referenceImages",
+    "video",
+    "model",
+    "output",
+    "repeat",
+    *PARAM_KEYS,
+)
+SNAKE_CASE = {
+    "aspect_ratio": "aspectRatio",
+    "duration_seconds": "durationSeconds",
+    "person_generation": "personGeneration",
+    "enhance_prompt": "enhancePrompt",
+    "negative_prompt": "negativePrompt",
+    "sample_count": "sampleCount",
+    "last_frame": "lastFrame",
+    "reference_images": "referenceImages",
+}
+_CSV_COLUMNS = {k.lower(): k for k in JOB_KEYS} | SNAKE_CASE
+_JOB_KEYS = frozenset(JOB_KEYS)
+_EXTENSIONS = (".yaml", ".yml", ".csv")
+
+# Magic bytes; Veo accepts the first three, the others only get a better message.
+_IMAGE_KINDS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WebP"}
+_CLAIMED = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+def _sniff(head: bytes) -> str | None:
+    """The image type the bytes really are, whatever the file is called."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"avif", b"mif1"):
+        return "HEIC/AVIF"
+    return None
+
+
+# --- YAML --------------------------------------------------------------------------------
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _YamlLoader(_BaseLoader):  # type: ignore[misc]
+    """The safe (C when available) loader, minus YAML 1.1 base-60 numbers like ``16:9``."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    _INT,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_YamlLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _key_nodes(node: yaml.Node | None) -> dict[str, yaml.Node]:
+    """The value node of each plain key of a mapping node."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _key_lines(node: yaml.Node | None) -> dict[Any, int]:
+    """Line of each key of a mapping node, to locate problems in ``defaults:`` and the top."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: _line(k) for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _job_nodes(root: yaml.Node | None) -> list[yaml.Node]:
+    """The nodes of the jobs, from a top-level list or the ``jobs:`` key."""
+    if isinstance(root, yaml.MappingNode):
+        root = next((v for k, v in root.value if k.value == "jobs"), None)
+    return root.value if isinstance(root, yaml.SequenceNode) else []
+
+
+def _duplicate_keys(node: yaml.Node) -> list[str]:
+    """Keys written twice in one mapping (PyYAML silently keeps the last one); call it before
+    constructing, which rewrites mappings that use ``<<`` merge keys."""
+    if not isinstance(node, yaml.MappingNode) or len(node.value) < 2:
+        return []
+    keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+    if len(keys) == len(set(keys)) or "<<" in keys:
+        return []
+    seen: set[str] = set()
+    return [k for k in keys if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+
+
+# --- value coercion (shared by YAML values and CSV strings) ---------------------------------
+
+
+class _Bad(Exception):
+    """A value that does not parse; the message is what the user reads."""
+
+
+def _show(v: object) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _to_int(key: str, v: object) -> int:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", v):
+        return int(v)
+    raise _Bad(f"{key} must be a whole number, not {_show(v)}")
+
+
+def _choice(key: str, allowed: tuple[str, ...]) -> Callable[[object], str]:
+    def coerce(v: object) -> str:
+        if isinstance(v, str) and (s := v.strip().lower()) in allowed:
+            return s
+        raise _Bad(f"{key} must be one of {', '.join(allowed)}, not {_show(v)}")
+
+    return coerce
+
+
+def _duration(v: object) -> int:
+    n = _to_int("durationSeconds", v)
+    if n not in models.DURATIONS_S:
+        raise _Bad(f"durationSeconds must be 4, 6 or 8, not {n}")
+    return n
+
+
+_BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
+
+
+def _bool(v: object) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | str) and (b := _BOOLS.get(str(v).strip().lower())) is not None:
+        return b
+    raise _Bad(f"enhancePrompt must be true or false, not {_show(v)}")
+
+
+def _seed(v: object) -> int:
+    n = _to_int("seed", v)
+    if not 0 <= n <= MAX_SEED:
+        raise _Bad(f"seed must be between 0 and {MAX_SEED}, not {n}")
+    return n
+
+
+def _sample_count(v: object) -> int:
+    if _to_int("sampleCount", v) != 1:
+        raise _Bad(
+            f"sampleCount must be 1, not {_show(v)}: the Gemini API makes one video per "
+            "request (use repeat: N for several variants)"
+        )
+    return 1
+
+
+def _text(v: object) -> str | None:
+    if not isinstance(v, str):
+        raise _Bad(f"negativePrompt must be text, not {_show(v)}")
+    return v.strip() or None
+
+
+_COERCE: dict[str, Callable[[object], Any]] = {
+    "aspectRatio": _choice("aspectRatio", models.ASPECT_RATIOS),
+    "resolution": _choice("resolution", models.RESOLUTIONS),
+    "durationSeconds": _duration,
+    "personGeneration": _choice("personGeneration", models.PERSON_GENERATION),
+    "enhancePrompt": _bool,
+    "negativePrompt": _text,
+    "seed": _seed,
+    "sampleCount": _sample_count,
+}
+
+
+def _model(v: object) -> str:
+    """A model name or alias from the (data-driven) model table."""
+    if isinstance(v, str):
+        if (name := v.strip()) in models.MODELS:
+            return name
+        for info in models.MODELS.values():
+            if name in info.aliases:
+                return info.name
+    raise _Bad(f"unknown model {_show(v)}; known models: {', '.join(models.MODELS)}")
+
+
+def _unknown_key(key: object, known: Iterable[str], what: str) -> str:
+    """Typo protection: name the key and suggest the closest known one (errors only)."""
+    known = list(known)
+    k = str(key)
+    by_lower = {x.lower(): x for x in known}
+    guess = SNAKE_CASE.get(k) or by_lower.get(k.lower().replace("_", ""))
+    if guess is None or guess not in known:
+        close = difflib.get_close_matches(k, known, n=1, cutoff=0.6)
+        guess = close[0] if close else None
+    hint = f" (did you mean {guess!r}?)" if guess else f" (known: {', '.join(known)})"
+    return f"unknown {what} {k!r}{hint}"
+
+
+_ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:)")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _output_problem(out: str) -> str | None:
+    """Why a rendered output name is not a relative path inside the output folder, if it is not."""
+    parts = re.split(r"[/\\]", out)
+    if _ABSOLUTE.match(out) or ".." in parts:
+        return f"output {out!r} must be a relative path inside the output folder (no '..')"
+    if parts[-1] in ("", ".") or _CONTROL.search(out):
+        return f"output {out!r} is not a usable file name"
+    return None
+
+
+def _template(v: object) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise _Bad(f"output must be a name template like '{{batch}}/{{id}}', not {_show(v)}")
+    rest = v.replace("{id}", "").replace("{batch}", "")
+    if "{" in rest or "}" in rest:
+        raise _Bad(f"output {v!r}: the only placeholders are {{id}} and {{batch}}")
+    if problem := _output_problem(v.replace("{id}", "x").replace("{batch}", "x")):
+        raise _Bad(problem)
+    return v.strip()
+
+
+def _check_id(v: object) -> str:
+    if isinstance(v, bool) or not isinstance(v, str | int | float):
+        raise _Bad(f"id must be text, not {_show(v)}")
+    s = str(v).strip() if isinstance(v, str) else str(v)
+    if not s:
+        raise _Bad("id is empty")
+    if len(s) > MAX_ID_CHARS:
+        raise _Bad(f"id is {len(s)} characters; at most {MAX_ID_CHARS}")
+    if s in (".", "..") or "/" in s or "\\" in s or _CONTROL.search(s):
+        raise _Bad(f"id {s!r} must not be '.' or '..' nor contain '/', '\\' or control characters")
+    return s
+
+
+# --- the loader ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Defaults:
+    model: str = models.DEFAULT_MODEL
+    params: dict[str, Any] = field(default_factory=lambda: dict(models.DEFAULT_PARAMS))
+    output: str | None = None
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_json_str = json.encoder.encode_basestring_ascii
+
+
+def _auto_id(
+    prompt: str,
+    model: str,
+    params_json: str,
+    image: ImageRef | None,
+    last: ImageRef | None,
+    refs: tuple[ImageRef, ...],
+    video: str | None,
+    output: str | None,
+) -> str:
+    """``"j"`` + 16 hex digits of ``JobSpec.spec_hash()`` for these contents, without a JobSpec.
+
+    The blob is byte for byte ``json.dumps(content_key(), sort_keys=True, separators=...)``
+    (tests hold the two together); it is built by hand because ``json.dumps`` was half the
+    time of loading a 100k-row manifest.
+    """
+    blob = (
+        f'{{"image":{_json_str(image.sha256) if image else "null"},'
+        f'"lastFrame":{_json_str(last.sha256) if last else "null"},'
+        f'"model":{_json_str(model)},'
+        f'"output":{"null" if output is None else _json_str(output)},'
+        f'"params":{params_json},'
+        f'"prompt":{_json_str(prompt)},'
+        f'"referenceImages":[{",".join(_json_str(r.sha256) for r in refs)}],'
+        f'"video":{"null" if video is None else _json_str(video)}}}'
+    )
+    return "j" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class _Loader:
+    def __init__(self, batch: str | None) -> None:
+        self.batch = batch
+        self.problems: list[Problem] = []
+        self.specs: list[JobSpec] = []
+        self._ids: dict[str, JobSpec] = {}
+        self._outputs: dict[str, str] = {}
+        self._files: set[Path] = set()
+        self._params_cache: dict[tuple[tuple[str, Any], ...], str] = {}
+        self._resolved: dict[str, Path] = {}
+        """Image path as written -> resolved path, for the manifest being read."""
+        self._images: dict[Path, ImageRef | str] = {}
+
+    def problem(self, where: str, job: str | None, message: str) -> None:
+        self.problems.append(Problem(where, job, message))
+
+    def load(self, path: Path | str) -> None:
+        name, p = os.fspath(path), Path(path)
+        ext = p.suffix.lower()
+        if ext not in _EXTENSIONS:
+            return self.problem(name, None, "not a manifest: use a .yaml, .yml or .csv file")
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            return self.problem(name, None, "file not found")
+        except IsADirectoryError:
+            return self.problem(name, None, "is a folder, not a manifest file")
+        except OSError as e:
+            return self.problem(name, None, f"cannot read it: {e.strerror}")
+        if p.resolve() in self._files:
+            return self.problem(name, None, "the same manifest is given twice")
+        self._files.add(p.resolve())
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            line = data.count(b"\n", 0, e.start) + 1
+            return self.problem(f"{name}:{line}", None, "not UTF-8 text; save it as UTF-8")
+        del data
+        if not text or text.isspace():
+            return self.problem(name, None, "empty manifest: no jobs")
+        batch = self.batch if self.batch is not None else p.stem
+        self._resolved = {}
+        base = p.absolute().parent
+        if ext == ".csv":
+            self._load_csv(name, text, batch, base)
+        else:
+            self._load_yaml(name, text, batch, base)
+
+    def _load_yaml(self, name: str, text: str, batch: str, base: Path) -> None:
+        loader = _YamlLoader(text)
+        try:
+            root = loader.get_single_node()
+            # Take what we need from the node tree (lines, keys written twice) and let it go
+            # before building specs: for 100k jobs it is the largest thing in memory.
+            top = _key_nodes(root)
+            job_nodes = _job_nodes(root)
+            job_lines = [_line(node) for node in job_nodes]
+            dups = {i: d for i, node in enumerate(job_nodes) if (d := _duplicate_keys(node))}
+            jobs_line = _line(top.get("jobs", root)) if root is not None else 1
+            data = loader.construct_document(root) if root is not None else None
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f"{name}:{mark.line + 1}" if mark else name
+            return self.problem(where, None, f"not valid YAML: {e.problem or e.context}")
+        except yaml.YAMLError as e:
+            return self.problem(name, None, f"not valid YAML: {e}")
+        finally:
+            loader.dispose()
+        del job_nodes
+        defaults = _Defaults()
+        if isinstance(data, dict):
+            lines = _key_lines(root)
+            for key in [k for k in data if k not in TOP_KEYS]:
+                where = f"{name}:{lines.get(key, 1)}"
+                self.problem(where, None, _unknown_key(key, TOP_KEYS, "key"))
+            if data.get("defaults") is not None:
+                defaults = self._defaults(name, data["defaults"], top.get("defaults", root))
+            jobs = data.get("jobs")
+            if jobs is None:
+                return self.problem(name, None, "no jobs: add a 'jobs:' list")
+        elif isinstance(data, list) or data is None:
+            jobs = data
+        else:
+            return self.problem(name, None, "expected a mapping with 'jobs:' or a list of jobs")
+        del root, top
+        if jobs is not None and not isinstance(jobs, list):
+            return self.problem(f"{name}:{jobs_line}", None, "'jobs' must be a list")
+        if not jobs:
+            return self.problem(name, None, "empty manifest: no jobs")
+        if len(job_lines) != len(jobs):  # only with exotic merge keys: locate the list instead
+            job_lines = [jobs_line] * len(jobs)
+        for i, (job, line) in enumerate(zip(jobs, job_lines, strict=True)):
+            where = f"{name}:{line}"
+            if not isinstance(job, dict):
+                self.problem(where, None, "a job must be a mapping with at least 'prompt:'")
+                continue
+            bad = [f"{k!r} is written twice" for k in dups.get(i, ())]
+            if job.keys() - _JOB_KEYS:
+                bad += [_unknown_key(k, JOB_KEYS, "key") for k in job if k not in _JOB_KEYS]
+            self._job(job, where, defaults, batch, base, bad)
+
+    def _defaults(self, name: str, raw: object, node: yaml.Node) -> _Defaults:
+        d = _Defaults()
+        if not isinstance(raw, dict):
+            self.problem(f"{name}:{_line(node)}", None, "'defaults' must be a mapping")
+            return d
+        lines = _key_lines(node)
+        for key, v in raw.items():
+            where = f"{name}:{lines.get(key, _line(node))}"
+            if key not in DEFAULT_KEYS:
+                self.problem(where, None, "defaults: " + _unknown_key(key, DEFAULT_KEYS, "key"))
+                continue
+            if v is None:
+                continue
+            try:
+                if key == "model":
+                    d.model = _model(v)
+                elif key == "output":
+                    d.output = _template(v)
+                elif key == "budget":  # accepted now, used by a later feature
+                    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                        raise _Bad(f"budget must be an amount in USD, not {_show(v)}")
+                elif (val := _COERCE[key](v)) is not None:
+                    d.params[key] = val
+            except _Bad as e:
+                self.problem(where, None, f"defaults: {e}")
+        return d
+
+    def _load_csv(self, name: str, text: str, batch: str, base: Path) -> None:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, [])
+        cols: list[str | None] = []
+        unnamed = []  # spreadsheets export trailing empty columns: fine while they stay empty
+        for i, cell in enumerate(header):
+            key = _CSV_COLUMNS.get(cell.strip().lower())
+            if not cell.strip():
+                unnamed.append(i)
+            elif key is None:
+                self.problem(f"{name} header", None, _unknown_key(cell.strip(), JOB_KEYS, "column"))
+            elif key in cols:
+                self.problem(f"{name} header", None, f"column {key!r} appears twice")
+                key = None
+            cols.append(key)
+        if "prompt" not in cols:
+            return self.problem(f"{name} header", None, "no 'prompt' column")
+        ncols, seen_rows, defaults = len(cols), False, _Defaults()
+        n = 0
+        try:
+            for n, row in enumerate(reader, 1):
+                raw: dict[str, Any] = {}
+                for key, cell in zip(cols, row, strict=False):
+                    if key and (value := cell.strip()):
+                        raw[key] = value
+                if not raw:
+                    continue
+                seen_rows = True
+                where = f"{name} row {n}"
+                bad = []
+                if len(row) > ncols and any(c.strip() for c in row[ncols:]):
+                    bad.append(f"{len(row)} cells but the header names {ncols} columns")
+                if unnamed and any(row[i].strip() for i in unnamed if i < len(row)):
+                    bad.append("a value in a column whose header is empty")
+                if refs := raw.get("referenceImages"):
+                    raw["referenceImages"] = [s.strip() for s in refs.split(";") if s.strip()]
+                self._job(raw, where, defaults, batch, base, bad)
+        except csv.Error as e:
+            return self.problem(f"{name} row {n + 1}", None, f"not valid CSV: {e}")
+        if not seen_rows:
+            self.problem(name, None, "empty manifest: no jobs")
+
+    def _image(self, v: object, what: str, base: Path, bad: list[str]) -> ImageRef | None:
+        """Check and hash an image, once per distinct file, reading it in chunks."""
+        if not isinstance(v, str):
+            bad.append(f"{what} must be a file path, not {_show(v)}")
+            return None
+        path = self._resolved.get(v)
+        if path is None:
+            try:
+                path = self._resolved[v] = (base / Path(v).expanduser()).resolve()
+            except (OSError, RuntimeError, ValueError) as e:  # NUL byte, unknown ~user, loop
+                bad.append(f"{what} {v!r} is not a usable path ({e})")
+                return None
+        ref = self._images.get(path)
+        if ref is None:
+            ref = self._images[path] = _hash_image(path)
+        if isinstance(ref, str):
+            bad.append(f"{what} {v} {ref}")
+            return None
+        return ref
+
+    def _job(
+        self,
+        raw: Mapping[str, Any],
+        where: str,
+        d: _Defaults,
+        batch: str,
+        base: Path,
+        bad: list[str],
+    ) -> None:
+        """Validate one job, then register its spec(s), or its problems."""
+        job_id = None
+        if raw.get("id") is not None:
+            try:
+                job_id = _check_id(raw["id"])
+            except _Bad as e:
+                bad.append(str(e))
+        given, prompt = raw.get("prompt"), ""
+        if given is None:
+            bad.append("prompt is missing")
+        elif not isinstance(given, str):
+            bad.append(f"prompt must be text, not {_show(given)}")
+        elif not (prompt := given.strip()):
+            bad.append("prompt is empty")
+        elif len(prompt) > MAX_PROMPT_CHARS:
+            bad.append(
+                f"prompt is {len(prompt)} characters; Veo takes about 1,024 tokens "
+                f"(roughly {MAX_PROMPT_CHARS} characters) at most"
+            )
+        model, params, output, repeat = d.model, dict(d.params), d.output, None
+        for key, v in raw.items():
+            if v is None or (key not in _COERCE and key not in ("model", "output", "repeat")):
+                continue
+            try:
+                if key == "model":
+                    model = _model(v)
+                elif key == "output":
+                    output = _template(v)
+                elif key == "repeat":
+                    repeat = _to_int("repeat", v)
+                    if not 1 <= repeat <= MAX_REPEAT:
+                        raise _Bad(f"repeat must be between 1 and {MAX_REPEAT}, not {repeat}")
+                elif (val := _COERCE[key](v)) is None:
+                    params.pop(key, None)
+                else:
+                    params[key] = val
+            except _Bad as e:
+                bad.append(str(e))
+
+        has_image, has_last = (
+            raw.get("image") not in (None, ""),
+            raw.get("lastFrame") not in (None, ""),
+        )
+        refs_raw, video = raw.get("referenceImages"), raw.get("video")
+        image = self._image(raw["image"], "image", base, bad) if has_image else None
+        last = self._image(raw["lastFrame"], "lastFrame", base, bad) if has_last else None
+        refs: list[ImageRef | None] = []
+        if refs_raw is not None and not isinstance(refs_raw, list):
+            bad.append("referenceImages must be a list of image paths")
+        elif refs_raw and len(refs_raw) > models.MAX_REFERENCE_IMAGES:
+            bad.append(
+                f"at most {models.MAX_REFERENCE_IMAGES} referenceImages, got {len(refs_raw)}"
+            )
+        elif refs_raw:
+            refs = [
+                self._image(v, f"referenceImages[{i}]", base, bad)
+                for i, v in enumerate(refs_raw, 1)
+            ]
+        has_refs = bool(refs_raw)
+        if video is not None:
+            u = urlsplit(video.strip()) if isinstance(video, str) else None
+            if u is None or u.scheme.lower() not in ("http", "https") or not u.netloc:
+                bad.append(
+                    f"video must be the http(s) URI of a previous Veo video, not {_show(video)}"
+                )
+            else:
+                video = video.strip()
+        has_video = video is not None
+        bad += _combination_problems(model, params, has_image, has_last, has_refs, has_video)
+        if repeat and params.get("seed") is not None and params["seed"] + repeat - 1 > MAX_SEED:
+            bad.append(f"seed + repeat - 1 must stay at most {MAX_SEED}")
+        if job_id and repeat and len(f"{job_id}-{repeat}") > MAX_ID_CHARS:
+            bad.append(f"id {job_id}-{repeat} would be over {MAX_ID_CHARS} characters")
+        if bad:
+            for message in bad:
+                self.problem(where, job_id, message)
+            return
+
+        ref_images = tuple(r for r in refs if r) if refs else ()
+        if job_id is None:
+            job_id = _auto_id(
+                prompt, model, self._params_json(params), image, last, ref_images, video, output
+            )
+        if repeat is None:
+            variants = [
+                JobSpec(
+                    id=job_id,
+                    batch=batch,
+                    prompt=prompt,
+                    model=model,
+                    params=params,
+                    image=image,
+                    last_frame=last,
+                    reference_images=ref_images,
+                    video_uri=video,
+                    output_name=output and _render(output, job_id, batch, None),
+                    source=where,
+                )
+            ]
+        else:
+            seed = params.get("seed")
+            variants = [
+                JobSpec(
+                    id=f"{job_id}-{i}",
+                    batch=batch,
+                    prompt=prompt,
+                    model=model,
+                    params=dict(params) if seed is None else {**params, "seed": seed + i - 1},
+                    image=image,
+                    last_frame=last,
+                    reference_images=ref_images,
+                    video_uri=video,
+                    output_name=output and _render(output, f"{job_id}-{i}", batch, i),
+                    source=where,
+                )
+                for i in range(1, repeat + 1)
+            ]
+        for spec in variants:
+            if self._clashes(spec, where):
+                return
+        for spec in variants:
+            self._ids[spec.id] = spec
+            if spec.output_name is not None:
+                self._outputs[spec.output_name] = where
+        self.specs += variants
+
+    def _params_json(self, params: dict[str, Any]) -> str:
+        """Canonical JSON of the parameters, cached: most jobs share the same few."""
+        key = tuple(params.items())
+        if (text := self._params_cache.get(key)) is None:
+            text = self._params_cache[key] = _ENCODER.encode(params)
+        return text
+
+    def _clashes(self, spec: JobSpec, where: str) -> bool:
+        """Report a second job with the same id or the same output name."""
+        first = self._ids.get(spec.id)
+        if first is not None:
+            if first.spec_hash() == spec.spec_hash():
+                msg = f"duplicate of {first.source} (use repeat: N for variants)"
+            else:
+                msg = f"id {spec.id} is also used by a different job at {first.source}"
+            self.problem(where, spec.id, msg)
+            return True
+        out = spec.output_name
+        if out is not None:
+            if problem := _output_problem(out):
+                self.problem(where, spec.id, problem)
+                return True
+            if (other := self._outputs.get(out)) is not None:
+                msg = f"output {out!r} is also used by {other}: one video would replace the other"
+                self.problem(where, spec.id, msg)
+                return True
+        return False
+
+
+def _render(template: str, job_id: str, batch: str, variant: int | None) -> str:
+    out = template.replace("{id}", job_id).replace("{batch}", batch)
+    return out if variant is None or "{id}" in template else f"{out}-{variant}"
+
+
+def _combination_problems(
+    model: str,
+    params: Mapping[str, Any],
+    has_image: bool,
+    has_last: bool,
+    has_refs: bool,
+    has_video: bool,
+) -> list[str]:
+    """The API's cross-field rules (see the API contract), checked before paying."""
+    res, dur = params["resolution"], params["durationSeconds"]
+    info = models.MODELS.get(model)
+    plain = not (has_image or has_last or has_refs or has_video or "personGeneration" in params)
+    if plain and res == "720p" and (info is None or res in info.resolutions):
+        return []  # the common text-to-video job: nothing can clash
+    bad = []
+    if has_image and has_video:
+        bad.append("image and video cannot be combined: a video extension takes no image")
+    if has_last and not has_image:
+        bad.append("lastFrame needs image (the first frame)")
+    if info is not None:
+        for used, ok, what in (
+            (has_last, info.supports_last_frame, "lastFrame"),
+            (has_refs, info.supports_reference_images, "referenceImages"),
+            (has_video, info.supports_extension, "video extension"),
+        ):
+            if used and not ok:
+                bad.append(f"model {model} does not support {what}")
+        if res not in info.resolutions:
+            bad.append(f"model {model} does not support {res} (only {', '.join(info.resolutions)})")
+    needs_8 = [f"resolution {res}"] if res in ("1080p", "4k") else []
+    needs_8 += ["referenceImages"] * has_refs + ["a video extension"] * has_video
+    if needs_8 and dur != 8:
+        bad.append(f"durationSeconds must be 8 for {' and '.join(needs_8)}, not {dur}")
+    if has_video and res != "720p":
+        bad.append(f"a video extension needs resolution 720p, not {res}")
+    if (pg := params.get("personGeneration")) is not None:
+        if has_video:
+            mode, allowed = "a video extension", "allow_all"
+        elif has_image or has_last or has_refs:
+            mode, allowed = "image-to-video", "allow_adult"
+        else:
+            mode, allowed = "text-to-video", "allow_all"
+        if pg != allowed:
+            bad.append(f"personGeneration {pg} is not allowed for {mode}: use {allowed}")
+    return bad
+
+
+def _hash_image(path: Path) -> ImageRef | str:
+    """An ImageRef, or why the file is not a usable image (completing "image x.png ...")."""
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            return "is not a file"
+        if size > MAX_IMAGE_BYTES:
+            return (
+                f"is {size / 2**20:.1f} MB; images must be at most {MAX_IMAGE_BYTES / 2**20:g} MB"
+            )
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            head = f.read(1 << 20)
+            digest.update(head)
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return f"not found (looked for {path})"
+    except OSError as e:
+        return f"cannot be read: {e.strerror}"
+    if not head:
+        return "is empty"
+    kind = _sniff(head)
+    if kind is None:
+        return "is not a PNG, JPEG or WebP image"
+    if kind not in _IMAGE_KINDS:
+        return f"is {kind} data; Veo takes PNG, JPEG or WebP"
+    claimed = _CLAIMED.get(path.suffix.lower())
+    if claimed is not None and claimed != kind:
+        return f"is {_IMAGE_KINDS[kind]} data, not {_IMAGE_KINDS[claimed]}"
+    return ImageRef(path=str(path), sha256=digest.hexdigest(), mime_type=kind)
+
+
+def load_manifests(paths: Sequence[Path | str], *, batch: str | None = None) -> list[JobSpec]:
+    """Every job of every manifest, in order, or ``ManifestError`` listing every problem.
+
+    ``batch`` names the batch of every job; by default each file's name without extension.
+    """
+    loader = _Loader(batch)
+    # Building 100k specs makes the cyclic GC rescan an ever larger heap, which doubles the
+    # load time (and more for YAML node trees); none of these objects form cycles.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for path in paths:
+            loader.load(path)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    if loader.problems:
+        raise ManifestError(loader.problems)
+    return loader.specs

@@ -1,0 +1,113 @@
+"""Generate large manifests (and small valid images) for benchmarks and tests.
+
+Only the standard library: the benchmark must run anywhere the package does. Prompts are
+distinct so every job gets its own auto id; jobs carry no ``id`` so the loader's worst
+case (hashing every spec) is what gets measured.
+"""
+
+from __future__ import annotations
+
+import csv
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+_SUBJECTS = ("a lighthouse", "a red fox", "a paper boat", "a city tram", "an old violin")
+_ACTIONS = ("at dawn", "in heavy rain", "under neon lights", "in slow motion", "at night")
+
+
+def prompt(i: int) -> str:
+    """A distinct, realistic-looking prompt for job number ``i``."""
+    subject = _SUBJECTS[i % len(_SUBJECTS)]
+    action = _ACTIONS[(i // len(_SUBJECTS)) % len(_ACTIONS)]
+    return f"Cinematic shot of {subject} {action}, take {i}, shallow depth of field"
+
+
+def png_bytes(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid, solid-colour 8-bit RGB PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" + bytes(rgb) * width  # filter type 0, then the pixels
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(row * height))
+        + chunk(b"IEND", b"")
+    )
+
+
+def write_images(folder: Path, n: int) -> list[Path]:
+    """``n`` small PNGs with distinct colours (so distinct sha256s) in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"img{i:04d}.png"
+        path.write_bytes(png_bytes(16, 9, (i % 256, (i // 256) % 256, 128)))
+        paths.append(path)
+    return paths
+
+
+def _image_for(i: int, images: Sequence[Path] | None, base: Path) -> str | None:
+    if not images:
+        return None
+    image = Path(images[i % len(images)])
+    try:
+        return image.relative_to(base).as_posix()
+    except ValueError:
+        return str(image.resolve())
+
+
+def write_csv(path: Path, n_rows: int, *, images: list[Path] | None = None) -> Path:
+    """A CSV manifest of ``n_rows`` jobs, text-only or cycling over ``images``."""
+    base = path.absolute().parent
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["prompt", "image", "aspect_ratio", "durationSeconds"] if images else ["prompt"])
+        for i in range(n_rows):
+            if images:
+                w.writerow([prompt(i), _image_for(i, images, base), "16:9", "8"])
+            else:
+                w.writerow([prompt(i)])
+    return path
+
+
+def _yaml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_yaml(path: Path, n_jobs: int, *, images: list[Path] | None = None) -> Path:
+    """A YAML manifest with ``defaults:`` and ``n_jobs`` jobs, text-only or with images."""
+    base = path.absolute().parent
+    with path.open("w", encoding="utf-8") as f:
+        f.write('defaults:\n  aspectRatio: "16:9"\n  durationSeconds: 8\njobs:\n')
+        for i in range(n_jobs):
+            f.write(f"  - prompt: {_yaml_str(prompt(i))}\n")
+            if (image := _image_for(i, images, base)) is not None:
+                f.write(f"    image: {_yaml_str(image)}\n")
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+    import tempfile
+    import time
+
+    from batchveo.manifest import load_manifests
+
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        imgs = write_images(folder / "img", 20)
+        for label, make in (("csv", write_csv), ("yaml", write_yaml)):
+            for with_images in (False, True):
+                path = make(folder / f"bench.{label}", n, images=imgs if with_images else None)
+                t0 = time.perf_counter()
+                specs = load_manifests([path])
+                dt = time.perf_counter() - t0
+                kind = "images" if with_images else "text"
+                print(f"{label:4} {kind:6} {len(specs):>7} jobs  {dt:6.2f} s")
