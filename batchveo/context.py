@@ -1,0 +1,207 @@
+"""What the three stages of a run share: settings, the store, the client, the pacer.
+
+The stages (``submitter``, ``poller``, ``downloader``) never talk to each
+other directly: they move jobs between states in the store and nudge each
+other through the events here, so any of them can be restarted from the
+database alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from batchveo.models import RETENTION_S
+from batchveo.pacing import Pacer
+from batchveo.spec import JobSpec
+from batchveo.store import Job, Store
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out_dir: Path = Path("videos")
+    rpm: float = 10.0
+    """Submits per minute; 0 means unpaced (a local simulator, a benchmark)."""
+    max_inflight: int = 10
+    """Cap on submitting + running jobs: operations that may exist on the server."""
+    max_attempts: int = 5
+    first_poll_s: float = 10.0
+    poll_interval_s: float = 10.0
+    poll_max_interval_s: float = 60.0
+    """Long generations are polled less and less often, up to this interval."""
+    poll_jitter: float = 0.1
+    polls_count_against_rpm: bool = False
+    operation_grace_s: float = 60.0
+    """A 404 on a poll this soon after submit is the service catching up, not a loss."""
+    retention_s: float = RETENTION_S
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    submitters: int = 4
+    poll_concurrency: int = 8
+    downloaders: int = 4
+    max_runtime_s: float | None = None
+    shutdown_grace_s: float = 30.0
+    resubmit_uncertain: bool = False
+    max_jobs: int | None = None
+    """Cap on new submits in this run (a first small try of a big batch)."""
+
+
+class Client(Protocol):
+    """The part of ``api.VeoClient`` a run uses; tests may pass their own."""
+
+    async def submit(self, spec: JobSpec) -> str: ...
+
+    async def poll(self, operation_name: str, model: str) -> Any: ...
+
+    async def download(self, uri: str, dest: Path) -> Any: ...
+
+
+@dataclass
+class RunStats:
+    submitted: int = 0
+    submit_errors: int = 0
+    polls: int = 0
+    generated: int = 0
+    downloaded: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    expired: int = 0
+    recent_errors: list[str] = field(default_factory=list)
+
+    def note_error(self, message: str, keep: int = 5) -> None:
+        self.recent_errors.append(message)
+        del self.recent_errors[:-keep]
+
+
+@dataclass(order=True)
+class DueJob:
+    due_at: float
+    generated_at: float
+    job: Job = field(compare=False)
+    tries: int = field(default=0, compare=False)
+
+
+class DownloadQueue:
+    """Generated jobs, closest to expiry first, each with its own retry time.
+
+    Filled from the database when a run starts and by the poller as videos are
+    made, so downloaders never sweep the table.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[DueJob] = []
+        self._known: set[str] = set()
+
+    def add(self, job: Job, due_at: float = 0.0) -> None:
+        if job.id not in self._known:
+            self._known.add(job.id)
+            heapq.heappush(self._heap, DueJob(due_at, job.generated_at or 0.0, job))
+
+    def pop_due(self, now: float) -> DueJob | None:
+        if self._heap and self._heap[0].due_at <= now:
+            return heapq.heappop(self._heap)
+        return None
+
+    def next_due(self) -> float | None:
+        return self._heap[0].due_at if self._heap else None
+
+    def retry(self, item: DueJob, due_at: float) -> None:
+        heapq.heappush(self._heap, DueJob(due_at, item.generated_at, item.job, item.tries + 1))
+
+    def forget(self, job_id: str) -> None:
+        self._known.discard(job_id)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+
+Observer = Callable[[str, dict[str, Any]], None]
+"""Called with (event name, details) on every state change; must not block."""
+
+
+class RunContext:
+    """Shared state of one run: created inside the running loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: Client,
+        config: RunConfig,
+        pacer: Pacer,
+        *,
+        observer: Observer | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.store = store
+        self.client = client
+        self.config = config
+        self.pacer = pacer
+        self.observer = observer
+        self.rng = rng or random.Random()
+        self.stats = RunStats()
+        self.stop_claiming = asyncio.Event()
+        """Set on a signal, --max-runtime or a stop error: no new submits."""
+        self.stop_all = asyncio.Event()
+        """Set when the run must wind down entirely (account error, second signal)."""
+        self.stop_reason: str | None = None
+        self.account_error: str | None = None
+        self.wake_submitters = asyncio.Event()
+        self.wake_poller = asyncio.Event()
+        self.wake_downloader = asyncio.Event()
+        self.downloads = DownloadQueue()
+        self.inflight = 0
+        self.new_submits = 0
+        self.active_submitters = 0
+
+    def now(self) -> float:
+        return self.store.clock()
+
+    def emit(self, event: str, **details: Any) -> None:
+        if self.observer is not None:
+            self.observer(event, details)
+
+    def backoff_s(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, for retrying one job."""
+        c = self.config
+        cap = min(c.backoff_max_s, c.backoff_base_s * 2 ** max(0, attempt - 1))
+        return cap * (0.5 + self.rng.random() / 2)
+
+    def request_stop(self, reason: str, *, everything: bool = False) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self.stop_claiming.set()
+        self.wake_submitters.set()
+        if everything:
+            self.stop_all.set()
+            self.wake_poller.set()
+            self.wake_downloader.set()
+
+    def submitters_done(self) -> bool:
+        return self.active_submitters == 0
+
+    def pipeline_idle(self) -> bool:
+        """Nothing can become generated any more: no submitter, no operation in flight."""
+        return self.submitters_done() and self.inflight == 0
+
+    def release_slot(self) -> None:
+        """A job left submitting/running: another submit may start."""
+        self.inflight = max(0, self.inflight - 1)
+        self.wake_submitters.set()
+
+
+async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
+    """Wait for ``event`` (then clear it) or the timeout; True if it was set."""
+    try:
+        if timeout_s is None:
+            await event.wait()
+        else:
+            await asyncio.wait_for(event.wait(), max(0.0, timeout_s))
+    except TimeoutError:
+        return False
+    event.clear()
+    return True

@@ -1,0 +1,140 @@
+"""The downloader: bring every generated video home before the server deletes it.
+
+The service keeps a video for two days. Jobs are taken oldest-generated first
+(closest to expiry), every video streams to ``NAME.part`` and is renamed only
+when complete and checked, and the job is ``done`` only once all its files are
+on disk with their size and sha256 recorded. A paid-for video is never given
+up while it may still exist: transient failures retry until the retention
+window has passed, and then the job is ``expired``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from batchveo.context import DueJob, RunContext, wait_event
+from batchveo.errors import JobRejected, NotFound, RetryLater, StopRun
+from batchveo.states import ErrorKind, JobState
+from batchveo.store import Job
+
+S = JobState
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_IDLE_CHECK_S = 5.0
+
+
+def safe_segment(name: str) -> str:
+    """One path segment that cannot climb out of the output folder or hide."""
+    cleaned = _SAFE.sub("_", name).strip("._") or "job"
+    return cleaned[:150]
+
+
+def output_paths(out_dir: Path, job: Job) -> list[Path]:
+    """``OUT/<id>.mp4``, or ``OUT/<id>_<n>.mp4`` (n from 1) when there are several videos.
+
+    An id is always one file name; only a manifest's ``output`` template (already
+    checked to be relative) may name sub-folders.
+    """
+    if job.output_name:
+        parts = [safe_segment(p) for p in job.output_name.split("/") if p not in ("", ".", "..")]
+    else:
+        parts = [safe_segment(job.id)]
+    folder = out_dir.joinpath(*parts[:-1])
+    stem = parts[-1] if parts else safe_segment(job.id)
+    n = len(job.video_uris)
+    names = [f"{stem}.mp4"] if n == 1 else [f"{stem}_{i}.mp4" for i in range(1, n + 1)]
+    paths = [folder / name for name in names]
+    root = out_dir.resolve()
+    for p in paths:
+        if not p.resolve().is_relative_to(root):  # defence in depth; segments are sanitised
+            raise ValueError(f"job {job.id}: output path escapes {out_dir}")
+    return paths
+
+
+def clean_partial_files(out_dir: Path) -> int:
+    """Remove ``*.part`` leftovers of a run that died mid-download; never results."""
+    if not out_dir.exists():
+        return 0
+    n = 0
+    for part in out_dir.rglob("*.part"):
+        part.unlink(missing_ok=True)
+        n += 1
+    return n
+
+
+async def downloader(ctx: RunContext, *, keep_running: bool = False) -> None:
+    """One worker of the pool; all workers share ``ctx.downloads``."""
+    queue = ctx.downloads
+    while not ctx.stop_all.is_set():
+        item = queue.pop_due(ctx.now())
+        if item is None:
+            if not keep_running and not len(queue) and ctx.pipeline_idle():
+                ctx.wake_downloader.set()  # let the other workers see it too
+                return
+            next_due = queue.next_due()
+            wait_s = _IDLE_CHECK_S if next_due is None else next_due - ctx.now()
+            await wait_event(ctx.wake_downloader, min(_IDLE_CHECK_S, wait_s))
+            continue
+        await download_one(ctx, item)
+
+
+async def download_one(ctx: RunContext, item: DueJob) -> None:
+    job, queue = item.job, ctx.downloads
+    now = ctx.now()
+    expires_at = (job.generated_at or now) + ctx.config.retention_s
+    try:
+        paths = output_paths(ctx.config.out_dir, job)
+        files = []
+        for uri, path in zip(job.video_uris, paths, strict=True):
+            result = await ctx.client.download(uri, path)
+            files.append({"path": str(result.path), "size": result.size, "sha256": result.sha256})
+    except (NotFound, RetryLater) as e:
+        if isinstance(e, NotFound) and now >= expires_at:
+            await _end(ctx, job, S.EXPIRED, ErrorKind.EXPIRED, f"video deleted: {e}")
+            return
+        if now >= expires_at:
+            await _end(ctx, job, S.EXPIRED, ErrorKind.EXPIRED, f"past retention: {e}")
+            return
+        ctx.stats.note_error(f"{job.id}: download: {e}")
+        delay_s = min(ctx.backoff_s(item.tries + 1), max(0.0, expires_at - now))
+        queue.retry(item, now + delay_s)
+        ctx.wake_downloader.set()
+        return
+    except (JobRejected, ValueError) as e:
+        await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
+        return
+    except StopRun as e:
+        ctx.account_error = str(e)
+        ctx.request_stop(f"stopped: {e}", everything=True)
+        queue.retry(item, now)
+        return
+    await ctx.store.transition(
+        job.id,
+        S.GENERATED,
+        S.DONE,
+        files=files,
+        finished_at=ctx.now(),
+        detail=f"{len(files)} file(s)",
+    )
+    queue.forget(job.id)
+    ctx.stats.downloaded += 1
+    ctx.emit("done", job=job.id, files=[f["path"] for f in files])
+
+
+async def _end(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
+    await ctx.store.transition(
+        job.id,
+        S.GENERATED,
+        dst,
+        error_kind=kind.value,
+        error=why,
+        finished_at=ctx.now(),
+        detail=why,
+    )
+    ctx.downloads.forget(job.id)
+    if dst is S.EXPIRED:
+        ctx.stats.expired += 1
+    else:
+        ctx.stats.failed += 1
+    ctx.stats.note_error(f"{job.id}: {why}")
+    ctx.emit(dst.value, job=job.id, error_kind=kind.value, error=why)

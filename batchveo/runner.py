@@ -1,0 +1,261 @@
+"""A run: load manifests, then drive every job of the database to a terminal state.
+
+The runner composes the three stages (see ``submitter``, ``poller``,
+``downloader``) over one store and one client, and owns how a run ends:
+
+* all work finished: every stage returns by itself (``--until-idle``);
+* a stop request (first SIGINT/SIGTERM, ``--max-runtime``): no new claims,
+  in-flight submits get ``shutdown_grace_s`` to return and be recorded, then
+  everything else stops; nothing is lost, the next run continues;
+* a second stop request: every task is cancelled at once. Still safe: a job
+  cut off mid-submit stays ``submitting`` and becomes ``uncertain`` next time;
+* an account error (401/403/balance) or an unusable model: everything stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
+from batchveo.downloader import clean_partial_files, downloader
+from batchveo.manifest import load_manifests
+from batchveo.pacing import Pacer
+from batchveo.poller import poller
+from batchveo.spec import JobSpec
+from batchveo.states import TERMINAL, JobState
+from batchveo.store import Store
+from batchveo.submitter import submitter
+
+S = JobState
+WORK_LEFT = frozenset({S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED})
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    new: int
+    existing: int
+    replaced: int
+    batches: tuple[str, ...]
+
+    def summary(self) -> str:
+        text = f"{self.new} new, {self.existing} already loaded"
+        if self.replaced:
+            text += f", {self.replaced} replaced"
+        if self.batches:
+            text += f" (batch {', '.join(self.batches)})"
+        return text
+
+
+def validate_manifests(manifests: Sequence[Path], *, batch: str | None = None) -> list[JobSpec]:
+    """Every row of every manifest checked; raises ``ManifestError`` listing all problems."""
+    return load_manifests(list(manifests), batch=batch)
+
+
+async def add_specs(
+    store: Store, specs: Sequence[JobSpec], manifests: Sequence[Path], *, replace: bool = False
+) -> LoadResult:
+    """Add validated specs in one transaction: all of them or none."""
+    result = await store.add_jobs(
+        specs, replace=replace, manifest=", ".join(str(m) for m in manifests)
+    )
+    batches = tuple(dict.fromkeys(s.batch for s in specs))
+    return LoadResult(result.new, result.existing, result.replaced, batches)
+
+
+async def load_into_store(
+    db_path: Path, manifests: Sequence[Path], *, batch: str | None = None, replace: bool = False
+) -> LoadResult:
+    # Validate before opening the database: a bad manifest must not even create it.
+    specs = await asyncio.to_thread(validate_manifests, manifests, batch=batch)
+    async with await Store.open(db_path) as store:
+        return await add_specs(store, specs, manifests, replace=replace)
+
+
+@dataclass
+class RunResult:
+    states: dict[str, int]
+    stats: RunStats
+    stop_reason: str | None = None
+    account_error: str | None = None
+    recovered_uncertain: list[str] = field(default_factory=list)
+    cleaned_partials: int = 0
+
+    @property
+    def work_left(self) -> int:
+        return sum(self.states.get(s.value, 0) for s in WORK_LEFT)
+
+    @property
+    def exit_code(self) -> int:
+        if self.account_error:
+            return 4
+        if self.work_left:
+            return 75
+        bad = sum(self.states.get(s.value, 0) for s in (S.FAILED, S.EXPIRED, S.UNCERTAIN))
+        return 1 if bad else 0
+
+    def summary(self) -> str:
+        parts = [f"{n} {state}" for state, n in self.states.items() if n]
+        text = ", ".join(parts) or "no jobs"
+        if self.account_error:
+            return f"stopped: {self.account_error}; jobs left pending ({text})"
+        if self.work_left and self.stop_reason:
+            return f"{self.stop_reason} with work left, run again to continue ({text})"
+        return text
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        client: Client,
+        config: RunConfig,
+        *,
+        observer: Observer | None = None,
+        rng: random.Random | None = None,
+    ):
+        self.store = store
+        self.client = client
+        self.config = config
+        self.observer = observer
+        self.rng = rng or random.Random()
+        self.ctx: RunContext | None = None
+        self._stop_requests = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._early_stop: str | None = None
+
+    def request_stop(self, reason: str = "interrupted") -> None:
+        """First call: stop gracefully. Second call: stop at once (still safe)."""
+        self._stop_requests += 1
+        if self.ctx is None:
+            self._early_stop = reason
+            return
+        if self._stop_requests == 1:
+            self.ctx.request_stop(reason)
+        else:
+            self.ctx.request_stop(reason, everything=True)
+            for t in self._tasks:
+                t.cancel()
+
+    async def run(self) -> RunResult:
+        store, config = self.store, self.config
+        recovered = await store.recover_interrupted()
+        if config.resubmit_uncertain:
+            await store.requeue([S.UNCERTAIN])
+        cleaned = clean_partial_files(config.out_dir)
+        pacer = Pacer(
+            config.rpm,
+            initial_delay_s=await self._restart_gap_s(),
+            backoff_base_s=config.backoff_base_s,
+            backoff_max_s=config.backoff_max_s,
+            rng=self.rng,
+        )
+        ctx = self.ctx = RunContext(
+            store, self.client, config, pacer, observer=self.observer, rng=self.rng
+        )
+        ctx.inflight = await store.count_states([S.RUNNING])
+        for job in await store.jobs([S.GENERATED], order="generated_at"):
+            ctx.downloads.add(job)
+        if self._early_stop:
+            ctx.request_stop(self._early_stop)
+        ctx.emit("run_started", recovered_uncertain=len(recovered), cleaned_partials=cleaned)
+        await self._drive(ctx)
+        states = {s.value: n for s, n in (await self._state_counts()).items()}
+        result = RunResult(
+            states=states,
+            stats=ctx.stats,
+            stop_reason=ctx.stop_reason,
+            account_error=ctx.account_error,
+            recovered_uncertain=recovered,
+            cleaned_partials=cleaned,
+        )
+        ctx.emit("run_finished", states=states, exit_code=result.exit_code)
+        return result
+
+    async def _restart_gap_s(self) -> float:
+        """Wait out the pacing gap since the last submit, even one from a previous run."""
+        if not self.config.rpm:
+            return 0.0
+        last = await self.store.last_submit_at()
+        if last is None:
+            return 0.0
+        period_s = 60.0 / self.config.rpm
+        return max(0.0, last + period_s - self.store.clock())
+
+    async def _state_counts(self) -> dict[JobState, int]:
+        totals: dict[JobState, int] = {s: 0 for s in JobState}
+        for counts in (await self.store.counts()).values():
+            for state, n in counts.items():
+                totals[JobState(state)] += n
+        return totals
+
+    async def _drive(self, ctx: RunContext) -> None:
+        config = ctx.config
+        ctx.active_submitters = config.submitters
+        subs = [asyncio.create_task(self._submitter(ctx)) for _ in range(config.submitters)]
+        others = [asyncio.create_task(poller(ctx))]
+        others += [asyncio.create_task(downloader(ctx)) for _ in range(config.downloaders)]
+        self._tasks = subs + others
+        deadline = None
+        if config.max_runtime_s is not None:
+            loop = asyncio.get_running_loop()
+            margin_s = min(60.0, config.max_runtime_s * 0.1)
+            deadline = loop.call_later(
+                max(0.0, config.max_runtime_s - margin_s),
+                ctx.request_stop,
+                "max runtime reached",
+            )
+        stop_wait = asyncio.create_task(ctx.stop_claiming.wait())
+        try:
+            pending = set(self._tasks)
+            while pending:
+                done, pending = await asyncio.wait(
+                    pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stop_wait)
+                for t in done:
+                    if t is not stop_wait and not t.cancelled() and t.exception():
+                        raise t.exception()  # type: ignore[misc]
+                if stop_wait in done and pending:
+                    await self._wind_down(ctx, subs, others)
+                    break
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+            stop_wait.cancel()
+            for t in self._tasks:
+                t.cancel()
+            for t in self._tasks:
+                try:
+                    await t
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    pass  # already raised above, or irrelevant once stopping
+
+    async def _wind_down(
+        self, ctx: RunContext, subs: list[asyncio.Task[None]], others: list[asyncio.Task[None]]
+    ) -> None:
+        """Let in-flight submits return and be recorded, then stop everything."""
+        live = [t for t in subs if not t.done()]
+        if live and not ctx.stop_all.is_set():
+            await asyncio.wait(live, timeout=ctx.config.shutdown_grace_s)
+        ctx.request_stop(ctx.stop_reason or "stopped", everything=True)
+        live = [t for t in others if not t.done()]
+        if live:
+            await asyncio.wait(live, timeout=5.0)
+
+    async def _submitter(self, ctx: RunContext) -> None:
+        try:
+            await submitter(ctx)
+        finally:
+            ctx.active_submitters -= 1
+            ctx.wake_poller.set()
+            ctx.wake_downloader.set()
+
+
+def is_terminal(state: JobState) -> bool:
+    return state in TERMINAL

@@ -1,0 +1,150 @@
+"""Submitters: turn ``pending`` jobs into operations on the server.
+
+Order of events for one job, each step committed before the next:
+
+1. wait for a free in-flight slot and for the pacer (before claiming, so a job
+   never sits in ``submitting`` while we merely wait our turn);
+2. claim it: ``pending -> submitting`` (from now on, a crash means "maybe billed");
+3. send ``predictLongRunning``;
+4. record the outcome: ``running`` with the operation name, or back to
+   ``pending`` when the request provably never counted, or ``failed``, or
+   ``uncertain`` when the request may have reached the server but we do not
+   know what it did. An uncertain job is never resent without the user's word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from batchveo.context import RunContext, wait_event
+from batchveo.errors import (
+    JobRejected,
+    RateLimited,
+    RetryLater,
+    StopRun,
+    SubmitOutcomeUnknown,
+)
+from batchveo.states import ErrorKind, JobState
+from batchveo.store import Job
+
+S = JobState
+
+
+async def submitter(ctx: RunContext) -> None:
+    """One worker; a run starts ``config.submitters`` of them."""
+    while not ctx.stop_claiming.is_set():
+        if not await _wait_for_slot(ctx):
+            continue
+        if ctx.config.max_jobs is not None and ctx.new_submits >= ctx.config.max_jobs:
+            return
+        ctx.inflight += 1  # reserve the slot before any await
+        try:
+            await ctx.pacer.acquire()
+            if ctx.stop_claiming.is_set():
+                ctx.release_slot()
+                return
+            jobs = await ctx.store.claim_pending(1)
+        except BaseException:
+            ctx.release_slot()
+            raise
+        if not jobs:
+            ctx.release_slot()
+            if not await _wait_for_work(ctx):
+                return
+            continue
+        ctx.new_submits += 1
+        await submit_one(ctx, jobs[0])
+
+
+async def _wait_for_slot(ctx: RunContext) -> bool:
+    """True when a slot is free; False to re-check the stop flags first."""
+    if ctx.inflight < ctx.config.max_inflight:
+        return True
+    await wait_event(ctx.wake_submitters, 1.0)
+    return False
+
+
+async def _wait_for_work(ctx: RunContext) -> bool:
+    """No job is due: sleep until one is (a backoff ends) or give up if none waits."""
+    next_at = await ctx.store.next_attempt_at()
+    if next_at is None:
+        return False  # nothing pending at all: this worker is done
+    await wait_event(ctx.wake_submitters, min(5.0, max(0.0, next_at - ctx.now())))
+    return True
+
+
+async def submit_one(ctx: RunContext, job: Job) -> None:
+    store, now = ctx.store, ctx.now
+    try:
+        operation = await ctx.client.submit(job.spec())
+    except SubmitOutcomeUnknown as e:
+        ctx.stats.uncertain += 1
+        ctx.stats.note_error(f"{job.id}: {e}")
+        await _move(ctx, job, S.UNCERTAIN, ErrorKind.SUBMIT_UNKNOWN, str(e))
+    except RateLimited as e:
+        pause_s = ctx.pacer.on_rate_limited(e.retry_after_s)
+        ctx.emit("rate_limited", job=job.id, pause_s=pause_s)
+        # A 429 is the server refusing to count the request: not an attempt.
+        await _requeue(ctx, job, now() + pause_s, str(e), attempts=job.attempts - 1)
+    except RetryLater as e:
+        ctx.stats.submit_errors += 1
+        ctx.stats.note_error(f"{job.id}: {e}")
+        if job.attempts >= ctx.config.max_attempts:
+            detail = f"gave up after {job.attempts} attempts: {e}"
+            await _move(ctx, job, S.FAILED, ErrorKind.RETRIES_EXHAUSTED, detail)
+        else:
+            await _requeue(ctx, job, now() + ctx.backoff_s(job.attempts), str(e))
+    except JobRejected as e:
+        ctx.stats.note_error(f"{job.id}: {e}")
+        await _move(ctx, job, S.FAILED, ErrorKind(e.kind), str(e))
+    except StopRun as e:
+        # Nothing was created: the job goes back untouched, the run stops.
+        await _requeue(ctx, job, None, str(e), attempts=job.attempts - 1)
+        ctx.account_error = str(e)
+        ctx.request_stop(f"stopped: {e}", everything=True)
+    except asyncio.CancelledError:
+        # Cancelled mid-request (second signal, shutdown timeout): the job stays
+        # `submitting`, and the next run marks it uncertain. That is the truth.
+        raise
+    else:
+        t = now()
+        await store.transition(
+            job.id,
+            S.SUBMITTING,
+            S.RUNNING,
+            operation=operation,
+            submitted_at=t,
+            next_poll_at=t + ctx.config.first_poll_s,
+            detail=operation,
+        )
+        ctx.pacer.on_success()
+        ctx.stats.submitted += 1
+        ctx.emit("submitted", job=job.id, operation=operation, attempt=job.attempts)
+        ctx.wake_poller.set()
+        return
+    ctx.release_slot()
+
+
+async def _requeue(
+    ctx: RunContext, job: Job, at: float | None, why: str, *, attempts: int | None = None
+) -> None:
+    fields: dict[str, object] = {"next_attempt_at": at, "error": why}
+    if attempts is not None:
+        fields["attempts"] = max(0, attempts)
+    await ctx.store.transition(job.id, S.SUBMITTING, S.PENDING, detail=why, **fields)
+    ctx.emit("retry", job=job.id, error=why, at=at)
+
+
+async def _move(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
+    await ctx.store.transition(
+        job.id,
+        S.SUBMITTING,
+        dst,
+        error_kind=kind.value,
+        error=why,
+        finished_at=ctx.now(),
+        detail=why,
+    )
+    if dst is S.FAILED:
+        ctx.stats.failed += 1
+    ctx.emit(dst.value, job=job.id, error_kind=kind.value, error=why)

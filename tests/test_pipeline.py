@@ -1,0 +1,179 @@
+"""The pipeline end to end, in process, against the simulator over real sockets."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from batchveo.downloader import output_paths
+from batchveo.states import JobState
+from batchveo.store import Store
+from tests.conftest import make_spec
+from tests.pipeline_helpers import VIDEO_SHA256, fast_config, fast_sim, run_batch, sha256_file
+
+S = JobState
+
+
+async def test_a_batch_with_every_kind_of_failure_ends_right(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "videos"
+    specs = [
+        make_spec("ok1", "a calm sea"),
+        make_spec("ok2", "a busy street"),
+        make_spec("flaky", "flaky server [sim:500x2]"),
+        make_spec("throttled", "throttled [sim:429x1]"),
+        make_spec("policy", "rejected [sim:content_policy]"),
+        make_spec("badreq", "invalid [sim:bad_request]"),
+        make_spec("operr", "breaks [sim:op_error]"),
+        make_spec("filtered", "blocked [sim:filtered]"),
+        make_spec("lost", "answer lost [sim:lostx1]"),
+        make_spec("reset", "connection reset [sim:resetx1]"),
+        make_spec("trunc", "cut download [sim:truncatedx2]"),
+        make_spec("hopeless", "always down [sim:500x99]"),
+    ]
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, fast_config(out, max_attempts=3), specs)
+        stats = sim.stats()
+
+    jobs = {j.id: j for j in await store.jobs()}
+    expect = {
+        "ok1": (S.DONE, None),
+        "ok2": (S.DONE, None),
+        "flaky": (S.DONE, None),
+        "throttled": (S.DONE, None),
+        "trunc": (S.DONE, None),
+        "policy": (S.FAILED, "content_policy"),
+        "badreq": (S.FAILED, "bad_request"),
+        "operr": (S.FAILED, "operation_error"),
+        "filtered": (S.FAILED, "filtered"),
+        "lost": (S.UNCERTAIN, "submit_outcome_unknown"),
+        "reset": (S.UNCERTAIN, "submit_outcome_unknown"),
+        "hopeless": (S.FAILED, "retries_exhausted"),
+    }
+    assert {k: (j.state, j.error_kind) for k, j in jobs.items()} == expect
+    assert "not charged" in (jobs["filtered"].error or "")
+    assert jobs["hopeless"].attempts == 3
+    assert result.exit_code == 1
+
+    for job in jobs.values():
+        if job.state is S.DONE:
+            [f] = job.files
+            path = out / f"{job.id}.mp4"
+            assert f["path"] == str(path) and f["sha256"] == VIDEO_SHA256
+            assert sha256_file(path) == VIDEO_SHA256 and path.stat().st_size == f["size"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{k}.mp4" for k, (s, _) in expect.items() if s is S.DONE
+    )
+    # Nothing was paid for twice, and finished operations were never polled again.
+    assert all(n == 1 for n in stats["submits_by_prompt"].values())
+    assert stats["polls_after_done"] == 0
+    assert stats["key_leaks"] == 0
+
+
+async def test_rate_limit_is_respected_and_quota_never_trips(store: Store, tmp_path: Path) -> None:
+    # The server allows 5 submits per 0.5 s window; the client paces at that rate (600/min).
+    specs = [make_spec(f"j{i}") for i in range(16)]
+    async with fast_sim(rpm_limit=5, rate_window_s=0.5) as sim:
+        result = await run_batch(store, sim, fast_config(tmp_path / "v", rpm=600), specs)
+        stats = sim.stats()
+    assert result.exit_code == 0
+    assert stats["quota_violations"] == 0
+    assert stats["max_submits_in_window"] <= 5
+    assert stats["requests"]["submit"] == {"200": 16}
+
+
+async def test_inflight_cap_holds_against_the_server_concurrency_quota(
+    store: Store, tmp_path: Path
+) -> None:
+    specs = [make_spec(f"j{i}") for i in range(12)]
+    async with fast_sim(max_concurrent_ops=3) as sim:
+        result = await run_batch(store, sim, fast_config(tmp_path / "v", max_inflight=3), specs)
+        stats = sim.stats()
+    assert result.exit_code == 0
+    assert stats["quota_violations"] == 0 and stats["max_concurrent_ops"] <= 3
+
+
+async def test_rate_limited_submits_pause_and_are_not_counted_as_attempts(
+    store: Store, tmp_path: Path
+) -> None:
+    specs = [make_spec("a", "busy [sim:429x3]")]
+    async with fast_sim(retry_after_style="retryinfo", retry_after_s=0.01) as sim:
+        result = await run_batch(store, sim, fast_config(tmp_path / "v", max_attempts=2), specs)
+    job = await store.get("a")
+    assert job is not None and job.state is S.DONE and job.attempts == 1
+    assert result.stats.submitted == 1
+
+
+async def test_account_error_stops_the_run_and_leaves_jobs_pending(
+    store: Store, tmp_path: Path
+) -> None:
+    specs = [make_spec(f"j{i}") for i in range(6)]
+    config = fast_config(tmp_path / "v", submitters=1)
+    async with fast_sim(balance_submits=2) as sim:
+        result = await run_batch(store, sim, config, specs)
+        stats = sim.stats()
+    assert result.exit_code == 4
+    assert "insufficient balance" in (result.account_error or "").lower()
+    counts = (await store.counts())["b1"]
+    assert counts.get("pending") == 4 and counts.get("failed", 0) == 0
+    assert stats["requests"]["submit"].get("403") == 1
+
+
+async def test_a_retired_model_stops_the_run(store: Store, tmp_path: Path) -> None:
+    specs = [make_spec("a", model="veo-3.1-fast-generate-preview")]
+    async with fast_sim(retired_models="veo-3.1-fast-generate-preview") as sim:
+        result = await run_batch(store, sim, fast_config(tmp_path / "v"), specs)
+    assert result.exit_code == 4 and "no longer available" in (result.account_error or "")
+    job = await store.get("a")
+    assert job is not None and job.state is S.PENDING and job.attempts == 0
+
+
+async def test_video_deleted_before_download_ends_expired(tmp_path: Path) -> None:
+    # Both the service and the runner see time jump by more than the retention
+    # window right after the video is made: the download finds it deleted.
+    skew = [0.0]
+    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+    out = tmp_path / "v"
+
+    def observer(event: str, details: dict[str, object]) -> None:
+        if event == "generated":
+            skew[0] += 3 * 24 * 3600
+
+    try:
+        sim_clock = lambda: time.monotonic() + skew[0]  # noqa: E731
+        async with fast_sim(retention_s=2 * 24 * 3600, clock=sim_clock) as sim:
+            await store.add_jobs([make_spec("late")])
+            config = fast_config(out, retention_s=2 * 24 * 3600)
+            result = await run_batch(store, sim, config, observer=observer)
+            stats = sim.stats()
+        job = await store.get("late")
+        assert job is not None and job.state is S.EXPIRED and job.error_kind == "expired"
+        assert stats["requests"]["download"] == {"404": 1}
+        assert result.exit_code == 1
+        assert not out.exists() or not list(out.rglob("*.mp4*"))
+    finally:
+        await store.close()
+
+
+async def test_several_samples_and_unsafe_ids_stay_inside_out(tmp_path: Path) -> None:
+    from batchveo.store import Job
+
+    out = tmp_path / "videos"
+    job = Job.from_row(
+        (
+            "../../etc/passwd", "b", "generated", "h", "p", "m", "{}", "{}", None, None, 0.0,
+            "op", '["u1", "u2"]', None, None, None, 1, None, None, 0, 0.0, 0.0, None, 1.0, None,
+        )
+    )  # fmt: skip
+    paths = output_paths(out, job)
+    assert [p.name for p in paths] == ["etc_passwd_1.mp4", "etc_passwd_2.mp4"]
+    assert all(p.parent == out for p in paths)
+
+
+async def test_rerun_of_a_finished_database_does_nothing(store: Store, tmp_path: Path) -> None:
+    specs = [make_spec(f"j{i}") for i in range(3)]
+    async with fast_sim() as sim:
+        first = await run_batch(store, sim, fast_config(tmp_path / "v"), specs)
+        second = await run_batch(store, sim, fast_config(tmp_path / "v"), specs)
+        stats = sim.stats()
+    assert first.exit_code == second.exit_code == 0
+    assert stats["requests"]["submit"] == {"200": 3}
