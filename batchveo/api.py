@@ -76,6 +76,7 @@ from batchveo.errors import (
     ContentRejected,
     ModelUnavailable,
     NotFound,
+    NotSent,
     QuotaExhausted,
     RateLimited,
     StopRun,
@@ -718,7 +719,10 @@ class VeoClient:
         if kind != "submit" or probe is None:
             return Transient(f"{kind} failed: {what}")
         if provably_unsent(exc, probe):
-            return Transient(f"submit was not sent: {what}")
+            unreachable = isinstance(
+                exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+            )
+            return NotSent(f"submit was not sent: {what}", unreachable=unreachable)
         return SubmitOutcomeUnknown(
             f"submit may have reached the server ({what}); it may have created a paid "
             "operation, so it is not resent automatically"

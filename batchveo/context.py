@@ -47,6 +47,8 @@ class RunConfig:
     max_runtime_s: float | None = None
     shutdown_grace_s: float = 30.0
     resubmit_uncertain: bool = False
+    unreachable_limit_s: float = 900.0
+    """Stop the run (work kept, exit 75) when the service stays unreachable this long."""
     max_jobs: int | None = None
     """Cap on new submits in this run (a first small try of a big batch)."""
 
@@ -157,6 +159,8 @@ class RunContext:
         self.inflight = 0
         self.new_submits = 0
         self.active_submitters = 0
+        self.unreachable_since: float | None = None
+        self._unreachable_streak = 0
 
     def now(self) -> float:
         return self.store.clock()
@@ -180,6 +184,23 @@ class RunContext:
             self.stop_all.set()
             self.wake_poller.set()
             self.wake_downloader.set()
+
+    def note_unreachable(self) -> float:
+        """The service could not be reached: pause all submits; stop if it lasts too long."""
+        now = self.now()
+        if self.unreachable_since is None:
+            self.unreachable_since = now
+        self._unreachable_streak += 1
+        if now - self.unreachable_since >= self.config.unreachable_limit_s:
+            minutes = self.config.unreachable_limit_s / 60
+            self.request_stop(f"service unreachable for {minutes:g} min")
+        pause_s = self.backoff_s(self._unreachable_streak)
+        self.pacer.pause(pause_s)
+        return pause_s
+
+    def note_reachable(self) -> None:
+        self.unreachable_since = None
+        self._unreachable_streak = 0
 
     def submitters_done(self) -> bool:
         return self.active_submitters == 0

@@ -10,7 +10,8 @@
     └── ApiError ................... the service said no, or could not be reached
         ├── RetryLater ............. try the same request again later
         │   ├── RateLimited ........ 429: pause every submitter for retry_after_s
-        │   ├── Transient .......... 5xx, reset, timeout before sending
+        │   ├── Transient .......... 5xx, reset, timeout
+        │   │   └── NotSent ........ provably never left: not an attempt, nothing billed
         │   └── NotFound ........... 404 on an operation or a file (caller decides)
         ├── JobRejected ............ this job can never succeed as it is: fail it
         │   ├── ContentRejected .... 400 content policy
@@ -91,6 +92,18 @@ class RateLimited(RetryLater):
 
 class Transient(RetryLater):
     pass
+
+
+class NotSent(Transient):
+    """The request provably never left, so the server cannot have counted or billed it.
+
+    ``unreachable`` means the connection itself failed (refused, DNS, connect
+    timeout): the whole service is out of reach, not just this request.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool):
+        self.unreachable = unreachable
+        super().__init__(message)
 
 
 class NotFound(RetryLater):

@@ -115,6 +115,10 @@ class Pacer:
             self._not_before = until
         return pause_s
 
+    def pause(self, pause_s: float) -> None:
+        """Hold every request back for ``pause_s`` (the service is unreachable)."""
+        self._not_before = max(self._not_before, self._loop.time() + pause_s)
+
     def _set_rpm(self, rpm: float) -> None:
         if rpm != self.rpm:
             self.rpm = rpm

@@ -19,6 +19,7 @@ import asyncio
 from batchveo.context import RunContext, wait_event
 from batchveo.errors import (
     JobRejected,
+    NotSent,
     RateLimited,
     RetryLater,
     StopRun,
@@ -81,6 +82,12 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
         ctx.stats.uncertain += 1
         ctx.stats.note_error(f"{job.id}: {e}")
         await _move(ctx, job, S.UNCERTAIN, ErrorKind.SUBMIT_UNKNOWN, str(e))
+    except NotSent as e:
+        # The server never saw it: not an attempt, nothing billed. If the whole
+        # service is out of reach, everyone waits instead of burning attempts.
+        ctx.stats.note_error(f"{job.id}: {e}")
+        pause_s = ctx.note_unreachable() if e.unreachable else ctx.backoff_s(1)
+        await _requeue(ctx, job, now() + pause_s, str(e), attempts=job.attempts - 1)
     except RateLimited as e:
         pause_s = ctx.pacer.on_rate_limited(e.retry_after_s)
         ctx.emit("rate_limited", job=job.id, pause_s=pause_s)
@@ -118,6 +125,7 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
             detail=operation,
         )
         ctx.pacer.on_success()
+        ctx.note_reachable()
         ctx.stats.submitted += 1
         ctx.emit("submitted", job=job.id, operation=operation, attempt=job.attempts)
         ctx.wake_poller.set()

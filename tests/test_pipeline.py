@@ -177,3 +177,52 @@ async def test_rerun_of_a_finished_database_does_nothing(store: Store, tmp_path:
         stats = sim.stats()
     assert first.exit_code == second.exit_code == 0
     assert stats["requests"]["submit"] == {"200": 3}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_outage_pauses_submits_without_burning_attempts(
+    store: Store, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from batchveo.api import VeoClient, resolve_provider
+    from batchveo.runner import Runner
+    from tests.pipeline_helpers import KEY
+
+    port = _free_port()
+    await store.add_jobs([make_spec(f"j{i}") for i in range(4)])
+    config = fast_config(tmp_path / "v", max_attempts=2)
+    sim = fast_sim()
+    provider = resolve_provider("gptproto", f"http://127.0.0.1:{port}")
+    async with VeoClient(provider, KEY) as client:
+        run = asyncio.create_task(Runner(store, client, config).run())
+        await asyncio.sleep(0.3)  # nothing listens yet: every connection is refused
+        await sim.start(port=port)
+        try:
+            result = await asyncio.wait_for(run, 20)
+        finally:
+            await sim.stop()
+    assert result.exit_code == 0
+    assert all(j.state is S.DONE and j.attempts == 1 for j in await store.jobs())
+
+
+async def test_a_long_outage_stops_the_run_with_work_kept(store: Store, tmp_path: Path) -> None:
+    from batchveo.api import VeoClient, resolve_provider
+    from batchveo.runner import Runner
+    from tests.pipeline_helpers import KEY
+
+    await store.add_jobs([make_spec(f"j{i}") for i in range(3)])
+    config = fast_config(tmp_path / "v", unreachable_limit_s=0.2)
+    provider = resolve_provider("gptproto", f"http://127.0.0.1:{_free_port()}")
+    async with VeoClient(provider, KEY) as client:
+        result = await Runner(store, client, config).run()
+    assert result.exit_code == 75
+    assert "service unreachable" in result.summary()
+    assert all(j.state is S.PENDING and j.attempts == 0 for j in await store.jobs())
