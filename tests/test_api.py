@@ -42,6 +42,7 @@ from batchveo.errors import (
     ContentRejected,
     ModelUnavailable,
     NotFound,
+    NotSent,
     QuotaExhausted,
     RateLimited,
     StopRun,
@@ -358,7 +359,8 @@ def free_port() -> int:
 
 async def test_connection_refused_is_transient_not_unknown() -> None:
     async with client_for(f"http://127.0.0.1:{free_port()}") as client:
-        exc = await expect(Transient, client.submit(make_spec("j")))
+        exc = await expect(NotSent, client.submit(make_spec("j")))
+        assert isinstance(exc, NotSent) and exc.unreachable  # the whole service is out of reach
         assert "not sent" in str(exc)
         await expect(Transient, client.poll("operations/x", MODEL))
         await expect(Transient, client.download(f"{client.provider.query_base}/f", Path("/nope")))
@@ -427,7 +429,8 @@ async def test_pooled_connection_found_closing_at_write_is_transient(
     monkeypatch.setattr(api, "_trace_config", traced)
     async with simulated() as (sim, client):
         await client.submit(make_spec("a", prompt="first"))
-        exc = await expect(Transient, client.submit(make_spec("b", prompt="second")))
+        exc = await expect(NotSent, client.submit(make_spec("b", prompt="second")))
+        assert isinstance(exc, NotSent) and not exc.unreachable  # the server is fine
         assert "not sent" in str(exc)
         assert sim.stats()["received_by_prompt"] == {"first": 1}
 
