@@ -157,6 +157,39 @@ class Event:
 
 
 @dataclass(frozen=True)
+class TransitionEvent:
+    """One committed state change, as told to observers (log file, progress display)."""
+
+    job_id: str
+    batch: str
+    from_state: str
+    to_state: str
+    at: float
+    attempt: int
+    detail: str | None
+    operation: str | None
+    error_kind: str | None
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at,
+            "job": self.job_id,
+            "batch": self.batch,
+            "from": self.from_state,
+            "to": self.to_state,
+            "attempt": self.attempt,
+            "operation": self.operation,
+            "error_kind": self.error_kind,
+            "error": self.error,
+            "detail": self.detail,
+        }
+
+
+TransitionObserver = Callable[[TransitionEvent], None]
+
+
+@dataclass(frozen=True)
 class AddResult:
     new: int
     existing: int
@@ -193,6 +226,8 @@ class Store:
         self.path = path
         self.clock = clock
         self._lock = asyncio.Lock()
+        self.observers: list[TransitionObserver] = []
+        """Told about every transition after it is committed; must not block or raise."""
 
     # -- opening and schema -------------------------------------------------
 
@@ -412,7 +447,29 @@ class Store:
                     (t.job_id, t.src.value, t.dst.value, now, job.attempts, t.detail),
                 )
                 out.append(job)
+        self._tell(
+            TransitionEvent(
+                j.id,
+                j.batch,
+                t.src.value,
+                t.dst.value,
+                now,
+                j.attempts,
+                t.detail,
+                j.operation,
+                j.error_kind,
+                j.error,
+            )
+            for t, j in zip(transitions, out, strict=True)
+        )
         return out
+
+    def _tell(self, events: Iterable[TransitionEvent]) -> None:
+        if not self.observers:
+            return
+        for event in events:
+            for observer in self.observers:
+                observer(event)
 
     async def update(self, job_id: str, state: JobState, **fields: Any) -> Job:
         """Change bookkeeping fields of a job that stays in ``state`` (e.g. the next poll)."""
@@ -462,6 +519,12 @@ class Store:
                 " VALUES (?, 'pending', 'submitting', ?, ?, NULL)",
                 [(j.id, t, j.attempts) for j in jobs],
             )
+        self._tell(
+            TransitionEvent(
+                j.id, j.batch, "pending", "submitting", t, j.attempts, None, None, None, None
+            )
+            for j in jobs
+        )
         return jobs
 
     async def recover_interrupted(self) -> list[str]:

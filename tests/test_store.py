@@ -202,3 +202,14 @@ async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> Non
         conn.execute("INSERT INTO _migrations VALUES ('999_future', 0)")
     with pytest.raises(StoreError, match=r"newer batchveo.*999_future"):
         await Store.open(db)
+
+
+async def test_observers_hear_every_committed_transition_and_no_refused_one(store: Store) -> None:
+    heard: list[tuple[str, str, str, int]] = []
+    store.observers.append(lambda e: heard.append((e.job_id, e.from_state, e.to_state, e.attempt)))
+    await store.add_jobs([make_spec("a")])
+    await store.claim_pending(1)
+    await store.transition("a", S.SUBMITTING, S.RUNNING, operation="op")
+    with pytest.raises(StaleTransition):
+        await store.transition("a", S.SUBMITTING, S.RUNNING)
+    assert heard == [("a", "pending", "submitting", 1), ("a", "submitting", "running", 1)]
