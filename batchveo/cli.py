@@ -13,6 +13,7 @@ Exit codes (stable, for cron and scripts):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import sqlite3
@@ -56,8 +57,12 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
     """Run one command's coroutine, turning user mistakes into one clear line and exit 2."""
+    from batchveo.lock import Locked
+
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
+    except Locked as e:
+        _fail(str(e), EXIT_LOCKED)
     except UserError as e:
         _fail(str(e), EXIT_USAGE)
     except StoreError as e:
@@ -289,6 +294,97 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
         click.echo(f"not cancelled: {job.id}: {why}", err=True)
 
 
+# -- money ------------------------------------------------------------------------
+
+
+def _read_prices(path: Path | None) -> dict[str, dict[str, float]] | None:
+    """A price file (YAML or JSON): ``{model: usd_per_s}`` or ``{model: {res: usd_per_s}}``."""
+    if path is None:
+        return None
+    import yaml
+
+    from batchveo.models import parse_prices
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_prices(data, str(path))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the price file: {e.strerror}") from None
+    except (yaml.YAMLError, ValueError) as e:
+        raise UserError(str(e) if isinstance(e, ValueError) else f"{path}: not YAML/JSON") from None
+
+
+prices_option = click.option(
+    "--prices",
+    "prices_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Your own prices (YAML/JSON: model -> USD per second, or per resolution).",
+)
+
+
+def _plan_text(plan: Any, budget_usd: float | None) -> str:
+    lines = [
+        f"jobs in manifests:   {plan.jobs}",
+        f"new:                 {plan.new}",
+    ]
+    if plan.already:
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(plan.already.items()))
+        lines.append(f"already loaded:      {sum(plan.already.values())} ({detail})")
+    lines += [
+        f"would be submitted:  {plan.to_submit}",
+        f"seconds of video:    {plan.video_s}",
+        f"estimated cost:      ${plan.cost_usd:,.2f} (estimate from the price table)",
+    ]
+    if budget_usd is not None:
+        lines.append(
+            f"budget:              ${budget_usd:,.2f} (${plan.committed_usd:,.2f} already"
+            f" committed); {plan.over_budget} job(s) would stay pending over budget"
+        )
+    lines.append("nothing was sent and nothing was written")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch", help="Batch name (default: each manifest's file name).")
+@click.option("--budget", "budget_usd", type=click.FloatRange(min=0), help="Budget in USD.")
+@click.option("--json", "as_json", is_flag=True)
+@prices_option
+@db_option
+def plan(
+    manifests: tuple[Path, ...],
+    batch: str | None,
+    budget_usd: float | None,
+    as_json: bool,
+    prices_path: Path | None,
+    db_path: Path,
+) -> None:
+    """Validate MANIFESTS and show what a run would submit and cost; sends nothing."""
+    _show_plan(manifests, batch, budget_usd, as_json, prices_path, db_path)
+
+
+def _show_plan(
+    manifests: tuple[Path, ...],
+    batch: str | None,
+    budget_usd: float | None,
+    as_json: bool,
+    prices_path: Path | None,
+    db_path: Path,
+) -> None:
+    from batchveo.plan import make_plan
+    from batchveo.runner import validate_manifests
+
+    async def go() -> Any:
+        prices = _read_prices(prices_path)
+        specs = validate_manifests(manifests, batch=batch)
+        return make_plan(specs, db_path, prices=prices, budget_usd=budget_usd)
+
+    result = _run(go)
+    click.echo(
+        json.dumps(result.as_dict(), indent=2) if as_json else _plan_text(result, budget_usd)
+    )
+
+
 # -- run -------------------------------------------------------------------------
 
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -374,6 +470,27 @@ def _provider_options(f: Callable[..., Any]) -> Callable[..., Any]:
 )
 @click.option("--batch", help="Batch name for the manifests (default: file names).")
 @click.option("--replace", is_flag=True, help="Overwrite changed jobs not yet submitted.")
+@click.option(
+    "--budget",
+    "budget_usd",
+    type=click.FloatRange(min=0),
+    help="Never submit past this estimated total (USD) for the database.",
+)
+@prices_option
+@click.option("--dry-run", is_flag=True, help="Validate and show the plan; send nothing.")
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append one JSON object per line per event (for tools).",
+)
+@click.option(
+    "--notify",
+    "notify_url",
+    help="POST a JSON summary here at the end, on account errors and when videos near expiry.",
+)
+@click.option("--on-complete", help="Run this shell command with the JSON summary on stdin.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output; only the final line.")
+@click.option("-v", "--verbose", is_flag=True, help="Progress lines every 10 s, not every 60 s.")
 @click.option("--submitters", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--downloaders", default=4, show_default=True, type=click.IntRange(min=1))
 @_provider_options
@@ -392,6 +509,14 @@ def run(
     resubmit_uncertain: bool,
     batch: str | None,
     replace: bool,
+    budget_usd: float | None,
+    prices_path: Path | None,
+    dry_run: bool,
+    log_file: Path | None,
+    notify_url: str | None,
+    on_complete: str | None,
+    quiet: bool,
+    verbose: bool,
     submitters: int,
     downloaders: int,
     provider: str,
@@ -405,7 +530,7 @@ def run(
     """
     from batchveo.api import VeoClient, resolve_api_key, resolve_provider
     from batchveo.context import RunConfig
-    from batchveo.runner import Runner, RunResult, add_specs, validate_manifests
+    from batchveo.runner import Runner, RunResult, add_specs
 
     config = RunConfig(
         out_dir=out_dir,
@@ -420,22 +545,56 @@ def run(
         submitters=submitters,
         downloaders=downloaders,
         max_jobs=max_jobs,
+        budget_usd=budget_usd,
     )
 
+    if dry_run:
+        if not manifests:
+            _fail("--dry-run needs the manifests to plan")
+        _show_plan(manifests, batch, budget_usd, False, prices_path, db_path)
+        return
+
     async def go() -> RunResult:
-        specs = await asyncio.to_thread(validate_manifests, manifests, batch=batch)
+        from batchveo import lock
+        from batchveo.models import estimate_params_cost_usd
+        from batchveo.runner import read_manifest_set
+
+        prices = _read_prices(prices_path)
+        loaded_set = await asyncio.to_thread(read_manifest_set, manifests, batch=batch)
         prov = resolve_provider(provider, base_url)
         key = resolve_api_key(prov.name)
         if not manifests and not db_path.exists():
             raise UserError(f"{db_path}: no such database; give a manifest to run")
-        async with await Store.open(db_path) as store:
-            if manifests:
-                loaded = await add_specs(store, specs, manifests, replace=replace)
-                click.echo(f"loaded: {loaded.summary()}", err=True)
-            async with VeoClient(prov, key) as client:
-                runner = Runner(store, client, config)
-                _install_signal_handlers(runner)
-                return await runner.run()
+        with lock.acquire(db_path) as held:
+            if held.previous and held.previous.get("pid"):
+                click.echo(
+                    f"batchveo: took over the lock left by a dead run (pid {held.previous['pid']})",
+                    err=True,
+                )
+            async with await Store.open(db_path) as store:
+                if manifests:
+                    loaded = await add_specs(
+                        store, loaded_set.specs, manifests, replace=replace,
+                        budgets=loaded_set.budgets,
+                    )  # fmt: skip
+                    click.echo(f"loaded: {loaded.summary()}", err=True)
+                if prices:
+                    await store.reprice(
+                        lambda j: estimate_params_cost_usd(j.model, j.params, prices)
+                    )
+                async with VeoClient(prov, key) as client:
+                    watch = _Watch(
+                        store, config, key, log_file, notify_url, on_complete, quiet, verbose
+                    )
+                    await watch.start()
+                    runner = Runner(store, client, config, observer=watch.on_run_event)
+                    _install_signal_handlers(runner)
+                    try:
+                        result = await runner.run()
+                    finally:
+                        await watch.stop()
+                    await watch.finished(result)
+                    return result
 
     result = _run(go)
     click.echo(f"batchveo: {result.summary()}", err=True)
@@ -446,6 +605,106 @@ def run(
             err=True,
         )
     sys.exit(result.exit_code)
+
+
+class _Watch:
+    """Everything that watches a run: progress, the JSON log, notifications, expiry warnings."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Any,
+        key: str,
+        log_file: Path | None,
+        notify_url: str | None,
+        on_complete: str | None,
+        quiet: bool,
+        verbose: bool,
+    ):
+        from rich.console import Console
+
+        from batchveo.notify import ExpiryWatch
+        from batchveo.observe import JsonLog, make_progress
+
+        self.store, self.config = store, config
+        self.log = JsonLog(log_file, scrub=lambda s: s.replace(key, "***")) if log_file else None
+        self.display = make_progress(
+            sys.stderr.isatty(),
+            quiet,
+            sys.stderr,
+            Console(stderr=True),
+            interval_s=10.0 if verbose else 60.0,
+        )
+        self.notify_url, self.on_complete = notify_url, on_complete
+        self.expiry = ExpiryWatch()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def on_run_event(self, name: str, details: dict[str, Any]) -> None:
+        for target in (self.log, self.display):
+            if target is not None:
+                target.on_run_event(name, details)
+
+    async def start(self) -> None:
+        from batchveo.observe import flatten_counts, keep_ticking
+
+        for target in (self.log, self.display):
+            if target is not None:
+                self.store.observers.append(target.on_transition)
+        if self.display is not None:
+            self.display.start(flatten_counts(await self.store.counts()))
+            self._tasks.append(asyncio.create_task(keep_ticking(self.display)))
+        if self.notify_url or self.on_complete:
+            self._tasks.append(asyncio.create_task(self._watch_expiry()))
+
+    async def _watch_expiry(self, every_s: float = 600.0) -> None:
+        from batchveo.summary import run_summary
+
+        while True:
+            summary = await run_summary(
+                self.store, event="expiry_warning", output_folder=str(self.config.out_dir),
+                retention_s=self.config.retention_s,
+            )  # fmt: skip
+            due = self.expiry.due(summary["at_risk"])
+            if due:
+                summary["at_risk"] = due
+                await self._notify(summary)
+            await asyncio.sleep(every_s)
+
+    async def _notify(self, summary: dict[str, Any]) -> None:
+        from batchveo.notify import notify
+
+        if not (self.notify_url or self.on_complete):
+            return
+        for problem in await notify(summary, url=self.notify_url, command=self.on_complete):
+            click.echo(f"batchveo: notification failed: {problem}", err=True)
+            if self.log is not None:
+                self.log.on_run_event("notification_failed", {"error": problem})
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.display is not None:
+            self.display.close()
+
+    async def finished(self, result: Any) -> None:
+        from batchveo.summary import run_summary
+
+        event = "account_error" if result.account_error else "finished"
+        summary = await run_summary(
+            self.store, event=event, output_folder=str(self.config.out_dir),
+            exit_code=result.exit_code, stop_reason=result.stop_reason,
+            retention_s=self.config.retention_s,
+        )  # fmt: skip
+        await self._notify(summary)
+        if self.log is not None:
+            self.log.close()
+            if self.log.error:
+                click.echo(
+                    f"batchveo: the log file could not be written: {self.log.error}", err=True
+                )
 
 
 def _install_signal_handlers(runner: Any) -> None:

@@ -51,6 +51,8 @@ class RunConfig:
     """Stop the run (work kept, exit 75) when the service stays unreachable this long."""
     max_jobs: int | None = None
     """Cap on new submits in this run (a first small try of a big batch)."""
+    budget_usd: float | None = None
+    """Cap on the estimated cost of every job ever submitted from this database."""
 
 
 class Client(Protocol):
@@ -148,6 +150,8 @@ class RunContext:
         self.stats = RunStats()
         self.stop_claiming = asyncio.Event()
         """Set on a signal, --max-runtime or a stop error: no new submits."""
+        self.interrupted = asyncio.Event()
+        """Set by a signal or a stop error: wind down now, not when the work is done."""
         self.stop_all = asyncio.Event()
         """Set when the run must wind down entirely (account error, second signal)."""
         self.stop_reason: str | None = None
@@ -175,11 +179,19 @@ class RunContext:
         cap = min(c.backoff_max_s, c.backoff_base_s * 2 ** max(0, attempt - 1))
         return cap * (0.5 + self.rng.random() / 2)
 
-    def request_stop(self, reason: str, *, everything: bool = False) -> None:
+    def stop_submitting(self, reason: str) -> None:
+        """No new submits; operations already running are still polled and downloaded."""
         if self.stop_reason is None:
             self.stop_reason = reason
         self.stop_claiming.set()
         self.wake_submitters.set()
+        self.wake_poller.set()
+        self.wake_downloader.set()
+
+    def request_stop(self, reason: str, *, everything: bool = False) -> None:
+        """Wind the run down now: in-flight submits are recorded, the rest stops."""
+        self.stop_submitting(reason)
+        self.interrupted.set()
         if everything:
             self.stop_all.set()
             self.wake_poller.set()

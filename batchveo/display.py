@@ -32,7 +32,19 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
         table.add_row(
             "all", *[str(data["states"][s.value]) for s in states], str(data["total"]), style="bold"
         )
-    parts: list[RenderableType] = [table]
+    money = Table(title="estimated cost and expiry", title_justify="left")
+    for col in ("batch", "spent", "committed", "budget", "oldest video"):
+        money.add_column(col, justify="left" if col == "batch" else "right")
+    for name, b in data["batches"].items():
+        cost, left = b["cost_usd"], b["oldest_video_hours_left"]
+        money.add_row(
+            name,
+            f"${cost['spent']:,.2f}",
+            f"${cost['committed']:,.2f}",
+            "-" if cost["budget"] is None else f"${cost['budget']:,.2f}",
+            "-" if left is None else f"{left} h left",
+        )
+    parts: list[RenderableType] = [table, money]
     if data["at_risk"]:
         parts.append(Text("Videos at risk of expiry (download them soon):", style="bold red"))
         for j in data["at_risk"]:

@@ -337,6 +337,7 @@ class _Defaults:
     model: str = models.DEFAULT_MODEL
     params: dict[str, Any] = field(default_factory=lambda: dict(models.DEFAULT_PARAMS))
     output: str | None = None
+    budget_usd: float | None = None
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
@@ -377,6 +378,8 @@ class _Loader:
         self.batch = batch
         self.problems: list[Problem] = []
         self.specs: list[JobSpec] = []
+        self.budgets: dict[str, float] = {}
+        """Per-batch budgets in USD from the manifests' ``defaults: budget``."""
         self._ids: dict[str, JobSpec] = {}
         self._outputs: dict[str, str] = {}
         self._files: set[Path] = set()
@@ -449,6 +452,8 @@ class _Loader:
                 self.problem(where, None, _unknown_key(key, TOP_KEYS, "key"))
             if data.get("defaults") is not None:
                 defaults = self._defaults(name, data["defaults"], top.get("defaults", root))
+                if defaults.budget_usd is not None:
+                    self.budgets[batch] = defaults.budget_usd
             jobs = data.get("jobs")
             if jobs is None:
                 return self.problem(name, None, "no jobs: add a 'jobs:' list")
@@ -491,9 +496,10 @@ class _Loader:
                     d.model = _model(v)
                 elif key == "output":
                     d.output = _template(v)
-                elif key == "budget":  # accepted now, used by a later feature
+                elif key == "budget":
                     if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
                         raise _Bad(f"budget must be an amount in USD, not {_show(v)}")
+                    d.budget_usd = float(v)
                 elif (val := _COERCE[key](v)) is not None:
                     d.params[key] = val
             except _Bad as e:
@@ -811,11 +817,23 @@ def _hash_image(path: Path) -> ImageRef | str:
     return ImageRef(path=str(path), sha256=digest.hexdigest(), mime_type=kind)
 
 
+@dataclass(frozen=True)
+class Manifests:
+    specs: list[JobSpec]
+    budgets: dict[str, float]
+    """Batch name -> budget in USD, for the batches whose manifest sets one."""
+
+
 def load_manifests(paths: Sequence[Path | str], *, batch: str | None = None) -> list[JobSpec]:
     """Every job of every manifest, in order, or ``ManifestError`` listing every problem.
 
     ``batch`` names the batch of every job; by default each file's name without extension.
     """
+    return read_manifests(paths, batch=batch).specs
+
+
+def read_manifests(paths: Sequence[Path | str], *, batch: str | None = None) -> Manifests:
+    """Like ``load_manifests``, with the batches' budgets too."""
     loader = _Loader(batch)
     # Building 100k specs makes the cyclic GC rescan an ever larger heap, which doubles the
     # load time (and more for YAML node trees); none of these objects form cycles.
@@ -829,4 +847,4 @@ def load_manifests(paths: Sequence[Path | str], *, batch: str | None = None) -> 
             gc.enable()
     if loader.problems:
         raise ManifestError(loader.problems)
-    return loader.specs
+    return Manifests(loader.specs, loader.budgets)

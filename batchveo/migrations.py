@@ -74,4 +74,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX jobs_generated ON jobs(state, generated_at);
         """,
     ),
+    Migration(
+        "003_batch_budgets",
+        """
+        ALTER TABLE batches ADD COLUMN budget_usd REAL;
+        """,
+    ),
 )

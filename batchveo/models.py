@@ -71,9 +71,48 @@ def get_model(name: str) -> ModelInfo | None:
     return MODELS.get(name)
 
 
-def estimate_cost_usd(model: str, resolution: str, duration_s: int, samples: int = 1) -> float:
-    """What a successful job is expected to cost; unknown models estimate as zero."""
+Prices = Mapping[str, Mapping[str, float]]
+"""Model -> resolution -> USD per second: the user's own figures, over the table's."""
+
+
+def price_per_s(model: str, resolution: str, prices: Prices | None = None) -> float:
+    own = (prices or {}).get(model)
+    if own:
+        return float(own.get(resolution, own.get("*", own.get("720p", 0.0))))
     info = MODELS.get(model)
-    if info is None:
-        return 0.0
-    return round(info.price_per_s(resolution) * duration_s * samples, 6)
+    return info.price_per_s(resolution) if info else 0.0
+
+
+def estimate_cost_usd(
+    model: str, resolution: str, duration_s: int, samples: int = 1, prices: Prices | None = None
+) -> float:
+    """What a successful job is expected to cost; unknown models estimate as zero."""
+    return round(price_per_s(model, resolution, prices) * duration_s * samples, 6)
+
+
+def estimate_params_cost_usd(
+    model: str, params: Mapping[str, object], prices: Prices | None = None
+) -> float:
+    return estimate_cost_usd(
+        model,
+        str(params.get("resolution", "720p")),
+        int(params.get("durationSeconds", 8)),  # type: ignore[call-overload]
+        int(params.get("sampleCount", 1)),  # type: ignore[call-overload]
+        prices,
+    )
+
+
+def parse_prices(data: object, source: str) -> dict[str, dict[str, float]]:
+    """``{model: usd_per_s}`` or ``{model: {resolution: usd_per_s}}``; ValueError if not."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: expected a mapping of model to price per second")
+    out: dict[str, dict[str, float]] = {}
+    for model, value in data.items():
+        table = value if isinstance(value, Mapping) else {"*": value}
+        prices: dict[str, float] = {}
+        for res, usd in table.items():
+            if isinstance(usd, bool) or not isinstance(usd, int | float) or usd < 0:
+                raise ValueError(f"{source}: price of {model} {res} must be USD per second")
+            prices[str(res)] = float(usd)
+        out[str(model)] = prices
+    return out

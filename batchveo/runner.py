@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.downloader import clean_partial_files, downloader
-from batchveo.manifest import load_manifests
+from batchveo.manifest import Manifests, load_manifests, read_manifests
 from batchveo.pacing import Pacer
 from batchveo.poller import poller
 from batchveo.spec import JobSpec
@@ -55,12 +56,22 @@ def validate_manifests(manifests: Sequence[Path], *, batch: str | None = None) -
     return load_manifests(list(manifests), batch=batch)
 
 
+def read_manifest_set(manifests: Sequence[Path], *, batch: str | None = None) -> Manifests:
+    """The specs and the per-batch budgets of the manifests (validated like the above)."""
+    return read_manifests(list(manifests), batch=batch)
+
+
 async def add_specs(
-    store: Store, specs: Sequence[JobSpec], manifests: Sequence[Path], *, replace: bool = False
+    store: Store,
+    specs: Sequence[JobSpec],
+    manifests: Sequence[Path],
+    *,
+    replace: bool = False,
+    budgets: Mapping[str, float] | None = None,
 ) -> LoadResult:
     """Add validated specs in one transaction: all of them or none."""
     result = await store.add_jobs(
-        specs, replace=replace, manifest=", ".join(str(m) for m in manifests)
+        specs, replace=replace, manifest=", ".join(str(m) for m in manifests), budgets=budgets
     )
     batches = tuple(dict.fromkeys(s.batch for s in specs))
     return LoadResult(result.new, result.existing, result.replaced, batches)
@@ -70,9 +81,11 @@ async def load_into_store(
     db_path: Path, manifests: Sequence[Path], *, batch: str | None = None, replace: bool = False
 ) -> LoadResult:
     # Validate before opening the database: a bad manifest must not even create it.
-    specs = await asyncio.to_thread(validate_manifests, manifests, batch=batch)
+    loaded = await asyncio.to_thread(read_manifest_set, manifests, batch=batch)
     async with await Store.open(db_path) as store:
-        return await add_specs(store, specs, manifests, replace=replace)
+        return await add_specs(
+            store, loaded.specs, manifests, replace=replace, budgets=loaded.budgets
+        )
 
 
 @dataclass
@@ -83,6 +96,8 @@ class RunResult:
     account_error: str | None = None
     recovered_uncertain: list[str] = field(default_factory=list)
     cleaned_partials: int = 0
+    over_budget: int = 0
+    """Pending jobs left alone because their estimated cost would exceed a budget."""
 
     @property
     def work_left(self) -> int:
@@ -102,6 +117,11 @@ class RunResult:
         text = ", ".join(parts) or "no jobs"
         if self.account_error:
             return f"stopped: {self.account_error}; jobs left pending ({text})"
+        if self.over_budget:
+            text += (
+                f"; {self.over_budget} job(s) left pending: their estimated cost would exceed"
+                " the budget"
+            )
         if self.work_left and self.stop_reason:
             return f"{self.stop_reason} with work left, run again to continue ({text})"
         return text
@@ -164,7 +184,9 @@ class Runner:
         ctx.emit("run_started", recovered_uncertain=len(recovered), cleaned_partials=cleaned)
         await self._drive(ctx)
         states = {s.value: n for s, n in (await self._state_counts()).items()}
+        _, over_budget = await store.claimable_pending(budget_usd=config.budget_usd)
         result = RunResult(
+            over_budget=over_budget,
             states=states,
             stats=ctx.stats,
             stop_reason=ctx.stop_reason,
@@ -199,16 +221,25 @@ class Runner:
         others = [asyncio.create_task(poller(ctx))]
         others += [asyncio.create_task(downloader(ctx)) for _ in range(config.downloaders)]
         self._tasks = subs + others
-        deadline = None
+        timers: list[asyncio.TimerHandle] = []
         if config.max_runtime_s is not None:
+            # Near the end no new submits (their answers must have time to come
+            # back); until the very end, running operations are still polled and
+            # downloaded. Then everything stops, recorded, and the next run goes on.
             loop = asyncio.get_running_loop()
             margin_s = min(60.0, config.max_runtime_s * 0.1)
-            deadline = loop.call_later(
-                max(0.0, config.max_runtime_s - margin_s),
-                ctx.request_stop,
-                "max runtime reached",
+            reason = "max runtime reached"
+            timers.append(
+                loop.call_later(
+                    max(0.0, config.max_runtime_s - margin_s), ctx.stop_submitting, reason
+                )
             )
-        stop_wait = asyncio.create_task(ctx.stop_claiming.wait())
+            timers.append(
+                loop.call_later(
+                    config.max_runtime_s, partial(ctx.request_stop, reason, everything=True)
+                )
+            )
+        stop_wait = asyncio.create_task(ctx.interrupted.wait())
         try:
             pending = set(self._tasks)
             while pending:
@@ -223,8 +254,8 @@ class Runner:
                     await self._wind_down(ctx, subs, others)
                     break
         finally:
-            if deadline is not None:
-                deadline.cancel()
+            for timer in timers:
+                timer.cancel()
             stop_wait.cancel()
             for t in self._tasks:
                 t.cancel()

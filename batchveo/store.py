@@ -35,7 +35,7 @@ import aiosqlite
 
 from batchveo.errors import ManifestError, Problem, StaleTransition, StoreError
 from batchveo.migrations import MIGRATIONS, Migration
-from batchveo.models import estimate_cost_usd
+from batchveo.models import estimate_params_cost_usd
 from batchveo.spec import JobSpec
 from batchveo.states import JobState, check_transition
 
@@ -87,6 +87,11 @@ _UPDATABLE = frozenset(
     }
 )
 _SQL_CHUNK = 500  # below SQLite's bound-parameter limit
+
+SPENT_STATES = ("generated", "done", "expired")
+"""Jobs whose video was made: billed (estimates; the service bills only on success)."""
+COMMITTED_STATES = (*SPENT_STATES, "submitting", "running", "uncertain")
+"""Jobs that are or may become billed; filtered and rejected jobs are not charged."""
 
 
 @dataclass(frozen=True)
@@ -317,7 +322,12 @@ class Store:
     # -- loading ---------------------------------------------------------------
 
     async def add_jobs(
-        self, specs: Sequence[JobSpec], *, replace: bool = False, manifest: str | None = None
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        replace: bool = False,
+        manifest: str | None = None,
+        budgets: Mapping[str, float] | None = None,
     ) -> AddResult:
         """Insert the specs that are new; all or nothing.
 
@@ -373,6 +383,13 @@ class Store:
                 "INSERT OR IGNORE INTO batches (name, created_at, manifest) VALUES (?, ?, ?)",
                 [(b, now, manifest) for b in batches],
             )
+            if budgets:
+                # The manifest's latest word on a batch's budget wins.
+                await db.executemany(
+                    "INSERT INTO batches (name, created_at, manifest, budget_usd) VALUES (?,?,?,?)"
+                    " ON CONFLICT(name) DO UPDATE SET budget_usd=excluded.budget_usd",
+                    [(b, now, manifest, usd) for b, usd in budgets.items()],
+                )
             await db.executemany(
                 "INSERT INTO jobs (id, batch, state, spec_hash, prompt, model, params, inputs,"
                 " output_name, source, cost_usd, created_at, updated_at)"
@@ -495,7 +512,9 @@ class Store:
             row = await cur.fetchone()
         return "no such job" if row is None else f"it is {row[0]}"
 
-    async def claim_pending(self, limit: int, *, now: float | None = None) -> list[Job]:
+    async def claim_pending(
+        self, limit: int, *, now: float | None = None, budget_usd: float | None = None
+    ) -> list[Job]:
         """Atomically take up to ``limit`` due pending jobs, oldest first, into ``submitting``.
 
         The job is marked before its request is sent: if we die mid-submit, the
@@ -505,13 +524,17 @@ class Store:
             return []
         t = self.clock() if now is None else now
         async with self._tx() as db:
+            # The caps are read in the claim's own transaction: what is committed
+            # is exactly what earlier claims (this run or any before it) committed.
+            fits, fit_args = await self._budget_filter(db, budget_usd)
             sql = (
                 "UPDATE jobs SET state='submitting', attempts=attempts+1, updated_at=?"
                 " WHERE id IN (SELECT id FROM jobs WHERE state='pending'"
-                " AND (next_attempt_at IS NULL OR next_attempt_at<=?) ORDER BY rowid LIMIT ?)"
+                f" AND (next_attempt_at IS NULL OR next_attempt_at<=?){fits}"
+                " ORDER BY rowid LIMIT ?)"
                 " RETURNING rowid, " + ", ".join(COLUMNS)
             )
-            async with db.execute(sql, (t, t, limit)) as cur:
+            async with db.execute(sql, (t, t, *fit_args, limit)) as cur:
                 rows = sorted(await cur.fetchall(), key=lambda r: r[0])
             jobs = [Job.from_row(r[1:]) for r in rows]
             await db.executemany(
@@ -526,6 +549,72 @@ class Store:
             for j in jobs
         )
         return jobs
+
+    async def _budget_filter(
+        self, db: aiosqlite.Connection, budget_usd: float | None
+    ) -> tuple[str, list[Any]]:
+        """SQL keeping only pending jobs whose estimated cost fits every budget."""
+        sql, args = "", []
+        async with db.execute(
+            "SELECT name, budget_usd FROM batches WHERE budget_usd IS NOT NULL"
+        ) as cur:
+            caps = {name: usd for name, usd in await cur.fetchall()}
+        if budget_usd is None and not caps:
+            return sql, args
+        committed = await self._committed(db)
+        if budget_usd is not None:
+            left = budget_usd - sum(committed.values())
+            sql += " AND cost_usd <= ?"
+            args.append(left + 1e-9)
+        if caps:
+            cases = " ".join("WHEN ? THEN ?" for _ in caps)
+            sql += f" AND cost_usd <= CASE batch {cases} ELSE 1e300 END"
+            for name, usd in caps.items():
+                args += [name, usd - committed.get(name, 0.0) + 1e-9]
+        return sql, args
+
+    async def _committed(self, db: aiosqlite.Connection) -> dict[str, float]:
+        marks = ",".join("?" * len(COMMITTED_STATES))
+        sql = f"SELECT batch, SUM(cost_usd) FROM jobs WHERE state IN ({marks}) GROUP BY batch"
+        async with db.execute(sql, COMMITTED_STATES) as cur:
+            return {b: float(v or 0.0) for b, v in await cur.fetchall()}
+
+    async def claimable_pending(self, *, budget_usd: float | None = None) -> tuple[int, int]:
+        """(pending jobs that fit the budgets, pending jobs that do not)."""
+        async with self._lock:
+            fits, args = await self._budget_filter(self._db, budget_usd)
+            sql = f"SELECT COUNT(*) FROM jobs WHERE state='pending'{fits}"
+            async with self._db.execute(sql, args) as cur:
+                row = await cur.fetchone()
+            async with self._db.execute("SELECT COUNT(*) FROM jobs WHERE state='pending'") as cur:
+                total = await cur.fetchone()
+        n_fit = int(row[0]) if row else 0
+        return n_fit, (int(total[0]) if total else 0) - n_fit
+
+    async def costs(self) -> dict[str, dict[str, float | None]]:
+        """Per batch: estimated ``spent`` (videos made), ``committed`` and the ``budget``."""
+        marks = ",".join("?" * len(COMMITTED_STATES))
+        sql = (
+            "SELECT b.name, b.budget_usd,"
+            " COALESCE(SUM(CASE WHEN j.state IN ('generated','done','expired')"
+            " THEN j.cost_usd END), 0),"
+            f" COALESCE(SUM(CASE WHEN j.state IN ({marks}) THEN j.cost_usd END), 0),"
+            " COALESCE(SUM(j.cost_usd), 0)"
+            " FROM batches b LEFT JOIN jobs j ON j.batch=b.name GROUP BY b.name ORDER BY b.name"
+        )
+        return {
+            name: {"budget": budget, "spent": spent, "committed": committed, "all_jobs": total}
+            for name, budget, spent, committed, total in await self._query(sql, COMMITTED_STATES)
+        }
+
+    async def reprice(self, cost_of: Callable[[Job], float]) -> int:
+        """Recompute every job's cost estimate (after the user overrides prices)."""
+        jobs = await self.jobs()
+        async with self._tx() as db:
+            await db.executemany(
+                "UPDATE jobs SET cost_usd=? WHERE id=?", [(cost_of(j), j.id) for j in jobs]
+            )
+        return len(jobs)
 
     async def recover_interrupted(self) -> list[str]:
         """Jobs left ``submitting`` by a dead process become ``uncertain``, never resent."""
@@ -628,11 +717,17 @@ class Store:
     async def next_poll_at(self) -> float | None:
         return await self._scalar("SELECT MIN(next_poll_at) FROM jobs WHERE state='running'")
 
-    async def next_attempt_at(self) -> float | None:
-        """When the earliest backed-off pending job becomes due (None if none waits)."""
-        return await self._scalar(
-            "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM jobs WHERE state='pending'"
-        )
+    async def next_attempt_at(self, *, budget_usd: float | None = None) -> float | None:
+        """When the earliest backed-off pending job that fits the budgets becomes due.
+
+        None when no pending job could ever be claimed (none left, or none fits).
+        """
+        async with self._lock:
+            fits, args = await self._budget_filter(self._db, budget_usd)
+            sql = f"SELECT MIN(COALESCE(next_attempt_at, 0)) FROM jobs WHERE state='pending'{fits}"
+            async with self._db.execute(sql, args) as cur:
+                row = await cur.fetchone()
+        return row[0] if row else None
 
     async def last_submit_at(self) -> float | None:
         """When this database last let a submit start (any run, any process)."""
@@ -662,12 +757,7 @@ class Store:
 
 def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
     params = spec.params
-    cost = estimate_cost_usd(
-        spec.model,
-        str(params.get("resolution", "720p")),
-        int(params.get("durationSeconds", 8)),
-        int(params.get("sampleCount", 1)),
-    )
+    cost = estimate_params_cost_usd(spec.model, params)
     return (
         spec.id,
         spec.batch,

@@ -25,7 +25,7 @@ from batchveo.errors import (
     StopRun,
     SubmitOutcomeUnknown,
 )
-from batchveo.states import ErrorKind, JobState
+from batchveo.states import IN_FLIGHT, ErrorKind, JobState
 from batchveo.store import Job
 
 S = JobState
@@ -44,12 +44,12 @@ async def submitter(ctx: RunContext) -> None:
             if ctx.stop_claiming.is_set():
                 ctx.release_slot()
                 return
-            jobs = await ctx.store.claim_pending(1)
+            jobs = await ctx.store.claim_pending(1, budget_usd=ctx.config.budget_usd)
         except BaseException:
             ctx.release_slot()
             raise
         if not jobs:
-            ctx.release_slot()
+            ctx.inflight -= 1  # give the reservation back quietly: waking others would spin
             if not await _wait_for_work(ctx):
                 return
             continue
@@ -67,9 +67,13 @@ async def _wait_for_slot(ctx: RunContext) -> bool:
 
 async def _wait_for_work(ctx: RunContext) -> bool:
     """No job is due: sleep until one is (a backoff ends) or give up if none waits."""
-    next_at = await ctx.store.next_attempt_at()
+    next_at = await ctx.store.next_attempt_at(budget_usd=ctx.config.budget_usd)
     if next_at is None:
-        return False  # nothing pending at all: this worker is done
+        if not await ctx.store.count_states(IN_FLIGHT):
+            return False  # nothing pending that could ever be sent: this worker is done
+        # Jobs in flight may still fail uncharged and free budget: wait for them.
+        await wait_event(ctx.wake_submitters, 5.0)
+        return True
     await wait_event(ctx.wake_submitters, min(5.0, max(0.0, next_at - ctx.now())))
     return True
 

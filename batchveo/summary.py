@@ -16,6 +16,10 @@ AT_RISK_S = 12 * 3600
 """A generated video with less than this left before the server deletes it is at risk."""
 
 
+def _money(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 2)
+
+
 def _state_counts(counts: dict[str, int]) -> dict[str, int]:
     return {s.value: counts.get(s.value, 0) for s in JobState}
 
@@ -31,10 +35,18 @@ async def status_data(
         for state, n in counts.items():
             overall[state] = overall.get(state, 0) + n
         batches[batch] = {"total": sum(counts.values()), "states": _state_counts(counts)}
+    costs = await store.costs()
+    for batch, b in batches.items():
+        c = costs.get(batch, {})
+        b["cost_usd"] = {k: _money(c.get(k)) for k in ("spent", "committed", "budget")}
+        b["oldest_video_hours_left"] = None
     generated = await store.jobs([JobState.GENERATED], order="generated_at")
     at_risk = []
     for job in generated:
         left_s = (job.generated_at or now) + retention_s - now
+        b = batches[job.batch]
+        if b["oldest_video_hours_left"] is None:
+            b["oldest_video_hours_left"] = round(left_s / 3600, 1)
         if left_s < at_risk_s:
             at_risk.append(
                 {"id": job.id, "batch": job.batch, "hours_left": round(left_s / 3600, 1)}
@@ -46,7 +58,50 @@ async def status_data(
     return {
         "total": sum(overall.values()),
         "states": _state_counts(overall),
+        "cost_usd": {
+            "spent": _money(sum(c["spent"] or 0 for c in costs.values())),
+            "committed": _money(sum(c["committed"] or 0 for c in costs.values())),
+            "estimate": True,
+        },
         "batches": batches,
         "at_risk": at_risk,
         "uncertain": uncertain,
+    }
+
+
+async def run_summary(
+    store: Store,
+    *,
+    event: str,
+    output_folder: str,
+    exit_code: int | None = None,
+    stop_reason: str | None = None,
+    retention_s: float = RETENTION_S,
+    max_failures: int = 200,
+) -> dict[str, Any]:
+    """What a notification says: counts, cost, failures with reasons, where the videos are."""
+    data = await status_data(store, retention_s=retention_s)
+    failures = [
+        {
+            "id": j.id,
+            "batch": j.batch,
+            "state": j.state.value,
+            "error_kind": j.error_kind,
+            "error": j.error,
+        }
+        for j in await store.jobs(
+            [JobState.FAILED, JobState.EXPIRED, JobState.UNCERTAIN], limit=max_failures
+        )
+    ]
+    return {
+        "event": event,
+        "batches": sorted(data["batches"]),
+        "states": data["states"],
+        "total": data["total"],
+        "cost_usd": {k: data["cost_usd"][k] for k in ("spent", "committed")},
+        "failures": failures,
+        "output_folder": output_folder,
+        "exit_code": exit_code,
+        "stop_reason": stop_reason,
+        "at_risk": data["at_risk"],
     }
