@@ -1,0 +1,225 @@
+"""Unattended use, through the real CLI: the run lock, --max-runtime, money, logs, notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from batchveo.simulator import Simulator
+from tests.pipeline_helpers import KEY, fast_sim
+
+FAST = ["--rpm", "0", "--first-poll", "0.02s", "--poll-interval", "0.02s"]
+
+
+def manifest(path: Path, n: int, *, budget: float | None = None) -> Path:
+    lines = ["defaults:", "  model: veo-3.1-fast-generate-preview"]  # $0.15/s: $1.20 a job
+    if budget is not None:
+        lines.append(f"  budget: {budget}")
+    lines.append("jobs:")
+    lines += [f"  - id: j{i:02d}\n    prompt: unattended prompt {i}" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+async def cli(tmp: Path, sim: Simulator | None, *args: str, wait: bool = True) -> Any:
+    env = dict(os.environ, BATCHVEO_API_KEY=KEY, BATCHVEO_DB=str(tmp / "jobs.db"))
+    if sim is not None:
+        env["BATCHVEO_BASE_URL"] = sim.url
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "batchveo", *args, cwd=tmp, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    if not wait:
+        return proc
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def status(tmp: Path) -> dict[str, Any]:
+    code, out, err = await cli(tmp, None, "status", "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def test_a_second_run_on_the_same_database_exits_3(tmp_path: Path) -> None:
+    manifest(tmp_path / "m.yaml", 6)
+    async with fast_sim(generation_s="1,1") as sim:
+        first = await cli(tmp_path, sim, "run", "m.yaml", *FAST, wait=False)
+        await wait_until(lambda: (tmp_path / "jobs.db.lock").exists() and _locked(tmp_path))
+        code, _, err = await cli(tmp_path, sim, "run", *FAST)
+        assert code == 3
+        assert re.search(r"another run \(pid \d+, started .+\) holds .*jobs\.db", err)
+        assert "Traceback" not in err
+        # Read-only commands still work while the run holds the lock.
+        assert (await status(tmp_path))["total"] == 6
+        sim.finish_all()
+        _, err = await first.communicate()
+        assert first.returncode == 0, err.decode()
+
+
+async def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    manifest(tmp_path / "m.yaml", 4)
+    async with fast_sim(generation_s="0.5,0.5") as sim:
+        first = await cli(tmp_path, sim, "run", "m.yaml", *FAST, wait=False)
+        await wait_until(lambda: _locked(tmp_path))
+        first.kill()
+        await first.wait()
+        code, _, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST)
+        assert code == 0, err
+        assert f"took over the lock left by a dead run (pid {first.pid})" in err
+        assert (await status(tmp_path))["states"]["done"] == 4
+        assert max(sim.stats()["submits_by_prompt"].values()) == 1
+
+
+async def test_max_runtime_stops_with_75_and_the_next_run_finishes(tmp_path: Path) -> None:
+    manifest(tmp_path / "m.yaml", 5)
+    async with fast_sim(generation_s="3,3") as sim:
+        code, _, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST, "--max-runtime", "1s")
+        assert code == 75, err
+        assert "max runtime reached with work left, run again to continue" in err
+        assert (await status(tmp_path))["states"]["running"] == 5
+        sim.finish_all()
+        code, _, err = await cli(tmp_path, sim, "run", *FAST)
+        assert code == 0, err
+        assert sim.stats()["requests"]["submit"] == {"200": 5}
+
+
+async def test_dry_run_sends_nothing_writes_nothing_and_prices_right(tmp_path: Path) -> None:
+    manifest(tmp_path / "m.yaml", 3)
+    async with fast_sim() as sim:
+        code, out, err = await cli(tmp_path, sim, "run", "m.yaml", "--dry-run")
+        stats = sim.stats()
+    assert code == 0, err
+    # 3 jobs x 8 s x $0.15/s (veo-3.1-fast in the price table)
+    assert "would be submitted:  3" in out and "estimated cost:      $3.60" in out
+    assert "seconds of video:    24" in out
+    assert all(not by_status for by_status in stats["requests"].values())
+    assert not (tmp_path / "jobs.db").exists()
+    (tmp_path / "prices.yaml").write_text("veo-3.1-fast-generate-preview: 0.5\n")
+    code, out, _ = await cli(tmp_path, None, "plan", "m.yaml", "--prices", "prices.yaml", "--json")
+    assert json.loads(out)["estimated_cost_usd"] == 12.0
+
+
+async def test_budget_stops_at_the_right_job_also_across_restarts(tmp_path: Path) -> None:
+    manifest(tmp_path / "m.yaml", 5)
+    async with fast_sim() as sim:
+        code, _, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST, "--budget", "3")
+        assert code == 75, err
+        assert "3 job(s) left pending: their estimated cost would exceed the budget" in err
+        assert (await status(tmp_path))["states"]["done"] == 2  # 2 x $1.20 <= $3 < 3 x $1.20
+        code, _, err = await cli(tmp_path, sim, "run", *FAST, "--budget", "3")
+        assert code == 75 and (await status(tmp_path))["states"]["done"] == 2
+        code, _, err = await cli(tmp_path, sim, "run", *FAST, "--budget", "4")
+        assert (await status(tmp_path))["states"]["done"] == 3
+        assert sim.stats()["requests"]["submit"] == {"200": 3}
+
+
+async def test_filtered_jobs_do_not_count_against_the_budget(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        "defaults: {model: veo-3.1-fast-generate-preview, budget: 2.5}\njobs:\n"
+        "  - {id: a, prompt: 'blocked [sim:filtered]'}\n"
+        "  - {id: b, prompt: fine one}\n  - {id: c, prompt: fine two}\n"
+    )
+    async with fast_sim() as sim:
+        code, _, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST, "--submitters", "1")
+    data = await status(tmp_path)
+    assert data["states"]["done"] == 2 and data["states"]["failed"] == 1, err
+    assert data["batches"]["m"]["cost_usd"]["budget"] == 2.5
+
+
+async def test_notification_reaches_a_local_server_with_the_right_counts(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        "jobs:\n  - {id: ok, prompt: a fine video}\n  - {id: bad, prompt: 'no [sim:content_policy]'}\n"
+    )
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with fast_sim() as sim:
+            code, _, err = await cli(
+                tmp_path, sim, "run", "m.yaml", *FAST, "--notify", f"http://127.0.0.1:{port}/hook",
+                "--on-complete", "cat > summary.json",
+            )  # fmt: skip
+    finally:
+        await runner.cleanup()
+    assert code == 1, err
+    [summary] = received
+    assert summary["event"] == "finished" and summary["exit_code"] == 1
+    assert summary["states"]["done"] == 1 and summary["states"]["failed"] == 1
+    assert summary["failures"][0]["id"] == "bad"
+    assert summary["failures"][0]["error_kind"] == "content_policy"
+    assert summary["output_folder"] == "videos"
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+async def test_log_file_parses_and_the_key_is_nowhere(tmp_path: Path) -> None:
+    (tmp_path / "m.yaml").write_text(
+        "jobs:\n  - {id: a, prompt: one}\n  - {id: b, prompt: 'two [sim:500x1]'}\n"
+    )
+    async with fast_sim() as sim:
+        code, out, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST, "--log-file", "run.log")
+    assert code == 0, err
+    lines = [json.loads(line) for line in (tmp_path / "run.log").read_text().splitlines()]
+    moves = [(e["job"], e["from"], e["to"]) for e in lines if e["event"] == "transition"]
+    assert [m for m in moves if m[0] == "a"] == [
+        ("a", "pending", "submitting"), ("a", "submitting", "running"),
+        ("a", "running", "generated"), ("a", "generated", "done"),
+    ]  # fmt: skip
+    assert ("b", "submitting", "pending") in moves  # the 500, retried
+    _, export, _ = await cli(tmp_path, None, "export")
+    _, show, _ = await cli(tmp_path, None, "show", "b")
+    everything = [
+        out, err, export, show, (tmp_path / "run.log").read_text(),
+        *(p.read_bytes().decode("latin-1") for p in tmp_path.glob("jobs.db*")),
+    ]  # fmt: skip
+    assert not any(KEY in text for text in everything)
+
+
+async def test_output_to_a_non_terminal_has_no_control_codes(tmp_path: Path) -> None:
+    manifest(tmp_path / "m.yaml", 3)
+    async with fast_sim() as sim:
+        code, out, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST, "-v")
+    assert code == 0
+    assert "submitted 0/3" in err and "downloaded 3/3" in err
+    assert "\x1b" not in out + err and "\r" not in out + err
+
+
+def _locked(tmp: Path) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(tmp / "jobs.db.lock", os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+async def wait_until(cond: Any, timeout_s: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < end, "condition not reached"
+        await asyncio.sleep(0.01)
