@@ -441,6 +441,7 @@ def _provider_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "--rpm",
     default=10.0,
     show_default=True,
+    envvar="BATCHVEO_RPM",
     type=click.FloatRange(min=0),
     help="Submits per minute (0: unpaced).",
 )
@@ -448,12 +449,21 @@ def _provider_options(f: Callable[..., Any]) -> Callable[..., Any]:
     "--max-inflight",
     default=10,
     show_default=True,
+    envvar="BATCHVEO_MAX_INFLIGHT",
     type=click.IntRange(min=1),
     help="Operations submitting or running at once.",
 )
 @click.option("--max-attempts", default=5, show_default=True, type=click.IntRange(min=1))
-@click.option("--poll-interval", default="10s", show_default=True, type=DURATION)
-@click.option("--first-poll", default="10s", show_default=True, type=DURATION)
+@click.option(
+    "--poll-interval",
+    default="10s",
+    show_default=True,
+    type=DURATION,
+    envvar="BATCHVEO_POLL_INTERVAL",
+)
+@click.option(
+    "--first-poll", default="10s", show_default=True, type=DURATION, envvar="BATCHVEO_FIRST_POLL"
+)
 @click.option("--max-runtime", type=DURATION, help="Stop claiming near this limit (90s, 14m, 1h).")
 @click.option("--max-jobs", type=click.IntRange(min=0), help="Submit at most N new jobs this run.")
 @click.option(

@@ -130,13 +130,14 @@ async def test_filtered_jobs_do_not_count_against_the_budget(tmp_path: Path) -> 
     async with fast_sim() as sim:
         code, _, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST, "--submitters", "1")
     data = await status(tmp_path)
-    assert data["states"]["done"] == 2 and data["states"]["failed"] == 1, err
+    assert code == 1 and data["states"]["done"] == 2 and data["states"]["failed"] == 1, err
     assert data["batches"]["m"]["cost_usd"]["budget"] == 2.5
 
 
 async def test_notification_reaches_a_local_server_with_the_right_counts(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(
-        "jobs:\n  - {id: ok, prompt: a fine video}\n  - {id: bad, prompt: 'no [sim:content_policy]'}\n"
+        "jobs:\n  - {id: ok, prompt: a fine video}\n"
+        "  - {id: bad, prompt: 'no [sim:content_policy]'}\n"
     )
     received: list[dict[str, Any]] = []
 
