@@ -227,3 +227,32 @@ async def test_a_long_outage_stops_the_run_with_work_kept(store: Store, tmp_path
     assert result.exit_code == 75
     assert "service unreachable" in result.summary()
     assert all(j.state is S.PENDING and j.attempts == 0 for j in await store.jobs())
+
+
+async def test_a_404_right_after_submit_is_retried_later_it_means_gone(
+    store: Store, tmp_path: Path
+) -> None:
+    from batchveo.api import VeoClient, resolve_provider
+    from batchveo.context import RunContext
+    from batchveo.pacing import Pacer
+    from batchveo.poller import poll_one
+    from tests.pipeline_helpers import KEY
+
+    await store.add_jobs([make_spec("young"), make_spec("old")])
+    await store.claim_pending(2)
+    now = store.clock()
+    # Operations the service does not know (any more).
+    await store.transition("young", S.SUBMITTING, S.RUNNING, operation="operations/nope1",
+                           submitted_at=now - 5, next_poll_at=now)  # fmt: skip
+    await store.transition("old", S.SUBMITTING, S.RUNNING, operation="operations/nope2",
+                           submitted_at=now - 600, next_poll_at=now)  # fmt: skip
+    config = fast_config(tmp_path / "v", operation_grace_s=60)
+    async with fast_sim() as sim, VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
+        ctx = RunContext(store, client, config, Pacer(0))
+        ctx.inflight = 2
+        for job in await store.jobs([S.RUNNING]):
+            await poll_one(ctx, job)
+    young, old = await store.get("young"), await store.get("old")
+    assert young is not None and young.state is S.RUNNING and young.polls == 1
+    assert (young.next_poll_at or 0) > now
+    assert old is not None and old.state is S.FAILED and old.error_kind == "operation_lost"
