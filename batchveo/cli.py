@@ -489,6 +489,11 @@ def _provider_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @prices_option
 @click.option("--dry-run", is_flag=True, help="Validate and show the plan; send nothing.")
 @click.option(
+    "--rate-polls",
+    is_flag=True,
+    help="Polls count against --rpm too (for providers whose quota counts them).",
+)
+@click.option(
     "--log-file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Append one JSON object per line per event (for tools).",
@@ -522,6 +527,7 @@ def run(
     budget_usd: float | None,
     prices_path: Path | None,
     dry_run: bool,
+    rate_polls: bool,
     log_file: Path | None,
     notify_url: str | None,
     on_complete: str | None,
@@ -556,6 +562,7 @@ def run(
         downloaders=downloaders,
         max_jobs=max_jobs,
         budget_usd=budget_usd,
+        polls_count_against_rpm=rate_polls,
     )
 
     if dry_run:

@@ -256,3 +256,14 @@ async def test_a_404_right_after_submit_is_retried_later_it_means_gone(
     assert young is not None and young.state is S.RUNNING and young.polls == 1
     assert (young.next_poll_at or 0) > now
     assert old is not None and old.state is S.FAILED and old.error_kind == "operation_lost"
+
+
+async def test_polls_can_share_the_submit_rate(store: Store, tmp_path: Path) -> None:
+    # With polls counted, submits + polls together stay within the server's window.
+    specs = [make_spec(f"j{i}") for i in range(4)]
+    config = fast_config(tmp_path / "v", rpm=570, polls_count_against_rpm=True)
+    async with fast_sim(rpm_limit=5, rate_window_s=0.5, count_polls_in_rpm=True) as sim:
+        result = await run_batch(store, sim, config, specs)
+        stats = sim.stats()
+    assert result.exit_code == 0
+    assert stats["quota_violations"] == 0
