@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench browser-test clean venv
 
 venv: $(STAMP)
 
@@ -19,7 +19,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check batchveo tests bench
 
 test: lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m "not browser"
+
+# Checks the HTML report in a real headless Chromium (installs it from Debian if missing).
+browser-test: $(STAMP)
+	scripts/browser-test.sh
 
 demo: $(STAMP)
 	$(BIN)/python -m batchveo.demo

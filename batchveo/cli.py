@@ -233,6 +233,39 @@ def export(
             out.close()
 
 
+# -- report -------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--batch", help="Only this batch (default: every batch in the database).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file (default: report.html beside the downloaded videos; "
+    "report-BATCH.html with --batch).",
+)
+@db_option
+def report(batch: str | None, out_path: Path | None, db_path: Path) -> None:
+    """Write one self-contained HTML page to look at a night: videos, prompts, failures."""
+    from batchveo.report import ReportSummary, build_report, default_report_path
+
+    async def go() -> ReportSummary:
+        async with await _open_store(db_path, must_exist=True) as store:
+            path = out_path or await default_report_path(store, batch=batch)
+            return await build_report(store, path, batch=batch)
+
+    summary = _run(go)
+    states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "no jobs"
+    click.echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
+    if summary.attention:
+        click.echo(f"batchveo: {summary.attention} job(s) need attention", err=True)
+    if summary.missing_files:
+        click.echo(
+            f"batchveo: {summary.missing_files} downloaded file(s) are no longer on disk", err=True
+        )
+
+
 # -- retry / cancel -------------------------------------------------------------
 
 
@@ -578,10 +611,10 @@ def run(
 
         prices = _read_prices(prices_path)
         loaded_set = await asyncio.to_thread(read_manifest_set, manifests, batch=batch)
-        prov = resolve_provider(provider, base_url)
-        key = resolve_api_key(prov.name)
         if not manifests and not db_path.exists():
             raise UserError(f"{db_path}: no such database; give a manifest to run")
+        prov = resolve_provider(provider, base_url)
+        key = resolve_api_key(prov.name)
         with lock.acquire(db_path) as held:
             if held.previous and held.previous.get("pid"):
                 click.echo(

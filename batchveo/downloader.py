@@ -87,7 +87,9 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
         files = []
         for uri, path in zip(job.video_uris, paths, strict=True):
             result = await ctx.client.download(uri, path)
-            files.append({"path": str(result.path), "size": result.size, "sha256": result.sha256})
+            files.append(
+                {"path": str(result.path.resolve()), "size": result.size, "sha256": result.sha256}
+            )
     except (NotFound, RetryLater) as e:
         if isinstance(e, NotFound) and now >= expires_at:
             await _end(ctx, job, S.EXPIRED, ErrorKind.EXPIRED, f"video deleted: {e}")

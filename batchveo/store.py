@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -253,6 +254,9 @@ class Store:
             await conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, p, clock)
             await store._migrate(migrations)
+        except sqlite3.DatabaseError as e:
+            await conn.close()
+            raise StoreError(f"{p}: not a usable batchveo database ({e})") from None
         except BaseException:
             await conn.close()
             raise

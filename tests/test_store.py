@@ -213,3 +213,11 @@ async def test_observers_hear_every_committed_transition_and_no_refused_one(stor
     with pytest.raises(StaleTransition):
         await store.transition("a", S.SUBMITTING, S.RUNNING)
     assert heard == [("a", "pending", "submitting", 1), ("a", "submitting", "running", 1)]
+
+
+async def test_a_file_that_is_not_a_database_is_named_in_the_error(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.db"
+    bad.write_text("these are my notes, not a database\n" * 100)
+    with pytest.raises(StoreError, match=r"notes\.db: not a usable batchveo database"):
+        await Store.open(bad)
+    assert bad.read_text().startswith("these are my notes")
