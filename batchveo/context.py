@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from batchveo.models import RETENTION_S
 from batchveo.pacing import Pacer
 from batchveo.spec import JobSpec
+from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job, Store
 
 
@@ -213,6 +214,24 @@ class RunContext:
     def note_reachable(self) -> None:
         self.unreachable_since = None
         self._unreachable_streak = 0
+
+    async def end_job(
+        self, job: Job, src: JobState, dst: JobState, kind: ErrorKind, why: str, **fields: Any
+    ) -> Job:
+        """End ``job`` in ``dst`` (failed, uncertain, expired) with the reason recorded."""
+        ended = await self.store.transition(
+            job.id, src, dst, error_kind=kind.value, error=why, finished_at=self.now(),
+            detail=why, **fields,
+        )  # fmt: skip
+        if dst is JobState.EXPIRED:
+            self.stats.expired += 1
+        elif dst is JobState.UNCERTAIN:
+            self.stats.uncertain += 1
+        else:
+            self.stats.failed += 1
+        self.stats.note_error(f"{job.id}: {why}")
+        self.emit(dst.value, job=job.id, error_kind=kind.value, error=why)
+        return ended
 
     def submitters_done(self) -> bool:
         return self.active_submitters == 0

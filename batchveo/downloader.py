@@ -124,19 +124,5 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
 
 
 async def _end(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
-    await ctx.store.transition(
-        job.id,
-        S.GENERATED,
-        dst,
-        error_kind=kind.value,
-        error=why,
-        finished_at=ctx.now(),
-        detail=why,
-    )
+    await ctx.end_job(job, S.GENERATED, dst, kind, why)
     ctx.downloads.forget(job.id)
-    if dst is S.EXPIRED:
-        ctx.stats.expired += 1
-    else:
-        ctx.stats.failed += 1
-    ctx.stats.note_error(f"{job.id}: {why}")
-    ctx.emit(dst.value, job=job.id, error_kind=kind.value, error=why)

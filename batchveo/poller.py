@@ -124,18 +124,5 @@ async def _reschedule(ctx: RunContext, job: Job, at: float) -> None:
 
 
 async def _finish(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
-    await ctx.store.transition(
-        job.id,
-        S.RUNNING,
-        dst,
-        error_kind=kind.value,
-        error=why,
-        polls=job.polls + 1,
-        next_poll_at=None,
-        finished_at=ctx.now(),
-        detail=why,
-    )
-    ctx.stats.failed += 1
-    ctx.stats.note_error(f"{job.id}: {why}")
+    await ctx.end_job(job, S.RUNNING, dst, kind, why, polls=job.polls + 1, next_poll_at=None)
     ctx.release_slot()
-    ctx.emit("failed", job=job.id, error_kind=kind.value, error=why)

@@ -83,9 +83,7 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
     try:
         operation = await ctx.client.submit(job.spec())
     except SubmitOutcomeUnknown as e:
-        ctx.stats.uncertain += 1
-        ctx.stats.note_error(f"{job.id}: {e}")
-        await _move(ctx, job, S.UNCERTAIN, ErrorKind.SUBMIT_UNKNOWN, str(e))
+        await ctx.end_job(job, S.SUBMITTING, S.UNCERTAIN, ErrorKind.SUBMIT_UNKNOWN, str(e))
     except NotSent as e:
         # The server never saw it: not an attempt, nothing billed. If the whole
         # service is out of reach, everyone waits instead of burning attempts.
@@ -102,12 +100,11 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
         ctx.stats.note_error(f"{job.id}: {e}")
         if job.attempts >= ctx.config.max_attempts:
             detail = f"gave up after {job.attempts} attempts: {e}"
-            await _move(ctx, job, S.FAILED, ErrorKind.RETRIES_EXHAUSTED, detail)
+            await ctx.end_job(job, S.SUBMITTING, S.FAILED, ErrorKind.RETRIES_EXHAUSTED, detail)
         else:
             await _requeue(ctx, job, now() + ctx.backoff_s(job.attempts), str(e))
     except JobRejected as e:
-        ctx.stats.note_error(f"{job.id}: {e}")
-        await _move(ctx, job, S.FAILED, ErrorKind(e.kind), str(e))
+        await ctx.end_job(job, S.SUBMITTING, S.FAILED, ErrorKind(e.kind), str(e))
     except StopRun as e:
         # Nothing was created: the job goes back untouched, the run stops.
         await _requeue(ctx, job, None, str(e), attempts=job.attempts - 1)
@@ -145,18 +142,3 @@ async def _requeue(
         fields["attempts"] = max(0, attempts)
     await ctx.store.transition(job.id, S.SUBMITTING, S.PENDING, detail=why, **fields)
     ctx.emit("retry", job=job.id, error=why, at=at)
-
-
-async def _move(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
-    await ctx.store.transition(
-        job.id,
-        S.SUBMITTING,
-        dst,
-        error_kind=kind.value,
-        error=why,
-        finished_at=ctx.now(),
-        detail=why,
-    )
-    if dst is S.FAILED:
-        ctx.stats.failed += 1
-    ctx.emit(dst.value, job=job.id, error_kind=kind.value, error=why)
