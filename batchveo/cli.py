@@ -49,8 +49,16 @@ db_option = click.option(
 )
 
 
+MAX_PROBLEMS_SHOWN = 50
+"""One bad default can make every row of a 100k manifest wrong: show a screenful."""
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    for line in message.splitlines() or [message]:
+    lines = message.splitlines() or [message]
+    if len(lines) > MAX_PROBLEMS_SHOWN:
+        more = len(lines) - MAX_PROBLEMS_SHOWN
+        lines = [*lines[:MAX_PROBLEMS_SHOWN], f"... and {more} more problem(s)"]
+    for line in lines:
         click.echo(f"batchveo: {line}" if not line.startswith("batchveo:") else line, err=True)
     sys.exit(code)
 
@@ -522,6 +530,25 @@ def _provider_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @prices_option
 @click.option("--dry-run", is_flag=True, help="Validate and show the plan; send nothing.")
 @click.option(
+    "--watch",
+    "watch_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep running and load every new manifest dropped in this folder.",
+)
+@click.option(
+    "--watch-interval",
+    default="10s",
+    show_default=True,
+    type=DURATION,
+    help="How often --watch looks for new manifests.",
+)
+@click.option(
+    "--until-idle",
+    "until_idle",
+    is_flag=True,
+    help="Stop when every job is finished (the default, unless --watch).",
+)
+@click.option(
     "--rate-polls",
     is_flag=True,
     help="Polls count against --rpm too (for providers whose quota counts them).",
@@ -560,6 +587,9 @@ def run(
     budget_usd: float | None,
     prices_path: Path | None,
     dry_run: bool,
+    watch_dir: Path | None,
+    watch_interval: float,
+    until_idle: bool,
     rate_polls: bool,
     log_file: Path | None,
     notify_url: str | None,
@@ -596,7 +626,13 @@ def run(
         max_jobs=max_jobs,
         budget_usd=budget_usd,
         polls_count_against_rpm=rate_polls,
+        watch_dir=watch_dir,
+        watch_interval_s=max(watch_interval, 0.01),
     )
+    if watch_dir is not None and until_idle:
+        _fail("--watch keeps running for new manifests; it cannot be combined with --until-idle")
+    if watch_dir is not None and not watch_dir.is_dir():
+        _fail(f"{watch_dir}: no such folder to watch")
 
     if dry_run:
         if not manifests:
@@ -611,7 +647,7 @@ def run(
 
         prices = _read_prices(prices_path)
         loaded_set = await asyncio.to_thread(read_manifest_set, manifests, batch=batch)
-        if not manifests and not db_path.exists():
+        if not manifests and not watch_dir and not db_path.exists():
             raise UserError(f"{db_path}: no such database; give a manifest to run")
         prov = resolve_provider(provider, base_url)
         key = resolve_api_key(prov.name)
@@ -690,6 +726,11 @@ class _Watch:
         self._tasks: list[asyncio.Task[None]] = []
 
     def on_run_event(self, name: str, details: dict[str, Any]) -> None:
+        if name == "manifest_rejected":
+            for problem in details["problems"][:MAX_PROBLEMS_SHOWN]:
+                click.echo(f"batchveo: {problem}", err=True)
+        elif name == "manifest_loaded" and details["new"]:
+            click.echo(f"batchveo: loaded {details['path']}: {details['summary']}", err=True)
         for target in (self.log, self.display):
             if target is not None:
                 target.on_run_event(name, details)

@@ -52,6 +52,9 @@ class RunConfig:
     """Stop the run (work kept, exit 75) when the service stays unreachable this long."""
     max_jobs: int | None = None
     """Cap on new submits in this run (a first small try of a big batch)."""
+    watch_dir: Path | None = None
+    """Keep running and load every new manifest that appears here (a drop folder)."""
+    watch_interval_s: float = 10.0
     budget_usd: float | None = None
     """Cap on the estimated cost of every job ever submitted from this database."""
 
@@ -247,7 +250,10 @@ class RunContext:
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
-    """Wait for ``event`` (then clear it) or the timeout; True if it was set."""
+    """Wait for a wake-up ``event`` (then clear it) or the timeout; True if it was set.
+
+    Only for the ``wake_*`` nudges: never for a stop flag, which must stay set.
+    """
     try:
         if timeout_s is None:
             await event.wait()

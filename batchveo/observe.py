@@ -231,6 +231,12 @@ class Tally:
                 self._rate_limited.discard(job)
             else:
                 self.note_error(job, str(details.get("error") or "retrying"))
+        elif name == "manifest_loaded":  # --watch: new jobs arrive without a transition
+            new = int(details.get("new") or 0)
+            self.total += new
+            self.states[S.PENDING] = self.states.get(S.PENDING, 0) + new
+        elif name == "manifest_rejected":
+            self.note_error(str(details.get("path", "?")), "manifest rejected")
 
     def note_error(self, job: str, error: str) -> None:
         self.errors.append(one_line(f"{job}: {error}", 200))

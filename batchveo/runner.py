@@ -15,6 +15,7 @@ The runner composes the three stages (see ``submitter``, ``poller``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.downloader import clean_partial_files, downloader
+from batchveo.errors import ManifestError
 from batchveo.manifest import Manifests, load_manifests, read_manifests
 from batchveo.pacing import Pacer
 from batchveo.poller import poller
@@ -127,6 +129,41 @@ class RunResult:
         return text
 
 
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".csv")
+
+
+async def watch_folder(ctx: RunContext, folder: Path) -> None:
+    """The drop-folder workflow: load each new or changed manifest that appears in ``folder``.
+
+    A manifest with problems is reported once (per version of the file) and
+    skipped, never fatal: a long-running watcher must survive a bad drop, and a
+    file still being copied is simply read again once it changes.
+    """
+    seen: dict[Path, tuple[float, int]] = {}
+    while not ctx.stop_claiming.is_set():
+        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+            if path.suffix.lower() not in MANIFEST_SUFFIXES or not path.is_file():
+                continue
+            st = path.stat()
+            version = (st.st_mtime, st.st_size)
+            if seen.get(path) == version:
+                continue
+            seen[path] = version
+            try:
+                loaded = await asyncio.to_thread(read_manifest_set, [path])
+                result = await add_specs(ctx.store, loaded.specs, [path], budgets=loaded.budgets)
+            except ManifestError as e:
+                ctx.stats.note_error(f"{path.name}: {len(e.problems)} problem(s)")
+                ctx.emit("manifest_rejected", path=str(path), problems=[str(p) for p in e.problems])
+                continue
+            ctx.emit("manifest_loaded", path=str(path), summary=result.summary(), new=result.new)
+            if result.new or result.replaced:
+                ctx.wake_submitters.set()
+        # Not wait_event(): that clears the event it waited for, and a stop must stay set.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ctx.stop_claiming.wait(), ctx.config.watch_interval_s)
+
+
 class Runner:
     def __init__(
         self,
@@ -218,8 +255,14 @@ class Runner:
         config = ctx.config
         ctx.active_submitters = config.submitters
         subs = [asyncio.create_task(self._submitter(ctx)) for _ in range(config.submitters)]
-        others = [asyncio.create_task(poller(ctx))]
-        others += [asyncio.create_task(downloader(ctx)) for _ in range(config.downloaders)]
+        watching = config.watch_dir is not None
+        others = [asyncio.create_task(poller(ctx, keep_running=watching))]
+        others += [
+            asyncio.create_task(downloader(ctx, keep_running=watching))
+            for _ in range(config.downloaders)
+        ]
+        if config.watch_dir is not None:
+            others.append(asyncio.create_task(watch_folder(ctx, config.watch_dir)))
         self._tasks = subs + others
         timers: list[asyncio.TimerHandle] = []
         if config.max_runtime_s is not None:

@@ -38,22 +38,28 @@ async def submitter(ctx: RunContext) -> None:
             continue
         if ctx.config.max_jobs is not None and ctx.new_submits >= ctx.config.max_jobs:
             return
-        ctx.inflight += 1  # reserve the slot before any await
+        # Reserve a slot and a place under --max-jobs before any await: the other
+        # workers must see them taken.
+        ctx.inflight += 1
+        ctx.new_submits += 1
         try:
             await ctx.pacer.acquire()
-            if ctx.stop_claiming.is_set():
-                ctx.release_slot()
-                return
-            jobs = await ctx.store.claim_pending(1, budget_usd=ctx.config.budget_usd)
+            jobs = (
+                []
+                if ctx.stop_claiming.is_set()
+                else await ctx.store.claim_pending(1, budget_usd=ctx.config.budget_usd)
+            )
         except BaseException:
+            ctx.new_submits -= 1
             ctx.release_slot()
             raise
         if not jobs:
-            ctx.inflight -= 1  # give the reservation back quietly: waking others would spin
-            if not await _wait_for_work(ctx):
+            # Give the reservations back quietly: waking the others would spin.
+            ctx.inflight -= 1
+            ctx.new_submits -= 1
+            if ctx.stop_claiming.is_set() or not await _wait_for_work(ctx):
                 return
             continue
-        ctx.new_submits += 1
         await submit_one(ctx, jobs[0])
 
 
@@ -69,6 +75,9 @@ async def _wait_for_work(ctx: RunContext) -> bool:
     """No job is due: sleep until one is (a backoff ends) or give up if none waits."""
     next_at = await ctx.store.next_attempt_at(budget_usd=ctx.config.budget_usd)
     if next_at is None:
+        if ctx.config.watch_dir is not None:
+            await wait_event(ctx.wake_submitters, 5.0)  # a new manifest may come
+            return True
         if not await ctx.store.count_states(IN_FLIGHT):
             return False  # nothing pending that could ever be sent: this worker is done
         # Jobs in flight may still fail uncharged and free budget: wait for them.

@@ -224,3 +224,51 @@ async def wait_until(cond: Any, timeout_s: float = 20) -> None:
     while not cond():
         assert loop.time() < end, "condition not reached"
         await asyncio.sleep(0.01)
+
+
+async def test_watch_loads_new_manifests_from_a_drop_folder(tmp_path: Path) -> None:
+    import signal
+
+    from tests.test_crash import states
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    db = tmp_path / "jobs.db"
+    async with fast_sim() as sim:
+        proc = await cli(
+            tmp_path, sim, "run", "--watch", "drop", *FAST, "--log-file", "w.log", wait=False
+        )
+        manifest(drop / "first.yaml", 2)
+        await wait_until(lambda: list(states(db).values()).count("done") == 2)
+        (drop / "broken.yaml").write_text("jobs:\n  - prompt: ''\n")
+        (drop / "notes.txt").write_text("not a manifest")
+        (drop / "second.csv").write_text("id,prompt\nc1,from a csv\n")
+        await wait_until(lambda: states(db).get("c1") == "done")
+        proc.send_signal(signal.SIGTERM)
+        _, err_b = await asyncio.wait_for(proc.communicate(), 20)
+    err = err_b.decode()
+    assert proc.returncode == 0, err  # stopped, and nothing was left to do
+    assert "broken.yaml:2: prompt is empty" in err  # reported, not fatal
+    assert "loaded drop/second.csv: 1 new" in err
+    assert sim.stats()["requests"]["submit"] == {"200": 3}
+
+
+async def test_max_jobs_caps_new_submits_for_a_first_small_try(tmp_path: Path) -> None:
+    manifest(tmp_path / "m.yaml", 6)
+    async with fast_sim() as sim:
+        code, _, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST, "--max-jobs", "2")
+        assert code == 75, err
+        data = await status(tmp_path)
+        assert data["states"]["done"] == 2 and data["states"]["pending"] == 4
+        code, _, err = await cli(tmp_path, sim, "run", *FAST)
+        assert code == 0 and sim.stats()["requests"]["submit"] == {"200": 6}
+
+
+async def test_a_manifest_with_thousands_of_problems_prints_a_screenful(tmp_path: Path) -> None:
+    lines = ["defaults: {resolution: 1080p, durationSeconds: 4}", "jobs:"]
+    lines += [f"  - prompt: clash {i}" for i in range(500)]
+    (tmp_path / "m.yaml").write_text("\n".join(lines) + "\n")
+    code, _, err = await cli(tmp_path, None, "load", "m.yaml")
+    assert code == 2 and not (tmp_path / "jobs.db").exists()
+    assert err.count("durationSeconds must be 8") == 50
+    assert "... and 450 more problem(s)" in err
