@@ -51,7 +51,7 @@ import yaml
 
 from batchveo import models
 from batchveo.errors import ManifestError, Problem
-from batchveo.spec import ImageRef, JobSpec
+from batchveo.spec import ImageRef, JobSpec, content_hash
 
 __all__ = ["MAX_IMAGE_BYTES", "MAX_PROMPT_CHARS", "load_manifests"]
 
@@ -354,23 +354,17 @@ def _auto_id(
     video: str | None,
     output: str | None,
 ) -> str:
-    """``"j"`` + 16 hex digits of ``JobSpec.spec_hash()`` for these contents, without a JobSpec.
-
-    The blob is byte for byte ``json.dumps(content_key(), sort_keys=True, separators=...)``
-    (tests hold the two together); it is built by hand because ``json.dumps`` was half the
-    time of loading a 100k-row manifest.
-    """
-    blob = (
-        f'{{"image":{_json_str(image.sha256) if image else "null"},'
-        f'"lastFrame":{_json_str(last.sha256) if last else "null"},'
-        f'"model":{_json_str(model)},'
-        f'"output":{"null" if output is None else _json_str(output)},'
-        f'"params":{params_json},'
-        f'"prompt":{_json_str(prompt)},'
-        f'"referenceImages":[{",".join(_json_str(r.sha256) for r in refs)}],'
-        f'"video":{"null" if video is None else _json_str(video)}}}'
+    """``JobSpec.spec_hash()`` for these contents, without a JobSpec; the id is ``"j"`` + 16."""
+    return content_hash(
+        prompt,
+        model,
+        params_json,
+        image.sha256 if image else None,
+        last.sha256 if last else None,
+        [r.sha256 for r in refs],
+        video,
+        output,
     )
-    return "j" + hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class _Loader:
@@ -656,10 +650,14 @@ class _Loader:
             return
 
         ref_images = tuple(r for r in refs if r) if refs else ()
+        known_hash = None
         if job_id is None:
-            job_id = _auto_id(
+            digest = _auto_id(
                 prompt, model, self._params_json(params), image, last, ref_images, video, output
             )
+            job_id = "j" + digest[:16]
+            if output is None:  # then the spec below hashes to exactly this
+                known_hash = digest
         if repeat is None:
             variants = [
                 JobSpec(
@@ -674,6 +672,7 @@ class _Loader:
                     video_uri=video,
                     output_name=output and _render(output, job_id, batch, None),
                     source=where,
+                    known_hash=known_hash,
                 )
             ]
         else:

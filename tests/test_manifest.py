@@ -936,3 +936,17 @@ def test_csv_video_column_extends_a_video(tmp_path: Path) -> None:
 def test_defaults_must_be_a_mapping(tmp_path: Path) -> None:
     path = write(tmp_path / "d.yaml", "defaults:\n  - 16:9\njobs:\n  - prompt: p\n")
     assert one_problem(path) == f"{path}:2: 'defaults' must be a mapping"
+
+
+def test_a_hash_carried_from_loading_equals_the_recomputed_one(tmp_path: Path) -> None:
+    import dataclasses
+
+    (tmp_path / "m.yaml").write_text(
+        "defaults: {aspectRatio: '9:16'}\njobs:\n  - prompt: a\n  - prompt: b\n    seed: 3\n"
+        "  - prompt: c\n    output: 'x/{id}'\n  - prompt: d\n    repeat: 2\n"
+    )
+    specs = load_manifests([tmp_path / "m.yaml"])
+    assert any(s.known_hash for s in specs)
+    for spec in specs:
+        recomputed = dataclasses.replace(spec, known_hash=None).spec_hash()
+        assert spec.spec_hash() == recomputed
