@@ -160,7 +160,7 @@ def show(job_id: str, db_path: Path) -> None:
             job = await store.get(job_id)
             if job is None:
                 raise UserError(f"{db_path}: no job {job_id!r}")
-            return job, await store.events(job_id)
+            return job, await store.history(job)
 
     job, events = _run(go)
     for key, value in job.as_dict().items():

@@ -72,12 +72,15 @@ async def test_transition_is_guarded_and_logged(store: Store) -> None:
         await store.transition("a", S.RUNNING, S.PENDING)
     with pytest.raises(StaleTransition, match="no such job"):
         await store.transition("zzz", S.RUNNING, S.GENERATED)
-    history = [(e.from_state, e.to_state, e.attempt) for e in await store.events("a")]
+    job = await store.get("a")
+    assert job is not None
+    history = [(e.from_state, e.to_state, e.attempt) for e in await store.history(job)]
     assert history == [
         (None, "pending", 0),
         ("pending", "submitting", 1),
         ("submitting", "running", 1),
     ]
+    assert (await store.history(job))[0].detail == "loaded from jobs.yaml:a"
 
 
 async def test_apply_is_all_or_nothing(store: Store) -> None:
