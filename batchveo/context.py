@@ -46,7 +46,8 @@ class RunConfig:
     poll_concurrency: int = 8
     downloaders: int = 4
     max_runtime_s: float | None = None
-    shutdown_grace_s: float = 30.0
+    shutdown_grace_s: float = 60.0
+    """How long a stop waits for submits in flight to come back and be recorded."""
     resubmit_uncertain: bool = False
     unreachable_limit_s: float = 900.0
     """Stop the run (work kept, exit 75) when the service stays unreachable this long."""
@@ -167,6 +168,8 @@ class RunContext:
         self.inflight = 0
         self.new_submits = 0
         self.active_submitters = 0
+        self.poll_errors: dict[str, int] = {}
+        """Consecutive failed polls per job (in memory: a restart gives them a fresh start)."""
         self.unreachable_since: float | None = None
         self._unreachable_streak = 0
 
@@ -200,6 +203,10 @@ class RunContext:
             self.stop_all.set()
             self.wake_poller.set()
             self.wake_downloader.set()
+
+    def note_poll_error(self, job_id: str) -> int:
+        n = self.poll_errors[job_id] = self.poll_errors.get(job_id, 0) + 1
+        return n
 
     def note_unreachable(self) -> float:
         """The service could not be reached: pause all submits; stop if it lasts too long."""

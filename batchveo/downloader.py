@@ -10,6 +10,7 @@ window has passed, and then the job is ``expired``.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -24,9 +25,15 @@ _IDLE_CHECK_S = 5.0
 
 
 def safe_segment(name: str) -> str:
-    """One path segment that cannot climb out of the output folder or hide."""
-    cleaned = _SAFE.sub("_", name).strip("._") or "job"
-    return cleaned[:150]
+    """One path segment that cannot climb out of the output folder or hide.
+
+    When cleaning changed the name, a short hash of the original is added, so
+    "shot 1", "shot?1" and "shot_1" do not all become ``shot_1.mp4``.
+    """
+    cleaned = _SAFE.sub("_", name).strip("._")[:150] or "job"
+    if cleaned != name:
+        cleaned += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
+    return cleaned
 
 
 def output_paths(out_dir: Path, job: Job) -> list[Path]:
@@ -90,7 +97,9 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
             files.append(
                 {"path": str(result.path.resolve()), "size": result.size, "sha256": result.sha256}
             )
-    except (NotFound, RetryLater) as e:
+    except (NotFound, RetryLater, JobRejected) as e:
+        # A paid video is never given up while it may still exist: any refusal is
+        # retried with backoff until the retention window has passed.
         if isinstance(e, NotFound) and now >= expires_at:
             await _end(ctx, job, S.EXPIRED, ErrorKind.EXPIRED, f"video deleted: {e}")
             return
@@ -102,7 +111,7 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
         queue.retry(item, now + delay_s)
         ctx.wake_downloader.set()
         return
-    except (JobRejected, ValueError) as e:
+    except ValueError as e:  # an output path that would leave --out: our bug, not theirs
         await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
         return
     except StopRun as e:

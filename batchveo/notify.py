@@ -106,6 +106,14 @@ async def post_json(url: str, body: str, timeout_s: float) -> str | None:
 # -- shell command ------------------------------------------------------------------------
 
 
+KEY_VARIABLES = frozenset({"BATCHVEO_API_KEY", "GPTPROTO_API_KEY", "GEMINI_API_KEY"})
+
+
+def _env_without_keys() -> dict[str, str]:
+    """The command is the user's, but the API key has no business there."""
+    return {k: v for k, v in os.environ.items() if k not in KEY_VARIABLES}
+
+
 async def run_command(command: str, body: str, timeout_s: float) -> str | None:
     """Run ``command`` in the shell with ``body`` on stdin; None if it exits 0.
 
@@ -117,6 +125,7 @@ async def run_command(command: str, body: str, timeout_s: float) -> str | None:
     try:
         proc = await asyncio.create_subprocess_shell(
             command,
+            env=_env_without_keys(),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

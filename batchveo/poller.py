@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 
 from batchveo.context import RunContext, wait_event
-from batchveo.errors import NotFound, RateLimited, RetryLater, StopRun
+from batchveo.errors import ApiError, NotFound, RateLimited, RetryLater, StopRun
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
 S = JobState
 _BATCH = 256
 _IDLE_CHECK_S = 5.0
+POLL_ERRORS_TO_FAIL = 5
+"""Consecutive unexpected answers (or 404s past the grace) before an operation is given up."""
 
 
 def poll_interval_s(ctx: RunContext, age_s: float) -> float:
@@ -71,10 +73,14 @@ async def poll_one(ctx: RunContext, job: Job) -> None:
         status = await ctx.client.poll(job.operation, job.model)
     except NotFound as e:
         age_s = now - (job.submitted_at or now)
-        if age_s < ctx.config.operation_grace_s:
-            await _reschedule(ctx, job, now + ctx.config.poll_interval_s)
+        misses = ctx.note_poll_error(job.id)
+        if age_s < ctx.config.operation_grace_s or misses < POLL_ERRORS_TO_FAIL:
+            await _reschedule(
+                ctx, job, now + max(ctx.config.poll_interval_s, ctx.backoff_s(misses))
+            )
         else:
-            await _finish(ctx, job, S.FAILED, ErrorKind.OPERATION_LOST, f"operation gone: {e}")
+            why = f"operation gone ({misses} polls answered 404): {e}"
+            await _finish(ctx, job, S.FAILED, ErrorKind.OPERATION_LOST, why)
         return
     except RateLimited as e:
         pause_s = ctx.pacer.on_rate_limited(e.retry_after_s)
@@ -88,6 +94,18 @@ async def poll_one(ctx: RunContext, job: Job) -> None:
         ctx.account_error = str(e)
         ctx.request_stop(f"stopped: {e}", everything=True)
         return
+    except ApiError as e:
+        # An answer we did not expect (a 400 on a poll, a malformed name): retry it
+        # with backoff, never crash the run over one operation; give up eventually.
+        errors = ctx.note_poll_error(job.id)
+        if errors >= POLL_ERRORS_TO_FAIL:
+            why = f"polling failed {errors} times: {e}"
+            await _finish(ctx, job, S.FAILED, ErrorKind.OPERATION_ERROR, why)
+        else:
+            ctx.stats.note_error(f"{job.id}: poll: {e}")
+            await _reschedule(ctx, job, now + ctx.backoff_s(errors))
+        return
+    ctx.poll_errors.pop(job.id, None)
 
     if status.state == "running":
         age_s = now - (job.submitted_at or now)

@@ -144,7 +144,10 @@ async def watch_folder(ctx: RunContext, folder: Path) -> None:
         for path in sorted(folder.iterdir()) if folder.is_dir() else []:
             if path.suffix.lower() not in MANIFEST_SUFFIXES or not path.is_file():
                 continue
-            st = path.stat()
+            try:
+                st = path.stat()
+            except OSError:
+                continue  # gone again (moved or deleted) since the listing
             version = (st.st_mtime, st.st_size)
             if seen.get(path) == version:
                 continue
@@ -292,7 +295,11 @@ class Runner:
                 pending.discard(stop_wait)
                 for t in done:
                     if t is not stop_wait and not t.cancelled() and t.exception():
-                        raise t.exception()  # type: ignore[misc]
+                        exc = t.exception()
+                        # A bug in one stage: let the submits in flight be recorded first.
+                        ctx.request_stop(f"stopped by an internal error: {exc!r}")
+                        await self._wind_down(ctx, subs, others)
+                        raise exc  # type: ignore[misc]
                 if stop_wait in done and pending:
                     await self._wind_down(ctx, subs, others)
                     break
@@ -314,8 +321,10 @@ class Runner:
         self, ctx: RunContext, subs: list[asyncio.Task[None]], others: list[asyncio.Task[None]]
     ) -> None:
         """Let in-flight submits return and be recorded, then stop everything."""
+        # Always, even after an account error or at the hard deadline: a submit
+        # cut off now becomes "uncertain". Only a second signal cancels at once.
         live = [t for t in subs if not t.done()]
-        if live and not ctx.stop_all.is_set():
+        if live:
             await asyncio.wait(live, timeout=ctx.config.shutdown_grace_s)
         ctx.request_stop(ctx.stop_reason or "stopped", everything=True)
         live = [t for t in others if not t.done()]

@@ -96,10 +96,12 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
     except NotSent as e:
         # The server never saw it: not an attempt, nothing billed. If the whole
         # service is out of reach, everyone waits instead of burning attempts.
+        ctx.new_submits -= 1
         ctx.stats.note_error(f"{job.id}: {e}")
         pause_s = ctx.note_unreachable() if e.unreachable else ctx.backoff_s(1)
         await _requeue(ctx, job, now() + pause_s, str(e), attempts=job.attempts - 1)
     except RateLimited as e:
+        ctx.new_submits -= 1  # refused, not sent: it does not count against --max-jobs
         pause_s = ctx.pacer.on_rate_limited(e.retry_after_s)
         ctx.emit("rate_limited", job=job.id, pause_s=pause_s)
         # A 429 is the server refusing to count the request: not an attempt.
@@ -115,24 +117,31 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
     except JobRejected as e:
         await ctx.end_job(job, S.SUBMITTING, S.FAILED, ErrorKind(e.kind), str(e))
     except StopRun as e:
-        # Nothing was created: the job goes back untouched, the run stops.
+        # Nothing was created: the job goes back untouched and no more submits are
+        # sent. Operations already paid for are still polled and downloaded: the
+        # end of the balance must not let last night's videos expire.
+        ctx.new_submits -= 1
         await _requeue(ctx, job, None, str(e), attempts=job.attempts - 1)
         ctx.account_error = str(e)
-        ctx.request_stop(f"stopped: {e}", everything=True)
+        ctx.stop_submitting(f"stopped: {e}")
     except asyncio.CancelledError:
         # Cancelled mid-request (second signal, shutdown timeout): the job stays
         # `submitting`, and the next run marks it uncertain. That is the truth.
         raise
     else:
         t = now()
-        await store.transition(
-            job.id,
-            S.SUBMITTING,
-            S.RUNNING,
-            operation=operation,
-            submitted_at=t,
-            next_poll_at=t + ctx.config.first_poll_s,
-            detail=operation,
+        # Shielded: once the server has answered, its operation name must reach the
+        # database even if a stop cancels this task right now.
+        await asyncio.shield(
+            store.transition(
+                job.id,
+                S.SUBMITTING,
+                S.RUNNING,
+                operation=operation,
+                submitted_at=t,
+                next_poll_at=t + ctx.config.first_poll_s,
+                detail=operation,
+            )
         )
         ctx.pacer.on_success()
         ctx.note_reachable()

@@ -156,7 +156,7 @@ async def test_notification_reaches_a_local_server_with_the_right_counts(tmp_pat
         async with fast_sim() as sim:
             code, _, err = await cli(
                 tmp_path, sim, "run", "m.yaml", *FAST, "--notify", f"http://127.0.0.1:{port}/hook",
-                "--on-complete", "cat > summary.json",
+                "--on-complete", "env > env.txt; cat > summary.json",
             )  # fmt: skip
     finally:
         await runner.cleanup()
@@ -168,6 +168,8 @@ async def test_notification_reaches_a_local_server_with_the_right_counts(tmp_pat
     assert summary["failures"][0]["error_kind"] == "content_policy"
     assert summary["output_folder"] == "videos"
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert "PATH=" in (tmp_path / "env.txt").read_text()
+    assert KEY not in (tmp_path / "env.txt").read_text()  # the command never sees the key
 
 
 async def test_log_file_parses_and_the_key_is_nowhere(tmp_path: Path) -> None:
