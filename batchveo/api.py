@@ -588,7 +588,13 @@ class VeoClient:
     async def submit(self, spec: JobSpec) -> str:
         """Start one generation; returns the operation name exactly as the server gave it."""
         model = _segment(spec.model, "model")
-        body = await asyncio.to_thread(build_request_body, spec)
+        has_images = spec.image or spec.last_frame or spec.reference_images
+        # Reading and encoding images is slow I/O: off the loop. A text job is not.
+        body = (
+            await asyncio.to_thread(build_request_body, spec)
+            if has_images
+            else build_request_body(spec)
+        )
         payload = json.dumps(body, separators=(",", ":")).encode()
         del body
         url = URL(f"{self.provider.submit_base}/v1beta/models/{model}:predictLongRunning")
@@ -777,9 +783,7 @@ async def _stream_to_file(resp: aiohttp.ClientResponse, dest: Path) -> DownloadR
             raise Transient(f"downloaded {size} bytes that are not an MP4 (no ftyp box)")
         with _local_disk(part):
             f.flush()
-            await asyncio.to_thread(os.fsync, f.fileno())
-            f.close()
-            await asyncio.to_thread(_replace_durably, part, dest)
+            await asyncio.to_thread(_replace_durably, f, part, dest)
     except BaseException:
         f.close()
         part.unlink(missing_ok=True)
@@ -801,7 +805,10 @@ def _truncated(size: int, expected: int | None) -> str:
     return f"truncated download: got {size}{of} bytes"
 
 
-def _replace_durably(part: Path, dest: Path) -> None:
+def _replace_durably(f: Any, part: Path, dest: Path) -> None:
+    """fsync the data, rename into place, fsync the folder: one trip to a thread."""
+    os.fsync(f.fileno())
+    f.close()
     os.replace(part, dest)
     fd = os.open(dest.parent, os.O_RDONLY)
     try:

@@ -162,6 +162,9 @@ class RunContext:
         self.stop_reason: str | None = None
         self.account_error: str | None = None
         self.wake_submitters = asyncio.Event()
+        """Work may have appeared: a manifest loaded, budget freed, a stop to notice."""
+        self.slot_freed = asyncio.Event()
+        """An in-flight slot was released (kept apart: it is set once per job)."""
         self.wake_poller = asyncio.Event()
         self.wake_downloader = asyncio.Event()
         self.downloads = DownloadQueue()
@@ -192,6 +195,7 @@ class RunContext:
             self.stop_reason = reason
         self.stop_claiming.set()
         self.wake_submitters.set()
+        self.slot_freed.set()
         self.wake_poller.set()
         self.wake_downloader.set()
 
@@ -241,6 +245,8 @@ class RunContext:
             self.stats.failed += 1
         self.stats.note_error(f"{job.id}: {why}")
         self.emit(dst.value, job=job.id, error_kind=kind.value, error=why)
+        if dst is JobState.FAILED:
+            self.wake_submitters.set()  # an uncharged failure frees budget
         return ended
 
     def submitters_done(self) -> bool:
@@ -253,7 +259,7 @@ class RunContext:
     def release_slot(self) -> None:
         """A job left submitting/running: another submit may start."""
         self.inflight = max(0, self.inflight - 1)
-        self.wake_submitters.set()
+        self.slot_freed.set()
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:

@@ -11,6 +11,7 @@ window has passed, and then the job is ``expired``.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -51,9 +52,9 @@ def output_paths(out_dir: Path, job: Job) -> list[Path]:
     n = len(job.video_uris)
     names = [f"{stem}.mp4"] if n == 1 else [f"{stem}_{i}.mp4" for i in range(1, n + 1)]
     paths = [folder / name for name in names]
-    root = out_dir.resolve()
-    for p in paths:
-        if not p.resolve().is_relative_to(root):  # defence in depth; segments are sanitised
+    root = os.path.abspath(out_dir)
+    for p in paths:  # defence in depth (segments are sanitised); no syscalls per job
+        if os.path.commonpath([root, os.path.abspath(p)]) != root:
             raise ValueError(f"job {job.id}: output path escapes {out_dir}")
     return paths
 
@@ -95,7 +96,7 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
         for uri, path in zip(job.video_uris, paths, strict=True):
             result = await ctx.client.download(uri, path)
             files.append(
-                {"path": str(result.path.resolve()), "size": result.size, "sha256": result.sha256}
+                {"path": os.path.abspath(result.path), "size": result.size, "sha256": result.sha256}
             )
     except (NotFound, RetryLater, JobRejected) as e:
         # A paid video is never given up while it may still exist: any refusal is

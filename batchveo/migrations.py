@@ -90,4 +90,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         DROP INDEX IF EXISTS jobs_generated;
         """,
     ),
+    Migration(
+        # The event log is written by the database itself: a transition is then a
+        # single UPDATE statement (atomic on its own, one round trip) instead of a
+        # transaction of four. Every UPDATE that sets `state` also sets
+        # `last_detail`, the event's detail.
+        "005_transition_trigger",
+        """
+        ALTER TABLE jobs ADD COLUMN last_detail TEXT;
+        CREATE TRIGGER jobs_transition_event AFTER UPDATE OF state ON jobs
+        BEGIN
+            INSERT INTO events (job_id, from_state, to_state, at, attempt, detail)
+            VALUES (NEW.id, OLD.state, NEW.state, NEW.updated_at, NEW.attempts, NEW.last_detail);
+        END;
+        """,
+    ),
 )

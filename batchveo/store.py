@@ -70,7 +70,8 @@ COLUMNS = (
     "generated_at",
     "finished_at",
 )
-_SELECT = "SELECT " + ", ".join(COLUMNS) + " FROM jobs"
+_RETURNING = ", ".join(COLUMNS)
+_SELECT = f"SELECT {_RETURNING} FROM jobs"
 _JSON_COLUMNS = frozenset({"params", "inputs", "video_uris", "files"})
 _UPDATABLE = frozenset(
     {
@@ -233,6 +234,8 @@ class Store:
         self.path = path
         self.clock = clock
         self._lock = asyncio.Lock()
+        self._caps: dict[str, float] | None = None
+        self._caps_read_at = 0.0
         self.observers: list[TransitionObserver] = []
         """Told about every transition after it is committed; must not block or raise."""
 
@@ -302,6 +305,12 @@ class Store:
     async def applied_migrations(self) -> list[str]:
         async with self._db.execute("SELECT name FROM _migrations ORDER BY name") as cur:
             return [row[0] for row in await cur.fetchall()]
+
+    @asynccontextmanager
+    async def _statement(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One autocommit statement, not interleaved with another coroutine's transaction."""
+        async with self._lock:
+            yield self._db
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -401,6 +410,7 @@ class Store:
                 [(b, now, manifest) for b in batches],
             )
             if budgets:
+                self._caps = None
                 # The manifest's latest word on a batch's budget wins.
                 await db.executemany(
                     "INSERT INTO batches (name, created_at, manifest, budget_usd) VALUES (?,?,?,?)"
@@ -420,17 +430,14 @@ class Store:
                 cur = await db.execute(
                     "UPDATE jobs SET batch=?, state='pending', spec_hash=?, prompt=?, model=?,"
                     " params=?, inputs=?, output_name=?, source=?, cost_usd=?, attempts=0,"
-                    " error_kind=NULL, error=NULL, next_attempt_at=NULL, updated_at=?"
+                    " error_kind=NULL, error=NULL, next_attempt_at=NULL, updated_at=?,"
+                    " last_detail=?"
                     " WHERE id=? AND state=?",
-                    (*_spec_row(spec, h)[1:], now, spec.id, old_state),
-                )
+                    (*_spec_row(spec, h)[1:], now, f"replaced from {spec.source}", spec.id,
+                     old_state),
+                )  # fmt: skip
                 if cur.rowcount != 1:
                     raise StaleTransition(f"job {spec.id} changed while being replaced")
-                await db.execute(
-                    "INSERT INTO events (job_id, from_state, to_state, at, detail)"
-                    " VALUES (?, ?, 'pending', ?, ?)",
-                    (spec.id, old_state, now, f"replaced from {spec.source}"),
-                )
         return AddResult(new=len(new), existing=existing, replaced=len(replacing))
 
     # -- transitions -------------------------------------------------------------
@@ -457,28 +464,24 @@ class Store:
                 raise StoreError(f"not an updatable column: {', '.join(sorted(bad))}")
         now = self.clock()
         out: list[Job] = []
-        async with self._tx() as db:
+        # One transition is one UPDATE, atomic by itself (the trigger of migration
+        # 005 logs the event in the same statement); several need a transaction.
+        scope = self._tx() if len(transitions) > 1 else self._statement()
+        async with scope as db:
             for t in transitions:
                 cols = list(t.fields)
-                sets = ", ".join(["state=?", "updated_at=?", *[f"{c}=?" for c in cols]])
-                values = [t.dst.value, now, *[_encode(c, t.fields[c]) for c in cols]]
-                sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING " + ", ".join(
-                    COLUMNS
+                sets = ", ".join(
+                    ["state=?", "updated_at=?", "last_detail=?", *[f"{c}=?" for c in cols]]
                 )
-                async with db.execute(sql, (*values, t.job_id, t.src.value)) as cur:
-                    row = await cur.fetchone()
-                if row is None:
+                values = [t.dst.value, now, t.detail, *[_encode(c, t.fields[c]) for c in cols]]
+                sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {_RETURNING}"
+                rows = await db.execute_fetchall(sql, (*values, t.job_id, t.src.value))
+                if not rows:
                     raise StaleTransition(
                         f"job {t.job_id}: expected state {t.src.value}, cannot move to "
                         f"{t.dst.value} ({await self._describe(db, t.job_id)})"
                     )
-                job = Job.from_row(row)
-                await db.execute(
-                    "INSERT INTO events (job_id, from_state, to_state, at, attempt, detail)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (t.job_id, t.src.value, t.dst.value, now, job.attempts, t.detail),
-                )
-                out.append(job)
+                out.append(Job.from_row(next(iter(rows))))
         self._tell(
             TransitionEvent(
                 j.id,
@@ -511,16 +514,15 @@ class Store:
         cols = list(fields)
         sets = ", ".join(["updated_at=?", *[f"{c}=?" for c in cols]])
         values = [self.clock(), *[_encode(c, fields[c]) for c in cols]]
-        async with self._tx() as db:
-            sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING " + ", ".join(COLUMNS)
-            async with db.execute(sql, (*values, job_id, state.value)) as cur:
-                row = await cur.fetchone()
-            if row is None:
+        async with self._statement() as db:
+            sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {_RETURNING}"
+            rows = await db.execute_fetchall(sql, (*values, job_id, state.value))
+            if not rows:
                 raise StaleTransition(
                     f"job {job_id}: expected state {state.value} "
                     f"({await self._describe(db, job_id)})"
                 )
-        return Job.from_row(row)
+        return Job.from_row(next(iter(rows)))
 
     async def _describe(self, db: aiosqlite.Connection, job_id: str) -> str:
         async with db.execute("SELECT state FROM jobs WHERE id=?", (job_id,)) as cur:
@@ -538,25 +540,22 @@ class Store:
         if limit <= 0:
             return []
         t = self.clock() if now is None else now
-        async with self._tx() as db:
-            # The caps are read in the claim's own transaction: what is committed
-            # is exactly what earlier claims (this run or any before it) committed.
-            fits, fit_args = await self._budget_filter(db, budget_usd)
+        budgeted = budget_usd is not None or bool(await self._batch_caps())
+        # With budgets, the caps are read in the claim's own transaction: what is
+        # committed is exactly what earlier claims (this run or any before it)
+        # committed. Without, the claim is one UPDATE, atomic by itself.
+        async with self._tx() if budgeted else self._statement() as db:
+            fits, fit_args = await self._budget_filter(db, budget_usd) if budgeted else ("", [])
             sql = (
-                "UPDATE jobs SET state='submitting', attempts=attempts+1, updated_at=?"
+                "UPDATE jobs SET state='submitting', attempts=attempts+1, updated_at=?,"
+                " last_detail=NULL"
                 " WHERE id IN (SELECT id FROM jobs WHERE state='pending'"
                 f" AND (next_attempt_at IS NULL OR next_attempt_at<=?){fits}"
                 " ORDER BY rowid LIMIT ?)"
-                " RETURNING rowid, " + ", ".join(COLUMNS)
+                f" RETURNING rowid, {_RETURNING}"
             )
-            async with db.execute(sql, (t, t, *fit_args, limit)) as cur:
-                rows = sorted(await cur.fetchall(), key=lambda r: r[0])
+            rows = sorted(await db.execute_fetchall(sql, (t, t, *fit_args, limit)))
             jobs = [Job.from_row(r[1:]) for r in rows]
-            await db.executemany(
-                "INSERT INTO events (job_id, from_state, to_state, at, attempt, detail)"
-                " VALUES (?, 'pending', 'submitting', ?, ?, NULL)",
-                [(j.id, t, j.attempts) for j in jobs],
-            )
         self._tell(
             TransitionEvent(
                 j.id, j.batch, "pending", "submitting", t, j.attempts, None, None, None, None
@@ -570,10 +569,7 @@ class Store:
     ) -> tuple[str, list[Any]]:
         """SQL keeping only pending jobs whose estimated cost fits every budget."""
         sql, args = "", []
-        async with db.execute(
-            "SELECT name, budget_usd FROM batches WHERE budget_usd IS NOT NULL"
-        ) as cur:
-            caps = {name: usd for name, usd in await cur.fetchall()}
+        caps = await self._batch_caps(db)
         if budget_usd is None and not caps:
             return sql, args
         committed = await self._committed(db)
@@ -587,6 +583,19 @@ class Store:
             for name, usd in caps.items():
                 args += [name, usd - committed.get(name, 0.0) + 1e-9]
         return sql, args
+
+    async def _batch_caps(self, db: aiosqlite.Connection | None = None) -> dict[str, float]:
+        """Batch budgets, re-read every few seconds (another process may load a manifest)."""
+        now = time.monotonic()
+        if self._caps is None or now - self._caps_read_at > 5.0 or db is not None:
+            sql = "SELECT name, budget_usd FROM batches WHERE budget_usd IS NOT NULL"
+            if db is None:
+                rows = await self._query(sql)
+            else:
+                rows = list(await db.execute_fetchall(sql))
+            self._caps = {name: usd for name, usd in rows}
+            self._caps_read_at = now
+        return self._caps
 
     async def _committed(self, db: aiosqlite.Connection) -> dict[str, float]:
         marks = ",".join("?" * len(COMMITTED_STATES))
@@ -807,5 +816,13 @@ def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements (migrations hold no ';' inside literals)."""
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """Split a migration into complete statements (a trigger body holds ';' too)."""
+    statements: list[str] = []
+    current = ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                statements.append(current.strip())
+            current = ""
+    return statements
