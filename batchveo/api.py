@@ -598,7 +598,14 @@ class VeoClient:
         payload = json.dumps(body, separators=(",", ":")).encode()
         del body
         url = URL(f"{self.provider.submit_base}/v1beta/models/{model}:predictLongRunning")
-        reply = await self._call("POST", url, "submit", payload)
+        try:
+            reply = await self._call("POST", url, "submit", payload)
+        except NotSent as e:
+            if e.unreachable:
+                raise
+            # A keep-alive connection the server had closed: nothing left, so it is
+            # safe to send once more, at once, on a fresh connection.
+            reply = await self._call("POST", url, "submit", payload)
         if not reply.ok:
             raise self._http_error(reply, "submit")
         name = _json_object(reply.body).get("name")

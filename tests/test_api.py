@@ -409,11 +409,12 @@ async def test_pooled_connection_closed_by_server_between_requests() -> None:
     assert names == ["operations/op1", "operations/op2", "operations/op3"] and len(seen) == 3
 
 
-async def test_pooled_connection_found_closing_at_write_is_transient(
+async def test_pooled_connection_found_closing_at_write_is_resent_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The race: the pooled connection starts closing after it was handed out, before the
-    first byte is written. aiohttp refuses the write, so the submit provably never left."""
+    first byte is written. aiohttp refuses the write, so the submit provably never left,
+    and the client sends it again at once on a fresh connection: received exactly once."""
 
     async def close_it(session: aiohttp.ClientSession, ctx: Any, params: Any) -> None:
         for proto in list(session.connector._acquired):  # type: ignore[union-attr]
@@ -429,10 +430,9 @@ async def test_pooled_connection_found_closing_at_write_is_transient(
     monkeypatch.setattr(api, "_trace_config", traced)
     async with simulated() as (sim, client):
         await client.submit(make_spec("a", prompt="first"))
-        exc = await expect(NotSent, client.submit(make_spec("b", prompt="second")))
-        assert isinstance(exc, NotSent) and not exc.unreachable  # the server is fine
-        assert "not sent" in str(exc)
-        assert sim.stats()["received_by_prompt"] == {"first": 1}
+        name = await client.submit(make_spec("b", prompt="second"))
+        assert name.startswith("models/") or name.startswith("operations/")
+        assert sim.stats()["received_by_prompt"] == {"first": 1, "second": 1}
 
 
 async def test_submit_200_without_a_name_is_outcome_unknown() -> None:
