@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import random
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,10 +164,11 @@ class RunContext:
         self.account_error: str | None = None
         self.wake_submitters = asyncio.Event()
         """Work may have appeared: a manifest loaded, budget freed, a stop to notice."""
-        self.slot_freed = asyncio.Event()
-        """An in-flight slot was released (kept apart: it is set once per job)."""
+        self.slot_freed = Waiters()
+        """Submitters waiting for an in-flight slot; each release wakes one."""
         self.wake_poller = asyncio.Event()
-        self.wake_downloader = asyncio.Event()
+        self.wake_downloader = Waiters()
+        """Idle downloaders; each new video wakes one."""
         self.downloads = DownloadQueue()
         self.inflight = 0
         self.new_submits = 0
@@ -195,9 +197,9 @@ class RunContext:
             self.stop_reason = reason
         self.stop_claiming.set()
         self.wake_submitters.set()
-        self.slot_freed.set()
+        self.slot_freed.wake_all()
         self.wake_poller.set()
-        self.wake_downloader.set()
+        self.wake_downloader.wake_all()
 
     def request_stop(self, reason: str, *, everything: bool = False) -> None:
         """Wind the run down now: in-flight submits are recorded, the rest stops."""
@@ -206,7 +208,7 @@ class RunContext:
         if everything:
             self.stop_all.set()
             self.wake_poller.set()
-            self.wake_downloader.set()
+            self.wake_downloader.wake_all()
 
     def note_poll_error(self, job_id: str) -> int:
         n = self.poll_errors[job_id] = self.poll_errors.get(job_id, 0) + 1
@@ -259,7 +261,11 @@ class RunContext:
     def release_slot(self) -> None:
         """A job left submitting/running: another submit may start."""
         self.inflight = max(0, self.inflight - 1)
-        self.slot_freed.set()
+        self.slot_freed.wake_one()
+        if self.inflight == 0:
+            # Perhaps the end: idle workers must look now, not at their next timeout.
+            self.wake_submitters.set()
+            self.wake_downloader.wake_all()
 
 
 async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
@@ -268,11 +274,45 @@ async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
     Only for the ``wake_*`` nudges: never for a stop flag, which must stay set.
     """
     try:
-        if timeout_s is None:
-            await event.wait()
-        else:
-            await asyncio.wait_for(event.wait(), max(0.0, timeout_s))
+        async with asyncio.timeout(None if timeout_s is None else max(0.0, timeout_s)):
+            await event.wait()  # (asyncio.timeout, unlike wait_for, starts no task)
     except TimeoutError:
         return False
     event.clear()
     return True
+
+
+class Waiters:
+    """Workers waiting for one thing each: ``wake_one`` hands it to exactly one of them.
+
+    An Event wakes every waiter for what only one can take (a freed slot, a new
+    video); at 2,000 jobs and 64 workers that was most of a run's wake-ups.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: deque[asyncio.Future[None]] = deque()
+
+    async def wait(self, timeout_s: float) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(fut)
+        try:
+            async with asyncio.timeout(max(0.0, timeout_s)):
+                await fut
+        except TimeoutError:
+            pass
+        finally:
+            if not fut.done():
+                fut.cancel()
+
+    def wake_one(self) -> None:
+        while self._waiting:
+            fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def wake_all(self) -> None:
+        while self._waiting:
+            fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from batchveo.context import DueJob, RunContext, wait_event
+from batchveo.context import DueJob, RunContext
 from batchveo.errors import JobRejected, NotFound, RetryLater, StopRun
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
@@ -77,11 +77,11 @@ async def downloader(ctx: RunContext, *, keep_running: bool = False) -> None:
         item = queue.pop_due(ctx.now())
         if item is None:
             if not keep_running and not len(queue) and ctx.pipeline_idle():
-                ctx.wake_downloader.set()  # let the other workers see it too
+                ctx.wake_downloader.wake_all()  # let the other workers see it too
                 return
             next_due = queue.next_due()
             wait_s = _IDLE_CHECK_S if next_due is None else next_due - ctx.now()
-            await wait_event(ctx.wake_downloader, min(_IDLE_CHECK_S, wait_s))
+            await ctx.wake_downloader.wait(min(_IDLE_CHECK_S, wait_s))
             continue
         await download_one(ctx, item)
 
@@ -110,7 +110,7 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
         ctx.stats.note_error(f"{job.id}: download: {e}")
         delay_s = min(ctx.backoff_s(item.tries + 1), max(0.0, expires_at - now))
         queue.retry(item, now + delay_s)
-        ctx.wake_downloader.set()
+        ctx.wake_downloader.wake_one()
         return
     except ValueError as e:  # an output path that would leave --out: our bug, not theirs
         await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))

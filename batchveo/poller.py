@@ -125,7 +125,7 @@ async def poll_one(ctx: RunContext, job: Job) -> None:
         ctx.downloads.add(done)  # before releasing the slot: downloaders must see it
         ctx.release_slot()
         ctx.emit("generated", job=job.id, videos=len(status.video_uris))
-        ctx.wake_downloader.set()
+        ctx.wake_downloader.wake_one()
     elif status.state == "filtered":
         reasons = "; ".join(status.filtered_reasons) or "no reason given"
         why = f"blocked by the safety filter (not charged): {reasons}"

@@ -337,7 +337,7 @@ class Runner:
         finally:
             ctx.active_submitters -= 1
             ctx.wake_poller.set()
-            ctx.wake_downloader.set()
+            ctx.wake_downloader.wake_all()
 
 
 def is_terminal(state: JobState) -> bool:

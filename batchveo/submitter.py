@@ -67,7 +67,7 @@ async def _wait_for_slot(ctx: RunContext) -> bool:
     """True when a slot is free; False to re-check the stop flags first."""
     if ctx.inflight < ctx.config.max_inflight:
         return True
-    await wait_event(ctx.slot_freed, 1.0)
+    await ctx.slot_freed.wait(1.0)
     return False
 
 
