@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 lint: $(STAMP)
 	$(BIN)/ruff check batchveo tests bench
 	$(BIN)/ruff format --check batchveo tests bench
+	$(BIN)/mypy batchveo
 
 test: lint
 	$(BIN)/python -m pytest -q -m "not browser"

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.downloader import clean_partial_files, downloader
@@ -285,9 +286,9 @@ class Runner:
                     config.max_runtime_s, partial(ctx.request_stop, reason, everything=True)
                 )
             )
-        stop_wait = asyncio.create_task(ctx.interrupted.wait())
+        stop_wait: asyncio.Task[Any] = asyncio.create_task(ctx.interrupted.wait())
         try:
-            pending = set(self._tasks)
+            pending: set[asyncio.Task[Any]] = set(self._tasks)
             while pending:
                 done, pending = await asyncio.wait(
                     pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED

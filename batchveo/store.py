@@ -363,7 +363,7 @@ class Store:
                 marks = ",".join("?" * len(chunk))
                 sql = f"SELECT id, spec_hash FROM jobs WHERE id IN ({marks})"
                 async with db.execute(sql, chunk) as cur:
-                    stored.update(await cur.fetchall())
+                    stored.update((str(i), str(h)) for i, h in await cur.fetchall())
             new: list[tuple[JobSpec, str]] = []
             replacing: list[tuple[JobSpec, str, str]] = []
             problems: list[Problem] = []
@@ -568,7 +568,7 @@ class Store:
         self, db: aiosqlite.Connection, budget_usd: float | None
     ) -> tuple[str, list[Any]]:
         """SQL keeping only pending jobs whose estimated cost fits every budget."""
-        sql, args = "", []
+        sql, args = "", list[Any]()
         caps = await self._batch_caps(db)
         if budget_usd is None and not caps:
             return sql, args
