@@ -7,6 +7,8 @@ import json
 import os
 import re
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,28 @@ async def cli(tmp: Path, sim: Simulator | None, *args: str, wait: bool = True) -
         return proc
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(), err.decode()
+
+
+@asynccontextmanager
+async def webhook() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A local server that records every JSON body posted to it."""
+    received: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/hook", received
+    finally:
+        await runner.cleanup()
 
 
 async def status(tmp: Path) -> dict[str, Any]:
@@ -139,27 +163,11 @@ async def test_notification_reaches_a_local_server_with_the_right_counts(tmp_pat
         "jobs:\n  - {id: ok, prompt: a fine video}\n"
         "  - {id: bad, prompt: 'no [sim:content_policy]'}\n"
     )
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with fast_sim() as sim:
-            code, _, err = await cli(
-                tmp_path, sim, "run", "m.yaml", *FAST, "--notify", f"http://127.0.0.1:{port}/hook",
-                "--on-complete", "env > env.txt; cat > summary.json",
-            )  # fmt: skip
-    finally:
-        await runner.cleanup()
+    async with webhook() as (url, received), fast_sim() as sim:
+        code, _, err = await cli(
+            tmp_path, sim, "run", "m.yaml", *FAST, "--notify", url,
+            "--on-complete", "env > env.txt; cat > summary.json",
+        )  # fmt: skip
     assert code == 1, err
     [summary] = received
     assert summary["event"] == "finished" and summary["exit_code"] == 1
@@ -294,26 +302,8 @@ async def test_a_video_near_expiry_triggers_a_warning_notification(tmp_path: Pat
             video_uris=["http://127.0.0.1:9/v1beta/files/gone:download?alt=media"],
             generated_at=time.time() - 2 * 24 * 3600 + 2,
         )  # fmt: skip
-    received: list[dict[str, Any]] = []
-
-    async def hook(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with fast_sim() as sim:
-            code, _, err = await cli(
-                tmp_path, sim, "run", *FAST, "--notify", f"http://127.0.0.1:{port}/hook"
-            )
-    finally:
-        await runner.cleanup()
+    async with webhook() as (url, received), fast_sim() as sim:
+        code, _, err = await cli(tmp_path, sim, "run", *FAST, "--notify", url)
     assert [s["event"] for s in received] == ["expiry_warning", "finished"], err
     [at_risk] = received[0]["at_risk"]
     assert at_risk["id"] == "old-video" and at_risk["hours_left"] < 6
