@@ -401,23 +401,12 @@ def plan(
     db_path: Path,
 ) -> None:
     """Validate MANIFESTS and show what a run would submit and cost; sends nothing."""
-    _show_plan(manifests, batch, budget_usd, as_json, prices_path, db_path)
-
-
-def _show_plan(
-    manifests: tuple[Path, ...],
-    batch: str | None,
-    budget_usd: float | None,
-    as_json: bool,
-    prices_path: Path | None,
-    db_path: Path,
-) -> None:
+    from batchveo.manifest import load_manifests
     from batchveo.plan import make_plan
-    from batchveo.runner import validate_manifests
 
     async def go() -> Any:
         prices = _read_prices(prices_path)
-        specs = validate_manifests(manifests, batch=batch)
+        specs = load_manifests(manifests, batch=batch)
         return make_plan(specs, db_path, prices=prices, budget_usd=budget_usd)
 
     result = _run(go)
@@ -637,16 +626,19 @@ def run(
     if dry_run:
         if not manifests:
             _fail("--dry-run needs the manifests to plan")
-        _show_plan(manifests, batch, budget_usd, False, prices_path, db_path)
+        click.get_current_context().invoke(
+            plan, manifests=manifests, batch=batch, budget_usd=budget_usd, as_json=False,
+            prices_path=prices_path, db_path=db_path,
+        )  # fmt: skip
         return
 
     async def go() -> RunResult:
         from batchveo import lock
+        from batchveo.manifest import read_manifests
         from batchveo.models import estimate_params_cost_usd
-        from batchveo.runner import read_manifest_set
 
         prices = _read_prices(prices_path)
-        loaded_set = await asyncio.to_thread(read_manifest_set, manifests, batch=batch)
+        loaded_set = await asyncio.to_thread(read_manifests, manifests, batch=batch)
         if not manifests and not watch_dir and not db_path.exists():
             raise UserError(f"{db_path}: no such database; give a manifest to run")
         prov = resolve_provider(provider, base_url)

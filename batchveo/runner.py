@@ -26,11 +26,11 @@ from typing import Any
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.downloader import clean_partial_files, downloader
 from batchveo.errors import ManifestError
-from batchveo.manifest import Manifests, load_manifests, read_manifests
+from batchveo.manifest import read_manifests
 from batchveo.pacing import Pacer
 from batchveo.poller import poller
 from batchveo.spec import JobSpec
-from batchveo.states import TERMINAL, JobState
+from batchveo.states import JobState
 from batchveo.store import Store
 from batchveo.submitter import submitter
 
@@ -54,16 +54,6 @@ class LoadResult:
         return text
 
 
-def validate_manifests(manifests: Sequence[Path], *, batch: str | None = None) -> list[JobSpec]:
-    """Every row of every manifest checked; raises ``ManifestError`` listing all problems."""
-    return load_manifests(list(manifests), batch=batch)
-
-
-def read_manifest_set(manifests: Sequence[Path], *, batch: str | None = None) -> Manifests:
-    """The specs and the per-batch budgets of the manifests (validated like the above)."""
-    return read_manifests(list(manifests), batch=batch)
-
-
 async def add_specs(
     store: Store,
     specs: Sequence[JobSpec],
@@ -84,7 +74,7 @@ async def load_into_store(
     db_path: Path, manifests: Sequence[Path], *, batch: str | None = None, replace: bool = False
 ) -> LoadResult:
     # Validate before opening the database: a bad manifest must not even create it.
-    loaded = await asyncio.to_thread(read_manifest_set, manifests, batch=batch)
+    loaded = await asyncio.to_thread(read_manifests, list(manifests), batch=batch)
     async with await Store.open(db_path) as store:
         return await add_specs(
             store, loaded.specs, manifests, replace=replace, budgets=loaded.budgets
@@ -154,7 +144,7 @@ async def watch_folder(ctx: RunContext, folder: Path) -> None:
                 continue
             seen[path] = version
             try:
-                loaded = await asyncio.to_thread(read_manifest_set, [path])
+                loaded = await asyncio.to_thread(read_manifests, [path])
                 result = await add_specs(ctx.store, loaded.specs, [path], budgets=loaded.budgets)
             except ManifestError as e:
                 ctx.stats.note_error(f"{path.name}: {len(e.problems)} problem(s)")
@@ -339,7 +329,3 @@ class Runner:
             ctx.active_submitters -= 1
             ctx.wake_poller.set()
             ctx.wake_downloader.wake_all()
-
-
-def is_terminal(state: JobState) -> bool:
-    return state in TERMINAL

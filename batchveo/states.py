@@ -54,8 +54,6 @@ TERMINAL: frozenset[JobState] = frozenset({S.DONE, S.FAILED, S.EXPIRED, S.CANCEL
 IN_FLIGHT: frozenset[JobState] = frozenset({S.SUBMITTING, S.RUNNING})
 """States that count against ``--max-inflight``: an operation may exist on the server."""
 
-RETRYABLE_BY_USER: frozenset[JobState] = frozenset({S.FAILED, S.UNCERTAIN, S.EXPIRED, S.CANCELLED})
-
 
 class ErrorKind(StrEnum):
     """Why a job ended failed (stored in ``jobs.error_kind``)."""
