@@ -36,6 +36,7 @@ from typing import Any
 import aiosqlite
 
 from batchveo.errors import ManifestError, Problem, StaleTransition, StoreError
+from batchveo.groupcommit import GroupCommit
 from batchveo.migrations import MIGRATIONS, Migration
 from batchveo.models import estimate_cost_usd
 from batchveo.spec import JobSpec, params_json
@@ -90,6 +91,9 @@ _UPDATABLE = frozenset(
     }
 )
 _SQL_CHUNK = 500  # below SQLite's bound-parameter limit
+_BATCH_ROWS = 256  # transitions in one grouped UPDATE: at most 5 + 2*12 parameters each
+COMMIT_LINGER_S = 0.004
+"""How long a busy run lets writes gather before their shared commit (see groupcommit)."""
 
 SPENT_STATES = ("generated", "done", "expired")
 """Jobs whose video was made: billed (estimates; the service bills only on success)."""
@@ -229,11 +233,33 @@ def _chunks(items: Sequence[str], size: int = _SQL_CHUNK) -> Iterable[Sequence[s
 class Store:
     """Async access to the job database; one instance per process."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        path: Path,
+        clock: Clock,
+        *,
+        commit_linger_s: float = COMMIT_LINGER_S,
+    ):
         self._db = conn
         self.path = path
         self.clock = clock
         self._lock = asyncio.Lock()
+        # The pipeline's hot writes: single transitions and unbudgeted claims.
+        self._transitions: GroupCommit[Transition, Job] = GroupCommit(
+            self._apply_grouped,
+            lock=self._lock,
+            linger_s=commit_linger_s,
+            max_batch=_BATCH_ROWS,
+            key=lambda t: t.job_id,
+        )
+        self._claims: GroupCommit[int, list[Job]] = GroupCommit(
+            self._claim_grouped,
+            lock=self._lock,
+            linger_s=commit_linger_s,
+            drop_cancelled=True,
+            on_abandoned=self._unclaim,
+        )
         self._caps: dict[str, float] | None = None
         self._caps_read_at = 0.0
         self.observers: list[TransitionObserver] = []
@@ -248,6 +274,7 @@ class Store:
         *,
         clock: Clock = time.time,
         migrations: Sequence[Migration] = MIGRATIONS,
+        commit_linger_s: float = COMMIT_LINGER_S,
     ) -> Store:
         p = Path(path)
         conn = await aiosqlite.connect(str(p), isolation_level=None, timeout=30.0)
@@ -257,7 +284,7 @@ class Store:
             await conn.execute("PRAGMA busy_timeout=30000")
             await conn.execute("PRAGMA cache_size=-32768")  # 32 MB: big loads insert faster
             await conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, p, clock)
+            store = cls(conn, p, clock, commit_linger_s=commit_linger_s)
             await store._migrate(migrations)
         except sqlite3.DatabaseError as e:
             await conn.close()
@@ -268,7 +295,14 @@ class Store:
         return store
 
     async def close(self) -> None:
+        await self._transitions.drain()
+        await self._claims.drain()
         await self._db.close()
+
+    @property
+    def grouped_batches(self) -> int:
+        """Grouped statements run so far (claims and transitions)."""
+        return self._transitions.batches + self._claims.batches
 
     async def __aenter__(self) -> Store:
         return self
@@ -462,12 +496,12 @@ class Store:
             bad = set(t.fields) - _UPDATABLE
             if bad:
                 raise StoreError(f"not an updatable column: {', '.join(sorted(bad))}")
+        if len(transitions) == 1:
+            # The pipeline's case: shares one UPDATE with whatever else is being written.
+            return [await self._transitions.submit(transitions[0])]
         now = self.clock()
         out: list[Job] = []
-        # One transition is one UPDATE, atomic by itself (the trigger of migration
-        # 005 logs the event in the same statement); several need a transaction.
-        scope = self._tx() if len(transitions) > 1 else self._statement()
-        async with scope as db:
+        async with self._tx() as db:
             for t in transitions:
                 cols = list(t.fields)
                 sets = ", ".join(
@@ -477,27 +511,35 @@ class Store:
                 sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {_RETURNING}"
                 rows = await db.execute_fetchall(sql, (*values, t.job_id, t.src.value))
                 if not rows:
-                    raise StaleTransition(
-                        f"job {t.job_id}: expected state {t.src.value}, cannot move to "
-                        f"{t.dst.value} ({await self._describe(db, t.job_id)})"
-                    )
+                    raise StaleTransition(await self._stale(db, t))
                 out.append(Job.from_row(next(iter(rows))))
+        self._tell(_event(t, j, now) for t, j in zip(transitions, out, strict=True))
+        return out
+
+    async def _apply_grouped(self, transitions: Sequence[Transition]) -> list[Job | BaseException]:
+        """Independent transitions (distinct jobs) as one UPDATE; run under the lock.
+
+        Each row is guarded on its own (``id`` and ``state`` must match), and one
+        statement is atomic: every caller learns whether its own row changed.
+        """
+        now = self.clock()
+        sql, args = _grouped_update(transitions, now)
+        rows = await self._db.execute_fetchall(sql, args)
+        by_id = {row[0]: Job.from_row(row) for row in rows}
+        out: list[Job | BaseException] = []
+        for t in transitions:
+            job = by_id.get(t.job_id)
+            out.append(job if job is not None else StaleTransition(await self._stale(self._db, t)))
         self._tell(
-            TransitionEvent(
-                j.id,
-                j.batch,
-                t.src.value,
-                t.dst.value,
-                now,
-                j.attempts,
-                t.detail,
-                j.operation,
-                j.error_kind,
-                j.error,
-            )
-            for t, j in zip(transitions, out, strict=True)
+            _event(t, j, now) for t, j in zip(transitions, out, strict=True) if isinstance(j, Job)
         )
         return out
+
+    async def _stale(self, db: aiosqlite.Connection, t: Transition) -> str:
+        return (
+            f"job {t.job_id}: expected state {t.src.value}, cannot move to "
+            f"{t.dst.value} ({await self._describe(db, t.job_id)})"
+        )
 
     def _tell(self, events: Iterable[TransitionEvent]) -> None:
         if not self.observers:
@@ -539,23 +581,32 @@ class Store:
         """
         if limit <= 0:
             return []
-        t = self.clock() if now is None else now
         budgeted = budget_usd is not None or bool(await self._batch_caps())
+        if not budgeted and now is None:
+            # The pipeline's case: one UPDATE claims for every submitter asking now.
+            return await self._claims.submit(limit)
+        t = self.clock() if now is None else now
         # With budgets, the caps are read in the claim's own transaction: what is
         # committed is exactly what earlier claims (this run or any before it)
         # committed. Without, the claim is one UPDATE, atomic by itself.
         async with self._tx() if budgeted else self._statement() as db:
             fits, fit_args = await self._budget_filter(db, budget_usd) if budgeted else ("", [])
-            sql = (
-                "UPDATE jobs SET state='submitting', attempts=attempts+1, updated_at=?,"
-                " last_detail=NULL"
-                " WHERE id IN (SELECT id FROM jobs WHERE state='pending'"
-                f" AND (next_attempt_at IS NULL OR next_attempt_at<=?){fits}"
-                " ORDER BY rowid LIMIT ?)"
-                f" RETURNING rowid, {_RETURNING}"
-            )
-            rows = sorted(await db.execute_fetchall(sql, (t, t, *fit_args, limit)))
-            jobs = [Job.from_row(r[1:]) for r in rows]
+            jobs = await self._claim(db, t, limit, fits, fit_args)
+        return jobs
+
+    async def _claim(
+        self, db: aiosqlite.Connection, t: float, limit: int, fits: str, fit_args: list[Any]
+    ) -> list[Job]:
+        sql = (
+            "UPDATE jobs SET state='submitting', attempts=attempts+1, updated_at=?,"
+            " last_detail=NULL"
+            " WHERE id IN (SELECT id FROM jobs WHERE state='pending'"
+            f" AND (next_attempt_at IS NULL OR next_attempt_at<=?){fits}"
+            " ORDER BY rowid LIMIT ?)"
+            f" RETURNING rowid, {_RETURNING}"
+        )
+        rows = sorted(await db.execute_fetchall(sql, (t, t, *fit_args, limit)))
+        jobs = [Job.from_row(r[1:]) for r in rows]
         self._tell(
             TransitionEvent(
                 j.id, j.batch, "pending", "submitting", t, j.attempts, None, None, None, None
@@ -563,6 +614,39 @@ class Store:
             for j in jobs
         )
         return jobs
+
+    async def _claim_grouped(self, limits: Sequence[int]) -> list[list[Job] | BaseException]:
+        """Every waiting submitter's claim in one UPDATE, oldest jobs to the earliest asker."""
+        jobs = await self._claim(self._db, self.clock(), sum(limits), "", [])
+        out: list[list[Job] | BaseException] = []
+        for n in limits:
+            out.append(jobs[:n])
+            jobs = jobs[n:]
+        return out
+
+    async def _unclaim(self, abandoned: Sequence[list[Job]]) -> None:
+        """Claims whose submitter was cancelled before getting them: never sent, so pending.
+
+        Runs under the lock, inside the grouped claim's flush.
+        """
+        ids = [j.id for jobs in abandoned for j in jobs]
+        if not ids:
+            return
+        now = self.clock()
+        detail = "claimed as the run stopped; not sent"
+        sql = (
+            "UPDATE jobs SET state='pending', attempts=MAX(attempts-1, 0), updated_at=?,"
+            f" last_detail=? WHERE state='submitting' AND id IN ({','.join('?' * len(ids))})"
+            f" RETURNING {_RETURNING}"
+        )
+        rows = await self._db.execute_fetchall(sql, (now, detail, *ids))
+        back = [Job.from_row(r) for r in rows]
+        self._tell(
+            TransitionEvent(
+                j.id, j.batch, "submitting", "pending", now, j.attempts, detail, None, None, None
+            )
+            for j in back
+        )
 
     async def _budget_filter(
         self, db: aiosqlite.Connection, budget_usd: float | None
@@ -785,6 +869,40 @@ class Store:
             " WHERE job_id=? ORDER BY seq"
         )
         return [Event(*r) for r in await self._query(sql, (job_id,))]
+
+
+def _event(t: Transition, j: Job, now: float) -> TransitionEvent:
+    return TransitionEvent(
+        j.id, j.batch, t.src.value, t.dst.value, now, j.attempts, t.detail, j.operation,
+        j.error_kind, j.error,
+    )  # fmt: skip
+
+
+def _grouped_update(transitions: Sequence[Transition], now: float) -> tuple[str, list[Any]]:
+    """One guarded UPDATE for transitions of distinct jobs, each with its own fields.
+
+    A column set by only some of the rows carries a flag per row: the others keep
+    their value. The trigger of migration 005 logs one event per changed row.
+    """
+    cols = sorted({c for t in transitions for c in t.fields})
+    names = ["v_id", "v_src", "v_dst", "v_detail"]
+    sets = ["state=v_dst", "updated_at=?", "last_detail=v_detail"]
+    for c in cols:
+        names += [f"v_{c}", f"v_has_{c}"]
+        sets.append(f"{c}=CASE WHEN v_has_{c} THEN v_{c} ELSE {c} END")
+    row_marks = "(" + ",".join("?" * len(names)) + ")"
+    args: list[Any] = []
+    for t in transitions:
+        args += [t.job_id, t.src.value, t.dst.value, t.detail]
+        for c in cols:
+            has = c in t.fields
+            args += [_encode(c, t.fields[c]) if has else None, has]
+    sql = (
+        f"WITH v({','.join(names)}) AS (VALUES {','.join([row_marks] * len(transitions))})"
+        f" UPDATE jobs SET {', '.join(sets)} FROM v WHERE id=v_id AND state=v_src"
+        f" RETURNING {_RETURNING}"
+    )
+    return sql, [*args, now]  # the VALUES come first in the text, then updated_at=?
 
 
 @lru_cache(maxsize=4096)

@@ -12,10 +12,16 @@ import pytest
 from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
 from batchveo.migrations import MIGRATIONS
 from batchveo.states import JobState
-from batchveo.store import Store, Transition
+from batchveo.store import Job, Store, Transition
 from tests.conftest import make_spec
 
 S = JobState
+
+
+async def turns(n: int = 5) -> None:
+    """Let the tasks just created run up to their first real wait."""
+    for _ in range(n):
+        await asyncio.sleep(0)
 
 
 def rows(db: Path, sql: str, *args: object) -> list[tuple]:
@@ -224,3 +230,119 @@ async def test_a_file_that_is_not_a_database_is_named_in_the_error(tmp_path: Pat
     with pytest.raises(StoreError, match=r"notes\.db: not a usable batchveo database"):
         await Store.open(bad)
     assert bad.read_text().startswith("these are my notes")
+
+
+async def test_concurrent_transitions_share_statements_each_with_its_own_fields(
+    tmp_path: Path,
+) -> None:
+    # A long window: everything after the first write waits for one shared statement.
+    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+        await store.add_jobs([make_spec(f"j{i}") for i in range(6)])
+        await store.claim_pending(6)
+        await store.transition("j0", S.SUBMITTING, S.RUNNING, operation="op0")
+        before = store.grouped_batches
+        moves = [
+            store.transition("j1", S.SUBMITTING, S.RUNNING, operation="op1", detail="op1"),
+            store.transition(
+                "j2", S.SUBMITTING, S.FAILED, error_kind="bad_request", error="no", detail="no"
+            ),
+            store.transition("j3", S.SUBMITTING, S.PENDING, next_attempt_at=5.0, attempts=0),
+            store.transition("j4", S.RUNNING, S.GENERATED),  # j4 is submitting: refused
+            store.transition("j0", S.RUNNING, S.GENERATED, video_uris=["u0"], polls=1),
+        ]
+        task = asyncio.gather(*moves, return_exceptions=True)
+        await turns()
+        await store.close()  # writes the queued window at once
+        results = await task
+    assert store.grouped_batches == before + 1
+    assert isinstance(results[3], StaleTransition) and "it is submitting" in str(results[3])
+    got = rows(
+        tmp_path / "jobs.db",
+        "SELECT id, state, operation, error_kind, error, attempts, next_attempt_at, video_uris,"
+        " polls FROM jobs ORDER BY id",
+    )
+    assert got == [
+        ("j0", "generated", "op0", None, None, 1, None, '["u0"]', 1),
+        ("j1", "running", "op1", None, None, 1, None, None, 0),
+        ("j2", "failed", None, "bad_request", "no", 1, None, None, 0),
+        ("j3", "pending", None, None, None, 0, 5.0, None, 0),
+        ("j4", "submitting", None, None, None, 1, None, None, 0),
+        ("j5", "submitting", None, None, None, 1, None, None, 0),
+    ]
+    events = rows(
+        tmp_path / "jobs.db",
+        "SELECT job_id, from_state, to_state, detail FROM events"
+        " WHERE from_state != 'pending' ORDER BY seq",
+    )
+    assert sorted(events) == [
+        ("j0", "running", "generated", None),
+        ("j0", "submitting", "running", None),
+        ("j1", "submitting", "running", "op1"),
+        ("j2", "submitting", "failed", "no"),
+        ("j3", "submitting", "pending", None),
+    ]
+
+
+async def test_waiting_submitters_share_one_claim_oldest_job_to_the_first(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+        await store.add_jobs([make_spec(f"j{i}") for i in range(5)])
+        [first] = await store.claim_pending(1)
+        before = store.grouped_batches
+        claims = asyncio.gather(*(store.claim_pending(1) for _ in range(6)))
+        await turns()
+        await store.close()
+        got = await claims
+    assert first.id == "j0" and store.grouped_batches == before + 1
+    assert [[j.id for j in c] for c in got] == [["j1"], ["j2"], ["j3"], ["j4"], [], []]
+    assert rows(tmp_path / "jobs.db", "SELECT COUNT(*) FROM jobs WHERE state='submitting'") == [
+        (5,)
+    ]
+
+
+async def test_a_claim_whose_submitter_is_cancelled_leaves_the_job_pending(
+    tmp_path: Path,
+) -> None:
+    # Cancelled (a second Ctrl-C) while its claim is being written: nothing will be
+    # sent, so the job must not stay `submitting` (the next run would call it uncertain).
+    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+        await store.add_jobs([make_spec("a"), make_spec("b")])
+        await store.claim_pending(1)  # opens the window
+        doomed = asyncio.create_task(store.claim_pending(1))
+        await turns()
+        doomed.cancel()
+        await store.close()
+    assert doomed.cancelled()
+    assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
+        ("a", "submitting", 1),
+        ("b", "pending", 0),
+    ]
+
+
+async def test_a_claim_made_for_a_submitter_cancelled_meanwhile_is_handed_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+        await store.add_jobs([make_spec("a"), make_spec("b")])
+        committed, release = asyncio.Event(), asyncio.Event()
+        claim = store._claim
+
+        async def claim_then_wait(*args: object) -> list[Job]:
+            jobs = await claim(*args)  # type: ignore[arg-type]
+            committed.set()
+            await release.wait()  # the claim is in the database; the caller leaves now
+            return jobs
+
+        monkeypatch.setattr(store, "_claim", claim_then_wait)
+        doomed = asyncio.create_task(store.claim_pending(1))
+        await committed.wait()
+        assert rows(store.path, "SELECT state FROM jobs WHERE id='a'") == [("submitting",)]
+        doomed.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
+    assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
+        ("a", "pending", 0),
+        ("b", "pending", 0),
+    ]
+    last = rows(tmp_path / "jobs.db", "SELECT from_state, to_state, detail FROM events")[-1]
+    assert last == ("submitting", "pending", "claimed as the run stopped; not sent")

@@ -1,0 +1,131 @@
+"""Group commit: batching, the linger window, per-request results, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from batchveo.groupcommit import GroupCommit
+
+
+class Recorder:
+    """A batch runner that records its batches and doubles each number (odd ones fail)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.abandoned: list[int] = []
+        self.gate: asyncio.Event | None = None
+
+    async def run(self, reqs: Sequence[int]) -> list[int | BaseException]:
+        self.batches.append(list(reqs))
+        if self.gate is not None:
+            await self.gate.wait()
+        return [ValueError(f"odd {r}") if r % 2 else 2 * r for r in reqs]
+
+    async def abandon(self, results: Sequence[int]) -> None:
+        self.abandoned.extend(results)
+
+
+def group(rec: Recorder, linger_s: float = 60.0, **kw: object) -> GroupCommit[int, int]:
+    return GroupCommit(rec.run, lock=asyncio.Lock(), linger_s=linger_s, **kw)  # type: ignore[arg-type]
+
+
+async def turns(n: int = 5) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_a_quiet_request_is_written_at_once_and_a_busy_window_shares_one_batch() -> None:
+    rec = Recorder()
+    g = group(rec, linger_s=60.0)
+    assert await g.submit(2) == 4  # nothing flushed lately: no waiting for the window
+    # Within the 60 s window, requests gather instead of each paying a round trip.
+    tasks = [asyncio.create_task(g.submit(n)) for n in (4, 6, 8)]
+    await turns()
+    assert rec.batches == [[2]] and not any(t.done() for t in tasks)
+    await g.drain()  # closing the store writes what is queued without waiting the window
+    assert [t.result() for t in tasks] == [8, 12, 16]
+    assert rec.batches == [[2], [4, 6, 8]] and g.batches == 2
+
+
+async def test_each_caller_gets_its_own_result_or_error() -> None:
+    rec = Recorder()
+    g = group(rec, linger_s=0.0)
+    results = await asyncio.gather(*(g.submit(n) for n in range(4)), return_exceptions=True)
+    assert results[0] == 0 and results[2] == 4
+    assert isinstance(results[1], ValueError) and str(results[1]) == "odd 1"
+    assert isinstance(results[3], ValueError)
+
+
+async def test_a_failing_batch_fails_each_of_its_callers() -> None:
+    async def broken(reqs: Sequence[int]) -> list[int | BaseException]:
+        raise OSError("disk full")
+
+    g: GroupCommit[int, int] = GroupCommit(broken, lock=asyncio.Lock(), linger_s=0.0)
+    results = await asyncio.gather(g.submit(1), g.submit(2), return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+
+
+async def test_one_key_is_never_twice_in_a_batch_and_keeps_its_order() -> None:
+    rec = Recorder()
+    g = group(rec, key=lambda n: n // 10)  # 10 and 12 share a key
+    rec.gate = asyncio.Event()
+    first = asyncio.create_task(g.submit(0))
+    await turns()
+    queued = [asyncio.create_task(g.submit(n)) for n in (10, 20, 12)]
+    rec.gate.set()
+    await g.drain()
+    assert rec.batches == [[0], [10, 20], [12]]
+    assert first.result() == 0 and [t.result() for t in queued] == [20, 40, 24]
+
+
+async def test_the_lock_keeps_batches_apart_from_other_statements() -> None:
+    rec = Recorder()
+    lock = asyncio.Lock()
+    g: GroupCommit[int, int] = GroupCommit(rec.run, lock=lock, linger_s=0.0)
+    async with lock:
+        task = asyncio.create_task(g.submit(2))
+        await turns()
+        assert rec.batches == []  # waits for the statement holding the lock
+    assert await task == 4
+
+
+async def test_a_request_cancelled_before_its_batch_is_dropped_if_asked() -> None:
+    rec = Recorder()
+    g = group(rec, drop_cancelled=True)
+    await g.submit(2)
+    doomed = asyncio.create_task(g.submit(4))
+    kept = asyncio.create_task(g.submit(6))
+    await turns()
+    doomed.cancel()
+    await g.drain()
+    assert rec.batches == [[2], [6]] and kept.result() == 12
+
+
+async def test_a_transition_cancelled_before_its_batch_is_still_written() -> None:
+    rec = Recorder()
+    g = group(rec)  # the default: what happened in the world gets recorded
+    await g.submit(2)
+    doomed = asyncio.create_task(g.submit(4))
+    await turns()
+    doomed.cancel()
+    await g.drain()
+    assert rec.batches == [[2], [4]]
+
+
+async def test_a_result_whose_caller_left_during_the_batch_is_handed_back() -> None:
+    rec = Recorder()
+    g = group(rec, linger_s=0.0, drop_cancelled=True, on_abandoned=rec.abandon)
+    rec.gate = asyncio.Event()
+    left = asyncio.create_task(g.submit(4))
+    stays = asyncio.create_task(g.submit(6))
+    await turns()
+    assert rec.batches == [[4, 6]]
+    left.cancel()
+    rec.gate.set()
+    await g.drain()
+    assert stays.result() == 12 and rec.abandoned == [8]
+    with pytest.raises(asyncio.CancelledError):
+        await left
