@@ -35,10 +35,11 @@ Design points:
   hosts: downloads follow redirects by hand and drop the key for any other host
   (signed storage URLs). Logs carry URLs without query strings.
 * **Downloads** stream to ``<dest>.part`` while hashing, check Content-Length and
-  the MP4 ``ftyp`` box, fsync, ``os.replace`` into place and fsync the folder, so
-  ``dest`` exists only when it is complete. A body that is not an MP4 raises
-  ``Transient``: a proxy's error page may be replaced by the real file later,
-  and failing the job would throw away a paid video.
+  the MP4 ``ftyp`` box; then ``files`` makes the file durable (fsync, rename
+  into place, fsync the folder), so ``dest`` exists only when it is complete.
+  A body that is not an MP4 raises ``Transient``: a proxy's error page may be
+  replaced by the real file later, and failing the job would throw away a paid
+  video.
 * **405 on poll.** The reseller's pages disagree on GET or POST; the client tries
   GET, and on a 405 switches to POST for the rest of its life. Until the method
   is settled, polls go one at a time, so at most one 405 is spent.
@@ -55,8 +56,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -83,6 +83,7 @@ from batchveo.errors import (
     SubmitOutcomeUnknown,
     Transient,
 )
+from batchveo.files import FileCommitter, PartFile
 from batchveo.spec import ImageRef, JobSpec
 
 log = logging.getLogger(__name__)
@@ -555,6 +556,7 @@ class VeoClient:
         self._poll_method: str = "GET"
         self._poll_method_settled = False
         self._poll_lock = asyncio.Lock()
+        self._files = FileCommitter()
 
     def __repr__(self) -> str:
         p = self.provider
@@ -568,6 +570,7 @@ class VeoClient:
         await self.close()
 
     async def close(self) -> None:
+        await self._files.close()
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -678,7 +681,7 @@ class VeoClient:
                             # next attempt starts from the API's URI and gets a fresh one.
                             raise Transient(f"storage host {host_key(url)} refused: {reply.status}")
                         raise self._http_error(reply, "download")
-                    return await _stream_to_file(resp, dest)
+                    return await _stream_to_file(resp, dest, self._files)
             except NETWORK_ERRORS as exc:
                 raise self._network_error(exc, None, "download") from None
         raise Transient(f"download gave more than {MAX_REDIRECTS} redirects")
@@ -762,22 +765,20 @@ def _json_object(body: bytes) -> dict[str, Any]:
 # --------------------------------------------------------------------------- files
 
 
-async def _stream_to_file(resp: aiohttp.ClientResponse, dest: Path) -> DownloadResult:
-    """Body -> dest.part (hashing) -> checks -> fsync -> os.replace -> fsync the folder."""
+async def _stream_to_file(
+    resp: aiohttp.ClientResponse, dest: Path, committer: FileCommitter
+) -> DownloadResult:
+    """Body -> dest.part (hashing) -> checks -> durable rename (see ``files``)."""
     encoded = resp.headers.get("Content-Encoding", "identity").lower() != "identity"
     expected = None if encoded else resp.content_length
-    part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
     size = 0
     head = b""
-    with _local_disk(part):
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        f = open(part, "wb")  # noqa: SIM115 - closed in the finally below
+    part = PartFile(dest)
     try:
         try:
             async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-                with _local_disk(part):
-                    f.write(chunk)
+                part.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
                 if len(head) < 8:
@@ -788,37 +789,13 @@ async def _stream_to_file(resp: aiohttp.ClientResponse, dest: Path) -> DownloadR
             raise Transient(_truncated(size, expected))
         if head[4:8] != b"ftyp":
             raise Transient(f"downloaded {size} bytes that are not an MP4 (no ftyp box)")
-        with _local_disk(part):
-            f.flush()
-            await asyncio.to_thread(_replace_durably, f, part, dest)
     except BaseException:
-        f.close()
-        part.unlink(missing_ok=True)
+        part.discard()
         raise
+    await part.commit(committer)
     return DownloadResult(path=dest, size=size, sha256=digest.hexdigest())
-
-
-@contextmanager
-def _local_disk(path: Path) -> Iterator[None]:
-    """A local file error (disk full, permissions) stops the run: no retry will fix it."""
-    try:
-        yield
-    except OSError as exc:
-        raise StopRun(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _truncated(size: int, expected: int | None) -> str:
     of = f" of {expected}" if expected is not None else ""
     return f"truncated download: got {size}{of} bytes"
-
-
-def _replace_durably(f: Any, part: Path, dest: Path) -> None:
-    """fsync the data, rename into place, fsync the folder: one trip to a thread."""
-    os.fsync(f.fileno())
-    f.close()
-    os.replace(part, dest)
-    fd = os.open(dest.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

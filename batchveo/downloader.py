@@ -59,17 +59,6 @@ def output_paths(out_dir: Path, job: Job) -> list[Path]:
     return paths
 
 
-def clean_partial_files(out_dir: Path) -> int:
-    """Remove ``*.part`` leftovers of a run that died mid-download; never results."""
-    if not out_dir.exists():
-        return 0
-    n = 0
-    for part in out_dir.rglob("*.part"):
-        part.unlink(missing_ok=True)
-        n += 1
-    return n
-
-
 async def downloader(ctx: RunContext, *, keep_running: bool = False) -> None:
     """One worker of the pool; all workers share ``ctx.downloads``."""
     queue = ctx.downloads

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
-from batchveo.downloader import clean_partial_files, downloader
+from batchveo.downloader import downloader
 from batchveo.errors import ManifestError
+from batchveo.files import clean_partial_files
 from batchveo.manifest import read_manifests
 from batchveo.pacing import Pacer
 from batchveo.poller import poller

@@ -1,0 +1,68 @@
+"""Durable video files: grouped fsync + rename, and what a refusal leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from batchveo.errors import StopRun
+from batchveo.files import FileCommitter, PartFile, clean_partial_files
+
+
+async def write(dest: Path, data: bytes, committer: FileCommitter) -> None:
+    part = PartFile(dest)
+    part.write(data)
+    await part.commit(committer)
+
+
+async def test_files_finishing_together_share_one_trip_and_land_whole(tmp_path: Path) -> None:
+    committer = FileCommitter()
+    await write(tmp_path / "first.mp4", b"first", committer)
+    # Eight more while nothing else runs: the first takes the thread, the rest group.
+    dests = [tmp_path / "sub" / f"v{i}.mp4" for i in range(8)]
+    await asyncio.gather(*(write(d, d.name.encode() * 100, committer) for d in dests))
+    await committer.close()
+    assert committer._group.batches <= 3
+    for d in dests:
+        assert d.read_bytes() == d.name.encode() * 100
+    assert (tmp_path / "first.mp4").read_bytes() == b"first"
+    assert not list(tmp_path.rglob("*.part"))
+
+
+async def test_a_refused_rename_stops_the_run_and_leaves_no_part_or_result(
+    tmp_path: Path,
+) -> None:
+    committer = FileCommitter()
+    blocked = tmp_path / "taken.mp4"
+    blocked.mkdir()  # a folder where the video should go: rename cannot replace it
+    (blocked / "keep").write_text("x")
+    fine = tmp_path / "fine.mp4"
+    results = await asyncio.gather(
+        write(blocked, b"video", committer), write(fine, b"video", committer),
+        return_exceptions=True,
+    )  # fmt: skip
+    assert isinstance(results[0], StopRun) and "taken.mp4" in str(results[0])
+    assert results[1] is None and fine.read_bytes() == b"video"
+    assert blocked.is_dir() and not list(tmp_path.rglob("*.part"))
+
+
+async def test_a_discarded_download_leaves_nothing_and_leftovers_are_cleaned(
+    tmp_path: Path,
+) -> None:
+    part = PartFile(tmp_path / "a.mp4")
+    part.write(b"half")
+    part.discard()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "b.mp4.part").write_bytes(b"dead run")
+    (tmp_path / "x" / "c.mp4").write_bytes(b"result")
+    assert clean_partial_files(tmp_path) == 1
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["c.mp4"]
+
+
+async def test_a_folder_that_cannot_be_made_stops_the_run_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StopRun, match=r"cannot write .*file/v\.mp4\.part"):
+        PartFile(tmp_path / "file" / "v.mp4")
