@@ -56,6 +56,8 @@ class GroupCommit(Generic[Req, Res]):
         self._drop_cancelled = drop_cancelled
         self._on_abandoned = on_abandoned
         self._queue: deque[tuple[Req, asyncio.Future[Res]]] = deque()
+        self._late: list[Res] = []
+        """Results whose caller was cancelled between getting them and resuming."""
         self._last_start = float("-inf")
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -68,23 +70,44 @@ class GroupCommit(Generic[Req, Res]):
         fut: asyncio.Future[Res] = loop.create_future()
         self._queue.append((request, fut))
         self._schedule(loop)
-        return await fut
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            # Cancelled after the result was set but before this coroutine resumed:
+            # the caller will never use it, so it is handed back like any other.
+            delivered = fut.done() and not fut.cancelled() and fut.exception() is None
+            if delivered and self._on_abandoned is not None:
+                self._late.append(fut.result())
+                self._schedule(loop)
+            raise
+
+    @property
+    def busy(self) -> bool:
+        """Something is queued, waiting for its window, or being written."""
+        return self._has_work() or self._task is not None or self._timer is not None
+
+    def _has_work(self) -> bool:
+        return bool(self._queue or self._late)
 
     async def drain(self) -> None:
         """Wait until every queued request is written (before closing the database)."""
-        while self._queue or self._task is not None or self._timer is not None:
+        while self.busy:
             if self._task is None:
                 if self._timer is not None:
                     self._timer.cancel()
                     self._timer = None
                 self._start()
-            if self._task is not None:
-                await asyncio.shield(self._task)
+            task = self._task
+            if task is not None:
+                if task.done():
+                    await asyncio.sleep(0)  # its done-callback is queued: let it run
+                else:
+                    await asyncio.shield(task)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is not None or self._task is not None or not self._queue:
+        if self._timer is not None or self._task is not None or not self._has_work():
             return  # a flush is due or running; it picks this request up or reschedules
-        delay_s = self._last_start + self.linger_s - loop.time()
+        delay_s = min(self.linger_s, self._last_start + self.linger_s - loop.time())
         if delay_s <= 0:
             self._start()
         else:
@@ -95,20 +118,36 @@ class GroupCommit(Generic[Req, Res]):
         self._start()
 
     def _start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._flush())
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._task = task
+        # Not in the coroutine's `finally`: a task cancelled before it ever ran has none.
+        task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = None
+        self._schedule(task.get_loop())
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            async with self._lock:
-                self._last_start = loop.time()
-                batch = self._take()
-                if batch:
-                    self.batches += 1
-                    await self._run_batch(batch)
-        finally:
-            self._task = None
-            self._schedule(loop)
+        async with self._lock:
+            self._last_start = asyncio.get_running_loop().time()
+            work = asyncio.ensure_future(self._flush_locked())
+            try:
+                await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # Never cut a batch in half: its statement runs on in the database
+                # thread anyway, and its callers must learn how it ended.
+                await work
+                raise
+
+    async def _flush_locked(self) -> None:
+        late, self._late = self._late, []
+        if late and self._on_abandoned is not None:
+            await self._on_abandoned(late)
+        batch = self._take()
+        if batch:
+            self.batches += 1
+            await self._run_batch(batch)
 
     def _take(self) -> list[tuple[Req, asyncio.Future[Res]]]:
         """Up to ``max_batch`` requests in arrival order; a key seen twice waits its turn."""

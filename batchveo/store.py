@@ -91,7 +91,7 @@ _UPDATABLE = frozenset(
     }
 )
 _SQL_CHUNK = 500  # below SQLite's bound-parameter limit
-_BATCH_ROWS = 256  # transitions in one grouped UPDATE: at most 5 + 2*12 parameters each
+_BATCH_ROWS = 256  # transitions in one grouped UPDATE: at most 4 + 2*12 parameters each
 COMMIT_LINGER_S = 0.004
 """How long a busy run lets writes gather before their shared commit (see groupcommit)."""
 
@@ -295,9 +295,13 @@ class Store:
         return store
 
     async def close(self) -> None:
-        await self._transitions.drain()
-        await self._claims.drain()
-        await self._db.close()
+        try:
+            # A claim's hand-back may queue after the transitions drained: until both rest.
+            while self._transitions.busy or self._claims.busy:
+                await self._transitions.drain()
+                await self._claims.drain()
+        finally:
+            await self._db.close()
 
     @property
     def grouped_batches(self) -> int:
@@ -525,11 +529,17 @@ class Store:
         now = self.clock()
         sql, args = _grouped_update(transitions, now)
         rows = await self._db.execute_fetchall(sql, args)
-        by_id = {row[0]: Job.from_row(row) for row in rows}
+        by_id = {row[0]: row for row in rows}
         out: list[Job | BaseException] = []
         for t in transitions:
-            job = by_id.get(t.job_id)
-            out.append(job if job is not None else StaleTransition(await self._stale(self._db, t)))
+            row = by_id.get(t.job_id)
+            if row is None:
+                out.append(StaleTransition(await self._stale(self._db, t)))
+                continue
+            try:  # committed: whatever happens now concerns this caller only
+                out.append(Job.from_row(row))
+            except Exception as exc:
+                out.append(exc)
         self._tell(
             _event(t, j, now) for t, j in zip(transitions, out, strict=True) if isinstance(j, Job)
         )

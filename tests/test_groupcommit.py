@@ -129,3 +129,28 @@ async def test_a_result_whose_caller_left_during_the_batch_is_handed_back() -> N
     assert stays.result() == 12 and rec.abandoned == [8]
     with pytest.raises(asyncio.CancelledError):
         await left
+
+
+async def test_a_flush_cancelled_before_it_ran_does_not_wedge_the_group() -> None:
+    rec = Recorder()
+    g = group(rec, linger_s=0.0)
+    first = asyncio.create_task(g.submit(2))
+    while g._task is None:
+        await asyncio.sleep(0)
+    g._task.cancel()  # e.g. a sweep cancelling every task at shutdown
+    assert await asyncio.wait_for(first, 5) == 4  # the next flush took it
+    assert await asyncio.wait_for(g.submit(4), 5) == 8  # and later requests still flow
+    await g.drain()
+
+
+async def test_a_flush_cancelled_mid_batch_finishes_it_and_tells_its_callers() -> None:
+    rec = Recorder()
+    g = group(rec, linger_s=0.0)
+    rec.gate = asyncio.Event()
+    caller = asyncio.create_task(g.submit(2))
+    await turns()
+    assert rec.batches == [[2]] and g._task is not None
+    g._task.cancel()
+    await turns()
+    rec.gate.set()
+    assert await caller == 4  # the batch was not cut in half: its caller got its result

@@ -346,3 +346,22 @@ async def test_a_claim_made_for_a_submitter_cancelled_meanwhile_is_handed_back(
     ]
     last = rows(tmp_path / "jobs.db", "SELECT from_state, to_state, detail FROM events")[-1]
     assert last == ("submitting", "pending", "claimed as the run stopped; not sent")
+
+
+async def test_a_claim_cancelled_between_its_commit_and_its_use_is_handed_back(
+    tmp_path: Path,
+) -> None:
+    # The stop lands in the loop turn between the claim's result and the submitter
+    # resuming (a signal handler's callback already queued): the job is not sent.
+    loop = asyncio.get_running_loop()
+    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+        await store.add_jobs([make_spec("a"), make_spec("b")])
+        tasks: list[asyncio.Task[list[Job]]] = []
+        store.observers.append(lambda e: loop.call_soon(tasks[0].cancel))
+        tasks.append(asyncio.create_task(store.claim_pending(1)))
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[0]
+    assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
+        ("a", "pending", 0),
+        ("b", "pending", 0),
+    ]
