@@ -23,7 +23,10 @@ simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out
    ideal here: every operation is done by its first poll); "exit tail" = from the newest
    video's modification time to the run's exit (work done, process still up); "sim cpu" is
    what the simulator burnt meanwhile (from /proc), since both share the machine's cores.
-   A run is complete only if it exits 0 and 2,000 .mp4 files are on disk. Targets (>= 300
+   A run is complete only if it exits 0 and 2,000 .mp4 files are on disk. Each trial
+   gets a fresh folder, and a bench run deletes the previous run's folders only after
+   its own trials (see ``bench.pipeline._delete_trials``: deleting thousands of files
+   just before a trial slows every file creation on this file system). Targets (>= 300
    jobs/s, < 3 ms CPU per job, < 150 MB) are judged on the first setting (the one the issue
    names); the best one tried is reported too. ``--profile`` adds two runs of the first
    setting: one under ``bench.counters`` (event-loop iterations, tasks, aiosqlite round

@@ -144,7 +144,7 @@ def run_trial(
     n = 1
     while (work / f"{setting.slug}{suffix}_{n}").exists():
         n += 1
-    tdir = work / f"{setting.slug}{suffix}_{n}"  # fresh: see _clear_trials for why not reused
+    tdir = work / f"{setting.slug}{suffix}_{n}"  # fresh: see _delete_trials
     tdir.mkdir(parents=True)
     db, out = tdir / "jobs.db", tdir / "videos"
     loaded = run_child(batchveo_argv("load", manifest, "--db", db), log_stem=tdir / "load")
@@ -172,26 +172,22 @@ def run_trial(
     return Trial(setting, jobs, res, stats, sim_cpu, len(times), last_file_s)
 
 
-def _clear_trials(work: Path) -> None:
-    """Delete an earlier bench run's trial folders (their videos went at its end)."""
-    if work.exists():
-        for old in work.iterdir():
-            if old.is_dir():
-                shutil.rmtree(old, ignore_errors=True)
+def _trial_dirs(work: Path) -> list[Path]:
+    return [d for d in work.iterdir() if d.is_dir()] if work.exists() else []
 
 
-def _drop_videos(work: Path) -> None:
-    """Delete this run's videos (counted, of no further use), once every trial is over.
+def _delete_trials(dirs: list[Path]) -> None:
+    """Delete an earlier bench run's trial folders, once every trial of this one is over.
 
-    Never between trials: on ext4 without a journal (as on the bench machines), for a
-    minute after thousands of files are deleted, creating a file scans past their freed
-    inodes (``recently_deleted``), and each new video's ``open`` cost about 0.6 ms of the
-    runner's event loop, a sixth of the whole run: deleting a trial's 2,000 videos right
-    before the next trial measured the file system, not batchveo. (So a second bench run
-    started within a minute of the first is slowed the same way.)
+    Never before or between trials: on ext4 without a journal (as on the bench
+    machines), for a minute after thousands of files are deleted, creating a file scans
+    past their freed inodes (``recently_deleted``). Each new video's ``open`` then cost
+    about 0.6 ms of the runner's event loop, and a run measured 300 jobs/s instead of
+    470: the bench was measuring its own clean-up, not batchveo. So each run leaves its
+    videos for the next run to delete at its end (a few hundred MB at most).
     """
-    for videos in work.glob("*/videos"):
-        shutil.rmtree(videos, ignore_errors=True)
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def hotspots(profile: Path, top: int = 20) -> str:
@@ -241,7 +237,7 @@ def run_pipeline(
     jobs: int = 2_000, *, sweep: bool = True, profile: bool = False, repeat: int = 1
 ) -> PartResult:
     work = OUT / "pipeline"
-    _clear_trials(work)
+    earlier_trials = _trial_dirs(work)
     work.mkdir(parents=True, exist_ok=True)
     manifest = write_csv(work / f"pipeline_{jobs}.csv", jobs)
     part = PartResult("pipeline")
@@ -316,5 +312,5 @@ def run_pipeline(
         )
         part.tables.append("PROFILE (cProfile of the default setting)\n" + text)
         part.data["profile"] = {"path": str(prof_path), "wall_s": round(prof_trial.run.wall_s, 2)}
-    _drop_videos(work)
+    _delete_trials(earlier_trials)
     return part
