@@ -8,12 +8,18 @@ moment the server returns it. That ordering is what makes ``kill -9`` safe.
 Concurrency, the two traps this module exists to avoid:
 
 * One aiosqlite connection runs every statement on one thread, but it does not
-  isolate two coroutines' transactions from each other. All access goes
-  through ``_tx()``, which holds an ``asyncio.Lock`` for the whole transaction.
+  isolate two coroutines' transactions from each other. All access holds one
+  ``asyncio.Lock``; ``_tx()`` holds it for the whole transaction.
 * A deferred transaction that reads and then writes fails with
   SQLITE_BUSY_SNAPSHOT when another process wrote in between. Every write
   transaction starts with ``BEGIN IMMEDIATE`` (and waits on ``busy_timeout``),
   so two processes can never claim the same job.
+
+The pipeline's hot writes (one job's transition, one submitter's claim) go
+through ``groupcommit``: those arriving within a few milliseconds of each other
+share one guarded statement, so a busy run pays one trip to the database thread
+per window rather than one per write. Each caller still returns only once its
+own row is committed, and learns whether it changed.
 
 WAL with ``synchronous=NORMAL``: a commit survives the process being killed at
 any instant (the WAL is in the OS page cache); only a power loss may roll back
