@@ -21,9 +21,10 @@ share one guarded statement, so a busy run pays one trip to the database thread
 per window rather than one per write. Each caller still returns only once its
 own row is committed, and learns whether it changed.
 
-WAL with ``synchronous=NORMAL``: a commit survives the process being killed at
-any instant (the WAL is in the OS page cache); only a power loss may roll back
-the last few commits.
+WAL with ``synchronous=FULL``: a commit is on disk before the call returns, so
+even a power cut cannot undo a claim whose request was then sent (the job would
+come back ``pending`` and be paid for twice). NORMAL would survive ``kill -9``
+alone; grouped commits make FULL's fsync per statement affordable.
 """
 
 from __future__ import annotations
@@ -286,7 +287,7 @@ class Store:
         conn = await aiosqlite.connect(str(p), isolation_level=None, timeout=30.0)
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA synchronous=FULL")
             await conn.execute("PRAGMA busy_timeout=30000")
             await conn.execute("PRAGMA cache_size=-32768")  # 32 MB: big loads insert faster
             await conn.execute("PRAGMA foreign_keys=ON")

@@ -365,3 +365,10 @@ async def test_a_claim_cancelled_between_its_commit_and_its_use_is_handed_back(
         ("a", "pending", 0),
         ("b", "pending", 0),
     ]
+
+
+async def test_every_commit_reaches_the_disk_before_the_caller_goes_on(store: Store) -> None:
+    # synchronous=FULL: a power cut after a claim's request left must not bring the
+    # job back as pending (it would be sent and paid for again).
+    assert await store._scalar("PRAGMA synchronous") == 2
+    assert await store._scalar("PRAGMA journal_mode") == "wal"
