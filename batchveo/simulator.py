@@ -19,15 +19,21 @@ Endpoints (all but ``/__sim/`` and signed storage URLs need header ``x-goog-api-
 
 A submit is checked in this order: key (401), balance (403), model (404), body (400), counted
 then random faults (reset, 5xx, 429), quota (429 with QuotaFailure), content policy (400).
-Only accepted submits count toward ``rpm_limit`` and ``balance_submits``. A 429's delay is in a
-``Retry-After`` header (whole seconds, rounded up, as RFC 9110 says), a RetryInfo detail, the
-message, or nowhere, per ``retry_after_style``; quota 429s give the real time to a free slot.
+Only accepted submits count toward ``rpm_limit``, ``rpd_limit`` and ``balance_submits``. A
+429's delay is in a ``Retry-After`` header (whole seconds, rounded up, as RFC 9110 says), a
+RetryInfo detail, the message, or nowhere, per ``retry_after_style``; quota 429s give the real
+time to a free slot.
 
 Downloads: with ``files_host`` the URI names that host, where no key is needed. With
 ``redirect_downloads`` the URI stays on the API host (key needed) and answers 302 to
 ``/__storage/`` on ``files_host`` (or the API host): the key belongs on the first hop only. A
 key arriving on ``files_host`` or ``/__storage/`` counts in ``key_leaks``; ``?key=`` in a URL is
 refused (Google accepts it, but it leaks into logs) and counts in ``key_in_url``.
+
+``rpd_limit`` is a per-day quota: past it, submits get a 429 whose QuotaFailure names PerDay,
+until the next quota day (``day_s`` long, counted from the simulator's start; Google resets at
+midnight Pacific). ``early_404_s``: for that long after its creation, polling an operation answers
+404, as Google warns can happen right after a submit.
 
 Generation is lazy: an operation is finished when ``clock() >= created + generation time``,
 computed on demand, so thousands of operations cost a few small objects and no tasks.
@@ -117,10 +123,11 @@ _STYLES = {
 _RANGES = ("generation_s", "latency_s")
 _COUNTERS: tuple[str, ...] = ("polls_after_done", "key_leaks", "key_in_url", "quota_violations")
 _COUNTERS += ("max_concurrent_ops", "max_submits_in_window", "truncated_downloads")
+_COUNTERS += ("early_404s", "per_day_quota_429s")
 _PARAMS = {"aspectRatio", "resolution", "durationSeconds", "personGeneration", "enhancePrompt"}
 _PARAMS |= {"negativePrompt", "sampleCount", "seed"}
-_FLOATS = ("retry_after_s", "rate_window_s", "retention_s")
-_OPT_INTS = ("rpm_limit", "max_concurrent_ops", "balance_submits", "seed")
+_FLOATS = ("retry_after_s", "rate_window_s", "retention_s", "day_s", "early_404_s")
+_OPT_INTS = ("rpm_limit", "rpd_limit", "max_concurrent_ops", "balance_submits", "seed")
 _BOOLS = ("count_polls_in_rpm", "redirect_downloads")
 
 
@@ -146,6 +153,9 @@ class SimConfig:
     rate_truncated_download: float = 0.0
     rpm_limit: int | None = None
     rate_window_s: float = 60.0
+    rpd_limit: int | None = None
+    day_s: float = 86_400.0
+    early_404_s: float = 0.0
     count_polls_in_rpm: bool = False
     max_concurrent_ops: int | None = None
     balance_submits: int | None = None
@@ -172,6 +182,8 @@ class SimConfig:
                 raise ValueError(f"{name} must be a probability between 0 and 1")
         if self.rate_window_s <= 0 or self.retry_after_s < 0 or self.retention_s < 0:
             raise ValueError("rate_window_s must be > 0, retry_after_s and retention_s >= 0")
+        if self.day_s <= 0 or self.early_404_s < 0:
+            raise ValueError("day_s must be > 0 and early_404_s >= 0")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SimConfig:
@@ -249,6 +261,7 @@ class _Op:
     file_id: str | None = None
     polls: int = 0
     reported: bool = False  # a poll has already been told done
+    created_at: float = 0.0
 
 
 def _google_error(status: int, message: str, grpc: str, **extra: Any) -> web.Response:
@@ -453,6 +466,8 @@ class Simulator:
         self._accepted = 0
         self._window: deque[float] = deque()  # accepted submits, for max_submits_in_window
         self._rpm: deque[float] = deque()  # what rpm_limit counts (submits, maybe polls)
+        self._day_start = self.config.clock()
+        self._day = (0, 0)  # (quota day since start, accepted submits in it) for rpd_limit
         self._fault_seen: dict[str, int] = {}
         self._requests: dict[str, dict[str, int]] = {
             k: {} for k in ("submit", "poll", "download", "storage")
@@ -602,7 +617,18 @@ class Simulator:
         while rpm and rpm[0] <= now - cfg.rate_window_s:
             rpm.popleft()
         dims = {"location": "global", "model": model}
-        if cfg.rpm_limit is not None and len(rpm) >= cfg.rpm_limit:
+        day, today = self._today(now)
+        if is_submit and cfg.rpd_limit is not None and today >= cfg.rpd_limit:
+            # Not a wait-a-minute 429: the day's quota is spent (Google names it PerDay).
+            self._counters["per_day_quota_429s"] += 1
+            delay = self._day_start + (day + 1) * cfg.day_s - now
+            quota = {
+                "quotaMetric": "generativelanguage.googleapis.com/predict_long_running_requests",
+                "quotaId": "PredictLongRunningRequestsPerDayPerProjectPerModel",
+                "quotaDimensions": dims,
+                "quotaValue": str(cfg.rpd_limit),
+            }
+        elif cfg.rpm_limit is not None and len(rpm) >= cfg.rpm_limit:
             delay = rpm[0] + cfg.rate_window_s - now if rpm else cfg.rate_window_s
             quota = {
                 "quotaMetric": "generativelanguage.googleapis.com/predict_long_running_requests",
@@ -629,6 +655,15 @@ class Simulator:
             f"Quota exceeded for metric: {quota['quotaMetric']}, limit: {quota['quotaValue']}."
         )
         return self._too_many(message, max(delay, 0.001), quota)
+
+    def _today(self, now: float) -> tuple[int, int]:
+        """(which quota day ``now`` falls in, accepted submits already counted in it)."""
+        day = int((now - self._day_start) // self.config.day_s)
+        return day, (self._day[1] if self._day[0] == day else 0)
+
+    def _count_day(self, now: float) -> None:
+        day, today = self._today(now)
+        self._day = (day, today + 1)
 
     def _injected(self, rate: float) -> bool:
         return rate > 0 and self._rng.random() < rate
@@ -722,7 +757,9 @@ class Simulator:
             op_id = f"{self._ids.getrandbits(64):016x}"
         short = cfg.name_style == "short"
         name = f"operations/{op_id}" if short else f"models/{model}/operations/{op_id}"
-        op = _Op(op_id, name, model, now + gen, outcome, trunc=marks.get("truncated", 0))
+        op = _Op(
+            op_id, name, model, now + gen, outcome, trunc=marks.get("truncated", 0), created_at=now
+        )
         if outcome == "ok":
             op.file_id = f"{self._ids.getrandbits(48):012x}"
             self._files[op.file_id] = op
@@ -737,6 +774,7 @@ class Simulator:
         else:
             self._finished(op)
         self._accepted += 1
+        self._count_day(now)
         self._submits[prompt] = self._submits.get(prompt, 0) + 1
         self._rpm.append(now)
         window = self._window
@@ -778,6 +816,10 @@ class Simulator:
         op = self._ops.get(request.match_info["op"])
         model = request.match_info.get("model")
         if op is None or (model is not None and model != op.model) or self._expired(op, now):
+            return _not_found(f"Operation not found: {request.match_info['op']}")
+        if now < op.created_at + cfg.early_404_s:
+            # Google: right after the submit, the new operation may not be found yet.
+            self._counters["early_404s"] += 1
             return _not_found(f"Operation not found: {request.match_info['op']}")
         if cfg.count_polls_in_rpm:
             if quota := self._quota_check(now, op.model, is_submit=False):

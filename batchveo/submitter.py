@@ -20,6 +20,7 @@ from batchveo.context import RunContext, wait_event
 from batchveo.errors import (
     JobRejected,
     NotSent,
+    QuotaExhausted,
     RateLimited,
     RetryLater,
     StopRun,
@@ -116,6 +117,13 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
             await _requeue(ctx, job, now() + ctx.backoff_s(job.attempts), str(e))
     except JobRejected as e:
         await ctx.end_job(job, S.SUBMITTING, S.FAILED, ErrorKind(e.kind), str(e))
+    except QuotaExhausted as e:
+        # The day's quota is spent: nothing is wrong with the account, and once it
+        # resets the same jobs go through. No more submits today; what is already
+        # paid for is still polled and downloaded. Exit 75: run again later.
+        ctx.new_submits -= 1
+        await _requeue(ctx, job, None, str(e), attempts=job.attempts - 1)
+        ctx.stop_submitting(f"stopped submitting: the daily quota is used up ({e})")
     except StopRun as e:
         # Nothing was created: the job goes back untouched and no more submits are
         # sent. Operations already paid for are still polled and downloaded: the

@@ -318,3 +318,54 @@ async def test_a_submit_in_flight_at_the_hard_deadline_is_recorded(tmp_path: Pat
         states = {j.state for j in await store.jobs()}
         assert S.SUBMITTING not in states and S.RUNNING in states
         assert await store.recover_interrupted() == []
+
+
+class ShiftedClock:
+    """The real clock plus an offset a test can move: "tomorrow" without waiting for it."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return time.monotonic() + self.offset_s
+
+
+async def test_a_spent_daily_quota_stops_submits_until_it_resets(
+    store: Store, tmp_path: Path
+) -> None:
+    out = tmp_path / "videos"
+    clock = ShiftedClock()
+    specs = [make_spec(f"j{i}", f"prompt {i}") for i in range(5)]
+    async with fast_sim(rpd_limit=3, day_s=3600.0, clock=clock) as sim:
+        today = await run_batch(store, sim, fast_config(out, max_inflight=1), specs)
+        refused_today = sim.stats()["per_day_quota_429s"]
+        # Not an account problem: exit 75 (run again later), the paid videos are on disk,
+        # the rest wait as they were, not failed and with no attempt spent.
+        assert today.exit_code == 75 and today.account_error is None
+        assert "daily quota is used up" in today.summary()
+        assert await store.counts() == {"b1": {"done": 3, "pending": 2}}
+        assert all(j.attempts == 0 for j in await store.jobs([S.PENDING]))
+        assert refused_today == 1  # one refusal was enough to stop asking
+        clock.offset_s += 3600.0  # the next quota day
+        tomorrow = await run_batch(store, sim, fast_config(out, max_inflight=1))
+        stats = sim.stats()
+    assert tomorrow.exit_code == 0
+    assert await store.counts() == {"b1": {"done": 5}}
+    assert sorted(p.name for p in out.iterdir()) == [f"j{i}.mp4" for i in range(5)]
+    assert all(n == 1 for n in stats["submits_by_prompt"].values())
+
+
+async def test_operations_not_yet_known_right_after_submit_still_finish(
+    store: Store, tmp_path: Path
+) -> None:
+    # Google: a poll just after the submit may 404. Within the grace period that is
+    # "not yet", not "gone".
+    specs = [make_spec(f"j{i}") for i in range(4)]
+    async with fast_sim(early_404_s=0.2) as sim:
+        result = await run_batch(
+            store, sim, fast_config(tmp_path / "v", operation_grace_s=1.0), specs
+        )
+        stats = sim.stats()
+    assert result.exit_code == 0
+    assert await store.counts() == {"b1": {"done": 4}}
+    assert stats["early_404s"] >= 4 and stats["polls_after_done"] == 0

@@ -618,3 +618,42 @@ async def test_app_works_with_aiohttp_test_utilities() -> None:
         name = (await r.json())["name"]
         r = await tc.get(f"/v1beta/{name}", headers=headers)
         assert (await r.json())["done"] is True
+
+
+async def test_a_per_day_quota_refuses_until_the_next_quota_day(
+    make: MakeSim, clock: FakeClock
+) -> None:
+    from batchveo.api import VeoClient, resolve_provider
+    from batchveo.errors import QuotaExhausted
+    from tests.conftest import make_spec
+
+    sim, c = await make(rpd_limit=2, day_s=1000.0, retry_after_style="retryinfo")
+    assert (await c.submit("p0"))[0] == 200
+    clock.advance(400.0)
+    assert (await c.submit("p1"))[0] == 200
+    status, body, _ = await c.submit("p2")
+    assert status == 429
+    details = {d["@type"].rsplit(".", 1)[1]: d for d in body["error"]["details"]}
+    quota = details["QuotaFailure"]["violations"][0]
+    assert "PerDay" in quota["quotaId"] and quota["quotaValue"] == "2"
+    assert details["RetryInfo"]["retryDelay"] == "600s"  # until the next quota day
+    # The client reads it as "nothing more today", not as a wait-a-minute 429.
+    async with VeoClient(resolve_provider("gemini", sim.url), KEY) as client:
+        with pytest.raises(QuotaExhausted, match="RESOURCE_EXHAUSTED"):
+            await client.submit(make_spec("p3"))
+    clock.advance(600.0)  # a new quota day
+    assert (await c.submit("p2"))[0] == 200
+    stats = sim.stats()
+    assert stats["per_day_quota_429s"] == 2
+    assert stats["submits_by_prompt"] == {"p0": 1, "p1": 1, "p2": 1}
+
+
+async def test_a_new_operation_may_answer_404_for_a_moment(make: MakeSim, clock: FakeClock) -> None:
+    sim, c = await make(early_404_s=5.0)
+    _, body, _ = await c.submit()
+    status, err = await c.poll(body["name"])
+    assert status == 404 and err["error"]["status"] == "NOT_FOUND"
+    clock.advance(5.0)
+    status, op = await c.poll(body["name"])
+    assert status == 200 and not op.get("done")
+    assert sim.stats()["early_404s"] == 1
