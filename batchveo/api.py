@@ -792,8 +792,9 @@ async def _stream_to_file(
     except BaseException:
         part.discard()
         raise
-    await part.commit(committer)
-    return DownloadResult(path=dest, size=size, sha256=digest.hexdigest())
+    sha256 = digest.hexdigest()
+    final = await part.commit(committer, sha256)
+    return DownloadResult(path=final, size=size, sha256=sha256)
 
 
 def _truncated(size: int, expected: int | None) -> str:

@@ -1,9 +1,17 @@
 """Video files on disk: a result is there whole, or not at all.
 
-A download is written to ``DEST.part``; only a complete, checked file is made
-durable and renamed into place: fsync the data, ``rename`` over ``DEST``, fsync
-the folder so that the rename itself survives a power cut. Nothing ever reads
-a ``.part`` file as a result, and a run cleans the leftovers of a dead one.
+A download is written to ``DEST.<random>.part``; only a complete, checked file
+is made durable and put in place: fsync the data, link it to ``DEST``, fsync
+the folder so that the new name itself survives a power cut. Nothing ever
+reads a ``.part`` file as a result, and a run cleans the leftovers of a dead one.
+
+A video never replaces a different one. Two jobs may want the same name (one's
+``output:`` template and another's id, names loaded on different nights, a new
+database run into an old folder, ``Intro`` and ``intro`` on a file system that
+ignores case): the name already taken keeps its video, and this one gets the
+first free ``NAME-2.mp4``, ``NAME-3.mp4``... (the job records which). A file
+there with the very same bytes is this video, from a run that died before it
+could record it, and is simply replaced.
 
 The durable step needs blocking system calls, so it runs on a worker thread.
 Files finishing while one group is being made durable share the next trip to
@@ -16,7 +24,9 @@ either renames it into place or removes the ``.part``.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +37,7 @@ from batchveo.errors import StopRun
 from batchveo.groupcommit import GroupCommit
 
 PART_SUFFIX = ".part"
+_MAX_NAME_TRIES = 1000
 
 
 @contextmanager
@@ -43,7 +54,8 @@ class PartFile:
 
     def __init__(self, dest: Path):
         self.dest = dest
-        self.part = dest.with_name(dest.name + PART_SUFFIX)
+        # Unique: two downloads aiming at one name must not write into one file.
+        self.part = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}{PART_SUFFIX}")
         with local_disk(self.part):
             dest.parent.mkdir(parents=True, exist_ok=True)
             self._file: BinaryIO = open(self.part, "wb")  # noqa: SIM115 - commit/discard close it
@@ -57,12 +69,15 @@ class PartFile:
         self._file.close()
         self.part.unlink(missing_ok=True)
 
-    async def commit(self, committer: FileCommitter) -> None:
-        """Make the file durable under its final name; StopRun if the disk refuses."""
+    async def commit(self, committer: FileCommitter, sha256: str) -> Path:
+        """Make the file durable under its final name (returned); StopRun if the disk refuses.
+
+        ``sha256`` is the file's content hash, to tell this video from a file in its way.
+        """
         with local_disk(self.part):
             self._file.flush()
         with local_disk(self.dest):
-            await committer.commit(_Handover(self._file, self.part, self.dest))
+            return await committer.commit(_Handover(self._file, self.part, self.dest, sha256))
 
 
 @dataclass(frozen=True)
@@ -70,33 +85,34 @@ class _Handover:
     file: BinaryIO
     part: Path
     dest: Path
+    sha256: str
 
 
 class FileCommitter:
     """fsync + rename + folder fsync for finished files, grouped per trip to a thread."""
 
     def __init__(self) -> None:
-        self._group: GroupCommit[_Handover, None] = GroupCommit(
+        self._group: GroupCommit[_Handover, Path] = GroupCommit(
             self._run, lock=asyncio.Lock(), linger_s=0.0, max_batch=64
         )
 
-    async def commit(self, item: _Handover) -> None:
-        """Return once ``item.dest`` is durable; raise OSError if not (the .part is gone)."""
-        await self._group.submit(item)
+    async def commit(self, item: _Handover) -> Path:
+        """The file's final name, once durable; OSError if not (the .part is gone then)."""
+        return await self._group.submit(item)
 
     async def close(self) -> None:
         await self._group.drain()
 
-    async def _run(self, items: Sequence[_Handover]) -> list[OSError | None]:
-        return await asyncio.to_thread(_replace_all, items)
+    async def _run(self, items: Sequence[_Handover]) -> list[Path | OSError]:
+        return await asyncio.to_thread(_place_all, items)
 
 
-def _replace_all(items: Sequence[_Handover]) -> list[OSError | None]:
-    """On a worker thread: each file's data, its rename, then each folder once.
+def _place_all(items: Sequence[_Handover]) -> list[Path | OSError]:
+    """On a worker thread: each file's data, its name, then each folder once.
 
-    One result per item: None, or the error its caller gets.
+    One result per item: its final path, or the error its caller gets.
     """
-    errors: list[OSError | None] = []
+    results: list[Path | OSError] = []
     folders: dict[Path, list[int]] = {}
     for i, item in enumerate(items):
         try:
@@ -104,20 +120,49 @@ def _replace_all(items: Sequence[_Handover]) -> list[OSError | None]:
                 os.fsync(item.file.fileno())
             finally:
                 item.file.close()
-            os.replace(item.part, item.dest)
+            final = _place(item.part, item.dest, item.sha256)
         except OSError as exc:
             item.part.unlink(missing_ok=True)
-            errors.append(exc)
+            results.append(exc)
         else:
-            errors.append(None)
-            folders.setdefault(item.dest.parent, []).append(i)
+            results.append(final)
+            folders.setdefault(final.parent, []).append(i)
     for folder, members in folders.items():
         try:
             fsync_folder(folder)
         except OSError as exc:
             for i in members:
-                errors[i] = exc
-    return errors
+                results[i] = exc
+    return results
+
+
+def _place(part: Path, dest: Path, sha256: str) -> Path:
+    """Give ``part`` the name ``dest``, or the first free ``dest-N``; never over another video."""
+    for n in range(1, _MAX_NAME_TRIES + 1):
+        target = dest if n == 1 else dest.with_name(f"{dest.stem}-{n}{dest.suffix}")
+        try:
+            os.link(part, target)  # atomic: fails if the name is taken, even by a racer
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system (FAT, some network shares)
+            if not os.path.lexists(target):
+                os.replace(part, target)
+                return target
+        else:
+            os.unlink(part)
+            return target
+        if target.is_file() and _sha256_of(target) == sha256:
+            os.replace(part, target)  # the same video, left by a run that died: keep one
+            return target
+    raise FileExistsError(f"{_MAX_NAME_TRIES} files are already named like {dest.name}")
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def fsync_folder(folder: Path) -> None:

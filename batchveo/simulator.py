@@ -135,6 +135,12 @@ def _video_bytes() -> bytes:
     return importlib.resources.files("batchveo").joinpath("data/sample.mp4").read_bytes()
 
 
+def _free_box(payload: bytes) -> bytes:
+    """An MP4 ``free`` box: appended to the sample, it makes every video's bytes its own
+    (as real videos are) and the file still plays."""
+    return (8 + len(payload)).to_bytes(4, "big") + b"free" + payload
+
+
 @dataclass
 class SimConfig:
     """Every knob of the simulator; see the module docstring for what each one fakes."""
@@ -905,14 +911,15 @@ class Simulator:
         if self._injected(self.config.rate_reset):
             return self._drop(request)
         truncate = op.trunc > 0 or self._injected(self.config.rate_truncated_download)
+        video = self._video + _free_box(f"batchveo-sim {op.file_id}".encode())
         if not truncate:
-            return web.Response(body=self._video, content_type="video/mp4")
+            return web.Response(body=video, content_type="video/mp4")
         op.trunc = max(op.trunc - 1, 0)
         self._counters["truncated_downloads"] += 1
         resp = web.StreamResponse(headers={"Content-Type": "video/mp4"})
-        resp.content_length = len(self._video)
+        resp.content_length = len(video)
         await resp.prepare(request)
-        await resp.write(self._video[: len(self._video) // 2])
+        await resp.write(video[: len(video) // 2])
         if request.transport is not None:
             request.transport.close()
         return resp

@@ -16,9 +16,15 @@ from batchveo.spec import JobSpec
 from batchveo.store import Store
 
 KEY = "test-key-5f1d9c"
-VIDEO_SHA256 = hashlib.sha256(
-    (Path(__file__).parent.parent / "batchveo" / "data" / "sample.mp4").read_bytes()
-).hexdigest()
+SAMPLE_MP4 = (Path(__file__).parent.parent / "batchveo" / "data" / "sample.mp4").read_bytes()
+
+
+def is_sim_video(path: Path) -> bool:
+    """A whole video from the simulator: its sample MP4, then a ``free`` box naming the file
+    (so that, as with the real service, no two videos have the same bytes)."""
+    data = path.read_bytes()
+    tail = data[len(SAMPLE_MP4) :]
+    return data.startswith(SAMPLE_MP4) and tail[4:21] == b"freebatchveo-sim "
 
 
 def fast_sim(**overrides: Any) -> Simulator:

@@ -25,6 +25,7 @@ from aiohttp import web
 
 import batchveo.api as api
 from batchveo.api import (
+    DownloadResult,
     OperationStatus,
     Provider,
     VeoClient,
@@ -56,6 +57,20 @@ from tests.conftest import make_spec
 KEY = "sk-test-7f3a9c0e51b24d6e8a1f-SECRET"
 MODEL = "veo-3.1-generate-preview"
 VIDEO = (Path(api.__file__).parent / "data" / "sample.mp4").read_bytes()
+
+
+def whole_sim_video(result: DownloadResult) -> bool:
+    """The file is the simulator's video for one operation (its sample, then a free box),
+    and the size and sha256 the client reported are those of the file on disk."""
+    data = result.path.read_bytes()
+    return (
+        data.startswith(VIDEO)
+        and data[len(VIDEO) + 4 : len(VIDEO) + 8] == b"free"
+        and result.size == len(data)
+        and result.sha256 == hashlib.sha256(data).hexdigest()
+    )
+
+
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(64))
 
@@ -229,9 +244,7 @@ async def test_text_to_video_end_to_end(tmp_path: Path) -> None:
     assert stats["requests"]["submit"] == {"200": 1}
     assert stats["submits_by_prompt"] == {"a red fox in snow": 1}
     assert stats["key_leaks"] == stats["key_in_url"] == 0
-    assert result.path == dest and dest.read_bytes() == VIDEO
-    assert result.size == len(VIDEO)
-    assert result.sha256 == hashlib.sha256(VIDEO).hexdigest()
+    assert result.path == dest and whole_sim_video(result)
     assert no_leftovers(tmp_path) == ["t2v.mp4"]
 
 
@@ -246,7 +259,7 @@ async def test_image_to_video_with_last_frame(tmp_path: Path) -> None:
         name = await client.submit(spec)
         result = await client.download(uri_of(await client.poll(name, MODEL)), tmp_path / "o.mp4")
         assert sim.stats()["requests"]["submit"] == {"200": 1}
-    assert result.sha256 == hashlib.sha256(VIDEO).hexdigest()
+    assert whole_sim_video(result)
 
 
 async def test_reference_images_and_seed_are_accepted(tmp_path: Path) -> None:
@@ -570,7 +583,7 @@ async def test_poll_flat_samples_and_short_names(tmp_path: Path) -> None:
         uri = uri_of(await client.poll(name, MODEL))
         assert "/upload/v1beta/files/" in uri
         result = await client.download(uri, tmp_path / "v.mp4")
-        assert result.size == len(VIDEO)
+        assert whole_sim_video(result)
 
 
 async def test_poll_operation_error_and_filtered() -> None:
@@ -650,7 +663,7 @@ async def test_truncated_download_leaves_nothing_and_retry_succeeds(tmp_path: Pa
         assert "truncated download" in str(exc)
         assert no_leftovers(tmp_path) == []
         result = await client.download(uri, dest)
-    assert result.size == len(VIDEO) and no_leftovers(tmp_path) == ["v.mp4"]
+    assert whole_sim_video(result) and no_leftovers(tmp_path) == ["v.mp4"]
 
 
 @pytest.mark.parametrize("redirect", [True, False])
@@ -659,7 +672,7 @@ async def test_keyless_files_host(tmp_path: Path, redirect: bool) -> None:
         uri = uri_of(await client.poll(await client.submit(make_spec("j")), MODEL))
         result = await client.download(uri, tmp_path / "v.mp4")
         stats = sim.stats()
-    assert result.sha256 == hashlib.sha256(VIDEO).hexdigest()
+    assert whole_sim_video(result)
     assert stats["key_leaks"] == 0 and stats["key_in_url"] == 0
     if redirect:
         assert stats["requests"]["download"] == {"302": 1}

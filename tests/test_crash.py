@@ -7,6 +7,7 @@ talking to it over a real socket, so SIGKILL hits it wherever it happens to be.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from batchveo.simulator import Simulator
-from tests.pipeline_helpers import KEY, VIDEO_SHA256, fast_sim, sha256_file
+from tests.pipeline_helpers import KEY, fast_sim, is_sim_video, sha256_file
 
 N_JOBS = 24
 RUN_FLAGS = [
@@ -79,8 +80,14 @@ def check_final(tmp: Path, sim: Simulator, uncertain_expected: set[str]) -> None
     assert not list(out.rglob("*.part"))
     done = sorted(j for j, s in final.items() if s == "done")
     assert sorted(p.stem for p in out.glob("*.mp4")) == done
+    with sqlite3.connect(tmp / "jobs.db") as conn:
+        recorded = {i: json.loads(f or "[]") for i, f in conn.execute("SELECT id, files FROM jobs")}
     for j in done:
-        assert sha256_file(out / f"{j}.mp4") == VIDEO_SHA256
+        [f] = recorded[j]
+        path = out / f"{j}.mp4"
+        assert f["path"] == str(path) and f["sha256"] == sha256_file(path)
+        assert is_sim_video(path)
+    assert len({recorded[j][0]["sha256"] for j in done}) == len(done)  # each its own video
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,10 @@ from batchveo.errors import StopRun
 from batchveo.files import FileCommitter, PartFile, clean_partial_files
 
 
-async def write(dest: Path, data: bytes, committer: FileCommitter) -> None:
+async def write(dest: Path, data: bytes, committer: FileCommitter) -> Path:
     part = PartFile(dest)
     part.write(data)
-    await part.commit(committer)
+    return await part.commit(committer, hashlib.sha256(data).hexdigest())
 
 
 async def test_files_finishing_together_share_one_trip_and_land_whole(tmp_path: Path) -> None:
@@ -31,21 +32,38 @@ async def test_files_finishing_together_share_one_trip_and_land_whole(tmp_path: 
     assert not list(tmp_path.rglob("*.part"))
 
 
+async def test_a_video_never_replaces_a_different_one(tmp_path: Path) -> None:
+    committer = FileCommitter()
+    dest = tmp_path / "hero.mp4"
+    dest.write_bytes(b"last night's paid video")
+    (tmp_path / "hero-2.mp4").mkdir()  # whatever is in the way is kept too
+    # Two jobs wanting the same name at once: each gets its own file.
+    got = await asyncio.gather(write(dest, b"new one", committer), write(dest, b"other", committer))
+    assert dest.read_bytes() == b"last night's paid video"
+    assert sorted(p.name for p in got) == ["hero-3.mp4", "hero-4.mp4"]
+    assert sorted(p.read_bytes() for p in got) == [b"new one", b"other"]
+    # The same bytes again is the same video (a run that died before recording it).
+    assert await write(dest, b"last night's paid video", committer) == dest
+    await committer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "hero-2.mp4", "hero-3.mp4", "hero-4.mp4", "hero.mp4",
+    ]  # fmt: skip
+
+
 async def test_a_refused_rename_stops_the_run_and_leaves_no_part_or_result(
     tmp_path: Path,
 ) -> None:
     committer = FileCommitter()
-    blocked = tmp_path / "taken.mp4"
-    blocked.mkdir()  # a folder where the video should go: rename cannot replace it
-    (blocked / "keep").write_text("x")
-    fine = tmp_path / "fine.mp4"
+    doomed = PartFile(tmp_path / "gone.mp4")
+    doomed.write(b"video")
+    doomed.part.unlink()  # the disk lost it (a full or failing disk, another process)
     results = await asyncio.gather(
-        write(blocked, b"video", committer), write(fine, b"video", committer),
+        doomed.commit(committer, "0" * 64), write(tmp_path / "fine.mp4", b"video", committer),
         return_exceptions=True,
     )  # fmt: skip
-    assert isinstance(results[0], StopRun) and "taken.mp4" in str(results[0])
-    assert results[1] is None and fine.read_bytes() == b"video"
-    assert blocked.is_dir() and not list(tmp_path.rglob("*.part"))
+    assert isinstance(results[0], StopRun) and "gone.mp4" in str(results[0])
+    assert results[1] == tmp_path / "fine.mp4" and (tmp_path / "fine.mp4").read_bytes() == b"video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fine.mp4"]
 
 
 async def test_a_discarded_download_leaves_nothing_and_leftovers_are_cleaned(
@@ -64,5 +82,5 @@ async def test_a_discarded_download_leaves_nothing_and_leftovers_are_cleaned(
 
 async def test_a_folder_that_cannot_be_made_stops_the_run_naming_it(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(StopRun, match=r"cannot write .*file/v\.mp4\.part"):
+    with pytest.raises(StopRun, match=r"cannot write .*file/v\.mp4\.\w+\.part"):
         PartFile(tmp_path / "file" / "v.mp4")

@@ -9,7 +9,7 @@ from batchveo.downloader import output_paths
 from batchveo.states import JobState
 from batchveo.store import Store
 from tests.conftest import make_spec
-from tests.pipeline_helpers import VIDEO_SHA256, fast_config, fast_sim, run_batch, sha256_file
+from tests.pipeline_helpers import fast_config, fast_sim, is_sim_video, run_batch, sha256_file
 
 S = JobState
 
@@ -58,8 +58,8 @@ async def test_a_batch_with_every_kind_of_failure_ends_right(store: Store, tmp_p
         if job.state is S.DONE:
             [f] = job.files
             path = out / f"{job.id}.mp4"
-            assert f["path"] == str(path) and f["sha256"] == VIDEO_SHA256
-            assert sha256_file(path) == VIDEO_SHA256 and path.stat().st_size == f["size"]
+            assert f["path"] == str(path) and f["sha256"] == sha256_file(path)
+            assert is_sim_video(path) and path.stat().st_size == f["size"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{k}.mp4" for k, (s, _) in expect.items() if s is S.DONE
     )
@@ -369,3 +369,26 @@ async def test_operations_not_yet_known_right_after_submit_still_finish(
     assert result.exit_code == 0
     assert await store.counts() == {"b1": {"done": 4}}
     assert stats["early_404s"] >= 4 and stats["polls_after_done"] == 0
+
+
+async def test_jobs_wanting_one_file_name_each_keep_their_video(
+    store: Store, tmp_path: Path
+) -> None:
+    # Monday's manifest names its video "hero"; so does Tuesday's, loaded later, and a
+    # job whose id is "hero" too. No paid video may overwrite another.
+    out = tmp_path / "videos"
+    monday = [make_spec("m1", "monday", output_name="hero", batch="monday")]
+    tuesday = [
+        make_spec("t1", "tuesday", output_name="hero", batch="tuesday"),
+        make_spec("hero", "by id", batch="tuesday"),
+    ]
+    async with fast_sim() as sim:
+        assert (await run_batch(store, sim, fast_config(out), monday)).exit_code == 0
+        assert (await run_batch(store, sim, fast_config(out), tuesday)).exit_code == 0
+    jobs = {j.id: j for j in await store.jobs()}
+    paths = {k: Path(j.files[0]["path"]) for k, j in jobs.items()}
+    assert paths["m1"] == out / "hero.mp4"
+    assert {paths["t1"].name, paths["hero"].name} == {"hero-2.mp4", "hero-3.mp4"}
+    assert sorted(p.name for p in out.iterdir()) == ["hero-2.mp4", "hero-3.mp4", "hero.mp4"]
+    for k, job in jobs.items():
+        assert sha256_file(paths[k]) == job.files[0]["sha256"] and is_sim_video(paths[k])
