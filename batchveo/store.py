@@ -99,6 +99,8 @@ _UPDATABLE = frozenset(
 )
 _SQL_CHUNK = 500  # below SQLite's bound-parameter limit
 _BATCH_ROWS = 256  # transitions in one grouped UPDATE: at most 4 + 2*12 parameters each
+MIN_SQLITE = (3, 35, 0)
+"""RETURNING (3.35) and UPDATE ... FROM (3.33); 32766 bound parameters (3.32)."""
 COMMIT_LINGER_S = 0.004
 """How long a busy run lets writes gather before their shared commit (see groupcommit)."""
 
@@ -284,6 +286,12 @@ class Store:
         commit_linger_s: float = COMMIT_LINGER_S,
     ) -> Store:
         p = Path(path)
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            need = ".".join(map(str, MIN_SQLITE))
+            raise StoreError(
+                f"batchveo needs SQLite {need} or newer (UPDATE ... RETURNING); this Python"
+                f" has {sqlite3.sqlite_version}: use a newer Python build or distribution"
+            )
         conn = await aiosqlite.connect(str(p), isolation_level=None, timeout=30.0)
         try:
             await conn.execute("PRAGMA journal_mode=WAL")

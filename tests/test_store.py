@@ -372,3 +372,13 @@ async def test_every_commit_reaches_the_disk_before_the_caller_goes_on(store: St
     # job back as pending (it would be sent and paid for again).
     assert await store._scalar("PRAGMA synchronous") == 2
     assert await store._scalar("PRAGMA journal_mode") == "wal"
+
+
+async def test_an_sqlite_too_old_for_returning_is_named_not_a_syntax_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(StoreError, match=r"needs SQLite 3\.35\.0 or newer.*has 3\.31\.1"):
+        await Store.open(tmp_path / "jobs.db")
+    assert not (tmp_path / "jobs.db").exists()
