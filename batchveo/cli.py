@@ -13,7 +13,6 @@ Exit codes (stable, for cron and scripts):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import json
 import sqlite3
@@ -28,6 +27,7 @@ import click
 from batchveo.errors import BatchveoError, StoreError, UserError
 from batchveo.states import JobState
 from batchveo.store import Job, Store
+from batchveo.watch import RunWatch
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -661,9 +661,11 @@ def run(
                         lambda j: estimate_params_cost_usd(j.model, j.params, prices)
                     )
                 async with VeoClient(prov, key) as client:
-                    watch = _Watch(
-                        store, config, key, log_file, notify_url, on_complete, quiet, verbose
-                    )
+                    watch = RunWatch(
+                        store, config, key, log_file=log_file, notify_url=notify_url,
+                        on_complete=on_complete, quiet=quiet, verbose=verbose, say=_say,
+                        max_problems=MAX_PROBLEMS_SHOWN,
+                    )  # fmt: skip
                     await watch.start()
                     runner = Runner(store, client, config, observer=watch.on_run_event)
                     _install_signal_handlers(runner)
@@ -685,109 +687,8 @@ def run(
     sys.exit(result.exit_code)
 
 
-class _Watch:
-    """Everything that watches a run: progress, the JSON log, notifications, expiry warnings."""
-
-    def __init__(
-        self,
-        store: Store,
-        config: Any,
-        key: str,
-        log_file: Path | None,
-        notify_url: str | None,
-        on_complete: str | None,
-        quiet: bool,
-        verbose: bool,
-    ):
-        from rich.console import Console
-
-        from batchveo.notify import ExpiryWatch
-        from batchveo.observe import JsonLog, make_progress
-
-        self.store, self.config = store, config
-        self.log = JsonLog(log_file, scrub=lambda s: s.replace(key, "***")) if log_file else None
-        self.display = make_progress(
-            sys.stderr.isatty(),
-            quiet,
-            sys.stderr,
-            Console(stderr=True),
-            interval_s=10.0 if verbose else 60.0,
-        )
-        self.notify_url, self.on_complete = notify_url, on_complete
-        self.expiry = ExpiryWatch()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def on_run_event(self, name: str, details: dict[str, Any]) -> None:
-        if name == "manifest_rejected":
-            for problem in details["problems"][:MAX_PROBLEMS_SHOWN]:
-                click.echo(f"batchveo: {problem}", err=True)
-        elif name == "manifest_loaded" and details["new"]:
-            click.echo(f"batchveo: loaded {details['path']}: {details['summary']}", err=True)
-        for target in (self.log, self.display):
-            if target is not None:
-                target.on_run_event(name, details)
-
-    async def start(self) -> None:
-        from batchveo.observe import flatten_counts, keep_ticking
-
-        for target in (self.log, self.display):
-            if target is not None:
-                self.store.observers.append(target.on_transition)
-        if self.display is not None:
-            self.display.start(flatten_counts(await self.store.counts()))
-            self._tasks.append(asyncio.create_task(keep_ticking(self.display)))
-        if self.notify_url or self.on_complete:
-            self._tasks.append(asyncio.create_task(self._watch_expiry()))
-
-    async def _watch_expiry(self, every_s: float = 600.0) -> None:
-        from batchveo.summary import run_summary
-
-        while True:
-            summary = await run_summary(
-                self.store, event="expiry_warning", output_folder=str(self.config.out_dir),
-                retention_s=self.config.retention_s,
-            )  # fmt: skip
-            due = self.expiry.due(summary["at_risk"])
-            if due:
-                summary["at_risk"] = due
-                await self._notify(summary)
-            await asyncio.sleep(every_s)
-
-    async def _notify(self, summary: dict[str, Any]) -> None:
-        from batchveo.notify import notify
-
-        if not (self.notify_url or self.on_complete):
-            return
-        for problem in await notify(summary, url=self.notify_url, command=self.on_complete):
-            click.echo(f"batchveo: notification failed: {problem}", err=True)
-            if self.log is not None:
-                self.log.on_run_event("notification_failed", {"error": problem})
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self.display is not None:
-            self.display.close()
-
-    async def finished(self, result: Any) -> None:
-        from batchveo.summary import run_summary
-
-        event = "account_error" if result.account_error else "finished"
-        summary = await run_summary(
-            self.store, event=event, output_folder=str(self.config.out_dir),
-            exit_code=result.exit_code, stop_reason=result.stop_reason,
-            retention_s=self.config.retention_s,
-        )  # fmt: skip
-        await self._notify(summary)
-        if self.log is not None:
-            self.log.close()
-            if self.log.error:
-                click.echo(
-                    f"batchveo: the log file could not be written: {self.log.error}", err=True
-                )
+def _say(message: str) -> None:
+    click.echo(f"batchveo: {message}", err=True)
 
 
 def _install_signal_handlers(runner: Any) -> None:
