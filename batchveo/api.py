@@ -363,7 +363,7 @@ def error_for_status(
     message = scrub(f"{label}: {_clip(env.message)}")
     if status == 429:
         if _is_per_day_quota(env.details):
-            return QuotaExhausted(message, status=status)
+            return QuotaExhausted(message, status=status, retry_after_s=retry_after_s(headers, env))
         return RateLimited(message, retry_after_s=retry_after_s(headers, env))
     if status == 400:
         if _is_bad_key(env):  # Google answers a wrong key with 400 INVALID_ARGUMENT

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from batchveo.context import DueJob, RunContext
-from batchveo.errors import JobRejected, NotFound, RetryLater, StopRun
+from batchveo.errors import JobRejected, NotFound, QuotaExhausted, RetryLater, StopRun
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
@@ -65,7 +65,8 @@ async def downloader(ctx: RunContext, *, keep_running: bool = False) -> None:
     while not ctx.stop_all.is_set():
         item = queue.pop_due(ctx.now())
         if item is None:
-            if not keep_running and not len(queue) and ctx.pipeline_idle():
+            watching = keep_running and not ctx.stop_claiming.is_set()
+            if not watching and not len(queue) and ctx.pipeline_idle():
                 ctx.wake_downloader.wake_all()  # let the other workers see it too
                 return
             next_due = queue.next_due()
@@ -103,6 +104,12 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
         return
     except ValueError as e:  # an output path that would leave --out: our bug, not theirs
         await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
+        return
+    except QuotaExhausted as e:  # as for polls: the paid video waits, it is not dropped
+        ctx.stats.note_error(f"{job.id}: download: {e}")
+        wait_s = max(e.retry_after_s or 0.0, ctx.backoff_s(item.tries + 1))
+        queue.retry(item, now + min(wait_s, max(0.0, expires_at - now)))
+        ctx.wake_downloader.wake_one()
         return
     except StopRun as e:
         ctx.account_error = str(e)

@@ -135,7 +135,14 @@ class ModelUnavailable(StopRun):
 
 
 class QuotaExhausted(StopRun):
-    pass
+    """A per-day quota is spent: no submit will pass until it resets (``retry_after_s``
+    when the server said when)."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after_s: float | None = None
+    ):
+        self.retry_after_s = retry_after_s
+        super().__init__(message, status=status)
 
 
 class SubmitOutcomeUnknown(ApiError):

@@ -35,6 +35,10 @@ class PacerStats:
     current_rpm: float = 0.0
 
 
+_STOP_CHECK_S = 1.0
+"""How often a paused acquire looks at its stop event."""
+
+
 class Pacer:
     """One request per ``60/rpm`` seconds, shared by every worker; ``rpm=0`` means unpaced."""
 
@@ -76,18 +80,24 @@ class Pacer:
     def paused_for_s(self) -> float:
         return max(0.0, self._not_before - self._loop.time())
 
-    async def acquire(self) -> None:
-        """Wait for the right to send one request."""
+    async def acquire(self, stop: asyncio.Event | None = None) -> bool:
+        """Wait for the right to send one request; False if ``stop`` was set meanwhile.
+
+        A pause may last an hour (a spent daily quota, a long outage): waiting in
+        slices lets a stop end the wait instead of the shutdown grace period.
+        """
         while True:
+            if stop is not None and stop.is_set():
+                return False
             wait_s = self._not_before - self._loop.time()
             if wait_s > 0:
-                await asyncio.sleep(wait_s)
+                await asyncio.sleep(min(wait_s, _STOP_CHECK_S) if stop is not None else wait_s)
                 continue
             if self._limiter is not None:
                 await self._limiter.acquire()
             # A 429 may have arrived while we waited in the bucket: honour it too.
             if self._not_before <= self._loop.time():
-                return
+                return True
 
     def on_success(self) -> None:
         self._consecutive_429 = 0

@@ -12,7 +12,14 @@ from __future__ import annotations
 import asyncio
 
 from batchveo.context import RunContext, wait_event
-from batchveo.errors import ApiError, NotFound, RateLimited, RetryLater, StopRun
+from batchveo.errors import (
+    ApiError,
+    NotFound,
+    QuotaExhausted,
+    RateLimited,
+    RetryLater,
+    StopRun,
+)
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
@@ -44,7 +51,9 @@ async def poller(ctx: RunContext, *, keep_running: bool = False) -> None:
             continue
         next_at = await ctx.store.next_poll_at()
         if next_at is None:
-            if not keep_running and await _nothing_will_run(ctx):
+            # A watching run keeps polling for new work until it stops submitting.
+            watching = keep_running and not ctx.stop_claiming.is_set()
+            if not watching and await _nothing_will_run(ctx):
                 return
             await wait_event(ctx.wake_poller, _IDLE_CHECK_S)
             continue
@@ -89,6 +98,13 @@ async def poll_one(ctx: RunContext, job: Job) -> None:
     except RetryLater as e:
         ctx.stats.note_error(f"{job.id}: poll: {e}")
         await _reschedule(ctx, job, now + ctx.backoff_s(job.polls + 1))
+        return
+    except QuotaExhausted as e:
+        # Only submits count against the daily quota on Google; should a reseller
+        # count polls too, the paid operation waits for the reset, it is not dropped.
+        ctx.stats.note_error(f"{job.id}: poll: {e}")
+        wait_s = max(e.retry_after_s or 0.0, ctx.backoff_s(job.polls + 1))
+        await _reschedule(ctx, job, now + wait_s)
         return
     except StopRun as e:
         ctx.account_error = str(e)

@@ -30,6 +30,8 @@ from batchveo.states import IN_FLIGHT, ErrorKind, JobState
 from batchveo.store import Job
 
 S = JobState
+QUOTA_RECHECK_S = 3600.0
+"""A watching run with a spent daily quota tries again after this, unless told when."""
 
 
 async def submitter(ctx: RunContext) -> None:
@@ -44,11 +46,11 @@ async def submitter(ctx: RunContext) -> None:
         ctx.inflight += 1
         ctx.new_submits += 1
         try:
-            await ctx.pacer.acquire()
+            paced = await ctx.pacer.acquire(ctx.stop_claiming)
             jobs = (
-                []
-                if ctx.stop_claiming.is_set()
-                else await ctx.store.claim_pending(1, budget_usd=ctx.config.budget_usd)
+                await ctx.store.claim_pending(1, budget_usd=ctx.config.budget_usd)
+                if paced and not ctx.stop_claiming.is_set()
+                else []
             )
         except BaseException:
             ctx.new_submits -= 1
@@ -119,11 +121,18 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
         await ctx.end_job(job, S.SUBMITTING, S.FAILED, ErrorKind(e.kind), str(e))
     except QuotaExhausted as e:
         # The day's quota is spent: nothing is wrong with the account, and once it
-        # resets the same jobs go through. No more submits today; what is already
-        # paid for is still polled and downloaded. Exit 75: run again later.
+        # resets the same jobs go through. A run stops submitting (what is paid for
+        # is still polled and downloaded) and exits 75: run again later. A watching
+        # run lives on, so it holds every submit back until the reset instead.
         ctx.new_submits -= 1
         await _requeue(ctx, job, None, str(e), attempts=job.attempts - 1)
-        ctx.stop_submitting(f"stopped submitting: the daily quota is used up ({e})")
+        if ctx.config.watch_dir is None:
+            ctx.stop_submitting(f"stopped submitting: the daily quota is used up ({e})")
+        else:
+            pause_s = e.retry_after_s or QUOTA_RECHECK_S
+            ctx.pacer.pause(pause_s)
+            ctx.stats.note_error(f"{job.id}: {e}")
+            ctx.emit("quota_exhausted", job=job.id, pause_s=pause_s)
     except StopRun as e:
         # Nothing was created: the job goes back untouched and no more submits are
         # sent. Operations already paid for are still polled and downloaded: the

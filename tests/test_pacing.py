@@ -68,3 +68,17 @@ async def test_without_a_server_delay_the_pause_backs_off_exponentially() -> Non
     pauses = [pacer.on_rate_limited(None) for _ in range(6)]
     assert 0.5 <= pauses[0] <= 1 and 1 <= pauses[1] <= 2 and 2 <= pauses[2] <= 4
     assert all(p <= 8 for p in pauses)
+
+
+async def test_a_stop_ends_a_long_pause_instead_of_waiting_it_out(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import batchveo.pacing
+
+    monkeypatch.setattr(batchveo.pacing, "_STOP_CHECK_S", 0.01)
+    pacer = Pacer(0)
+    pacer.pause(3600.0)  # a spent daily quota: an hour before the next try
+    stop = asyncio.Event()
+    waiting = asyncio.create_task(pacer.acquire(stop))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()
+    stop.set()  # SIGTERM: the run must not sit out the hour (or the shutdown grace)
+    assert await asyncio.wait_for(waiting, 1.0) is False

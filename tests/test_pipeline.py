@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 from pathlib import Path
 
+import pytest
+
+from batchveo.api import OperationStatus, VeoClient, resolve_provider
+from batchveo.context import RunConfig
 from batchveo.downloader import output_paths
+from batchveo.errors import QuotaExhausted
+from batchveo.runner import Runner
+from batchveo.simulator import Simulator
 from batchveo.states import JobState
 from batchveo.store import Store
 from tests.conftest import make_spec
-from tests.pipeline_helpers import fast_config, fast_sim, is_sim_video, run_batch, sha256_file
+from tests.pipeline_helpers import (
+    KEY,
+    fast_config,
+    fast_sim,
+    is_sim_video,
+    run_batch,
+    sha256_file,
+)
 
 S = JobState
 
@@ -392,3 +408,76 @@ async def test_jobs_wanting_one_file_name_each_keep_their_video(
     assert sorted(p.name for p in out.iterdir()) == ["hero-2.mp4", "hero-3.mp4", "hero.mp4"]
     for k, job in jobs.items():
         assert sha256_file(paths[k]) == job.files[0]["sha256"] and is_sim_video(paths[k])
+
+
+async def watch_run_until(
+    store: Store, sim: Simulator, config: RunConfig, done: int, timeout_s: float = 10.0
+) -> tuple[int, dict[str, dict[str, int]], bool]:
+    """Run in --watch mode until ``done`` jobs are done (or the run ends by itself);
+    then stop it as a signal would. The exit code, the counts when it was stopped, and
+    whether it had ended by itself."""
+    async with VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
+        runner = Runner(store, client, config, rng=random.Random(1))
+        task = asyncio.create_task(runner.run())
+        deadline = time.monotonic() + timeout_s
+        while not task.done() and time.monotonic() < deadline:
+            counts = await store.counts()
+            if sum(c.get("done", 0) for c in counts.values()) >= done:
+                break
+            await asyncio.sleep(0.02)
+        counts = await store.counts()
+        ended_by_itself = task.done()
+        if not ended_by_itself:
+            runner.request_stop("test over")
+        result = await asyncio.wait_for(task, 10)
+    return result.exit_code, counts, ended_by_itself
+
+
+async def test_a_watching_run_holds_submits_back_until_the_quota_day_turns(
+    store: Store, tmp_path: Path
+) -> None:
+    # A daemon watching a drop folder outlives a quota day: it waits for the reset
+    # (the server says when) and goes on, instead of ending or spinning.
+    (tmp_path / "drop").mkdir()
+    await store.add_jobs([make_spec(f"j{i}", f"prompt {i}") for i in range(4)])
+    config = fast_config(tmp_path / "v", max_inflight=1, watch_dir=tmp_path / "drop")
+    async with fast_sim(rpd_limit=2, day_s=0.4, retry_after_style="retryinfo") as sim:
+        _, counts, ended = await watch_run_until(store, sim, config, done=4)
+        stats = sim.stats()
+    assert counts == {"b1": {"done": 4}} and not ended  # still watching for new work
+    assert stats["per_day_quota_429s"] >= 1
+    assert all(n == 1 for n in stats["submits_by_prompt"].values())
+
+
+async def test_a_watching_run_ends_after_an_account_error_once_paid_work_is_in(
+    store: Store, tmp_path: Path
+) -> None:
+    (tmp_path / "drop").mkdir()
+    await store.add_jobs([make_spec(f"j{i}", f"prompt {i}") for i in range(3)])
+    config = fast_config(tmp_path / "v", max_inflight=1, watch_dir=tmp_path / "drop")
+    async with fast_sim(balance_submits=1) as sim:
+        exit_code, counts, ended = await watch_run_until(store, sim, config, done=99)
+    assert ended and exit_code == 4  # not left polling forever
+    assert counts == {"b1": {"done": 1, "pending": 2}}
+
+
+async def test_a_per_day_429_on_a_poll_does_not_drop_the_paid_operation(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Google counts only submits; a reseller counting polls must not make us give up
+    # operations that are already paid for.
+    real_poll = VeoClient.poll
+    refused: list[str] = []
+
+    async def poll(self: VeoClient, name: str, model: str) -> OperationStatus:
+        if not refused:
+            refused.append(name)
+            raise QuotaExhausted("HTTP 429 RESOURCE_EXHAUSTED: quota per day", status=429)
+        return await real_poll(self, name, model)
+
+    monkeypatch.setattr(VeoClient, "poll", poll)
+    specs = [make_spec(f"j{i}") for i in range(3)]
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, fast_config(tmp_path / "v"), specs)
+    assert refused and result.exit_code == 0 and result.account_error is None
+    assert await store.counts() == {"b1": {"done": 3}}
