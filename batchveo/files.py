@@ -24,8 +24,11 @@ either renames it into place or removes the ``.part``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,10 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from batchveo.errors import StopRun
+from batchveo.errors import ConfigError, StopRun
 from batchveo.groupcommit import GroupCommit
 
 PART_SUFFIX = ".part"
+_OUR_PARTS = re.compile(r"\.mp4(?:\.[0-9a-f]{8})?\.part$")
+"""batchveo's own partial files (``NAME.mp4.<8 hex>.part``; ``NAME.mp4.part`` before 0.2)."""
 _MAX_NAME_TRIES = 1000
 
 
@@ -57,7 +62,9 @@ class PartFile:
         # Unique: two downloads aiming at one name must not write into one file.
         self.part = dest.with_name(f"{dest.name}.{secrets.token_hex(4)}{PART_SUFFIX}")
         with local_disk(self.part):
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.new_folders = _missing_folders(dest.parent)
+            if self.new_folders:
+                dest.parent.mkdir(parents=True, exist_ok=True)
             self._file: BinaryIO = open(self.part, "wb")  # noqa: SIM115 - commit/discard close it
 
     def write(self, chunk: bytes) -> None:
@@ -66,7 +73,8 @@ class PartFile:
 
     def discard(self) -> None:
         """Give up: close and remove the partial file (before ``commit`` only)."""
-        self._file.close()
+        with contextlib.suppress(OSError):  # closing flushes, and the disk may be full
+            self._file.close()
         self.part.unlink(missing_ok=True)
 
     async def commit(self, committer: FileCommitter, sha256: str) -> Path:
@@ -74,10 +82,14 @@ class PartFile:
 
         ``sha256`` is the file's content hash, to tell this video from a file in its way.
         """
-        with local_disk(self.part):
-            self._file.flush()
+        try:
+            self._file.flush()  # where a full disk usually shows
+        except OSError as exc:
+            self.discard()
+            raise StopRun(f"cannot write {self.part}: {exc.strerror or exc}") from None
+        handover = _Handover(self._file, self.part, self.dest, sha256, self.new_folders)
         with local_disk(self.dest):
-            return await committer.commit(_Handover(self._file, self.part, self.dest, sha256))
+            return await committer.commit(handover)
 
 
 @dataclass(frozen=True)
@@ -86,6 +98,8 @@ class _Handover:
     part: Path
     dest: Path
     sha256: str
+    new_folders: tuple[Path, ...]
+    """Folders made for this file: their own entries need their parents fsynced too."""
 
 
 class FileCommitter:
@@ -126,7 +140,8 @@ def _place_all(items: Sequence[_Handover]) -> list[Path | OSError]:
             results.append(exc)
         else:
             results.append(final)
-            folders.setdefault(final.parent, []).append(i)
+            for folder in (final.parent, *(f.parent for f in item.new_folders)):
+                folders.setdefault(folder, []).append(i)
     for folder, members in folders.items():
         try:
             fsync_folder(folder)
@@ -174,12 +189,54 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _missing_folders(folder: Path) -> tuple[Path, ...]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing: list[Path] = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return tuple(missing)
+
+
 def clean_partial_files(out_dir: Path) -> int:
-    """Remove ``*.part`` leftovers of a run that died mid-download; never results."""
+    """Remove batchveo's own ``.part`` leftovers of a run that died mid-download.
+
+    Only ours: a browser's ``holiday.mkv.part`` in the same folder is none of our business.
+    """
     if not out_dir.exists():
         return 0
     n = 0
     for part in out_dir.rglob("*" + PART_SUFFIX):
-        part.unlink(missing_ok=True)
-        n += 1
+        if _OUR_PARTS.search(part.name) and part.is_file():
+            part.unlink(missing_ok=True)
+            n += 1
     return n
+
+
+@contextmanager
+def output_folder(out_dir: Path) -> Iterator[int | None]:
+    """Hold the output folder for a run; yields the leftovers cleaned, or None.
+
+    Runs from different databases may share one folder. A leftover ``.part`` is
+    a dead run's only if no live run is writing there, so each run holds a shared
+    lock on the folder itself (no lock file among the videos), and cleans only if
+    it could take it exclusively first. The kernel drops the lock when a run dies.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_dir, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigError(
+            f"{out_dir}: not a usable output folder ({exc.strerror or exc})"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            cleaned = None  # another run is writing here: its .part files are alive
+        else:
+            cleaned = clean_partial_files(out_dir)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield cleaned
+    finally:
+        os.close(fd)

@@ -63,6 +63,7 @@ class Pacer:
         self._rng = rng or random.Random()
         self._limiter = self._make_limiter(rpm)
         self._not_before = self._loop.time() + max(0.0, initial_delay_s)
+        self._next_send = float("-inf")
         self._consecutive_429 = 0
         self._successes = 0
         self.stats = PacerStats(current_rpm=rpm)
@@ -98,6 +99,22 @@ class Pacer:
             # A 429 may have arrived while we waited in the bucket: honour it too.
             if self._not_before <= self._loop.time():
                 return True
+
+    async def spaced(self) -> None:
+        """Right before a paced request leaves: one period after the previous one left.
+
+        ``acquire`` grants turns before the job is claimed (so that no job sits in
+        ``submitting`` while it merely waits); a claim slowed by the disk (an
+        fsync) must not let the next request catch up and arrive with it. The
+        slot is reserved before sleeping, so concurrent callers queue up.
+        """
+        if not self.rpm:
+            return
+        now = self._loop.time()
+        slot = max(now, self._next_send)
+        self._next_send = slot + self.period_s
+        if slot > now:
+            await asyncio.sleep(slot - now)
 
     def on_success(self) -> None:
         self._consecutive_429 = 0

@@ -26,7 +26,7 @@ from typing import Any
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.downloader import downloader
 from batchveo.errors import ManifestError
-from batchveo.files import clean_partial_files
+from batchveo.files import output_folder
 from batchveo.manifest import read_manifests
 from batchveo.pacing import Pacer
 from batchveo.poller import poller
@@ -197,36 +197,38 @@ class Runner:
         recovered = await store.recover_interrupted()
         if config.resubmit_uncertain:
             await store.requeue([S.UNCERTAIN])
-        cleaned = clean_partial_files(config.out_dir)
-        pacer = Pacer(
-            config.rpm,
-            initial_delay_s=await self._restart_gap_s(),
-            backoff_base_s=config.backoff_base_s,
-            backoff_max_s=config.backoff_max_s,
-            rng=self.rng,
-        )
-        ctx = self.ctx = RunContext(
-            store, self.client, config, pacer, observer=self.observer, rng=self.rng
-        )
-        ctx.inflight = await store.count_states([S.RUNNING])
-        for job in await store.jobs([S.GENERATED], order="generated_at"):
-            ctx.downloads.add(job)
-        if self._early_stop:
-            ctx.request_stop(self._early_stop)
-        ctx.emit("run_started", recovered_uncertain=len(recovered), cleaned_partials=cleaned)
-        await self._drive(ctx)
-        states = {s.value: n for s, n in (await self._state_counts()).items()}
-        _, over_budget = await store.claimable_pending(budget_usd=config.budget_usd)
-        result = RunResult(
-            over_budget=over_budget,
-            states=states,
-            stats=ctx.stats,
-            stop_reason=ctx.stop_reason,
-            account_error=ctx.account_error,
-            recovered_uncertain=recovered,
-            cleaned_partials=cleaned,
-        )
-        ctx.emit("run_finished", states=states, exit_code=result.exit_code)
+        with output_folder(config.out_dir) as cleaned:
+            pacer = Pacer(
+                config.rpm,
+                initial_delay_s=await self._restart_gap_s(),
+                backoff_base_s=config.backoff_base_s,
+                backoff_max_s=config.backoff_max_s,
+                rng=self.rng,
+            )
+            ctx = self.ctx = RunContext(
+                store, self.client, config, pacer, observer=self.observer, rng=self.rng
+            )
+            ctx.inflight = await store.count_states([S.RUNNING])
+            for job in await store.jobs([S.GENERATED], order="generated_at"):
+                ctx.downloads.add(job)
+            if self._early_stop:
+                ctx.request_stop(self._early_stop)
+            ctx.emit(
+                "run_started", recovered_uncertain=len(recovered), cleaned_partials=cleaned or 0
+            )
+            await self._drive(ctx)
+            states = {s.value: n for s, n in (await self._state_counts()).items()}
+            _, over_budget = await store.claimable_pending(budget_usd=config.budget_usd)
+            result = RunResult(
+                over_budget=over_budget,
+                states=states,
+                stats=ctx.stats,
+                stop_reason=ctx.stop_reason,
+                account_error=ctx.account_error,
+                recovered_uncertain=recovered,
+                cleaned_partials=cleaned or 0,
+            )
+            ctx.emit("run_finished", states=states, exit_code=result.exit_code)
         return result
 
     async def _restart_gap_s(self) -> float:

@@ -63,6 +63,7 @@ async def submitter(ctx: RunContext) -> None:
             if ctx.stop_claiming.is_set() or not await _wait_for_work(ctx):
                 return
             continue
+        await ctx.pacer.spaced()
         await submit_one(ctx, jobs[0])
 
 

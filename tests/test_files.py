@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batchveo.errors import StopRun
-from batchveo.files import FileCommitter, PartFile, clean_partial_files
+from batchveo.files import FileCommitter, PartFile, clean_partial_files, output_folder
 
 
 async def write(dest: Path, data: bytes, committer: FileCommitter) -> Path:
@@ -84,3 +84,56 @@ async def test_a_folder_that_cannot_be_made_stops_the_run_naming_it(tmp_path: Pa
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(StopRun, match=r"cannot write .*file/v\.mp4\.\w+\.part"):
         PartFile(tmp_path / "file" / "v.mp4")
+
+
+async def test_folders_made_for_a_video_are_made_durable_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import batchveo.files
+
+    synced: list[Path] = []
+    real = batchveo.files.fsync_folder
+    monkeypatch.setattr(batchveo.files, "fsync_folder", lambda d: (synced.append(d), real(d)))
+    committer = FileCommitter()
+    # A power cut must not lose the new folders' own entries, and the video with them.
+    await write(tmp_path / "out" / "night1" / "v.mp4", b"video", committer)
+    assert set(synced) == {tmp_path / "out" / "night1", tmp_path / "out", tmp_path}
+    synced.clear()
+    await write(tmp_path / "out" / "night1" / "w.mp4", b"video 2", committer)
+    assert synced == [tmp_path / "out" / "night1"]  # nothing new: just the one folder
+
+
+async def test_a_full_disk_at_the_last_flush_leaves_no_part(tmp_path: Path) -> None:
+    part = PartFile(tmp_path / "v.mp4")
+    part.write(b"video")
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    part._file.flush = full  # type: ignore[method-assign]
+    with pytest.raises(StopRun, match="No space left on device"):
+        await part.commit(FileCommitter(), "0" * 64)
+    assert list(tmp_path.iterdir()) == [] and part._file.closed
+
+
+def test_only_batchveo_leftovers_are_cleaned(tmp_path: Path) -> None:
+    ours = [tmp_path / "a.mp4.0badc0de.part", tmp_path / "sub" / "b.mp4.part"]
+    theirs = [tmp_path / "holiday.mkv.part", tmp_path / "notes.part", tmp_path / "c.mp4"]
+    for p in ours + theirs:
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x")
+    assert clean_partial_files(tmp_path) == 2
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == sorted(theirs)
+
+
+def test_a_run_cleans_leftovers_only_when_no_other_run_writes_there(tmp_path: Path) -> None:
+    out = tmp_path / "videos"
+    with output_folder(out) as cleaned:
+        assert cleaned == 0
+        live = PartFile(out / "a.mp4")  # the first run is downloading this right now
+        with output_folder(out) as second:  # a run from another database, same folder
+            assert second is None and live.part.exists()
+        live.discard()
+    (out / "dead.mp4.1234abcd.part").write_bytes(b"left by a killed run")
+    with output_folder(out) as cleaned:
+        assert cleaned == 1 and list(out.iterdir()) == []

@@ -82,3 +82,19 @@ async def test_a_stop_ends_a_long_pause_instead_of_waiting_it_out(monkeypatch) -
     assert not waiting.done()
     stop.set()  # SIGTERM: the run must not sit out the hour (or the shutdown grace)
     assert await asyncio.wait_for(waiting, 1.0) is False
+
+
+async def test_requests_leave_a_period_apart_even_if_their_claims_bunched() -> None:
+    # Turns are granted before the claim; a claim slowed by an fsync must not let
+    # the next request catch up with it at the server.
+    loop = asyncio.get_running_loop()
+    pacer = Pacer(1200)  # 50 ms apart
+    sent: list[float] = []
+
+    async def send() -> None:
+        await pacer.spaced()
+        sent.append(loop.time())
+
+    await asyncio.gather(send(), send(), send())  # three claims done at the same instant
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert all(gap >= 0.05 * SAFETY - 0.002 for gap in gaps), gaps
