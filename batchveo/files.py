@@ -166,10 +166,18 @@ def _place(part: Path, dest: Path, sha256: str) -> Path:
         else:
             os.unlink(part)
             return target
-        if target.is_file() and _sha256_of(target) == sha256:
+        if _holds(target, sha256):
             os.replace(part, target)  # the same video, left by a run that died: keep one
             return target
     raise FileExistsError(f"{_MAX_NAME_TRIES} files are already named like {dest.name}")
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    """Whether ``path`` is a file with exactly these bytes (unreadable: not ours to touch)."""
+    try:
+        return path.is_file() and _sha256_of(path) == sha256
+    except OSError:
+        return False
 
 
 def _sha256_of(path: Path) -> str:

@@ -137,3 +137,18 @@ def test_a_run_cleans_leftovers_only_when_no_other_run_writes_there(tmp_path: Pa
     (out / "dead.mp4.1234abcd.part").write_bytes(b"left by a killed run")
     with output_folder(out) as cleaned:
         assert cleaned == 1 and list(out.iterdir()) == []
+
+
+async def test_a_file_in_the_way_that_cannot_be_read_is_kept_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import batchveo.files
+
+    (tmp_path / "v.mp4").write_bytes(b"someone else's, unreadable to us")
+
+    def unreadable(path: Path) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(batchveo.files, "_sha256_of", unreadable)
+    assert await write(tmp_path / "v.mp4", b"video", FileCommitter()) == tmp_path / "v-2.mp4"
+    assert (tmp_path / "v.mp4").read_bytes() == b"someone else's, unreadable to us"
