@@ -9,7 +9,10 @@ The runner composes the three stages (see ``submitter``, ``poller``,
   everything else stops; nothing is lost, the next run continues;
 * a second stop request: every task is cancelled at once. Still safe: a job
   cut off mid-submit stays ``submitting`` and becomes ``uncertain`` next time;
-* an account error (401/403/balance) or an unusable model: everything stops.
+* an account error (401/403/balance) or an unusable model on a submit: no more
+  submits; operations already paid for are still polled and downloaded, then exit 4
+  (on a poll or download: everything stops);
+* a spent daily quota: as an account error, but exit 75 (``--watch``: wait for the reset).
 """
 
 from __future__ import annotations
