@@ -18,7 +18,7 @@ Files finishing while one group is being made durable share the next trip to
 the thread and one folder fsync (see ``groupcommit``): at hundreds of videos a
 second, a thread hand-off and a folder fsync per file were a visible part of
 the runner's CPU. Once a file is handed over, the committer owns it: it
-either renames it into place or removes the ``.part``.
+either puts it in place or removes the ``.part``.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from batchveo.groupcommit import GroupCommit
 
 PART_SUFFIX = ".part"
 _OUR_PARTS = re.compile(r"\.mp4(?:\.[0-9a-f]{8})?\.part$")
-"""batchveo's own partial files (``NAME.mp4.<8 hex>.part``; ``NAME.mp4.part`` before 0.2)."""
+"""batchveo's own partial files: ``NAME.mp4.<8 hex>.part`` (``NAME.mp4.part`` once)."""
 _MAX_NAME_TRIES = 1000
 
 
@@ -55,7 +55,7 @@ def local_disk(path: Path) -> Iterator[None]:
 
 
 class PartFile:
-    """``DEST.part`` being written; it becomes ``DEST`` only through ``commit``."""
+    """``DEST.<random>.part`` being written; it gets a final name only through ``commit``."""
 
     def __init__(self, dest: Path):
         self.dest = dest

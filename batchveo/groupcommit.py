@@ -19,8 +19,11 @@ lock while a flush or another statement runs, and join the next batch.
 Cancellation: a caller cancelled before its request is taken is dropped when
 ``drop_cancelled`` (a claim nobody will send must not be made); otherwise the
 request is still written (a transition records what already happened in the
-world). A caller cancelled while its batch runs gets nothing; its result goes
-to ``on_abandoned`` (a claimed job is handed back).
+world). A caller cancelled while its batch runs, or between getting its result
+and resuming, never uses it: the result goes to ``on_abandoned`` (a claimed job
+is handed back). A flush task cancelled mid-batch finishes the batch first: its
+statement runs on in the database thread anyway, and its callers must learn how
+it ended.
 """
 
 from __future__ import annotations
