@@ -641,6 +641,8 @@ def run(
         loaded_set = await asyncio.to_thread(read_manifests, manifests, batch=batch)
         if not manifests and not watch_dir and not db_path.exists():
             raise UserError(f"{db_path}: no such database; give a manifest to run")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--out {out_dir}: a file is there, not a folder")
         prov = resolve_provider(provider, base_url)
         key = resolve_api_key(prov.name)
         with lock.acquire(db_path) as held:

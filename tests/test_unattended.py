@@ -308,3 +308,16 @@ async def test_a_video_near_expiry_triggers_a_warning_notification(tmp_path: Pat
     [at_risk] = received[0]["at_risk"]
     assert at_risk["id"] == "old-video" and at_risk["hours_left"] < 6
     assert received[1]["states"]["expired"] == 1 and code == 1
+
+
+async def test_an_output_folder_that_is_a_file_is_one_clear_line_and_exit_2(
+    tmp_path: Path,
+) -> None:
+    manifest(tmp_path / "night.yaml", 2)
+    (tmp_path / "videos").write_text("not a folder")
+    async with fast_sim() as sim:
+        code, _, err = await cli(tmp_path, sim, "run", "night.yaml", "--out", "videos", *FAST)
+        stats = sim.stats()
+    # Checked before anything is loaded, sent or displayed.
+    assert code == 2 and err == "batchveo: --out videos: a file is there, not a folder\n"
+    assert stats["requests"]["submit"] == {} and not (tmp_path / "jobs.db").exists()
