@@ -179,11 +179,12 @@ def _trial_dirs(work: Path) -> list[Path]:
 def _delete_trials(dirs: list[Path]) -> None:
     """Delete an earlier bench run's trial folders, once every trial of this one is over.
 
-    Never before or between trials: on ext4 without a journal (as on the bench
-    machines), for a minute after thousands of files are deleted, creating a file scans
-    past their freed inodes (``recently_deleted``). Each new video's ``open`` then cost
-    about 0.6 ms of the runner's event loop, and a run measured 300 jobs/s instead of
-    470: the bench was measuring its own clean-up, not batchveo. So each run leaves its
+    Never before or between trials: on the bench machines' ext4 (perf shows the kernel's
+    ``recently_deleted`` check, which ext4 runs when it has no journal), for a minute
+    after thousands of files are deleted, creating a file scans past their freed inodes.
+    Each new video's ``open`` then cost about 0.6 ms of the runner's event loop, and a
+    run measured 300 jobs/s instead of 470: the bench was measuring its own clean-up,
+    not batchveo. So each run leaves its
     videos for the next run to delete at its end (a few hundred MB at most).
     """
     for d in dirs:
