@@ -254,6 +254,10 @@ class RunContext:
     def submitters_done(self) -> bool:
         return self.active_submitters == 0
 
+    def still_watching(self) -> bool:
+        """A ``--watch`` run waits for new work, until it stops submitting for good."""
+        return self.config.watch_dir is not None and not self.stop_claiming.is_set()
+
     def pipeline_idle(self) -> bool:
         """Nothing can become generated any more: no submitter, no operation in flight."""
         return self.submitters_done() and self.inflight == 0

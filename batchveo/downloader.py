@@ -59,14 +59,13 @@ def output_paths(out_dir: Path, job: Job) -> list[Path]:
     return paths
 
 
-async def downloader(ctx: RunContext, *, keep_running: bool = False) -> None:
+async def downloader(ctx: RunContext) -> None:
     """One worker of the pool; all workers share ``ctx.downloads``."""
     queue = ctx.downloads
     while not ctx.stop_all.is_set():
         item = queue.pop_due(ctx.now())
         if item is None:
-            watching = keep_running and not ctx.stop_claiming.is_set()
-            if not watching and not len(queue) and ctx.pipeline_idle():
+            if not ctx.still_watching() and not len(queue) and ctx.pipeline_idle():
                 ctx.wake_downloader.wake_all()  # let the other workers see it too
                 return
             next_due = queue.next_due()

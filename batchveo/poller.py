@@ -41,7 +41,7 @@ def poll_interval_s(ctx: RunContext, age_s: float) -> float:
     return base * (1 + c.poll_jitter * (2 * ctx.rng.random() - 1))
 
 
-async def poller(ctx: RunContext, *, keep_running: bool = False) -> None:
+async def poller(ctx: RunContext) -> None:
     """Poll due operations until none is left running (or the run stops)."""
     sem = asyncio.Semaphore(ctx.config.poll_concurrency)
     while not ctx.stop_all.is_set():
@@ -51,18 +51,11 @@ async def poller(ctx: RunContext, *, keep_running: bool = False) -> None:
             continue
         next_at = await ctx.store.next_poll_at()
         if next_at is None:
-            # A watching run keeps polling for new work until it stops submitting.
-            watching = keep_running and not ctx.stop_claiming.is_set()
-            if not watching and await _nothing_will_run(ctx):
+            if not ctx.still_watching() and ctx.pipeline_idle():
                 return
             await wait_event(ctx.wake_poller, _IDLE_CHECK_S)
             continue
         await wait_event(ctx.wake_poller, min(_IDLE_CHECK_S, next_at - ctx.now()))
-
-
-async def _nothing_will_run(ctx: RunContext) -> bool:
-    """No running job now, and no submitter can make one any more."""
-    return ctx.pipeline_idle()
 
 
 async def _poll_guarded(ctx: RunContext, job: Job, sem: asyncio.Semaphore) -> None:

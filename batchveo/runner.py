@@ -255,12 +255,8 @@ class Runner:
         config = ctx.config
         ctx.active_submitters = config.submitters
         subs = [asyncio.create_task(self._submitter(ctx)) for _ in range(config.submitters)]
-        watching = config.watch_dir is not None
-        others = [asyncio.create_task(poller(ctx, keep_running=watching))]
-        others += [
-            asyncio.create_task(downloader(ctx, keep_running=watching))
-            for _ in range(config.downloaders)
-        ]
+        others = [asyncio.create_task(poller(ctx))]
+        others += [asyncio.create_task(downloader(ctx)) for _ in range(config.downloaders)]
         if config.watch_dir is not None:
             others.append(asyncio.create_task(watch_folder(ctx, config.watch_dir)))
         self._tasks = subs + others
