@@ -12,15 +12,20 @@
         │   ├── RateLimited ........ 429: pause every submitter for retry_after_s
         │   ├── Transient .......... 5xx, reset, timeout
         │   │   └── NotSent ........ provably never left: not an attempt, nothing billed
-        │   └── NotFound ........... 404 on an operation or a file (caller decides)
+        │   ├── NotFound ........... 404 on an operation or a file (caller decides)
+        │   └── FileRefused ........ 401/403 on a download: concerns that file only
         ├── JobRejected ............ this job can never succeed as it is: fail it
         │   ├── ContentRejected .... 400 content policy
-        │   └── BadRequest ......... any other 400
+        │   ├── BadRequest ......... any other 400
+        │   └── UnusableVideo ...... a video URI that can never be fetched as it is
         ├── StopRun ................ nothing else will work either: stop the run
         │   ├── AccountError ....... 401, 403, insufficient balance
         │   ├── ModelUnavailable ... unknown or retired model
         │   └── QuotaExhausted ..... a per-day quota: nothing until tomorrow
+        ├── MalformedAnswer ........ the server's answer is not what the API sends (too big, ...)
         └── SubmitOutcomeUnknown ... the submit may have reached the server: never resend silently
+    OutputUnusable ................. one job's output file cannot be written (name too long,
+                                     a file where a folder must be): that job only, not the disk
 
 Messages never contain the API key: the client builds them from the server's
 ``error.message`` and our own words only.
@@ -110,6 +115,15 @@ class NotFound(RetryLater):
     pass
 
 
+class FileRefused(RetryLater):
+    """A 401/403 on a download (the Files API says so about missing or expired files).
+
+    It concerns that one file: the run goes on polling and downloading the rest,
+    and retries this one with backoff (submits and polls still say whether the
+    account itself is refused).
+    """
+
+
 class JobRejected(ApiError):
     kind = "bad_request"
 
@@ -120,6 +134,13 @@ class ContentRejected(JobRejected):
 
 class BadRequest(JobRejected):
     kind = "bad_request"
+
+
+class UnusableVideo(JobRejected):
+    """The video URI cannot be fetched as it is (not http(s), a redirect loop or to a
+    non-HTTP URL, a body over the size cap or in an encoding nobody asked for)."""
+
+    kind = "download"
 
 
 class StopRun(ApiError):
@@ -145,5 +166,19 @@ class QuotaExhausted(StopRun):
         super().__init__(message, status=status)
 
 
+class MalformedAnswer(ApiError):
+    """The server answered something the API never sends (a body over the size cap, say)."""
+
+
 class SubmitOutcomeUnknown(ApiError):
     """The request may have reached the server and created a paid operation."""
+
+
+class OutputUnusable(BatchveoError):
+    """One job's output file cannot be written where it must go (a name too long for the
+    file system, a file standing where a folder must be, a path that would leave ``--out``).
+
+    It concerns that job only: the job fails (or takes another name) and the run goes on.
+    Errors that say the disk itself is unusable (no space, read-only, I/O) stop the run
+    (``StopRun``) instead.
+    """
