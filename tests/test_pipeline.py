@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -485,3 +486,56 @@ async def test_a_per_day_429_on_a_poll_does_not_drop_the_paid_operation(
         result = await run_batch(store, sim, fast_config(tmp_path / "v"), specs)
     assert refused and result.exit_code == 0 and result.account_error is None
     assert await store.counts() == {"b1": {"done": 3}}
+
+
+class ShiftedWall:
+    """The wall clock plus an offset a test can move (the store's clock, between runs)."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset_s
+
+
+async def submit_then_stop(store: Store, sim: Simulator, config: RunConfig, n: int) -> int:
+    """A run stopped (as by a signal) the moment its ``n``-th submit is recorded."""
+    submitted: list[object] = []
+    runners: list[Runner] = []
+
+    def observer(event: str, details: dict[str, object]) -> None:
+        if event == "submitted":
+            submitted.append(details["job"])
+            if len(submitted) == n:
+                runners[0].request_stop("test: all submitted")
+
+    async with VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
+        runners.append(Runner(store, client, config, observer=observer, rng=random.Random(1)))
+        result = await asyncio.wait_for(runners[0].run(), 30)
+    return result.exit_code
+
+
+async def test_operations_left_past_the_retention_end_expired_at_the_first_404(
+    tmp_path: Path,
+) -> None:
+    # 20 videos are made, then nobody polls for longer than the service keeps them
+    # (the machine was off): the operations are gone for good, and they are expired,
+    # not "lost" after a minute of pointless polling.
+    retention_s = 600.0
+    wall, sim_clock = ShiftedWall(), ShiftedClock()
+    config = fast_config(tmp_path / "v", retention_s=retention_s, first_poll_s=300.0)
+    async with await Store.open(tmp_path / "jobs.db", clock=wall) as store:
+        await store.add_jobs([make_spec(f"j{i:02d}", f"prompt {i}") for i in range(20)])
+        async with fast_sim(retention_s=retention_s, clock=sim_clock) as sim:
+            assert await submit_then_stop(store, sim, config, 20) == 75
+            assert await store.counts() == {"b1": {"running": 20}}
+            wall.offset_s += 2 * retention_s
+            sim_clock.offset_s += 2 * retention_s
+            result = await run_batch(store, sim, replace(config, first_poll_s=0.01))
+            stats = sim.stats()
+        jobs = await store.jobs()
+    assert result.exit_code == 1
+    assert {(j.state, j.error_kind) for j in jobs} == {(S.EXPIRED, "expired")}
+    assert stats["requests"]["poll"] == {"404": 20}  # one answer each was enough
+    why = jobs[0].error or ""
+    assert "submitted" in why and "10 min" in why and "deleted by the service" in why, why
