@@ -26,6 +26,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from batchveo.clock import Clock, RunClock
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.downloader import downloader
 from batchveo.errors import ManifestError
@@ -171,12 +172,16 @@ class Runner:
         *,
         observer: Observer | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ):
         self.store = store
         self.client = client
         self.config = config
         self.observer = observer
         self.rng = rng or random.Random()
+        self.clock = clock
+        """The run's clock (the store's for the run); by default a ``RunClock`` on the
+        store's wall clock. Tests pass their own to make time pass."""
         self.ctx: RunContext | None = None
         self._stop_requests = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -196,8 +201,20 @@ class Runner:
                 t.cancel()
 
     async def run(self) -> RunResult:
+        # Everything the run writes and compares reads one clock, immune to wall-clock
+        # jumps (see batchveo.clock); the store is handed back its own clock afterwards.
+        wall = self.store.clock
+        self.store.clock = self.clock or RunClock(wall)
+        try:
+            return await self._run()
+        finally:
+            self.store.clock = wall
+
+    async def _run(self) -> RunResult:
         store, config = self.store, self.config
         recovered = await store.recover_interrupted()
+        now = store.clock()
+        await store.pull_in_schedules(now + config.schedule_horizon_s, now)
         if config.resubmit_uncertain:
             await store.requeue([S.UNCERTAIN])
         with output_folder(config.out_dir) as cleaned:
@@ -242,7 +259,8 @@ class Runner:
         if last is None:
             return 0.0
         period_s = 60.0 / self.config.rpm
-        return max(0.0, last + period_s - self.store.clock())
+        # Never more than one period: a last submit "in the future" is a clock set back.
+        return min(period_s, max(0.0, last + period_s - self.store.clock()))
 
     async def _state_counts(self) -> dict[JobState, int]:
         totals: dict[JobState, int] = {s: 0 for s in JobState}
