@@ -200,7 +200,8 @@ class RunContext:
     def backoff_s(self, attempt: int) -> float:
         """Exponential backoff with full jitter, for retrying one job."""
         c = self.config
-        cap = min(c.backoff_max_s, c.backoff_base_s * 2 ** max(0, attempt - 1))
+        # The exponent is capped: retries until the retention can count thousands of tries.
+        cap = min(c.backoff_max_s, c.backoff_base_s * 2.0 ** min(max(0, attempt - 1), 64))
         return cap * (0.5 + self.rng.random() / 2)
 
     def stop_submitting(self, reason: str) -> None:
