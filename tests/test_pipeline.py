@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from batchveo.api import OperationStatus, VeoClient, resolve_provider
 from batchveo.context import RunConfig
@@ -327,19 +330,19 @@ async def test_an_unexpected_poll_answer_is_retried_not_fatal(store: Store, tmp_
     assert all(j.state is S.DONE for j in await store.jobs())
 
 
-async def test_a_submit_in_flight_at_the_hard_deadline_is_recorded(tmp_path: Path) -> None:
-    # Answers take 0.5 s; the run must end at 0.3 s. The submits already sent are
-    # allowed to come back and be recorded: none is left "uncertain".
+async def test_a_submit_in_flight_when_claims_stop_is_recorded(tmp_path: Path) -> None:
+    # Every answer takes 0.9 s; the run must end at 1.2 s, so claims stop at 0.6 s (half
+    # of it: the 2 s shutdown grace does not fit). The submit sent at the start is still
+    # out then: it comes back and is recorded, none is left "uncertain", and the second
+    # job is never claimed. (The poll that follows is cut off at the limit: harmless.)
     db = tmp_path / "jobs.db"
     async with await Store.open(db) as store:
-        specs = [make_spec(f"j{i}") for i in range(4)]
-        async with fast_sim(latency_s="0.5,0.5") as sim:
-            result = await run_batch(
-                store, sim, fast_config(tmp_path / "v", max_runtime_s=0.3), specs
-            )
+        specs = [make_spec("sent"), make_spec("left")]
+        config = fast_config(tmp_path / "v", max_runtime_s=1.2, submitters=1)
+        async with fast_sim(latency_s="0.9,0.9") as sim:
+            result = await run_batch(store, sim, config, specs)
         assert result.exit_code == 75
-        states = {j.state for j in await store.jobs()}
-        assert S.SUBMITTING not in states and S.RUNNING in states
+        assert {j.id: j.state for j in await store.jobs()} == {"sent": S.RUNNING, "left": S.PENDING}
         assert await store.recover_interrupted() == []
 
 
@@ -541,3 +544,47 @@ async def test_operations_left_past_the_retention_end_expired_at_the_first_404(
     assert stats["requests"]["poll"] == {"404": 20}  # one answer each was enough
     why = jobs[0].error or ""
     assert "submitted" in why and "10 min" in why and "deleted by the service" in why, why
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A service that reads every request and never answers (a hung load balancer)."""
+    release, seen = asyncio.Event(), list[str]()
+
+    async def hang(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        await release.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+async def test_max_runtime_holds_even_when_a_submit_never_answers(tmp_path: Path) -> None:
+    # --max-runtime 1s, a minute of shutdown grace, two minutes of request timeout: the
+    # run still ends at its limit (the old one waited out the grace on top: 61 s), and
+    # the submit cut off stays submitting, so the next run marks it uncertain.
+    db = tmp_path / "jobs.db"
+    config = fast_config(tmp_path / "v", max_runtime_s=1.0, shutdown_grace_s=60.0)
+    async with await Store.open(db) as store, silent_server() as (url, seen):
+        await store.add_jobs([make_spec("hung")])
+        provider = resolve_provider("gptproto", url)
+        async with VeoClient(provider, KEY, request_timeout_s=120) as client:
+            started = time.monotonic()
+            result = await asyncio.wait_for(Runner(store, client, config).run(), 10)
+            took_s = time.monotonic() - started
+        assert result.exit_code == 75 and took_s < 10
+        assert "max runtime reached" in result.summary()
+        assert len(seen) == 1 and seen[0].endswith(":predictLongRunning")
+        assert await store.counts() == {"b1": {"submitting": 1}}
+        assert await store.recover_interrupted() == ["hung"]
