@@ -11,14 +11,18 @@ fetched. Why not the monotonic clock alone: the database outlives the run, and i
 times must still mean something to the next run, to ``show`` and to the report.
 
 So a run reads the wall clock once and then counts monotonic seconds: whatever the
-system clock does meanwhile, what the run writes and compares stays consistent. A
-clock that moved *between* runs can still leave times an earlier run wrote lying
+system clock does meanwhile, what the run writes and compares stays consistent. The
+seconds go on through a suspend where the system counts them (``CLOCK_BOOTTIME`` on
+Linux): ``time.monotonic`` stands still while a laptop sleeps, the retention does not.
+
+A clock that moved *between* runs can still leave times an earlier run wrote lying
 ahead; the runner brings any later than ``RunConfig.schedule_horizon_s`` (the furthest
 ahead a run ever schedules) forward to its start.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
@@ -26,13 +30,21 @@ Clock = Callable[[], float]
 """Seconds since the epoch, as ``time.time``."""
 
 
+def elapsed_clock() -> Clock:
+    """Monotonic seconds that include time suspended, where the system counts it."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return time.monotonic
+    return functools.partial(time.clock_gettime, boottime)
+
+
 class RunClock:
     """``wall()`` once at creation, then advanced by ``monotonic()`` alone."""
 
-    def __init__(self, wall: Clock = time.time, monotonic: Clock = time.monotonic):
+    def __init__(self, wall: Clock = time.time, monotonic: Clock | None = None):
         self._anchor_s = wall()
-        self._monotonic = monotonic
-        self._start_s = monotonic()
+        self._monotonic = monotonic or elapsed_clock()
+        self._start_s = self._monotonic()
 
     def __call__(self) -> float:
         return self._anchor_s + (self._monotonic() - self._start_s)

@@ -47,6 +47,8 @@ def test_the_run_clock_follows_elapsed_time_not_the_wall_clock() -> None:
     assert clock() == start + 10  # the run does not notice
     ticks.t += 5
     assert clock() == start + 15
+    default = RunClock()  # the wall clock and elapsed time counted through a suspend
+    assert abs(default() - time.time()) < 5
 
 
 async def test_a_clock_set_back_an_hour_mid_run_does_not_stop_polling(tmp_path: Path) -> None:
