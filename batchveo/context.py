@@ -60,6 +60,18 @@ class RunConfig:
     budget_usd: float | None = None
     """Cap on the estimated cost of every job ever submitted from this database."""
 
+    @property
+    def schedule_horizon_s(self) -> float:
+        """The furthest ahead a run schedules a poll or a retry (the first poll, the
+        longest poll interval with its jitter, the longest backoff or 429 pause).
+
+        A stored time later than this from now was written by a clock since set back.
+        (A poll held back by a per-day quota may wait longer; pulled in, it is asked once
+        more and waits again.)
+        """
+        longest_poll_s = max(self.poll_interval_s, self.poll_max_interval_s)
+        return max(self.first_poll_s, longest_poll_s * (1 + self.poll_jitter), self.backoff_max_s)
+
 
 class Client(Protocol):
     """The part of ``api.VeoClient`` a run uses; tests may pass their own."""
@@ -188,7 +200,8 @@ class RunContext:
     def backoff_s(self, attempt: int) -> float:
         """Exponential backoff with full jitter, for retrying one job."""
         c = self.config
-        cap = min(c.backoff_max_s, c.backoff_base_s * 2 ** max(0, attempt - 1))
+        # The exponent is capped: retries until the retention can count thousands of tries.
+        cap = min(c.backoff_max_s, c.backoff_base_s * 2.0 ** min(max(0, attempt - 1), 64))
         return cap * (0.5 + self.rng.random() / 2)
 
     def stop_submitting(self, reason: str) -> None:

@@ -10,6 +10,7 @@ never polled again (its job has left ``running``).
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from batchveo.context import RunContext, wait_event
 from batchveo.errors import (
@@ -75,6 +76,10 @@ async def poll_one(ctx: RunContext, job: Job) -> None:
         status = await ctx.client.poll(job.operation, job.model)
     except NotFound as e:
         age_s = now - (job.submitted_at or now)
+        if age_s > ctx.config.retention_s:
+            # The video is deleted, its operation with it: no poll can bring it back.
+            await _finish(ctx, job, S.EXPIRED, ErrorKind.EXPIRED, _deleted(ctx, job, age_s, e))
+            return
         misses = ctx.note_poll_error(job.id)
         if age_s < ctx.config.operation_grace_s or misses < POLL_ERRORS_TO_FAIL:
             await _reschedule(
@@ -144,6 +149,23 @@ async def poll_one(ctx: RunContext, job: Job) -> None:
         if status.error_code is not None:
             why = f"operation failed (code {status.error_code}): {status.error_message or ''}"
         await _finish(ctx, job, S.FAILED, ErrorKind.OPERATION_ERROR, why.strip())
+
+
+def _deleted(ctx: RunContext, job: Job, age_s: float, e: NotFound) -> str:
+    """Why an operation past the retention is expired: when it was sent, and the rule."""
+    at = datetime.fromtimestamp(job.submitted_at or 0.0, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return (
+        f"video deleted by the service: submitted {at} ({_span(age_s)} ago), longer ago"
+        f" than the {_span(ctx.config.retention_s)} it keeps videos (retention): {e}"
+    )
+
+
+def _span(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.3g} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    return f"{seconds / 60:.3g} min"
 
 
 async def _reschedule(ctx: RunContext, job: Job, at: float) -> None:

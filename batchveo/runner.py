@@ -4,9 +4,13 @@ The runner composes the three stages (see ``submitter``, ``poller``,
 ``downloader``) over one store and one client, and owns how a run ends:
 
 * all work finished: every stage returns by itself (``--until-idle``);
-* a stop request (first SIGINT/SIGTERM, ``--max-runtime``): no new claims,
-  in-flight submits get ``shutdown_grace_s`` to return and be recorded, then
-  everything else stops; nothing is lost, the next run continues;
+* a stop request (first SIGINT/SIGTERM): no new claims, in-flight submits get
+  ``shutdown_grace_s`` to return and be recorded, then everything else stops;
+  nothing is lost, the next run continues;
+* ``--max-runtime``: claims stop one grace before the limit (at most halfway),
+  and at the limit the run ends, whatever is in flight: a limit that waited on
+  top would let a cron run overlap the next. A submit cut off there stays
+  ``submitting`` and becomes ``uncertain`` next time, as after a second signal;
 * a second stop request: every task is cancelled at once. Still safe: a job
   cut off mid-submit stays ``submitting`` and becomes ``uncertain`` next time;
 * an account error (401/403/balance) or an unusable model on a submit: no more
@@ -26,6 +30,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from batchveo.clock import Clock, RunClock
 from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.downloader import downloader
 from batchveo.errors import ManifestError
@@ -40,6 +45,12 @@ from batchveo.submitter import submitter
 
 S = JobState
 WORK_LEFT = frozenset({S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED})
+MIN_CLAIMING_SHARE = 0.5
+"""At least this share of ``--max-runtime`` is open to new submits: claims stop one
+``shutdown_grace_s`` before the limit (so a submit sent just before has the whole
+grace to come back), but never earlier than this, however long the grace."""
+STOP_OTHERS_S = 5.0
+"""How long a stop waits for polls and downloads in progress before cancelling them."""
 
 
 @dataclass(frozen=True)
@@ -171,16 +182,22 @@ class Runner:
         *,
         observer: Observer | None = None,
         rng: random.Random | None = None,
+        clock: Clock | None = None,
     ):
         self.store = store
         self.client = client
         self.config = config
         self.observer = observer
         self.rng = rng or random.Random()
+        self.clock = clock
+        """The run's clock (the store's for the run); by default a ``RunClock`` on the
+        store's wall clock. Tests pass their own to make time pass."""
         self.ctx: RunContext | None = None
         self._stop_requests = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._early_stop: str | None = None
+        self._deadline: float | None = None
+        """When ``--max-runtime`` ends the run, on the loop's (monotonic) clock."""
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """First call: stop gracefully. Second call: stop at once (still safe)."""
@@ -196,8 +213,20 @@ class Runner:
                 t.cancel()
 
     async def run(self) -> RunResult:
+        # Everything the run writes and compares reads one clock, immune to wall-clock
+        # jumps (see batchveo.clock); the store is handed back its own clock afterwards.
+        wall = self.store.clock
+        self.store.clock = self.clock or RunClock(wall)
+        try:
+            return await self._run()
+        finally:
+            self.store.clock = wall
+
+    async def _run(self) -> RunResult:
         store, config = self.store, self.config
         recovered = await store.recover_interrupted()
+        now = store.clock()
+        await store.pull_in_schedules(now + config.schedule_horizon_s, now)
         if config.resubmit_uncertain:
             await store.requeue([S.UNCERTAIN])
         with output_folder(config.out_dir) as cleaned:
@@ -242,7 +271,8 @@ class Runner:
         if last is None:
             return 0.0
         period_s = 60.0 / self.config.rpm
-        return max(0.0, last + period_s - self.store.clock())
+        # Never more than one period: a last submit "in the future" is a clock set back.
+        return min(period_s, max(0.0, last + period_s - self.store.clock()))
 
     async def _state_counts(self) -> dict[JobState, int]:
         totals: dict[JobState, int] = {s: 0 for s in JobState}
@@ -261,22 +291,20 @@ class Runner:
             others.append(asyncio.create_task(watch_folder(ctx, config.watch_dir)))
         self._tasks = subs + others
         timers: list[asyncio.TimerHandle] = []
+        loop = asyncio.get_running_loop()
+        self._deadline = None
         if config.max_runtime_s is not None:
             # Near the end no new submits (their answers must have time to come
             # back); until the very end, running operations are still polled and
-            # downloaded. Then everything stops, recorded, and the next run goes on.
-            loop = asyncio.get_running_loop()
-            margin_s = min(60.0, config.max_runtime_s * 0.1)
+            # downloaded. At the limit everything stops, whatever is in flight: a
+            # submit cut off stays `submitting` (uncertain next run), the rest goes on.
+            limit_s = config.max_runtime_s
+            self._deadline = loop.time() + limit_s
+            margin_s = min(config.shutdown_grace_s, limit_s * (1 - MIN_CLAIMING_SHARE))
             reason = "max runtime reached"
+            timers.append(loop.call_later(limit_s - margin_s, ctx.stop_submitting, reason))
             timers.append(
-                loop.call_later(
-                    max(0.0, config.max_runtime_s - margin_s), ctx.stop_submitting, reason
-                )
-            )
-            timers.append(
-                loop.call_later(
-                    config.max_runtime_s, partial(ctx.request_stop, reason, everything=True)
-                )
+                loop.call_later(limit_s, partial(ctx.request_stop, reason, everything=True))
             )
         stop_wait: asyncio.Task[Any] = asyncio.create_task(ctx.interrupted.wait())
         try:
@@ -313,16 +341,22 @@ class Runner:
     async def _wind_down(
         self, ctx: RunContext, subs: list[asyncio.Task[None]], others: list[asyncio.Task[None]]
     ) -> None:
-        """Let in-flight submits return and be recorded, then stop everything."""
-        # Always, even after an account error or at the hard deadline: a submit
-        # cut off now becomes "uncertain". Only a second signal cancels at once.
-        live = [t for t in subs if not t.done()]
-        if live:
-            await asyncio.wait(live, timeout=ctx.config.shutdown_grace_s)
+        """Let in-flight submits return and be recorded, then stop everything.
+
+        Always, even after an account error: a submit cut off becomes "uncertain". Only
+        a second signal, or ``--max-runtime`` (the waits end at its limit), cuts it off.
+        """
+        await self._wait_within(subs, ctx.config.shutdown_grace_s)
         ctx.request_stop(ctx.stop_reason or "stopped", everything=True)
-        live = [t for t in others if not t.done()]
-        if live:
-            await asyncio.wait(live, timeout=5.0)
+        await self._wait_within(others, STOP_OTHERS_S)
+
+    async def _wait_within(self, tasks: list[asyncio.Task[None]], timeout_s: float) -> None:
+        """Wait for ``tasks`` up to ``timeout_s``, and never past the run's deadline."""
+        if self._deadline is not None:
+            timeout_s = min(timeout_s, self._deadline - asyncio.get_running_loop().time())
+        live = [t for t in tasks if not t.done()]
+        if live and timeout_s > 0:
+            await asyncio.wait(live, timeout=timeout_s)
 
     async def _submitter(self, ctx: RunContext) -> None:
         try:

@@ -6,9 +6,13 @@ job from, say, ``running`` back to ``pending`` (which would submit it twice).
 
     pending ──► submitting ──► running ──► generated ──► done
        │  ▲          │            │            │
-       │  └─(retry)──┤            ├─► failed   └─► expired
-       ▼             ├─► uncertain (submit in flight when we died, or outcome unknown)
-   cancelled         └─► failed
+       │  └─(retry)──┤            ├─► failed   ├─► expired
+       ▼             │            └─► expired  └─► failed
+   cancelled         ├─► uncertain (submit in flight when we died, or outcome unknown)
+                     └─► failed
+
+``running -> expired``: polled only after the retention, the operation is gone
+with its video (the machine was off for days); no poll can bring it back.
 
 ``pending`` is re-entered on the user's word (``retry``) from failed, uncertain
 and expired, and by the submitter itself when a submit provably never left.
@@ -38,7 +42,8 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # submitting -> pending: the request provably never reached the server.
     S.SUBMITTING: frozenset({S.RUNNING, S.PENDING, S.FAILED, S.UNCERTAIN}),
     # running -> running is not a transition: a still-running poll only reschedules.
-    S.RUNNING: frozenset({S.GENERATED, S.FAILED}),
+    # running -> expired: a 404 past the retention, the video deleted before it was fetched.
+    S.RUNNING: frozenset({S.GENERATED, S.FAILED, S.EXPIRED}),
     S.GENERATED: frozenset({S.DONE, S.EXPIRED, S.FAILED}),
     S.DONE: frozenset(),
     # The user's word (`batchveo retry`) sends these back to pending.

@@ -768,6 +768,21 @@ class Store:
             )
         return ids
 
+    async def pull_in_schedules(self, latest: float, now: float) -> int:
+        """Bring polls and retries due after ``latest`` forward to ``now``; how many moved.
+
+        A time further ahead than any schedule reaches was written by a clock since set
+        back: waiting for it could outlast the retention. Moving one forward costs at most
+        one early request.
+        """
+        moved = 0
+        async with self._tx() as db:
+            for col, state in (("next_poll_at", "running"), ("next_attempt_at", "pending")):
+                sql = f"UPDATE jobs SET {col}=?, updated_at=? WHERE state=? AND {col}>?"
+                async with db.execute(sql, (now, now, state, latest)) as cur:
+                    moved += cur.rowcount
+        return moved
+
     # -- user actions ------------------------------------------------------------
 
     async def requeue(

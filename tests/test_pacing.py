@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from pathlib import Path
 
 from batchveo.pacing import SAFETY, Pacer
 
@@ -98,3 +99,14 @@ async def test_requests_leave_a_period_apart_even_if_their_claims_bunched() -> N
     await asyncio.gather(send(), send(), send())  # three claims done at the same instant
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     assert all(gap >= 0.05 * SAFETY - 0.002 for gap in gaps), gaps
+
+
+async def test_backoff_stays_capped_however_many_tries(tmp_path: Path) -> None:
+    # A paid video is retried until the retention ends: with short backoffs that is
+    # thousands of tries, and 2 ** tries must not overflow into a crashed downloader.
+    from batchveo.context import RunConfig, RunContext
+    from batchveo.store import Store
+
+    async with await Store.open(tmp_path / "jobs.db") as store:
+        ctx = RunContext(store, None, RunConfig(backoff_max_s=300.0), Pacer(0))  # type: ignore[arg-type]
+        assert all(0 < ctx.backoff_s(n) <= 300.0 for n in (1, 10, 1100, 10**6))

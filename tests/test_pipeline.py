@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
 import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from batchveo.api import OperationStatus, VeoClient, resolve_provider
 from batchveo.context import RunConfig
@@ -153,8 +157,9 @@ async def test_a_retired_model_stops_the_run(store: Store, tmp_path: Path) -> No
 async def test_video_deleted_before_download_ends_expired(tmp_path: Path) -> None:
     # Both the service and the runner see time jump by more than the retention
     # window right after the video is made: the download finds it deleted.
+    # (The run's own clock: a jump of the store's wall clock is not time passing.)
     skew = [0.0]
-    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+    store = await Store.open(tmp_path / "jobs.db")
     out = tmp_path / "v"
 
     def observer(event: str, details: dict[str, object]) -> None:
@@ -166,7 +171,8 @@ async def test_video_deleted_before_download_ends_expired(tmp_path: Path) -> Non
         async with fast_sim(retention_s=2 * 24 * 3600, clock=sim_clock) as sim:
             await store.add_jobs([make_spec("late")])
             config = fast_config(out, retention_s=2 * 24 * 3600)
-            result = await run_batch(store, sim, config, observer=observer)
+            run_clock = lambda: time.time() + skew[0]  # noqa: E731
+            result = await run_batch(store, sim, config, observer=observer, clock=run_clock)
             stats = sim.stats()
         job = await store.get("late")
         assert job is not None and job.state is S.EXPIRED and job.error_kind == "expired"
@@ -324,19 +330,19 @@ async def test_an_unexpected_poll_answer_is_retried_not_fatal(store: Store, tmp_
     assert all(j.state is S.DONE for j in await store.jobs())
 
 
-async def test_a_submit_in_flight_at_the_hard_deadline_is_recorded(tmp_path: Path) -> None:
-    # Answers take 0.5 s; the run must end at 0.3 s. The submits already sent are
-    # allowed to come back and be recorded: none is left "uncertain".
+async def test_a_submit_in_flight_when_claims_stop_is_recorded(tmp_path: Path) -> None:
+    # Every answer takes 0.9 s; the run must end at 1.2 s, so claims stop at 0.6 s (half
+    # of it: the 2 s shutdown grace does not fit). The submit sent at the start is still
+    # out then: it comes back and is recorded, none is left "uncertain", and the second
+    # job is never claimed. (The poll that follows is cut off at the limit: harmless.)
     db = tmp_path / "jobs.db"
     async with await Store.open(db) as store:
-        specs = [make_spec(f"j{i}") for i in range(4)]
-        async with fast_sim(latency_s="0.5,0.5") as sim:
-            result = await run_batch(
-                store, sim, fast_config(tmp_path / "v", max_runtime_s=0.3), specs
-            )
+        specs = [make_spec("sent"), make_spec("left")]
+        config = fast_config(tmp_path / "v", max_runtime_s=1.2, submitters=1)
+        async with fast_sim(latency_s="0.9,0.9") as sim:
+            result = await run_batch(store, sim, config, specs)
         assert result.exit_code == 75
-        states = {j.state for j in await store.jobs()}
-        assert S.SUBMITTING not in states and S.RUNNING in states
+        assert {j.id: j.state for j in await store.jobs()} == {"sent": S.RUNNING, "left": S.PENDING}
         assert await store.recover_interrupted() == []
 
 
@@ -485,3 +491,100 @@ async def test_a_per_day_429_on_a_poll_does_not_drop_the_paid_operation(
         result = await run_batch(store, sim, fast_config(tmp_path / "v"), specs)
     assert refused and result.exit_code == 0 and result.account_error is None
     assert await store.counts() == {"b1": {"done": 3}}
+
+
+class ShiftedWall:
+    """The wall clock plus an offset a test can move (the store's clock, between runs)."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset_s
+
+
+async def submit_then_stop(store: Store, sim: Simulator, config: RunConfig, n: int) -> int:
+    """A run stopped (as by a signal) the moment its ``n``-th submit is recorded."""
+    submitted: list[object] = []
+    runners: list[Runner] = []
+
+    def observer(event: str, details: dict[str, object]) -> None:
+        if event == "submitted":
+            submitted.append(details["job"])
+            if len(submitted) == n:
+                runners[0].request_stop("test: all submitted")
+
+    async with VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
+        runners.append(Runner(store, client, config, observer=observer, rng=random.Random(1)))
+        result = await asyncio.wait_for(runners[0].run(), 30)
+    return result.exit_code
+
+
+async def test_operations_left_past_the_retention_end_expired_at_the_first_404(
+    tmp_path: Path,
+) -> None:
+    # 20 videos are made, then nobody polls for longer than the service keeps them
+    # (the machine was off): the operations are gone for good, and they are expired,
+    # not "lost" after a minute of pointless polling.
+    retention_s = 600.0
+    wall, sim_clock = ShiftedWall(), ShiftedClock()
+    config = fast_config(tmp_path / "v", retention_s=retention_s, first_poll_s=300.0)
+    async with await Store.open(tmp_path / "jobs.db", clock=wall) as store:
+        await store.add_jobs([make_spec(f"j{i:02d}", f"prompt {i}") for i in range(20)])
+        async with fast_sim(retention_s=retention_s, clock=sim_clock) as sim:
+            assert await submit_then_stop(store, sim, config, 20) == 75
+            assert await store.counts() == {"b1": {"running": 20}}
+            wall.offset_s += 2 * retention_s
+            sim_clock.offset_s += 2 * retention_s
+            result = await run_batch(store, sim, replace(config, first_poll_s=0.01))
+            stats = sim.stats()
+        jobs = await store.jobs()
+    assert result.exit_code == 1
+    assert {(j.state, j.error_kind) for j in jobs} == {(S.EXPIRED, "expired")}
+    assert stats["requests"]["poll"] == {"404": 20}  # one answer each was enough
+    why = jobs[0].error or ""
+    assert "submitted" in why and "10 min" in why and "deleted by the service" in why, why
+
+
+@contextlib.asynccontextmanager
+async def silent_server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A service that reads every request and never answers (a hung load balancer)."""
+    release, seen = asyncio.Event(), list[str]()
+
+    async def hang(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        await release.wait()
+        return web.Response(status=503)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hang)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        release.set()
+        await runner.cleanup()
+
+
+async def test_max_runtime_holds_even_when_a_submit_never_answers(tmp_path: Path) -> None:
+    # --max-runtime 1s, a minute of shutdown grace, two minutes of request timeout: the
+    # run still ends at its limit (the old one waited out the grace on top: 61 s), and
+    # the submit cut off stays submitting, so the next run marks it uncertain.
+    db = tmp_path / "jobs.db"
+    config = fast_config(tmp_path / "v", max_runtime_s=1.0, shutdown_grace_s=60.0)
+    async with await Store.open(db) as store, silent_server() as (url, seen):
+        await store.add_jobs([make_spec("hung")])
+        provider = resolve_provider("gptproto", url)
+        async with VeoClient(provider, KEY, request_timeout_s=120) as client:
+            started = time.monotonic()
+            result = await asyncio.wait_for(Runner(store, client, config).run(), 10)
+            took_s = time.monotonic() - started
+        assert result.exit_code == 75 and took_s < 10
+        assert "max runtime reached" in result.summary()
+        assert len(seen) == 1 and seen[0].endswith(":predictLongRunning")
+        assert await store.counts() == {"b1": {"submitting": 1}}
+        assert await store.recover_interrupted() == ["hung"]
