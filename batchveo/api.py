@@ -114,6 +114,8 @@ _RETRY_IN = re.compile(r"retry\s+in\s+(\d+(?:\.\d+)?)\s*(ms|s)?", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _BAD_KEY = re.compile(r"api[\s_-]*key[\s_-]*(not[\s_-]*valid|invalid)", re.IGNORECASE)
 _PER_DAY = re.compile(r"per[\s_-]*day", re.IGNORECASE)
+_LOCATION = re.compile(r"location|country|region|territor", re.IGNORECASE)
+_BILLING = re.compile(r"billing", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- providers
@@ -368,6 +370,10 @@ def error_for_status(
     if status == 400:
         if _is_bad_key(env):  # Google answers a wrong key with 400 INVALID_ARGUMENT
             return AccountError(message, status=status)
+        if kind == "submit" and env.status == "FAILED_PRECONDITION":
+            # Said of the project, not the job (a location the API does not serve, no
+            # billing): every submit would get it, so stop at the first one.
+            return AccountError(f"{message} ({_precondition_hint(env.message)})", status=status)
         text = f"{env.message} {env.status or ''}"
         cls = ContentRejected if _CONTENT_POLICY.search(text) else BadRequest
         return cls(message, status=status)
@@ -381,6 +387,18 @@ def error_for_status(
     if 300 <= status < 400:
         return StopRun(f"{message} (unexpected redirect: check the base URL)", status=status)
     return BadRequest(message, status=status)
+
+
+def _precondition_hint(message: str) -> str:
+    """What the user can do about a ``FAILED_PRECONDITION``: its cause is in the message."""
+    if _BILLING.search(message):  # "... not available in your country. Enable billing ..."
+        return "enable billing on the Google Cloud project of this API key"
+    if _LOCATION.search(message):
+        return "the API is not available from this location: run from a supported region"
+    return (
+        "enable billing on the Google Cloud project of this API key, "
+        "and check that the API is available from this location"
+    )
 
 
 def _is_bad_key(env: _Envelope) -> bool:

@@ -17,7 +17,8 @@ Endpoints (all but ``/__sim/`` and signed storage URLs need header ``x-goog-api-
   no key needed, and a key arriving there is counted as a leak.
 - ``GET /__sim/stats``, ``POST /__sim/finish_all``, ``GET|POST /__sim/config``.
 
-A submit is checked in this order: key (401), balance (403), model (404), body (400), counted
+A submit is checked in this order: key (401), ``precondition_failure`` (400), balance (403),
+model (404), body (400), counted
 then random faults (reset, 5xx, 429), quota (429 with QuotaFailure), content policy (400).
 Only accepted submits count toward ``rpm_limit``, ``rpd_limit`` and ``balance_submits``. A
 429's delay is in a ``Retry-After`` header (whole seconds, rounded up, as RFC 9110 says), a
@@ -29,6 +30,10 @@ Downloads: with ``files_host`` the URI names that host, where no key is needed. 
 ``/__storage/`` on ``files_host`` (or the API host): the key belongs on the first hop only. A
 key arriving on ``files_host`` or ``/__storage/`` counts in ``key_leaks``; ``?key=`` in a URL is
 refused (Google accepts it, but it leaks into logs) and counts in ``key_in_url``.
+
+``precondition_failure``: every submit answers ``400 FAILED_PRECONDITION`` with this message, as
+Google answers every request of a project it will not serve ("User location is not supported
+for the API use.", or a project without billing).
 
 ``rpd_limit`` is a per-day quota: past it, submits get a 429 whose QuotaFailure names PerDay,
 until the next quota day (``day_s`` long, counted from the simulator's start; Google resets at
@@ -172,6 +177,7 @@ class SimConfig:
     name_style: str = "google"
     response_style: str = "nested"
     retired_models: tuple[str, ...] = ()
+    precondition_failure: str | None = None
     seed: int | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
@@ -243,7 +249,7 @@ def _coerce(name: str, value: Any) -> Any:
         if name == "retired_models":
             items = value.split(",") if isinstance(value, str) else value
             return tuple(str(m).strip() for m in items if str(m).strip())
-        if name == "files_host":
+        if name in ("files_host", "precondition_failure"):
             return (str(value) or None) if value is not None else None
         if name in _STYLES or name == "api_key":
             return str(value)
@@ -692,6 +698,8 @@ class Simulator:
             return _not_found()
         if not self._key_ok(request):
             return _reseller_error(401, "Invalid signature")
+        if cfg.precondition_failure:
+            return _google_error(400, cfg.precondition_failure, "FAILED_PRECONDITION")
         if cfg.balance_submits is not None and self._accepted >= cfg.balance_submits:
             return _reseller_error(403, "insufficient balance, please top up your account")
         model = request.match_info["model"]

@@ -549,6 +549,29 @@ async def test_google_invalid_key_400_is_an_account_error() -> None:
         await expect(AccountError, client.submit(make_spec("j")))
 
 
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("User location is not supported for the API use.", "not available from this location"),
+        (
+            "Gemini API free tier is not available in your country. Please enable billing on "
+            "your project in Google AI Studio.",
+            "enable billing",
+        ),
+        ("Precondition check failed.", "enable billing"),
+    ],
+)
+async def test_a_failed_precondition_on_submit_stops_the_run(message: str, hint: str) -> None:
+    """Google answers every request of a project it will not serve this way: the next
+    submit would get the same, so the run stops instead of failing each job."""
+    body = {"error": {"code": 400, "message": message, "status": "FAILED_PRECONDITION"}}
+    async with answering(400, body) as client:
+        exc = await expect(AccountError, client.submit(make_spec("j")))
+        text = str(exc)
+        assert text.startswith(f"HTTP 400 FAILED_PRECONDITION: {message}")
+        assert hint in text and "\n" not in text and exc.status == 400
+
+
 async def test_key_echoed_by_a_server_is_scrubbed() -> None:
     body = {
         "error": {"code": 403, "message": f"key {KEY} is suspended", "status": "PERMISSION_DENIED"}

@@ -657,3 +657,16 @@ async def test_a_new_operation_may_answer_404_for_a_moment(make: MakeSim, clock:
     status, op = await c.poll(body["name"])
     assert status == 200 and not op.get("done")
     assert sim.stats()["early_404s"] == 1
+
+
+async def test_a_project_the_service_will_not_serve_fails_every_submit(make: MakeSim) -> None:
+    message = "User location is not supported for the API use."
+    sim, c = await make(precondition_failure=message)
+    for _ in range(2):
+        status, body, _ = await c.submit()
+        assert status == 400
+        assert body == {"error": {"code": 400, "message": message, "status": "FAILED_PRECONDITION"}}
+    status, _, _ = await c.submit(key="wrong")
+    assert status == 401  # the key is checked first, as everywhere
+    assert sim.stats()["operations"]["created"] == 0
+    assert SimConfig.from_mapping({"precondition-failure": message}).precondition_failure == message
