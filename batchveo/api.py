@@ -74,6 +74,7 @@ from batchveo.errors import (
     BadRequest,
     ConfigError,
     ContentRejected,
+    FileRefused,
     ModelUnavailable,
     NotFound,
     NotSent,
@@ -698,6 +699,12 @@ class VeoClient:
                             # A signed storage URL refused (expired signature, say): the
                             # next attempt starts from the API's URI and gets a fresh one.
                             raise Transient(f"storage host {host_key(url)} refused: {reply.status}")
+                        if resp.status in (401, 403):
+                            # The Files API says 403 of a missing or expired file: that
+                            # file's trouble, not the account's (submits and polls say so).
+                            raise FileRefused(
+                                str(self._http_error(reply, "download")), status=resp.status
+                            )
                         raise self._http_error(reply, "download")
                     return await _stream_to_file(resp, dest, self._files)
             except NETWORK_ERRORS as exc:

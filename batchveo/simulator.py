@@ -51,6 +51,9 @@ This is the service deciding on content: the client never needs to know about th
 - ``[sim:op_error]``: the operation ends ``done`` with ``error`` {code 13, INTERNAL}.
 - ``[sim:filtered]``: the operation ends ``done`` with raiMediaFilteredCount and no samples.
 - ``[sim:slow]``: generation takes the maximum of ``generation_s``.
+- ``[sim:file403]``: the operation ends ``done``, but every download of its video answers
+  ``403 PERMISSION_DENIED`` "You do not have permission to access the File ... or it may not
+  exist", as the Files API says of a missing or expired file.
 - ``[sim:resetxN]``: the first N submits of this prompt are read, then the connection is
   dropped with no response and no operation created.
 - ``[sim:500xN]`` / ``[sim:503xN]`` / ``[sim:429xN]``: the next N submits get that status.
@@ -113,7 +116,7 @@ FILTERED_REASON = (
 )
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _MARKER = re.compile(r"\[sim:([a-z0-9_]+?)(?:x(\d+))?\]")
-_OUTCOME_MARKERS = ("content_policy", "bad_request", "op_error", "filtered", "slow")
+_OUTCOME_MARKERS = ("content_policy", "bad_request", "op_error", "filtered", "slow", "file403")
 _COUNTED_MARKERS = ("reset", "500", "503", "429", "lost", "truncated")
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
@@ -274,6 +277,7 @@ class _Op:
     polls: int = 0
     reported: bool = False  # a poll has already been told done
     created_at: float = 0.0
+    file403: bool = False  # downloads answer 403 PERMISSION_DENIED ([sim:file403])
 
 
 def _google_error(status: int, message: str, grpc: str, **extra: Any) -> web.Response:
@@ -772,7 +776,14 @@ class Simulator:
         short = cfg.name_style == "short"
         name = f"operations/{op_id}" if short else f"models/{model}/operations/{op_id}"
         op = _Op(
-            op_id, name, model, now + gen, outcome, trunc=marks.get("truncated", 0), created_at=now
+            op_id,
+            name,
+            model,
+            now + gen,
+            outcome,
+            trunc=marks.get("truncated", 0),
+            created_at=now,
+            file403="file403" in marks,
         )
         if outcome == "ok":
             op.file_id = f"{self._ids.getrandbits(48):012x}"
@@ -895,6 +906,11 @@ class Simulator:
         op = self._live_file(request.match_info["file"])
         if op is None or op.file_id is None:
             return _not_found("File not found or expired.")
+        if op.file403:
+            message = (
+                f"You do not have permission to access the File {op.file_id} or it may not exist."
+            )
+            return _google_error(403, message, "PERMISSION_DENIED")
         if cfg.redirect_downloads and not on_files_host:
             sig = self._sign(op.file_id)
             host = f"{cfg.files_host}:{request.url.port}" if cfg.files_host else request.host

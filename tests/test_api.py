@@ -41,6 +41,7 @@ from batchveo.errors import (
     BadRequest,
     ConfigError,
     ContentRejected,
+    FileRefused,
     ModelUnavailable,
     NotFound,
     NotSent,
@@ -769,6 +770,23 @@ async def test_storage_refusal_is_transient_not_an_account_error(tmp_path: Path)
     app.router.add_get("/s", storage)
     async with tiny_server(app) as url, client_for(url) as client:
         await expect(Transient, client.download(f"{url}/start", tmp_path / "v.mp4"))
+    assert no_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_file_on_the_provider_host_concerns_that_file_only(
+    tmp_path: Path, status: int
+) -> None:
+    """The Files API answers 403 "You do not have permission to access the File ... or it
+    may not exist" of a missing or expired file: retry it later, do not stop the run."""
+    message = "You do not have permission to access the File abc or it may not exist."
+    body = {"error": {"code": status, "message": message, "status": "PERMISSION_DENIED"}}
+    async with answering(status, body) as client:
+        uri = f"{client.provider.query_base}/v1beta/files/abc:download?alt=media"
+        exc = await expect(FileRefused, client.download(uri, tmp_path / "v.mp4"))
+        assert exc.status == status and message in str(exc)
+        await expect(AccountError, client.poll("operations/x", MODEL))  # the account's word
+        await expect(AccountError, client.submit(make_spec("j")))
     assert no_leftovers(tmp_path) == []
 
 

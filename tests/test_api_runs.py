@@ -32,3 +32,22 @@ async def test_a_project_refused_by_the_service_stops_the_run_with_jobs_pending(
     jobs = await store.jobs()
     assert {j.state for j in jobs} == {S.PENDING} and all(j.attempts == 0 for j in jobs)
     assert 1 <= stats["requests"]["submit"].get("400", 0) <= config.submitters
+
+
+async def test_one_refused_video_expires_while_the_others_come_home(
+    store: Store, tmp_path: Path
+) -> None:
+    """A download answered 403 (the Files API's word for a missing or expired file) concerns
+    that file: it is retried until the retention is over, and the night goes on."""
+    out = tmp_path / "v"
+    specs = [make_spec(f"ok{i}") for i in range(4)] + [make_spec("gone", "gone [sim:file403]")]
+    async with fast_sim(retention_s=2.0) as sim:
+        result = await run_batch(store, sim, fast_config(out, retention_s=0.3), specs)
+        stats = sim.stats()
+    states = {j.id: (j.state, j.error_kind) for j in await store.jobs()}
+    expected = {f"ok{i}": (S.DONE, None) for i in range(4)}
+    assert states == {**expected, "gone": (S.EXPIRED, "expired")}
+    assert result.exit_code == 1 and result.account_error is None
+    assert stats["requests"]["download"]["200"] == 4
+    assert stats["requests"]["download"]["403"] >= 2  # retried, not given up at once
+    assert sorted(p.name for p in out.iterdir()) == [f"ok{i}.mp4" for i in range(4)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -670,3 +671,17 @@ async def test_a_project_the_service_will_not_serve_fails_every_submit(make: Mak
     assert status == 401  # the key is checked first, as everywhere
     assert sim.stats()["operations"]["created"] == 0
     assert SimConfig.from_mapping({"precondition-failure": message}).precondition_failure == message
+
+
+async def test_file403_marker_refuses_that_video_only(make: MakeSim) -> None:
+    sim, c = await make()
+    refused = uri_of(await c.run("gone [sim:file403]"))
+    fine = uri_of(await c.run("kept"))
+    for _ in range(2):
+        status, data, _ = await c.get(refused)
+        body = json.loads(data)["error"]
+        assert status == 403 and body["status"] == "PERMISSION_DENIED"
+        assert "do not have permission to access the File" in body["message"]
+    status, data, _ = await c.get(fine)
+    assert status == 200 and data[4:8] == b"ftyp"
+    assert sim.stats()["requests"]["download"] == {"403": 2, "200": 1}
