@@ -41,8 +41,10 @@ Design points:
   replaced by the real file later, and failing the job would throw away a paid
   video.
 * **405 on poll.** The reseller's pages disagree on GET or POST; the client tries
-  GET, and on a 405 switches to POST for the rest of its life. Until the method
-  is settled, polls go one at a time, so at most one 405 is spent.
+  GET, and on a 405 switches to POST. The method is settled only by an answer that
+  proves it (a 2xx, or a 404 for the operation): a 429 or 5xx may come from a front
+  door that never looked at the method. A 405 after settling negotiates again.
+  Until the method is settled, polls go one at a time, so at most one 405 is spent.
 """
 
 from __future__ import annotations
@@ -642,22 +644,19 @@ class VeoClient:
     # ----------------------------------------------------------------------- poll
 
     async def poll(self, operation_name: str, model: str) -> OperationStatus:
-        """The operation's state; a 405 on GET switches this client to POST for good."""
+        """The operation's state; a 405 switches this client to the other method."""
         model, op_id = split_operation_name(operation_name, model)
         path = f"/v1beta/models/{_segment(model, 'model')}/operations/{_segment(op_id, 'op')}"
         url = URL(self.provider.query_base + path)
+        reply, refused = None, None
         if self._poll_method_settled:
-            reply = await self._poll_once(url)
-        else:
-            async with self._poll_lock:  # until the method is known, one poll at a time
-                reply = await self._poll_once(url)
-                if reply.status == 405 and self._poll_method == "GET":
-                    log.info("poll answered 405 to GET; using POST from now on")
-                    self._poll_method = "POST"
-                    reply = await self._poll_once(url)
-                if reply.status == 405:
-                    raise StopRun("poll answered 405 to both GET and POST: check the base URL")
-                self._poll_method_settled = True
+            method = self._poll_method
+            reply = await self._poll_once(url, method)
+            if reply.status == 405:
+                log.info("poll answered 405 to %s, the settled method; negotiating again", method)
+                reply, refused = None, method
+        if reply is None:
+            reply = await self._negotiate_poll(url, refused)
         if not reply.ok:
             raise self._http_error(reply, "poll")
         try:
@@ -669,9 +668,39 @@ class VeoClient:
             result = replace(result, error_message=self._key.scrub(result.error_message))
         return result
 
-    async def _poll_once(self, url: URL) -> _Reply:
-        body = b"" if self._poll_method == "POST" else None
-        return await self._call(self._poll_method, url, "poll", body)
+    async def _negotiate_poll(self, url: URL, refused: str | None) -> _Reply:
+        """Poll with the method in use, and with the other one after a 405.
+
+        Only an answer that proves the method settles it: a 2xx, or a 404 for the
+        operation. A 429 or 5xx may come from a front door that never looked at the
+        method, so the next poll negotiates again. Until the method is settled, polls go
+        one at a time, so at most one 405 is spent per negotiation. ``refused`` is a
+        settled method that has just answered 405: start with the other one.
+        """
+        async with self._poll_lock:
+            tried: set[str] = set()
+            if refused is not None and self._poll_method == refused:  # nobody flipped it yet
+                self._poll_method_settled = False
+                self._poll_method = _other_method(refused)
+                tried.add(refused)
+            while True:
+                method = self._poll_method
+                reply = await self._poll_once(url, method)
+                if reply.status != 405:
+                    break
+                tried.add(method)
+                if len(tried) == 2:
+                    raise StopRun("poll answered 405 to both GET and POST: check the base URL")
+                self._poll_method_settled = False
+                self._poll_method = _other_method(method)
+                log.info("poll answered 405 to %s; trying %s", method, self._poll_method)
+            if reply.ok or reply.status == 404:
+                self._poll_method_settled = True
+            return reply
+
+    async def _poll_once(self, url: URL, method: str) -> _Reply:
+        body = b"" if method == "POST" else None
+        return await self._call(method, url, "poll", body)
 
     # ----------------------------------------------------------------------- download
 
@@ -771,6 +800,10 @@ class VeoClient:
 
     def _text(self, body: bytes) -> str:
         return self._key.scrub(body.decode("utf-8", "replace"))
+
+
+def _other_method(method: str) -> str:
+    return "POST" if method == "GET" else "GET"
 
 
 def _segment(value: str, what: str) -> str:

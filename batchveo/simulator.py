@@ -11,6 +11,9 @@ Endpoints (all but ``/__sim/`` and signed storage URLs need header ``x-goog-api-
 - ``POST /v1beta/models/{model}:predictLongRunning``: validate, maybe fail, create an operation.
 - ``GET|POST /v1beta/models/{model}/operations/{id}`` and ``/v1beta/operations/{id}``: poll.
   Only the methods allowed by ``poll_methods`` are served; the other answers 405.
+  ``fail_first_polls`` N: the first N polls the server receives answer
+  ``fail_first_polls_status`` (503 by default; 429, 500, 502, 504 too) whatever their method,
+  as a front door under load answers before the route is known.
 - ``GET /v1beta/files/{id}:download?alt=media`` and ``/upload/v1beta/files/...``: the video
   (the URI a poll returns uses the second, reseller, form when ``name_style`` is ``"short"``).
 - ``GET /__storage/{id}?sig=...``: the signed storage URL a redirecting download points to;
@@ -137,6 +140,8 @@ _PARAMS |= {"negativePrompt", "sampleCount", "seed"}
 _FLOATS = ("retry_after_s", "rate_window_s", "retention_s", "day_s", "early_404_s")
 _OPT_INTS = ("rpm_limit", "rpd_limit", "max_concurrent_ops", "balance_submits", "seed")
 _BOOLS = ("count_polls_in_rpm", "redirect_downloads")
+_INTS = ("fail_first_polls", "fail_first_polls_status")
+_FAULT_STATUSES = (429, 500, 502, 503, 504)
 
 
 def _video_bytes() -> bytes:
@@ -174,6 +179,8 @@ class SimConfig:
     max_concurrent_ops: int | None = None
     balance_submits: int | None = None
     poll_methods: str = "both"
+    fail_first_polls: int = 0
+    fail_first_polls_status: int = 503
     retention_s: float = float(RETENTION_S)
     files_host: str | None = None
     redirect_downloads: bool = False
@@ -199,6 +206,11 @@ class SimConfig:
             raise ValueError("rate_window_s must be > 0, retry_after_s and retention_s >= 0")
         if self.day_s <= 0 or self.early_404_s < 0:
             raise ValueError("day_s must be > 0 and early_404_s >= 0")
+        if self.fail_first_polls < 0 or self.fail_first_polls_status not in _FAULT_STATUSES:
+            raise ValueError(
+                "fail_first_polls must be >= 0 and fail_first_polls_status one of "
+                + ", ".join(map(str, _FAULT_STATUSES))
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SimConfig:
@@ -241,6 +253,10 @@ def _coerce(name: str, value: Any) -> Any:
             if value is None or (isinstance(value, str) and value.lower() in ("", "none")):
                 return None
             if isinstance(value, bool) or int(value) < 0:
+                raise ValueError
+            return int(value)
+        if name in _INTS:
+            if isinstance(value, bool):
                 raise ValueError
             return int(value)
         if name in _BOOLS:
@@ -299,9 +315,16 @@ def _not_found(message: str = "Requested entity was not found.") -> web.Response
     return _google_error(404, message, "NOT_FOUND")
 
 
+_GATEWAY_REASONS = {502: "Bad Gateway", 504: "Gateway Time-out"}
+
+
 def _server_error(status: int) -> web.Response:
     if status == 503:
         return _google_error(503, "The model is overloaded. Please try again later.", "UNAVAILABLE")
+    if status in _GATEWAY_REASONS:  # a proxy in front of the service: its page, not JSON
+        title = f"{status} {_GATEWAY_REASONS[status]}"
+        page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        return web.Response(status=status, text=page, content_type="text/html")
     return _google_error(500, "An internal error has occurred. Please retry.", "INTERNAL")
 
 
@@ -485,6 +508,7 @@ class Simulator:
         self._day_start = self.config.clock()
         self._day = (0, 0)  # (quota day since start, accepted submits in it) for rpd_limit
         self._fault_seen: dict[str, int] = {}
+        self._polls_seen = 0  # polls counted against fail_first_polls
         self._requests: dict[str, dict[str, int]] = {
             k: {} for k in ("submit", "poll", "download", "storage")
         }
@@ -741,6 +765,12 @@ class Simulator:
             return self._drop(request)
         return web.json_response({"name": op.name})
 
+    def _fault(self, status: int) -> web.Response:
+        """A 429 (with the configured delay) or a 5xx, as the injected faults answer."""
+        if status == 429:
+            return self._too_many("Resource has been exhausted.", self.config.retry_after_s, None)
+        return _server_error(status)
+
     def _counted_fault(
         self, request: web.Request, prompt: str, marks: dict[str, int]
     ) -> web.Response | None:
@@ -824,6 +854,9 @@ class Simulator:
 
     async def _poll(self, request: web.Request) -> web.StreamResponse:
         cfg = self.config
+        if self._polls_seen < cfg.fail_first_polls:
+            self._polls_seen += 1
+            return self._fault(cfg.fail_first_polls_status)
         if cfg.poll_methods != "both" and request.method.lower() != cfg.poll_methods:
             allow = cfg.poll_methods.upper()
             return web.Response(

@@ -653,6 +653,30 @@ async def test_405_to_both_methods_stops_the_run() -> None:
         await expect(StopRun, client.poll("operations/x", MODEL))
 
 
+@pytest.mark.parametrize(("status", "cls"), [(503, Transient), (429, RateLimited)])
+async def test_a_busy_answer_does_not_settle_the_poll_method(
+    status: int, cls: type[ApiError]
+) -> None:
+    cfg = {"poll_methods": "post", "fail_first_polls": 1, "fail_first_polls_status": status}
+    async with simulated(**cfg) as (sim, client):
+        name = await client.submit(make_spec("j"))
+        await expect(cls, client.poll(name, MODEL))  # GET met the front door: proves nothing
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert sim.stats()["requests"]["poll"] == {str(status): 1, "405": 1, "200": 2}
+
+
+async def test_a_405_after_settling_negotiates_again() -> None:
+    """The server (or a proxy put in front of it) changed its mind about the method."""
+    async with simulated(poll_methods="get") as (sim, client):
+        name = await client.submit(make_spec("j"))
+        assert (await client.poll(name, MODEL)).state == "done"
+        sim.configure(poll_methods="post")
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert sim.stats()["requests"]["poll"] == {"200": 3, "405": 1}
+
+
 async def test_get_only_server_never_sees_post() -> None:
     async with simulated(poll_methods="get") as (sim, client):
         name = await client.submit(make_spec("j"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from batchveo.states import JobState
 from batchveo.store import Store
 from tests.conftest import make_spec
@@ -51,3 +53,21 @@ async def test_one_refused_video_expires_while_the_others_come_home(
     assert stats["requests"]["download"]["200"] == 4
     assert stats["requests"]["download"]["403"] >= 2  # retried, not given up at once
     assert sorted(p.name for p in out.iterdir()) == [f"ok{i}.mp4" for i in range(4)]
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_busy_first_poll_does_not_settle_the_poll_method(
+    store: Store, tmp_path: Path, status: int
+) -> None:
+    """A POST-only server whose front door answers the very first poll 503 (or 429) before
+    it looks at the method: that answer proves nothing about GET, so the client still
+    finds POST and every job finishes. One job in flight at a time: no other poll is
+    waiting to negotiate when the first one comes back."""
+    specs = [make_spec(f"j{i}") for i in range(3)]
+    sim_kw = {"fail_first_polls": 1, "fail_first_polls_status": status}
+    async with fast_sim(poll_methods="post", retry_after_s=0.01, **sim_kw) as sim:
+        result = await run_batch(store, sim, fast_config(tmp_path / "v", max_inflight=1), specs)
+        stats = sim.stats()
+    assert {j.state for j in await store.jobs()} == {S.DONE}
+    assert result.exit_code == 0
+    assert stats["requests"]["poll"][str(status)] == 1

@@ -685,3 +685,20 @@ async def test_file403_marker_refuses_that_video_only(make: MakeSim) -> None:
     status, data, _ = await c.get(fine)
     assert status == 200 and data[4:8] == b"ftyp"
     assert sim.stats()["requests"]["download"] == {"403": 2, "200": 1}
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_the_first_polls_can_fail_whatever_their_method(make: MakeSim, status: int) -> None:
+    sim, c = await make(poll_methods="post", fail_first_polls=2, fail_first_polls_status=status)
+    _, body, _ = await c.submit()
+    sim.finish_all()
+    name = body["name"]
+    assert [(await c.poll(name, m))[0] for m in ("GET", "POST", "GET", "POST")] == [
+        status,
+        status,
+        405,
+        200,
+    ]
+    with pytest.raises(ValueError, match="fail_first_polls_status"):
+        SimConfig(fail_first_polls_status=404)
+    assert SimConfig.from_mapping({"fail-first-polls": "3"}).fail_first_polls == 3
