@@ -28,8 +28,10 @@ Design points:
   body go out in that one write, which aiohttp refuses on a closing transport).
   Anything else after writing began (disconnect while waiting, read timeout,
   reset) is ``SubmitOutcomeUnknown``: there is no idempotency key, so a paid
-  operation may exist. A 2xx without an operation name is unknown too. Polls and
-  downloads are free to repeat, so their network failures are just ``Transient``.
+  operation may exist. A 2xx without an operation name is unknown too, and so is a
+  502 or 504 to a submit: a gateway (the reseller is one) may have passed it on before
+  giving up. Polls and downloads are free to repeat, so their network failures and
+  5xx are just ``Transient``.
 * **The key** lives in a redacting wrapper, travels only in the
   ``x-goog-api-key`` header (never ``?key=``), and only to the provider's own
   hosts: downloads follow redirects by hand and drop the key for any other host
@@ -98,6 +100,9 @@ MAX_MESSAGE_CHARS = 300
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 1 << 20
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+GATEWAY_STATUSES = frozenset({502, 504})
+"""A proxy's "bad gateway" and "gateway timeout": it may have passed a submit on before it
+gave up, so the operation may exist (500 and 503 are the service's own word that it did not)."""
 _GEMINI = "https://generativelanguage.googleapis.com"
 _PROVIDERS: dict[str, tuple[str, str]] = {
     "gptproto": ("https://gptproto.com", "https://api.gptproto.com"),
@@ -385,6 +390,12 @@ def error_for_status(
     if status == 404:
         cls404 = ModelUnavailable if kind == "submit" else NotFound
         return cls404(message, status=status)
+    if kind == "submit" and status in GATEWAY_STATUSES:
+        return SubmitOutcomeUnknown(
+            f"{message} (a gateway's answer: the submit may have created a paid operation "
+            "upstream, so it is not resent automatically)",
+            status=status,
+        )
     if status >= 500 or status == 408:
         return Transient(message, status=status)
     if 300 <= status < 400:

@@ -60,6 +60,9 @@ This is the service deciding on content: the client never needs to know about th
 - ``[sim:resetxN]``: the first N submits of this prompt are read, then the connection is
   dropped with no response and no operation created.
 - ``[sim:500xN]`` / ``[sim:503xN]`` / ``[sim:429xN]``: the next N submits get that status.
+- ``[sim:502xN]`` / ``[sim:504xN]``: the next N submits get a gateway's HTML page with that
+  status (a proxy such as the reseller's; nothing is created here, but a real gateway may time
+  out after its upstream created the operation, so the client cannot know).
   Counted faults apply in order reset, 5xx, 429 (``[sim:resetx1][sim:500x2]``: reset, 500, 500,
   then accepted). ``xN`` may be omitted for N = 1.
 - ``[sim:lostxN]``: the first N *accepted* submits of this prompt create a (paid) operation
@@ -120,7 +123,7 @@ FILTERED_REASON = (
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _MARKER = re.compile(r"\[sim:([a-z0-9_]+?)(?:x(\d+))?\]")
 _OUTCOME_MARKERS = ("content_policy", "bad_request", "op_error", "filtered", "slow", "file403")
-_COUNTED_MARKERS = ("reset", "500", "503", "429", "lost", "truncated")
+_COUNTED_MARKERS = ("reset", "500", "502", "503", "504", "429", "lost", "truncated")
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -778,16 +781,10 @@ class Simulator:
         if not marks:
             return None
         seen = self._fault_seen[prompt] = self._fault_seen.get(prompt, 0) + 1
-        for kind in ("reset", "500", "503", "429"):
+        for kind in ("reset", "500", "502", "503", "504", "429"):
             seen -= marks.get(kind, 0)
             if seen <= 0:
-                if kind == "reset":
-                    return self._drop(request)
-                if kind == "429":
-                    return self._too_many(
-                        "Resource has been exhausted.", self.config.retry_after_s, None
-                    )
-                return _server_error(int(kind))
+                return self._drop(request) if kind == "reset" else self._fault(int(kind))
         return None
 
     def _create(self, now: float, model: str, prompt: str, marks: dict[str, int]) -> _Op:

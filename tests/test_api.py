@@ -522,7 +522,7 @@ async def test_retry_delay_from_message_and_retryinfo() -> None:
 
 async def test_non_json_and_reseller_envelopes() -> None:
     async with answering(502, "<html><body>Bad   Gateway</body></html>") as client:
-        exc = await expect(Transient, client.submit(make_spec("j")))
+        exc = await expect(Transient, client.poll("operations/x", MODEL))
         assert str(exc) == "HTTP 502 Bad Gateway: <html><body>Bad Gateway</body></html>"
     reseller = {"error": {"message": "503 Content policy violation", "type": "400"}}
     async with answering(400, reseller) as client:
@@ -533,6 +533,33 @@ async def test_non_json_and_reseller_envelopes() -> None:
         assert len(str(exc)) < 400
     async with answering(301, "", {"Location": "https://elsewhere.example/"}) as client:
         await expect(StopRun, client.submit(make_spec("j")))
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "cls"),
+    [
+        (502, "submit", SubmitOutcomeUnknown),
+        (504, "submit", SubmitOutcomeUnknown),
+        (500, "submit", Transient),
+        (503, "submit", Transient),
+        (502, "poll", Transient),
+        (504, "poll", Transient),
+        (504, "download", Transient),
+    ],
+)
+def test_a_gateway_error_on_submit_may_have_created_the_operation(
+    status: int, kind: api.Kind, cls: type[ApiError]
+) -> None:
+    """A 502/504 comes from a proxy (the reseller is one) that may have passed the submit
+    on before it gave up: the operation may exist, so it is never resent silently. A 500
+    or 503 is the service's own answer that it did not do it; polls and downloads are
+    free to repeat."""
+    page = b"<html><head><title>504 Gateway Time-out</title></head></html>"
+    exc = api.error_for_status(status, {}, page, kind, "Gateway Time-out")
+    assert type(exc) is cls and exc.status == status
+    assert str(exc).startswith(f"HTTP {status} Gateway Time-out: ")
+    if cls is SubmitOutcomeUnknown:
+        assert "not resent automatically" in str(exc)
 
 
 async def test_google_invalid_key_400_is_an_account_error() -> None:

@@ -71,3 +71,22 @@ async def test_a_busy_first_poll_does_not_settle_the_poll_method(
     assert {j.state for j in await store.jobs()} == {S.DONE}
     assert result.exit_code == 0
     assert stats["requests"]["poll"][str(status)] == 1
+
+
+@pytest.mark.parametrize("status", [502, 504])
+async def test_a_gateway_timeout_on_submit_leaves_the_job_uncertain_not_resent(
+    store: Store, tmp_path: Path, status: int
+) -> None:
+    """Behind a proxy (the reseller is one), a 502/504 may come after the upstream created
+    the paid operation: the job is uncertain, and nothing sends it again on its own."""
+    prompt = f"behind a proxy [sim:{status}x1]"
+    specs = [make_spec("gw", prompt), make_spec("ok")]
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, fast_config(tmp_path / "v", max_attempts=3), specs)
+        stats = sim.stats()
+    jobs = {j.id: j for j in await store.jobs()}
+    assert (jobs["gw"].state, jobs["gw"].error_kind) == (S.UNCERTAIN, "submit_outcome_unknown")
+    assert f"HTTP {status}" in (jobs["gw"].error or "")
+    assert jobs["ok"].state is S.DONE
+    assert stats["received_by_prompt"][prompt] == 1
+    assert result.exit_code == 1

@@ -702,3 +702,16 @@ async def test_the_first_polls_can_fail_whatever_their_method(make: MakeSim, sta
     with pytest.raises(ValueError, match="fail_first_polls_status"):
         SimConfig(fail_first_polls_status=404)
     assert SimConfig.from_mapping({"fail-first-polls": "3"}).fail_first_polls == 3
+
+
+@pytest.mark.parametrize(("status", "title"), [(502, "Bad Gateway"), (504, "Gateway Time-out")])
+async def test_gateway_markers_answer_a_proxy_page(make: MakeSim, status: int, title: str) -> None:
+    sim, c = await make()
+    prompt = f"x [sim:{status}x1]"
+    url = f"{sim.url}/v1beta/models/{MODEL}:predictLongRunning"
+    body = {"instances": [{"prompt": prompt}]}
+    async with c.http.post(url, json=body, headers={"x-goog-api-key": KEY}) as r:
+        assert r.status == status and r.content_type == "text/html"
+        assert f"{status} {title}" in await r.text()
+    assert (await c.submit(prompt))[0] == 200
+    assert sim.stats()["received_by_prompt"] == {prompt: 2}
