@@ -36,6 +36,16 @@ Design points:
   ``x-goog-api-key`` header (never ``?key=``), and only to the provider's own
   hosts: downloads follow redirects by hand and drop the key for any other host
   (signed storage URLs). Logs carry URLs without query strings.
+* **Bounds on what a server sends.** aiohttp never inflates anything
+  (``auto_decompress=False``). Answers to submits and polls are read up to
+  ``max_json_bytes`` (``MAX_JSON_BYTES``) after the client's own bounded inflating (gzip
+  or deflate, the only encodings asked for): no further, a Content-Length over it is not
+  read at all, and an answer over it is ``SubmitOutcomeUnknown`` on a submit (the
+  request was sent) or ``MalformedAnswer`` on a poll. Videos are asked for as identity:
+  any other Content-Encoding (a gzip bomb) is ``UnusableVideo``, never inflated, and so
+  is a video over ``max_video_bytes`` (``MAX_VIDEO_BYTES``): refused from its
+  Content-Length, or cut off as soon as it grows past the cap. A URI or redirect that is
+  not http(s), or more than ``MAX_REDIRECTS`` redirects, is ``UnusableVideo`` too.
 * **Downloads** stream to ``<dest>.part`` while hashing, check Content-Length and
   the MP4 ``ftyp`` box; then ``files`` makes the file durable (fsync, rename
   into place, fsync the folder), so ``dest`` exists only when it is complete.
@@ -60,6 +70,7 @@ import logging
 import os
 import re
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -79,6 +90,7 @@ from batchveo.errors import (
     ConfigError,
     ContentRejected,
     FileRefused,
+    MalformedAnswer,
     ModelUnavailable,
     NotFound,
     NotSent,
@@ -87,6 +99,7 @@ from batchveo.errors import (
     StopRun,
     SubmitOutcomeUnknown,
     Transient,
+    UnusableVideo,
 )
 from batchveo.files import FileCommitter, PartFile
 from batchveo.spec import ImageRef, JobSpec
@@ -99,6 +112,17 @@ KEY_HEADER = "x-goog-api-key"
 MAX_MESSAGE_CHARS = 300
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 1 << 20
+READ_BYTES = 64 * 1024
+"""One read of a JSON answer: small, so a cap is never overshot by much."""
+MAX_JSON_BYTES = 4 << 20
+"""Default cap on a submit's or poll's answer, after decompression. A Gemini operation is a
+few KB; 4 MiB leaves a thousand times that. (Vertex's inline videos will need a larger cap
+on their route: ``VeoClient(max_json_bytes=...)``.)"""
+MAX_ERROR_BODY_BYTES = 64 * 1024
+"""An error answer is read this far for its message (which is clipped far shorter)."""
+MAX_VIDEO_BYTES = 512 << 20
+"""Default cap on one downloaded video: a 4k 8 s clip is about 60 MB and a 148 s extended
+720p chain about 150 MB, so 512 MiB is well above any real one, and far below a full disk."""
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 GATEWAY_STATUSES = frozenset({502, 504})
 """A proxy's "bad gateway" and "gateway timeout": it may have passed a submit on before it
@@ -573,6 +597,8 @@ class VeoClient:
         download_timeout_s: float = 600,
         max_connections: int = 32,
         user_agent: str = "batchveo/0.1",
+        max_json_bytes: int = MAX_JSON_BYTES,
+        max_video_bytes: int = MAX_VIDEO_BYTES,
     ):
         self.provider = provider
         self._key = _Secret(api_key)
@@ -583,6 +609,8 @@ class VeoClient:
             total=download_timeout_s, sock_connect=connect_timeout_s
         )
         self._max_connections = max_connections
+        self._max_json_bytes = max_json_bytes
+        self._max_video_bytes = max_video_bytes
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._poll_method: str = "GET"
@@ -614,7 +642,9 @@ class VeoClient:
                 headers={"User-Agent": self._user_agent},
                 trace_configs=[_trace_config()],
                 request_class=_ProbedRequest,
-                auto_decompress=True,
+                # Never inflate behind our back: JSON answers are inflated here under
+                # their cap (_read_capped), and videos are never inflated at all.
+                auto_decompress=False,
             )
         return self._session
 
@@ -733,7 +763,7 @@ class VeoClient:
                         url = self._redirect_target(url, resp)
                         continue
                     if resp.status != 200:
-                        body = await resp.content.read(64 * 1024)
+                        body = await _read_error_body(resp)
                         reply = _Reply(resp.status, resp.reason, resp.headers, body)
                         if resp.status in (401, 403) and not self.provider.trusts(url):
                             # A signed storage URL refused (expired signature, say): the
@@ -746,7 +776,7 @@ class VeoClient:
                                 str(self._http_error(reply, "download")), status=resp.status
                             )
                         raise self._http_error(reply, "download")
-                    return await _stream_to_file(resp, dest, self._files)
+                    return await _stream_to_file(resp, dest, self._files, self._max_video_bytes)
             except NETWORK_ERRORS as exc:
                 raise self._network_error(exc, None, "download") from None
         raise Transient(f"download gave more than {MAX_REDIRECTS} redirects")
@@ -767,7 +797,7 @@ class VeoClient:
 
     async def _call(self, method: str, url: URL, kind: Kind, body: bytes | None) -> _Reply:
         """One request with the key: the whole answer, or a mapped network error."""
-        headers = self._headers(url)
+        headers = {**self._headers(url), "Accept-Encoding": JSON_ENCODINGS}
         if body is not None:
             headers["Content-Type"] = "application/json"
         probe = _Probe()
@@ -782,13 +812,32 @@ class VeoClient:
                 timeout=self._timeout,
                 trace_request_ctx=probe,
             ) as resp:
-                body = await resp.read()
                 log.debug("%s %s -> %s", method, url.with_query(None), resp.status)
+                if not 200 <= resp.status < 300:
+                    body = await _read_error_body(resp)
+                    return _Reply(resp.status, resp.reason, resp.headers, body)
+                cap = self._max_json_bytes
+                try:
+                    body, whole = await _read_capped(resp, cap)
+                except _Undecodable as e:
+                    raise self._unreadable(kind, resp.status, str(e)) from None
+                if not whole:
+                    resp.close()  # read no further: the rest is never wanted
+                    raise self._unreadable(kind, resp.status, f"more than {cap} bytes (the cap)")
                 return _Reply(resp.status, resp.reason, resp.headers, body)
         except NETWORK_ERRORS as exc:
             raise self._network_error(exc, probe, kind) from None
         finally:
             _CURRENT_PROBE.reset(token)
+
+    def _unreadable(self, kind: Kind, status: int, what: str) -> ApiError:
+        """A 2xx answer that was not read (too big, an encoding we did not ask for)."""
+        text = f"{kind} answered HTTP {status} with {what}, not read"
+        if kind == "submit":
+            return SubmitOutcomeUnknown(
+                f"{text}: it may have created a paid operation, so it is not resent automatically"
+            )
+        return MalformedAnswer(text)
 
     def _http_error(self, reply: _Reply, kind: Kind) -> ApiError:
         return error_for_status(
@@ -831,15 +880,103 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# --------------------------------------------------------------------------- bounded reads
+
+
+JSON_ENCODINGS = "gzip, deflate"
+"""What JSON answers may be compressed with: only what ``_Inflater`` can bound."""
+
+
+class _Undecodable(Exception):
+    """An answer in a Content-Encoding we did not ask for, or corrupt."""
+
+
+class _Inflater:
+    """Inflates a gzip or deflate body a piece at a time, never past a given length.
+
+    zlib's ``max_length`` stops each call at the room left under the cap, so a bomb costs
+    at most the cap, whatever it would inflate to.
+    """
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding.strip().lower()
+        self._z: Any = None
+        if self.encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding not in ("", "identity", "deflate"):
+            raise _Undecodable(f"Content-Encoding {_clip(self.encoding)}")
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """At most ``room`` (>= 1) bytes of output; input beyond that is dropped."""
+        if self.encoding == "deflate" and self._z is None and data:
+            # RFC 9110 deflate is zlib-wrapped; some servers send it raw.
+            self._z = zlib.decompressobj(zlib.MAX_WBITS if data[0] & 0x0F == 8 else -zlib.MAX_WBITS)
+        if self._z is None:
+            return data
+        try:
+            out: bytes = self._z.decompress(data, room)
+        except zlib.error:
+            raise _Undecodable(f"a corrupt {self.encoding} body") from None
+        return out
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    """The body, inflated, up to ``cap`` bytes; and whether that was all of it.
+
+    Reads no further than needed: a Content-Length over the cap is not read at all, and
+    reading stops at the first byte past the cap (counted both as received and inflated).
+    """
+    length = resp.content_length
+    inflater = _Inflater(resp.headers.get("Content-Encoding", "identity"))
+    if length is not None and length > cap:
+        return b"", False
+    out = bytearray()
+    received = 0
+    while True:
+        data = await resp.content.read(READ_BYTES)
+        if not data:
+            return bytes(out), True
+        received += len(data)
+        out += inflater.feed(data, cap + 1 - len(out))
+        if len(out) > cap or received > cap:
+            return bytes(out[:cap]), False
+
+
+async def _read_error_body(resp: aiohttp.ClientResponse) -> bytes:
+    """Enough of an error answer for its message; nothing if it cannot be decoded."""
+    try:
+        body, _ = await _read_capped(resp, MAX_ERROR_BODY_BYTES)
+    except _Undecodable:
+        return b""  # the status still says what it is
+    return body
+
+
 # --------------------------------------------------------------------------- files
 
 
 async def _stream_to_file(
-    resp: aiohttp.ClientResponse, dest: Path, committer: FileCommitter
+    resp: aiohttp.ClientResponse, dest: Path, committer: FileCommitter, max_bytes: int
 ) -> DownloadResult:
-    """Body -> dest.part (hashing) -> checks -> durable rename (see ``files``)."""
-    encoded = resp.headers.get("Content-Encoding", "identity").lower() != "identity"
-    expected = None if encoded else resp.content_length
+    """Body -> dest.part (hashing) -> checks -> durable rename (see ``files``).
+
+    The bytes are taken as sent: identity was asked for, and a video in any other encoding
+    is refused rather than inflated (a gzip bomb). So is one over ``max_bytes``, before
+    reading when its Content-Length says so, else as soon as it grows past it.
+    """
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        resp.close()
+        raise UnusableVideo(
+            f"the video came with Content-Encoding {_clip(encoding)} although identity was "
+            "asked for: not decoded"
+        )
+    expected = resp.content_length
+    if expected is not None and expected > max_bytes:
+        resp.close()
+        raise UnusableVideo(
+            f"the video's Content-Length is {expected} bytes, over the cap of {max_bytes}: "
+            "not downloaded"
+        )
     digest = hashlib.sha256()
     size = 0
     head = b""
@@ -847,6 +984,12 @@ async def _stream_to_file(
     try:
         try:
             async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                if size + len(chunk) > max_bytes:
+                    resp.close()
+                    raise UnusableVideo(
+                        f"the video grew to more than {max_bytes} bytes (the cap): "
+                        "cut off and discarded"
+                    )
                 part.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)

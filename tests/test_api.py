@@ -562,6 +562,31 @@ def test_a_gateway_error_on_submit_may_have_created_the_operation(
         assert "not resent automatically" in str(exc)
 
 
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_compressed_json_answers_are_read(coding: str) -> None:
+    """Google compresses its JSON when asked; the client inflates it itself (under its cap)."""
+    done = {"name": "operations/x", "done": True, "error": {"code": 13, "message": "boom"}}
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Accept-Encoding", ""))
+        if request.path.endswith(":predictLongRunning"):
+            resp = web.json_response(google_429([], "Please retry in 2s."), status=429)
+        else:
+            resp = web.json_response(done)
+        resp.enable_compression(web.ContentCoding(coding))
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    async with tiny_server(app) as url, client_for(url) as client:
+        exc = await expect(RateLimited, client.submit(make_spec("j")))
+        assert isinstance(exc, RateLimited) and exc.retry_after_s == 2.0
+        status = await client.poll("operations/x", MODEL)
+        assert (status.state, status.error_message) == ("failed", "boom")
+    assert seen == ["gzip, deflate"] * 2
+
+
 async def test_google_invalid_key_400_is_an_account_error() -> None:
     body = {
         "error": {

@@ -1,0 +1,146 @@
+"""The client against a hostile server (``tests.hostile_server``), over real sockets.
+
+Each test gives the client small caps and the server bodies a few times larger, and checks
+that the bound holds the way a user would notice: the exception the runner gets, no file left
+on disk, the server stopped short of what it meant to send, and the test process never held
+what a bomb inflates to (``tracemalloc`` peak).
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from batchveo.api import VeoClient, resolve_provider
+from batchveo.errors import (
+    ApiError,
+    MalformedAnswer,
+    SubmitOutcomeUnknown,
+    UnusableVideo,
+)
+from tests.conftest import make_spec
+from tests.hostile_server import MODEL, SAMPLE_MP4, HostileServer, MiB, gzip_bomb
+
+KEY = "sk-hostile-5b7e0c2d9a4f-SECRET"
+JSON_CAP = 256 * 1024
+VIDEO_CAP = 2 * MiB
+BIG = 64 * MiB  # what the server offers: many times the caps
+MEMORY_BOUND = 12 * MiB  # far below BIG: the client did not hold what it was offered
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def hostile(**server: Any) -> AsyncIterator[tuple[HostileServer, VeoClient]]:
+    server.setdefault("huge_bytes", BIG)
+    server.setdefault("bomb_bytes", BIG)
+    async with HostileServer(key=KEY, **server) as srv:
+        client = VeoClient(
+            resolve_provider("custom", srv.url),
+            KEY,
+            max_json_bytes=JSON_CAP,
+            max_video_bytes=VIDEO_CAP,
+            request_timeout_s=30,
+        )
+        async with client:
+            yield srv, client
+
+
+async def peak_bytes(aw: Awaitable[T]) -> tuple[T | ApiError, int]:
+    """The result (or ApiError) of ``aw`` and the most memory Python held meanwhile."""
+    tracemalloc.start()
+    try:
+        try:
+            result: T | ApiError = await aw
+        except ApiError as exc:
+            result = exc
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def check(result: object, cls: type[ApiError], *words: str) -> ApiError:
+    assert type(result) is cls, f"expected {cls.__name__}, got {result!r}"
+    assert isinstance(result, ApiError)
+    text = str(result)
+    assert KEY not in text and KEY not in repr(result) and "\n" not in text
+    for word in words:
+        assert word in text, text
+    return result
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _bombs_built_before_measuring() -> None:
+    """The server's bombs are built once, outside any measurement."""
+    gzip_bomb(BIG, f'{{"name": "models/{MODEL}/operations/op-1", "pad": "'.encode())
+    gzip_bomb(BIG, b'{"name": "operations/op-1", "done": false, "pad": "')
+    gzip_bomb(BIG, SAMPLE_MP4[:64])
+
+
+# ------------------------------------------------------------------------------ JSON answers
+
+
+@pytest.mark.parametrize("mode", ["huge_json", "huge_json_length", "gzip_bomb"])
+async def test_an_oversized_submit_answer_is_not_read_and_its_outcome_is_unknown(
+    mode: str,
+) -> None:
+    async with hostile(submit=mode) as (srv, client):
+        result, peak = await peak_bytes(client.submit(make_spec("j")))
+        check(result, SubmitOutcomeUnknown, "more than 262144 bytes", "not resent")
+        assert srv.requests["submit"] == 1
+        assert srv.bytes_sent["submit"] < BIG // 2
+    assert peak < MEMORY_BOUND
+
+
+@pytest.mark.parametrize("mode", ["huge_json", "gzip_bomb"])
+async def test_an_oversized_poll_answer_is_malformed(mode: str) -> None:
+    async with hostile(poll=mode) as (srv, client):
+        result, peak = await peak_bytes(client.poll("operations/op-1", MODEL))
+        check(result, MalformedAnswer, "more than 262144 bytes")
+        assert srv.bytes_sent["poll"] < BIG // 2
+    assert peak < MEMORY_BOUND
+
+
+async def test_a_compressed_answer_within_the_cap_is_fine() -> None:
+    async with hostile(submit="gzip_json") as (_, client):
+        assert await client.submit(make_spec("j")) == f"models/{MODEL}/operations/op-1"
+
+
+# ------------------------------------------------------------------------------ videos
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        ("huge_length", ("Content-Length",)),
+        ("huge_chunked", ("more than",)),
+        ("gzip_bomb", ("Content-Encoding gzip",)),
+        ("brotli", ("Content-Encoding br",)),
+    ],
+)
+async def test_a_video_over_the_cap_or_encoded_is_unusable(
+    tmp_path: Path, mode: str, words: tuple[str, ...]
+) -> None:
+    async with hostile() as (srv, client):
+        dest = tmp_path / "out" / "v.mp4"
+        result, peak = await peak_bytes(client.download(srv.video_url(mode), dest))
+        check(result, UnusableVideo, *words)
+        assert srv.bytes_sent[f"video:{mode}"] < BIG // 2
+    assert files_in(tmp_path) == []
+    assert peak < MEMORY_BOUND
+
+
+async def test_a_video_exactly_at_the_cap_is_kept(tmp_path: Path) -> None:
+    async with HostileServer(key=KEY) as srv:
+        provider = resolve_provider("custom", srv.url)
+        async with VeoClient(provider, KEY, max_video_bytes=len(SAMPLE_MP4)) as client:
+            result = await client.download(srv.video_url("ok"), tmp_path / "v.mp4")
+    assert result.size == len(SAMPLE_MP4) and files_in(tmp_path) == ["v.mp4"]
