@@ -747,9 +747,9 @@ class VeoClient:
 
     async def download(self, uri: str, dest: Path) -> DownloadResult:
         """Stream ``uri`` to ``dest`` atomically; the key goes to trusted hosts only."""
-        url = URL(uri, encoded=True)
-        if url.scheme not in ("http", "https") or not url.raw_host:
-            raise BadRequest(f"not a downloadable video URI: {_clip(str(url.with_query(None)))}")
+        url = _parse_url(uri)
+        if url is None or url.scheme not in ("http", "https") or not url.raw_host:
+            raise UnusableVideo(f"the video URI is not an http(s) URL: {_show_url(uri)}")
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 async with self._ensure_session().get(
@@ -779,15 +779,16 @@ class VeoClient:
                     return await _stream_to_file(resp, dest, self._files, self._max_video_bytes)
             except NETWORK_ERRORS as exc:
                 raise self._network_error(exc, None, "download") from None
-        raise Transient(f"download gave more than {MAX_REDIRECTS} redirects")
+        raise UnusableVideo(f"the download gave more than {MAX_REDIRECTS} redirects (a loop?)")
 
     def _redirect_target(self, url: URL, resp: aiohttp.ClientResponse) -> URL:
         location = resp.headers.get("Location")
         if not location:
             raise Transient(f"HTTP {resp.status} redirect without a Location header")
-        target = url.join(URL(location, encoded=True))
-        if target.scheme not in ("http", "https"):
-            raise Transient(f"redirect to a non-HTTP URL ({target.scheme})")
+        relative = _parse_url(location)
+        target = None if relative is None else _parse_url(str(url.join(relative)))
+        if target is None or target.scheme not in ("http", "https") or not target.raw_host:
+            raise UnusableVideo(f"redirect to a non-http(s) URL: {_show_url(location)}")
         return target
 
     # ----------------------------------------------------------------------- plumbing
@@ -860,6 +861,22 @@ class VeoClient:
 
     def _text(self, body: bytes) -> str:
         return self._key.scrub(body.decode("utf-8", "replace"))
+
+
+def _parse_url(text: str) -> URL | None:
+    """``text`` as a URL exactly as sent (no re-encoding), or None if it cannot be one."""
+    try:
+        url = URL(text, encoded=True)
+        _ = url.explicit_port  # a bad port only shows when asked for
+    except (ValueError, TypeError):
+        return None
+    return url
+
+
+def _show_url(text: str) -> str:
+    """A URL fit for a message: no query, fragment or user info (where secrets travel)."""
+    text = re.split(r"[?#]", text, maxsplit=1)[0]
+    return _clip(re.sub(r"//[^/@]*@", "//", text))
 
 
 def _other_method(method: str) -> str:

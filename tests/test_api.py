@@ -50,6 +50,7 @@ from batchveo.errors import (
     StopRun,
     SubmitOutcomeUnknown,
     Transient,
+    UnusableVideo,
 )
 from batchveo.simulator import SimConfig, Simulator
 from batchveo.spec import ImageRef
@@ -805,7 +806,7 @@ async def test_not_an_mp4_and_redirect_loops(tmp_path: Path) -> None:
     async with tiny_server(app) as url, client_for(url) as client:
         exc = await expect(Transient, client.download(f"{url}/page", tmp_path / "a.mp4"))
         assert "not an MP4" in str(exc)
-        exc = await expect(Transient, client.download(f"{url}/loop", tmp_path / "b.mp4"))
+        exc = await expect(UnusableVideo, client.download(f"{url}/loop", tmp_path / "b.mp4"))
         assert "redirects" in str(exc)
     assert no_leftovers(tmp_path) == []
 

@@ -144,3 +144,51 @@ async def test_a_video_exactly_at_the_cap_is_kept(tmp_path: Path) -> None:
         async with VeoClient(provider, KEY, max_video_bytes=len(SAMPLE_MP4)) as client:
             result = await client.download(srv.video_url("ok"), tmp_path / "v.mp4")
     assert result.size == len(SAMPLE_MP4) and files_in(tmp_path) == ["v.mp4"]
+
+
+# ------------------------------------------------------------------------------ video URIs
+
+
+@pytest.mark.parametrize(
+    ("uri", "words"),
+    [
+        ("file:///etc/passwd", ("not an http(s) URL", "file")),
+        ("ftp://files.example/v.mp4", ("not an http(s) URL", "ftp")),
+        ("https:///no-host", ("not an http(s) URL",)),
+        ("http://[::1/v.mp4", ("not an http(s) URL",)),
+        ("http://host:99999/v.mp4", ("not an http(s) URL",)),
+    ],
+)
+async def test_a_video_uri_that_is_not_http_is_unusable(
+    tmp_path: Path, uri: str, words: tuple[str, ...]
+) -> None:
+    async with hostile() as (_, client):
+        result, _ = await peak_bytes(client.download(uri, tmp_path / "v.mp4"))
+        check(result, UnusableVideo, *words)
+    assert files_in(tmp_path) == []
+
+
+async def test_a_polled_file_uri_is_never_opened(tmp_path: Path) -> None:
+    async with hostile(poll="file_uri") as (_, client):
+        status = await client.poll("operations/op-1", MODEL)
+        (uri,) = status.video_uris
+        result, _ = await peak_bytes(client.download(uri, tmp_path / "v.mp4"))
+        check(result, UnusableVideo, "not an http(s) URL")
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"),
+    [
+        ("redirect_file", ("redirect to a non-http(s) URL", "file")),
+        ("redirect_loop", ("redirects",)),
+    ],
+)
+async def test_redirects_that_never_end_in_a_video_are_unusable(
+    tmp_path: Path, mode: str, words: tuple[str, ...]
+) -> None:
+    async with hostile() as (srv, client):
+        result, _ = await peak_bytes(client.download(srv.video_url(mode), tmp_path / "v.mp4"))
+        check(result, UnusableVideo, *words)
+        assert srv.requests[f"video:{mode}"] == (6 if mode == "redirect_loop" else 1)
+    assert files_in(tmp_path) == []
