@@ -35,7 +35,18 @@ Design points:
 * **The key** lives in a redacting wrapper, travels only in the
   ``x-goog-api-key`` header (never ``?key=``), and only to the provider's own
   hosts: downloads follow redirects by hand and drop the key for any other host
-  (signed storage URLs). Logs carry URLs without query strings.
+  (signed storage URLs). Logs carry URLs without query strings. A base URL with a
+  query or user info is refused, and the message shows neither.
+* **A server that echoes the key.** Nothing the client returns or builds a URL from
+  may hold it, since what it returns is stored, exported and (operation names) sent
+  back in poll URLs. An operation name holding the key (or too long, or unusable in
+  a URL path) is ``SubmitOutcomeUnknown`` with the key redacted: the operation may
+  exist and be paid, but it cannot be polled safely, so a human decides. A video URI
+  (or a redirect) carrying the key in a query parameter loses that parameter, the
+  rest kept byte for byte (the key goes in the header anyway); one holding it
+  anywhere else is ``MalformedAnswer`` on a poll, ``UnusableVideo`` on a download.
+  Error messages and ``OperationStatus`` texts are scrubbed of the key and of
+  control characters, and clipped.
 * **Bounds on what a server sends.** aiohttp never inflates anything
   (``auto_decompress=False``). Answers to submits and polls are read up to
   ``max_json_bytes`` (``MAX_JSON_BYTES``) after the client's own bounded inflating (gzip
@@ -70,6 +81,7 @@ import logging
 import os
 import re
 import time
+import urllib.parse
 import zlib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
@@ -111,6 +123,8 @@ Kind = Literal["submit", "poll", "download"]
 KEY_HEADER = "x-goog-api-key"
 MAX_MESSAGE_CHARS = 300
 MAX_REDIRECTS = 5
+MAX_OPERATION_NAME_CHARS = 1024
+"""Longest operation name kept (real ones are under 200): it is stored and polled."""
 CHUNK_BYTES = 1 << 20
 READ_BYTES = 64 * 1024
 """One read of a JSON answer: small, so a cap is never overshot by much."""
@@ -195,9 +209,27 @@ def resolve_provider(name: str = "gptproto", base_url: str | None = None) -> Pro
 
 
 def _check_base_url(base_url: str) -> str:
-    url = URL(base_url.strip())
-    if url.scheme not in ("http", "https") or not url.raw_host or url.query_string:
-        raise ConfigError(f"base URL must look like https://host[:port], got {base_url!r}")
+    """The base URL, refused when it holds anything but scheme, host, port and path.
+
+    A query (``?key=``) or user info is where a secret travels: never accepted, and never
+    shown in the message (it goes to stderr, so to cron.log).
+    """
+    text = base_url.strip()
+    url = _parse_url(text)
+    if (
+        url is None
+        or url.scheme not in ("http", "https")
+        or not url.raw_host
+        or url.raw_query_string
+        or url.raw_fragment
+        or url.raw_user is not None
+        or url.raw_password is not None
+        or re.search(r"[?#@]", text)
+    ):
+        raise ConfigError(
+            f"base URL must look like https://host[:port], got {_show_url(text)!r} "
+            "(query and user info not shown; the key goes in BATCHVEO_API_KEY, never in a URL)"
+        )
     return str(url).rstrip("/")
 
 
@@ -243,9 +275,19 @@ class _Secret:
     def reveal(self) -> str:
         return self._value
 
+    def _forms(self) -> tuple[str, ...]:
+        """The key as sent and percent-encoded; none for a key too short to spot safely."""
+        if len(self._value) < 6:
+            return ()
+        quoted = urllib.parse.quote(self._value, safe="")
+        return (self._value,) if quoted == self._value else (self._value, quoted)
+
+    def found_in(self, text: str) -> bool:
+        return any(form in text for form in self._forms())
+
     def scrub(self, text: str) -> str:
-        if len(self._value) >= 6:
-            text = text.replace(self._value, "<redacted>")
+        for form in self._forms():
+            text = text.replace(form, "<redacted>")
         return text
 
     def __repr__(self) -> str:
@@ -503,7 +545,8 @@ def _is_per_day_quota(details: list[Any]) -> bool:
 
 
 def _clip(text: str) -> str:
-    text = " ".join(text.split())
+    """One short printable line: a server's text may hold newlines or terminal escapes."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
@@ -679,8 +722,25 @@ class VeoClient:
                 f"HTTP {reply.status} from submit without an operation name: "
                 f"{_clip(self._text(reply.body))}"
             )
+        if why := self._unpollable(name, spec.model):
+            raise SubmitOutcomeUnknown(
+                f"submit answered HTTP {reply.status} with an operation name that {why} "
+                f"({_clip(self._key.scrub(name))}): it is neither stored nor polled; the "
+                "operation may exist and be paid, so it is not resent automatically"
+            )
         log.debug("submitted job %s as %s", spec.id, name)
         return name
+
+    def _unpollable(self, name: str, model: str) -> str | None:
+        """Why an operation name cannot be kept and polled safely, or None."""
+        if self._key.found_in(name):
+            return "holds the API key"  # stored, exported, and sent back in the poll URL
+        if len(name) > MAX_OPERATION_NAME_CHARS:
+            return f"is longer than {MAX_OPERATION_NAME_CHARS} characters"
+        model, op_id = split_operation_name(name, model)
+        if not (_is_segment(model) and _is_segment(op_id)):
+            return "cannot be part of a poll URL"
+        return None
 
     # ----------------------------------------------------------------------- poll
 
@@ -704,10 +764,31 @@ class VeoClient:
             data = json.loads(reply.body)
         except ValueError:
             raise Transient(f"poll answered non-JSON: {_clip(self._text(reply.body))}") from None
-        result = parse_operation(data)
-        if result.error_message:
-            result = replace(result, error_message=self._key.scrub(result.error_message))
-        return result
+        return self._keyless_status(parse_operation(data))
+
+    def _keyless_status(self, status: OperationStatus) -> OperationStatus:
+        """``status`` with the key out of every field built from the server's text.
+
+        A video URI carrying the key in its query loses that parameter (the key goes in
+        the header); one carrying it anywhere else cannot be stored or fetched without
+        it, so the answer is malformed.
+        """
+        uris = []
+        for uri in status.video_uris:
+            clean = _strip_key(uri, self._key)
+            if clean is None:
+                raise MalformedAnswer(
+                    "poll answered with a video URI that holds the API key outside its query "
+                    f"({_show_url(self._key.scrub(uri))}): not stored"
+                )
+            uris.append(clean)
+        message = status.error_message
+        return replace(
+            status,
+            video_uris=tuple(uris),
+            error_message=None if message is None else self._key.scrub(message),
+            filtered_reasons=tuple(_clip(self._key.scrub(r)) for r in status.filtered_reasons),
+        )
 
     async def _negotiate_poll(self, url: URL, refused: str | None) -> _Reply:
         """Poll with the method in use, and with the other one after a 405.
@@ -747,9 +828,14 @@ class VeoClient:
 
     async def download(self, uri: str, dest: Path) -> DownloadResult:
         """Stream ``uri`` to ``dest`` atomically; the key goes to trusted hosts only."""
-        url = _parse_url(uri)
+        clean = _strip_key(uri, self._key)
+        if clean is None:
+            raise UnusableVideo(
+                f"the video URI holds the API key: {_show_url(self._key.scrub(uri))}"
+            )
+        url = _parse_url(clean)
         if url is None or url.scheme not in ("http", "https") or not url.raw_host:
-            raise UnusableVideo(f"the video URI is not an http(s) URL: {_show_url(uri)}")
+            raise UnusableVideo(f"the video URI is not an http(s) URL: {_show_url(clean)}")
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 async with self._ensure_session().get(
@@ -786,9 +872,14 @@ class VeoClient:
         if not location:
             raise Transient(f"HTTP {resp.status} redirect without a Location header")
         relative = _parse_url(location)
-        target = None if relative is None else _parse_url(str(url.join(relative)))
+        joined = None if relative is None else _strip_key(str(url.join(relative)), self._key)
+        if joined is None and relative is not None:
+            shown = _show_url(self._key.scrub(location))
+            raise UnusableVideo(f"redirect to a URL that holds the API key: {shown}")
+        target = None if joined is None else _parse_url(joined)
         if target is None or target.scheme not in ("http", "https") or not target.raw_host:
-            raise UnusableVideo(f"redirect to a non-http(s) URL: {_show_url(location)}")
+            shown = _show_url(self._key.scrub(location))
+            raise UnusableVideo(f"redirect to a non-http(s) URL: {shown}")
         return target
 
     # ----------------------------------------------------------------------- plumbing
@@ -863,6 +954,28 @@ class VeoClient:
         return self._key.scrub(body.decode("utf-8", "replace"))
 
 
+def _strip_key(uri: str, key: _Secret) -> str | None:
+    """``uri`` without any query parameter that carries the key; None if it holds the key
+    anywhere else. The rest of the URI is kept byte for byte (it may be signed)."""
+    if not key.found_in(uri):
+        return uri
+    rest, hash_mark, fragment = uri.partition("#")
+    base, question, query = rest.partition("?")
+    kept = []
+    for param in query.split("&") if question else ():
+        name, _, value = param.partition("=")
+        plain = urllib.parse.unquote_plus(value)
+        if (
+            urllib.parse.unquote_plus(name).lower() == "key"
+            or key.found_in(plain)
+            or key.found_in(value)
+        ):
+            continue
+        kept.append(param)
+    clean = base + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
+    return None if key.found_in(clean) else clean
+
+
 def _parse_url(text: str) -> URL | None:
     """``text`` as a URL exactly as sent (no re-encoding), or None if it cannot be one."""
     try:
@@ -883,9 +996,13 @@ def _other_method(method: str) -> str:
     return "POST" if method == "GET" else "GET"
 
 
+def _is_segment(value: str) -> bool:
+    return bool(_SAFE_SEGMENT.match(value)) and value not in (".", "..")
+
+
 def _segment(value: str, what: str) -> str:
-    if not _SAFE_SEGMENT.match(value) or value in (".", ".."):
-        raise BadRequest(f"malformed {what} {value[:80]!r} for a URL path")
+    if not _is_segment(value):
+        raise BadRequest(f"malformed {what} {_clip(value[:80])!r} for a URL path")
     return value
 
 

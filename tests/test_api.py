@@ -180,6 +180,25 @@ def test_providers_and_trusted_hosts() -> None:
         resolve_provider("custom", "ftp://example.com")
 
 
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        f"http://127.0.0.1:8080/?key={KEY}",
+        f"https://gptproto.com/v1beta?alt=json&key={KEY}#x",
+        f"https://user:{KEY}@gptproto.com",
+        f"https://{KEY}@gptproto.com/",
+    ],
+)
+def test_a_base_url_holding_a_secret_is_refused_without_showing_it(base_url: str) -> None:
+    """The message goes to stderr, so to cron.log: it shows neither query nor user info."""
+    with pytest.raises(ConfigError) as info:
+        resolve_provider("custom", base_url)
+    text = str(info.value)
+    assert KEY not in text and "key=" not in text and "\n" not in text
+    assert "gptproto.com" in text or "127.0.0.1:8080" in text
+    assert "BATCHVEO_API_KEY" in text
+
+
 def test_key_goes_only_to_provider_hosts() -> None:
     from yarl import URL
 
@@ -588,6 +607,13 @@ async def test_compressed_json_answers_are_read(coding: str) -> None:
     assert seen == ["gzip, deflate"] * 2
 
 
+async def test_control_characters_from_a_server_never_reach_a_message() -> None:
+    body = {"error": {"code": 400, "message": "bad\x1b[2J\x00 request\r\nX-Injected: 1"}}
+    async with answering(400, body) as client:
+        exc = await expect(BadRequest, client.submit(make_spec("j")))
+    assert str(exc) == "HTTP 400 Bad Request: bad [2J request X-Injected: 1"
+
+
 async def test_google_invalid_key_400_is_an_account_error() -> None:
     body = {
         "error": {
@@ -865,6 +891,29 @@ async def test_a_refused_file_on_the_provider_host_concerns_that_file_only(
         await expect(AccountError, client.poll("operations/x", MODEL))  # the account's word
         await expect(AccountError, client.submit(make_spec("j")))
     assert no_leftovers(tmp_path) == []
+
+
+def test_a_key_in_a_query_is_stripped_and_the_rest_kept_byte_for_byte() -> None:
+    secret = api._Secret(KEY)
+    signed = "https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media"
+    assert api._strip_key(signed, secret) is signed  # nothing to do: untouched
+    assert api._strip_key(
+        f"https://h/v%20x?X-Goog-Signature=a%2Fb&key={KEY}&alt=media#t", secret
+    ) == ("https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media#t")
+    assert api._strip_key(f"https://h/v?KEY={KEY}", secret) == "https://h/v"
+    assert api._strip_key(f"https://h/v?token=Bearer%20{KEY}", secret) == "https://h/v"
+    assert api._strip_key(f"https://h/{KEY}/v?alt=media", secret) is None
+    assert api._strip_key(f"https://h/v#{KEY}", secret) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["operations/a?b", "models/x y/operations/1", "operations/..", "operations/" + "a" * 2000],
+)
+async def test_an_operation_name_that_cannot_be_polled_is_outcome_unknown(name: str) -> None:
+    async with answering(200, {"name": name}) as client:
+        exc = await expect(SubmitOutcomeUnknown, client.submit(make_spec("j")))
+    assert "neither stored nor polled" in str(exc) and len(str(exc)) < 600
 
 
 def test_repr_never_shows_the_key() -> None:

@@ -192,3 +192,81 @@ async def test_redirects_that_never_end_in_a_video_are_unusable(
         check(result, UnusableVideo, *words)
         assert srv.requests[f"video:{mode}"] == (6 if mode == "redirect_loop" else 1)
     assert files_in(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------ the key
+
+
+async def test_an_operation_name_holding_the_key_is_never_returned() -> None:
+    """It cannot be stored or polled without putting the key in the database and a URL:
+    the operation may exist, so the outcome is unknown (the user decides)."""
+    async with hostile(submit="key_in_name") as (srv, client):
+        result, _ = await peak_bytes(client.submit(make_spec("j")))
+        check(result, SubmitOutcomeUnknown, "holds the API key", "<redacted>", "not resent")
+        assert srv.requests["submit"] == 1 and srv.requests["poll"] == 0
+
+
+async def test_a_key_in_a_video_uri_query_is_stripped_before_it_is_returned(
+    tmp_path: Path,
+) -> None:
+    async with hostile(poll="key_in_uri") as (srv, client):
+        status = await client.poll("operations/op-1", MODEL)
+        assert status.video_uris == (f"{srv.video_url('ok')}?alt=media",)
+        result = await client.download(status.video_uris[0], tmp_path / "v.mp4")
+        assert result.size == len(SAMPLE_MP4)
+        # Even a URI stored by an older version is cleaned before it is requested.
+        await client.download(f"{srv.video_url('ok')}?key={KEY}", tmp_path / "w.mp4")
+        assert srv.urls_with_key == []
+
+
+async def test_a_key_elsewhere_in_a_video_uri_makes_the_answer_malformed() -> None:
+    async with hostile(poll="key_in_uri_path") as (_, client):
+        result, _ = await peak_bytes(client.poll("operations/op-1", MODEL))
+        check(result, MalformedAnswer, "holds the API key", "<redacted>")
+
+
+async def test_a_redirect_carrying_the_key_is_followed_without_it(tmp_path: Path) -> None:
+    async with hostile() as (srv, client):
+        result = await client.download(srv.video_url("redirect_with_key"), tmp_path / "v.mp4")
+        assert result.size == len(SAMPLE_MP4)
+        assert srv.requests["video:ok"] == 1 and srv.urls_with_key == []
+
+
+@pytest.mark.parametrize("mode", ["key_in_texts", "key_in_filtered"])
+async def test_server_texts_in_an_operation_status_are_scrubbed(mode: str) -> None:
+    async with hostile(poll=mode) as (_, client):
+        status = await client.poll("operations/op-1", MODEL)
+    texts = [status.error_message or "", *status.filtered_reasons, *status.video_uris]
+    assert status.state == ("failed" if mode == "key_in_texts" else "filtered")
+    assert all(KEY not in t for t in texts) and any("<redacted>" in t for t in texts)
+    if mode == "key_in_filtered":
+        assert status.filtered_reasons[1] == "58061214"
+
+
+@pytest.mark.parametrize(("submit", "poll"), [("key_in_name", "done"), ("ok", "key_in_uri")])
+async def test_a_key_echoing_server_gets_the_key_into_no_row_and_no_url(
+    tmp_path: Path, submit: str, poll: str
+) -> None:
+    """End to end: whatever the server echoes, the key reaches neither the database (and
+    so no export or report) nor any URL the run requests."""
+    from batchveo.runner import Runner
+    from batchveo.store import Store
+    from tests.pipeline_helpers import KEY as RUN_KEY
+    from tests.pipeline_helpers import fast_config
+
+    store = await Store.open(tmp_path / "jobs.db")
+    try:
+        await store.add_jobs([make_spec("echo")])
+        async with HostileServer(submit=submit, poll=poll) as srv:
+            provider = resolve_provider("custom", srv.url)
+            async with VeoClient(provider, RUN_KEY) as client:
+                await Runner(store, client, fast_config(tmp_path / "v")).run()
+            assert srv.urls_with_key == []
+        job = await store.get("echo")
+        assert job is not None
+        expected = "uncertain" if submit == "key_in_name" else "done"
+        assert job.state.value == expected
+    finally:
+        await store.close()
+    for path in tmp_path.glob("jobs.db*"):
+        assert RUN_KEY.encode() not in path.read_bytes(), path.name
