@@ -12,9 +12,10 @@ Design points:
 * **Errors.** Both error envelopes are parsed (Google's ``{error: {code, message,
   status, details}}`` and the reseller's ``{error: {message, type}}``); non-JSON
   bodies are tolerated. Messages read ``HTTP 429 RESOURCE_EXHAUSTED: <server
-  message>``, are truncated, and are scrubbed of the key in case a server echoes
-  it. A 429 yields its delay from ``Retry-After`` (seconds or HTTP date), else
-  ``google.rpc.RetryInfo.retryDelay``, else "retry in 43.7s" in the message.
+  message>``, are scrubbed of the key in case a server echoes it, then truncated
+  to one printable line. A 429 yields its delay from ``Retry-After`` (seconds or
+  HTTP date), else ``google.rpc.RetryInfo.retryDelay``, else "retry in 43.7s" in the
+  message.
 * **Was the submit sent?** Each request carries a ``_Probe``. An
   ``aiohttp.TraceConfig`` marks it when aiohttp begins writing the request
   (``on_request_headers_sent``) and at each body write
@@ -352,8 +353,9 @@ def split_operation_name(name: str, model: str) -> tuple[str, str]:
     return model, parts[-1]
 
 
-def parse_operation(data: Any) -> OperationStatus:
-    """An operation JSON object as the runner's ``OperationStatus``."""
+def parse_operation(data: Any, scrub: Callable[[str], str] = str) -> OperationStatus:
+    """An operation JSON object as the runner's ``OperationStatus``; its texts (error
+    message, filter reasons) pass through ``scrub`` before they are clipped."""
     if not isinstance(data, dict):
         return OperationStatus("failed", error_message="operation is not a JSON object")
     error = data.get("error")
@@ -362,7 +364,7 @@ def parse_operation(data: Any) -> OperationStatus:
         return OperationStatus(
             "failed",
             error_code=code if isinstance(code, int) else None,
-            error_message=_clip(str(error.get("message") or error.get("status") or error)),
+            error_message=_clip(scrub(str(error.get("message") or error.get("status") or error))),
         )
     if not data.get("done"):
         return OperationStatus("running")
@@ -371,7 +373,7 @@ def parse_operation(data: Any) -> OperationStatus:
     inner = response.get("generateVideoResponse")
     layers = [d for d in (inner, response) if isinstance(d, dict)]
     uris = tuple(uri for layer in layers for uri in _sample_uris(layer))
-    reasons = tuple(r for layer in layers for r in _filter_reasons(layer))
+    reasons = tuple(_clip(scrub(r)) for layer in layers for r in _filter_reasons(layer))
     filtered = any(layer.get("raiMediaFilteredCount") for layer in layers) or bool(reasons)
     if uris:
         return OperationStatus("done", video_uris=uris, filtered_reasons=reasons)
@@ -436,7 +438,7 @@ def error_for_status(
     """The exception for a non-success answer to a ``kind`` request."""
     env = parse_envelope(body, reason)
     label = f"HTTP {status} {env.status or reason or ''}".rstrip()
-    message = scrub(f"{label}: {_clip(env.message)}")
+    message = _clip(scrub(f"{label}: {env.message}"))  # scrubbed whole, then clipped
     if status == 429:
         if _is_per_day_quota(env.details):
             return QuotaExhausted(message, status=status, retry_after_s=retry_after_s(headers, env))
@@ -764,10 +766,10 @@ class VeoClient:
             data = json.loads(reply.body)
         except ValueError:
             raise Transient(f"poll answered non-JSON: {_clip(self._text(reply.body))}") from None
-        return self._keyless_status(parse_operation(data))
+        return self._keyless_uris(parse_operation(data, scrub=self._key.scrub))
 
-    def _keyless_status(self, status: OperationStatus) -> OperationStatus:
-        """``status`` with the key out of every field built from the server's text.
+    def _keyless_uris(self, status: OperationStatus) -> OperationStatus:
+        """``status`` with the key out of its video URIs (its texts are scrubbed already).
 
         A video URI carrying the key in its query loses that parameter (the key goes in
         the header); one carrying it anywhere else cannot be stored or fetched without
@@ -782,13 +784,7 @@ class VeoClient:
                     f"({_show_url(self._key.scrub(uri))}): not stored"
                 )
             uris.append(clean)
-        message = status.error_message
-        return replace(
-            status,
-            video_uris=tuple(uris),
-            error_message=None if message is None else self._key.scrub(message),
-            filtered_reasons=tuple(_clip(self._key.scrub(r)) for r in status.filtered_reasons),
-        )
+        return replace(status, video_uris=tuple(uris))
 
     async def _negotiate_poll(self, url: URL, refused: str | None) -> _Reply:
         """Poll with the method in use, and with the other one after a 405.
@@ -937,7 +933,7 @@ class VeoClient:
         )
 
     def _network_error(self, exc: BaseException, probe: _Probe | None, kind: Kind) -> ApiError:
-        what = self._key.scrub(_clip(f"{type(exc).__name__}: {exc}".rstrip(": ")))
+        what = _clip(self._key.scrub(f"{type(exc).__name__}: {exc}".rstrip(": ")))
         if kind != "submit" or probe is None:
             return Transient(f"{kind} failed: {what}")
         if provably_unsent(exc, probe):
@@ -992,6 +988,11 @@ def _show_url(text: str) -> str:
     return _clip(re.sub(r"//[^/@]*@", "//", text))
 
 
+def _token(text: str) -> str:
+    """A header token fit for a message (``gzip``), or a placeholder for anything else."""
+    return text if re.fullmatch(r"[a-z0-9._-]{1,24}", text) else "(unrecognised)"
+
+
 def _other_method(method: str) -> str:
     return "POST" if method == "GET" else "GET"
 
@@ -1038,7 +1039,7 @@ class _Inflater:
         if self.encoding in ("gzip", "x-gzip"):
             self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif self.encoding not in ("", "identity", "deflate"):
-            raise _Undecodable(f"Content-Encoding {_clip(self.encoding)}")
+            raise _Undecodable(f"Content-Encoding {_token(self.encoding)}")
 
     def feed(self, data: bytes, room: int) -> bytes:
         """At most ``room`` (>= 1) bytes of output; input beyond that is dropped."""
@@ -1101,7 +1102,7 @@ async def _stream_to_file(
     if encoding not in ("", "identity"):
         resp.close()
         raise UnusableVideo(
-            f"the video came with Content-Encoding {_clip(encoding)} although identity was "
+            f"the video came with Content-Encoding {_token(encoding)} although identity was "
             "asked for: not decoded"
         )
     expected = resp.content_length

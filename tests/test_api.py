@@ -665,6 +665,19 @@ async def test_key_echoed_by_a_server_is_scrubbed() -> None:
         assert status.state == "failed" and KEY not in (status.error_message or "")
 
 
+async def test_a_key_at_the_clip_boundary_leaves_no_prefix_behind() -> None:
+    """Scrubbed before clipped: a key cut in half by the clip would escape the scrub."""
+    message = "x" * (api.MAX_MESSAGE_CHARS - 10) + KEY + " suspended"
+    body = {"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}}
+    async with answering(403, body) as client:
+        exc = await expect(AccountError, client.submit(make_spec("j")))
+        assert KEY[:8] not in str(exc)
+    done = {"done": True, "error": {"code": 7, "message": message}}
+    async with answering(200, done) as client:
+        status = await client.poll("operations/x", MODEL)
+        assert KEY[:8] not in (status.error_message or "")
+
+
 # ------------------------------------------------------------------------------ polling
 
 
