@@ -270,3 +270,35 @@ async def test_a_key_echoing_server_gets_the_key_into_no_row_and_no_url(
         await store.close()
     for path in tmp_path.glob("jobs.db*"):
         assert RUN_KEY.encode() not in path.read_bytes(), path.name
+
+
+# ------------------------------------------------------------------------------ silence, gateways
+
+
+async def test_a_submit_that_never_answers_is_outcome_unknown() -> None:
+    async with HostileServer(submit="never_answers") as srv:
+        provider = resolve_provider("custom", srv.url)
+        async with VeoClient(provider, KEY, request_timeout_s=0.2) as client:
+            result, _ = await peak_bytes(client.submit(make_spec("j")))
+        check(result, SubmitOutcomeUnknown, "may have reached the server")
+        assert srv.requests["submit"] == 1  # sent once, never again
+
+
+@pytest.mark.parametrize("mode", ["502", "504"])
+async def test_a_gateway_page_on_submit_is_outcome_unknown(mode: str) -> None:
+    async with hostile(submit=mode) as (srv, client):
+        result, _ = await peak_bytes(client.submit(make_spec("j")))
+        check(result, SubmitOutcomeUnknown, f"HTTP {mode}", "not resent")
+        assert srv.requests["submit"] == 1
+
+
+async def test_a_refused_project_and_a_refused_file(tmp_path: Path) -> None:
+    from batchveo.errors import AccountError, FileRefused
+
+    async with hostile(submit="precondition") as (srv, client):
+        result, _ = await peak_bytes(client.submit(make_spec("j")))
+        check(result, AccountError, "FAILED_PRECONDITION", "location")
+        result, _ = await peak_bytes(
+            client.download(srv.video_url("forbidden"), tmp_path / "v.mp4")
+        )
+        check(result, FileRefused, "HTTP 403 PERMISSION_DENIED")
