@@ -12,9 +12,10 @@ Design points:
 * **Errors.** Both error envelopes are parsed (Google's ``{error: {code, message,
   status, details}}`` and the reseller's ``{error: {message, type}}``); non-JSON
   bodies are tolerated. Messages read ``HTTP 429 RESOURCE_EXHAUSTED: <server
-  message>``, are truncated, and are scrubbed of the key in case a server echoes
-  it. A 429 yields its delay from ``Retry-After`` (seconds or HTTP date), else
-  ``google.rpc.RetryInfo.retryDelay``, else "retry in 43.7s" in the message.
+  message>``, are scrubbed of the key in case a server echoes it, then truncated
+  to one printable line. A 429 yields its delay from ``Retry-After`` (seconds or
+  HTTP date), else ``google.rpc.RetryInfo.retryDelay``, else "retry in 43.7s" in the
+  message.
 * **Was the submit sent?** Each request carries a ``_Probe``. An
   ``aiohttp.TraceConfig`` marks it when aiohttp begins writing the request
   (``on_request_headers_sent``) and at each body write
@@ -28,12 +29,35 @@ Design points:
   body go out in that one write, which aiohttp refuses on a closing transport).
   Anything else after writing began (disconnect while waiting, read timeout,
   reset) is ``SubmitOutcomeUnknown``: there is no idempotency key, so a paid
-  operation may exist. A 2xx without an operation name is unknown too. Polls and
-  downloads are free to repeat, so their network failures are just ``Transient``.
+  operation may exist. A 2xx without an operation name is unknown too, and so is a
+  502 or 504 to a submit: a gateway (the reseller is one) may have passed it on before
+  giving up. Polls and downloads are free to repeat, so their network failures and
+  5xx are just ``Transient``.
 * **The key** lives in a redacting wrapper, travels only in the
   ``x-goog-api-key`` header (never ``?key=``), and only to the provider's own
   hosts: downloads follow redirects by hand and drop the key for any other host
-  (signed storage URLs). Logs carry URLs without query strings.
+  (signed storage URLs). Logs carry URLs without query strings. A base URL with a
+  query or user info is refused, and the message shows neither.
+* **A server that echoes the key.** Nothing the client returns or builds a URL from
+  may hold it, since what it returns is stored, exported and (operation names) sent
+  back in poll URLs. An operation name holding the key (or too long, or unusable in
+  a URL path) is ``SubmitOutcomeUnknown`` with the key redacted: the operation may
+  exist and be paid, but it cannot be polled safely, so a human decides. A video URI
+  (or a redirect) carrying the key in a query parameter loses that parameter, the
+  rest kept byte for byte (the key goes in the header anyway); one holding it
+  anywhere else is ``MalformedAnswer`` on a poll, ``UnusableVideo`` on a download.
+  Error messages and ``OperationStatus`` texts are scrubbed of the key and of
+  control characters, and clipped.
+* **Bounds on what a server sends.** aiohttp never inflates anything
+  (``auto_decompress=False``). Answers to submits and polls are read up to
+  ``max_json_bytes`` (``MAX_JSON_BYTES``) after the client's own bounded inflating (gzip
+  or deflate, the only encodings asked for): no further, a Content-Length over it is not
+  read at all, and an answer over it is ``SubmitOutcomeUnknown`` on a submit (the
+  request was sent) or ``MalformedAnswer`` on a poll. Videos are asked for as identity:
+  any other Content-Encoding (a gzip bomb) is ``UnusableVideo``, never inflated, and so
+  is a video over ``max_video_bytes`` (``MAX_VIDEO_BYTES``): refused from its
+  Content-Length, or cut off as soon as it grows past the cap. A URI or redirect that is
+  not http(s), or more than ``MAX_REDIRECTS`` redirects, is ``UnusableVideo`` too.
 * **Downloads** stream to ``<dest>.part`` while hashing, check Content-Length and
   the MP4 ``ftyp`` box; then ``files`` makes the file durable (fsync, rename
   into place, fsync the folder), so ``dest`` exists only when it is complete.
@@ -41,8 +65,10 @@ Design points:
   replaced by the real file later, and failing the job would throw away a paid
   video.
 * **405 on poll.** The reseller's pages disagree on GET or POST; the client tries
-  GET, and on a 405 switches to POST for the rest of its life. Until the method
-  is settled, polls go one at a time, so at most one 405 is spent.
+  GET, and on a 405 switches to POST. The method is settled only by an answer that
+  proves it (a 2xx, or a 404 for the operation): a 429 or 5xx may come from a front
+  door that never looked at the method. A 405 after settling negotiates again.
+  Until the method is settled, polls go one at a time, so at most one 405 is spent.
 """
 
 from __future__ import annotations
@@ -56,6 +82,8 @@ import logging
 import os
 import re
 import time
+import urllib.parse
+import zlib
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -74,6 +102,8 @@ from batchveo.errors import (
     BadRequest,
     ConfigError,
     ContentRejected,
+    FileRefused,
+    MalformedAnswer,
     ModelUnavailable,
     NotFound,
     NotSent,
@@ -82,6 +112,7 @@ from batchveo.errors import (
     StopRun,
     SubmitOutcomeUnknown,
     Transient,
+    UnusableVideo,
 )
 from batchveo.files import FileCommitter, PartFile
 from batchveo.spec import ImageRef, JobSpec
@@ -93,8 +124,24 @@ Kind = Literal["submit", "poll", "download"]
 KEY_HEADER = "x-goog-api-key"
 MAX_MESSAGE_CHARS = 300
 MAX_REDIRECTS = 5
+MAX_OPERATION_NAME_CHARS = 1024
+"""Longest operation name kept (real ones are under 200): it is stored and polled."""
 CHUNK_BYTES = 1 << 20
+READ_BYTES = 64 * 1024
+"""One read of a JSON answer: small, so a cap is never overshot by much."""
+MAX_JSON_BYTES = 4 << 20
+"""Default cap on a submit's or poll's answer, after decompression. A Gemini operation is a
+few KB; 4 MiB leaves a thousand times that. (Vertex's inline videos will need a larger cap
+on their route: ``VeoClient(max_json_bytes=...)``.)"""
+MAX_ERROR_BODY_BYTES = 64 * 1024
+"""An error answer is read this far for its message (which is clipped far shorter)."""
+MAX_VIDEO_BYTES = 512 << 20
+"""Default cap on one downloaded video: a 4k 8 s clip is about 60 MB and a 148 s extended
+720p chain about 150 MB, so 512 MiB is well above any real one, and far below a full disk."""
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+GATEWAY_STATUSES = frozenset({502, 504})
+"""A proxy's "bad gateway" and "gateway timeout": it may have passed a submit on before it
+gave up, so the operation may exist (500 and 503 are the service's own word that it did not)."""
 _GEMINI = "https://generativelanguage.googleapis.com"
 _PROVIDERS: dict[str, tuple[str, str]] = {
     "gptproto": ("https://gptproto.com", "https://api.gptproto.com"),
@@ -114,6 +161,8 @@ _RETRY_IN = re.compile(r"retry\s+in\s+(\d+(?:\.\d+)?)\s*(ms|s)?", re.IGNORECASE)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 _BAD_KEY = re.compile(r"api[\s_-]*key[\s_-]*(not[\s_-]*valid|invalid)", re.IGNORECASE)
 _PER_DAY = re.compile(r"per[\s_-]*day", re.IGNORECASE)
+_LOCATION = re.compile(r"location|country|region|territor", re.IGNORECASE)
+_BILLING = re.compile(r"billing", re.IGNORECASE)
 
 
 # --------------------------------------------------------------------------- providers
@@ -161,9 +210,27 @@ def resolve_provider(name: str = "gptproto", base_url: str | None = None) -> Pro
 
 
 def _check_base_url(base_url: str) -> str:
-    url = URL(base_url.strip())
-    if url.scheme not in ("http", "https") or not url.raw_host or url.query_string:
-        raise ConfigError(f"base URL must look like https://host[:port], got {base_url!r}")
+    """The base URL, refused when it holds anything but scheme, host, port and path.
+
+    A query (``?key=``) or user info is where a secret travels: never accepted, and never
+    shown in the message (it goes to stderr, so to cron.log).
+    """
+    text = base_url.strip()
+    url = _parse_url(text)
+    if (
+        url is None
+        or url.scheme not in ("http", "https")
+        or not url.raw_host
+        or url.raw_query_string
+        or url.raw_fragment
+        or url.raw_user is not None
+        or url.raw_password is not None
+        or re.search(r"[?#@]", text)
+    ):
+        raise ConfigError(
+            f"base URL must look like https://host[:port], got {_show_url(text)!r} "
+            "(query and user info not shown; the key goes in BATCHVEO_API_KEY, never in a URL)"
+        )
     return str(url).rstrip("/")
 
 
@@ -209,9 +276,19 @@ class _Secret:
     def reveal(self) -> str:
         return self._value
 
+    def _forms(self) -> tuple[str, ...]:
+        """The key as sent and percent-encoded; none for a key too short to spot safely."""
+        if len(self._value) < 6:
+            return ()
+        quoted = urllib.parse.quote(self._value, safe="")
+        return (self._value,) if quoted == self._value else (self._value, quoted)
+
+    def found_in(self, text: str) -> bool:
+        return any(form in text for form in self._forms())
+
     def scrub(self, text: str) -> str:
-        if len(self._value) >= 6:
-            text = text.replace(self._value, "<redacted>")
+        for form in self._forms():
+            text = text.replace(form, "<redacted>")
         return text
 
     def __repr__(self) -> str:
@@ -276,8 +353,9 @@ def split_operation_name(name: str, model: str) -> tuple[str, str]:
     return model, parts[-1]
 
 
-def parse_operation(data: Any) -> OperationStatus:
-    """An operation JSON object as the runner's ``OperationStatus``."""
+def parse_operation(data: Any, scrub: Callable[[str], str] = str) -> OperationStatus:
+    """An operation JSON object as the runner's ``OperationStatus``; its texts (error
+    message, filter reasons) pass through ``scrub`` before they are clipped."""
     if not isinstance(data, dict):
         return OperationStatus("failed", error_message="operation is not a JSON object")
     error = data.get("error")
@@ -286,7 +364,7 @@ def parse_operation(data: Any) -> OperationStatus:
         return OperationStatus(
             "failed",
             error_code=code if isinstance(code, int) else None,
-            error_message=_clip(str(error.get("message") or error.get("status") or error)),
+            error_message=_clip(scrub(str(error.get("message") or error.get("status") or error))),
         )
     if not data.get("done"):
         return OperationStatus("running")
@@ -295,7 +373,7 @@ def parse_operation(data: Any) -> OperationStatus:
     inner = response.get("generateVideoResponse")
     layers = [d for d in (inner, response) if isinstance(d, dict)]
     uris = tuple(uri for layer in layers for uri in _sample_uris(layer))
-    reasons = tuple(r for layer in layers for r in _filter_reasons(layer))
+    reasons = tuple(_clip(scrub(r)) for layer in layers for r in _filter_reasons(layer))
     filtered = any(layer.get("raiMediaFilteredCount") for layer in layers) or bool(reasons)
     if uris:
         return OperationStatus("done", video_uris=uris, filtered_reasons=reasons)
@@ -360,7 +438,7 @@ def error_for_status(
     """The exception for a non-success answer to a ``kind`` request."""
     env = parse_envelope(body, reason)
     label = f"HTTP {status} {env.status or reason or ''}".rstrip()
-    message = scrub(f"{label}: {_clip(env.message)}")
+    message = _clip(scrub(f"{label}: {env.message}"))  # scrubbed whole, then clipped
     if status == 429:
         if _is_per_day_quota(env.details):
             return QuotaExhausted(message, status=status, retry_after_s=retry_after_s(headers, env))
@@ -368,6 +446,10 @@ def error_for_status(
     if status == 400:
         if _is_bad_key(env):  # Google answers a wrong key with 400 INVALID_ARGUMENT
             return AccountError(message, status=status)
+        if kind == "submit" and env.status == "FAILED_PRECONDITION":
+            # Said of the project, not the job (a location the API does not serve, no
+            # billing): every submit would get it, so stop at the first one.
+            return AccountError(f"{message} ({_precondition_hint(env.message)})", status=status)
         text = f"{env.message} {env.status or ''}"
         cls = ContentRejected if _CONTENT_POLICY.search(text) else BadRequest
         return cls(message, status=status)
@@ -376,11 +458,29 @@ def error_for_status(
     if status == 404:
         cls404 = ModelUnavailable if kind == "submit" else NotFound
         return cls404(message, status=status)
+    if kind == "submit" and status in GATEWAY_STATUSES:
+        return SubmitOutcomeUnknown(
+            f"{message} (a gateway's answer: the submit may have created a paid operation "
+            "upstream, so it is not resent automatically)",
+            status=status,
+        )
     if status >= 500 or status == 408:
         return Transient(message, status=status)
     if 300 <= status < 400:
         return StopRun(f"{message} (unexpected redirect: check the base URL)", status=status)
     return BadRequest(message, status=status)
+
+
+def _precondition_hint(message: str) -> str:
+    """What the user can do about a ``FAILED_PRECONDITION``: its cause is in the message."""
+    if _BILLING.search(message):  # "... not available in your country. Enable billing ..."
+        return "enable billing on the Google Cloud project of this API key"
+    if _LOCATION.search(message):
+        return "the API is not available from this location: run from a supported region"
+    return (
+        "enable billing on the Google Cloud project of this API key, "
+        "and check that the API is available from this location"
+    )
 
 
 def _is_bad_key(env: _Envelope) -> bool:
@@ -447,7 +547,8 @@ def _is_per_day_quota(details: list[Any]) -> bool:
 
 
 def _clip(text: str) -> str:
-    text = " ".join(text.split())
+    """One short printable line: a server's text may hold newlines or terminal escapes."""
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
 
 
@@ -541,6 +642,8 @@ class VeoClient:
         download_timeout_s: float = 600,
         max_connections: int = 32,
         user_agent: str = "batchveo/0.1",
+        max_json_bytes: int = MAX_JSON_BYTES,
+        max_video_bytes: int = MAX_VIDEO_BYTES,
     ):
         self.provider = provider
         self._key = _Secret(api_key)
@@ -551,6 +654,8 @@ class VeoClient:
             total=download_timeout_s, sock_connect=connect_timeout_s
         )
         self._max_connections = max_connections
+        self._max_json_bytes = max_json_bytes
+        self._max_video_bytes = max_video_bytes
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._poll_method: str = "GET"
@@ -582,7 +687,9 @@ class VeoClient:
                 headers={"User-Agent": self._user_agent},
                 trace_configs=[_trace_config()],
                 request_class=_ProbedRequest,
-                auto_decompress=True,
+                # Never inflate behind our back: JSON answers are inflated here under
+                # their cap (_read_capped), and videos are never inflated at all.
+                auto_decompress=False,
             )
         return self._session
 
@@ -617,50 +724,114 @@ class VeoClient:
                 f"HTTP {reply.status} from submit without an operation name: "
                 f"{_clip(self._text(reply.body))}"
             )
+        if why := self._unpollable(name, spec.model):
+            raise SubmitOutcomeUnknown(
+                f"submit answered HTTP {reply.status} with an operation name that {why} "
+                f"({_clip(self._key.scrub(name))}): it is neither stored nor polled; the "
+                "operation may exist and be paid, so it is not resent automatically"
+            )
         log.debug("submitted job %s as %s", spec.id, name)
         return name
+
+    def _unpollable(self, name: str, model: str) -> str | None:
+        """Why an operation name cannot be kept and polled safely, or None."""
+        if self._key.found_in(name):
+            return "holds the API key"  # stored, exported, and sent back in the poll URL
+        if len(name) > MAX_OPERATION_NAME_CHARS:
+            return f"is longer than {MAX_OPERATION_NAME_CHARS} characters"
+        model, op_id = split_operation_name(name, model)
+        if not (_is_segment(model) and _is_segment(op_id)):
+            return "cannot be part of a poll URL"
+        return None
 
     # ----------------------------------------------------------------------- poll
 
     async def poll(self, operation_name: str, model: str) -> OperationStatus:
-        """The operation's state; a 405 on GET switches this client to POST for good."""
+        """The operation's state; a 405 switches this client to the other method."""
         model, op_id = split_operation_name(operation_name, model)
         path = f"/v1beta/models/{_segment(model, 'model')}/operations/{_segment(op_id, 'op')}"
         url = URL(self.provider.query_base + path)
+        reply, refused = None, None
         if self._poll_method_settled:
-            reply = await self._poll_once(url)
-        else:
-            async with self._poll_lock:  # until the method is known, one poll at a time
-                reply = await self._poll_once(url)
-                if reply.status == 405 and self._poll_method == "GET":
-                    log.info("poll answered 405 to GET; using POST from now on")
-                    self._poll_method = "POST"
-                    reply = await self._poll_once(url)
-                if reply.status == 405:
-                    raise StopRun("poll answered 405 to both GET and POST: check the base URL")
-                self._poll_method_settled = True
+            method = self._poll_method
+            reply = await self._poll_once(url, method)
+            if reply.status == 405:
+                log.info("poll answered 405 to %s, the settled method; negotiating again", method)
+                reply, refused = None, method
+        if reply is None:
+            reply = await self._negotiate_poll(url, refused)
         if not reply.ok:
             raise self._http_error(reply, "poll")
         try:
             data = json.loads(reply.body)
         except ValueError:
             raise Transient(f"poll answered non-JSON: {_clip(self._text(reply.body))}") from None
-        result = parse_operation(data)
-        if result.error_message:
-            result = replace(result, error_message=self._key.scrub(result.error_message))
-        return result
+        return self._keyless_uris(parse_operation(data, scrub=self._key.scrub))
 
-    async def _poll_once(self, url: URL) -> _Reply:
-        body = b"" if self._poll_method == "POST" else None
-        return await self._call(self._poll_method, url, "poll", body)
+    def _keyless_uris(self, status: OperationStatus) -> OperationStatus:
+        """``status`` with the key out of its video URIs (its texts are scrubbed already).
+
+        A video URI carrying the key in its query loses that parameter (the key goes in
+        the header); one carrying it anywhere else cannot be stored or fetched without
+        it, so the answer is malformed.
+        """
+        uris = []
+        for uri in status.video_uris:
+            clean = _strip_key(uri, self._key)
+            if clean is None:
+                raise MalformedAnswer(
+                    "poll answered with a video URI that holds the API key outside its query "
+                    f"({_show_url(self._key.scrub(uri))}): not stored"
+                )
+            uris.append(clean)
+        return replace(status, video_uris=tuple(uris))
+
+    async def _negotiate_poll(self, url: URL, refused: str | None) -> _Reply:
+        """Poll with the method in use, and with the other one after a 405.
+
+        Only an answer that proves the method settles it: a 2xx, or a 404 for the
+        operation. A 429 or 5xx may come from a front door that never looked at the
+        method, so the next poll negotiates again. Until the method is settled, polls go
+        one at a time, so at most one 405 is spent per negotiation. ``refused`` is a
+        settled method that has just answered 405: start with the other one.
+        """
+        async with self._poll_lock:
+            tried: set[str] = set()
+            if refused is not None and self._poll_method == refused:  # nobody flipped it yet
+                self._poll_method_settled = False
+                self._poll_method = _other_method(refused)
+                tried.add(refused)
+            while True:
+                method = self._poll_method
+                reply = await self._poll_once(url, method)
+                if reply.status != 405:
+                    break
+                tried.add(method)
+                if len(tried) == 2:
+                    raise StopRun("poll answered 405 to both GET and POST: check the base URL")
+                self._poll_method_settled = False
+                self._poll_method = _other_method(method)
+                log.info("poll answered 405 to %s; trying %s", method, self._poll_method)
+            if reply.ok or reply.status == 404:
+                self._poll_method_settled = True
+            return reply
+
+    async def _poll_once(self, url: URL, method: str) -> _Reply:
+        body = b"" if method == "POST" else None
+        return await self._call(method, url, "poll", body)
 
     # ----------------------------------------------------------------------- download
 
     async def download(self, uri: str, dest: Path) -> DownloadResult:
         """Stream ``uri`` to ``dest`` atomically; the key goes to trusted hosts only."""
-        url = URL(uri, encoded=True)
-        if url.scheme not in ("http", "https") or not url.raw_host:
-            raise BadRequest(f"not a downloadable video URI: {_clip(str(url.with_query(None)))}")
+        clean = _strip_key(uri, self._key)
+        if clean is None:
+            raise UnusableVideo(
+                f"the video URI holds the API key: {_show_url(self._key.scrub(uri))}"
+            )
+        url = _parse_url(clean)
+        if url is None or url.scheme not in ("http", "https") or not url.raw_host:
+            raise UnusableVideo(f"the video URI is not an http(s) URL: {_show_url(clean)}")
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 async with self._ensure_session().get(
@@ -674,25 +845,37 @@ class VeoClient:
                         url = self._redirect_target(url, resp)
                         continue
                     if resp.status != 200:
-                        body = await resp.content.read(64 * 1024)
+                        body = await _read_error_body(resp)
                         reply = _Reply(resp.status, resp.reason, resp.headers, body)
                         if resp.status in (401, 403) and not self.provider.trusts(url):
                             # A signed storage URL refused (expired signature, say): the
                             # next attempt starts from the API's URI and gets a fresh one.
                             raise Transient(f"storage host {host_key(url)} refused: {reply.status}")
+                        if resp.status in (401, 403):
+                            # The Files API says 403 of a missing or expired file: that
+                            # file's trouble, not the account's (submits and polls say so).
+                            raise FileRefused(
+                                str(self._http_error(reply, "download")), status=resp.status
+                            )
                         raise self._http_error(reply, "download")
-                    return await _stream_to_file(resp, dest, self._files)
+                    return await _stream_to_file(resp, dest, self._files, self._max_video_bytes)
             except NETWORK_ERRORS as exc:
                 raise self._network_error(exc, None, "download") from None
-        raise Transient(f"download gave more than {MAX_REDIRECTS} redirects")
+        raise UnusableVideo(f"the download gave more than {MAX_REDIRECTS} redirects (a loop?)")
 
     def _redirect_target(self, url: URL, resp: aiohttp.ClientResponse) -> URL:
         location = resp.headers.get("Location")
         if not location:
             raise Transient(f"HTTP {resp.status} redirect without a Location header")
-        target = url.join(URL(location, encoded=True))
-        if target.scheme not in ("http", "https"):
-            raise Transient(f"redirect to a non-HTTP URL ({target.scheme})")
+        relative = _parse_url(location)
+        joined = None if relative is None else _strip_key(str(url.join(relative)), self._key)
+        if joined is None and relative is not None:
+            shown = _show_url(self._key.scrub(location))
+            raise UnusableVideo(f"redirect to a URL that holds the API key: {shown}")
+        target = None if joined is None else _parse_url(joined)
+        if target is None or target.scheme not in ("http", "https") or not target.raw_host:
+            shown = _show_url(self._key.scrub(location))
+            raise UnusableVideo(f"redirect to a non-http(s) URL: {shown}")
         return target
 
     # ----------------------------------------------------------------------- plumbing
@@ -702,7 +885,7 @@ class VeoClient:
 
     async def _call(self, method: str, url: URL, kind: Kind, body: bytes | None) -> _Reply:
         """One request with the key: the whole answer, or a mapped network error."""
-        headers = self._headers(url)
+        headers = {**self._headers(url), "Accept-Encoding": JSON_ENCODINGS}
         if body is not None:
             headers["Content-Type"] = "application/json"
         probe = _Probe()
@@ -717,13 +900,32 @@ class VeoClient:
                 timeout=self._timeout,
                 trace_request_ctx=probe,
             ) as resp:
-                body = await resp.read()
                 log.debug("%s %s -> %s", method, url.with_query(None), resp.status)
+                if not 200 <= resp.status < 300:
+                    body = await _read_error_body(resp)
+                    return _Reply(resp.status, resp.reason, resp.headers, body)
+                cap = self._max_json_bytes
+                try:
+                    body, whole = await _read_capped(resp, cap)
+                except _Undecodable as e:
+                    raise self._unreadable(kind, resp.status, str(e)) from None
+                if not whole:
+                    resp.close()  # read no further: the rest is never wanted
+                    raise self._unreadable(kind, resp.status, f"more than {cap} bytes (the cap)")
                 return _Reply(resp.status, resp.reason, resp.headers, body)
         except NETWORK_ERRORS as exc:
             raise self._network_error(exc, probe, kind) from None
         finally:
             _CURRENT_PROBE.reset(token)
+
+    def _unreadable(self, kind: Kind, status: int, what: str) -> ApiError:
+        """A 2xx answer that was not read (too big, an encoding we did not ask for)."""
+        text = f"{kind} answered HTTP {status} with {what}, not read"
+        if kind == "submit":
+            return SubmitOutcomeUnknown(
+                f"{text}: it may have created a paid operation, so it is not resent automatically"
+            )
+        return MalformedAnswer(text)
 
     def _http_error(self, reply: _Reply, kind: Kind) -> ApiError:
         return error_for_status(
@@ -731,7 +933,7 @@ class VeoClient:
         )
 
     def _network_error(self, exc: BaseException, probe: _Probe | None, kind: Kind) -> ApiError:
-        what = self._key.scrub(_clip(f"{type(exc).__name__}: {exc}".rstrip(": ")))
+        what = _clip(self._key.scrub(f"{type(exc).__name__}: {exc}".rstrip(": ")))
         if kind != "submit" or probe is None:
             return Transient(f"{kind} failed: {what}")
         if provably_unsent(exc, probe):
@@ -748,9 +950,60 @@ class VeoClient:
         return self._key.scrub(body.decode("utf-8", "replace"))
 
 
+def _strip_key(uri: str, key: _Secret) -> str | None:
+    """``uri`` without any query parameter that carries the key; None if it holds the key
+    anywhere else. The rest of the URI is kept byte for byte (it may be signed)."""
+    if not key.found_in(uri):
+        return uri
+    rest, hash_mark, fragment = uri.partition("#")
+    base, question, query = rest.partition("?")
+    kept = []
+    for param in query.split("&") if question else ():
+        name, _, value = param.partition("=")
+        plain = urllib.parse.unquote_plus(value)
+        if (
+            urllib.parse.unquote_plus(name).lower() == "key"
+            or key.found_in(plain)
+            or key.found_in(value)
+        ):
+            continue
+        kept.append(param)
+    clean = base + ("?" + "&".join(kept) if kept else "") + hash_mark + fragment
+    return None if key.found_in(clean) else clean
+
+
+def _parse_url(text: str) -> URL | None:
+    """``text`` as a URL exactly as sent (no re-encoding), or None if it cannot be one."""
+    try:
+        url = URL(text, encoded=True)
+        _ = url.explicit_port  # a bad port only shows when asked for
+    except (ValueError, TypeError):
+        return None
+    return url
+
+
+def _show_url(text: str) -> str:
+    """A URL fit for a message: no query, fragment or user info (where secrets travel)."""
+    text = re.split(r"[?#]", text, maxsplit=1)[0]
+    return _clip(re.sub(r"//[^/@]*@", "//", text))
+
+
+def _token(text: str) -> str:
+    """A header token fit for a message (``gzip``), or a placeholder for anything else."""
+    return text if re.fullmatch(r"[a-z0-9._-]{1,24}", text) else "(unrecognised)"
+
+
+def _other_method(method: str) -> str:
+    return "POST" if method == "GET" else "GET"
+
+
+def _is_segment(value: str) -> bool:
+    return bool(_SAFE_SEGMENT.match(value)) and value not in (".", "..")
+
+
 def _segment(value: str, what: str) -> str:
-    if not _SAFE_SEGMENT.match(value) or value in (".", ".."):
-        raise BadRequest(f"malformed {what} {value[:80]!r} for a URL path")
+    if not _is_segment(value):
+        raise BadRequest(f"malformed {what} {_clip(value[:80])!r} for a URL path")
     return value
 
 
@@ -762,15 +1015,103 @@ def _json_object(body: bytes) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+# --------------------------------------------------------------------------- bounded reads
+
+
+JSON_ENCODINGS = "gzip, deflate"
+"""What JSON answers may be compressed with: only what ``_Inflater`` can bound."""
+
+
+class _Undecodable(Exception):
+    """An answer in a Content-Encoding we did not ask for, or corrupt."""
+
+
+class _Inflater:
+    """Inflates a gzip or deflate body a piece at a time, never past a given length.
+
+    zlib's ``max_length`` stops each call at the room left under the cap, so a bomb costs
+    at most the cap, whatever it would inflate to.
+    """
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding.strip().lower()
+        self._z: Any = None
+        if self.encoding in ("gzip", "x-gzip"):
+            self._z = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding not in ("", "identity", "deflate"):
+            raise _Undecodable(f"Content-Encoding {_token(self.encoding)}")
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """At most ``room`` (>= 1) bytes of output; input beyond that is dropped."""
+        if self.encoding == "deflate" and self._z is None and data:
+            # RFC 9110 deflate is zlib-wrapped; some servers send it raw.
+            self._z = zlib.decompressobj(zlib.MAX_WBITS if data[0] & 0x0F == 8 else -zlib.MAX_WBITS)
+        if self._z is None:
+            return data
+        try:
+            out: bytes = self._z.decompress(data, room)
+        except zlib.error:
+            raise _Undecodable(f"a corrupt {self.encoding} body") from None
+        return out
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> tuple[bytes, bool]:
+    """The body, inflated, up to ``cap`` bytes; and whether that was all of it.
+
+    Reads no further than needed: a Content-Length over the cap is not read at all, and
+    reading stops at the first byte past the cap (counted both as received and inflated).
+    """
+    length = resp.content_length
+    inflater = _Inflater(resp.headers.get("Content-Encoding", "identity"))
+    if length is not None and length > cap:
+        return b"", False
+    out = bytearray()
+    received = 0
+    while True:
+        data = await resp.content.read(READ_BYTES)
+        if not data:
+            return bytes(out), True
+        received += len(data)
+        out += inflater.feed(data, cap + 1 - len(out))
+        if len(out) > cap or received > cap:
+            return bytes(out[:cap]), False
+
+
+async def _read_error_body(resp: aiohttp.ClientResponse) -> bytes:
+    """Enough of an error answer for its message; nothing if it cannot be decoded."""
+    try:
+        body, _ = await _read_capped(resp, MAX_ERROR_BODY_BYTES)
+    except _Undecodable:
+        return b""  # the status still says what it is
+    return body
+
+
 # --------------------------------------------------------------------------- files
 
 
 async def _stream_to_file(
-    resp: aiohttp.ClientResponse, dest: Path, committer: FileCommitter
+    resp: aiohttp.ClientResponse, dest: Path, committer: FileCommitter, max_bytes: int
 ) -> DownloadResult:
-    """Body -> dest.part (hashing) -> checks -> durable rename (see ``files``)."""
-    encoded = resp.headers.get("Content-Encoding", "identity").lower() != "identity"
-    expected = None if encoded else resp.content_length
+    """Body -> dest.part (hashing) -> checks -> durable rename (see ``files``).
+
+    The bytes are taken as sent: identity was asked for, and a video in any other encoding
+    is refused rather than inflated (a gzip bomb). So is one over ``max_bytes``, before
+    reading when its Content-Length says so, else as soon as it grows past it.
+    """
+    encoding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        resp.close()
+        raise UnusableVideo(
+            f"the video came with Content-Encoding {_token(encoding)} although identity was "
+            "asked for: not decoded"
+        )
+    expected = resp.content_length
+    if expected is not None and expected > max_bytes:
+        resp.close()
+        raise UnusableVideo(
+            f"the video's Content-Length is {expected} bytes, over the cap of {max_bytes}: "
+            "not downloaded"
+        )
     digest = hashlib.sha256()
     size = 0
     head = b""
@@ -778,6 +1119,12 @@ async def _stream_to_file(
     try:
         try:
             async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                if size + len(chunk) > max_bytes:
+                    resp.close()
+                    raise UnusableVideo(
+                        f"the video grew to more than {max_bytes} bytes (the cap): "
+                        "cut off and discarded"
+                    )
                 part.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)

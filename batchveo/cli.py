@@ -718,6 +718,7 @@ def _install_signal_handlers(runner: Any) -> None:
 @click.option("--early-404-s", type=float, help="Polls answer 404 this long after a submit.")
 @click.option("--max-concurrent-ops", type=int)
 @click.option("--balance-submits", type=int, help="Insufficient balance after N submits.")
+@click.option("--precondition-failure", help="Answer every submit 400 FAILED_PRECONDITION.")
 @click.option("--retention-s", type=float, help="Seconds a video is kept (default 2 days).")
 @click.option("--rate-429", type=float)
 @click.option("--rate-5xx", type=float)

@@ -11,13 +11,17 @@ Endpoints (all but ``/__sim/`` and signed storage URLs need header ``x-goog-api-
 - ``POST /v1beta/models/{model}:predictLongRunning``: validate, maybe fail, create an operation.
 - ``GET|POST /v1beta/models/{model}/operations/{id}`` and ``/v1beta/operations/{id}``: poll.
   Only the methods allowed by ``poll_methods`` are served; the other answers 405.
+  ``fail_first_polls`` N: the first N polls the server receives answer
+  ``fail_first_polls_status`` (503 by default; 429, 500, 502, 504 too) whatever their method,
+  as a front door under load answers before the route is known.
 - ``GET /v1beta/files/{id}:download?alt=media`` and ``/upload/v1beta/files/...``: the video
   (the URI a poll returns uses the second, reseller, form when ``name_style`` is ``"short"``).
 - ``GET /__storage/{id}?sig=...``: the signed storage URL a redirecting download points to;
   no key needed, and a key arriving there is counted as a leak.
 - ``GET /__sim/stats``, ``POST /__sim/finish_all``, ``GET|POST /__sim/config``.
 
-A submit is checked in this order: key (401), balance (403), model (404), body (400), counted
+A submit is checked in this order: key (401), ``precondition_failure`` (400), balance (403),
+model (404), body (400), counted
 then random faults (reset, 5xx, 429), quota (429 with QuotaFailure), content policy (400).
 Only accepted submits count toward ``rpm_limit``, ``rpd_limit`` and ``balance_submits``. A
 429's delay is in a ``Retry-After`` header (whole seconds, rounded up, as RFC 9110 says), a
@@ -29,6 +33,10 @@ Downloads: with ``files_host`` the URI names that host, where no key is needed. 
 ``/__storage/`` on ``files_host`` (or the API host): the key belongs on the first hop only. A
 key arriving on ``files_host`` or ``/__storage/`` counts in ``key_leaks``; ``?key=`` in a URL is
 refused (Google accepts it, but it leaks into logs) and counts in ``key_in_url``.
+
+``precondition_failure``: every submit answers ``400 FAILED_PRECONDITION`` with this message, as
+Google answers every request of a project it will not serve ("User location is not supported
+for the API use.", or a project without billing).
 
 ``rpd_limit`` is a per-day quota: past it, submits get a 429 whose QuotaFailure names PerDay,
 until the next quota day (``day_s`` long, counted from the simulator's start; Google resets at
@@ -46,9 +54,15 @@ This is the service deciding on content: the client never needs to know about th
 - ``[sim:op_error]``: the operation ends ``done`` with ``error`` {code 13, INTERNAL}.
 - ``[sim:filtered]``: the operation ends ``done`` with raiMediaFilteredCount and no samples.
 - ``[sim:slow]``: generation takes the maximum of ``generation_s``.
+- ``[sim:file403]``: the operation ends ``done``, but every download of its video answers
+  ``403 PERMISSION_DENIED`` "You do not have permission to access the File ... or it may not
+  exist", as the Files API says of a missing or expired file.
 - ``[sim:resetxN]``: the first N submits of this prompt are read, then the connection is
   dropped with no response and no operation created.
 - ``[sim:500xN]`` / ``[sim:503xN]`` / ``[sim:429xN]``: the next N submits get that status.
+- ``[sim:502xN]`` / ``[sim:504xN]``: the next N submits get a gateway's HTML page with that
+  status (a proxy such as the reseller's; nothing is created here, but a real gateway may time
+  out after its upstream created the operation, so the client cannot know).
   Counted faults apply in order reset, 5xx, 429 (``[sim:resetx1][sim:500x2]``: reset, 500, 500,
   then accepted). ``xN`` may be omitted for N = 1.
 - ``[sim:lostxN]``: the first N *accepted* submits of this prompt create a (paid) operation
@@ -108,8 +122,8 @@ FILTERED_REASON = (
 )
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _MARKER = re.compile(r"\[sim:([a-z0-9_]+?)(?:x(\d+))?\]")
-_OUTCOME_MARKERS = ("content_policy", "bad_request", "op_error", "filtered", "slow")
-_COUNTED_MARKERS = ("reset", "500", "503", "429", "lost", "truncated")
+_OUTCOME_MARKERS = ("content_policy", "bad_request", "op_error", "filtered", "slow", "file403")
+_COUNTED_MARKERS = ("reset", "500", "502", "503", "504", "429", "lost", "truncated")
 _IMAGE_MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
@@ -129,6 +143,8 @@ _PARAMS |= {"negativePrompt", "sampleCount", "seed"}
 _FLOATS = ("retry_after_s", "rate_window_s", "retention_s", "day_s", "early_404_s")
 _OPT_INTS = ("rpm_limit", "rpd_limit", "max_concurrent_ops", "balance_submits", "seed")
 _BOOLS = ("count_polls_in_rpm", "redirect_downloads")
+_INTS = ("fail_first_polls", "fail_first_polls_status")
+_FAULT_STATUSES = (429, 500, 502, 503, 504)
 
 
 def _video_bytes() -> bytes:
@@ -166,12 +182,15 @@ class SimConfig:
     max_concurrent_ops: int | None = None
     balance_submits: int | None = None
     poll_methods: str = "both"
+    fail_first_polls: int = 0
+    fail_first_polls_status: int = 503
     retention_s: float = float(RETENTION_S)
     files_host: str | None = None
     redirect_downloads: bool = False
     name_style: str = "google"
     response_style: str = "nested"
     retired_models: tuple[str, ...] = ()
+    precondition_failure: str | None = None
     seed: int | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
@@ -190,6 +209,11 @@ class SimConfig:
             raise ValueError("rate_window_s must be > 0, retry_after_s and retention_s >= 0")
         if self.day_s <= 0 or self.early_404_s < 0:
             raise ValueError("day_s must be > 0 and early_404_s >= 0")
+        if self.fail_first_polls < 0 or self.fail_first_polls_status not in _FAULT_STATUSES:
+            raise ValueError(
+                "fail_first_polls must be >= 0 and fail_first_polls_status one of "
+                + ", ".join(map(str, _FAULT_STATUSES))
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> SimConfig:
@@ -234,6 +258,10 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, bool) or int(value) < 0:
                 raise ValueError
             return int(value)
+        if name in _INTS:
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
         if name in _BOOLS:
             if isinstance(value, str):
                 if value.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
@@ -243,7 +271,7 @@ def _coerce(name: str, value: Any) -> Any:
         if name == "retired_models":
             items = value.split(",") if isinstance(value, str) else value
             return tuple(str(m).strip() for m in items if str(m).strip())
-        if name == "files_host":
+        if name in ("files_host", "precondition_failure"):
             return (str(value) or None) if value is not None else None
         if name in _STYLES or name == "api_key":
             return str(value)
@@ -268,6 +296,7 @@ class _Op:
     polls: int = 0
     reported: bool = False  # a poll has already been told done
     created_at: float = 0.0
+    file403: bool = False  # downloads answer 403 PERMISSION_DENIED ([sim:file403])
 
 
 def _google_error(status: int, message: str, grpc: str, **extra: Any) -> web.Response:
@@ -289,9 +318,16 @@ def _not_found(message: str = "Requested entity was not found.") -> web.Response
     return _google_error(404, message, "NOT_FOUND")
 
 
+_GATEWAY_REASONS = {502: "Bad Gateway", 504: "Gateway Time-out"}
+
+
 def _server_error(status: int) -> web.Response:
     if status == 503:
         return _google_error(503, "The model is overloaded. Please try again later.", "UNAVAILABLE")
+    if status in _GATEWAY_REASONS:  # a proxy in front of the service: its page, not JSON
+        title = f"{status} {_GATEWAY_REASONS[status]}"
+        page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1></body></html>"
+        return web.Response(status=status, text=page, content_type="text/html")
     return _google_error(500, "An internal error has occurred. Please retry.", "INTERNAL")
 
 
@@ -475,6 +511,7 @@ class Simulator:
         self._day_start = self.config.clock()
         self._day = (0, 0)  # (quota day since start, accepted submits in it) for rpd_limit
         self._fault_seen: dict[str, int] = {}
+        self._polls_seen = 0  # polls counted against fail_first_polls
         self._requests: dict[str, dict[str, int]] = {
             k: {} for k in ("submit", "poll", "download", "storage")
         }
@@ -692,6 +729,8 @@ class Simulator:
             return _not_found()
         if not self._key_ok(request):
             return _reseller_error(401, "Invalid signature")
+        if cfg.precondition_failure:
+            return _google_error(400, cfg.precondition_failure, "FAILED_PRECONDITION")
         if cfg.balance_submits is not None and self._accepted >= cfg.balance_submits:
             return _reseller_error(403, "insufficient balance, please top up your account")
         model = request.match_info["model"]
@@ -729,6 +768,12 @@ class Simulator:
             return self._drop(request)
         return web.json_response({"name": op.name})
 
+    def _fault(self, status: int) -> web.Response:
+        """A 429 (with the configured delay) or a 5xx, as the injected faults answer."""
+        if status == 429:
+            return self._too_many("Resource has been exhausted.", self.config.retry_after_s, None)
+        return _server_error(status)
+
     def _counted_fault(
         self, request: web.Request, prompt: str, marks: dict[str, int]
     ) -> web.Response | None:
@@ -736,16 +781,10 @@ class Simulator:
         if not marks:
             return None
         seen = self._fault_seen[prompt] = self._fault_seen.get(prompt, 0) + 1
-        for kind in ("reset", "500", "503", "429"):
+        for kind in ("reset", "500", "502", "503", "504", "429"):
             seen -= marks.get(kind, 0)
             if seen <= 0:
-                if kind == "reset":
-                    return self._drop(request)
-                if kind == "429":
-                    return self._too_many(
-                        "Resource has been exhausted.", self.config.retry_after_s, None
-                    )
-                return _server_error(int(kind))
+                return self._drop(request) if kind == "reset" else self._fault(int(kind))
         return None
 
     def _create(self, now: float, model: str, prompt: str, marks: dict[str, int]) -> _Op:
@@ -764,7 +803,14 @@ class Simulator:
         short = cfg.name_style == "short"
         name = f"operations/{op_id}" if short else f"models/{model}/operations/{op_id}"
         op = _Op(
-            op_id, name, model, now + gen, outcome, trunc=marks.get("truncated", 0), created_at=now
+            op_id,
+            name,
+            model,
+            now + gen,
+            outcome,
+            trunc=marks.get("truncated", 0),
+            created_at=now,
+            file403="file403" in marks,
         )
         if outcome == "ok":
             op.file_id = f"{self._ids.getrandbits(48):012x}"
@@ -805,6 +851,9 @@ class Simulator:
 
     async def _poll(self, request: web.Request) -> web.StreamResponse:
         cfg = self.config
+        if self._polls_seen < cfg.fail_first_polls:
+            self._polls_seen += 1
+            return self._fault(cfg.fail_first_polls_status)
         if cfg.poll_methods != "both" and request.method.lower() != cfg.poll_methods:
             allow = cfg.poll_methods.upper()
             return web.Response(
@@ -887,6 +936,11 @@ class Simulator:
         op = self._live_file(request.match_info["file"])
         if op is None or op.file_id is None:
             return _not_found("File not found or expired.")
+        if op.file403:
+            message = (
+                f"You do not have permission to access the File {op.file_id} or it may not exist."
+            )
+            return _google_error(403, message, "PERMISSION_DENIED")
         if cfg.redirect_downloads and not on_files_host:
             sig = self._sign(op.file_id)
             host = f"{cfg.files_host}:{request.url.port}" if cfg.files_host else request.host

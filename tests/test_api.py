@@ -41,6 +41,7 @@ from batchveo.errors import (
     BadRequest,
     ConfigError,
     ContentRejected,
+    FileRefused,
     ModelUnavailable,
     NotFound,
     NotSent,
@@ -49,6 +50,7 @@ from batchveo.errors import (
     StopRun,
     SubmitOutcomeUnknown,
     Transient,
+    UnusableVideo,
 )
 from batchveo.simulator import SimConfig, Simulator
 from batchveo.spec import ImageRef
@@ -176,6 +178,25 @@ def test_providers_and_trusted_hosts() -> None:
         resolve_provider("custom")
     with pytest.raises(ConfigError, match="base URL"):
         resolve_provider("custom", "ftp://example.com")
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        f"http://127.0.0.1:8080/?key={KEY}",
+        f"https://gptproto.com/v1beta?alt=json&key={KEY}#x",
+        f"https://user:{KEY}@gptproto.com",
+        f"https://{KEY}@gptproto.com/",
+    ],
+)
+def test_a_base_url_holding_a_secret_is_refused_without_showing_it(base_url: str) -> None:
+    """The message goes to stderr, so to cron.log: it shows neither query nor user info."""
+    with pytest.raises(ConfigError) as info:
+        resolve_provider("custom", base_url)
+    text = str(info.value)
+    assert KEY not in text and "key=" not in text and "\n" not in text
+    assert "gptproto.com" in text or "127.0.0.1:8080" in text
+    assert "BATCHVEO_API_KEY" in text
 
 
 def test_key_goes_only_to_provider_hosts() -> None:
@@ -521,7 +542,7 @@ async def test_retry_delay_from_message_and_retryinfo() -> None:
 
 async def test_non_json_and_reseller_envelopes() -> None:
     async with answering(502, "<html><body>Bad   Gateway</body></html>") as client:
-        exc = await expect(Transient, client.submit(make_spec("j")))
+        exc = await expect(Transient, client.poll("operations/x", MODEL))
         assert str(exc) == "HTTP 502 Bad Gateway: <html><body>Bad Gateway</body></html>"
     reseller = {"error": {"message": "503 Content policy violation", "type": "400"}}
     async with answering(400, reseller) as client:
@@ -532,6 +553,65 @@ async def test_non_json_and_reseller_envelopes() -> None:
         assert len(str(exc)) < 400
     async with answering(301, "", {"Location": "https://elsewhere.example/"}) as client:
         await expect(StopRun, client.submit(make_spec("j")))
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "cls"),
+    [
+        (502, "submit", SubmitOutcomeUnknown),
+        (504, "submit", SubmitOutcomeUnknown),
+        (500, "submit", Transient),
+        (503, "submit", Transient),
+        (502, "poll", Transient),
+        (504, "poll", Transient),
+        (504, "download", Transient),
+    ],
+)
+def test_a_gateway_error_on_submit_may_have_created_the_operation(
+    status: int, kind: api.Kind, cls: type[ApiError]
+) -> None:
+    """A 502/504 comes from a proxy (the reseller is one) that may have passed the submit
+    on before it gave up: the operation may exist, so it is never resent silently. A 500
+    or 503 is the service's own answer that it did not do it; polls and downloads are
+    free to repeat."""
+    page = b"<html><head><title>504 Gateway Time-out</title></head></html>"
+    exc = api.error_for_status(status, {}, page, kind, "Gateway Time-out")
+    assert type(exc) is cls and exc.status == status
+    assert str(exc).startswith(f"HTTP {status} Gateway Time-out: ")
+    if cls is SubmitOutcomeUnknown:
+        assert "not resent automatically" in str(exc)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate"])
+async def test_compressed_json_answers_are_read(coding: str) -> None:
+    """Google compresses its JSON when asked; the client inflates it itself (under its cap)."""
+    done = {"name": "operations/x", "done": True, "error": {"code": 13, "message": "boom"}}
+    seen: list[str] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Accept-Encoding", ""))
+        if request.path.endswith(":predictLongRunning"):
+            resp = web.json_response(google_429([], "Please retry in 2s."), status=429)
+        else:
+            resp = web.json_response(done)
+        resp.enable_compression(web.ContentCoding(coding))
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    async with tiny_server(app) as url, client_for(url) as client:
+        exc = await expect(RateLimited, client.submit(make_spec("j")))
+        assert isinstance(exc, RateLimited) and exc.retry_after_s == 2.0
+        status = await client.poll("operations/x", MODEL)
+        assert (status.state, status.error_message) == ("failed", "boom")
+    assert seen == ["gzip, deflate"] * 2
+
+
+async def test_control_characters_from_a_server_never_reach_a_message() -> None:
+    body = {"error": {"code": 400, "message": "bad\x1b[2J\x00 request\r\nX-Injected: 1"}}
+    async with answering(400, body) as client:
+        exc = await expect(BadRequest, client.submit(make_spec("j")))
+    assert str(exc) == "HTTP 400 Bad Request: bad [2J request X-Injected: 1"
 
 
 async def test_google_invalid_key_400_is_an_account_error() -> None:
@@ -549,6 +629,29 @@ async def test_google_invalid_key_400_is_an_account_error() -> None:
         await expect(AccountError, client.submit(make_spec("j")))
 
 
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("User location is not supported for the API use.", "not available from this location"),
+        (
+            "Gemini API free tier is not available in your country. Please enable billing on "
+            "your project in Google AI Studio.",
+            "enable billing",
+        ),
+        ("Precondition check failed.", "enable billing"),
+    ],
+)
+async def test_a_failed_precondition_on_submit_stops_the_run(message: str, hint: str) -> None:
+    """Google answers every request of a project it will not serve this way: the next
+    submit would get the same, so the run stops instead of failing each job."""
+    body = {"error": {"code": 400, "message": message, "status": "FAILED_PRECONDITION"}}
+    async with answering(400, body) as client:
+        exc = await expect(AccountError, client.submit(make_spec("j")))
+        text = str(exc)
+        assert text.startswith(f"HTTP 400 FAILED_PRECONDITION: {message}")
+        assert hint in text and "\n" not in text and exc.status == 400
+
+
 async def test_key_echoed_by_a_server_is_scrubbed() -> None:
     body = {
         "error": {"code": 403, "message": f"key {KEY} is suspended", "status": "PERMISSION_DENIED"}
@@ -560,6 +663,19 @@ async def test_key_echoed_by_a_server_is_scrubbed() -> None:
     async with answering(200, done_with_echo) as client:
         status = await client.poll("operations/x", MODEL)
         assert status.state == "failed" and KEY not in (status.error_message or "")
+
+
+async def test_a_key_at_the_clip_boundary_leaves_no_prefix_behind() -> None:
+    """Scrubbed before clipped: a key cut in half by the clip would escape the scrub."""
+    message = "x" * (api.MAX_MESSAGE_CHARS - 10) + KEY + " suspended"
+    body = {"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED"}}
+    async with answering(403, body) as client:
+        exc = await expect(AccountError, client.submit(make_spec("j")))
+        assert KEY[:8] not in str(exc)
+    done = {"done": True, "error": {"code": 7, "message": message}}
+    async with answering(200, done) as client:
+        status = await client.poll("operations/x", MODEL)
+        assert KEY[:8] not in (status.error_message or "")
 
 
 # ------------------------------------------------------------------------------ polling
@@ -627,6 +743,30 @@ async def test_concurrent_first_polls_spend_one_405() -> None:
 async def test_405_to_both_methods_stops_the_run() -> None:
     async with answering(405, "Method Not Allowed") as client:
         await expect(StopRun, client.poll("operations/x", MODEL))
+
+
+@pytest.mark.parametrize(("status", "cls"), [(503, Transient), (429, RateLimited)])
+async def test_a_busy_answer_does_not_settle_the_poll_method(
+    status: int, cls: type[ApiError]
+) -> None:
+    cfg = {"poll_methods": "post", "fail_first_polls": 1, "fail_first_polls_status": status}
+    async with simulated(**cfg) as (sim, client):
+        name = await client.submit(make_spec("j"))
+        await expect(cls, client.poll(name, MODEL))  # GET met the front door: proves nothing
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert sim.stats()["requests"]["poll"] == {str(status): 1, "405": 1, "200": 2}
+
+
+async def test_a_405_after_settling_negotiates_again() -> None:
+    """The server (or a proxy put in front of it) changed its mind about the method."""
+    async with simulated(poll_methods="get") as (sim, client):
+        name = await client.submit(make_spec("j"))
+        assert (await client.poll(name, MODEL)).state == "done"
+        sim.configure(poll_methods="post")
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert (await client.poll(name, MODEL)).state == "done"
+        assert sim.stats()["requests"]["poll"] == {"200": 3, "405": 1}
 
 
 async def test_get_only_server_never_sees_post() -> None:
@@ -705,7 +845,7 @@ async def test_not_an_mp4_and_redirect_loops(tmp_path: Path) -> None:
     async with tiny_server(app) as url, client_for(url) as client:
         exc = await expect(Transient, client.download(f"{url}/page", tmp_path / "a.mp4"))
         assert "not an MP4" in str(exc)
-        exc = await expect(Transient, client.download(f"{url}/loop", tmp_path / "b.mp4"))
+        exc = await expect(UnusableVideo, client.download(f"{url}/loop", tmp_path / "b.mp4"))
         assert "redirects" in str(exc)
     assert no_leftovers(tmp_path) == []
 
@@ -747,6 +887,46 @@ async def test_storage_refusal_is_transient_not_an_account_error(tmp_path: Path)
     async with tiny_server(app) as url, client_for(url) as client:
         await expect(Transient, client.download(f"{url}/start", tmp_path / "v.mp4"))
     assert no_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_refused_file_on_the_provider_host_concerns_that_file_only(
+    tmp_path: Path, status: int
+) -> None:
+    """The Files API answers 403 "You do not have permission to access the File ... or it
+    may not exist" of a missing or expired file: retry it later, do not stop the run."""
+    message = "You do not have permission to access the File abc or it may not exist."
+    body = {"error": {"code": status, "message": message, "status": "PERMISSION_DENIED"}}
+    async with answering(status, body) as client:
+        uri = f"{client.provider.query_base}/v1beta/files/abc:download?alt=media"
+        exc = await expect(FileRefused, client.download(uri, tmp_path / "v.mp4"))
+        assert exc.status == status and message in str(exc)
+        await expect(AccountError, client.poll("operations/x", MODEL))  # the account's word
+        await expect(AccountError, client.submit(make_spec("j")))
+    assert no_leftovers(tmp_path) == []
+
+
+def test_a_key_in_a_query_is_stripped_and_the_rest_kept_byte_for_byte() -> None:
+    secret = api._Secret(KEY)
+    signed = "https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media"
+    assert api._strip_key(signed, secret) is signed  # nothing to do: untouched
+    assert api._strip_key(
+        f"https://h/v%20x?X-Goog-Signature=a%2Fb&key={KEY}&alt=media#t", secret
+    ) == ("https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media#t")
+    assert api._strip_key(f"https://h/v?KEY={KEY}", secret) == "https://h/v"
+    assert api._strip_key(f"https://h/v?token=Bearer%20{KEY}", secret) == "https://h/v"
+    assert api._strip_key(f"https://h/{KEY}/v?alt=media", secret) is None
+    assert api._strip_key(f"https://h/v#{KEY}", secret) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["operations/a?b", "models/x y/operations/1", "operations/..", "operations/" + "a" * 2000],
+)
+async def test_an_operation_name_that_cannot_be_polled_is_outcome_unknown(name: str) -> None:
+    async with answering(200, {"name": name}) as client:
+        exc = await expect(SubmitOutcomeUnknown, client.submit(make_spec("j")))
+    assert "neither stored nor polled" in str(exc) and len(str(exc)) < 600
 
 
 def test_repr_never_shows_the_key() -> None:

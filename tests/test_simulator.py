@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -657,3 +658,60 @@ async def test_a_new_operation_may_answer_404_for_a_moment(make: MakeSim, clock:
     status, op = await c.poll(body["name"])
     assert status == 200 and not op.get("done")
     assert sim.stats()["early_404s"] == 1
+
+
+async def test_a_project_the_service_will_not_serve_fails_every_submit(make: MakeSim) -> None:
+    message = "User location is not supported for the API use."
+    sim, c = await make(precondition_failure=message)
+    for _ in range(2):
+        status, body, _ = await c.submit()
+        assert status == 400
+        assert body == {"error": {"code": 400, "message": message, "status": "FAILED_PRECONDITION"}}
+    status, _, _ = await c.submit(key="wrong")
+    assert status == 401  # the key is checked first, as everywhere
+    assert sim.stats()["operations"]["created"] == 0
+    assert SimConfig.from_mapping({"precondition-failure": message}).precondition_failure == message
+
+
+async def test_file403_marker_refuses_that_video_only(make: MakeSim) -> None:
+    sim, c = await make()
+    refused = uri_of(await c.run("gone [sim:file403]"))
+    fine = uri_of(await c.run("kept"))
+    for _ in range(2):
+        status, data, _ = await c.get(refused)
+        body = json.loads(data)["error"]
+        assert status == 403 and body["status"] == "PERMISSION_DENIED"
+        assert "do not have permission to access the File" in body["message"]
+    status, data, _ = await c.get(fine)
+    assert status == 200 and data[4:8] == b"ftyp"
+    assert sim.stats()["requests"]["download"] == {"403": 2, "200": 1}
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_the_first_polls_can_fail_whatever_their_method(make: MakeSim, status: int) -> None:
+    sim, c = await make(poll_methods="post", fail_first_polls=2, fail_first_polls_status=status)
+    _, body, _ = await c.submit()
+    sim.finish_all()
+    name = body["name"]
+    assert [(await c.poll(name, m))[0] for m in ("GET", "POST", "GET", "POST")] == [
+        status,
+        status,
+        405,
+        200,
+    ]
+    with pytest.raises(ValueError, match="fail_first_polls_status"):
+        SimConfig(fail_first_polls_status=404)
+    assert SimConfig.from_mapping({"fail-first-polls": "3"}).fail_first_polls == 3
+
+
+@pytest.mark.parametrize(("status", "title"), [(502, "Bad Gateway"), (504, "Gateway Time-out")])
+async def test_gateway_markers_answer_a_proxy_page(make: MakeSim, status: int, title: str) -> None:
+    sim, c = await make()
+    prompt = f"x [sim:{status}x1]"
+    url = f"{sim.url}/v1beta/models/{MODEL}:predictLongRunning"
+    body = {"instances": [{"prompt": prompt}]}
+    async with c.http.post(url, json=body, headers={"x-goog-api-key": KEY}) as r:
+        assert r.status == status and r.content_type == "text/html"
+        assert f"{status} {title}" in await r.text()
+    assert (await c.submit(prompt))[0] == 200
+    assert sim.stats()["received_by_prompt"] == {prompt: 2}
