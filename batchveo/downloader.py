@@ -6,6 +6,9 @@ when complete and checked, and the job is ``done`` only once all its files are
 on disk with their size and sha256 recorded. A paid-for video is never given
 up while it may still exist: transient failures retry until the retention
 window has passed, and then the job is ``expired``.
+
+A video whose own name cannot be written (a link or a file in its way, a name
+too long) is saved as ``OUT/<id>.mp4`` instead, and the job records that name.
 """
 
 from __future__ import annotations
@@ -14,9 +17,17 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from batchveo.context import DueJob, RunContext
-from batchveo.errors import JobRejected, NotFound, QuotaExhausted, RetryLater, StopRun
+from batchveo.errors import (
+    JobRejected,
+    NotFound,
+    OutputUnusable,
+    QuotaExhausted,
+    RetryLater,
+    StopRun,
+)
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
@@ -49,14 +60,23 @@ def output_paths(out_dir: Path, job: Job) -> list[Path]:
         parts = [safe_segment(job.id)]
     folder = out_dir.joinpath(*parts[:-1])
     stem = parts[-1] if parts else safe_segment(job.id)
-    n = len(job.video_uris)
-    names = [f"{stem}.mp4"] if n == 1 else [f"{stem}_{i}.mp4" for i in range(1, n + 1)]
-    paths = [folder / name for name in names]
+    paths = [folder / name for name in _video_names(stem, len(job.video_uris))]
     root = os.path.abspath(out_dir)
     for p in paths:  # defence in depth (segments are sanitised); no syscalls per job
         if os.path.commonpath([root, os.path.abspath(p)]) != root:
             raise ValueError(f"job {job.id}: output path escapes {out_dir}")
+    # On the resolved path, files.PartFile holds it: no link below --out is followed.
     return paths
+
+
+def fallback_paths(out_dir: Path, job: Job) -> list[Path]:
+    """Where a video goes when its own path cannot be written: ``OUT/<id>.mp4`` (or
+    ``OUT/<id>_<n>.mp4``), right in ``--out`` where nothing but the name can be in the way."""
+    return [out_dir / name for name in _video_names(safe_segment(job.id), len(job.video_uris))]
+
+
+def _video_names(stem: str, n: int) -> list[str]:
+    return [f"{stem}.mp4"] if n == 1 else [f"{stem}_{i}.mp4" for i in range(1, n + 1)]
 
 
 async def downloader(ctx: RunContext) -> None:
@@ -80,13 +100,10 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
     now = ctx.now()
     expires_at = (job.generated_at or now) + ctx.config.retention_s
     try:
-        paths = output_paths(ctx.config.out_dir, job)
-        files = []
-        for uri, path in zip(job.video_uris, paths, strict=True):
-            result = await ctx.client.download(uri, path)
-            files.append(
-                {"path": os.path.abspath(result.path), "size": result.size, "sha256": result.sha256}
-            )
+        files, notes = await _download_files(ctx, job)
+    except OutputUnusable as e:  # neither its own name nor OUT/<id>.mp4 can be written
+        await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
+        return
     except (NotFound, RetryLater, JobRejected) as e:
         # A paid video is never given up while it may still exist: any refusal is
         # retried with backoff until the retention window has passed.
@@ -115,17 +132,42 @@ async def download_one(ctx: RunContext, item: DueJob) -> None:
         ctx.request_stop(f"stopped: {e}", everything=True)
         queue.retry(item, now)
         return
+    detail = "; ".join([f"{len(files)} file(s)", *notes])
     await ctx.store.transition(
-        job.id,
-        S.GENERATED,
-        S.DONE,
-        files=files,
-        finished_at=ctx.now(),
-        detail=f"{len(files)} file(s)",
+        job.id, S.GENERATED, S.DONE, files=files, finished_at=ctx.now(), detail=detail
     )
     queue.forget(job.id)
     ctx.stats.downloaded += 1
     ctx.emit("done", job=job.id, files=[f["path"] for f in files])
+
+
+async def _download_files(ctx: RunContext, job: Job) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every video of ``job`` on disk: the records of its files, and notes on names changed.
+
+    A video whose own path cannot be written is saved under its fallback name instead
+    (the paid video matters more than its name); OutputUnusable if that fails too.
+    """
+    out_dir = ctx.config.out_dir
+    files, notes = [], []
+    paths, fallbacks = output_paths(out_dir, job), fallback_paths(out_dir, job)
+    for uri, path, fallback in zip(job.video_uris, paths, fallbacks, strict=True):
+        try:
+            result = await ctx.client.download(uri, path)
+        except OutputUnusable as e:
+            if fallback == path:
+                raise
+            try:
+                result = await ctx.client.download(uri, fallback)
+            except OutputUnusable as again:
+                raise OutputUnusable(f"{e}; its fallback name failed too: {again}") from None
+            note = f"{e}; saved as {result.path}"
+            notes.append(note)
+            ctx.stats.note_error(f"{job.id}: {note}")
+            ctx.emit("renamed", job=job.id, wanted=str(path), path=str(result.path), reason=str(e))
+        files.append(
+            {"path": os.path.abspath(result.path), "size": result.size, "sha256": result.sha256}
+        )
+    return files, notes
 
 
 async def _end(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
