@@ -1,21 +1,110 @@
-"""Downloads end to end: where a video may land. Real sockets against the simulator."""
+"""Downloads end to end: where a video may land, and when a download is given up.
+
+Real sockets against the simulator; where a file host must misbehave in ways the
+simulator does not (a ``file://`` URI, a server that always answers 500, one that
+cannot be reached), the real client is wrapped so that its downloads go there.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from batchveo.errors import ConfigError
+from batchveo.api import VeoClient, resolve_provider
+from batchveo.context import RunConfig
+from batchveo.downloader import DOWNLOAD_SAME_ANSWER_TRIES, DOWNLOAD_UNUSABLE_TRIES
+from batchveo.errors import ConfigError, FileRefused, UnusableVideo
+from batchveo.runner import Runner, RunResult
+from batchveo.simulator import Simulator
+from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store import Store
 from tests.conftest import make_spec
-from tests.pipeline_helpers import fast_config, fast_sim, is_sim_video, run_batch
+from tests.pipeline_helpers import KEY, fast_config, fast_sim, is_sim_video, run_batch
 
 S = JobState
+DAY_S = 24 * 3600.0
+
+
+class Redirected:
+    """The real client, but each download goes where ``target(uri, dest)`` says (or raises
+    what it raises): a file host that misbehaves. Counts the downloads tried."""
+
+    def __init__(self, client: VeoClient, target: Callable[[str, Path], str]):
+        self.client = client
+        self.target = target
+        self.downloads = 0
+        self.on_download: Callable[[int], None] = lambda n: None
+
+    async def submit(self, spec: JobSpec) -> str:
+        return await self.client.submit(spec)
+
+    async def poll(self, operation_name: str, model: str) -> Any:
+        return await self.client.poll(operation_name, model)
+
+    async def download(self, uri: str, dest: Path) -> Any:
+        self.downloads += 1
+        self.on_download(self.downloads)
+        return await self.client.download(self.target(uri, dest), dest)
+
+
+async def run_redirected(
+    store: Store,
+    sim: Simulator,
+    config: RunConfig,
+    target: Callable[[str, Path], str],
+    *,
+    stop_after_downloads: int | None = None,
+) -> tuple[RunResult, int]:
+    """One run whose downloads go to ``target(uri, dest)``; its result and the downloads tried.
+
+    Bounded by a generous wall-clock limit only so that a regression fails instead of
+    hanging (a download retried until the two-day retention never returns).
+    """
+    async with VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
+        wrapped = Redirected(client, target)
+        runner = Runner(store, wrapped, config, rng=random.Random(1))
+        if stop_after_downloads is not None:
+            limit = stop_after_downloads
+
+            def stop(n: int) -> None:
+                if n >= limit:
+                    runner.request_stop("test over")
+
+            wrapped.on_download = stop
+        result = await asyncio.wait_for(runner.run(), 60)
+    return result, wrapped.downloads
+
+
+@asynccontextmanager
+async def always_500() -> AsyncIterator[str]:
+    """A file host that answers every download with the same 500; yields its base URL."""
+
+    async def broken(request: web.Request) -> web.Response:
+        body = '{"error": {"code": 500, "message": "Internal error", "status": "INTERNAL"}}'
+        return web.Response(status=500, text=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", broken)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 # -- where a video may land -------------------------------------------------------------
@@ -100,6 +189,153 @@ async def test_a_job_whose_fallback_name_fails_too_is_failed_with_the_reason(
         " this file system"
     )
     assert result.exit_code == 1 and result.account_error is None
+
+
+# -- when a download is given up --------------------------------------------------------
+
+
+async def test_a_video_uri_that_can_never_be_fetched_fails_and_the_run_ends(
+    store: Store, tmp_path: Path
+) -> None:
+    out = tmp_path / "videos"
+    await store.add_jobs([make_spec("local")])
+    async with fast_sim() as sim:
+        result, tries = await run_redirected(
+            store, sim, fast_config(out), lambda uri, dest: "file:///etc/passwd"
+        )
+        stats = sim.stats()
+    job = await store.get("local")
+    assert job is not None and job.state is S.FAILED and job.error_kind == "download"
+    assert "file" in (job.error or "") and tries == DOWNLOAD_UNUSABLE_TRIES
+    assert stats["requests"]["download"] == {} and result.exit_code == 1
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+async def test_an_unusable_video_fails_after_a_few_tries(store: Store, tmp_path: Path) -> None:
+    def redirect_loop(uri: str, dest: Path) -> str:
+        raise UnusableVideo("download gave more than 5 redirects")
+
+    await store.add_jobs([make_spec("loop")])
+    async with fast_sim() as sim:
+        result, tries = await run_redirected(store, sim, fast_config(tmp_path / "v"), redirect_loop)
+    job = await store.get("loop")
+    assert job is not None and job.state is S.FAILED and job.error_kind == "download"
+    assert "redirects" in (job.error or "") and tries == DOWNLOAD_UNUSABLE_TRIES
+    assert result.exit_code == 1
+
+
+async def test_the_same_answer_again_and_again_fails_the_download(
+    store: Store, tmp_path: Path
+) -> None:
+    out = tmp_path / "videos"
+    await store.add_jobs([make_spec("broken"), make_spec("fine")])
+    async with fast_sim() as sim, always_500() as broken_host:
+        result, tries = await run_redirected(
+            store, sim, fast_config(out),
+            lambda uri, dest: broken_host + "/file" if dest.stem == "broken" else uri,
+        )  # fmt: skip
+        broken, fine = await store.get("broken"), await store.get("fine")
+        assert fine is not None and fine.state is S.DONE
+        assert broken is not None and broken.state is S.FAILED and broken.error_kind == "download"
+        assert "HTTP 500" in (broken.error or "") and result.exit_code == 1
+        assert tries == DOWNLOAD_SAME_ANSWER_TRIES + 1
+
+
+async def test_an_unreachable_file_host_is_an_outage_not_the_videos_fault(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.add_jobs([make_spec("waiting")])
+    async with fast_sim() as sim:
+        # A port nobody listens on: every download is refused, with the same words.
+        result, tries = await run_redirected(
+            store, sim, fast_config(tmp_path / "v"),
+            lambda uri, dest: "http://127.0.0.1:9/file",
+            stop_after_downloads=2 * DOWNLOAD_SAME_ANSWER_TRIES,
+        )  # fmt: skip
+    job = await store.get("waiting")
+    assert tries >= 2 * DOWNLOAD_SAME_ANSWER_TRIES
+    assert job is not None and job.state is S.GENERATED and result.exit_code == 75
+
+
+# -- expiry: the server's word and the recorded times -----------------------------------
+
+
+async def test_a_clock_jump_does_not_expire_a_video_the_server_still_has(tmp_path: Path) -> None:
+    # The runner's clock jumps three days ahead right after the video is made; the
+    # service still has it. The first download is cut short: a transient failure.
+    skew = [0.0]
+    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+    out = tmp_path / "v"
+
+    def observer(event: str, details: dict[str, object]) -> None:
+        if event == "generated":
+            skew[0] += 3 * DAY_S
+
+    try:
+        async with fast_sim(retention_s=2 * DAY_S) as sim:
+            await store.add_jobs([make_spec("jumped", "cut once [sim:truncatedx1]")])
+            config = fast_config(out, retention_s=2 * DAY_S)
+            result = await run_batch(store, sim, config, observer=observer)
+            stats = sim.stats()
+        job = await store.get("jumped")
+        assert job is not None and job.state is S.DONE, job
+        assert stats["truncated_downloads"] == 1 and stats["requests"]["download"] == {"200": 2}
+        assert result.exit_code == 0 and is_sim_video(out / "jumped.mp4")
+    finally:
+        await store.close()
+
+
+async def test_past_the_retention_a_file_refused_ends_expired(tmp_path: Path) -> None:
+    skew = [0.0]
+    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+
+    def observer(event: str, details: dict[str, object]) -> None:
+        if event == "generated":
+            skew[0] += 3 * DAY_S
+
+    def refused(uri: str, dest: Path) -> str:
+        raise FileRefused("HTTP 403 PERMISSION_DENIED: file expired", status=403)
+
+    try:
+        await store.add_jobs([make_spec("gone")])
+        async with fast_sim() as sim, VeoClient(resolve_provider("gptproto", sim.url), KEY) as c:
+            wrapped = Redirected(c, refused)
+            runner = Runner(
+                store, wrapped, fast_config(tmp_path / "v"), rng=random.Random(1),
+                observer=observer,
+            )  # fmt: skip
+            result = await asyncio.wait_for(runner.run(), 60)
+        job = await store.get("gone")
+        assert job is not None and job.state is S.EXPIRED and job.error_kind == "expired"
+        assert wrapped.downloads == 1 and result.exit_code == 1
+    finally:
+        await store.close()
+
+
+async def test_past_the_retention_a_download_that_keeps_failing_is_not_retried_forever(
+    tmp_path: Path,
+) -> None:
+    skew = [0.0]
+    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+
+    def observer(event: str, details: dict[str, object]) -> None:
+        if event == "generated":
+            skew[0] += 3 * DAY_S
+
+    try:
+        async with fast_sim() as sim:
+            await store.add_jobs([make_spec("cut", "always cut [sim:truncatedx999]")])
+            config = fast_config(tmp_path / "v")
+            result = await asyncio.wait_for(run_batch(store, sim, config, observer=observer), 60)
+            stats = sim.stats()
+        job = await store.get("cut")
+        # The server never said the file is gone: not expired, but not retried forever.
+        assert job is not None and job.state is S.FAILED and job.error_kind == "download"
+        assert "truncated" in (job.error or "") and "retention" in (job.error or "")
+        assert stats["truncated_downloads"] == DOWNLOAD_SAME_ANSWER_TRIES
+        assert result.exit_code == 1
+    finally:
+        await store.close()
 
 
 # -- an output folder that cannot be written --------------------------------------------
