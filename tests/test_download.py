@@ -224,7 +224,7 @@ async def test_an_unusable_video_fails_after_a_few_tries(store: Store, tmp_path:
     assert result.exit_code == 1
 
 
-async def test_the_same_answer_again_and_again_fails_the_download(
+async def test_the_same_answer_again_and_again_fails_the_download_then_retry_fetches_it(
     store: Store, tmp_path: Path
 ) -> None:
     out = tmp_path / "videos"
@@ -239,6 +239,16 @@ async def test_the_same_answer_again_and_again_fails_the_download(
         assert broken is not None and broken.state is S.FAILED and broken.error_kind == "download"
         assert "HTTP 500" in (broken.error or "") and result.exit_code == 1
         assert tries == DOWNLOAD_SAME_ANSWER_TRIES + 1
+
+        # `batchveo retry`: the video is paid for and still on the server: it is
+        # downloaded again, not generated (and billed) again.
+        assert await store.requeue([S.FAILED]) == ["broken"]
+        broken = await store.get("broken")
+        assert broken is not None and broken.state is S.GENERATED and broken.error is None
+        result, _ = await run_redirected(store, sim, fast_config(out), lambda uri, dest: uri)
+        stats = sim.stats()
+    assert result.exit_code == 0 and stats["requests"]["submit"] == {"200": 2}
+    assert sorted(p.name for p in out.iterdir()) == ["broken.mp4", "fine.mp4"]
 
 
 async def test_an_unreachable_file_host_is_an_outage_not_the_videos_fault(
@@ -255,6 +265,30 @@ async def test_an_unreachable_file_host_is_an_outage_not_the_videos_fault(
     job = await store.get("waiting")
     assert tries >= 2 * DOWNLOAD_SAME_ANSWER_TRIES
     assert job is not None and job.state is S.GENERATED and result.exit_code == 75
+
+
+async def test_retry_of_a_failed_download_past_the_retention_generates_it_again(
+    tmp_path: Path,
+) -> None:
+    now = [1_000_000.0]
+    store = await Store.open(tmp_path / "jobs.db", clock=lambda: now[0])
+    try:
+        await store.add_jobs([make_spec("late"), make_spec("policy")])
+        for job_id in ("late", "policy"):
+            await store.transition(job_id, S.PENDING, S.SUBMITTING)
+        await store.transition("policy", S.SUBMITTING, S.FAILED, error_kind="content_policy")
+        await store.transition("late", S.SUBMITTING, S.RUNNING, operation="op")
+        await store.transition(
+            "late", S.RUNNING, S.GENERATED, video_uris=["http://x/v"], generated_at=now[0]
+        )
+        await store.transition("late", S.GENERATED, S.FAILED, error_kind="download")
+        now[0] += 2 * DAY_S + 1  # the video is gone from the server by now
+        assert sorted(await store.requeue([S.FAILED])) == ["late", "policy"]
+        assert {j.id: j.state for j in await store.jobs()} == {
+            "late": S.PENDING, "policy": S.PENDING,
+        }  # fmt: skip
+    finally:
+        await store.close()
 
 
 # -- expiry: the server's word and the recorded times -----------------------------------
