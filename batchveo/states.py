@@ -5,17 +5,20 @@ transition that is not listed here, so a bug elsewhere cannot quietly move a
 job from, say, ``running`` back to ``pending`` (which would submit it twice).
 
     pending ──► submitting ──► running ──► generated ──► done
-       │  ▲          │            │            │
-       │  └─(retry)──┤            ├─► failed   ├─► expired
-       ▼             │            └─► expired  └─► failed
-   cancelled         ├─► uncertain (submit in flight when we died, or outcome unknown)
+       │  ▲          │            │            │  ▲
+       │  └─(retry)──┤            ├─► failed   │  └─(retry)── failed (at download)
+       ▼             │            └─► expired  ├─► failed (at download)
+   cancelled         ├─► uncertain             └─► expired
                      └─► failed
 
+(uncertain: a submit in flight when we died, or whose outcome is unknown.)
 ``running -> expired``: polled only after the retention, the operation is gone
 with its video (the machine was off for days); no poll can bring it back.
 
 ``pending`` is re-entered on the user's word (``retry``) from failed, uncertain
 and expired, and by the submitter itself when a submit provably never left.
+``retry`` sends a job whose *download* failed back to ``generated`` instead while
+its video is still within the retention: it is fetched again, not paid again.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.RUNNING: frozenset({S.GENERATED, S.FAILED, S.EXPIRED}),
     S.GENERATED: frozenset({S.DONE, S.EXPIRED, S.FAILED}),
     S.DONE: frozenset(),
-    # The user's word (`batchveo retry`) sends these back to pending.
-    S.FAILED: frozenset({S.PENDING}),
+    # The user's word (`batchveo retry`) sends these back to pending; a failed
+    # download of a video still on the server goes back to generated (nothing billed).
+    S.FAILED: frozenset({S.PENDING, S.GENERATED}),
     S.UNCERTAIN: frozenset({S.PENDING, S.CANCELLED}),
     S.EXPIRED: frozenset({S.PENDING}),
     S.CANCELLED: frozenset({S.PENDING}),

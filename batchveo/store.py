@@ -45,7 +45,7 @@ import aiosqlite
 from batchveo.errors import ManifestError, Problem, StaleTransition, StoreError
 from batchveo.groupcommit import GroupCommit
 from batchveo.migrations import MIGRATIONS, Migration
-from batchveo.models import estimate_cost_usd
+from batchveo.models import RETENTION_S, estimate_cost_usd
 from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
 
@@ -786,16 +786,48 @@ class Store:
     # -- user actions ------------------------------------------------------------
 
     async def requeue(
-        self, states: Iterable[JobState], ids: Sequence[str] | None = None
+        self,
+        states: Iterable[JobState],
+        ids: Sequence[str] | None = None,
+        *,
+        retention_s: float = RETENTION_S,
     ) -> list[str]:
-        """Send jobs back to pending on the user's word (``batchveo retry``)."""
-        return await self._move_matching(
-            states,
-            JobState.PENDING,
-            ids,
-            {"error_kind": None, "error": None, "attempts": 0, "next_attempt_at": None},
-            "retry requested by the user",
+        """Send jobs back on the user's word (``batchveo retry``); the ids moved.
+
+        To pending, except a job whose download failed while its video is still within
+        the retention: that one goes back to generated, to be downloaded again rather
+        than generated (and billed) again.
+        """
+        wanted = [s.value for s in states]
+        rows = await self._query(
+            "SELECT id, state, error_kind, generated_at, video_uris FROM jobs"
+            f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY rowid",
+            wanted,
         )
+        if ids is not None:
+            keep = set(ids)
+            rows = [r for r in rows if r[0] in keep]
+        now = self.clock()
+        again = {"error_kind": None, "error": None}
+        moves = []
+        for job_id, state, error_kind, generated_at, video_uris in rows:
+            src = JobState(state)
+            paid_video = (
+                src is JobState.FAILED
+                and error_kind == "download"
+                and generated_at is not None
+                and now < generated_at + retention_s
+                and bool(json.loads(video_uris or "[]"))
+            )
+            if paid_video:
+                detail = "retry requested by the user: download again (the video is paid for)"
+                moves.append(Transition(job_id, src, JobState.GENERATED, again, detail))
+            else:
+                fields = {**again, "attempts": 0, "next_attempt_at": None}
+                detail = "retry requested by the user"
+                moves.append(Transition(job_id, src, JobState.PENDING, fields, detail))
+        await self.apply(moves)
+        return [t.job_id for t in moves]
 
     async def cancel(
         self, ids: Sequence[str] | None = None, *, batch: str | None = None

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from batchveo.errors import StopRun
+from batchveo.errors import ConfigError, OutputUnusable, StopRun
 from batchveo.files import FileCommitter, PartFile, clean_partial_files, output_folder
 
 
@@ -80,10 +87,14 @@ async def test_a_discarded_download_leaves_nothing_and_leftovers_are_cleaned(
     assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["c.mp4"]
 
 
-async def test_a_folder_that_cannot_be_made_stops_the_run_naming_it(tmp_path: Path) -> None:
+async def test_a_file_where_a_folder_must_be_is_that_videos_problem_not_the_disks(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(StopRun, match=r"cannot write .*file/v\.mp4\.\w+\.part"):
+    refused = r"cannot write .*/file/v\.mp4: .*/file is a file, not a folder$"
+    with pytest.raises(OutputUnusable, match=refused):
         PartFile(tmp_path / "file" / "v.mp4")
+    assert (tmp_path / "file").read_text() == "not a folder"
 
 
 async def test_folders_made_for_a_video_are_made_durable_too(
@@ -91,16 +102,26 @@ async def test_folders_made_for_a_video_are_made_durable_too(
 ) -> None:
     import batchveo.files
 
-    synced: list[Path] = []
-    real = batchveo.files.fsync_folder
-    monkeypatch.setattr(batchveo.files, "fsync_folder", lambda d: (synced.append(d), real(d)))
+    synced: list[tuple[int, int]] = []
+    real = batchveo.files.os.fsync
+
+    def fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            synced.append((st.st_dev, st.st_ino))
+        real(fd)
+
+    def ids(*folders: Path) -> list[tuple[int, int]]:
+        return [(st.st_dev, st.st_ino) for st in map(os.stat, folders)]
+
+    monkeypatch.setattr(batchveo.files.os, "fsync", fsync)
     committer = FileCommitter()
     # A power cut must not lose the new folders' own entries, and the video with them.
     await write(tmp_path / "out" / "night1" / "v.mp4", b"video", committer)
-    assert set(synced) == {tmp_path / "out" / "night1", tmp_path / "out", tmp_path}
+    assert sorted(synced) == sorted(ids(tmp_path / "out" / "night1", tmp_path / "out", tmp_path))
     synced.clear()
     await write(tmp_path / "out" / "night1" / "w.mp4", b"video 2", committer)
-    assert synced == [tmp_path / "out" / "night1"]  # nothing new: just the one folder
+    assert synced == ids(tmp_path / "out" / "night1")  # nothing new: just the one folder
 
 
 async def test_a_full_disk_at_the_last_flush_leaves_no_part(tmp_path: Path) -> None:
@@ -146,9 +167,147 @@ async def test_a_file_in_the_way_that_cannot_be_read_is_kept_not_fatal(
 
     (tmp_path / "v.mp4").write_bytes(b"someone else's, unreadable to us")
 
-    def unreadable(path: Path) -> str:
-        raise PermissionError(13, "Permission denied", str(path))
+    def unreadable(folder_fd: int, name: str) -> str:
+        raise PermissionError(13, "Permission denied", name)
 
     monkeypatch.setattr(batchveo.files, "_sha256_of", unreadable)
     assert await write(tmp_path / "v.mp4", b"video", FileCommitter()) == tmp_path / "v-2.mp4"
     assert (tmp_path / "v.mp4").read_bytes() == b"someone else's, unreadable to us"
+
+
+@contextmanager
+def immutable(folder: Path) -> Iterator[None]:
+    """A folder nobody may add to, not even root (``chattr +i``); skips where unsupported.
+
+    The tests run as root, for whom a chmod 0o555 folder is still writable.
+    """
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"chattr +i refused here: {made.stderr.decode().strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+async def test_a_symlinked_folder_inside_out_is_refused_not_followed(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "shots").symlink_to("../elsewhere")
+    with output_folder(out):
+        with pytest.raises(OutputUnusable, match=r"out/shots is a symbolic link"):
+            PartFile(out / "shots" / "v.mp4")
+        with pytest.raises(OutputUnusable, match=r"out/shots is a symbolic link"):
+            PartFile(out / "shots" / "deeper" / "v.mp4")
+    assert list(elsewhere.iterdir()) == []
+
+
+async def test_out_itself_may_be_a_symlink_the_user_chose(tmp_path: Path) -> None:
+    (tmp_path / "disk").mkdir()
+    out = tmp_path / "out"
+    out.symlink_to("disk")
+    with output_folder(out):
+        assert await write(out / "night" / "v.mp4", b"video", FileCommitter()) == (
+            out / "night" / "v.mp4"
+        )
+    assert (tmp_path / "disk" / "night" / "v.mp4").read_bytes() == b"video"
+
+
+async def test_a_link_planted_after_the_folder_was_opened_cannot_redirect_the_video(
+    tmp_path: Path,
+) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with output_folder(out):
+        part = PartFile(out / "shots" / "v.mp4")
+        part.write(b"video")
+        # While it downloads, someone swaps the folder for a link to another place.
+        (out / "shots").rename(out / "moved")
+        (out / "shots").symlink_to("../elsewhere")
+        await part.commit(FileCommitter(), hashlib.sha256(b"video").hexdigest())
+    assert list(elsewhere.iterdir()) == []
+    assert (out / "moved" / "v.mp4").read_bytes() == b"video"
+    assert sorted(p.name for p in (out / "moved").iterdir()) == ["v.mp4"]
+
+
+async def test_a_link_where_the_video_goes_is_kept_and_not_followed(tmp_path: Path) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "v.mp4").write_bytes(b"video")  # the very same bytes, behind a link
+    (out / "v.mp4").symlink_to("../elsewhere/v.mp4")
+    with output_folder(out):
+        got = await write(out / "v.mp4", b"video", FileCommitter())
+    assert got == out / "v-2.mp4" and got.read_bytes() == b"video"
+    assert (out / "v.mp4").is_symlink() and (elsewhere / "v.mp4").read_bytes() == b"video"
+
+
+async def test_a_name_too_long_for_the_file_system_is_that_videos_problem(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(OutputUnusable, match="name too long"):
+        PartFile(tmp_path / ("x" * 300 + ".mp4"))
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_path_longer_than_the_system_allows_is_that_videos_problem(
+    tmp_path: Path,
+) -> None:
+    deep = tmp_path.joinpath(*["d" * 200] * 25) / "v.mp4"  # over 4,096 bytes
+    with output_folder(tmp_path), pytest.raises(OutputUnusable, match="path too long"):
+        PartFile(deep)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_folder_below_out_that_refuses_files_is_that_videos_problem(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    (out / "locked").mkdir(parents=True)
+    with output_folder(out), immutable(out / "locked"):
+        with pytest.raises(OutputUnusable, match=r"out/locked/v\.mp4"):
+            PartFile(out / "locked" / "v.mp4")
+        with pytest.raises(OutputUnusable, match=r"out/locked/new/v\.mp4"):
+            PartFile(out / "locked" / "new" / "v.mp4")
+        assert await write(out / "v.mp4", b"video", FileCommitter()) == out / "v.mp4"
+
+
+async def test_out_itself_refusing_files_stops_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with output_folder(out), immutable(out):
+        with pytest.raises(StopRun, match=r"cannot write .*out/v\.mp4"):
+            PartFile(out / "v.mp4")
+        with pytest.raises(StopRun, match=r"cannot write .*out/new/v\.mp4"):
+            PartFile(out / "new" / "v.mp4")
+
+
+def test_an_output_folder_that_refuses_files_is_refused_when_the_run_starts(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    refused = r"^--out .*out: cannot write there \(Operation not permitted\)$"
+    with immutable(out), pytest.raises(ConfigError, match=refused), output_folder(out):
+        pass
+    assert list(out.iterdir()) == []
+
+
+def test_a_read_only_output_disk_is_refused_when_the_run_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import batchveo.files
+
+    real_open = os.open
+
+    def read_only(path: str, flags: int, *args: object, **kw: object) -> int:
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batchveo.files.os, "open", read_only)
+    refused = r"out: cannot write there \(Read-only file system\)$"
+    with pytest.raises(ConfigError, match=refused), output_folder(tmp_path / "out"):
+        pass
