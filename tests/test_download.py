@@ -298,7 +298,8 @@ async def test_a_clock_jump_does_not_expire_a_video_the_server_still_has(tmp_pat
     # The runner's clock jumps three days ahead right after the video is made; the
     # service still has it. The first download is cut short: a transient failure.
     skew = [0.0]
-    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+    clock = lambda: time.time() + skew[0]  # noqa: E731 - the run's clock, made to jump
+    store = await Store.open(tmp_path / "jobs.db", clock=clock)
     out = tmp_path / "v"
 
     def observer(event: str, details: dict[str, object]) -> None:
@@ -309,7 +310,7 @@ async def test_a_clock_jump_does_not_expire_a_video_the_server_still_has(tmp_pat
         async with fast_sim(retention_s=2 * DAY_S) as sim:
             await store.add_jobs([make_spec("jumped", "cut once [sim:truncatedx1]")])
             config = fast_config(out, retention_s=2 * DAY_S)
-            result = await run_batch(store, sim, config, observer=observer)
+            result = await run_batch(store, sim, config, observer=observer, clock=clock)
             stats = sim.stats()
         job = await store.get("jumped")
         assert job is not None and job.state is S.DONE, job
@@ -321,7 +322,8 @@ async def test_a_clock_jump_does_not_expire_a_video_the_server_still_has(tmp_pat
 
 async def test_past_the_retention_a_file_refused_ends_expired(tmp_path: Path) -> None:
     skew = [0.0]
-    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+    clock = lambda: time.time() + skew[0]  # noqa: E731 - the run's clock, made to jump
+    store = await Store.open(tmp_path / "jobs.db", clock=clock)
 
     def observer(event: str, details: dict[str, object]) -> None:
         if event == "generated":
@@ -336,7 +338,7 @@ async def test_past_the_retention_a_file_refused_ends_expired(tmp_path: Path) ->
             wrapped = Redirected(c, refused)
             runner = Runner(
                 store, wrapped, fast_config(tmp_path / "v"), rng=random.Random(1),
-                observer=observer,
+                observer=observer, clock=clock,
             )  # fmt: skip
             result = await asyncio.wait_for(runner.run(), 60)
         job = await store.get("gone")
@@ -350,7 +352,8 @@ async def test_past_the_retention_a_download_that_keeps_failing_is_not_retried_f
     tmp_path: Path,
 ) -> None:
     skew = [0.0]
-    store = await Store.open(tmp_path / "jobs.db", clock=lambda: time.time() + skew[0])
+    clock = lambda: time.time() + skew[0]  # noqa: E731 - the run's clock, made to jump
+    store = await Store.open(tmp_path / "jobs.db", clock=clock)
 
     def observer(event: str, details: dict[str, object]) -> None:
         if event == "generated":
@@ -360,7 +363,8 @@ async def test_past_the_retention_a_download_that_keeps_failing_is_not_retried_f
         async with fast_sim() as sim:
             await store.add_jobs([make_spec("cut", "always cut [sim:truncatedx999]")])
             config = fast_config(tmp_path / "v")
-            result = await asyncio.wait_for(run_batch(store, sim, config, observer=observer), 60)
+            run = run_batch(store, sim, config, observer=observer, clock=clock)
+            result = await asyncio.wait_for(run, 60)
             stats = sim.stats()
         job = await store.get("cut")
         # The server never said the file is gone: not expired, but not retried forever.
