@@ -55,7 +55,8 @@ another chance, a URI that can never work does not keep the run going for two da
 DOWNLOAD_SAME_ANSWER_TRIES = 8
 """Tries of a video that got the very same answer from the server each time (status and
 message), or that still fail once the recorded times are past the retention, before its
-download is failed. About 6 minutes with the default backoff: reached within one
+download is failed. "The file is gone" (404, or the Files API's 403) is not counted: it
+is retried until the retention is over and then ends ``expired``. About 6 minutes with the default backoff: reached within one
 14-minute cron run (the count is in memory), and ``batchveo retry`` fetches it again. A
 failure with no answer (the service unreachable) is an outage, not this video's fault:
 it does not count, except past the retention."""
@@ -200,7 +201,8 @@ class _Failures:
             self.rejected += 1
             if self.rejected >= DOWNLOAD_UNUSABLE_TRIES:
                 return f"download failed: cannot be downloaded ({self.rejected} tries): {e}"
-        if e.status is not None or isinstance(e, (JobRejected, MalformedAnswer)):
+        gone = isinstance(e, (NotFound, FileRefused))  # ends expired at the retention
+        if not gone and (e.status is not None or isinstance(e, (JobRejected, MalformedAnswer))):
             answer = (type(e).__name__, e.status, str(e))
             self.same = self.same + 1 if answer == self.last_answer else 1
             self.last_answer = answer
