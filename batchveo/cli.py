@@ -7,6 +7,7 @@ Exit codes (stable, for cron and scripts):
     2   bad input (manifest, flag, database file): nothing was written
     3   another run holds the database
     4   account error (401, 403, insufficient balance) or unusable model: run stopped
+    70  internal error: a bug in batchveo (one line; the traceback goes to a file)
     75  stopped with work left (signal, --max-runtime): run again to continue
 """
 
@@ -14,17 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import errno
 import json
+import os
+import re
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
-from batchveo.errors import BatchveoError, StoreError, UserError
+from batchveo.errors import BatchveoError, StaleTransition, StoreError, UserError
 from batchveo.states import JobState
 from batchveo.store import Job, Store
 from batchveo.watch import RunWatch
@@ -34,6 +38,8 @@ EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
 EXIT_ACCOUNT = 4
+EXIT_SOFTWARE = 70
+"""EX_SOFTWARE (sysexits.h): a bug in batchveo, never the user's input."""
 EXIT_STOPPED = 75
 
 T = TypeVar("T")
@@ -53,7 +59,7 @@ MAX_PROBLEMS_SHOWN = 50
 """One bad default can make every row of a 100k manifest wrong: show a screenful."""
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     lines = message.splitlines() or [message]
     if len(lines) > MAX_PROBLEMS_SHOWN:
         more = len(lines) - MAX_PROBLEMS_SHOWN
@@ -63,23 +69,149 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
-def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    """Run one command's coroutine, turning user mistakes into one clear line and exit 2."""
+_SQLITE_BUGS = (
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,
+    sqlite3.InternalError,
+    sqlite3.NotSupportedError,
+)
+"""SQLite errors that mean batchveo misused it (not the file's or the disk's fault)."""
+
+
+def _run(
+    coro_fn: Callable[[], Awaitable[T]], db_path: Path | None = None, *, races: bool = False
+) -> T:
+    """Run one command's coroutine, turning the user's mistakes into one clear line and exit 2.
+
+    Anything else (a ``StoreError`` other than ``DatabaseUnusable``, any other exception) is
+    a bug and goes on to the boundary of ``main``: exit 70. ``races``: the command writes
+    rows a run may move at the same moment, so a stale transition is that race (exit 3),
+    not a bug; the store wrote nothing of it.
+    """
     from batchveo.lock import Locked
 
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except Locked as e:
         _fail(str(e), EXIT_LOCKED)
-    except UserError as e:
+    except UserError as e:  # DatabaseUnusable too: the user's file, not our bug
         _fail(str(e), EXIT_USAGE)
-    except StoreError as e:
-        _fail(str(e), EXIT_USAGE)
+    except StaleTransition as e:
+        if not races:
+            raise
+        _fail(
+            f"another process changed the database meanwhile ({e}); nothing was changed:"
+            " run the command again",
+            EXIT_LOCKED,
+        )
+    except StoreError:
+        raise  # a bug: main's boundary reports it
     except sqlite3.DatabaseError as e:
-        _fail(f"cannot use the database: {e}", EXIT_USAGE)
+        if isinstance(e, _SQLITE_BUGS):
+            raise
+        where = f"{db_path}: " if db_path is not None else ""
+        _fail(f"{where}cannot use the database: {e}", EXIT_USAGE)
     except BatchveoError as e:
         _fail(str(e), EXIT_FAILURES)
-    raise AssertionError("unreachable")
+
+
+# -- the boundary: a bug is not bad input ------------------------------------------------
+
+CRASH_DIR_NAME = "batchveo"
+"""Tracebacks go to ``$XDG_STATE_HOME/batchveo/`` (default ``~/.local/state/batchveo/``),
+one file per crash, readable by the user only: a cron job's log stays one line."""
+MAX_CRASH_SUMMARY_CHARS = 300
+"""The one line about an internal error is cut here; the whole message is in the file."""
+_KEY_VARS = ("BATCHVEO_API_KEY", "GPTPROTO_API_KEY", "GEMINI_API_KEY")
+
+
+def crash_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / CRASH_DIR_NAME
+
+
+def _scrub(text: str) -> str:
+    """``text`` without the API key (nor anything key-like from the environment)."""
+    try:
+        from batchveo.report import redact
+
+        text = redact(text, os.environ)
+    except Exception:
+        pass  # the explicit key variables below still apply
+    for var in _KEY_VARS:
+        value = os.environ.get(var, "").strip()
+        if len(value) >= 6:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def _write_crash(text: str) -> Path:
+    """The traceback, scrubbed, to a new file only the user can read; its path."""
+    import tempfile
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"crash-{stamp}-{os.getpid()}.txt"
+    last: OSError | None = None
+    for folder in (crash_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = folder / name
+            tmp = folder / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, text.encode("utf-8", "replace"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            return path
+        except OSError as e:
+            last = e
+    raise last or OSError("no folder for the traceback")
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    """One line on the terminal, exit 70; the traceback (scrubbed) into a file."""
+    try:
+        import traceback
+
+        from batchveo import __version__
+
+        text = _scrub(
+            f"batchveo {__version__}: {' '.join(sys.argv)}\n"
+            + "".join(traceback.format_exception(exc))
+        )
+        try:
+            where = f"details in {_write_crash(text)}"
+        except OSError as e:
+            where = f"the details could not be written ({e.strerror or e})"
+        summary = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+        summary = _visible(" ".join(_scrub(summary).split()))
+        if len(summary) > MAX_CRASH_SUMMARY_CHARS:
+            summary = summary[: MAX_CRASH_SUMMARY_CHARS - 3] + "..."
+    except Exception:  # out of memory again, say: still one line and exit 70
+        summary, where = type(exc).__name__, "the details could not be written"
+    _fail(
+        f"internal error (a bug in batchveo, not in your input): {summary}; {where}", EXIT_SOFTWARE
+    )
+
+
+class _Boundary(click.Group):
+    """Every command runs inside this: an exception no command turned into a message is a
+    bug, reported as one line and exit 70, never as a traceback on the terminal."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own: usage errors (exit 2), --help, Ctrl-C
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise  # `batchveo export | head`: click's main handles a closed pipe
+            _internal_error(e)
+        except Exception as e:  # MemoryError included
+            _internal_error(e)
 
 
 async def _open_store(db_path: Path, *, must_exist: bool = False) -> Store:
@@ -88,13 +220,33 @@ async def _open_store(db_path: Path, *, must_exist: bool = False) -> Store:
     return await Store.open(db_path)
 
 
+_UNSAFE_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+"""C0 and C1 controls, DEL, line separators and the bidirectional overrides: the
+characters that can move the cursor, retitle or clear a terminal, or reorder a line."""
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in "\n\r\t":
+        return repr(c)[1:-1]
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def _visible(text: str) -> str:
+    """``text`` with every unsafe character escaped, visibly (``\x1b`` becomes ``\\x1b``):
+    a prompt or a server's error text printed to a terminal can never act on it."""
+    return _UNSAFE_CHARS.sub(_escape_char, text)
+
+
 def _fmt_time(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="batchveo")
 def main() -> None:
     """Turn manifests of prompts and images into Veo 3.1 videos, unattended."""
@@ -117,7 +269,7 @@ def load(manifests: tuple[Path, ...], batch: str | None, replace: bool, db_path:
         result = await load_into_store(db_path, list(manifests), batch=batch, replace=replace)
         return result.summary()
 
-    click.echo(_run(go))
+    click.echo(_run(go, db_path, races=True))
 
 
 # -- status -----------------------------------------------------------------
@@ -135,7 +287,7 @@ async def _status_data(db_path: Path) -> dict[str, Any]:
 @db_option
 def status(as_json: bool, db_path: Path) -> None:
     """Counts per state, per batch and overall; jobs at risk; uncertain jobs."""
-    data = _run(lambda: _status_data(db_path))
+    data = _run(lambda: _status_data(db_path), db_path)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
@@ -162,7 +314,7 @@ def show(job_id: str, db_path: Path) -> None:
                 raise UserError(f"{db_path}: no job {job_id!r}")
             return job, await store.history(job)
 
-    job, events = _run(go)
+    job, events = _run(go, db_path)
     for key, value in job.as_dict().items():
         if value in (None, [], {}, ""):
             continue
@@ -222,7 +374,7 @@ def export(
             wanted = [JobState(s) for s in states] if states else None
             return await store.jobs(wanted, batch=batch)
 
-    jobs = _run(go)
+    jobs = _run(go, db_path)
     out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         if fmt == "jsonl":
@@ -263,7 +415,7 @@ def report(batch: str | None, out_path: Path | None, db_path: Path) -> None:
             path = out_path or await default_report_path(store, batch=batch)
             return await build_report(store, path, batch=batch)
 
-    summary = _run(go)
+    summary = _run(go, db_path)
     states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "no jobs"
     click.echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
     if summary.attention:
@@ -299,7 +451,7 @@ def retry(ids: tuple[str, ...], states: tuple[str, ...], db_path: Path) -> None:
             wanted = [JobState(s) for s in states] or [JobState.FAILED]
             return await store.requeue(wanted, list(ids) or None)
 
-    moved = _run(go)
+    moved = _run(go, db_path, races=True)
     click.echo(f"{len(moved)} job(s) back to pending")
 
 
@@ -324,7 +476,7 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
                         busy.append(job)
             return moved, busy
 
-    moved, busy = _run(go)
+    moved, busy = _run(go, db_path, races=True)
     click.echo(f"{len(moved)} job(s) cancelled")
     for job in busy:
         why = (
@@ -409,7 +561,7 @@ def plan(
         specs = load_manifests(manifests, batch=batch)
         return make_plan(specs, db_path, prices=prices, budget_usd=budget_usd)
 
-    result = _run(go)
+    result = _run(go, db_path)
     click.echo(
         json.dumps(result.as_dict(), indent=2) if as_json else _plan_text(result, budget_usd)
     )
@@ -678,7 +830,7 @@ def run(
                     await watch.finished(result)
                     return result
 
-    result = _run(go)
+    result = _run(go, db_path)
     click.echo(f"batchveo: {result.summary()}", err=True)
     if result.recovered_uncertain:
         click.echo(

@@ -42,7 +42,13 @@ from typing import Any
 
 import aiosqlite
 
-from batchveo.errors import ManifestError, Problem, StaleTransition, StoreError
+from batchveo.errors import (
+    DatabaseUnusable,
+    ManifestError,
+    Problem,
+    StaleTransition,
+    StoreError,
+)
 from batchveo.groupcommit import GroupCommit
 from batchveo.migrations import MIGRATIONS, Migration
 from batchveo.models import estimate_cost_usd
@@ -288,7 +294,7 @@ class Store:
         p = Path(path)
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             need = ".".join(map(str, MIN_SQLITE))
-            raise StoreError(
+            raise DatabaseUnusable(
                 f"batchveo needs SQLite {need} or newer (UPDATE ... RETURNING); this Python"
                 f" has {sqlite3.sqlite_version}: use a newer Python build or distribution"
             )
@@ -303,7 +309,7 @@ class Store:
             await store._migrate(migrations)
         except sqlite3.DatabaseError as e:
             await conn.close()
-            raise StoreError(f"{p}: not a usable batchveo database ({e})") from None
+            raise DatabaseUnusable(f"{p}: not a usable batchveo database ({e})") from None
         except BaseException:
             await conn.close()
             raise
@@ -338,7 +344,7 @@ class Store:
         known = {m.name for m in migrations}
         unknown = applied - known
         if unknown:
-            raise StoreError(
+            raise DatabaseUnusable(
                 f"{self.path}: written by a newer batchveo (unknown migrations: "
                 f"{', '.join(sorted(unknown))})"
             )

@@ -1,0 +1,110 @@
+"""The command line as a user meets it: exit codes, one-line messages, files and rows.
+
+In-process through click's CliRunner (as simonw/llm tests its CLI); the commands
+that need a real process (signals, locks, the simulator) are in test_unattended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from batchveo.cli import main
+from batchveo.errors import IllegalTransition, StoreError
+from batchveo.states import JobState
+from batchveo.store import Store
+from tests.conftest import make_spec
+from tests.pipeline_helpers import KEY
+
+S = JobState
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test in its own folder, with a key in the environment and a private state dir."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BATCHVEO_API_KEY", KEY)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    for var in ("BATCHVEO_DB", "BATCHVEO_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args))
+
+
+def make_db(db: Path, *specs: Any, error: str | None = None) -> None:
+    """A database holding ``specs``; with ``error``, the first one failed with that text."""
+
+    async def go() -> None:
+        async with await Store.open(db) as store:
+            await store.add_jobs(list(specs) or [make_spec("a")])
+            if error is not None:
+                [job] = await store.claim_pending(1)
+                await store.transition(
+                    job.id, S.SUBMITTING, S.FAILED, error_kind="bad_request", error=error,
+                    detail=error,
+                )  # fmt: skip
+
+    asyncio.run(go())
+
+
+def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(sql).fetchall()
+
+
+# -- a bug is not bad input -------------------------------------------------------------
+
+
+def _crash_files(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "state" / "batchveo").glob("crash-*.txt"))
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        pytest.param(IllegalTransition("cannot go from running to pending"), id="illegal"),
+        pytest.param(StoreError("not an updatable column: prompt"), id="store-bug"),
+        pytest.param(RuntimeError(f"boom with {KEY} inside\nand a second line"), id="other"),
+        pytest.param(MemoryError(), id="memory"),
+    ],
+)
+def test_an_internal_error_is_exit_70_one_line_and_a_scrubbed_traceback_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc: BaseException
+) -> None:
+    make_db(Path("jobs.db"))
+
+    async def broken(self: Store) -> dict[str, dict[str, int]]:
+        raise exc
+
+    monkeypatch.setattr(Store, "counts", broken)
+    result = invoke("status", "--db", "jobs.db")
+    assert result.exit_code == 70, result.output
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("batchveo: internal error (a bug in batchveo, not in your input): ")
+    assert "Traceback" not in result.output and KEY not in result.output
+    [crash] = _crash_files(tmp_path)
+    assert line.endswith(f"; details in {crash}")
+    text = crash.read_text()
+    assert "Traceback" in text and type(exc).__name__ in text and KEY not in text
+    assert crash.stat().st_mode & 0o077 == 0  # only the user can read it
+
+
+def test_the_users_database_mistakes_stay_exit_2(tmp_path: Path) -> None:
+    Path("notes.db").write_text("these are my notes, not a database\n" * 100)
+    result = invoke("status", "--db", "notes.db")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("batchveo: notes.db: not a usable batchveo database")
+    make_db(Path("future.db"))
+    with sqlite3.connect("future.db") as conn:
+        conn.execute("INSERT INTO _migrations VALUES ('999_future', 0)")
+    result = invoke("status", "--db", "future.db")
+    assert result.exit_code == 2 and "written by a newer batchveo" in result.stderr
+    assert not _crash_files(tmp_path)
