@@ -276,10 +276,18 @@ def load(manifests: tuple[Path, ...], batch: str | None, replace: bool, db_path:
 
 
 async def _status_data(db_path: Path) -> dict[str, Any]:
-    async with await _open_store(db_path, must_exist=True) as store:
-        from batchveo.summary import status_data
+    """The status of ``db_path``; a database not created yet is an empty one, and stays
+    uncreated (a monitor or a cron health check may look before anything was loaded)."""
+    from batchveo.summary import empty_status_data, status_data
 
-        return await status_data(store)
+    exists = db_path.exists()
+    if exists:
+        async with await _open_store(db_path, must_exist=True) as store:
+            data = await status_data(store)
+    else:
+        data = empty_status_data()
+    data["database"] = {"path": str(db_path), "exists": exists}
+    return data
 
 
 @main.command()
@@ -290,6 +298,9 @@ def status(as_json: bool, db_path: Path) -> None:
     data = _run(lambda: _status_data(db_path), db_path)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if not data["database"]["exists"]:
+        click.echo(f"{db_path}: no database yet (nothing loaded): 0 jobs")
         return
     from rich.console import Console
 

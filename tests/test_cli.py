@@ -7,6 +7,7 @@ that need a real process (signals, locks, the simulator) are in test_unattended.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,34 @@ def make_db(db: Path, *specs: Any, error: str | None = None) -> None:
 def rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     with sqlite3.connect(db) as conn:
         return conn.execute(sql).fetchall()
+
+
+# -- status before anything was loaded ------------------------------------------------
+
+
+def test_status_json_before_anything_was_loaded_is_an_empty_database_and_exit_0(
+    tmp_path: Path,
+) -> None:
+    result = invoke("status", "--json", "--db", "nothing-yet.db")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total"] == 0 and set(data["states"].values()) == {0}
+    assert data["batches"] == {} and data["uncertain"] == [] and data["at_risk"] == []
+    assert data["database"] == {"path": "nothing-yet.db", "exists": False}
+    assert not (tmp_path / "nothing-yet.db").exists()
+
+
+def test_plain_status_before_anything_was_loaded_says_so_in_one_line(tmp_path: Path) -> None:
+    result = invoke("status", "--db", "nothing-yet.db")
+    assert result.exit_code == 0
+    assert result.stdout == "nothing-yet.db: no database yet (nothing loaded): 0 jobs\n"
+    assert not list(tmp_path.glob("nothing-yet.db*"))
+
+
+def test_status_json_of_a_loaded_database_says_it_exists() -> None:
+    make_db(Path("jobs.db"), make_spec("a"), make_spec("b"))
+    data = json.loads(invoke("status", "--json", "--db", "jobs.db").stdout)
+    assert data["total"] == 2 and data["database"] == {"path": "jobs.db", "exists": True}
 
 
 # -- a bug is not bad input -------------------------------------------------------------
