@@ -21,10 +21,11 @@ import os
 import re
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 
@@ -386,22 +387,45 @@ def export(
             return await store.jobs(wanted, batch=batch)
 
     jobs = _run(go, db_path)
-    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    if output is None:
+        _write_export(sys.stdout, jobs, fmt)
+        return
     try:
-        if fmt == "jsonl":
-            for job in jobs:
-                out.write(json.dumps(_export_row(job), ensure_ascii=False) + "\n")
-        else:
-            writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS))
-            writer.writeheader()
-            for job in jobs:
-                row = _export_row(job)
-                for k in ("params", "inputs", "files"):
-                    row[k] = json.dumps(row[k], ensure_ascii=False)
-                writer.writerow(row)
-    finally:
-        if output:
-            out.close()
+        with _replacing(output) as out:
+            _write_export(out, jobs, fmt)
+    except OSError as e:
+        _fail(f"{output}: cannot write the export: {e.strerror or e}")
+
+
+def _write_export(out: IO[str], jobs: list[Job], fmt: str) -> None:
+    if fmt == "jsonl":
+        for job in jobs:
+            out.write(json.dumps(_export_row(job), ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS))
+    writer.writeheader()
+    for job in jobs:
+        row = _export_row(job)
+        for k in ("params", "inputs", "files"):
+            row[k] = json.dumps(row[k], ensure_ascii=False)
+        writer.writerow(row)
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[IO[str]]:
+    """A text file that replaces ``path`` whole once written (temp name, fsync, rename),
+    or leaves it as it was: an export is never half-written. The folder must exist."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 # -- report -------------------------------------------------------------------

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from batchveo.errors import BatchveoError
+from batchveo.errors import BatchveoError, UserError
 
 
 class Locked(BatchveoError):
@@ -84,7 +84,10 @@ def _read_holder(fd: int) -> dict[str, object] | None:
 def acquire(db: Path) -> RunLock:
     """Take the run lock of ``db`` or raise ``Locked`` naming the holder."""
     path = lock_path(db)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UserError(f"{db}: cannot create its run lock {path}: {e.strerror or e}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -137,3 +137,44 @@ def test_the_users_database_mistakes_stay_exit_2(tmp_path: Path) -> None:
     result = invoke("status", "--db", "future.db")
     assert result.exit_code == 2 and "written by a newer batchveo" in result.stderr
     assert not _crash_files(tmp_path)
+
+
+# -- tracebacks a user can trigger -------------------------------------------------------
+
+
+def test_export_into_a_missing_folder_is_one_line_naming_it_and_exit_2() -> None:
+    make_db(Path("jobs.db"))
+    result = invoke("export", "--db", "jobs.db", "-o", "nodir/x.jsonl")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "batchveo: nodir/x.jsonl: cannot write the export: No such file or directory"
+    ]
+    assert not Path("nodir").exists()
+
+
+def test_run_on_a_database_in_a_missing_folder_is_one_line_naming_it_and_exit_2() -> None:
+    Path("m.yaml").write_text("jobs:\n  - {id: a, prompt: a harbour at dawn}\n")
+    result = invoke("run", "m.yaml", "--db", "nodir/t.db", "--base-url", "http://127.0.0.1:9")
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("batchveo: nodir/t.db: ") and "No such file or directory" in line
+    assert not Path("nodir").exists()
+
+
+def test_load_into_a_missing_folder_is_one_line_naming_it_and_exit_2() -> None:
+    Path("m.yaml").write_text("jobs:\n  - {id: a, prompt: a harbour at dawn}\n")
+    result = invoke("load", "m.yaml", "--db", "nodir/t.db")
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("batchveo: nodir/t.db: ")
+
+
+def test_export_replaces_its_file_whole() -> None:
+    make_db(Path("jobs.db"), make_spec("a"), make_spec("b"))
+    Path("x.jsonl").write_text("an older export\n")
+    assert invoke("export", "--db", "jobs.db", "-o", "x.jsonl").exit_code == 0
+    assert [json.loads(line)["id"] for line in Path("x.jsonl").read_text().splitlines()] == [
+        "a",
+        "b",
+    ]
+    assert sorted(p.name for p in Path().iterdir() if p.name.startswith("x")) == ["x.jsonl"]
