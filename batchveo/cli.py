@@ -408,7 +408,20 @@ def _write_export(out: IO[str], jobs: list[Job], fmt: str) -> None:
         row = _export_row(job)
         for k in ("params", "inputs", "files"):
             row[k] = json.dumps(row[k], ensure_ascii=False)
-        writer.writerow(row)
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
+
+
+def _csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, made plain text by a leading
+    single quote (OWASP's advice); a prompt or a server's error text is never a formula.
+    Numbers stay numbers; JSONL keeps every text exact."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @contextmanager

