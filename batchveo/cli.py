@@ -327,6 +327,7 @@ def show(job_id: str, db_path: Path) -> None:
             return job, await store.history(job)
 
     job, events = _run(go, db_path)
+    # Every value is escaped: an old database, or a server's error text, may hold ESC or NUL.
     for key, value in job.as_dict().items():
         if value in (None, [], {}, ""):
             continue
@@ -334,11 +335,11 @@ def show(job_id: str, db_path: Path) -> None:
             value = _fmt_time(value)
         elif isinstance(value, (dict, list)):
             value = json.dumps(value)
-        click.echo(f"{key:>16}: {value}")
+        click.echo(f"{key:>16}: {_visible(str(value))}")
     click.echo("history:")
     for e in events:
         src = e.from_state or "-"
-        detail = f"  ({e.detail})" if e.detail else ""
+        detail = f"  ({_visible(e.detail)})" if e.detail else ""
         click.echo(f"  {_fmt_time(e.at)}  {src:>10} -> {e.to_state:<10} #{e.attempt}{detail}")
 
 

@@ -25,6 +25,7 @@ from tests.conftest import make_spec
 from tests.pipeline_helpers import KEY
 
 S = JobState
+CONTROL = {chr(c) for c in range(32)} - {"\n"} | {"\x7f"}
 
 
 @pytest.fixture(autouse=True)
@@ -217,3 +218,18 @@ def test_jsonl_export_keeps_every_text_exact() -> None:
     result = invoke("export", "--db", "jobs.db")
     [row] = [json.loads(line) for line in result.stdout.splitlines()]
     assert row["prompt"] == FORMULA and row["error"] == "=cmd"
+
+
+# -- show prints control characters escaped ----------------------------------------------------
+
+
+def test_show_prints_control_characters_escaped() -> None:
+    evil = "a cat\x1b]0;owned\x07 \x1b[2J\x00 next\x9b line\u202e"
+    make_db(Path("jobs.db"), make_spec("a", evil), error="server says \x1b[31mred\x1b[0m\r\n")
+    result = invoke("show", "a", "--db", "jobs.db")
+    assert result.exit_code == 0, result.output
+    assert not CONTROL & set(result.stdout), repr(result.stdout)
+    assert not {"\x9b", "\u202e"} & set(result.stdout)
+    assert r"a cat\x1b]0;owned\x07 \x1b[2J\x00 next\x9b line\u202e" in result.stdout
+    assert r"server says \x1b[31mred\x1b[0m\r\n" in result.stdout
+    assert rows(Path("jobs.db"), "SELECT prompt FROM jobs") == [(evil,)]  # stored exactly
