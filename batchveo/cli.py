@@ -279,8 +279,10 @@ def load(manifests: tuple[Path, ...], batch: str | None, replace: bool, db_path:
 async def _status_data(db_path: Path) -> dict[str, Any]:
     """The status of ``db_path``; a database not created yet is an empty one, and stays
     uncreated (a monitor or a cron health check may look before anything was loaded)."""
+    from batchveo import lock
     from batchveo.summary import empty_status_data, status_data
 
+    holder = lock.holder(db_path)  # read, never locked: a starting run is never in the way
     exists = db_path.exists()
     if exists:
         async with await _open_store(db_path, must_exist=True) as store:
@@ -288,6 +290,11 @@ async def _status_data(db_path: Path) -> dict[str, Any]:
     else:
         data = empty_status_data()
     data["database"] = {"path": str(db_path), "exists": exists}
+    data["active_run"] = (
+        {k: holder.get(k) for k in ("pid", "started_at", "host")}
+        if holder and lock.is_alive(holder)
+        else None
+    )
     return data
 
 
@@ -308,6 +315,8 @@ def status(as_json: bool, db_path: Path) -> None:
     from batchveo.display import status_renderable
 
     Console(soft_wrap=True).print(status_renderable(data))
+    if data["active_run"]:
+        click.echo(f"a run (pid {data['active_run']['pid']}) is active on {db_path}")
 
 
 # -- show ---------------------------------------------------------------------

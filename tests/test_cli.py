@@ -89,6 +89,7 @@ def test_status_json_of_a_loaded_database_says_it_exists() -> None:
     make_db(Path("jobs.db"), make_spec("a"), make_spec("b"))
     data = json.loads(invoke("status", "--json", "--db", "jobs.db").stdout)
     assert data["total"] == 2 and data["database"] == {"path": "jobs.db", "exists": True}
+    assert data["active_run"] is None
 
 
 # -- a bug is not bad input -------------------------------------------------------------
