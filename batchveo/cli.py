@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NoReturn, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -33,6 +33,9 @@ from batchveo.errors import BatchveoError, StaleTransition, StoreError, UserErro
 from batchveo.states import JobState
 from batchveo.store import Job, Store
 from batchveo.watch import RunWatch
+
+if TYPE_CHECKING:
+    from batchveo.plan import Plan
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -573,7 +576,7 @@ prices_option = click.option(
 )
 
 
-def _plan_text(plan: Any, budget_usd: float | None) -> str:
+def _plan_text(plan: Plan) -> str:
     lines = [
         f"jobs in manifests:   {plan.jobs}",
         f"new:                 {plan.new}",
@@ -581,16 +584,33 @@ def _plan_text(plan: Any, budget_usd: float | None) -> str:
     if plan.already:
         detail = ", ".join(f"{n} {s}" for s, n in sorted(plan.already.items()))
         lines.append(f"already loaded:      {sum(plan.already.values())} ({detail})")
+    if plan.other_pending:
+        lines.append(
+            f"other pending:       {plan.other_pending} (in the database, not in these"
+            " manifests: sent first)"
+        )
     lines += [
         f"would be submitted:  {plan.to_submit}",
         f"seconds of video:    {plan.video_s}",
         f"estimated cost:      ${plan.cost_usd:,.2f} (estimate from the price table)",
     ]
-    if budget_usd is not None:
+    if plan.budget_usd is not None:
         lines.append(
-            f"budget:              ${budget_usd:,.2f} (${plan.committed_usd:,.2f} already"
-            f" committed); {plan.over_budget} job(s) would stay pending over budget"
+            f"budget:              ${plan.budget_usd:,.2f} (--budget; ${plan.committed_usd:,.2f}"
+            " already committed in the database)"
         )
+    for name, b in plan.batch_budgets.items():
+        lines.append(
+            f"budget of batch {_visible(name)}: ${b['budget_usd']:,.2f}"
+            f" (${b['committed_usd']:,.2f} already committed)"
+        )
+    if plan.over_budget:
+        why = [f"{plan.over_run_budget} over --budget"] if plan.over_run_budget else []
+        why += [
+            f"{n} over the budget of batch {_visible(name)}"
+            for name, n in plan.over_batch_budget.items()
+        ]
+        lines.append(f"would stay pending:  {plan.over_budget} over budget ({', '.join(why)})")
     lines.append("nothing was sent and nothing was written")
     return "\n".join(lines)
 
@@ -599,6 +619,9 @@ def _plan_text(plan: Any, budget_usd: float | None) -> str:
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--batch", help="Batch name (default: each manifest's file name).")
 @click.option("--budget", "budget_usd", type=click.FloatRange(min=0), help="Budget in USD.")
+@click.option(
+    "--resubmit-uncertain", is_flag=True, help="Plan as `run --resubmit-uncertain` would."
+)
 @click.option("--json", "as_json", is_flag=True)
 @prices_option
 @db_option
@@ -606,23 +629,28 @@ def plan(
     manifests: tuple[Path, ...],
     batch: str | None,
     budget_usd: float | None,
+    resubmit_uncertain: bool,
     as_json: bool,
     prices_path: Path | None,
     db_path: Path,
 ) -> None:
-    """Validate MANIFESTS and show what a run would submit and cost; sends nothing."""
-    from batchveo.manifest import load_manifests
+    """Validate MANIFESTS and show what a run would submit and cost; sends nothing.
+
+    The budgets (each manifest's ``budget:`` and --budget) apply exactly as in a run.
+    """
+    from batchveo.manifest import read_manifests
     from batchveo.plan import make_plan
 
-    async def go() -> Any:
+    async def go() -> Plan:
         prices = _read_prices(prices_path)
-        specs = load_manifests(manifests, batch=batch)
-        return make_plan(specs, db_path, prices=prices, budget_usd=budget_usd)
+        loaded = read_manifests(manifests, batch=batch)
+        return make_plan(
+            loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
+            budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain,
+        )  # fmt: skip
 
     result = _run(go, db_path)
-    click.echo(
-        json.dumps(result.as_dict(), indent=2) if as_json else _plan_text(result, budget_usd)
-    )
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else _plan_text(result))
 
 
 # -- run -------------------------------------------------------------------------
@@ -838,7 +866,7 @@ def run(
             _fail("--dry-run needs the manifests to plan")
         click.get_current_context().invoke(
             plan, manifests=manifests, batch=batch, budget_usd=budget_usd, as_json=False,
-            prices_path=prices_path, db_path=db_path,
+            prices_path=prices_path, db_path=db_path, resubmit_uncertain=resubmit_uncertain,
         )  # fmt: skip
         return
 

@@ -234,3 +234,70 @@ def test_show_prints_control_characters_escaped() -> None:
     assert r"a cat\x1b]0;owned\x07 \x1b[2J\x00 next\x9b line\u202e" in result.stdout
     assert r"server says \x1b[31mred\x1b[0m\r\n" in result.stdout
     assert rows(Path("jobs.db"), "SELECT prompt FROM jobs") == [(evil,)]  # stored exactly
+
+
+# -- plan: what the budgets let through ---------------------------------------------------
+
+
+def night(path: Path, n: int, *, budget: float | None = 3, prefix: str = "j") -> Path:
+    """``n`` jobs of veo-3.1-fast (8 s at $0.15/s: $1.20 each), the batch budget in defaults."""
+    lines = ["defaults:", "  model: veo-3.1-fast-generate-preview"]
+    if budget is not None:
+        lines.append(f"  budget: {budget}")
+    lines.append("jobs:")
+    lines += [f"  - {{id: {prefix}{i}, prompt: night prompt {prefix}{i}}}" for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_plan_applies_the_manifests_batch_budget() -> None:
+    night(Path("m.yaml"), 4)  # budget 3: two $1.20 jobs fit, the third would make $3.60
+    result = invoke("plan", "m.yaml", "--db", "jobs.db")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "would be submitted:  2\n" in out and "estimated cost:      $2.40" in out
+    assert "budget of batch m: $3.00 ($0.00 already committed)" in out
+    assert "would stay pending:  2 over budget (2 over the budget of batch m)" in out
+    data = json.loads(invoke("plan", "m.yaml", "--db", "jobs.db", "--json").stdout)
+    assert data["to_submit"] == 2 and data["estimated_cost_usd"] == 2.4
+    assert data["over_budget"] == 2
+    assert data["over_budget_by"] == {"budget": 0, "batch_budgets": {"m": 2}}
+    assert data["batch_budgets"] == {"m": {"budget_usd": 3.0, "committed_usd": 0.0}}
+    dry = invoke("run", "m.yaml", "--db", "jobs.db", "--dry-run")
+    assert dry.exit_code == 0 and dry.stdout == out
+    assert not Path("jobs.db").exists()  # nothing was written
+
+
+def test_plan_applies_both_budgets_in_the_runs_order_from_what_is_committed() -> None:
+    """The database's pending jobs are claimed first (oldest row first), then the new ones;
+    every claim commits its cost against --budget and against its batch's budget."""
+    db = Path("jobs.db")
+    make_db(db, make_spec("old", batch="m", model="veo-3.1-fast-generate-preview"))
+    with sqlite3.connect(db) as conn:  # a job of the night made earlier: $1.20 committed
+        conn.execute("UPDATE jobs SET state='done' WHERE id='old'")
+    make_db(db, make_spec("waiting", batch="other", model="veo-3.1-fast-generate-preview"))
+    night(Path("m.yaml"), 3)  # $1.80 left of 3: one more fits
+    night(Path("late.yaml"), 3, budget=None, prefix="l")
+    data = json.loads(
+        invoke("plan", "m.yaml", "late.yaml", "--db", "jobs.db", "--budget", "6", "--json").stdout
+    )
+    # committed 1.20; waiting 2.40; j0 3.60 (m: 2.40); j1, j2 over m's budget; l0 4.80,
+    # l1 6.00; l2 over --budget.
+    assert data["other_pending"] == 1 and data["already_committed_usd"] == 1.2
+    assert data["to_submit"] == 4 and data["estimated_cost_usd"] == 4.8
+    assert data["over_budget_by"] == {"budget": 1, "batch_budgets": {"m": 2}}
+    assert data["batch_budgets"]["m"] == {"budget_usd": 3.0, "committed_usd": 1.2}
+    text = invoke("plan", "m.yaml", "late.yaml", "--db", "jobs.db", "--budget", "6").stdout
+    assert "other pending:       1 (in the database, not in these manifests: sent first)" in text
+    assert "would stay pending:  3 over budget (1 over --budget, 2 over the budget of batch m)" in (
+        text
+    )
+    Path("prices.yaml").write_text("veo-3.1-fast-generate-preview: 0.3\n")  # $2.40 a job
+    priced = invoke("plan", "m.yaml", "late.yaml", "--db", "jobs.db", "--budget", "6",
+                    "--prices", "prices.yaml", "--json")  # fmt: skip
+    assert priced.exit_code == 0, priced.output
+    data = json.loads(priced.stdout)
+    # As a run with --prices: everything repriced first. Committed 2.40; waiting 4.80; then
+    # $1.20 left of --budget for $2.40 jobs (a job over both budgets counts under --budget).
+    assert data["already_committed_usd"] == 2.4 and data["to_submit"] == 1
+    assert data["over_budget_by"] == {"budget": 6, "batch_budgets": {}}

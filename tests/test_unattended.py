@@ -163,6 +163,39 @@ async def test_budget_stops_at_the_right_job_also_across_restarts(tmp_path: Path
         assert sim.stats()["requests"]["submit"] == {"200": 3}
 
 
+async def test_plan_and_a_real_run_agree_on_what_the_budgets_let_through(tmp_path: Path) -> None:
+    (tmp_path / "night.yaml").write_text(
+        "defaults: {model: veo-3.1-fast-generate-preview, budget: 3}\njobs:\n"  # $1.20 a job
+        + "".join(f"  - {{id: n{i}, prompt: night {i}}}\n" for i in range(4))
+    )
+    (tmp_path / "other.yaml").write_text(
+        "defaults: {model: veo-3.1-fast-generate-preview}\njobs:\n  - {id: o0, prompt: other}\n"
+    )
+    (tmp_path / "late.yaml").write_text(
+        "defaults: {model: veo-3.1-generate-preview}\njobs:\n"  # $3.20 a job
+        "  - {id: l0, prompt: late 0}\n  - {id: l1, prompt: late 1}\n"
+    )
+    async with fast_sim() as sim:
+        # Last night: n0 made ($1.20 of the night's $3 committed), the rest left pending.
+        code, _, err = await cli(tmp_path, sim, "run", "night.yaml", *FAST, "--max-jobs", "1")
+        assert code == 75, err
+        code, _, err = await cli(tmp_path, None, "load", "other.yaml")  # o0 waits in the db
+        assert code == 0, err
+        tonight = ["night.yaml", "late.yaml", "--budget", "6"]
+        code, out, err = await cli(tmp_path, None, "plan", *tonight, "--json")
+        assert code == 0, err
+        plan = json.loads(out)
+        before = sim.stats()["requests"]["submit"]["200"]
+        code, _, err = await cli(tmp_path, sim, "run", *tonight, *FAST)
+        sent = sim.stats()["requests"]["submit"]["200"] - before
+    # n1 fits the night's budget, n2 and n3 do not; o0 fits --budget; l0 and l1 ($3.20) not.
+    assert plan["to_submit"] == sent == 2
+    assert plan["over_budget_by"] == {"budget": 2, "batch_budgets": {"night": 2}}
+    assert code == 75 and "4 job(s) left pending" in err, err
+    final = states(tmp_path / "jobs.db")
+    assert sorted(j for j, s in final.items() if s == "pending") == ["l0", "l1", "n2", "n3"]
+
+
 async def test_filtered_jobs_do_not_count_against_the_budget(tmp_path: Path) -> None:
     (tmp_path / "m.yaml").write_text(
         "defaults: {model: veo-3.1-fast-generate-preview, budget: 2.5}\njobs:\n"
