@@ -7,6 +7,7 @@ Exit codes (stable, for cron and scripts):
     2   bad input (manifest, flag, database file): nothing was written
     3   another run holds the database
     4   account error (401, 403, insufficient balance) or unusable model: run stopped
+    70  internal error: a bug in batchveo (one line; the traceback goes to a file)
     75  stopped with work left (signal, --max-runtime): run again to continue
 """
 
@@ -14,26 +15,35 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import errno
 import json
+import os
+import re
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from batchveo.errors import BatchveoError, StoreError, UserError
+from batchveo.errors import BatchveoError, StaleTransition, StoreError, UserError
 from batchveo.states import JobState
 from batchveo.store import Job, Store
 from batchveo.watch import RunWatch
+
+if TYPE_CHECKING:
+    from batchveo.plan import Plan
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
 EXIT_USAGE = 2
 EXIT_LOCKED = 3
 EXIT_ACCOUNT = 4
+EXIT_SOFTWARE = 70
+"""EX_SOFTWARE (sysexits.h): a bug in batchveo, never the user's input."""
 EXIT_STOPPED = 75
 
 T = TypeVar("T")
@@ -53,7 +63,7 @@ MAX_PROBLEMS_SHOWN = 50
 """One bad default can make every row of a 100k manifest wrong: show a screenful."""
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> None:
+def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     lines = message.splitlines() or [message]
     if len(lines) > MAX_PROBLEMS_SHOWN:
         more = len(lines) - MAX_PROBLEMS_SHOWN
@@ -63,23 +73,149 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
     sys.exit(code)
 
 
-def _run(coro_fn: Callable[[], Awaitable[T]]) -> T:
-    """Run one command's coroutine, turning user mistakes into one clear line and exit 2."""
+_SQLITE_BUGS = (
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,
+    sqlite3.InternalError,
+    sqlite3.NotSupportedError,
+)
+"""SQLite errors that mean batchveo misused it (not the file's or the disk's fault)."""
+
+
+def _run(
+    coro_fn: Callable[[], Awaitable[T]], db_path: Path | None = None, *, races: bool = False
+) -> T:
+    """Run one command's coroutine, turning the user's mistakes into one clear line and exit 2.
+
+    Anything else (a ``StoreError`` other than ``DatabaseUnusable``, any other exception) is
+    a bug and goes on to the boundary of ``main``: exit 70. ``races``: the command writes
+    rows a run may move at the same moment, so a stale transition is that race (exit 3),
+    not a bug; the store wrote nothing of it.
+    """
     from batchveo.lock import Locked
 
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except Locked as e:
         _fail(str(e), EXIT_LOCKED)
-    except UserError as e:
+    except UserError as e:  # DatabaseUnusable too: the user's file, not our bug
         _fail(str(e), EXIT_USAGE)
-    except StoreError as e:
-        _fail(str(e), EXIT_USAGE)
+    except StaleTransition as e:
+        if not races:
+            raise
+        _fail(
+            f"another process changed the database meanwhile ({e}); nothing was changed:"
+            " run the command again",
+            EXIT_LOCKED,
+        )
+    except StoreError:
+        raise  # a bug: main's boundary reports it
     except sqlite3.DatabaseError as e:
-        _fail(f"cannot use the database: {e}", EXIT_USAGE)
+        if isinstance(e, _SQLITE_BUGS):
+            raise
+        where = f"{db_path}: " if db_path is not None else ""
+        _fail(f"{where}cannot use the database: {e}", EXIT_USAGE)
     except BatchveoError as e:
         _fail(str(e), EXIT_FAILURES)
-    raise AssertionError("unreachable")
+
+
+# -- the boundary: a bug is not bad input ------------------------------------------------
+
+CRASH_DIR_NAME = "batchveo"
+"""Tracebacks go to ``$XDG_STATE_HOME/batchveo/`` (default ``~/.local/state/batchveo/``),
+one file per crash, readable by the user only: a cron job's log stays one line."""
+MAX_CRASH_SUMMARY_CHARS = 300
+"""The one line about an internal error is cut here; the whole message is in the file."""
+_KEY_VARS = ("BATCHVEO_API_KEY", "GPTPROTO_API_KEY", "GEMINI_API_KEY")
+
+
+def crash_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    state = env.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state) / CRASH_DIR_NAME
+
+
+def _scrub(text: str) -> str:
+    """``text`` without the API key (nor anything key-like from the environment)."""
+    try:
+        from batchveo.report import redact
+
+        text = redact(text, os.environ)
+    except Exception:
+        pass  # the explicit key variables below still apply
+    for var in _KEY_VARS:
+        value = os.environ.get(var, "").strip()
+        if len(value) >= 6:
+            text = text.replace(value, "[redacted]")
+    return text
+
+
+def _write_crash(text: str) -> Path:
+    """The traceback, scrubbed, to a new file only the user can read; its path."""
+    import tempfile
+    import time
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    name = f"crash-{stamp}-{os.getpid()}.txt"
+    last: OSError | None = None
+    for folder in (crash_dir(), Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path = folder / name
+            tmp = folder / f".{name}.tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, text.encode("utf-8", "replace"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            return path
+        except OSError as e:
+            last = e
+    raise last or OSError("no folder for the traceback")
+
+
+def _internal_error(exc: BaseException) -> NoReturn:
+    """One line on the terminal, exit 70; the traceback (scrubbed) into a file."""
+    try:
+        import traceback
+
+        from batchveo import __version__
+
+        text = _scrub(
+            f"batchveo {__version__}: {' '.join(sys.argv)}\n"
+            + "".join(traceback.format_exception(exc))
+        )
+        try:
+            where = f"details in {_write_crash(text)}"
+        except OSError as e:
+            where = f"the details could not be written ({e.strerror or e})"
+        summary = type(exc).__name__ + (f": {exc}" if str(exc) else "")
+        summary = _visible(" ".join(_scrub(summary).split()))
+        if len(summary) > MAX_CRASH_SUMMARY_CHARS:
+            summary = summary[: MAX_CRASH_SUMMARY_CHARS - 3] + "..."
+    except Exception:  # out of memory again, say: still one line and exit 70
+        summary, where = type(exc).__name__, "the details could not be written"
+    _fail(
+        f"internal error (a bug in batchveo, not in your input): {summary}; {where}", EXIT_SOFTWARE
+    )
+
+
+class _Boundary(click.Group):
+    """Every command runs inside this: an exception no command turned into a message is a
+    bug, reported as one line and exit 70, never as a traceback on the terminal."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # click's own: usage errors (exit 2), --help, Ctrl-C
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise  # `batchveo export | head`: click's main handles a closed pipe
+            _internal_error(e)
+        except Exception as e:  # MemoryError included
+            _internal_error(e)
 
 
 async def _open_store(db_path: Path, *, must_exist: bool = False) -> Store:
@@ -88,13 +224,33 @@ async def _open_store(db_path: Path, *, must_exist: bool = False) -> Store:
     return await Store.open(db_path)
 
 
+_UNSAFE_CHARS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]"
+)
+"""C0 and C1 controls, DEL, line separators and the bidirectional overrides: the
+characters that can move the cursor, retitle or clear a terminal, or reorder a line."""
+
+
+def _escape_char(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in "\n\r\t":
+        return repr(c)[1:-1]
+    return f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+
+
+def _visible(text: str) -> str:
+    """``text`` with every unsafe character escaped, visibly (``\x1b`` becomes ``\\x1b``):
+    a prompt or a server's error text printed to a terminal can never act on it."""
+    return _UNSAFE_CHARS.sub(_escape_char, text)
+
+
 def _fmt_time(ts: float | None) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Boundary, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="batchveo")
 def main() -> None:
     """Turn manifests of prompts and images into Veo 3.1 videos, unattended."""
@@ -117,17 +273,32 @@ def load(manifests: tuple[Path, ...], batch: str | None, replace: bool, db_path:
         result = await load_into_store(db_path, list(manifests), batch=batch, replace=replace)
         return result.summary()
 
-    click.echo(_run(go))
+    click.echo(_run(go, db_path, races=True))
 
 
 # -- status -----------------------------------------------------------------
 
 
 async def _status_data(db_path: Path) -> dict[str, Any]:
-    async with await _open_store(db_path, must_exist=True) as store:
-        from batchveo.summary import status_data
+    """The status of ``db_path``; a database not created yet is an empty one, and stays
+    uncreated (a monitor or a cron health check may look before anything was loaded)."""
+    from batchveo import lock
+    from batchveo.summary import empty_status_data, status_data
 
-        return await status_data(store)
+    holder = lock.holder(db_path)  # read, never locked: a starting run is never in the way
+    exists = db_path.exists()
+    if exists:
+        async with await _open_store(db_path, must_exist=True) as store:
+            data = await status_data(store)
+    else:
+        data = empty_status_data()
+    data["database"] = {"path": str(db_path), "exists": exists}
+    data["active_run"] = (
+        {k: holder.get(k) for k in ("pid", "started_at", "host")}
+        if holder and lock.is_alive(holder)
+        else None
+    )
+    return data
 
 
 @main.command()
@@ -135,15 +306,20 @@ async def _status_data(db_path: Path) -> dict[str, Any]:
 @db_option
 def status(as_json: bool, db_path: Path) -> None:
     """Counts per state, per batch and overall; jobs at risk; uncertain jobs."""
-    data = _run(lambda: _status_data(db_path))
+    data = _run(lambda: _status_data(db_path), db_path)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if not data["database"]["exists"]:
+        click.echo(f"{db_path}: no database yet (nothing loaded): 0 jobs")
         return
     from rich.console import Console
 
     from batchveo.display import status_renderable
 
     Console(soft_wrap=True).print(status_renderable(data))
+    if data["active_run"]:
+        click.echo(f"a run (pid {data['active_run']['pid']}) is active on {db_path}")
 
 
 # -- show ---------------------------------------------------------------------
@@ -162,7 +338,8 @@ def show(job_id: str, db_path: Path) -> None:
                 raise UserError(f"{db_path}: no job {job_id!r}")
             return job, await store.history(job)
 
-    job, events = _run(go)
+    job, events = _run(go, db_path)
+    # Every value is escaped: an old database, or a server's error text, may hold ESC or NUL.
     for key, value in job.as_dict().items():
         if value in (None, [], {}, ""):
             continue
@@ -170,11 +347,11 @@ def show(job_id: str, db_path: Path) -> None:
             value = _fmt_time(value)
         elif isinstance(value, (dict, list)):
             value = json.dumps(value)
-        click.echo(f"{key:>16}: {value}")
+        click.echo(f"{key:>16}: {_visible(str(value))}")
     click.echo("history:")
     for e in events:
         src = e.from_state or "-"
-        detail = f"  ({e.detail})" if e.detail else ""
+        detail = f"  ({_visible(e.detail)})" if e.detail else ""
         click.echo(f"  {_fmt_time(e.at)}  {src:>10} -> {e.to_state:<10} #{e.attempt}{detail}")
 
 
@@ -222,23 +399,59 @@ def export(
             wanted = [JobState(s) for s in states] if states else None
             return await store.jobs(wanted, batch=batch)
 
-    jobs = _run(go)
-    out = output.open("w", newline="", encoding="utf-8") if output else sys.stdout
+    jobs = _run(go, db_path)
+    if output is None:
+        _write_export(sys.stdout, jobs, fmt)
+        return
     try:
-        if fmt == "jsonl":
-            for job in jobs:
-                out.write(json.dumps(_export_row(job), ensure_ascii=False) + "\n")
-        else:
-            writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS))
-            writer.writeheader()
-            for job in jobs:
-                row = _export_row(job)
-                for k in ("params", "inputs", "files"):
-                    row[k] = json.dumps(row[k], ensure_ascii=False)
-                writer.writerow(row)
-    finally:
-        if output:
-            out.close()
+        with _replacing(output) as out:
+            _write_export(out, jobs, fmt)
+    except OSError as e:
+        _fail(f"{output}: cannot write the export: {e.strerror or e}")
+
+
+def _write_export(out: IO[str], jobs: list[Job], fmt: str) -> None:
+    if fmt == "jsonl":
+        for job in jobs:
+            out.write(json.dumps(_export_row(job), ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS))
+    writer.writeheader()
+    for job in jobs:
+        row = _export_row(job)
+        for k in ("params", "inputs", "files"):
+            row[k] = json.dumps(row[k], ensure_ascii=False)
+        writer.writerow({k: _csv_cell(v) for k, v in row.items()})
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
+
+
+def _csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, made plain text by a leading
+    single quote (OWASP's advice); a prompt or a server's error text is never a formula.
+    Numbers stay numbers; JSONL keeps every text exact."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+@contextmanager
+def _replacing(path: Path) -> Iterator[IO[str]]:
+    """A text file that replaces ``path`` whole once written (temp name, fsync, rename),
+    or leaves it as it was: an export is never half-written. The folder must exist."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 # -- report -------------------------------------------------------------------
@@ -263,7 +476,7 @@ def report(batch: str | None, out_path: Path | None, db_path: Path) -> None:
             path = out_path or await default_report_path(store, batch=batch)
             return await build_report(store, path, batch=batch)
 
-    summary = _run(go)
+    summary = _run(go, db_path)
     states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "no jobs"
     click.echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
     if summary.attention:
@@ -299,7 +512,7 @@ def retry(ids: tuple[str, ...], states: tuple[str, ...], db_path: Path) -> None:
             wanted = [JobState(s) for s in states] or [JobState.FAILED]
             return await store.requeue(wanted, list(ids) or None)
 
-    moved = _run(go)
+    moved = _run(go, db_path, races=True)
     click.echo(f"{len(moved)} job(s) back to pending")
 
 
@@ -324,7 +537,7 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
                         busy.append(job)
             return moved, busy
 
-    moved, busy = _run(go)
+    moved, busy = _run(go, db_path, races=True)
     click.echo(f"{len(moved)} job(s) cancelled")
     for job in busy:
         why = (
@@ -363,7 +576,7 @@ prices_option = click.option(
 )
 
 
-def _plan_text(plan: Any, budget_usd: float | None) -> str:
+def _plan_text(plan: Plan) -> str:
     lines = [
         f"jobs in manifests:   {plan.jobs}",
         f"new:                 {plan.new}",
@@ -371,16 +584,33 @@ def _plan_text(plan: Any, budget_usd: float | None) -> str:
     if plan.already:
         detail = ", ".join(f"{n} {s}" for s, n in sorted(plan.already.items()))
         lines.append(f"already loaded:      {sum(plan.already.values())} ({detail})")
+    if plan.other_pending:
+        lines.append(
+            f"other pending:       {plan.other_pending} (in the database, not in these"
+            " manifests: sent first)"
+        )
     lines += [
         f"would be submitted:  {plan.to_submit}",
         f"seconds of video:    {plan.video_s}",
         f"estimated cost:      ${plan.cost_usd:,.2f} (estimate from the price table)",
     ]
-    if budget_usd is not None:
+    if plan.budget_usd is not None:
         lines.append(
-            f"budget:              ${budget_usd:,.2f} (${plan.committed_usd:,.2f} already"
-            f" committed); {plan.over_budget} job(s) would stay pending over budget"
+            f"budget:              ${plan.budget_usd:,.2f} (--budget; ${plan.committed_usd:,.2f}"
+            " already committed in the database)"
         )
+    for name, b in plan.batch_budgets.items():
+        lines.append(
+            f"budget of batch {_visible(name)}: ${b['budget_usd']:,.2f}"
+            f" (${b['committed_usd']:,.2f} already committed)"
+        )
+    if plan.over_budget:
+        why = [f"{plan.over_run_budget} over --budget"] if plan.over_run_budget else []
+        why += [
+            f"{n} over the budget of batch {_visible(name)}"
+            for name, n in plan.over_batch_budget.items()
+        ]
+        lines.append(f"would stay pending:  {plan.over_budget} over budget ({', '.join(why)})")
     lines.append("nothing was sent and nothing was written")
     return "\n".join(lines)
 
@@ -389,6 +619,9 @@ def _plan_text(plan: Any, budget_usd: float | None) -> str:
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--batch", help="Batch name (default: each manifest's file name).")
 @click.option("--budget", "budget_usd", type=click.FloatRange(min=0), help="Budget in USD.")
+@click.option(
+    "--resubmit-uncertain", is_flag=True, help="Plan as `run --resubmit-uncertain` would."
+)
 @click.option("--json", "as_json", is_flag=True)
 @prices_option
 @db_option
@@ -396,23 +629,28 @@ def plan(
     manifests: tuple[Path, ...],
     batch: str | None,
     budget_usd: float | None,
+    resubmit_uncertain: bool,
     as_json: bool,
     prices_path: Path | None,
     db_path: Path,
 ) -> None:
-    """Validate MANIFESTS and show what a run would submit and cost; sends nothing."""
-    from batchveo.manifest import load_manifests
+    """Validate MANIFESTS and show what a run would submit and cost; sends nothing.
+
+    The budgets (each manifest's ``budget:`` and --budget) apply exactly as in a run.
+    """
+    from batchveo.manifest import read_manifests
     from batchveo.plan import make_plan
 
-    async def go() -> Any:
+    async def go() -> Plan:
         prices = _read_prices(prices_path)
-        specs = load_manifests(manifests, batch=batch)
-        return make_plan(specs, db_path, prices=prices, budget_usd=budget_usd)
+        loaded = read_manifests(manifests, batch=batch)
+        return make_plan(
+            loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
+            budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain,
+        )  # fmt: skip
 
-    result = _run(go)
-    click.echo(
-        json.dumps(result.as_dict(), indent=2) if as_json else _plan_text(result, budget_usd)
-    )
+    result = _run(go, db_path)
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else _plan_text(result))
 
 
 # -- run -------------------------------------------------------------------------
@@ -628,7 +866,7 @@ def run(
             _fail("--dry-run needs the manifests to plan")
         click.get_current_context().invoke(
             plan, manifests=manifests, batch=batch, budget_usd=budget_usd, as_json=False,
-            prices_path=prices_path, db_path=db_path,
+            prices_path=prices_path, db_path=db_path, resubmit_uncertain=resubmit_uncertain,
         )  # fmt: skip
         return
 
@@ -678,7 +916,7 @@ def run(
                     await watch.finished(result)
                     return result
 
-    result = _run(go)
+    result = _run(go, db_path)
     click.echo(f"batchveo: {result.summary()}", err=True)
     if result.recovered_uncertain:
         click.echo(

@@ -4,9 +4,12 @@
     ├── UserError .................. bad input from the user: one line, exit 2
     │   ├── ManifestError .......... every problem of a manifest at once
     │   └── ConfigError ............ missing key, bad flag value
-    ├── StoreError
+    ├── StoreError ................. the store misused: a bug in batchveo, exit 70, except
+    │   ├── DatabaseUnusable ....... the user's (also a UserError, exit 2): not a database,
+    │   │                            one written by a newer batchveo, an SQLite too old
     │   ├── IllegalTransition ...... the state table forbids it (a bug)
-    │   └── StaleTransition ........ the row was not in the expected state
+    │   └── StaleTransition ........ the row was not in the expected state (another process
+    │                                moved it first: a race a CLI command reports as exit 3)
     └── ApiError ................... the service said no, or could not be reached
         ├── RetryLater ............. try the same request again later
         │   ├── RateLimited ........ 429: pause every submitter for retry_after_s
@@ -68,7 +71,15 @@ class ConfigError(UserError):
 
 
 class StoreError(BatchveoError):
-    pass
+    """The store was asked something it must never be asked (an unknown column, a forbidden
+    transition): a bug in batchveo, not in the user's input. The CLI says so (exit 70).
+
+    The store's errors that *are* the user's are ``DatabaseUnusable``."""
+
+
+class DatabaseUnusable(StoreError, UserError):
+    """The database file cannot be used as it is: not an SQLite file, written by a newer
+    batchveo, or this Python's SQLite is too old. The user's to fix: one line, exit 2."""
 
 
 class IllegalTransition(StoreError):

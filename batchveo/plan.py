@@ -3,19 +3,30 @@
 A plan validates the manifests exactly as a run would, compares them with what
 the database already holds (read only: nothing is written, nothing is sent),
 and estimates seconds of video and cost from the price table.
+
+It lets through what the budgets would let through, by the run's own rule
+(``store.BudgetRoom``): a run sends the pending jobs one claim at a time, oldest
+row first (the database's pending jobs before the manifests' new ones), each
+claim committing its estimated cost; the plan walks the same jobs in the same
+order, from the same committed amounts, with the manifests' batch budgets and
+``--budget``. What a run cannot know in advance it does not guess: jobs that
+fail uncharged (a safety filter) free budget during a run, so a run may send
+more than its plan, never less.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batchveo.models import Prices, estimate_params_cost_usd
 from batchveo.spec import JobSpec
-from batchveo.store import COMMITTED_STATES
+from batchveo.store import CAPS_SQL, COMMITTED_STATES, BudgetRoom, committed_sql
 
 _CHUNK = 500
 
@@ -26,12 +37,21 @@ class Plan:
     new: int = 0
     already: Counter[str] = field(default_factory=Counter)
     """Jobs of the manifests already in the database, by their state there."""
+    other_pending: int = 0
+    """Pending jobs of the database not in these manifests: a run sends them too, first."""
     to_submit: int = 0
     video_s: int = 0
     cost_usd: float = 0.0
     over_budget: int = 0
+    over_run_budget: int = 0
+    """Of ``over_budget``: the jobs ``--budget`` holds back."""
+    over_batch_budget: Counter[str] = field(default_factory=Counter)
+    """Of ``over_budget``: the jobs their batch's budget holds back, by batch."""
+    budget_usd: float | None = None
     committed_usd: float = 0.0
     """Estimated cost already committed in the database (submitted or made)."""
+    batch_budgets: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The budgets of the batches with jobs to send: ``{batch: {budget_usd, committed_usd}}``."""
     by_model: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -39,62 +59,134 @@ class Plan:
             "jobs": self.jobs,
             "new": self.new,
             "already_loaded": dict(self.already),
+            "other_pending": self.other_pending,
             "to_submit": self.to_submit,
             "video_seconds": self.video_s,
             "estimated_cost_usd": round(self.cost_usd, 2),
             "over_budget": self.over_budget,
+            "over_budget_by": {
+                "budget": self.over_run_budget,
+                "batch_budgets": dict(self.over_batch_budget),
+            },
+            "budget_usd": self.budget_usd,
             "already_committed_usd": round(self.committed_usd, 2),
+            "batch_budgets": {
+                name: {k: round(v, 2) for k, v in b.items()}
+                for name, b in self.batch_budgets.items()
+            },
             "by_model": dict(self.by_model),
         }
 
 
-def _stored(db: Path, ids: list[str]) -> tuple[dict[str, str], float]:
-    """The stored state of each id, and the estimated cost already committed."""
+@dataclass(frozen=True)
+class _Candidate:
+    """A job a run would try to claim, in the order it would."""
+
+    batch: str
+    model: str
+    params: Mapping[str, Any]
+    cost_usd: float
+
+
+@dataclass
+class _Stored:
+    states: dict[str, str] = field(default_factory=dict)
+    """The stored state of each of the manifests' ids that is in the database."""
+    queued: list[tuple[str, _Candidate]] = field(default_factory=list)
+    """The database's sendable jobs, oldest row first: ``(id, candidate)``."""
+    caps: dict[str, float] = field(default_factory=dict)
+    committed: dict[str, float] = field(default_factory=dict)
+
+
+def _read(db: Path, ids: list[str], prices: Prices | None, sendable: tuple[str, ...]) -> _Stored:
+    """What the database holds that the run would act on (read only)."""
+    out = _Stored()
     if not db.exists():
-        return {}, 0.0
-    out: dict[str, str] = {}
+        return out
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        marks = ",".join("?" * len(COMMITTED_STATES))
-        sql = f"SELECT COALESCE(SUM(cost_usd), 0) FROM jobs WHERE state IN ({marks})"
-        committed = float(conn.execute(sql, COMMITTED_STATES).fetchone()[0])
+        cost = "cost_usd"
+        if prices is not None:
+            # A run with --prices reprices every job before its first claim: so does this.
+            conn.create_function(
+                "batchveo_cost",
+                2,
+                lambda model, params: estimate_params_cost_usd(model, json.loads(params), prices),
+                deterministic=True,
+            )
+            cost = "batchveo_cost(model, params)"
+        out.caps = {name: float(usd) for name, usd in conn.execute(CAPS_SQL)}
+        # Jobs the run sends again (--resubmit-uncertain) are pending, not committed, by then.
+        still_committed = [s for s in COMMITTED_STATES if s not in sendable]
+        out.committed = {
+            b: float(v or 0.0) for b, v in conn.execute(committed_sql(cost, still_committed))
+        }
+        marks = ",".join("?" * len(sendable))
+        sql = (
+            f"SELECT id, batch, model, params, {cost} FROM jobs"
+            f" WHERE state IN ({marks}) ORDER BY rowid"  # the claim's order
+        )
+        for jid, batch, model, params, usd in conn.execute(sql, sendable):
+            out.queued.append((jid, _Candidate(batch, model, json.loads(params), float(usd))))
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
             marks = ",".join("?" * len(chunk))
             sql = f"SELECT id, state FROM jobs WHERE id IN ({marks})"
-            out.update(conn.execute(sql, chunk).fetchall())
+            out.states.update(conn.execute(sql, chunk).fetchall())
     except sqlite3.OperationalError:
-        return {}, 0.0  # a database with no job table yet
+        return _Stored()  # a database with no job table yet
     finally:
         conn.close()
-    return out, committed
+    return out
 
 
 def make_plan(
     specs: list[JobSpec],
     db: Path,
     *,
+    budgets: Mapping[str, float] | None = None,
     prices: Prices | None = None,
     budget_usd: float | None = None,
     resubmit_uncertain: bool = False,
 ) -> Plan:
-    stored, committed = _stored(db, [s.id for s in specs])
-    plan = Plan(jobs=len(specs), committed_usd=committed)
-    sendable = {"pending"} | ({"uncertain"} if resubmit_uncertain else set())
+    """What ``batchveo run`` with these manifests (``specs`` and their batches' ``budgets``)
+    and flags would send from ``db``, and what its budgets would keep pending."""
+    sendable = ("pending", "uncertain", "submitting") if resubmit_uncertain else ("pending",)
+    stored = _read(db, [s.id for s in specs], prices, sendable)
+    plan = Plan(jobs=len(specs), budget_usd=budget_usd)
+    mine = {s.id for s in specs}
+    candidates = [c for _, c in stored.queued]
+    plan.other_pending = sum(1 for jid, _ in stored.queued if jid not in mine)
     for spec in specs:
-        state = stored.get(spec.id)
-        if state is None:
-            plan.new += 1
-        else:
+        state = stored.states.get(spec.id)
+        if state is not None:
             plan.already[state] += 1
-        if state is not None and state not in sendable:
             continue
+        plan.new += 1
         cost = estimate_params_cost_usd(spec.model, spec.params, prices)
-        if budget_usd is not None and committed + plan.cost_usd + cost > budget_usd + 1e-9:
+        candidates.append(_Candidate(spec.batch, spec.model, spec.params, cost))
+    # Loading the manifests sets their batches' budgets (the manifest's latest word wins).
+    room = BudgetRoom(budget_usd, {**stored.caps, **(budgets or {})}, dict(stored.committed))
+    plan.committed_usd = sum(stored.committed.values())
+    for name in dict.fromkeys(c.batch for c in candidates):
+        cap = room.caps.get(name)
+        if cap is not None:
+            plan.batch_budgets[name] = {
+                "budget_usd": cap,
+                "committed_usd": stored.committed.get(name, 0.0),
+            }
+    for c in candidates:
+        held = room.blocking(c.batch, c.cost_usd)
+        if held is not None:
             plan.over_budget += 1
+            if held == "budget":
+                plan.over_run_budget += 1
+            else:
+                plan.over_batch_budget[c.batch] += 1
             continue
+        room.spend(c.batch, c.cost_usd)
         plan.to_submit += 1
-        plan.video_s += int(spec.params.get("durationSeconds", 8))
-        plan.cost_usd += cost
-        plan.by_model[spec.model] += 1
+        plan.video_s += int(c.params.get("durationSeconds", 8))
+        plan.cost_usd += c.cost_usd
+        plan.by_model[c.model] += 1
     return plan

@@ -42,7 +42,13 @@ from typing import Any
 
 import aiosqlite
 
-from batchveo.errors import ManifestError, Problem, StaleTransition, StoreError
+from batchveo.errors import (
+    DatabaseUnusable,
+    ManifestError,
+    Problem,
+    StaleTransition,
+    StoreError,
+)
 from batchveo.groupcommit import GroupCommit
 from batchveo.migrations import MIGRATIONS, Migration
 from batchveo.models import RETENTION_S, estimate_cost_usd
@@ -108,6 +114,79 @@ SPENT_STATES = ("generated", "done", "expired")
 """Jobs whose video was made: billed (estimates; the service bills only on success)."""
 COMMITTED_STATES = (*SPENT_STATES, "submitting", "running", "uncertain")
 """Jobs that are or may become billed; filtered and rejected jobs are not charged."""
+BUDGET_SLACK_USD = 1e-9
+"""Sums of float prices may land a hair above a budget they reach exactly: $3 of $1.50 jobs
+fits a $3 budget."""
+CAPS_SQL = "SELECT name, budget_usd FROM batches WHERE budget_usd IS NOT NULL"
+"""The batches' budgets (from their manifests' ``budget:``)."""
+
+
+def committed_sql(cost: str = "cost_usd", states: Sequence[str] = COMMITTED_STATES) -> str:
+    """Estimated cost committed per batch: ``(batch, usd)`` rows, one per batch.
+
+    ``cost`` is the SQL for a job's cost (``plan --prices`` prices the rows anew, as a run
+    reprices them before its first claim).
+    """
+    marks = ",".join(f"'{s}'" for s in states)
+    return f"SELECT batch, SUM({cost}) FROM jobs WHERE state IN ({marks}) GROUP BY batch"
+
+
+@dataclass
+class BudgetRoom:
+    """What the budgets leave for the next claim: the one rule of claims, and of ``plan``.
+
+    A pending job fits if its estimated cost is within what ``--budget`` leaves of all the
+    cost committed in the database and within what its batch's budget leaves of that
+    batch's committed cost. A run claims one job at a time, oldest first, each claim
+    committing its cost: ``plan`` walks the same jobs in the same order with ``blocking``
+    and ``spend``; a claim filters the rows with ``sql``.
+    """
+
+    budget_usd: float | None
+    caps: Mapping[str, float]
+    """Batch name -> its budget in USD (batches without one are capped by --budget only)."""
+    committed: dict[str, float]
+    """Batch name -> estimated cost committed (``COMMITTED_STATES``)."""
+
+    def total_left_usd(self) -> float | None:
+        if self.budget_usd is None:
+            return None
+        return self.budget_usd - sum(self.committed.values())
+
+    def batch_left_usd(self, batch: str) -> float | None:
+        cap = self.caps.get(batch)
+        return None if cap is None else cap - self.committed.get(batch, 0.0)
+
+    def blocking(self, batch: str, cost_usd: float) -> str | None:
+        """None if a job of ``batch`` costing ``cost_usd`` fits; else the budget it would
+        exceed: ``"budget"`` (the run's ``--budget``) or ``"batch"`` (its batch's)."""
+        total = self.total_left_usd()
+        if total is not None and cost_usd > total + BUDGET_SLACK_USD:
+            return "budget"
+        left = self.batch_left_usd(batch)
+        if left is not None and cost_usd > left + BUDGET_SLACK_USD:
+            return "batch"
+        return None
+
+    def spend(self, batch: str, cost_usd: float) -> None:
+        """A job of ``batch`` was claimed: its cost is committed now."""
+        self.committed[batch] = self.committed.get(batch, 0.0) + cost_usd
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """``blocking`` as SQL: a filter keeping the rows (``cost_usd``, ``batch``) that fit."""
+        sql, args = "", list[Any]()
+        total = self.total_left_usd()
+        if total is not None:
+            sql += " AND cost_usd <= ?"
+            args.append(total + BUDGET_SLACK_USD)
+        if self.caps:
+            cases = " ".join("WHEN ? THEN ?" for _ in self.caps)
+            sql += f" AND cost_usd <= CASE batch {cases} ELSE 1e300 END"
+            for name in self.caps:
+                left = self.batch_left_usd(name)
+                assert left is not None
+                args += [name, left + BUDGET_SLACK_USD]
+        return sql, args
 
 
 @dataclass(frozen=True)
@@ -288,7 +367,7 @@ class Store:
         p = Path(path)
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             need = ".".join(map(str, MIN_SQLITE))
-            raise StoreError(
+            raise DatabaseUnusable(
                 f"batchveo needs SQLite {need} or newer (UPDATE ... RETURNING); this Python"
                 f" has {sqlite3.sqlite_version}: use a newer Python build or distribution"
             )
@@ -303,7 +382,7 @@ class Store:
             await store._migrate(migrations)
         except sqlite3.DatabaseError as e:
             await conn.close()
-            raise StoreError(f"{p}: not a usable batchveo database ({e})") from None
+            raise DatabaseUnusable(f"{p}: not a usable batchveo database ({e})") from None
         except BaseException:
             await conn.close()
             raise
@@ -338,7 +417,7 @@ class Store:
         known = {m.name for m in migrations}
         unknown = applied - known
         if unknown:
-            raise StoreError(
+            raise DatabaseUnusable(
                 f"{self.path}: written by a newer batchveo (unknown migrations: "
                 f"{', '.join(sorted(unknown))})"
             )
@@ -677,39 +756,25 @@ class Store:
         self, db: aiosqlite.Connection, budget_usd: float | None
     ) -> tuple[str, list[Any]]:
         """SQL keeping only pending jobs whose estimated cost fits every budget."""
-        sql, args = "", list[Any]()
         caps = await self._batch_caps(db)
         if budget_usd is None and not caps:
-            return sql, args
-        committed = await self._committed(db)
-        if budget_usd is not None:
-            left = budget_usd - sum(committed.values())
-            sql += " AND cost_usd <= ?"
-            args.append(left + 1e-9)
-        if caps:
-            cases = " ".join("WHEN ? THEN ?" for _ in caps)
-            sql += f" AND cost_usd <= CASE batch {cases} ELSE 1e300 END"
-            for name, usd in caps.items():
-                args += [name, usd - committed.get(name, 0.0) + 1e-9]
-        return sql, args
+            return "", []
+        return BudgetRoom(budget_usd, caps, await self._committed(db)).sql()
 
     async def _batch_caps(self, db: aiosqlite.Connection | None = None) -> dict[str, float]:
         """Batch budgets, re-read every few seconds (another process may load a manifest)."""
         now = time.monotonic()
         if self._caps is None or now - self._caps_read_at > 5.0 or db is not None:
-            sql = "SELECT name, budget_usd FROM batches WHERE budget_usd IS NOT NULL"
             if db is None:
-                rows = await self._query(sql)
+                rows = await self._query(CAPS_SQL)
             else:
-                rows = list(await db.execute_fetchall(sql))
+                rows = list(await db.execute_fetchall(CAPS_SQL))
             self._caps = {name: usd for name, usd in rows}
             self._caps_read_at = now
         return self._caps
 
     async def _committed(self, db: aiosqlite.Connection) -> dict[str, float]:
-        marks = ",".join("?" * len(COMMITTED_STATES))
-        sql = f"SELECT batch, SUM(cost_usd) FROM jobs WHERE state IN ({marks}) GROUP BY batch"
-        async with db.execute(sql, COMMITTED_STATES) as cur:
+        async with db.execute(committed_sql()) as cur:
             return {b: float(v or 0.0) for b, v in await cur.fetchall()}
 
     async def claimable_pending(self, *, budget_usd: float | None = None) -> tuple[int, int]:

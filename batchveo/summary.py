@@ -24,6 +24,19 @@ def _state_counts(counts: dict[str, int]) -> dict[str, int]:
     return {s.value: counts.get(s.value, 0) for s in JobState}
 
 
+def empty_status_data() -> dict[str, Any]:
+    """What ``status`` says of a database that does not exist yet: the same shape as
+    ``status_data``, every count zero (a monitor's first look must parse as usual)."""
+    return {
+        "total": 0,
+        "states": _state_counts({}),
+        "cost_usd": {"spent": 0.0, "committed": 0.0, "estimate": True},
+        "batches": {},
+        "at_risk": [],
+        "uncertain": [],
+    }
+
+
 async def status_data(
     store: Store, *, retention_s: float = RETENTION_S, at_risk_s: float = AT_RISK_S
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
 from batchveo.migrations import MIGRATIONS
 from batchveo.states import JobState
-from batchveo.store import Job, Store, Transition
+from batchveo.store import BudgetRoom, Job, Store, Transition
 from tests.conftest import make_spec
 
 S = JobState
@@ -382,3 +382,24 @@ async def test_an_sqlite_too_old_for_returning_is_named_not_a_syntax_error(
     with pytest.raises(StoreError, match=r"needs SQLite 3\.35\.0 or newer.*has 3\.31\.1"):
         await Store.open(tmp_path / "jobs.db")
     assert not (tmp_path / "jobs.db").exists()
+
+
+def test_the_budget_rule_is_one_rule_for_the_claims_filter_and_the_plan() -> None:
+    # --budget $5 with $1.50 committed in all; batch b capped at $3 with $1 committed.
+    room = BudgetRoom(5.0, {"b": 3.0}, {"b": 1.0, "c": 0.5})
+    jobs = [("b", 2.0), ("b", 2.01), ("c", 3.5), ("c", 3.51), ("d", 3.5), ("b", 0.0)]
+    verdicts = [None, "batch", None, "budget", None, None]
+    assert [room.blocking(batch, usd) for batch, usd in jobs] == verdicts
+    # The claim's SQL filter keeps exactly the rows the plan lets through.
+    with sqlite3.connect(":memory:") as conn:
+        conn.execute("CREATE TABLE jobs (batch TEXT, cost_usd REAL)")
+        conn.executemany("INSERT INTO jobs VALUES (?, ?)", jobs)
+        fits, args = room.sql()
+        kept = conn.execute(f"SELECT rowid FROM jobs WHERE 1{fits} ORDER BY rowid", args)
+        assert [r for (r,) in kept] == [i + 1 for i, v in enumerate(verdicts) if v is None]
+    room.spend("b", 2.0)  # a claim commits its cost against both budgets
+    assert room.blocking("b", 0.01) == "batch" and room.blocking("c", 1.5) is None
+    assert room.blocking("c", 1.51) == "budget"
+    # Float sums that reach a budget exactly still fit it.
+    exact = BudgetRoom(0.3, {}, {"x": 0.1 + 0.1})
+    assert exact.blocking("x", 0.1) is None

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from batchveo.simulator import Simulator
 from tests.pipeline_helpers import KEY, fast_sim
+from tests.test_crash import states
 
 FAST = ["--rpm", "0", "--first-poll", "0.02s", "--poll-interval", "0.02s"]
 
@@ -74,31 +75,48 @@ async def status(tmp: Path) -> dict[str, Any]:
 
 async def test_a_second_run_on_the_same_database_exits_3(tmp_path: Path) -> None:
     manifest(tmp_path / "m.yaml", 6)
-    async with fast_sim(generation_s="1,1") as sim:
+    # Long generations: the first run cannot finish (and free the lock) before it is asked.
+    async with fast_sim(generation_s="60,60") as sim:
         first = await cli(tmp_path, sim, "run", "m.yaml", *FAST, wait=False)
-        await wait_until(lambda: (tmp_path / "jobs.db.lock").exists() and _locked(tmp_path))
+        await wait_until(
+            lambda: _holder_pid(tmp_path) == first.pid and len(states(tmp_path / "jobs.db")) == 6
+        )
         code, _, err = await cli(tmp_path, sim, "run", *FAST)
         assert code == 3
-        assert re.search(r"another run \(pid \d+, started .+\) holds .*jobs\.db", err)
+        assert re.search(rf"another run \(pid {first.pid}, started .+\) holds .*jobs\.db", err)
         assert "Traceback" not in err
-        # Read-only commands still work while the run holds the lock.
-        assert (await status(tmp_path))["total"] == 6
+        # Read-only commands still work while the run holds the lock, and say it is there.
+        data = await status(tmp_path)
+        assert data["total"] == 6 and data["active_run"]["pid"] == first.pid
         sim.finish_all()
         _, err = await first.communicate()
         assert first.returncode == 0, err.decode()
+    assert (await status(tmp_path))["active_run"] is None
 
 
 async def test_a_lock_left_by_a_killed_run_is_taken_over(tmp_path: Path) -> None:
     manifest(tmp_path / "m.yaml", 4)
-    async with fast_sim(generation_s="0.5,0.5") as sim:
+    db = tmp_path / "jobs.db"
+    # Long generations: run 1 cannot finish and release the lock before it is killed.
+    async with fast_sim(generation_s="60,60") as sim:
         first = await cli(tmp_path, sim, "run", "m.yaml", *FAST, wait=False)
-        await wait_until(lambda: _locked(tmp_path))
+        # Kill at a moment that cannot race, found by looking only (no flock of our own):
+        # the lock names run 1, and every job is running, none pending or mid-submit, so
+        # no claim can start between this look and the kill.
+        await wait_until(
+            lambda: (
+                _holder_pid(tmp_path) == first.pid and list(states(db).values()) == ["running"] * 4
+            )
+        )
         first.kill()
         await first.wait()
+        sim.finish_all()
         code, _, err = await cli(tmp_path, sim, "run", "m.yaml", *FAST)
         assert code == 0, err
         assert f"took over the lock left by a dead run (pid {first.pid})" in err
         assert (await status(tmp_path))["states"]["done"] == 4
+        # Run 1's operations were adopted by run 2 and polled, never sent again.
+        assert sim.stats()["requests"]["submit"] == {"200": 4}
         assert max(sim.stats()["submits_by_prompt"].values()) == 1
 
 
@@ -143,6 +161,39 @@ async def test_budget_stops_at_the_right_job_also_across_restarts(tmp_path: Path
         code, _, err = await cli(tmp_path, sim, "run", *FAST, "--budget", "4")
         assert (await status(tmp_path))["states"]["done"] == 3
         assert sim.stats()["requests"]["submit"] == {"200": 3}
+
+
+async def test_plan_and_a_real_run_agree_on_what_the_budgets_let_through(tmp_path: Path) -> None:
+    (tmp_path / "night.yaml").write_text(
+        "defaults: {model: veo-3.1-fast-generate-preview, budget: 3}\njobs:\n"  # $1.20 a job
+        + "".join(f"  - {{id: n{i}, prompt: night {i}}}\n" for i in range(4))
+    )
+    (tmp_path / "other.yaml").write_text(
+        "defaults: {model: veo-3.1-fast-generate-preview}\njobs:\n  - {id: o0, prompt: other}\n"
+    )
+    (tmp_path / "late.yaml").write_text(
+        "defaults: {model: veo-3.1-generate-preview}\njobs:\n"  # $3.20 a job
+        "  - {id: l0, prompt: late 0}\n  - {id: l1, prompt: late 1}\n"
+    )
+    async with fast_sim() as sim:
+        # Last night: n0 made ($1.20 of the night's $3 committed), the rest left pending.
+        code, _, err = await cli(tmp_path, sim, "run", "night.yaml", *FAST, "--max-jobs", "1")
+        assert code == 75, err
+        code, _, err = await cli(tmp_path, None, "load", "other.yaml")  # o0 waits in the db
+        assert code == 0, err
+        tonight = ["night.yaml", "late.yaml", "--budget", "6"]
+        code, out, err = await cli(tmp_path, None, "plan", *tonight, "--json")
+        assert code == 0, err
+        plan = json.loads(out)
+        before = sim.stats()["requests"]["submit"]["200"]
+        code, _, err = await cli(tmp_path, sim, "run", *tonight, *FAST)
+        sent = sim.stats()["requests"]["submit"]["200"] - before
+    # n1 fits the night's budget, n2 and n3 do not; o0 fits --budget; l0 and l1 ($3.20) not.
+    assert plan["to_submit"] == sent == 2
+    assert plan["over_budget_by"] == {"budget": 2, "batch_budgets": {"night": 2}}
+    assert code == 75 and "4 job(s) left pending" in err, err
+    final = states(tmp_path / "jobs.db")
+    assert sorted(j for j, s in final.items() if s == "pending") == ["l0", "l1", "n2", "n3"]
 
 
 async def test_filtered_jobs_do_not_count_against_the_budget(tmp_path: Path) -> None:
@@ -212,20 +263,12 @@ async def test_output_to_a_non_terminal_has_no_control_codes(tmp_path: Path) -> 
     assert "\x1b" not in out + err and "\r" not in out + err
 
 
-def _locked(tmp: Path) -> bool:
-    import fcntl
+def _holder_pid(tmp: Path) -> object:
+    """The pid the lock file names, read as a monitor would: without taking any lock, so
+    the look can never make the run it looks at fail to take its own."""
+    from batchveo import lock
 
-    try:
-        fd = os.open(tmp / "jobs.db.lock", os.O_RDWR)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return (lock.holder(tmp / "jobs.db") or {}).get("pid")
 
 
 async def wait_until(cond: Any, timeout_s: float = 20) -> None:
@@ -238,8 +281,6 @@ async def wait_until(cond: Any, timeout_s: float = 20) -> None:
 
 async def test_watch_loads_new_manifests_from_a_drop_folder(tmp_path: Path) -> None:
     import signal
-
-    from tests.test_crash import states
 
     drop = tmp_path / "drop"
     drop.mkdir()
