@@ -55,11 +55,11 @@ another chance, a URI that can never work does not keep the run going for two da
 DOWNLOAD_SAME_ANSWER_TRIES = 8
 """Tries of a video that got the very same answer from the server each time (status and
 message), or that still fail once the recorded times are past the retention, before its
-download is failed. "The file is gone" (404, or the Files API's 403) is not counted: it
-is retried until the retention is over and then ends ``expired``. About 6 minutes with the default backoff: reached within one
-14-minute cron run (the count is in memory), and ``batchveo retry`` fetches it again. A
-failure with no answer (the service unreachable) is an outage, not this video's fault:
-it does not count, except past the retention."""
+download is failed. About 6 minutes with the default backoff: reached within one
+14-minute cron run (the count is in memory), and ``batchveo retry`` fetches it again.
+Two kinds of failure are not "the same answer": none at all (the service unreachable: an
+outage, not this video's fault; it counts only past the retention), and "the file is
+gone" (404, or the Files API's 403), which ends ``expired`` once the retention is over."""
 
 
 def safe_segment(name: str) -> str:
