@@ -23,7 +23,9 @@ same ``-i`` suffix so variants do not overwrite each other.
 CSV: a header row, then one job per row. Column names are matched case-insensitively, in
 the API's camelCase or in snake_case (``aspect_ratio``); ``referenceImages`` is a ``;``-separated
 list; an empty cell means "not set"; UTF-8 with or without BOM, CRLF or LF, quoted cells may
-span lines. Unknown columns and YAML keys are errors (typo protection), with a suggestion.
+span lines, but a quote left open or text after a closing quote is an error (read leniently,
+either would silently swallow or rewrite rows). Unknown columns and YAML keys are errors (typo
+protection), with a suggestion.
 
 Prompts are stripped of surrounding whitespace. In YAML, ``16:9`` may be written unquoted:
 numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would read it as the base-60 int 969).
@@ -501,7 +503,9 @@ class _Loader:
         return d
 
     def _load_csv(self, name: str, text: str, batch: str, base: Path) -> None:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        # strict: a quote left open would otherwise take in every later row as one cell
+        # (they would never be jobs, and one prompt would be paid with all their text).
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         header = next(reader, [])
         cols: list[str | None] = []
         unnamed = []  # spreadsheets export trailing empty columns: fine while they stay empty
@@ -518,9 +522,10 @@ class _Loader:
         if "prompt" not in cols:
             return self.problem(f"{name} header", None, "no 'prompt' column")
         ncols, seen_rows, defaults = len(cols), False, _Defaults()
-        n = 0
+        n, end_line = 0, reader.line_num
         try:
             for n, row in enumerate(reader, 1):
+                end_line = reader.line_num
                 raw: dict[str, Any] = {}
                 for key, cell in zip(cols, row, strict=False):
                     if key and (value := cell.strip()):
@@ -538,7 +543,8 @@ class _Loader:
                     raw["referenceImages"] = [s.strip() for s in refs.split(";") if s.strip()]
                 self._job(raw, where, defaults, batch, base, bad)
         except csv.Error as e:
-            return self.problem(f"{name} row {n + 1}", None, f"not valid CSV: {e}")
+            why = _csv_error(str(e), end_line + 1, reader.line_num)
+            return self.problem(f"{name} row {n + 1}", None, f"not valid CSV: {why}")
         if not seen_rows:
             self.problem(name, None, "empty manifest: no jobs")
 
@@ -729,6 +735,35 @@ class _Loader:
                 self.problem(where, spec.id, msg)
                 return True
         return False
+
+
+def _csv_error(error: str, first_line: int, line: int) -> str:
+    """What a csv module error means for a row starting on ``first_line``, read up to ``line``.
+
+    Every one of them is a quote in the wrong place: a cell whose quote never closes (at the
+    end of the file, or at the module's cell size limit), or text after a closing quote.
+    """
+    if error.startswith("unexpected end of data"):
+        return (
+            f"a quote in this row (line {first_line}) is never closed, "
+            "so it would swallow every later row"
+        )
+    if error.startswith("field larger than field limit"):
+        return (
+            f"a cell of this row (from line {first_line}) is over {csv.field_size_limit():,} "
+            "characters: is a quote left unclosed?"
+        )
+    if "expected after" in error:
+        if first_line == line:
+            return (
+                f"text follows the closing quote of a cell on line {line} "
+                '(a quote inside a quoted cell is written twice: "")'
+            )
+        return (
+            f"a quoted cell from line {first_line} ends on line {line} with text right after "
+            "its closing quote (is a quote left unclosed?)"
+        )
+    return error
 
 
 def _render(template: str, job_id: str, batch: str, variant: int | None) -> str:

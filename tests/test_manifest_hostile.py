@@ -1,0 +1,95 @@
+"""Manifests that used to slip through, hang or crash ``load``: each must be one line per
+problem (``FILE:LINE`` or ``FILE row N``), exit 2, and no database at all."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from click.testing import CliRunner
+from PIL import Image
+
+from batchveo.cli import main
+from batchveo.manifest import load_manifests
+from tests.test_manifest import one_problem, write
+
+
+def cli_load(tmp_path: Path, *manifests: Path) -> tuple[int, list[str], Path]:
+    """``batchveo load`` in-process: exit code, the lines on stderr, the database path."""
+    db = tmp_path / "jobs.db"
+    result = CliRunner().invoke(main, ["load", *map(str, manifests), "--db", str(db)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stderr.splitlines(), db
+
+
+def assert_refused(tmp_path: Path, path: Path, *expected: str) -> None:
+    """Exit 2, exactly these problem lines, and no database file (not even created)."""
+    code, lines, db = cli_load(tmp_path, path)
+    assert (code, lines) == (2, [f"batchveo: {e}" for e in expected])
+    assert not db.exists() and not list(tmp_path.glob("jobs.db*"))
+
+
+def image(fmt: str, size: tuple[int, int] = (4, 3)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 200)).save(buf, fmt)
+    return buf.getvalue()
+
+
+# --- 1. CSV quotes -----------------------------------------------------------------------------
+
+UNCLOSED = 'id,prompt\nr1,A fox in snow\nr2,"A harbour at dawn\nr3,A lighthouse\nr4,A desert road\n'
+UNCLOSED_MSG = (
+    "not valid CSV: a quote in this row (line 3) is never closed, "
+    "so it would swallow every later row"
+)
+
+
+def test_csv_unclosed_quote_is_refused_not_swallowing_later_rows(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.csv", UNCLOSED.encode())
+    assert one_problem(path) == f"{path} row 2: {UNCLOSED_MSG}"
+
+
+def test_csv_unclosed_quote_through_the_cli(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.csv", UNCLOSED.encode())
+    assert_refused(tmp_path, path, f"{path} row 2: {UNCLOSED_MSG}")
+
+
+def test_csv_text_after_a_closing_quote_is_refused(tmp_path: Path) -> None:
+    """Lenient CSV drops the quotes of ``"A harbour" at dawn`` and reads on silently."""
+    path = write(tmp_path / "m.csv", b'id,prompt\nr1,ok\nr2,"A harbour" at dawn\nr3,fine\n')
+    assert one_problem(path) == (
+        f"{path} row 2: not valid CSV: text follows the closing quote of a cell on line 3 "
+        '(a quote inside a quoted cell is written twice: "")'
+    )
+
+
+def test_csv_stray_quote_that_swallows_lines_until_another_quote(tmp_path: Path) -> None:
+    text = b'id,prompt\nr1,"A harbour\nr2,A "tall" lighthouse\nr3,fine\n'
+    path = write(tmp_path / "m.csv", text)
+    assert one_problem(path) == (
+        f"{path} row 1: not valid CSV: a quoted cell from line 2 ends on line 3 "
+        "with text right after its closing quote (is a quote left unclosed?)"
+    )
+
+
+def test_csv_unclosed_quote_in_a_long_file_is_named_as_such(tmp_path: Path) -> None:
+    """Past 128 KB the csv module stops at its cell size limit, before the end of the file."""
+    rows = "".join(f"r{i},a shot of the coast number {i}\n" for i in range(3, 10_000))
+    path = write(tmp_path / "m.csv", f'id,prompt\nr1,ok\nr2,"A harbour at dawn\n{rows}'.encode())
+    assert one_problem(path) == (
+        f"{path} row 2: not valid CSV: a cell of this row (from line 3) is over 131,072 "
+        "characters: is a quote left unclosed?"
+    )
+
+
+def test_csv_quotes_that_are_fine_keep_working(tmp_path: Path) -> None:
+    text = (
+        b'id,prompt\nr1,"A quiet street,\nthen rain ""falls"""\n'
+        b'r2,A "tall" lighthouse\nr3,"two\r\n\r\nparagraphs"\n'
+    )
+    specs = load_manifests([write(tmp_path / "m.csv", text)])
+    assert [(s.id, s.prompt, s.source.rsplit(" ", 1)[1]) for s in specs] == [
+        ("r1", 'A quiet street,\nthen rain "falls"', "1"),
+        ("r2", 'A "tall" lighthouse', "2"),
+        ("r3", "two\r\n\r\nparagraphs", "3"),
+    ]
