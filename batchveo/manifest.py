@@ -43,6 +43,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,9 @@ MAX_PROMPT_CHARS = 4000
 """About 1,024 tokens, the prompt limit Google documents for Veo."""
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """Images travel base64-encoded inside the request, whose size is capped around 20 MB."""
+MAX_MANIFEST_BYTES = 2**30
+"""1 GiB: a million-row CSV is a few hundred MB. Beyond it a "manifest" is a mistake (a link to
+a device, a log), and reading on would only eat memory."""
 MAX_ID_CHARS = 128
 MAX_REPEAT = 10_000
 MAX_SEED = 2**32 - 1
@@ -392,14 +396,9 @@ class _Loader:
         ext = p.suffix.lower()
         if ext not in _EXTENSIONS:
             return self.problem(name, None, "not a manifest: use a .yaml, .yml or .csv file")
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            return self.problem(name, None, "file not found")
-        except IsADirectoryError:
-            return self.problem(name, None, "is a folder, not a manifest file")
-        except OSError as e:
-            return self.problem(name, None, f"cannot read it: {e.strerror}")
+        data = _read_manifest(p)
+        if isinstance(data, str):
+            return self.problem(name, None, data)
         if p.resolve() in self._files:
             return self.problem(name, None, "the same manifest is given twice")
         self._files.add(p.resolve())
@@ -816,6 +815,65 @@ def _combination_problems(
         if pg != allowed:
             bad.append(f"personGeneration {pg} is not allowed for {mode}: use {allowed}")
     return bad
+
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+"""Non-blocking: ``open()`` of a FIFO would otherwise wait for a writer forever."""
+_READ_CHUNK_BYTES = 1 << 20
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _read_manifest(path: Path) -> bytes | str:
+    """The bytes of a manifest, or why it cannot be one (completing "FILE: ...").
+
+    Only a regular file (links followed) is read, and at most ``MAX_MANIFEST_BYTES``: a FIFO
+    would hang ``load``, a link to ``/dev/zero`` would eat memory, and files in ``/proc``
+    say they are empty and are not; the bound is on what is read, not on what stat says.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return "file not found"
+    except IsADirectoryError:
+        return "is a folder, not a manifest file"
+    except OSError as e:
+        return f"cannot read it: {e.strerror}"
+    too_big = (
+        f"is over {MAX_MANIFEST_BYTES:,} bytes, the most a manifest may be "
+        "(split it into several files)"
+    )
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return f"is {_file_kind(st.st_mode)}, not a manifest file"
+        if st.st_size > MAX_MANIFEST_BYTES:
+            return too_big
+        chunks, total = [], 0
+        want = st.st_size + 1  # one read for the whole file, one to see its end
+        while total <= MAX_MANIFEST_BYTES:
+            chunk = os.read(fd, max(want - total, _READ_CHUNK_BYTES))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_MANIFEST_BYTES:
+            return too_big
+        return b"".join(chunks)  # one chunk: the same bytes object, no copy
+    except OSError as e:
+        return f"cannot read it: {e.strerror}"
+    finally:
+        os.close(fd)
 
 
 def _hash_image(path: Path) -> ImageRef | str:

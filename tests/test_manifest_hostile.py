@@ -3,14 +3,22 @@ problem (``FILE:LINE`` or ``FILE row N``), exit 2, and no database at all."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from batchveo import manifest
 from batchveo.cli import main
-from batchveo.manifest import load_manifests
+from batchveo.errors import ManifestError
+from batchveo.manifest import load_manifests, read_manifests
 from tests.test_manifest import one_problem, write
 
 
@@ -93,3 +101,101 @@ def test_csv_quotes_that_are_fine_keep_working(tmp_path: Path) -> None:
         ("r2", 'A "tall" lighthouse', "2"),
         ("r3", "two\r\n\r\nparagraphs", "3"),
     ]
+
+
+# --- 3. manifests that never end ---------------------------------------------------------------
+
+
+def _watchdog(fn: object, timeout_s: float = 20.0) -> list[BaseException | object]:
+    """Run ``fn`` in a thread; a hang shows up as an empty result, not a frozen suite."""
+    out: list[BaseException | object] = []
+
+    def target() -> None:
+        try:
+            out.append(fn())  # type: ignore[operator]
+        except BaseException as e:
+            out.append(e)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return out
+
+
+def _release(fifo: Path) -> None:
+    """Let a reader still blocked in ``open()`` of the FIFO go (only before the fix)."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "m.yaml"
+    os.mkfifo(fifo)
+    try:
+        result = _watchdog(lambda: read_manifests([fifo]))
+        assert result, "load blocked on the FIFO"
+        (error,) = result
+        assert isinstance(error, ManifestError)
+        assert str(error) == f"{fifo}: is a named pipe, not a manifest file"
+    finally:  # release a reader that may still be blocked in open()
+        _release(fifo)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_through_the_cli_exits_2(tmp_path: Path) -> None:
+    fifo = tmp_path / "m.csv"
+    os.mkfifo(fifo)
+    db = tmp_path / "jobs.db"
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "batchveo", "load", str(fifo), "--db", str(db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        _release(fifo)
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f"batchveo: {fifo}: is a named pipe, not a manifest file\n",
+    )
+    assert not db.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_a_link_to_a_device_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Should the type check ever go, the size bound (made small here) still stops the read.
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 2**20)
+    link = tmp_path / "m.yaml"
+    link.symlink_to("/dev/zero")
+    assert one_problem(link) == f"{link}: is a device, not a manifest file"
+    assert_refused(tmp_path, link, f"{link}: is a device, not a manifest file")
+
+
+def test_a_manifest_over_the_size_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 1000)
+    rows = "".join(f"fox {i}\n" for i in range(200))
+    ok = write(tmp_path / "ok.csv", "prompt\n" + rows[:993].rsplit("\n", 1)[0] + "\n")
+    assert len(ok.read_bytes()) <= 1000 and len(load_manifests([ok])) > 100
+    big = write(tmp_path / "big.csv", "prompt\n" + rows)
+    assert one_problem(big) == (
+        f"{big}: is over 1,000 bytes, the most a manifest may be (split it into several files)"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs /proc")
+def test_the_size_bound_holds_for_files_that_lie_about_their_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/proc files say 0 bytes and are longer: the bound is on what is read, not on stat."""
+    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 100)
+    link = tmp_path / "m.yaml"
+    link.symlink_to("/proc/self/status")
+    assert one_problem(link) == (
+        f"{link}: is over 100 bytes, the most a manifest may be (split it into several files)"
+    )
+
+
+def test_the_bound_is_generous() -> None:
+    assert manifest.MAX_MANIFEST_BYTES >= 2**30
