@@ -43,6 +43,7 @@ import io
 import json
 import os
 import re
+import reprlib
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -156,6 +157,86 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
+MAX_YAML_EXPANDED_NODES = 100_000_000
+"""How many values a YAML document may hold once its aliases are expanded. A million jobs that
+each merge a shared defaults anchor come to some 20 million; the billion laughs (1 KB) to 435
+million, and merge keys really copy what they merge. Counted before anything is built."""
+_ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s\[\]{},]", re.MULTILINE)
+"""Something that may be a YAML anchor; without one a document has no aliases to expand."""
+_BOMB = (
+    f"its aliases expand it to over {MAX_YAML_EXPANDED_NODES:,} values; refused as an alias "
+    "bomb (a manifest of a million jobs that share an anchor is far below that)"
+)
+
+
+_SCALAR, _MAPPING = yaml.ScalarNode, yaml.MappingNode
+
+
+class _Endless(Exception):
+    """A node that contains itself through an alias (``&a [*a]``)."""
+
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes the document holds once every alias is expanded, capped at ``limit + 1``.
+
+    Each node's size is computed once (by identity, which is what an alias shares), so this is
+    linear in the composed document even when its expansion is astronomical; scalars count 1
+    and are never looked up (a 100k-job manifest with a shared anchor: 0.2 s). Raises
+    ``_Endless`` for a node that contains itself: expanding it would never end.
+    """
+    sizes: dict[int, int] = {}  # id(collection node) -> expanded size
+    on_path: set[int] = set()
+    stack: list[Any] = [root]  # a node to open, or (node, kids, width) to close
+    while stack:
+        item = stack.pop()
+        if item.__class__ is tuple:
+            node, kids, width = item
+            on_path.discard(id(node))
+            total = 1 + width - len(kids) + sum([sizes[id(c)] for c in kids])
+            sizes[id(node)] = min(total, limit + 1)
+            continue
+        key = id(item)
+        if key in sizes or item.__class__ is _SCALAR:
+            continue
+        if key in on_path:
+            raise _Endless(item)
+        value = item.value
+        flat = [n for pair in value for n in pair] if item.__class__ is _MAPPING else value
+        kids = [c for c in flat if c.__class__ is not _SCALAR]
+        pending = [c for c in kids if id(c) not in sizes]
+        if not pending:  # the common case: scalars and nodes already counted
+            total = 1 + len(flat) - len(kids) + sum([sizes[id(c)] for c in kids])
+            sizes[key] = min(total, limit + 1)
+            continue
+        on_path.add(key)
+        stack.append((item, kids, len(flat)))
+        stack += pending
+    return sizes.get(id(root), 1)
+
+
+def _is_bomb(root: yaml.Node, text: str) -> bool:
+    """Whether the aliases expand the document past ``MAX_YAML_EXPANDED_NODES``; documents
+    without anything like an anchor (most) are not walked at all."""
+    if "&" not in text or not _ANCHOR.search(text):
+        return False
+    return _expanded_size(root, MAX_YAML_EXPANDED_NODES) > MAX_YAML_EXPANDED_NODES
+
+
+def _anchor_before(text: str, node: yaml.Node) -> str | None:
+    """The anchor of ``node``, for messages (nodes do not keep it): where the node starts (the
+    C parser) or just before (the Python one)."""
+    mark = node.start_mark
+    lines = text.splitlines(keepends=True)
+    if at := re.match(r"&([^\s\[\]{},]+)", lines[mark.line][mark.column :]):
+        return at[1]
+    before = "".join(lines[max(0, mark.line - 2) : mark.line]) + lines[mark.line][: mark.column]
+    found = re.findall(r"&([^\s\[\]{},]+)", before)
+    return found[-1] if found else None
+
+
 def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
@@ -200,8 +281,27 @@ class _Bad(Exception):
     """A value that does not parse; the message is what the user reads."""
 
 
+MAX_SHOWN_CHARS = 80
+"""The most a message shows of a value: enough to recognise it. Printing a whole value could
+print a whole document, or, for a YAML alias bomb, billions of strings."""
+_REPR = reprlib.Repr()
+_REPR.fillvalue = "…"
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring = 3, 6, 4, 40
+
+
+def _cut(text: str) -> str:
+    """``text`` shortened to ``MAX_SHOWN_CHARS``, with an ellipsis when cut."""
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "…"
+
+
 def _show(v: object) -> str:
-    return repr(v) if isinstance(v, str) else str(v)
+    """A value as a message shows it: quoted if text, at most ``MAX_SHOWN_CHARS``, in work
+    bounded whatever its size (lists and mappings go through ``reprlib``)."""
+    if isinstance(v, str):
+        return _cut(repr(v[: MAX_SHOWN_CHARS + 1]))
+    if isinstance(v, list | dict | tuple | set):
+        return _cut(_REPR.repr(v))
+    return _cut(str(v))
 
 
 def _to_int(key: str, v: object) -> int:
@@ -290,11 +390,11 @@ def _unknown_key(key: object, known: Iterable[str], what: str) -> str:
     k = str(key)
     by_lower = {x.lower(): x for x in known}
     guess = SNAKE_CASE.get(k) or by_lower.get(k.lower().replace("_", ""))
-    if guess is None or guess not in known:
+    if (guess is None or guess not in known) and len(k) <= MAX_SHOWN_CHARS:
         close = difflib.get_close_matches(k, known, n=1, cutoff=0.6)
         guess = close[0] if close else None
     hint = f" (did you mean {guess!r}?)" if guess else f" (known: {', '.join(known)})"
-    return f"unknown {what} {k!r}{hint}"
+    return f"unknown {what} {_show(k)}{hint}"
 
 
 _ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:)")
@@ -305,9 +405,9 @@ def _output_problem(out: str) -> str | None:
     """Why a rendered output name is not a relative path inside the output folder, if it is not."""
     parts = re.split(r"[/\\]", out)
     if _ABSOLUTE.match(out) or ".." in parts:
-        return f"output {out!r} must be a relative path inside the output folder (no '..')"
+        return f"output {_show(out)} must be a relative path inside the output folder (no '..')"
     if parts[-1] in ("", ".") or _CONTROL.search(out):
-        return f"output {out!r} is not a usable file name"
+        return f"output {_show(out)} is not a usable file name"
     return None
 
 
@@ -316,7 +416,7 @@ def _template(v: object) -> str:
         raise _Bad(f"output must be a name template like '{{batch}}/{{id}}', not {_show(v)}")
     rest = v.replace("{id}", "").replace("{batch}", "")
     if "{" in rest or "}" in rest:
-        raise _Bad(f"output {v!r}: the only placeholders are {{id}} and {{batch}}")
+        raise _Bad(f"output {_show(v)}: the only placeholders are {{id}} and {{batch}}")
     if problem := _output_problem(v.replace("{id}", "x").replace("{batch}", "x")):
         raise _Bad(problem)
     return v.strip()
@@ -422,6 +522,8 @@ class _Loader:
         loader = _YamlLoader(text)
         try:
             root = loader.get_single_node()
+            if root is not None and _is_bomb(root, text):
+                return self.problem(name, None, _BOMB)
             # Take what we need from the node tree (lines, keys written twice) and let it go
             # before building specs: for 100k jobs it is the largest thing in memory.
             top = _key_nodes(root)
@@ -436,6 +538,14 @@ class _Loader:
             return self.problem(where, None, f"not valid YAML: {e.problem or e.context}")
         except yaml.YAMLError as e:
             return self.problem(name, None, f"not valid YAML: {e}")
+        except _Endless as e:
+            anchor = _anchor_before(text, e.node)
+            named = f" (*{anchor} inside &{anchor})" if anchor else ""
+            return self.problem(
+                f"{name}:{_line(e.node)}",
+                None,
+                f"an alias refers to a value that contains it{named}; a manifest cannot be endless",
+            )
         finally:
             loader.dispose()
         del job_nodes
@@ -468,7 +578,7 @@ class _Loader:
             if not isinstance(job, dict):
                 self.problem(where, None, "a job must be a mapping with at least 'prompt:'")
                 continue
-            bad = [f"{k!r} is written twice" for k in dups.get(i, ())]
+            bad = [f"{_show(k)} is written twice" for k in dups.get(i, ())]
             if job.keys() - _JOB_KEYS:
                 bad += [_unknown_key(k, JOB_KEYS, "key") for k in job if k not in _JOB_KEYS]
             self._job(job, where, defaults, batch, base, bad)
@@ -515,7 +625,7 @@ class _Loader:
             elif key is None:
                 self.problem(f"{name} header", None, _unknown_key(cell.strip(), JOB_KEYS, "column"))
             elif key in cols:
-                self.problem(f"{name} header", None, f"column {key!r} appears twice")
+                self.problem(f"{name} header", None, f"column {_show(key)} appears twice")
                 key = None
             cols.append(key)
         if "prompt" not in cols:
@@ -557,13 +667,13 @@ class _Loader:
             try:
                 path = self._resolved[v] = (base / Path(v).expanduser()).resolve()
             except (OSError, RuntimeError, ValueError) as e:  # NUL byte, unknown ~user, loop
-                bad.append(f"{what} {v!r} is not a usable path ({e})")
+                bad.append(f"{what} {_show(v)} is not a usable path ({e})")
                 return None
         ref = self._images.get(path)
         if ref is None:
             ref = self._images[path] = _hash_image(path)
         if isinstance(ref, str):
-            bad.append(f"{what} {v} {ref}")
+            bad.append(f"{what} {_cut(v)} {ref}")
             return None
         return ref
 
@@ -730,7 +840,10 @@ class _Loader:
                 self.problem(where, spec.id, problem)
                 return True
             if (other := self._outputs.get(out)) is not None:
-                msg = f"output {out!r} is also used by {other}: one video would replace the other"
+                msg = (
+                    f"output {_show(out)} is also used by {other}: "
+                    "one video would replace the other"
+                )
                 self.problem(where, spec.id, msg)
                 return True
         return False

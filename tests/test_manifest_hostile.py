@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 
@@ -19,7 +20,7 @@ from batchveo import manifest
 from batchveo.cli import main
 from batchveo.errors import ManifestError
 from batchveo.manifest import load_manifests, read_manifests
-from tests.test_manifest import one_problem, write
+from tests.test_manifest import one_problem, problems, write
 
 
 def cli_load(tmp_path: Path, *manifests: Path) -> tuple[int, list[str], Path]:
@@ -199,3 +200,82 @@ def test_the_size_bound_holds_for_files_that_lie_about_their_size(
 
 def test_the_bound_is_generous() -> None:
     assert manifest.MAX_MANIFEST_BYTES >= 2**30
+
+
+# --- 4. alias bombs and long values in messages ------------------------------------------------
+
+
+def laughs(levels: int = 9) -> str:
+    """The billion laughs: 9 levels of 9 aliases, about 1 KB, 9**9 strings once expanded."""
+    lines = ["  a0: &a0 [" + ", ".join(["lol"] * 9) + "]"]
+    lines += [f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "defaults:\n" + "\n".join(lines) + f"\njobs:\n  - prompt: *a{levels - 1}\n"
+
+
+BOMB_MSG = (
+    "its aliases expand it to over 100,000,000 values; refused as an alias bomb "
+    "(a manifest of a million jobs that share an anchor is far below that)"
+)
+
+
+def test_billion_laughs_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    path = write(tmp_path / "bomb.yaml", laughs())
+    assert len(path.read_bytes()) < 1100
+    assert one_problem(path) == f"{path}: {BOMB_MSG}"
+
+
+def test_billion_laughs_through_the_cli(tmp_path: Path) -> None:
+    path = write(tmp_path / "bomb.yaml", laughs())
+    assert_refused(tmp_path, path, f"{path}: {BOMB_MSG}")
+
+
+def test_merge_keys_that_double_at_every_level_are_refused(tmp_path: Path) -> None:
+    """``<<: [*m, *m]`` at every level: 2**40 values once expanded. PyYAML releases that copy
+    every merged pair would build them all; the count refuses it whatever the release."""
+    lines = ["  m0: &m0 {seed: 1}"]
+    lines += [f"  m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}]}}" for i in range(1, 40)]
+    text = "defaults:\n" + "\n".join(lines) + "\njobs:\n  - {<<: *m39, prompt: p}\n"
+    path = write(tmp_path / "merge.yaml", text)
+    assert one_problem(path) == f"{path}: {BOMB_MSG}"
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path / "loop.yaml", "- &job {prompt: p, <<: *job}\n")
+    assert one_problem(path) == (
+        f"{path}:1: an alias refers to a value that contains it (*job inside &job); "
+        "a manifest cannot be endless"
+    )
+
+
+def test_shared_defaults_anchor_stays_far_below_the_bound(tmp_path: Path) -> None:
+    """A million jobs that each merge a defaults anchor must load: measured on a thousand."""
+    first = "  - &first {aspectRatio: '9:16', durationSeconds: 8, seed: 1, prompt: s, id: s}\n"
+    jobs = "".join(f"  - {{<<: *first, prompt: shot {i}, id: s{i}}}\n" for i in range(1000))
+    path = write(tmp_path / "shared.yaml", "jobs:\n" + first + jobs)
+    assert len(load_manifests([path])) == 1001
+    node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
+    size = manifest._expanded_size(node, manifest.MAX_YAML_EXPANDED_NODES)
+    assert 1000 * size < manifest.MAX_YAML_EXPANDED_NODES / 2
+
+
+def test_messages_show_at_most_80_characters_of_a_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "long.yaml",
+        "- prompt: p\n  aspectRatio: " + "x" * 10_000 + "\n"
+        "- prompt: &l [" + ", ".join(["word"] * 5000) + "]\n"
+        "- prompt: q\n  ? " + "k" * 10_000 + "\n  : 1\n",
+    )
+    found = problems(path)
+    assert found == [
+        f"{path}:1: aspectRatio must be one of 16:9, 9:16, not '{'x' * 78}…",
+        f"{path}:3: prompt must be text, not ['word', 'word', 'word', 'word', 'word', 'word', …]",
+        f"{path}:4: unknown key '{'k' * 78}… (known: {', '.join(manifest.JOB_KEYS)})",
+    ]
+
+
+def test_shared_lists_in_a_message_are_not_expanded(tmp_path: Path) -> None:
+    """Under the bound but still 9**7 strings: the message must not walk them all."""
+    path = write(tmp_path / "wide.yaml", laughs(7))
+    found = problems(path)
+    assert found[-1].startswith(f"{path}:10: prompt must be text, not [[[")
+    assert all(len(line) < 250 for line in found)
