@@ -69,6 +69,9 @@ a device, a log), and reading on would only eat memory."""
 MAX_ID_CHARS = 128
 MAX_REPEAT = 10_000
 MAX_SEED = 2**32 - 1
+MAX_NUMBER_DIGITS = 100
+"""No field takes a number of more than 10 digits; longer ones are reported by their length and
+never converted (Python refuses past 4,300 digits, and the conversion is quadratic below)."""
 
 PARAM_KEYS = (
     "aspectRatio",
@@ -237,6 +240,21 @@ def _anchor_before(text: str, node: yaml.Node) -> str | None:
     return found[-1] if found else None
 
 
+def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> int:
+    """PyYAML's int, except that a number too long to convert stays a ``_HugeInt``."""
+    text = str(node.value).replace("_", "")
+    sign = text[:1] in ("+", "-")
+    digits = text[sign:]
+    if digits[:2].lower() in ("0x", "0b", "0o"):
+        digits = digits[2:]
+    if len(digits) > MAX_NUMBER_DIGITS:
+        return _HugeInt(len(digits), text.startswith("-"))
+    return int(yaml.constructor.SafeConstructor.construct_yaml_int(loader, node))
+
+
+_YamlLoader.add_constructor(_INT, _construct_int)
+
+
 def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
@@ -304,10 +322,31 @@ def _show(v: object) -> str:
     return _cut(str(v))
 
 
+class _HugeInt(int):
+    """A whole number of more than ``MAX_NUMBER_DIGITS`` digits, never converted: it compares
+    as out of every field's range and shows as its length ("a 5000-digit number")."""
+
+    digits: int
+    negative: bool
+
+    def __new__(cls, digits: int, negative: bool) -> _HugeInt:
+        self = super().__new__(cls, -(10**MAX_NUMBER_DIGITS) if negative else 10**MAX_NUMBER_DIGITS)
+        self.digits, self.negative = digits, negative
+        return self
+
+    def __str__(self) -> str:
+        return f"a {'negative ' if self.negative else ''}{self.digits}-digit number"
+
+    __repr__ = __str__
+
+
 def _to_int(key: str, v: object) -> int:
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     if isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", v):
+        digits = v.strip().lstrip("+-")
+        if len(digits) > MAX_NUMBER_DIGITS:
+            return _HugeInt(len(digits), v.strip().startswith("-"))
         return int(v)
     raise _Bad(f"{key} must be a whole number, not {_show(v)}")
 
@@ -425,6 +464,8 @@ def _template(v: object) -> str:
 def _check_id(v: object) -> str:
     if isinstance(v, bool) or not isinstance(v, str | int | float):
         raise _Bad(f"id must be text, not {_show(v)}")
+    if isinstance(v, _HugeInt):
+        raise _Bad(f"id is {v.digits + v.negative} characters; at most {MAX_ID_CHARS}")
     s = str(v).strip() if isinstance(v, str) else str(v)
     if not s:
         raise _Bad("id is empty")
@@ -602,7 +643,7 @@ class _Loader:
                 elif key == "output":
                     d.output = _template(v)
                 elif key == "budget":
-                    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                    if isinstance(v, bool | _HugeInt) or not isinstance(v, int | float) or v < 0:
                         raise _Bad(f"budget must be an amount in USD, not {_show(v)}")
                     d.budget_usd = float(v)
                 elif (val := _COERCE[key](v)) is not None:
@@ -715,9 +756,10 @@ class _Loader:
                 elif key == "output":
                     output = _template(v)
                 elif key == "repeat":
-                    repeat = _to_int("repeat", v)
-                    if not 1 <= repeat <= MAX_REPEAT:
-                        raise _Bad(f"repeat must be between 1 and {MAX_REPEAT}, not {repeat}")
+                    n = _to_int("repeat", v)
+                    if not 1 <= n <= MAX_REPEAT:
+                        raise _Bad(f"repeat must be between 1 and {MAX_REPEAT}, not {n}")
+                    repeat = n
                 elif (val := _COERCE[key](v)) is None:
                     params.pop(key, None)
                 else:

@@ -279,3 +279,45 @@ def test_shared_lists_in_a_message_are_not_expanded(tmp_path: Path) -> None:
     found = problems(path)
     assert found[-1].startswith(f"{path}:10: prompt must be text, not [[[")
     assert all(len(line) < 250 for line in found)
+
+
+# --- 5. numbers beyond Python's int-string limit --------------------------------------------
+
+HUGE = "7" * 5000
+HUGE_LINES = [
+    "seed must be between 0 and 4294967295, not a 5000-digit number",
+    "durationSeconds must be 4, 6 or 8, not a 5000-digit number",
+    "repeat must be between 1 and 10000, not a 5000-digit number",
+]
+
+
+def test_huge_integers_in_yaml_are_one_line_per_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "big.yaml",
+        f"- prompt: p\n  seed: {HUGE}\n  durationSeconds: {HUGE}\n  repeat: {HUGE}\n"
+        f"- prompt: q\n  id: {HUGE}\n  enhancePrompt: -{HUGE}\n  seed: 0x{'f' * 5000}\n",
+    )
+    assert problems(path) == [f"{path}:1: {m}" for m in HUGE_LINES] + [
+        f"{path}:5: id is 5000 characters; at most 128",
+        f"{path}:5: enhancePrompt must be true or false, not a negative 5000-digit number",
+        f"{path}:5: seed must be between 0 and 4294967295, not a 5000-digit number",
+    ]
+
+
+def test_huge_integers_in_csv_are_one_line_per_field(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "big.csv", f"prompt,seed,durationSeconds,repeat\np,{HUGE},{HUGE},{HUGE}\n"
+    )
+    assert problems(path) == [f"{path} row 1: {m}" for m in HUGE_LINES]
+
+
+def test_huge_integers_through_the_cli(tmp_path: Path) -> None:
+    path = write(tmp_path / "big.yaml", f"- prompt: p\n  seed: {HUGE}\n")
+    assert_refused(tmp_path, path, f"{path}:1: {HUGE_LINES[0]}")
+
+
+def test_long_but_convertible_numbers_are_still_shown(tmp_path: Path) -> None:
+    path = write(tmp_path / "n.yaml", "- prompt: p\n  seed: 123456789012345678901234567890\n")
+    assert one_problem(path) == (
+        f"{path}:1: seed must be between 0 and 4294967295, not 123456789012345678901234567890"
+    )
