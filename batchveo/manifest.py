@@ -27,8 +27,10 @@ span lines, but a quote left open or text after a closing quote is an error (rea
 either would silently swallow or rewrite rows). Unknown columns and YAML keys are errors (typo
 protection), with a suggestion.
 
-Prompts are stripped of surrounding whitespace. In YAML, ``16:9`` may be written unquoted:
-numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would read it as the base-60 int 969).
+Prompts are stripped of surrounding whitespace and may hold no control character but line
+breaks and tabs (NUL, ESC, ... are refused, so ``show`` never prints them raw). In YAML,
+``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
+read it as the base-60 int 969).
 Image paths are relative to the manifest's folder; each distinct file is read once, in
 chunks, to sniff its type and hash it, and its bytes are never kept.
 """
@@ -394,10 +396,26 @@ def _sample_count(v: object) -> int:
     return 1
 
 
+_PROMPT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""Control characters (C0, DEL, C1) but tab, LF and CR: NUL, ESC or CSI in a prompt is never
+meant, and ``show`` would print it raw to a terminal. One search per prompt."""
+
+
+def _control_problem(what: str, text: str) -> str | None:
+    if (found := _PROMPT_CONTROL.search(text)) is None:
+        return None
+    return (
+        f"{what} has the control character U+{ord(found[0]):04X} at character "
+        f"{found.start() + 1}; only line breaks and tabs may be in a prompt"
+    )
+
+
 def _text(v: object) -> str | None:
     if not isinstance(v, str):
         raise _Bad(f"negativePrompt must be text, not {_show(v)}")
-    return v.strip() or None
+    if problem := _control_problem("negativePrompt", text := v.strip()):
+        raise _Bad(problem)
+    return text or None
 
 
 _COERCE: dict[str, Callable[[object], Any]] = {
@@ -746,6 +764,8 @@ class _Loader:
                 f"prompt is {len(prompt)} characters; Veo takes about 1,024 tokens "
                 f"(roughly {MAX_PROMPT_CHARS} characters) at most"
             )
+        elif problem := _control_problem("prompt", prompt):
+            bad.append(problem)
         model, params, output, repeat = d.model, dict(d.params), d.output, None
         for key, v in raw.items():
             if v is None or (key not in _COERCE and key not in ("model", "output", "repeat")):

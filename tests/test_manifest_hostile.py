@@ -321,3 +321,40 @@ def test_long_but_convertible_numbers_are_still_shown(tmp_path: Path) -> None:
     assert one_problem(path) == (
         f"{path}:1: seed must be between 0 and 4294967295, not 123456789012345678901234567890"
     )
+
+
+# --- 7. control characters in prompts ------------------------------------------------------
+
+CTRL = "only line breaks and tabs may be in a prompt"
+
+
+def test_control_characters_in_yaml_prompts(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.yaml",
+        '- prompt: "A fox \\e[31mred"\n'
+        '- {prompt: ok, negativePrompt: "blur\\x00"}\n'
+        '- prompt: "csi \\x9b here"\n'
+        "- prompt: |\n    two lines\n    \twith a tab\n",
+    )
+    assert problems(path) == [
+        f"{path}:1: prompt has the control character U+001B at character 7; {CTRL}",
+        f"{path}:2: negativePrompt has the control character U+0000 at character 5; {CTRL}",
+        f"{path}:3: prompt has the control character U+009B at character 5; {CTRL}",
+    ]
+
+
+def test_control_characters_in_csv_prompts(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "c.csv", b'prompt,negativePrompt\nbell\x07,\nfine,"x\x1b"\n"tab\tand\r\nCRLF",\n'
+    )
+    assert problems(path) == [
+        f"{path} row 1: prompt has the control character U+0007 at character 5; {CTRL}",
+        f"{path} row 2: negativePrompt has the control character U+001B at character 2; {CTRL}",
+    ]
+
+
+def test_control_characters_through_the_cli(tmp_path: Path) -> None:
+    path = write(tmp_path / "c.yaml", '- prompt: "A fox \\e[31mred"\n')
+    assert_refused(
+        tmp_path, path, f"{path}:1: prompt has the control character U+001B at character 7; {CTRL}"
+    )
