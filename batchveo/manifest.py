@@ -32,7 +32,8 @@ breaks and tabs (NUL, ESC, ... are refused, so ``show`` never prints them raw). 
 ``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
 read it as the base-60 int 969).
 Image paths are relative to the manifest's folder; each distinct file is read once, in
-chunks, to sniff its type and hash it, and its bytes are never kept.
+chunks, to sniff its type and hash it, and its bytes are never kept; Pillow then reads its
+header (type and dimensions, no pixels), so a file of magic bytes only is refused.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ import os
 import re
 import reprlib
 import stat
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import yaml
@@ -1052,36 +1054,90 @@ def _read_manifest(path: Path) -> bytes | str:
 
 
 def _hash_image(path: Path) -> ImageRef | str:
-    """An ImageRef, or why the file is not a usable image (completing "image x.png ...")."""
+    """An ImageRef, or why the file is not a usable image (completing "image x.png ...").
+
+    The file is opened once (without blocking, so a FIFO cannot hang the load), hashed in
+    chunks, and its header read by Pillow (type and size only, no pixel is decoded).
+    """
     try:
-        size = path.stat().st_size
-        if not path.is_file():
-            return "is not a file"
-        if size > MAX_IMAGE_BYTES:
-            return (
-                f"is {size / 2**20:.1f} MB; images must be at most {MAX_IMAGE_BYTES / 2**20:g} MB"
-            )
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            head = f.read(1 << 20)
-            digest.update(head)
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return f"not found (looked for {path})"
+    except IsADirectoryError:
+        return "is not a file"
     except OSError as e:
         return f"cannot be read: {e.strerror}"
-    if not head:
-        return "is empty"
-    kind = _sniff(head)
-    if kind is None:
-        return "is not a PNG, JPEG or WebP image"
-    if kind not in _IMAGE_KINDS:
-        return f"is {kind} data; Veo takes PNG, JPEG or WebP"
-    claimed = _CLAIMED.get(path.suffix.lower())
-    if claimed is not None and claimed != kind:
-        return f"is {_IMAGE_KINDS[kind]} data, not {_IMAGE_KINDS[claimed]}"
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        return f"cannot be read: {e.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return "is not a file"
+    too_big = (
+        f"is {st.st_size / 2**20:.1f} MB; images must be at most {MAX_IMAGE_BYTES / 2**20:g} MB"
+    )
+    if st.st_size > MAX_IMAGE_BYTES:
+        os.close(fd)
+        return too_big
+    with os.fdopen(fd, "rb") as f:
+        try:
+            digest = hashlib.sha256()
+            head = f.read(_READ_CHUNK_BYTES)
+            digest.update(head)
+            total = len(head)
+            while total <= MAX_IMAGE_BYTES and (chunk := f.read(_READ_CHUNK_BYTES)):
+                digest.update(chunk)
+                total += len(chunk)
+            if total > MAX_IMAGE_BYTES:
+                return too_big
+            if not head:
+                return "is empty"
+            kind = _sniff(head)
+            if kind is None:
+                return "is not a PNG, JPEG or WebP image"
+            if kind not in _IMAGE_KINDS:
+                return f"is {kind} data; Veo takes PNG, JPEG or WebP"
+            claimed = _CLAIMED.get(path.suffix.lower())
+            if claimed is not None and claimed != kind:
+                return f"is {_IMAGE_KINDS[kind]} data, not {_IMAGE_KINDS[claimed]}"
+            f.seek(0)
+            if problem := _header_problem(f, kind):
+                return problem
+        except OSError as e:
+            return f"cannot be read: {e.strerror}"
     return ImageRef(path=str(path), sha256=digest.hexdigest(), mime_type=kind)
+
+
+MAX_IMAGE_SIDE_PX = 32_768
+"""Wider than any camera or panorama Veo would take; a header that claims more is broken."""
+_PILLOW_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+
+
+def _header_problem(f: BinaryIO, kind: str) -> str | None:
+    """Why the image's header does not make it a real ``kind`` image, if it does not.
+
+    Pillow's ``Image.open`` reads the header only (dimensions included) and decodes no pixel,
+    so a load of 100k rows sharing a few images stays fast; each file is read once anyway.
+    """
+    from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
+
+    name = _IMAGE_KINDS[kind]
+    broken = f"is not a readable {name} image (its header is missing, cut short or broken)"
+    try:
+        with warnings.catch_warnings():  # large but real photos: no warning on stderr
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f, formats=[_PILLOW_FORMATS[kind]]) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        return f"is not a readable {name} image (over {limit:,} pixels: a decompression bomb?)"
+    except Exception:  # Pillow's parsers raise many kinds of errors on a broken header
+        return broken
+    if not (1 <= width <= MAX_IMAGE_SIDE_PX and 1 <= height <= MAX_IMAGE_SIDE_PX):
+        return f"is {width}×{height} pixels; at most {MAX_IMAGE_SIDE_PX} on a side"
+    return None
 
 
 @dataclass(frozen=True)

@@ -4,23 +4,23 @@ problem (``FILE:LINE`` or ``FILE row N``), exit 2, and no database at all."""
 from __future__ import annotations
 
 import contextlib
-import io
 import os
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
-from PIL import Image
 
 from batchveo import manifest
 from batchveo.cli import main
 from batchveo.errors import ManifestError
 from batchveo.manifest import load_manifests, read_manifests
-from tests.test_manifest import one_problem, problems, write
+from tests.test_manifest import encoded, one_problem, png, problems, write
 
 
 def cli_load(tmp_path: Path, *manifests: Path) -> tuple[int, list[str], Path]:
@@ -36,12 +36,6 @@ def assert_refused(tmp_path: Path, path: Path, *expected: str) -> None:
     code, lines, db = cli_load(tmp_path, path)
     assert (code, lines) == (2, [f"batchveo: {e}" for e in expected])
     assert not db.exists() and not list(tmp_path.glob("jobs.db*"))
-
-
-def image(fmt: str, size: tuple[int, int] = (4, 3)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, (10, 120, 200)).save(buf, fmt)
-    return buf.getvalue()
 
 
 # --- 1. CSV quotes -----------------------------------------------------------------------------
@@ -358,3 +352,63 @@ def test_control_characters_through_the_cli(tmp_path: Path) -> None:
     assert_refused(
         tmp_path, path, f"{path}:1: prompt has the control character U+001B at character 7; {CTRL}"
     )
+
+
+# --- 6. images must really be images -------------------------------------------------------
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0"))
+
+
+BROKEN = "its header is missing, cut short or broken"
+BROKEN_IMAGES = [
+    ("sig.png", b"\x89PNG\r\n\x1a\n", f"is not a readable PNG image ({BROKEN})"),
+    ("cut.png", png()[:20], f"is not a readable PNG image ({BROKEN})"),
+    ("zero.png", png_header(0, 0), f"is not a readable PNG image ({BROKEN})"),
+    ("jfif.jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\0" * 32, "is not a readable JPEG"),
+    ("half.jpg", encoded("JPEG")[:100], f"is not a readable JPEG image ({BROKEN})"),
+    ("riff.webp", b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\0" * 32, "is not a readable WebP"),
+    ("wide.png", png_header(40_000, 10), "is 40000×10 pixels; at most 32768 on a side"),
+    ("huge.png", png_header(100_000, 100_000), "is not a readable PNG image (over 178,956,970"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"), BROKEN_IMAGES, ids=[b[0] for b in BROKEN_IMAGES]
+)
+def test_images_whose_header_is_missing_cut_or_insane(
+    tmp_path: Path, name: str, data: bytes, message: str
+) -> None:
+    write(tmp_path / "img" / name, data)
+    path = write(tmp_path / "m.yaml", f"- {{prompt: p, image: img/{name}}}\n")
+    assert one_problem(path).startswith(f"{path}:1: image img/{name} {message}")
+
+
+def test_real_images_of_each_kind_load(tmp_path: Path) -> None:
+    for name, fmt in (("a.png", "PNG"), ("b.jpg", "JPEG"), ("c.webp", "WEBP")):
+        write(tmp_path / "img" / name, encoded(fmt, (64, 36)))
+    path = write(
+        tmp_path / "m.yaml",
+        "- {prompt: p, referenceImages: [img/a.png, img/b.jpg, img/c.webp]}\n",
+    )
+    (spec,) = load_manifests([path])
+    assert [r.mime_type for r in spec.reference_images] == [
+        "image/png",
+        "image/jpeg",
+        "image/webp",
+    ]
+
+
+def test_a_signature_only_png_through_the_cli(tmp_path: Path) -> None:
+    write(tmp_path / "img" / "sig.png", b"\x89PNG\r\n\x1a\n")
+    path = write(tmp_path / "m.csv", "prompt,image\np,img/sig.png\n")
+    code, lines, db = cli_load(tmp_path, path)
+    assert code == 2 and not db.exists()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"batchveo: {path} row 1: image img/sig.png is not a readable PNG")
