@@ -3,6 +3,7 @@ problem (``FILE:LINE`` or ``FILE row N``), exit 2, and no database at all."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import struct
@@ -11,15 +12,18 @@ import sys
 import threading
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
-from batchveo import manifest
+from batchveo import downloader, manifest
 from batchveo.cli import main
 from batchveo.errors import ManifestError
 from batchveo.manifest import load_manifests, read_manifests
+from batchveo.store import Store
+from tests.conftest import make_spec
 from tests.test_manifest import encoded, one_problem, png, problems, write
 
 
@@ -412,3 +416,133 @@ def test_a_signature_only_png_through_the_cli(tmp_path: Path) -> None:
     assert code == 2 and not db.exists()
     assert len(lines) == 1
     assert lines[0].startswith(f"batchveo: {path} row 1: image img/sig.png is not a readable PNG")
+
+
+# --- 2. output paths the file system cannot take -------------------------------------------
+
+
+def test_output_file_where_another_job_needs_a_folder(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "o.yaml",
+        """
+        - {prompt: a, id: a, output: x}
+        - {prompt: b, id: b, output: "x.mp4/{id}"}
+        - {prompt: c, id: c, output: "deep/y.mp4/{id}"}
+        - {prompt: d, id: d, output: "deep/y"}
+        - {prompt: e, id: plain}
+        - {prompt: f, id: f, output: "plain.mp4/{id}"}
+        - {prompt: g, id: g, output: "x/{id}"}
+        """,
+    )
+    assert problems(path) == [
+        f"{path}:2, job b: output 'x.mp4/b' needs a folder x.mp4 where job a ({path}:1) "
+        "writes its video",
+        f"{path}:4, job d: its video deep/y.mp4 would stand where job c ({path}:3) needs a folder",
+        f"{path}:6, job f: output 'plain.mp4/f' needs a folder plain.mp4 where job plain "
+        f"({path}:5) writes its video",
+    ]
+
+
+def test_output_paths_across_manifests_clash(tmp_path: Path) -> None:
+    a = write(tmp_path / "a.yaml", "- {prompt: a, id: a}\n")
+    b = write(tmp_path / "b.csv", "id,prompt,output\nb,b,a.mp4/{id}\n")
+    assert problems([a, b]) == [
+        f"{b} row 1, job b: output 'a.mp4/b' needs a folder a.mp4 where job a ({a}:1) "
+        "writes its video"
+    ]
+    code, lines, db = cli_load(tmp_path, a, b)
+    assert code == 2 and not db.exists()
+    assert lines == [
+        f"batchveo: {b} row 1, job b: output 'a.mp4/b' needs a folder a.mp4 where job a "
+        f"({a}:1) writes its video"
+    ]
+
+
+def test_output_path_too_long_in_total(tmp_path: Path) -> None:
+    deep = "/".join(["abcdefghij"] * 100)
+    path = write(tmp_path / "o.yaml", f"- {{prompt: p, id: p, output: '{deep}/{{id}}'}}\n")
+    message = (
+        f"{path}:1, job p: output '{deep[:78]}… makes a path of 1,105 bytes under the output "
+        "folder; at most 1,024"
+    )
+    assert one_problem(path) == message
+    assert_refused(tmp_path, path, message)
+
+
+def test_output_segment_too_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The downloader keeps names under 160 bytes today; the check holds should that change."""
+    monkeypatch.setattr(manifest, "safe_segment", lambda name: name)
+    long = "n" * 240
+    path = write(tmp_path / "o.yaml", f"- {{prompt: p, id: p, output: 'f/{long}'}}\n")
+    assert one_problem(path) == (
+        f"{path}:1, job p: output 'f/{long[:76]}… has a name of 240 bytes; at most 232 "
+        "(file systems take 255 bytes a name, and a download adds up to 23)"
+    )
+    folder = write(tmp_path / "f.yaml", f"- {{prompt: p, id: p, output: '{'d' * 300}/x'}}\n")
+    assert one_problem(folder) == (
+        f"{folder}:1, job p: output '{'d' * 78}… has a folder name of 300 bytes; at most 255 "
+        "(what file systems take)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("job_id", "output"),
+    [("a", None), ("shot 1", None), ("x", "cars/{id}"), ("x", "a//./b/../c"), ("x", "é/ü?")],
+)
+def test_load_time_paths_are_the_downloaders(job_id: str, output: str | None) -> None:
+    name = output.replace("{id}", job_id) if output else None
+    job = SimpleNamespace(id=job_id, output_name=name, video_uris=["u"])
+    (real,) = downloader.output_paths(Path("/out"), job)  # type: ignore[arg-type]
+    assert "/".join(manifest.output_parts(job_id, name)) == str(real.relative_to("/out"))
+
+
+async def test_output_clashes_with_jobs_already_in_the_database(store: Store) -> None:
+    await store.add_jobs([make_spec("a"), make_spec("n", output_name="night/n")])
+    with pytest.raises(ManifestError) as info:
+        await store.add_jobs(
+            [
+                make_spec("b", output_name="a.mp4/b", source="m2.yaml:1"),
+                make_spec("c", output_name="night/n.mp4/c", source="m2.yaml:2"),
+                make_spec("ok", output_name="night/ok", source="m2.yaml:3"),
+            ]
+        )
+    assert str(info.value).splitlines() == [
+        "m2.yaml:1, job b: output 'a.mp4/b' needs a folder a.mp4 where job a "
+        "(already loaded from jobs.yaml:a) writes its video",
+        "m2.yaml:2, job c: output 'night/n.mp4/c' needs a folder night/n.mp4 where job n "
+        "(already loaded from jobs.yaml:n) writes its video",
+    ]
+    assert {j.id for j in await store.jobs()} == {"a", "n"}
+    # Loading the same jobs again, or replacing one with itself, is no clash.
+    again = await store.add_jobs([make_spec("a"), make_spec("n", output_name="night/n")])
+    assert (again.new, again.existing) == (0, 2)
+    await store.add_jobs([make_spec("p", output_name="night/p")])
+    # A folder already loaded, and a new job without output whose video would stand there.
+    await store.add_jobs([make_spec("f", output_name="x.mp4/f")])
+    with pytest.raises(ManifestError) as info:
+        await store.add_jobs([make_spec("x", source="m3.yaml:1")])
+    assert str(info.value) == (
+        "m3.yaml:1, job x: its video x.mp4 would stand where job f "
+        "(already loaded from jobs.yaml:f) needs a folder"
+    )
+
+
+def test_output_clash_with_the_database_through_the_cli(tmp_path: Path) -> None:
+    first = write(tmp_path / "first.yaml", "- {prompt: a, id: a}\n")
+    second = write(tmp_path / "second.yaml", "- {prompt: b, id: b, output: 'a.mp4/{id}'}\n")
+    code, _, db = cli_load(tmp_path, first)
+    assert code == 0
+    code, lines, _ = cli_load(tmp_path, second)
+    assert (code, lines) == (
+        2,
+        [
+            f"batchveo: {second}:1, job b: output 'a.mp4/b' needs a folder a.mp4 where job a "
+            f"(already loaded from {first}:1) writes its video"
+        ],
+    )
+    assert asyncio.run(_ids(db)) == {"a"}
+
+
+async def _ids(db: Path) -> set[str]:
+    async with await Store.open(db) as store:
+        return {j.id for j in await store.jobs()}
