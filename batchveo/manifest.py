@@ -23,12 +23,17 @@ same ``-i`` suffix so variants do not overwrite each other.
 CSV: a header row, then one job per row. Column names are matched case-insensitively, in
 the API's camelCase or in snake_case (``aspect_ratio``); ``referenceImages`` is a ``;``-separated
 list; an empty cell means "not set"; UTF-8 with or without BOM, CRLF or LF, quoted cells may
-span lines. Unknown columns and YAML keys are errors (typo protection), with a suggestion.
+span lines, but a quote left open or text after a closing quote is an error (read leniently,
+either would silently swallow or rewrite rows). Unknown columns and YAML keys are errors (typo
+protection), with a suggestion.
 
-Prompts are stripped of surrounding whitespace. In YAML, ``16:9`` may be written unquoted:
-numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would read it as the base-60 int 969).
+Prompts are stripped of surrounding whitespace and may hold no control character but line
+breaks and tabs (NUL, ESC, ... are refused, so ``show`` never prints them raw). In YAML,
+``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
+read it as the base-60 int 969).
 Image paths are relative to the manifest's folder; each distinct file is read once, in
-chunks, to sniff its type and hash it, and its bytes are never kept.
+chunks, to sniff its type and hash it, and its bytes are never kept; Pillow then reads its
+header (type and dimensions, no pixels), so a file of magic bytes only is refused.
 """
 
 from __future__ import annotations
@@ -41,15 +46,19 @@ import io
 import json
 import os
 import re
+import reprlib
+import stat
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import yaml
 
 from batchveo import models
+from batchveo.downloader import safe_segment
 from batchveo.errors import ManifestError, Problem
 from batchveo.spec import ImageRef, JobSpec, content_hash
 
@@ -59,9 +68,15 @@ MAX_PROMPT_CHARS = 4000
 """About 1,024 tokens, the prompt limit Google documents for Veo."""
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 """Images travel base64-encoded inside the request, whose size is capped around 20 MB."""
+MAX_MANIFEST_BYTES = 2**30
+"""1 GiB: a million-row CSV is a few hundred MB. Beyond it a "manifest" is a mistake (a link to
+a device, a log), and reading on would only eat memory."""
 MAX_ID_CHARS = 128
 MAX_REPEAT = 10_000
 MAX_SEED = 2**32 - 1
+MAX_NUMBER_DIGITS = 100
+"""No field takes a number of more than 10 digits; longer ones are reported by their length and
+never converted (Python refuses past 4,300 digits, and the conversion is quadratic below)."""
 
 PARAM_KEYS = (
     "aspectRatio",
@@ -150,6 +165,101 @@ _YamlLoader.add_implicit_resolver(
 )
 
 
+MAX_YAML_EXPANDED_NODES = 100_000_000
+"""How many values a YAML document may hold once its aliases are expanded. A million jobs that
+each merge a shared defaults anchor come to some 20 million; the billion laughs (1 KB) to 435
+million, and merge keys really copy what they merge. Counted before anything is built."""
+_ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s\[\]{},]", re.MULTILINE)
+"""Something that may be a YAML anchor; without one a document has no aliases to expand."""
+_BOMB = (
+    f"its aliases expand it to over {MAX_YAML_EXPANDED_NODES:,} values; refused as an alias "
+    "bomb (a manifest of a million jobs that share an anchor is far below that)"
+)
+
+
+_SCALAR, _MAPPING = yaml.ScalarNode, yaml.MappingNode
+
+
+class _Endless(Exception):
+    """A node that contains itself through an alias (``&a [*a]``)."""
+
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes the document holds once every alias is expanded, capped at ``limit + 1``.
+
+    Each node's size is computed once (by identity, which is what an alias shares), so this is
+    linear in the composed document even when its expansion is astronomical; scalars count 1
+    and are never looked up (a 100k-job manifest with a shared anchor: 0.2 s). Raises
+    ``_Endless`` for a node that contains itself: expanding it would never end.
+    """
+    sizes: dict[int, int] = {}  # id(collection node) -> expanded size
+    on_path: set[int] = set()
+    stack: list[Any] = [root]  # a node to open, or (node, kids, width) to close
+    while stack:
+        item = stack.pop()
+        if item.__class__ is tuple:
+            node, kids, width = item
+            on_path.discard(id(node))
+            total = 1 + width - len(kids) + sum([sizes[id(c)] for c in kids])
+            sizes[id(node)] = min(total, limit + 1)
+            continue
+        key = id(item)
+        if key in sizes or item.__class__ is _SCALAR:
+            continue
+        if key in on_path:
+            raise _Endless(item)
+        value = item.value
+        flat = [n for pair in value for n in pair] if item.__class__ is _MAPPING else value
+        kids = [c for c in flat if c.__class__ is not _SCALAR]
+        pending = [c for c in kids if id(c) not in sizes]
+        if not pending:  # the common case: scalars and nodes already counted
+            total = 1 + len(flat) - len(kids) + sum([sizes[id(c)] for c in kids])
+            sizes[key] = min(total, limit + 1)
+            continue
+        on_path.add(key)
+        stack.append((item, kids, len(flat)))
+        stack += pending
+    return sizes.get(id(root), 1)
+
+
+def _is_bomb(root: yaml.Node, text: str) -> bool:
+    """Whether the aliases expand the document past ``MAX_YAML_EXPANDED_NODES``; documents
+    without anything like an anchor (most) are not walked at all."""
+    if "&" not in text or not _ANCHOR.search(text):
+        return False
+    return _expanded_size(root, MAX_YAML_EXPANDED_NODES) > MAX_YAML_EXPANDED_NODES
+
+
+def _anchor_before(text: str, node: yaml.Node) -> str | None:
+    """The anchor of ``node``, for messages (nodes do not keep it): where the node starts (the
+    C parser) or just before (the Python one)."""
+    mark = node.start_mark
+    lines = text.splitlines(keepends=True)
+    if at := re.match(r"&([^\s\[\]{},]+)", lines[mark.line][mark.column :]):
+        return at[1]
+    before = "".join(lines[max(0, mark.line - 2) : mark.line]) + lines[mark.line][: mark.column]
+    found = re.findall(r"&([^\s\[\]{},]+)", before)
+    return found[-1] if found else None
+
+
+def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> int:
+    """PyYAML's int, except that a number too long to convert stays a ``_HugeInt``."""
+    text = str(node.value).replace("_", "")
+    sign = text[:1] in ("+", "-")
+    digits = text[sign:]
+    if digits[:2].lower() in ("0x", "0b", "0o"):
+        digits = digits[2:]
+    if len(digits) > MAX_NUMBER_DIGITS:
+        return _HugeInt(len(digits), text.startswith("-"))
+    return int(yaml.constructor.SafeConstructor.construct_yaml_int(loader, node))
+
+
+_YamlLoader.add_constructor(_INT, _construct_int)
+
+
 def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
@@ -194,14 +304,54 @@ class _Bad(Exception):
     """A value that does not parse; the message is what the user reads."""
 
 
+MAX_SHOWN_CHARS = 80
+"""The most a message shows of a value: enough to recognise it. Printing a whole value could
+print a whole document, or, for a YAML alias bomb, billions of strings."""
+_REPR = reprlib.Repr()
+_REPR.fillvalue = "…"
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring = 3, 6, 4, 40
+
+
+def _cut(text: str) -> str:
+    """``text`` shortened to ``MAX_SHOWN_CHARS``, with an ellipsis when cut."""
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 1] + "…"
+
+
 def _show(v: object) -> str:
-    return repr(v) if isinstance(v, str) else str(v)
+    """A value as a message shows it: quoted if text, at most ``MAX_SHOWN_CHARS``, in work
+    bounded whatever its size (lists and mappings go through ``reprlib``)."""
+    if isinstance(v, str):
+        return _cut(repr(v[: MAX_SHOWN_CHARS + 1]))
+    if isinstance(v, list | dict | tuple | set):
+        return _cut(_REPR.repr(v))
+    return _cut(str(v))
+
+
+class _HugeInt(int):
+    """A whole number of more than ``MAX_NUMBER_DIGITS`` digits, never converted: it compares
+    as out of every field's range and shows as its length ("a 5000-digit number")."""
+
+    digits: int
+    negative: bool
+
+    def __new__(cls, digits: int, negative: bool) -> _HugeInt:
+        self = super().__new__(cls, -(10**MAX_NUMBER_DIGITS) if negative else 10**MAX_NUMBER_DIGITS)
+        self.digits, self.negative = digits, negative
+        return self
+
+    def __str__(self) -> str:
+        return f"a {'negative ' if self.negative else ''}{self.digits}-digit number"
+
+    __repr__ = __str__
 
 
 def _to_int(key: str, v: object) -> int:
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     if isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", v):
+        digits = v.strip().lstrip("+-")
+        if len(digits) > MAX_NUMBER_DIGITS:
+            return _HugeInt(len(digits), v.strip().startswith("-"))
         return int(v)
     raise _Bad(f"{key} must be a whole number, not {_show(v)}")
 
@@ -249,10 +399,26 @@ def _sample_count(v: object) -> int:
     return 1
 
 
+_PROMPT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+"""Control characters (C0, DEL, C1) but tab, LF and CR: NUL, ESC or CSI in a prompt is never
+meant, and ``show`` would print it raw to a terminal. One search per prompt."""
+
+
+def _control_problem(what: str, text: str) -> str | None:
+    if (found := _PROMPT_CONTROL.search(text)) is None:
+        return None
+    return (
+        f"{what} has the control character U+{ord(found[0]):04X} at character "
+        f"{found.start() + 1}; only line breaks and tabs may be in a prompt"
+    )
+
+
 def _text(v: object) -> str | None:
     if not isinstance(v, str):
         raise _Bad(f"negativePrompt must be text, not {_show(v)}")
-    return v.strip() or None
+    if problem := _control_problem("negativePrompt", text := v.strip()):
+        raise _Bad(problem)
+    return text or None
 
 
 _COERCE: dict[str, Callable[[object], Any]] = {
@@ -284,11 +450,11 @@ def _unknown_key(key: object, known: Iterable[str], what: str) -> str:
     k = str(key)
     by_lower = {x.lower(): x for x in known}
     guess = SNAKE_CASE.get(k) or by_lower.get(k.lower().replace("_", ""))
-    if guess is None or guess not in known:
+    if (guess is None or guess not in known) and len(k) <= MAX_SHOWN_CHARS:
         close = difflib.get_close_matches(k, known, n=1, cutoff=0.6)
         guess = close[0] if close else None
     hint = f" (did you mean {guess!r}?)" if guess else f" (known: {', '.join(known)})"
-    return f"unknown {what} {k!r}{hint}"
+    return f"unknown {what} {_show(k)}{hint}"
 
 
 _ABSOLUTE = re.compile(r"^(?:[/\\]|[A-Za-z]:)")
@@ -299,10 +465,146 @@ def _output_problem(out: str) -> str | None:
     """Why a rendered output name is not a relative path inside the output folder, if it is not."""
     parts = re.split(r"[/\\]", out)
     if _ABSOLUTE.match(out) or ".." in parts:
-        return f"output {out!r} must be a relative path inside the output folder (no '..')"
+        return f"output {_show(out)} must be a relative path inside the output folder (no '..')"
     if parts[-1] in ("", ".") or _CONTROL.search(out):
-        return f"output {out!r} is not a usable file name"
+        return f"output {_show(out)} is not a usable file name"
     return None
+
+
+MAX_NAME_BYTES = 255
+"""The longest file or folder name of ext4, XFS, btrfs, APFS and NTFS."""
+DOWNLOAD_NAME_EXTRA_BYTES = len("-9999.mp4.0123abcd.part")
+"""What a download adds to a video's stem: ``-N`` when the name is taken, ``.mp4``, and the
+temporary ``.<8 hex>.part`` it is written under (see ``files.py``)."""
+MAX_OUTPUT_PATH_BYTES = 1024
+"""A video's path relative to ``--out``: a quarter of Linux's PATH_MAX (4096), which must also
+hold ``--out`` itself. Real templates (``{batch}/{id}``) take a few dozen bytes."""
+
+
+def output_parts(job_id: str, output_name: str | None) -> tuple[str, ...]:
+    """A video's path under ``--out``, segment by segment (folders, then ``<stem>.mp4``), as
+    ``downloader.output_paths`` names the file of a one-video job."""
+    return OutputTree().parts(job_id, output_name)
+
+
+def _length_problem(output_name: str, parts: tuple[str, ...], path: str) -> str | None:
+    """Why the file system cannot take this video's ``path`` (its ``parts`` joined), if it
+    cannot: a name or the whole path too long."""
+    if path.isascii() and len(path) <= MAX_NAME_BYTES - DOWNLOAD_NAME_EXTRA_BYTES:
+        return None  # the common case: shorter than any bound, whole
+    shown = _show(output_name)
+    for i, part in enumerate(parts):
+        size = len(part.encode())
+        if i == len(parts) - 1:
+            size -= len(".mp4")
+            limit, what = MAX_NAME_BYTES - DOWNLOAD_NAME_EXTRA_BYTES, "name"
+            why = (
+                f"file systems take {MAX_NAME_BYTES} bytes a name, and a download adds up to "
+                f"{DOWNLOAD_NAME_EXTRA_BYTES}"
+            )
+        else:
+            limit, what, why = MAX_NAME_BYTES, "folder name", "what file systems take"
+        if size > limit:
+            return f"output {shown} has a {what} of {size:,} bytes; at most {limit} ({why})"
+    if (total := len(path.encode())) > MAX_OUTPUT_PATH_BYTES:
+        return (
+            f"output {shown} makes a path of {total:,} bytes under the output folder; "
+            f"at most {MAX_OUTPUT_PATH_BYTES:,}"
+        )
+    return None
+
+
+class OutputTree:
+    """The files and folders the jobs' videos take under ``--out``, to find a video that would
+    stand where another job needs a folder (``output: x`` makes ``x.mp4``, ``output:
+    "x.mp4/{id}"`` needs a folder ``x.mp4``): a file system holds one or the other, and the
+    download of the second would fail at every run.
+    """
+
+    def __init__(self) -> None:
+        self._files: dict[str, str] = {}
+        self._folders: dict[str, str] = {}
+        self._folders_of: dict[str, tuple[str, ...]] = {}
+        """Folder part of an output -> its safe names: a batch shares a few (ids differ)."""
+
+    def parts(self, job_id: str, output_name: str | None) -> tuple[str, ...]:
+        """``output_parts``, each distinct folder part cleaned once."""
+        head, _, last = (output_name or "").rpartition("/")
+        if last in ("", ".", ".."):  # no output, or one the loader would refuse anyway
+            names = [p for p in (output_name or "").split("/") if p not in ("", ".", "..")]
+            if not names:
+                return (safe_segment(job_id) + ".mp4",)
+            head, last = "/".join(names[:-1]), names[-1]
+        if (folders := self._folders_of.get(head)) is None:
+            names = [p for p in head.split("/") if p not in ("", ".", "..")]
+            folders = self._folders_of[head] = tuple(safe_segment(p) for p in names)
+        return (*folders, safe_segment(last) + ".mp4")
+
+    @staticmethod
+    def plain_jobs_matter(output_names: Iterable[str | None]) -> bool:
+        """Whether jobs without ``output`` (``<id>.mp4`` at the top) can clash at all: only with
+        a top-level folder whose name ends in ``.mp4``. Without one they are not looked at,
+        so a 100k-job manifest without ``output`` costs nothing here."""
+        tree = OutputTree()
+        return any(_top_folder_mp4(tree.parts("", n)) for n in output_names if n and "/" in n)
+
+    def add(self, parts: tuple[str, ...], output_name: str | None, who: str) -> str | None:
+        """Take a video's path (``parts``); the clash it makes with one taken before, if any
+        (then it is not taken). ``who`` names the job in messages: "job a (m.yaml:3)"."""
+        file = "/".join(parts)
+        folders = ["/".join(parts[:i]) for i in range(1, len(parts))] if len(parts) > 1 else []
+        for folder in folders:
+            if (other := self._files.get(folder)) is not None:
+                shown = _show(output_name)
+                return f"output {shown} needs a folder {folder} where {other} writes its video"
+        if (other := self._folders.get(file)) is not None:
+            return f"its video {file} would stand where {other} needs a folder"
+        self._files.setdefault(file, who)
+        for folder in folders:
+            self._folders.setdefault(folder, who)
+        return None
+
+
+def _top_folder_mp4(parts: tuple[str, ...]) -> bool:
+    return len(parts) > 1 and parts[0].endswith(".mp4")
+
+
+def output_clashes(
+    stored: Iterable[tuple[str, str | None, str | None]],
+    specs: Sequence[JobSpec],
+    *,
+    tree: OutputTree | None = None,
+) -> list[Problem]:
+    """The problems of ``specs`` whose video would stand where another job needs a folder, or
+    the other way round: against the ``stored`` jobs ((id, output_name, source), which are not
+    reported themselves) and against the specs before them.
+
+    Jobs without ``output`` are only looked at when a top-level folder could clash with them
+    (the caller gives stored ones only then: ``OutputTree.plain_jobs_matter``).
+    """
+    tree = tree or OutputTree()
+    taken = [
+        (tree.parts(i, o), o, f"job {i} (already loaded from {src or '?'})") for i, o, src in stored
+    ]
+    mine = [
+        (spec, tree.parts(spec.id, spec.output_name))
+        for spec in specs
+        if spec.output_name is not None
+    ]
+    plain = any(_top_folder_mp4(p) for p, _, _ in taken) or any(_top_folder_mp4(p) for _, p in mine)
+    for parts, output_name, who in taken:
+        tree.add(parts, output_name, who)
+    of = {spec.id: parts for spec, parts in mine}
+    problems = []
+    for spec in specs:
+        path = of.get(spec.id) if spec.output_name is not None else None
+        if path is None:
+            if not plain:
+                continue
+            path = tree.parts(spec.id, None)
+        if msg := tree.add(path, spec.output_name, f"job {spec.id} ({spec.source})"):
+            problems.append(Problem(spec.source, spec.id, msg))
+    return problems
 
 
 def _template(v: object) -> str:
@@ -310,7 +612,7 @@ def _template(v: object) -> str:
         raise _Bad(f"output must be a name template like '{{batch}}/{{id}}', not {_show(v)}")
     rest = v.replace("{id}", "").replace("{batch}", "")
     if "{" in rest or "}" in rest:
-        raise _Bad(f"output {v!r}: the only placeholders are {{id}} and {{batch}}")
+        raise _Bad(f"output {_show(v)}: the only placeholders are {{id}} and {{batch}}")
     if problem := _output_problem(v.replace("{id}", "x").replace("{batch}", "x")):
         raise _Bad(problem)
     return v.strip()
@@ -319,6 +621,8 @@ def _template(v: object) -> str:
 def _check_id(v: object) -> str:
     if isinstance(v, bool) or not isinstance(v, str | int | float):
         raise _Bad(f"id must be text, not {_show(v)}")
+    if isinstance(v, _HugeInt):
+        raise _Bad(f"id is {v.digits + v.negative} characters; at most {MAX_ID_CHARS}")
     s = str(v).strip() if isinstance(v, str) else str(v)
     if not s:
         raise _Bad("id is empty")
@@ -390,14 +694,9 @@ class _Loader:
         ext = p.suffix.lower()
         if ext not in _EXTENSIONS:
             return self.problem(name, None, "not a manifest: use a .yaml, .yml or .csv file")
-        try:
-            data = p.read_bytes()
-        except FileNotFoundError:
-            return self.problem(name, None, "file not found")
-        except IsADirectoryError:
-            return self.problem(name, None, "is a folder, not a manifest file")
-        except OSError as e:
-            return self.problem(name, None, f"cannot read it: {e.strerror}")
+        data = _read_manifest(p)
+        if isinstance(data, str):
+            return self.problem(name, None, data)
         if p.resolve() in self._files:
             return self.problem(name, None, "the same manifest is given twice")
         self._files.add(p.resolve())
@@ -421,6 +720,8 @@ class _Loader:
         loader = _YamlLoader(text)
         try:
             root = loader.get_single_node()
+            if root is not None and _is_bomb(root, text):
+                return self.problem(name, None, _BOMB)
             # Take what we need from the node tree (lines, keys written twice) and let it go
             # before building specs: for 100k jobs it is the largest thing in memory.
             top = _key_nodes(root)
@@ -435,6 +736,14 @@ class _Loader:
             return self.problem(where, None, f"not valid YAML: {e.problem or e.context}")
         except yaml.YAMLError as e:
             return self.problem(name, None, f"not valid YAML: {e}")
+        except _Endless as e:
+            anchor = _anchor_before(text, e.node)
+            named = f" (*{anchor} inside &{anchor})" if anchor else ""
+            return self.problem(
+                f"{name}:{_line(e.node)}",
+                None,
+                f"an alias refers to a value that contains it{named}; a manifest cannot be endless",
+            )
         finally:
             loader.dispose()
         del job_nodes
@@ -467,7 +776,7 @@ class _Loader:
             if not isinstance(job, dict):
                 self.problem(where, None, "a job must be a mapping with at least 'prompt:'")
                 continue
-            bad = [f"{k!r} is written twice" for k in dups.get(i, ())]
+            bad = [f"{_show(k)} is written twice" for k in dups.get(i, ())]
             if job.keys() - _JOB_KEYS:
                 bad += [_unknown_key(k, JOB_KEYS, "key") for k in job if k not in _JOB_KEYS]
             self._job(job, where, defaults, batch, base, bad)
@@ -491,7 +800,7 @@ class _Loader:
                 elif key == "output":
                     d.output = _template(v)
                 elif key == "budget":
-                    if isinstance(v, bool) or not isinstance(v, int | float) or v < 0:
+                    if isinstance(v, bool | _HugeInt) or not isinstance(v, int | float) or v < 0:
                         raise _Bad(f"budget must be an amount in USD, not {_show(v)}")
                     d.budget_usd = float(v)
                 elif (val := _COERCE[key](v)) is not None:
@@ -501,7 +810,9 @@ class _Loader:
         return d
 
     def _load_csv(self, name: str, text: str, batch: str, base: Path) -> None:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        # strict: a quote left open would otherwise take in every later row as one cell
+        # (they would never be jobs, and one prompt would be paid with all their text).
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         header = next(reader, [])
         cols: list[str | None] = []
         unnamed = []  # spreadsheets export trailing empty columns: fine while they stay empty
@@ -512,15 +823,16 @@ class _Loader:
             elif key is None:
                 self.problem(f"{name} header", None, _unknown_key(cell.strip(), JOB_KEYS, "column"))
             elif key in cols:
-                self.problem(f"{name} header", None, f"column {key!r} appears twice")
+                self.problem(f"{name} header", None, f"column {_show(key)} appears twice")
                 key = None
             cols.append(key)
         if "prompt" not in cols:
             return self.problem(f"{name} header", None, "no 'prompt' column")
         ncols, seen_rows, defaults = len(cols), False, _Defaults()
-        n = 0
+        n, end_line = 0, reader.line_num
         try:
             for n, row in enumerate(reader, 1):
+                end_line = reader.line_num
                 raw: dict[str, Any] = {}
                 for key, cell in zip(cols, row, strict=False):
                     if key and (value := cell.strip()):
@@ -538,7 +850,8 @@ class _Loader:
                     raw["referenceImages"] = [s.strip() for s in refs.split(";") if s.strip()]
                 self._job(raw, where, defaults, batch, base, bad)
         except csv.Error as e:
-            return self.problem(f"{name} row {n + 1}", None, f"not valid CSV: {e}")
+            why = _csv_error(str(e), end_line + 1, reader.line_num)
+            return self.problem(f"{name} row {n + 1}", None, f"not valid CSV: {why}")
         if not seen_rows:
             self.problem(name, None, "empty manifest: no jobs")
 
@@ -552,13 +865,13 @@ class _Loader:
             try:
                 path = self._resolved[v] = (base / Path(v).expanduser()).resolve()
             except (OSError, RuntimeError, ValueError) as e:  # NUL byte, unknown ~user, loop
-                bad.append(f"{what} {v!r} is not a usable path ({e})")
+                bad.append(f"{what} {_show(v)} is not a usable path ({e})")
                 return None
         ref = self._images.get(path)
         if ref is None:
             ref = self._images[path] = _hash_image(path)
         if isinstance(ref, str):
-            bad.append(f"{what} {v} {ref}")
+            bad.append(f"{what} {_cut(v)} {ref}")
             return None
         return ref
 
@@ -590,6 +903,8 @@ class _Loader:
                 f"prompt is {len(prompt)} characters; Veo takes about 1,024 tokens "
                 f"(roughly {MAX_PROMPT_CHARS} characters) at most"
             )
+        elif problem := _control_problem("prompt", prompt):
+            bad.append(problem)
         model, params, output, repeat = d.model, dict(d.params), d.output, None
         for key, v in raw.items():
             if v is None or (key not in _COERCE and key not in ("model", "output", "repeat")):
@@ -600,9 +915,10 @@ class _Loader:
                 elif key == "output":
                     output = _template(v)
                 elif key == "repeat":
-                    repeat = _to_int("repeat", v)
-                    if not 1 <= repeat <= MAX_REPEAT:
-                        raise _Bad(f"repeat must be between 1 and {MAX_REPEAT}, not {repeat}")
+                    n = _to_int("repeat", v)
+                    if not 1 <= n <= MAX_REPEAT:
+                        raise _Bad(f"repeat must be between 1 and {MAX_REPEAT}, not {n}")
+                    repeat = n
                 elif (val := _COERCE[key](v)) is None:
                     params.pop(key, None)
                 else:
@@ -709,6 +1025,33 @@ class _Loader:
             text = self._params_cache[key] = _ENCODER.encode(params)
         return text
 
+    def check_outputs(self) -> None:
+        """Videos the file system cannot take: paths too long, a file where a folder must be.
+
+        After every manifest is read (clashes cross files). Only jobs with ``output`` are looked
+        at, jobs without it only when a top-level folder could clash with them, and the jobs are
+        walked in order (to name the second of two) only when some path is both a file and a
+        folder: for 100k jobs under ``{batch}/{id}`` this costs about 0.1 s.
+        """
+        tree, files, parents = OutputTree(), set(), set()
+        for spec in self.specs:
+            if (output_name := spec.output_name) is None:
+                continue
+            parts = tree.parts(spec.id, output_name)
+            path = "/".join(parts)
+            if problem := _length_problem(output_name, parts, path):
+                self.problem(spec.source, spec.id, problem)
+            files.add(path)
+            if len(parts) > 1:
+                parents.add(parts[:-1])
+        if not parents:  # without a folder, no video can stand where one must be
+            return
+        folders = {"/".join(p[:i]) for p in parents for i in range(1, len(p) + 1)}
+        if any("/" not in f and f.endswith(".mp4") for f in folders):
+            files.update(tree.parts(s.id, None)[0] for s in self.specs if s.output_name is None)
+        if not files.isdisjoint(folders):
+            self.problems += output_clashes((), self.specs, tree=tree)
+
     def _clashes(self, spec: JobSpec, where: str) -> bool:
         """Report a second job with the same id or the same output name."""
         first = self._ids.get(spec.id)
@@ -725,10 +1068,42 @@ class _Loader:
                 self.problem(where, spec.id, problem)
                 return True
             if (other := self._outputs.get(out)) is not None:
-                msg = f"output {out!r} is also used by {other}: one video would replace the other"
+                msg = (
+                    f"output {_show(out)} is also used by {other}: "
+                    "one video would replace the other"
+                )
                 self.problem(where, spec.id, msg)
                 return True
         return False
+
+
+def _csv_error(error: str, first_line: int, line: int) -> str:
+    """What a csv module error means for a row starting on ``first_line``, read up to ``line``.
+
+    Every one of them is a quote in the wrong place: a cell whose quote never closes (at the
+    end of the file, or at the module's cell size limit), or text after a closing quote.
+    """
+    if error.startswith("unexpected end of data"):
+        return (
+            f"a quote in this row (line {first_line}) is never closed, "
+            "so it would swallow every later row"
+        )
+    if error.startswith("field larger than field limit"):
+        return (
+            f"a cell of this row (from line {first_line}) is over {csv.field_size_limit():,} "
+            "characters: is a quote left unclosed?"
+        )
+    if "expected after" in error:
+        if first_line == line:
+            return (
+                f"text follows the closing quote of a cell on line {line} "
+                '(a quote inside a quoted cell is written twice: "")'
+            )
+        return (
+            f"a quoted cell from line {first_line} ends on line {line} with text right after "
+            "its closing quote (is a quote left unclosed?)"
+        )
+    return error
 
 
 def _render(template: str, job_id: str, batch: str, variant: int | None) -> str:
@@ -783,37 +1158,150 @@ def _combination_problems(
     return bad
 
 
-def _hash_image(path: Path) -> ImageRef | str:
-    """An ImageRef, or why the file is not a usable image (completing "image x.png ...")."""
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0)
+"""Non-blocking: ``open()`` of a FIFO would otherwise wait for a writer forever."""
+_READ_CHUNK_BYTES = 1 << 20
+
+
+def _file_kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _read_manifest(path: Path) -> bytes | str:
+    """The bytes of a manifest, or why it cannot be one (completing "FILE: ...").
+
+    Only a regular file (links followed) is read, and at most ``MAX_MANIFEST_BYTES``: a FIFO
+    would hang ``load``, a link to ``/dev/zero`` would eat memory, and files in ``/proc``
+    say they are empty and are not; the bound is on what is read, not on what stat says.
+    """
     try:
-        size = path.stat().st_size
-        if not path.is_file():
-            return "is not a file"
-        if size > MAX_IMAGE_BYTES:
-            return (
-                f"is {size / 2**20:.1f} MB; images must be at most {MAX_IMAGE_BYTES / 2**20:g} MB"
-            )
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            head = f.read(1 << 20)
-            digest.update(head)
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return "file not found"
+    except IsADirectoryError:
+        return "is a folder, not a manifest file"
+    except OSError as e:
+        return f"cannot read it: {e.strerror}"
+    too_big = (
+        f"is over {MAX_MANIFEST_BYTES:,} bytes, the most a manifest may be "
+        "(split it into several files)"
+    )
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return f"is {_file_kind(st.st_mode)}, not a manifest file"
+        if st.st_size > MAX_MANIFEST_BYTES:
+            return too_big
+        chunks, total = [], 0
+        want = st.st_size + 1  # one read for the whole file, one to see its end
+        while total <= MAX_MANIFEST_BYTES:
+            chunk = os.read(fd, max(want - total, _READ_CHUNK_BYTES))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_MANIFEST_BYTES:
+            return too_big
+        return b"".join(chunks)  # one chunk: the same bytes object, no copy
+    except OSError as e:
+        return f"cannot read it: {e.strerror}"
+    finally:
+        os.close(fd)
+
+
+def _hash_image(path: Path) -> ImageRef | str:
+    """An ImageRef, or why the file is not a usable image (completing "image x.png ...").
+
+    The file is opened once (without blocking, so a FIFO cannot hang the load), hashed in
+    chunks, and its header read by Pillow (type and size only, no pixel is decoded).
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
         return f"not found (looked for {path})"
+    except IsADirectoryError:
+        return "is not a file"
     except OSError as e:
         return f"cannot be read: {e.strerror}"
-    if not head:
-        return "is empty"
-    kind = _sniff(head)
-    if kind is None:
-        return "is not a PNG, JPEG or WebP image"
-    if kind not in _IMAGE_KINDS:
-        return f"is {kind} data; Veo takes PNG, JPEG or WebP"
-    claimed = _CLAIMED.get(path.suffix.lower())
-    if claimed is not None and claimed != kind:
-        return f"is {_IMAGE_KINDS[kind]} data, not {_IMAGE_KINDS[claimed]}"
+    try:
+        st = os.fstat(fd)
+    except OSError as e:
+        os.close(fd)
+        return f"cannot be read: {e.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return "is not a file"
+    too_big = (
+        f"is {st.st_size / 2**20:.1f} MB; images must be at most {MAX_IMAGE_BYTES / 2**20:g} MB"
+    )
+    if st.st_size > MAX_IMAGE_BYTES:
+        os.close(fd)
+        return too_big
+    with os.fdopen(fd, "rb") as f:
+        try:
+            digest = hashlib.sha256()
+            head = f.read(_READ_CHUNK_BYTES)
+            digest.update(head)
+            total = len(head)
+            while total <= MAX_IMAGE_BYTES and (chunk := f.read(_READ_CHUNK_BYTES)):
+                digest.update(chunk)
+                total += len(chunk)
+            if total > MAX_IMAGE_BYTES:
+                return too_big
+            if not head:
+                return "is empty"
+            kind = _sniff(head)
+            if kind is None:
+                return "is not a PNG, JPEG or WebP image"
+            if kind not in _IMAGE_KINDS:
+                return f"is {kind} data; Veo takes PNG, JPEG or WebP"
+            claimed = _CLAIMED.get(path.suffix.lower())
+            if claimed is not None and claimed != kind:
+                return f"is {_IMAGE_KINDS[kind]} data, not {_IMAGE_KINDS[claimed]}"
+            f.seek(0)
+            if problem := _header_problem(f, kind):
+                return problem
+        except OSError as e:
+            return f"cannot be read: {e.strerror}"
     return ImageRef(path=str(path), sha256=digest.hexdigest(), mime_type=kind)
+
+
+MAX_IMAGE_SIDE_PX = 32_768
+"""Wider than any camera or panorama Veo would take; a header that claims more is broken."""
+_PILLOW_FORMATS = {"image/png": "PNG", "image/jpeg": "JPEG", "image/webp": "WEBP"}
+
+
+def _header_problem(f: BinaryIO, kind: str) -> str | None:
+    """Why the image's header does not make it a real ``kind`` image, if it does not.
+
+    Pillow's ``Image.open`` reads the header only (dimensions included) and decodes no pixel,
+    so a load of 100k rows sharing a few images stays fast; each file is read once anyway.
+    """
+    from PIL import Image, JpegImagePlugin, PngImagePlugin, WebPImagePlugin  # noqa: F401
+
+    name = _IMAGE_KINDS[kind]
+    broken = f"is not a readable {name} image (its header is missing, cut short or broken)"
+    try:
+        with warnings.catch_warnings():  # large but real photos: no warning on stderr
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f, formats=[_PILLOW_FORMATS[kind]]) as image:
+                width, height = image.size
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        return f"is not a readable {name} image (over {limit:,} pixels: a decompression bomb?)"
+    except Exception:  # Pillow's parsers raise many kinds of errors on a broken header
+        return broken
+    if not (1 <= width <= MAX_IMAGE_SIDE_PX and 1 <= height <= MAX_IMAGE_SIDE_PX):
+        return f"is {width}×{height} pixels; at most {MAX_IMAGE_SIDE_PX} on a side"
+    return None
 
 
 @dataclass(frozen=True)
@@ -844,6 +1332,7 @@ def read_manifests(paths: Sequence[Path | str], *, batch: str | None = None) -> 
     finally:
         if gc_was_enabled:
             gc.enable()
+    loader.check_outputs()
     if loader.problems:
         raise ManifestError(loader.problems)
     return Manifests(loader.specs, loader.budgets)

@@ -534,6 +534,9 @@ class Store:
                     )
                 else:
                     replacing.append((spec, h, old[1]))
+            if ids:  # an empty table holds no video to clash with (the loader checked the rest)
+                changed = [s for s, _ in new] + [s for s, _, _ in replacing]
+                problems += await self._output_clashes(db, changed)
             if problems:
                 raise ManifestError(problems)
             batches = sorted({s.batch for s, _ in new} | {s.batch for s, _, _ in replacing})
@@ -571,6 +574,29 @@ class Store:
                 if cur.rowcount != 1:
                     raise StaleTransition(f"job {spec.id} changed while being replaced")
         return AddResult(new=len(new), existing=existing, replaced=len(replacing))
+
+    async def _output_clashes(
+        self, db: aiosqlite.Connection, specs: Sequence[JobSpec]
+    ) -> list[Problem]:
+        """New or replacing specs whose video would stand where a stored job needs a folder, or
+        the other way round: the file system holds one or the other, so every run would fail
+        that download. Stored jobs without ``output`` are read only when they could clash."""
+        from batchveo.manifest import OutputTree, output_clashes
+
+        if not specs:
+            return []
+        sql = "SELECT id, output_name, source FROM jobs WHERE output_name IS NOT NULL"
+        async with db.execute(sql) as cur:
+            stored = [(str(i), o, s) for i, o, s in await cur.fetchall()]
+        names = [s.output_name for s in specs] + [o for _, o, _ in stored]
+        if not any(n and "/" in n for n in names):
+            return []  # no folders at all: nothing can stand where one must be
+        if OutputTree.plain_jobs_matter(names):
+            sql = "SELECT id, NULL, source FROM jobs WHERE output_name IS NULL"
+            async with db.execute(sql) as cur:
+                stored += [(str(i), None, s) for i, _, s in await cur.fetchall()]
+        changed = {s.id for s in specs}
+        return output_clashes([r for r in stored if r[0] not in changed], specs)
 
     # -- transitions -------------------------------------------------------------
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import struct
 import textwrap
 import zlib
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from batchveo import manifest, models
 from batchveo.errors import ManifestError, Problem
@@ -16,14 +18,23 @@ from batchveo.manifest import load_manifests
 from batchveo.spec import ImageRef, JobSpec
 
 ROOT = Path(__file__).resolve().parents[1]
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 32
-WEBP = b"RIFF\x24\x00\x00\x00WEBPVP8 " + b"\x00" * 32
+
+
+def encoded(fmt: str, size: tuple[int, int] = (4, 3)) -> bytes:
+    """A tiny real image in ``fmt`` (the loader reads the header: magic bytes are not enough)."""
+    buf = io.BytesIO()
+    Image.new("RGB", size, (10, 120, 200)).save(buf, fmt)
+    return buf.getvalue()
+
+
+JPEG = encoded("JPEG")
+WEBP = encoded("WEBP")
 GIF = b"GIF89a" + b"\x00" * 32
 ALL_MODELS = ", ".join(models.MODELS)
 
 
 def png(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (4, 3)) -> bytes:
-    """A tiny valid PNG (the loader only sniffs, but a real file keeps us honest)."""
+    """A tiny valid PNG, written by hand (the loader reads its header with Pillow)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
