@@ -402,6 +402,26 @@ def clean_partial_files(out_dir: Path) -> int:
     return n
 
 
+def check_output_folder(out_dir: Path) -> None:
+    """ConfigError unless ``out_dir`` is (or can be made) a folder that takes a file.
+
+    ``batchveo run`` calls it before it loads anything, so a read-only ``--out`` is one
+    line and exit 2 with the database untouched; ``output_folder`` checks again when the
+    run starts (the disk may have changed in between).
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out_dir, _FOLDER_FLAGS)
+    except OSError as exc:
+        raise ConfigError(
+            f"{out_dir}: not a usable output folder ({exc.strerror or exc})"
+        ) from None
+    try:
+        probe_writable(fd, out_dir)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def output_folder(out_dir: Path) -> Iterator[int | None]:
     """Hold the output folder for a run; yields the leftovers cleaned, or None.

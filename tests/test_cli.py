@@ -301,3 +301,58 @@ def test_plan_applies_both_budgets_in_the_runs_order_from_what_is_committed() ->
     # $1.20 left of --budget for $2.40 jobs (a job over both budgets counts under --budget).
     assert data["already_committed_usd"] == 2.4 and data["to_submit"] == 1
     assert data["over_budget_by"] == {"budget": 6, "batch_budgets": {}}
+
+
+def test_a_read_only_out_is_refused_before_the_manifest_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    import batchveo.files
+
+    real_open = os.open
+
+    def read_only(path: Any, flags: int, *args: Any, **kw: Any) -> int:
+        if flags & os.O_CREAT and "dir_fd" in kw:  # a file made inside a folder
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), path)
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(batchveo.files.os, "open", read_only)
+    Path("m.yaml").write_text("jobs:\n  - prompt: a calm sea\n")
+    result = invoke("run", "m.yaml", "--out", "videos", "--base-url", "http://127.0.0.1:9")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines() == [
+        "batchveo: --out videos: cannot write there (Read-only file system)"
+    ]
+    assert not Path("batchveo.db").exists()  # nothing loaded, nothing sent
+
+
+def test_retry_says_which_jobs_go_back_to_generated_not_pending(tmp_path: Path) -> None:
+    async def go() -> None:
+        async with await Store.open(Path("batchveo.db")) as store:
+            await store.add_jobs([make_spec("paid"), make_spec("rejected")])
+            for job in await store.claim_pending(2):
+                if job.id == "paid":
+                    await store.transition(
+                        job.id, S.SUBMITTING, S.RUNNING, operation="operations/x", detail="x"
+                    )
+                    await store.transition(
+                        job.id, S.RUNNING, S.GENERATED, video_uris=["http://h/v"],
+                        generated_at=store.clock(), detail="1 video",
+                    )  # fmt: skip
+                    await store.transition(
+                        job.id, S.GENERATED, S.FAILED, error_kind="download", error="x"
+                    )
+                else:
+                    await store.transition(
+                        job.id, S.SUBMITTING, S.FAILED, error_kind="bad_request", error="x"
+                    )
+
+    asyncio.run(go())
+    result = invoke("retry")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "1 job(s) back to pending",
+        "1 job(s) back to generated: their videos are downloaded again",
+    ]
