@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from batchveo.errors import BatchveoError, ConfigError, OutputUnusable, StopRun
-from batchveo.groupcommit import GroupCommit
+from batchveo.store.groupcommit import GroupCommit
 
 PART_SUFFIX = ".part"
 _OUR_PARTS = re.compile(r"\.mp4(?:\.[0-9a-f]{8})?\.part$")

@@ -71,9 +71,9 @@ def _count_sqlite() -> None:
 
 
 def _count_batchveo() -> None:
-    import batchveo.runner  # noqa: F401  (imports every stage module)
+    import batchveo.run.runner  # noqa: F401  (imports every stage module)
 
-    context = sys.modules.get("batchveo.context")
+    context = sys.modules.get("batchveo.run.context")
     wait_event = getattr(context, "wait_event", None)
     if callable(wait_event):
         _wrap_wait_event(wait_event)

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from batchveo.api import VeoClient, resolve_provider
-from batchveo.context import RunConfig
-from batchveo.runner import Runner, RunResult
-from batchveo.simulator import SimConfig, Simulator
+from batchveo.run.context import RunConfig
+from batchveo.run.runner import Runner, RunResult
+from batchveo.sim import SimConfig, Simulator
 from batchveo.spec import JobSpec
 from batchveo.store import Store
 

@@ -52,13 +52,14 @@ from batchveo.errors import (
     Transient,
     UnusableVideo,
 )
-from batchveo.simulator import SimConfig, Simulator
+from batchveo.sim import SimConfig, Simulator
 from batchveo.spec import ImageRef
 from tests.conftest import make_spec
+from tests.pipeline_helpers import SAMPLE_MP4
 
 KEY = "sk-test-7f3a9c0e51b24d6e8a1f-SECRET"
 MODEL = "veo-3.1-generate-preview"
-VIDEO = (Path(api.__file__).parent / "data" / "sample.mp4").read_bytes()
+VIDEO = SAMPLE_MP4
 
 
 def whole_sim_video(result: DownloadResult) -> bool:

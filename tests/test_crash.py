@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from batchveo.simulator import Simulator
+from batchveo.sim import Simulator
 from tests.pipeline_helpers import KEY, fast_sim, is_sim_video, sha256_file
 
 N_JOBS = 24

@@ -21,11 +21,11 @@ import pytest
 from aiohttp import web
 
 from batchveo.api import VeoClient, resolve_provider
-from batchveo.context import RunConfig
-from batchveo.downloader import DOWNLOAD_SAME_ANSWER_TRIES, DOWNLOAD_UNUSABLE_TRIES
 from batchveo.errors import ConfigError, FileRefused, UnusableVideo
-from batchveo.runner import Runner, RunResult
-from batchveo.simulator import Simulator
+from batchveo.run.context import RunConfig
+from batchveo.run.downloader import DOWNLOAD_SAME_ANSWER_TRIES, DOWNLOAD_UNUSABLE_TRIES
+from batchveo.run.runner import Runner, RunResult
+from batchveo.sim import Simulator
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store import Store

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from batchveo.groupcommit import GroupCommit
+from batchveo.store.groupcommit import GroupCommit
 
 
 class Recorder:

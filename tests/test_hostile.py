@@ -249,7 +249,7 @@ async def test_a_key_echoing_server_gets_the_key_into_no_row_and_no_url(
 ) -> None:
     """End to end: whatever the server echoes, the key reaches neither the database (and
     so no export or report) nor any URL the run requests."""
-    from batchveo.runner import Runner
+    from batchveo.run.runner import Runner
     from batchveo.store import Store
     from tests.pipeline_helpers import KEY as RUN_KEY
     from tests.pipeline_helpers import fast_config

@@ -18,10 +18,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from batchveo import downloader, manifest
+from batchveo import manifest
 from batchveo.cli import main
 from batchveo.errors import ManifestError
 from batchveo.manifest import load_manifests, read_manifests
+from batchveo.run import downloader
 from batchveo.store import Store
 from tests.conftest import make_spec
 from tests.test_manifest import encoded, one_problem, png, problems, write

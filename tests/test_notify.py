@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from batchveo.notify import USER_AGENT, ExpiryWatch, notify, redact_url
+from batchveo.observe.notify import USER_AGENT, ExpiryWatch, notify, redact_url
 
 SUMMARY: dict[str, Any] = {
     "event": "finished",

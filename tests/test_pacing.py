@@ -7,7 +7,7 @@ import itertools
 import random
 from pathlib import Path
 
-from batchveo.pacing import SAFETY, Pacer
+from batchveo.run.pacing import SAFETY, Pacer
 
 
 async def timed_acquires(pacer: Pacer, n: int) -> list[float]:
@@ -72,9 +72,9 @@ async def test_without_a_server_delay_the_pause_backs_off_exponentially() -> Non
 
 
 async def test_a_stop_ends_a_long_pause_instead_of_waiting_it_out(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import batchveo.pacing
+    import batchveo.run.pacing
 
-    monkeypatch.setattr(batchveo.pacing, "_STOP_CHECK_S", 0.01)
+    monkeypatch.setattr(batchveo.run.pacing, "_STOP_CHECK_S", 0.01)
     pacer = Pacer(0)
     pacer.pause(3600.0)  # a spent daily quota: an hour before the next try
     stop = asyncio.Event()
@@ -104,7 +104,7 @@ async def test_requests_leave_a_period_apart_even_if_their_claims_bunched() -> N
 async def test_backoff_stays_capped_however_many_tries(tmp_path: Path) -> None:
     # A paid video is retried until the retention ends: with short backoffs that is
     # thousands of tries, and 2 ** tries must not overflow into a crashed downloader.
-    from batchveo.context import RunConfig, RunContext
+    from batchveo.run.context import RunConfig, RunContext
     from batchveo.store import Store
 
     async with await Store.open(tmp_path / "jobs.db") as store:

@@ -15,11 +15,11 @@ import pytest
 from aiohttp import web
 
 from batchveo.api import OperationStatus, VeoClient, resolve_provider
-from batchveo.context import RunConfig
-from batchveo.downloader import output_paths
 from batchveo.errors import QuotaExhausted
-from batchveo.runner import Runner
-from batchveo.simulator import Simulator
+from batchveo.run.context import RunConfig
+from batchveo.run.downloader import output_paths
+from batchveo.run.runner import Runner
+from batchveo.sim import Simulator
 from batchveo.states import JobState
 from batchveo.store import Store
 from tests.conftest import make_spec
@@ -228,7 +228,7 @@ async def test_an_outage_pauses_submits_without_burning_attempts(
     import asyncio
 
     from batchveo.api import VeoClient, resolve_provider
-    from batchveo.runner import Runner
+    from batchveo.run.runner import Runner
     from tests.pipeline_helpers import KEY
 
     port = _free_port()
@@ -250,7 +250,7 @@ async def test_an_outage_pauses_submits_without_burning_attempts(
 
 async def test_a_long_outage_stops_the_run_with_work_kept(store: Store, tmp_path: Path) -> None:
     from batchveo.api import VeoClient, resolve_provider
-    from batchveo.runner import Runner
+    from batchveo.run.runner import Runner
     from tests.pipeline_helpers import KEY
 
     await store.add_jobs([make_spec(f"j{i}") for i in range(3)])
@@ -267,9 +267,9 @@ async def test_a_404_right_after_submit_is_retried_later_it_means_gone(
     store: Store, tmp_path: Path
 ) -> None:
     from batchveo.api import VeoClient, resolve_provider
-    from batchveo.context import RunContext
-    from batchveo.pacing import Pacer
-    from batchveo.poller import POLL_ERRORS_TO_FAIL, poll_one
+    from batchveo.run.context import RunContext
+    from batchveo.run.pacing import Pacer
+    from batchveo.run.poller import POLL_ERRORS_TO_FAIL, poll_one
     from tests.pipeline_helpers import KEY
 
     await store.add_jobs([make_spec("young"), make_spec("old")])
@@ -309,7 +309,7 @@ async def test_polls_can_share_the_submit_rate(store: Store, tmp_path: Path) -> 
 async def test_an_unexpected_poll_answer_is_retried_not_fatal(store: Store, tmp_path: Path) -> None:
     from batchveo.api import VeoClient, resolve_provider
     from batchveo.errors import BadRequest
-    from batchveo.runner import Runner
+    from batchveo.run.runner import Runner
     from tests.pipeline_helpers import KEY
 
     class Grumpy(VeoClient):

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from batchveo.simulator import SimConfig, Simulator, serve_forever
+from batchveo.sim import SimConfig, Simulator, serve_forever
 
 KEY = "test-key"
 MODEL = "veo-3.1-generate-preview"
@@ -594,7 +594,7 @@ async def test_latency_is_added(make: MakeSim) -> None:
 
 
 async def test_serve_forever_logs_url_and_stops(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="batchveo.simulator")
+    caplog.set_level(logging.INFO, logger="batchveo.sim")
     task = asyncio.create_task(serve_forever(SimConfig(), "127.0.0.1", 0))
     for _ in range(50):
         await asyncio.sleep(0.01)

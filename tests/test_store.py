@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
-from batchveo.migrations import MIGRATIONS
 from batchveo.states import JobState
 from batchveo.store import BudgetRoom, Job, Store, Transition
+from batchveo.store.migrations import MIGRATIONS
 from tests.conftest import make_spec
 
 S = JobState

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from batchveo.simulator import Simulator
+from batchveo.sim import Simulator
 from tests.pipeline_helpers import KEY, fast_sim
 from tests.test_crash import states
 

@@ -30,12 +30,12 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from batchveo.errors import BatchveoError, StaleTransition, StoreError, UserError
+from batchveo.observe.monitor import RunWatch
 from batchveo.states import JobState
 from batchveo.store import Job, Store
-from batchveo.watch import RunWatch
 
 if TYPE_CHECKING:
-    from batchveo.plan import Plan
+    from batchveo.run.plan import Plan
 
 EXIT_OK = 0
 EXIT_FAILURES = 1
@@ -268,7 +268,7 @@ def load(manifests: tuple[Path, ...], batch: str | None, replace: bool, db_path:
     """Validate manifests and add their jobs to the database (idempotent)."""
 
     async def go() -> str:
-        from batchveo.runner import load_into_store
+        from batchveo.run.runner import load_into_store
 
         result = await load_into_store(db_path, list(manifests), batch=batch, replace=replace)
         return result.summary()
@@ -283,7 +283,7 @@ async def _status_data(db_path: Path) -> dict[str, Any]:
     """The status of ``db_path``; a database not created yet is an empty one, and stays
     uncreated (a monitor or a cron health check may look before anything was loaded)."""
     from batchveo import lock
-    from batchveo.summary import empty_status_data, status_data
+    from batchveo.observe.summary import empty_status_data, status_data
 
     holder = lock.holder(db_path)  # read, never locked: a starting run is never in the way
     exists = db_path.exists()
@@ -315,7 +315,7 @@ def status(as_json: bool, db_path: Path) -> None:
         return
     from rich.console import Console
 
-    from batchveo.display import status_renderable
+    from batchveo.cli.display import status_renderable
 
     Console(soft_wrap=True).print(status_renderable(data))
     if data["active_run"]:
@@ -643,7 +643,7 @@ def plan(
     The budgets (each manifest's ``budget:`` and --budget) apply exactly as in a run.
     """
     from batchveo.manifest import read_manifests
-    from batchveo.plan import make_plan
+    from batchveo.run.plan import make_plan
 
     async def go() -> Plan:
         prices = _read_prices(prices_path)
@@ -839,8 +839,8 @@ def run(
     3: another run holds the database; 4: account error; 75: stopped with work left.
     """
     from batchveo.api import VeoClient, resolve_api_key, resolve_provider
-    from batchveo.context import RunConfig
-    from batchveo.runner import Runner, RunResult, add_specs
+    from batchveo.run.context import RunConfig
+    from batchveo.run.runner import Runner, RunResult, add_specs
 
     config = RunConfig(
         out_dir=out_dir,
@@ -981,7 +981,7 @@ def simulate(host: str, port: int, **knobs: Any) -> None:
     """Serve a faithful fake of the Veo API, to rehearse a batch for free."""
     import logging
 
-    from batchveo.simulator import SimConfig, serve_forever
+    from batchveo.sim import SimConfig, serve_forever
 
     try:
         config = SimConfig.from_mapping(knobs)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the command line imports this module; keep its start-up light
-    from batchveo.context import RunConfig
+    from batchveo.run.context import RunConfig
     from batchveo.store import Store
 
 
@@ -39,8 +39,8 @@ class RunWatch:
     ):
         from rich.console import Console
 
-        from batchveo.notify import ExpiryWatch
         from batchveo.observe import JsonLog, make_progress
+        from batchveo.observe.notify import ExpiryWatch
 
         self.store, self.config = store, config
         self.say, self.max_problems = say, max_problems
@@ -79,7 +79,7 @@ class RunWatch:
             self._tasks.append(asyncio.create_task(self._watch_expiry()))
 
     async def _watch_expiry(self, every_s: float = 600.0) -> None:
-        from batchveo.summary import run_summary
+        from batchveo.observe.summary import run_summary
 
         while True:
             summary = await run_summary(
@@ -93,7 +93,7 @@ class RunWatch:
             await asyncio.sleep(every_s)
 
     async def _notify(self, summary: dict[str, Any]) -> None:
-        from batchveo.notify import notify
+        from batchveo.observe.notify import notify
 
         if not (self.notify_url or self.on_complete):
             return
@@ -112,7 +112,7 @@ class RunWatch:
             self.display.close()
 
     async def finished(self, result: Any) -> None:
-        from batchveo.summary import run_summary
+        from batchveo.observe.summary import run_summary
 
         event = "account_error" if result.account_error else "finished"
         summary = await run_summary(

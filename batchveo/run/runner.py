@@ -31,17 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from batchveo.clock import Clock, RunClock
-from batchveo.context import Client, Observer, RunConfig, RunContext, RunStats
-from batchveo.downloader import downloader
 from batchveo.errors import ManifestError
 from batchveo.files import output_folder
 from batchveo.manifest import read_manifests
-from batchveo.pacing import Pacer
-from batchveo.poller import poller
+from batchveo.run.context import Client, Observer, RunConfig, RunContext, RunStats
+from batchveo.run.downloader import downloader
+from batchveo.run.pacing import Pacer
+from batchveo.run.poller import poller
+from batchveo.run.submitter import submitter
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store import Store
-from batchveo.submitter import submitter
 
 S = JobState
 WORK_LEFT = frozenset({S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED})

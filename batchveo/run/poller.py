@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from batchveo.context import RunContext, wait_event
 from batchveo.errors import (
     ApiError,
     NotFound,
@@ -21,6 +20,7 @@ from batchveo.errors import (
     RetryLater,
     StopRun,
 )
+from batchveo.run.context import RunContext, wait_event
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 

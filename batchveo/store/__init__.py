@@ -49,11 +49,11 @@ from batchveo.errors import (
     StaleTransition,
     StoreError,
 )
-from batchveo.groupcommit import GroupCommit
-from batchveo.migrations import MIGRATIONS, Migration
 from batchveo.models import RETENTION_S, estimate_cost_usd
 from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
+from batchveo.store.groupcommit import GroupCommit
+from batchveo.store.migrations import MIGRATIONS, Migration
 
 Clock = Callable[[], float]
 

@@ -42,7 +42,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from batchveo.context import Observer
+from batchveo.run.context import Observer
 from batchveo.states import JobState
 from batchveo.store import TransitionEvent
 

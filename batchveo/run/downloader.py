@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from batchveo.context import DueJob, RunContext
 from batchveo.errors import (
     ApiError,
     FileRefused,
@@ -40,6 +39,7 @@ from batchveo.errors import (
     RetryLater,
     StopRun,
 )
+from batchveo.run.context import DueJob, RunContext
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 
-from batchveo.context import RunContext, wait_event
 from batchveo.errors import (
     JobRejected,
     NotSent,
@@ -26,6 +25,7 @@ from batchveo.errors import (
     StopRun,
     SubmitOutcomeUnknown,
 )
+from batchveo.run.context import RunContext, wait_event
 from batchveo.states import IN_FLIGHT, ErrorKind, JobState
 from batchveo.store import Job
 

@@ -58,8 +58,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from batchveo import models
-from batchveo.downloader import safe_segment
 from batchveo.errors import ManifestError, Problem
+from batchveo.run.downloader import safe_segment
 from batchveo.spec import ImageRef, JobSpec, content_hash
 
 __all__ = ["MAX_IMAGE_BYTES", "MAX_PROMPT_CHARS", "load_manifests"]

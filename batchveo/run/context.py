@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchveo.models import RETENTION_S
-from batchveo.pacing import Pacer
+from batchveo.run.pacing import Pacer
 from batchveo.spec import JobSpec
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job, Store

@@ -1,0 +1,1 @@
+"""A run: the pipeline's stages and what drives them (see ``runner``)."""
