@@ -52,6 +52,7 @@ from batchveo.errors import (
     Transient,
     UnusableVideo,
 )
+from batchveo.redact import REDACTED, Secret
 from batchveo.sim import SimConfig, Simulator
 from batchveo.spec import ImageRef
 from tests.conftest import make_spec
@@ -659,7 +660,7 @@ async def test_key_echoed_by_a_server_is_scrubbed() -> None:
     }
     async with answering(403, body) as client:
         exc = await expect(AccountError, client.submit(make_spec("j")))
-        assert "<redacted>" in str(exc)
+        assert REDACTED in str(exc)
         done_with_echo = {"done": True, "error": {"code": 7, "message": f"bad {KEY}"}}
     async with answering(200, done_with_echo) as client:
         status = await client.poll("operations/x", MODEL)
@@ -908,7 +909,7 @@ async def test_a_refused_file_on_the_provider_host_concerns_that_file_only(
 
 
 def test_a_key_in_a_query_is_stripped_and_the_rest_kept_byte_for_byte() -> None:
-    secret = api._Secret(KEY)
+    secret = Secret(KEY)
     signed = "https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media"
     assert api._strip_key(signed, secret) is signed  # nothing to do: untouched
     assert api._strip_key(

@@ -23,6 +23,7 @@ from batchveo.errors import (
     SubmitOutcomeUnknown,
     UnusableVideo,
 )
+from batchveo.redact import REDACTED
 from tests.conftest import make_spec
 from tests.hostile_server import MODEL, SAMPLE_MP4, HostileServer, MiB, gzip_bomb
 
@@ -202,7 +203,7 @@ async def test_an_operation_name_holding_the_key_is_never_returned() -> None:
     the operation may exist, so the outcome is unknown (the user decides)."""
     async with hostile(submit="key_in_name") as (srv, client):
         result, _ = await peak_bytes(client.submit(make_spec("j")))
-        check(result, SubmitOutcomeUnknown, "holds the API key", "<redacted>", "not resent")
+        check(result, SubmitOutcomeUnknown, "holds the API key", REDACTED, "not resent")
         assert srv.requests["submit"] == 1 and srv.requests["poll"] == 0
 
 
@@ -222,7 +223,7 @@ async def test_a_key_in_a_video_uri_query_is_stripped_before_it_is_returned(
 async def test_a_key_elsewhere_in_a_video_uri_makes_the_answer_malformed() -> None:
     async with hostile(poll="key_in_uri_path") as (_, client):
         result, _ = await peak_bytes(client.poll("operations/op-1", MODEL))
-        check(result, MalformedAnswer, "holds the API key", "<redacted>")
+        check(result, MalformedAnswer, "holds the API key", REDACTED)
 
 
 async def test_a_redirect_carrying_the_key_is_followed_without_it(tmp_path: Path) -> None:
@@ -238,7 +239,7 @@ async def test_server_texts_in_an_operation_status_are_scrubbed(mode: str) -> No
         status = await client.poll("operations/op-1", MODEL)
     texts = [status.error_message or "", *status.filtered_reasons, *status.video_uris]
     assert status.state == ("failed" if mode == "key_in_texts" else "filtered")
-    assert all(KEY not in t for t in texts) and any("<redacted>" in t for t in texts)
+    assert all(KEY not in t for t in texts) and any(REDACTED in t for t in texts)
     if mode == "key_in_filtered":
         assert status.filtered_reasons[1] == "58061214"
 

@@ -13,11 +13,11 @@ from urllib.parse import unquote
 
 import pytest
 
+from batchveo.redact import redact
 from batchveo.report import (
     build_report,
     default_report_path,
     fmt_duration,
-    redact,
     rel_url,
     write_atomic,
 )

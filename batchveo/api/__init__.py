@@ -115,6 +115,7 @@ from batchveo.errors import (
     UnusableVideo,
 )
 from batchveo.files import FileCommitter, PartFile
+from batchveo.redact import Secret
 from batchveo.spec import ImageRef, JobSpec
 
 log = logging.getLogger(__name__)
@@ -263,38 +264,6 @@ class DownloadResult:
     path: Path
     size: int
     sha256: str
-
-
-class _Secret:
-    """Holds the key so that no repr, str or f-string can show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def _forms(self) -> tuple[str, ...]:
-        """The key as sent and percent-encoded; none for a key too short to spot safely."""
-        if len(self._value) < 6:
-            return ()
-        quoted = urllib.parse.quote(self._value, safe="")
-        return (self._value,) if quoted == self._value else (self._value, quoted)
-
-    def found_in(self, text: str) -> bool:
-        return any(form in text for form in self._forms())
-
-    def scrub(self, text: str) -> str:
-        for form in self._forms():
-            text = text.replace(form, "<redacted>")
-        return text
-
-    def __repr__(self) -> str:
-        return "<redacted>"
-
-    __str__ = __repr__
 
 
 # --------------------------------------------------------------------------- request bodies
@@ -646,7 +615,7 @@ class VeoClient:
         max_video_bytes: int = MAX_VIDEO_BYTES,
     ):
         self.provider = provider
-        self._key = _Secret(api_key)
+        self._key = Secret(api_key)
         self._timeout = aiohttp.ClientTimeout(
             total=request_timeout_s, sock_connect=connect_timeout_s
         )
@@ -950,7 +919,7 @@ class VeoClient:
         return self._key.scrub(body.decode("utf-8", "replace"))
 
 
-def _strip_key(uri: str, key: _Secret) -> str | None:
+def _strip_key(uri: str, key: Secret) -> str | None:
     """``uri`` without any query parameter that carries the key; None if it holds the key
     anywhere else. The rest of the URI is kept byte for byte (it may be signed)."""
     if not key.found_in(uri):

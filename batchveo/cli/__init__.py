@@ -126,7 +126,6 @@ CRASH_DIR_NAME = "batchveo"
 one file per crash, readable by the user only: a cron job's log stays one line."""
 MAX_CRASH_SUMMARY_CHARS = 300
 """The one line about an internal error is cut here; the whole message is in the file."""
-_KEY_VARS = ("BATCHVEO_API_KEY", "GPTPROTO_API_KEY", "GEMINI_API_KEY")
 
 
 def crash_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
@@ -136,17 +135,9 @@ def crash_dir(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
 
 def _scrub(text: str) -> str:
     """``text`` without the API key (nor anything key-like from the environment)."""
-    try:
-        from batchveo.report import redact
+    from batchveo.redact import redact
 
-        text = redact(text, os.environ)
-    except Exception:
-        pass  # the explicit key variables below still apply
-    for var in _KEY_VARS:
-        value = os.environ.get(var, "").strip()
-        if len(value) >= 6:
-            text = text.replace(value, "[redacted]")
-    return text
+    return redact(text, os.environ)
 
 
 def _write_crash(text: str) -> Path:

@@ -59,7 +59,7 @@ import yaml
 
 from batchveo import models
 from batchveo.errors import ManifestError, Problem
-from batchveo.run.downloader import safe_segment
+from batchveo.outputs import safe_segment
 from batchveo.spec import ImageRef, JobSpec, content_hash
 
 __all__ = ["MAX_IMAGE_BYTES", "MAX_PROMPT_CHARS", "load_manifests"]
@@ -483,7 +483,7 @@ hold ``--out`` itself. Real templates (``{batch}/{id}``) take a few dozen bytes.
 
 def output_parts(job_id: str, output_name: str | None) -> tuple[str, ...]:
     """A video's path under ``--out``, segment by segment (folders, then ``<stem>.mp4``), as
-    ``downloader.output_paths`` names the file of a one-video job."""
+    ``outputs.video_paths`` names the file of a one-video job."""
     return OutputTree().parts(job_id, output_name)
 
 

@@ -41,10 +41,11 @@ class RunWatch:
 
         from batchveo.observe import JsonLog, make_progress
         from batchveo.observe.notify import ExpiryWatch
+        from batchveo.redact import Secret
 
         self.store, self.config = store, config
         self.say, self.max_problems = say, max_problems
-        self.log = JsonLog(log_file, scrub=lambda s: s.replace(key, "***")) if log_file else None
+        self.log = JsonLog(log_file, scrub=Secret(key).scrub) if log_file else None
         self.display = make_progress(
             sys.stderr.isatty(),
             quiet,

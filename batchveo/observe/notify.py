@@ -25,6 +25,7 @@ from yarl import URL
 
 from batchveo import __version__
 from batchveo.observe import one_line
+from batchveo.redact import KEY_VARIABLES
 
 USER_AGENT = f"batchveo/{__version__}"
 _BODY_PREVIEW = 300
@@ -104,9 +105,6 @@ async def post_json(url: str, body: str, timeout_s: float) -> str | None:
 
 
 # -- shell command ------------------------------------------------------------------------
-
-
-KEY_VARIABLES = frozenset({"BATCHVEO_API_KEY", "GPTPROTO_API_KEY", "GEMINI_API_KEY"})
 
 
 def _env_without_keys() -> dict[str, str]:

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import quote
 
 from batchveo.errors import UserError
+from batchveo.redact import redact
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job, Store
 
@@ -92,11 +93,6 @@ HINTS: Mapping[JobState, str] = {
     "(and bills) it again.",
 }
 
-_KEY_ENV = re.compile(r"(?i)(api[_-]?key|_key$|token|secret|passw|credential)")
-_TOKEN_LIKE = re.compile(r"^[A-Za-z0-9_\-.+/=~]{12,}$")
-_GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{35}")
-_KEY_PARAM = re.compile(r"(?i)([?&](?:key|api_key|apikey|access_token)=)[^&\s\"'<>]+")
-REDACTED = "[redacted]"
 EMPTY = '<p class="empty">No jobs yet.</p>'
 _FILTER_PREFIX = re.compile(r"^blocked by the safety filter \(not charged\):\s*")
 
@@ -203,17 +199,6 @@ def write_atomic(path: Path, data: bytes) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def redact(text: str, env: Mapping[str, str]) -> str:
-    """``text`` without API-key-shaped strings or the values of key-like variables in ``env``."""
-    for name, value in env.items():
-        value = value.strip()
-        if _KEY_ENV.search(name) and _TOKEN_LIKE.match(value) and not value.startswith("/"):
-            for form in {value, escape(value), quote(value, safe="")}:
-                text = text.replace(form, REDACTED)
-    text = _GOOGLE_KEY.sub(REDACTED, text)
-    return _KEY_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
 
 
 def rel_url(path: str | Path, base: Path) -> str:

@@ -20,9 +20,7 @@ too long) is saved as ``OUT/<id>.mp4`` instead, and the job records that name.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,12 +37,12 @@ from batchveo.errors import (
     RetryLater,
     StopRun,
 )
+from batchveo.outputs import fallback_video_paths, video_paths
 from batchveo.run.context import DueJob, RunContext
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
 S = JobState
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _IDLE_CHECK_S = 5.0
 
 DOWNLOAD_UNUSABLE_TRIES = 3
@@ -62,47 +60,14 @@ outage, not this video's fault; it counts only past the retention), and "the fil
 gone" (404, or the Files API's 403), which ends ``expired`` once the retention is over."""
 
 
-def safe_segment(name: str) -> str:
-    """One path segment that cannot climb out of the output folder or hide.
-
-    When cleaning changed the name, a short hash of the original is added, so
-    "shot 1", "shot?1" and "shot_1" do not all become ``shot_1.mp4``.
-    """
-    cleaned = _SAFE.sub("_", name).strip("._")[:150] or "job"
-    if cleaned != name:
-        cleaned += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
-    return cleaned
-
-
 def output_paths(out_dir: Path, job: Job) -> list[Path]:
-    """``OUT/<id>.mp4``, or ``OUT/<id>_<n>.mp4`` (n from 1) when there are several videos.
-
-    An id is always one file name; only a manifest's ``output`` template (already
-    checked to be relative) may name sub-folders.
-    """
-    if job.output_name:
-        parts = [safe_segment(p) for p in job.output_name.split("/") if p not in ("", ".", "..")]
-    else:
-        parts = [safe_segment(job.id)]
-    folder = out_dir.joinpath(*parts[:-1])
-    stem = parts[-1] if parts else safe_segment(job.id)
-    paths = [folder / name for name in _video_names(stem, len(job.video_uris))]
-    root = os.path.abspath(out_dir)
-    for p in paths:  # defence in depth (segments are sanitised); no syscalls per job
-        if os.path.commonpath([root, os.path.abspath(p)]) != root:
-            raise ValueError(f"job {job.id}: output path escapes {out_dir}")
-    # On the resolved path, files.PartFile holds it: no link below --out is followed.
-    return paths
+    """Where ``job``'s videos go (see ``outputs.video_paths``)."""
+    return video_paths(out_dir, job.id, job.output_name, len(job.video_uris))
 
 
 def fallback_paths(out_dir: Path, job: Job) -> list[Path]:
-    """Where a video goes when its own path cannot be written: ``OUT/<id>.mp4`` (or
-    ``OUT/<id>_<n>.mp4``), right in ``--out`` where nothing but the name can be in the way."""
-    return [out_dir / name for name in _video_names(safe_segment(job.id), len(job.video_uris))]
-
-
-def _video_names(stem: str, n: int) -> list[str]:
-    return [f"{stem}.mp4"] if n == 1 else [f"{stem}_{i}.mp4" for i in range(1, n + 1)]
+    """Where ``job``'s videos go when their own paths cannot be written."""
+    return fallback_video_paths(out_dir, job.id, len(job.video_uris))
 
 
 async def downloader(ctx: RunContext) -> None:
