@@ -1,14 +1,6 @@
 """The ``batchveo`` command line: the only module that prints or exits.
 
-Exit codes (stable, for cron and scripts):
-
-    0   every job is done
-    1   all jobs are terminal but some failed, expired or are uncertain
-    2   bad input (manifest, flag, database file): nothing was written
-    3   another run holds the database
-    4   account error (401, 403, insufficient balance) or unusable model: run stopped
-    70  internal error: a bug in batchveo (one line; the traceback goes to a file)
-    75  stopped with work left (signal, --max-runtime): run again to continue
+Exit codes are ``batchveo.exitcodes.ExitCode``.
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, TypeVar
 import click
 
 from batchveo.errors import BatchveoError, StaleTransition, StoreError, UserError
+from batchveo.exitcodes import ExitCode
 from batchveo.observe.monitor import RunWatch
 from batchveo.states import JobState
 from batchveo.store import Job, Store
@@ -37,14 +30,6 @@ from batchveo.store import Job, Store
 if TYPE_CHECKING:
     from batchveo.run.plan import Plan
 
-EXIT_OK = 0
-EXIT_FAILURES = 1
-EXIT_USAGE = 2
-EXIT_LOCKED = 3
-EXIT_ACCOUNT = 4
-EXIT_SOFTWARE = 70
-"""EX_SOFTWARE (sysexits.h): a bug in batchveo, never the user's input."""
-EXIT_STOPPED = 75
 
 T = TypeVar("T")
 
@@ -63,7 +48,7 @@ MAX_PROBLEMS_SHOWN = 50
 """One bad default can make every row of a 100k manifest wrong: show a screenful."""
 
 
-def _fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+def _fail(message: str, code: int = ExitCode.USAGE) -> NoReturn:
     lines = message.splitlines() or [message]
     if len(lines) > MAX_PROBLEMS_SHOWN:
         more = len(lines) - MAX_PROBLEMS_SHOWN
@@ -97,16 +82,16 @@ def _run(
     try:
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except Locked as e:
-        _fail(str(e), EXIT_LOCKED)
+        _fail(str(e), ExitCode.LOCKED)
     except UserError as e:  # DatabaseUnusable too: the user's file, not our bug
-        _fail(str(e), EXIT_USAGE)
+        _fail(str(e), ExitCode.USAGE)
     except StaleTransition as e:
         if not races:
             raise
         _fail(
             f"another process changed the database meanwhile ({e}); nothing was changed:"
             " run the command again",
-            EXIT_LOCKED,
+            ExitCode.LOCKED,
         )
     except StoreError:
         raise  # a bug: main's boundary reports it
@@ -114,9 +99,9 @@ def _run(
         if isinstance(e, _SQLITE_BUGS):
             raise
         where = f"{db_path}: " if db_path is not None else ""
-        _fail(f"{where}cannot use the database: {e}", EXIT_USAGE)
+        _fail(f"{where}cannot use the database: {e}", ExitCode.USAGE)
     except BatchveoError as e:
-        _fail(str(e), EXIT_FAILURES)
+        _fail(str(e), ExitCode.FAILURES)
 
 
 # -- the boundary: a bug is not bad input ------------------------------------------------
@@ -188,7 +173,8 @@ def _internal_error(exc: BaseException) -> NoReturn:
     except Exception:  # out of memory again, say: still one line and exit 70
         summary, where = type(exc).__name__, "the details could not be written"
     _fail(
-        f"internal error (a bug in batchveo, not in your input): {summary}; {where}", EXIT_SOFTWARE
+        f"internal error (a bug in batchveo, not in your input): {summary}; {where}",
+        ExitCode.SOFTWARE,
     )
 
 

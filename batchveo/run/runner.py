@@ -32,6 +32,7 @@ from typing import Any
 
 from batchveo.clock import Clock, RunClock
 from batchveo.errors import ManifestError
+from batchveo.exitcodes import ExitCode
 from batchveo.files import output_folder
 from batchveo.manifest import read_manifests
 from batchveo.run.context import Client, Observer, RunConfig, RunContext, RunStats
@@ -112,13 +113,13 @@ class RunResult:
         return sum(self.states.get(s.value, 0) for s in WORK_LEFT)
 
     @property
-    def exit_code(self) -> int:
+    def exit_code(self) -> ExitCode:
         if self.account_error:
-            return 4
+            return ExitCode.ACCOUNT
         if self.work_left:
-            return 75
+            return ExitCode.STOPPED
         bad = sum(self.states.get(s.value, 0) for s in (S.FAILED, S.EXPIRED, S.UNCERTAIN))
-        return 1 if bad else 0
+        return ExitCode.FAILURES if bad else ExitCode.OK
 
     def summary(self) -> str:
         parts = [f"{n} {state}" for state, n in self.states.items() if n]
