@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench browser-test clean venv
+.PHONY: demo test lint fmt bench browser-test clean venv
 
 venv: $(STAMP)
 
@@ -13,6 +13,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix batchveo tests bench
+	$(BIN)/ruff format batchveo tests bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check batchveo tests bench

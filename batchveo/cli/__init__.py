@@ -639,7 +639,7 @@ def plan(
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[float]):
     """``90s``, ``14m``, ``1h``, ``2d`` or plain seconds."""
 
     name = "duration"

@@ -130,7 +130,8 @@ class Pacer:
         self._successes = 0
         self.stats.rate_limited += 1
         if retry_after_s is None or retry_after_s <= 0:
-            exp = min(self._backoff_max_s, self._backoff_base_s * 2 ** (self._consecutive_429 - 1))
+            doublings = min(self._consecutive_429 - 1, 30)  # capped: 2 ** n overflows a float
+            exp = min(self._backoff_max_s, self._backoff_base_s * 2.0**doublings)
             pause_s = exp * (0.5 + self._rng.random() / 2)
         else:
             pause_s = min(self._backoff_max_s, retry_after_s)

@@ -233,7 +233,8 @@ class SimConfig:
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "clock"}
-        return json.loads(json.dumps(out))
+        data: dict[str, Any] = json.loads(json.dumps(out))
+        return data
 
 
 _PROBS = tuple(f.name for f in dataclasses.fields(SimConfig) if f.name.startswith("rate_"))

@@ -986,7 +986,8 @@ class Store:
         return [Job.from_row(r) for r in await self._query(sql, (now, limit))]
 
     async def next_poll_at(self) -> float | None:
-        return await self._scalar("SELECT MIN(next_poll_at) FROM jobs WHERE state='running'")
+        value = await self._scalar("SELECT MIN(next_poll_at) FROM jobs WHERE state='running'")
+        return None if value is None else float(value)
 
     async def next_attempt_at(self, *, budget_usd: float | None = None) -> float | None:
         """When the earliest backed-off pending job that fits the budgets becomes due.
@@ -1002,7 +1003,8 @@ class Store:
 
     async def last_submit_at(self) -> float | None:
         """When this database last let a submit start (any run, any process)."""
-        return await self._scalar("SELECT MAX(at) FROM events WHERE to_state='submitting'")
+        value = await self._scalar("SELECT MAX(at) FROM events WHERE to_state='submitting'")
+        return None if value is None else float(value)
 
     async def counts(self) -> dict[str, dict[str, int]]:
         """``{batch: {state: n}}`` for every batch with at least one job."""
