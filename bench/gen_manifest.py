@@ -8,10 +8,10 @@ case (hashing every spec) is what gets measured.
 from __future__ import annotations
 
 import csv
-import struct
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
+
+from tests.helpers import png_bytes
 
 _SUBJECTS = ("a lighthouse", "a red fox", "a paper boat", "a city tram", "an old violin")
 _ACTIONS = ("at dawn", "in heavy rain", "under neon lights", "in slow motion", "at night")
@@ -22,23 +22,6 @@ def prompt(i: int) -> str:
     subject = _SUBJECTS[i % len(_SUBJECTS)]
     action = _ACTIONS[(i // len(_SUBJECTS)) % len(_ACTIONS)]
     return f"Cinematic shot of {subject} {action}, take {i}, shallow depth of field"
-
-
-def png_bytes(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    """A valid, solid-colour 8-bit RGB PNG."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    row = b"\x00" + bytes(rgb) * width  # filter type 0, then the pixels
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(row * height))
-        + chunk(b"IEND", b"")
-    )
 
 
 def write_images(folder: Path, n: int) -> list[Path]:

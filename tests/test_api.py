@@ -55,7 +55,7 @@ from batchveo.errors import (
 from batchveo.redact import REDACTED, Secret
 from batchveo.sim import SimConfig, Simulator
 from batchveo.spec import ImageRef
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.pipeline_helpers import SAMPLE_MP4
 
 KEY = "sk-test-7f3a9c0e51b24d6e8a1f-SECRET"

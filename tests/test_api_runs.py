@@ -13,7 +13,7 @@ import pytest
 
 from batchveo.states import JobState
 from batchveo.store import Store
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.pipeline_helpers import fast_config, fast_sim, run_batch
 
 S = JobState

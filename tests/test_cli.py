@@ -21,7 +21,7 @@ from batchveo.cli import main
 from batchveo.errors import IllegalTransition, StoreError
 from batchveo.states import JobState
 from batchveo.store import Store
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.pipeline_helpers import KEY
 
 S = JobState

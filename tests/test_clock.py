@@ -10,7 +10,7 @@ from batchveo.api import VeoClient, resolve_provider
 from batchveo.clock import RunClock
 from batchveo.states import JobState
 from batchveo.store import Store
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.pipeline_helpers import KEY, fast_config, fast_sim, run_batch
 
 S = JobState

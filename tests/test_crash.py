@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from batchveo.sim import Simulator
+from tests.helpers import db_states as states
+from tests.helpers import wait_until
 from tests.pipeline_helpers import KEY, fast_sim, is_sim_video, sha256_file
 
 N_JOBS = 24
@@ -34,16 +36,6 @@ def write_manifest(path: Path, n: int = N_JOBS) -> Path:
     return path
 
 
-def states(db: Path) -> dict[str, str]:
-    if not db.exists():
-        return {}
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return dict(conn.execute("SELECT id, state FROM jobs").fetchall())
-    except sqlite3.OperationalError:
-        return {}  # schema not created yet
-
-
 async def start_run(tmp: Path, sim: Simulator, *extra: str) -> asyncio.subprocess.Process:
     env = dict(os.environ, BATCHVEO_API_KEY=KEY, BATCHVEO_BASE_URL=sim.url)
     args = ["run", str(tmp / "jobs.yaml"), "--db", str(tmp / "jobs.db"), "--out", str(tmp / "out")]
@@ -54,13 +46,10 @@ async def start_run(tmp: Path, sim: Simulator, *extra: str) -> asyncio.subproces
 
 
 async def wait_for(db: Path, cond: Callable[[dict[str, str]], bool], timeout_s: float = 20) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while loop.time() < end:
-        if cond(await asyncio.to_thread(states, db)):
-            return
-        await asyncio.sleep(0.003)
-    raise AssertionError(f"condition not reached; states: {states(db)}")
+    async def met() -> bool:
+        return cond(await asyncio.to_thread(states, db))
+
+    await wait_until(met, timeout_s, what=f"states: {states(db)}")
 
 
 def some(state: str) -> Callable[[dict[str, str]], bool]:

@@ -29,7 +29,7 @@ from batchveo.sim import Simulator
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store import Store
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.pipeline_helpers import (
     KEY,
     SAMPLE_MP4,

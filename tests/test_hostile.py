@@ -24,7 +24,7 @@ from batchveo.errors import (
     UnusableVideo,
 )
 from batchveo.redact import REDACTED
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.hostile_server import MODEL, SAMPLE_MP4, HostileServer, MiB, gzip_bomb
 
 KEY = "sk-hostile-5b7e0c2d9a4f-SECRET"

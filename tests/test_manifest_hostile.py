@@ -24,7 +24,7 @@ from batchveo.errors import ManifestError
 from batchveo.manifest import load_manifests, read_manifests
 from batchveo.run import downloader
 from batchveo.store import Store
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.test_manifest import encoded, one_problem, png, problems, write
 
 

@@ -21,7 +21,7 @@ from batchveo.observe import (
     one_line,
 )
 from batchveo.store import Store, TransitionEvent
-from tests.conftest import make_spec
+from tests.helpers import FakeClock, make_spec
 from tests.pipeline_helpers import KEY, fast_config, fast_sim, run_batch
 
 LINE = re.compile(
@@ -36,14 +36,6 @@ def ev(
     job: str, src: str, dst: str, *, error: str | None = None, kind: str | None = None
 ) -> TransitionEvent:
     return TransitionEvent(job, "b1", src, dst, NOON, 1, error, None, kind, error)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def parse(line: str) -> dict[str, Any]:
@@ -180,10 +172,10 @@ def test_plain_progress_counts_throttles_and_never_writes_control_codes() -> Non
     p.on_run_event("retry", {"job": "c", "error": "HTTP 500\x1b[31m boom\r\nagain", "at": 1.0})
     assert len(out.getvalue().splitlines()) == 1  # within the interval: nothing more
 
-    clock.t += 59.9
+    clock.advance(59.9)
     p.tick()
     assert len(out.getvalue().splitlines()) == 1
-    clock.t += 0.1
+    clock.advance(0.1)
     p.tick()
     second = parse(out.getvalue().splitlines()[-1])
     assert second["submitted"] == 1 and second["generating"] == 1 and second["total"] == 3
@@ -196,7 +188,7 @@ def test_plain_progress_counts_throttles_and_never_writes_control_codes() -> Non
     p.on_transition(ev("c", "submitting", "failed", error="policy\ttext", kind="content_policy"))
     p.on_transition(ev("j0", "failed", "pending"))  # a retry from elsewhere adds work
     assert len(out.getvalue().splitlines()) == 2
-    clock.t += 60
+    clock.advance(60)
     p.on_transition(ev("b", "pending", "submitting"))  # an event past the interval prints
     assert len(out.getvalue().splitlines()) == 3
     p.close()

@@ -22,7 +22,7 @@ from batchveo.run.runner import Runner
 from batchveo.sim import Simulator
 from batchveo.states import JobState
 from batchveo.store import Store
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.pipeline_helpers import (
     KEY,
     fast_config,

@@ -24,8 +24,7 @@ from batchveo.report import (
 from batchveo.spec import ImageRef
 from batchveo.states import JobState
 from batchveo.store import Store
-from bench.gen_manifest import png_bytes
-from tests.conftest import make_spec
+from tests.helpers import make_spec, png_bytes
 from tests.pipeline_helpers import KEY, fast_config, fast_sim, run_batch
 
 S = JobState

@@ -22,7 +22,7 @@ from batchveo.report import Page as ReportPage
 from batchveo.report import build_report, write_atomic
 from batchveo.spec import ImageRef
 from batchveo.store import Store
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 from tests.pipeline_helpers import fast_config, fast_sim, run_batch
 from tests.test_report import EXPECTED, run_night
 

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from batchveo.sim import SimConfig, Simulator, serve_forever
+from tests.helpers import FakeClock
 
 KEY = "test-key"
 MODEL = "veo-3.1-generate-preview"
@@ -27,19 +28,6 @@ WEBP = b"RIFF\x20\x00\x00\x00WEBPVP8 " + b"\x00" * 20
 
 def img(data: bytes = PNG, mime: str = "image/png") -> dict[str, str]:
     return {"mimeType": mime, "bytesBase64Encoded": base64.b64encode(data).decode()}
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Client:
@@ -626,7 +614,7 @@ async def test_a_per_day_quota_refuses_until_the_next_quota_day(
 ) -> None:
     from batchveo.api import VeoClient, resolve_provider
     from batchveo.errors import QuotaExhausted
-    from tests.conftest import make_spec
+    from tests.helpers import make_spec
 
     sim, c = await make(rpd_limit=2, day_s=1000.0, retry_after_style="retryinfo")
     assert (await c.submit("p0"))[0] == 200

@@ -13,7 +13,7 @@ from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, S
 from batchveo.states import JobState
 from batchveo.store import BudgetRoom, Job, Store, Transition
 from batchveo.store.migrations import MIGRATIONS
-from tests.conftest import make_spec
+from tests.helpers import make_spec
 
 S = JobState
 
