@@ -9,12 +9,15 @@ computed before the manifest loader was restructured; change them only with a mi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from batchveo.manifest import read_manifests
-from batchveo.spec import ImageRef, JobSpec, params_json
+from batchveo.spec import ImageRef, JobSpec, content_hash, params_json
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -103,6 +106,52 @@ def test_the_auto_id_of_a_manifest_row_is_pinned(tmp_path: Path) -> None:
     path.write_text("- prompt: A fox in the snow\n")
     (spec,) = read_manifests([path]).specs
     assert spec.id == "j1f0569801bb21e3e"
+
+
+def reference_hash(spec: JobSpec) -> str:
+    """The definition ``content_hash`` must match byte for byte."""
+    key = spec.content_key()
+    return hashlib.sha256(
+        json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _fast_hash(spec: JobSpec) -> str:
+    return content_hash(
+        spec.prompt,
+        spec.model,
+        spec.params,
+        spec.image,
+        spec.last_frame,
+        spec.reference_images,
+        spec.video_uri,
+        spec.output_name,
+    )
+
+
+VARIED: list[tuple[str, dict[str, Any]]] = [
+    ("defaults", {}),
+    ("unicode", {"prompt": "日本語のプロンプト, émoji 🎬, ß"}),
+    ("quotes and escapes", {"prompt": 'say "hi" \\ back\\slash\t tab\r\nCRLF'}),
+    ("every optional field", {}),
+    ("no output", {"output_name": None}),
+    ("output with unicode", {"output_name": 'dossier/é "x"'}),
+    ("empty strings", {"video_uri": "", "output_name": ""}),
+    ("params with unicode", {"params": {**PARAMS, "negativePrompt": 'ünïcode "q"'}}),
+    ("no params", {"params": {}}),
+]
+
+
+@pytest.mark.parametrize(
+    "base", [TEXT_ONLY, WITH_IMAGES, WITH_REFERENCES, EVERY_PARAMETER], ids=lambda s: s.prompt[:12]
+)
+@pytest.mark.parametrize(("label", "change"), VARIED, ids=[v[0] for v in VARIED])
+def test_content_hash_is_the_json_of_content_key(
+    base: JobSpec, label: str, change: dict[str, Any]
+) -> None:
+    spec = dataclasses.replace(base, **change)
+    assert _fast_hash(spec) == reference_hash(spec)
+    assert spec.spec_hash() == reference_hash(spec)
 
 
 def test_params_json_is_canonical_whatever_the_order() -> None:
