@@ -11,7 +11,7 @@ The modules, in the order a row meets them:
 - ``images``: an image's type (bytes, then Pillow's header) and its sha256.
 - ``rules``: the API's cross-field rules, checked before paying.
 - ``output_paths``: videos the file system could not take, found at load.
-- ``show``: how a message quotes a value.
+- ``show``: how a message quotes a value; ``gcpause``: ``gc_paused()`` for one-shot loads.
 """
 
 from batchveo.manifest.fields import (
@@ -21,6 +21,7 @@ from batchveo.manifest.fields import (
     MAX_REPEAT,
     MAX_SEED,
 )
+from batchveo.manifest.gcpause import gc_paused
 from batchveo.manifest.images import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE_PX
 from batchveo.manifest.loader import Manifests, read_manifests
 from batchveo.manifest.opening import MAX_MANIFEST_BYTES
@@ -54,6 +55,7 @@ __all__ = [
     "MAX_YAML_EXPANDED_NODES",
     "Manifests",
     "OutputTree",
+    "gc_paused",
     "output_clashes",
     "output_parts",
     "read_manifests",
