@@ -547,3 +547,13 @@ def test_output_clash_with_the_database_through_the_cli(tmp_path: Path) -> None:
 async def _ids(db: Path) -> set[str]:
     async with await Store.open(db) as store:
         return {j.id for j in await store.jobs()}
+
+
+def test_a_video_uri_urllib_cannot_split_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = write(tmp_path / "v.yaml", '- {prompt: p, video: "http://[oops/v.mp4"}\n')
+    assert_refused(
+        tmp_path,
+        path,
+        f"{path}:1: video must be the http(s) URI of a previous Veo video, "
+        "not 'http://[oops/v.mp4'",
+    )

@@ -140,7 +140,10 @@ def _reference_images(
 
 def _video_uri(v: object, bad: list[str]) -> str | None:
     """The URI of the video to extend: Veo's own, so http(s)."""
-    u = urlsplit(v.strip()) if isinstance(v, str) else None
+    try:
+        u = urlsplit(v.strip()) if isinstance(v, str) else None
+    except ValueError:  # what urllib cannot split at all ("http://[oops")
+        u = None
     if u is None or u.scheme.lower() not in ("http", "https") or not u.netloc:
         bad.append(f"video must be the http(s) URI of a previous Veo video, not {show(v)}")
         return None
