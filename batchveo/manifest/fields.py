@@ -49,6 +49,7 @@ class HugeInt(int):
 
 
 def to_int(key: str, v: object) -> int:
+    """A whole number, from YAML or a CSV cell; one too long to convert stays a ``HugeInt``."""
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     if isinstance(v, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", v):
@@ -179,6 +180,7 @@ def template(v: object) -> str:
 
 
 def repeat(v: object) -> int:
+    """How many variants of the job (``repeat: N``)."""
     n = to_int("repeat", v)
     if not 1 <= n <= MAX_REPEAT:
         raise Bad(f"repeat must be between 1 and {MAX_REPEAT}, not {n}")
@@ -186,6 +188,7 @@ def repeat(v: object) -> int:
 
 
 def budget_usd(v: object) -> float:
+    """The batch's budget (``defaults: budget``), in USD."""
     if isinstance(v, bool | HugeInt) or not isinstance(v, int | float) or v < 0:
         raise Bad(f"budget must be an amount in USD, not {show(v)}")
     return float(v)
