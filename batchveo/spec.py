@@ -25,9 +25,12 @@ def _params_json_of(items: tuple[tuple[str, Any], ...]) -> str:
 
 
 def params_json(params: Mapping[str, Any]) -> str:
-    """Canonical JSON of a job's parameters; a batch shares a handful, so it is cached."""
+    """Canonical JSON of a job's parameters (keys sorted), the one used in ``content_hash``
+    and stored in the database. A batch shares a handful, so it is cached; the key is the
+    items in their given order (the encoder sorts them), which the rows of one manifest
+    share, so a hit costs no sort."""
     try:
-        return _params_json_of(tuple(sorted(params.items())))
+        return _params_json_of(tuple(params.items()))
     except TypeError:  # an unhashable value: encode it directly
         return _ENCODER.encode(dict(params))
 
@@ -35,28 +38,31 @@ def params_json(params: Mapping[str, Any]) -> str:
 def content_hash(
     prompt: str,
     model: str,
-    params_json_text: str,
-    image_sha256: str | None,
-    last_frame_sha256: str | None,
-    reference_sha256s: Sequence[str],
-    video: str | None,
-    output: str | None,
+    params: Mapping[str, Any],
+    image: ImageRef | None,
+    last_frame: ImageRef | None,
+    reference_images: Sequence[ImageRef],
+    video_uri: str | None,
+    output_name: str | None,
 ) -> str:
-    """sha256 of what makes two jobs the same request: content, not paths or names.
+    """``JobSpec.spec_hash()`` of these fields (``JobSpec``'s own, in its order), for the
+    loader, which needs the hash to name a job before the job exists.
 
-    The blob is byte for byte ``json.dumps(content_key(), sort_keys=True,
-    separators=(",", ":"))``, built by hand: ``json.dumps`` per job was most of
-    the time of loading a 100k-row manifest.
+    The blob is byte for byte ``json.dumps(JobSpec.content_key(), sort_keys=True,
+    separators=(",", ":"))``, built by hand: ``json.dumps`` per job would be most of the time
+    of loading a 100k-row manifest. ``tests/test_spec.py`` holds the two equal and pins the
+    values: a changed hash changes every auto id, and a reloaded manifest would be paid again.
     """
+    refs = ",".join([_json_str(r.sha256) for r in reference_images]) if reference_images else ""
     blob = (
-        f'{{"image":{_json_str(image_sha256) if image_sha256 else "null"},'
-        f'"lastFrame":{_json_str(last_frame_sha256) if last_frame_sha256 else "null"},'
+        f'{{"image":{"null" if image is None else _json_str(image.sha256)},'
+        f'"lastFrame":{"null" if last_frame is None else _json_str(last_frame.sha256)},'
         f'"model":{_json_str(model)},'
-        f'"output":{"null" if output is None else _json_str(output)},'
-        f'"params":{params_json_text},'
+        f'"output":{"null" if output_name is None else _json_str(output_name)},'
+        f'"params":{params_json(params)},'
         f'"prompt":{_json_str(prompt)},'
-        f'"referenceImages":[{",".join(_json_str(r) for r in reference_sha256s)}],'
-        f'"video":{"null" if video is None else _json_str(video)}}}'
+        f'"referenceImages":[{refs}],'
+        f'"video":{"null" if video_uri is None else _json_str(video_uri)}}}'
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -93,8 +99,8 @@ class JobSpec:
     source: str = field(default="", compare=False)
     """Where the job was defined ("jobs.yaml:12"), for messages only."""
     known_hash: str | None = field(default=None, compare=False, repr=False)
-    """``spec_hash()`` when the loader already computed it (auto ids): hashing 100k jobs twice
-    was a sixth of a load."""
+    """``spec_hash()`` when the loader already computed it (auto ids), so a job is hashed once
+    per load: hashing is a large part of loading 100k jobs."""
 
     def inputs_json(self) -> dict[str, Any]:
         """The job's inputs as stored (paths and hashes, not bytes)."""
@@ -110,7 +116,11 @@ class JobSpec:
         return out
 
     def content_key(self) -> dict[str, Any]:
-        """What makes two jobs the same request: content, not paths or names."""
+        """What makes two jobs the same request: content, not paths or names.
+
+        The readable definition of a job's identity: ``spec_hash()`` is the sha256 of this
+        as canonical JSON (``content_hash`` builds that JSON by hand, for speed).
+        """
         return {
             "prompt": self.prompt,
             "model": self.model,
@@ -123,15 +133,16 @@ class JobSpec:
         }
 
     def spec_hash(self) -> str:
+        """sha256 of ``content_key()``: auto ids come from it, and a reload compares it."""
         if self.known_hash is not None:
             return self.known_hash
         return content_hash(
             self.prompt,
             self.model,
-            params_json(self.params),
-            self.image.sha256 if self.image else None,
-            self.last_frame.sha256 if self.last_frame else None,
-            [r.sha256 for r in self.reference_images],
+            self.params,
+            self.image,
+            self.last_frame,
+            self.reference_images,
             self.video_uri,
             self.output_name,
         )

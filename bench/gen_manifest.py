@@ -80,7 +80,7 @@ if __name__ == "__main__":
     import tempfile
     import time
 
-    from batchveo.manifest import load_manifests
+    from batchveo.manifest import read_manifests
 
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +90,7 @@ if __name__ == "__main__":
             for with_images in (False, True):
                 path = make(folder / f"bench.{label}", n, images=imgs if with_images else None)
                 t0 = time.perf_counter()
-                specs = load_manifests([path])
+                specs = read_manifests([path]).specs
                 dt = time.perf_counter() - t0
                 kind = "images" if with_images else "text"
                 print(f"{label:4} {kind:6} {len(specs):>7} jobs  {dt:6.2f} s")

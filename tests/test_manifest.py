@@ -14,7 +14,8 @@ from PIL import Image
 
 from batchveo import manifest, models
 from batchveo.errors import ManifestError, Problem
-from batchveo.manifest import load_manifests
+from batchveo.manifest import images as image_files
+from batchveo.manifest import read_manifests
 from batchveo.spec import ImageRef, JobSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +65,7 @@ def write(path: Path, text: str | bytes) -> Path:
 def problems(paths: list[Path] | Path, **kw: object) -> list[str]:
     """The problems of loading these manifests, as the user reads them."""
     with pytest.raises(ManifestError) as info:
-        load_manifests(paths if isinstance(paths, list) else [paths], **kw)  # type: ignore[arg-type]
+        read_manifests(paths if isinstance(paths, list) else [paths], **kw)  # type: ignore[arg-type]
     assert str(info.value) == "\n".join(str(p) for p in info.value.problems)
     return [str(p) for p in info.value.problems]
 
@@ -114,7 +115,7 @@ def test_yaml_with_defaults_and_overrides(tmp_path: Path, images: Path) -> None:
             model: veo-3.1-generate-preview
         """,
     )
-    first, second = load_manifests([path])
+    first, second = read_manifests([path]).specs
     assert first.id == "light"
     assert first.batch == "night1"
     assert first.prompt == "A lighthouse at dawn"
@@ -148,7 +149,7 @@ def test_yaml_with_defaults_and_overrides(tmp_path: Path, images: Path) -> None:
 
 def test_builtin_defaults_and_only_user_set_optional_params(tmp_path: Path) -> None:
     path = write(tmp_path / "a.yml", "- prompt: hello\n")
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     assert spec.model == models.DEFAULT_MODEL
     assert spec.params == dict(models.DEFAULT_PARAMS)
     assert spec.batch == "a"
@@ -156,15 +157,15 @@ def test_builtin_defaults_and_only_user_set_optional_params(tmp_path: Path) -> N
 
 def test_top_level_list_and_numeric_ids(tmp_path: Path) -> None:
     path = write(tmp_path / "jobs.yaml", "- {prompt: one, id: 42}\n- {prompt: two, id: 7.5}\n")
-    assert [s.id for s in load_manifests([path])] == ["42", "7.5"]
+    assert [s.id for s in read_manifests([path]).specs] == ["42", "7.5"]
 
 
 def test_batch_argument_overrides_file_name(tmp_path: Path) -> None:
     a = write(tmp_path / "a.yaml", "- prompt: one\n")
     b = write(tmp_path / "b.csv", "prompt\ntwo\n")
-    specs = load_manifests([a, b], batch="friday")
+    specs = read_manifests([a, b], batch="friday").specs
     assert [s.batch for s in specs] == ["friday", "friday"]
-    assert [s.batch for s in load_manifests([a, b])] == ["a", "b"]
+    assert [s.batch for s in read_manifests([a, b]).specs] == ["a", "b"]
 
 
 def test_csv_loads_with_types_coerced(tmp_path: Path, images: Path) -> None:
@@ -176,7 +177,7 @@ def test_csv_loads_with_types_coerced(tmp_path: Path, images: Path) -> None:
         s2,A blue boat,,,,4,TRUE,,,
         """,
     )
-    s1, s2 = load_manifests([path])
+    s1, s2 = read_manifests([path]).specs
     assert s1.id == "s1" and s1.batch == "shots" and s1.source == f"{path} row 1"
     assert s1.params == {
         "aspectRatio": "9:16",
@@ -206,7 +207,7 @@ def test_csv_bom_crlf_snake_case_and_multiline_prompt(tmp_path: Path, images: Pa
         "img/blue.png,img/red.png,img/red.png; img/photo.jpg;\r\n"
     )
     path = write(tmp_path / "b.csv", text.encode("utf-8"))
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     assert spec.prompt == 'A quiet street,\r\nthen rain "falls"'
     assert spec.params == {
         "aspectRatio": "9:16",
@@ -232,7 +233,7 @@ def test_yaml_reference_images_video_and_webp(tmp_path: Path, images: Path) -> N
             video: https://api.gptproto.com/upload/v1beta/files/abc:download?alt=media
         """,
     )
-    refs, ext = load_manifests([path])
+    refs, ext = read_manifests([path]).specs
     assert [r.mime_type for r in refs.reference_images] == [
         "image/png",
         "image/webp",
@@ -249,16 +250,16 @@ def test_image_paths_are_relative_to_the_manifest_not_the_cwd(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     assert spec.image and spec.image.path == str((images / "red.png").resolve())
     monkeypatch.chdir(tmp_path)
-    (again,) = load_manifests([Path("m.yaml")])
+    (again,) = read_manifests([Path("m.yaml")]).specs
     assert again.image == spec.image and again.source == "m.yaml:1"
 
 
 def test_unquoted_aspect_ratio_is_not_a_base_60_number(tmp_path: Path) -> None:
     path = write(tmp_path / "m.yaml", "- prompt: p\n  aspectRatio: 9:16\n  seed: 190\n")
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     assert spec.params["aspectRatio"] == "9:16" and spec.params["seed"] == 190
 
 
@@ -277,7 +278,7 @@ def test_repeat_makes_variants_with_suffixes_and_consecutive_seeds(tmp_path: Pat
           - {prompt: a cow, id: cow, repeat: 1, output: cows/cow}
         """,
     )
-    specs = load_manifests([path])
+    specs = read_manifests([path]).specs
     assert [s.id for s in specs] == ["cat-1", "cat-2", "cat-3", "dog-1", "dog-2", "cow-1"]
     assert [s.params.get("seed") for s in specs] == [100, 101, 102, None, None, None]
     assert [s.output_name for s in specs] == [
@@ -294,9 +295,9 @@ def test_repeat_makes_variants_with_suffixes_and_consecutive_seeds(tmp_path: Pat
 def test_repeat_with_auto_id_keeps_ids_when_raised(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     write(path, "- {prompt: a cat, repeat: 2}\n")
-    two = [s.id for s in load_manifests([path])]
+    two = [s.id for s in read_manifests([path]).specs]
     write(path, "- {prompt: a cat, repeat: 3}\n")
-    three = [s.id for s in load_manifests([path])]
+    three = [s.id for s in read_manifests([path]).specs]
     assert three[:2] == two and three[2].endswith("-3")
     assert two[0].startswith("j") and two[0].endswith("-1")
 
@@ -315,8 +316,8 @@ def test_auto_ids_are_stable_and_follow_content_not_paths(tmp_path: Path, images
         - {prompt: q, image: img/red.png}
         """,
     )
-    red, copy, blue, other_prompt = load_manifests([path])
-    assert red.id == load_manifests([path])[0].id  # stable across loads
+    red, copy, blue, other_prompt = read_manifests([path]).specs
+    assert red.id == read_manifests([path]).specs[0].id  # stable across loads
     placeholder = JobSpec(
         id="",
         batch="m",
@@ -360,7 +361,7 @@ def test_auto_id_is_the_spec_hash_of_a_placeholder_spec(
     import yaml
 
     path = write(tmp_path / "m.yaml", yaml.safe_dump([job]))
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     placeholder = JobSpec(
         id="",
         batch="m",
@@ -738,7 +739,7 @@ def test_csv_extra_cells_and_blank_rows_count(tmp_path: Path) -> None:
 
 def test_csv_reference_images_list(tmp_path: Path, images: Path) -> None:
     path = write(tmp_path / "c.csv", "prompt,referenceImages\np,img/red.png;img/blue.png\n")
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     assert [Path(r.path).name for r in spec.reference_images] == ["red.png", "blue.png"]
 
 
@@ -780,7 +781,7 @@ def test_defaults_problems_are_located_at_their_key(tmp_path: Path) -> None:
 
 def test_defaults_budget_is_accepted_but_must_be_an_amount(tmp_path: Path) -> None:
     ok = write(tmp_path / "ok.yaml", "defaults: {budget: 20}\njobs: [{prompt: p}]\n")
-    assert len(load_manifests([ok])) == 1
+    assert len(read_manifests([ok]).specs) == 1
     bad = write(tmp_path / "bad.yaml", "defaults:\n  budget: lots\njobs: [{prompt: p}]\n")
     assert one_problem(bad) == f"{bad}:2: defaults: budget must be an amount in USD, not 'lots'"
 
@@ -838,29 +839,29 @@ def test_yaml_refuses_python_tags(tmp_path: Path) -> None:
 def test_image_over_the_size_cap(
     tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(manifest, "MAX_IMAGE_BYTES", 2**20)
+    monkeypatch.setattr(image_files, "MAX_IMAGE_BYTES", 2**20)
     write(images / "big.png", png().ljust(3 * 2**19, b"\x00"))
     path = write(tmp_path / "m.yaml", "- {prompt: p, image: img/big.png}\n")
     assert one_problem(path) == (
         f"{path}:1: image img/big.png is 1.5 MB; images must be at most 1 MB"
     )
-    assert manifest.MAX_IMAGE_BYTES == 2**20
+    assert image_files.MAX_IMAGE_BYTES == 2**20
 
 
 def test_each_image_is_hashed_once(
     tmp_path: Path, images: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[Path] = []
-    real = manifest._hash_image
+    real = image_files.hash_image
 
     def counting(path: Path) -> ImageRef | str:
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(manifest, "_hash_image", counting)
+    monkeypatch.setattr(image_files, "hash_image", counting)
     rows = "".join(f"shot {i},img/red.png,./img/../img/red.png\n" for i in range(50))
     path = write(tmp_path / "m.csv", "prompt,image,lastFrame\n" + rows)
-    specs = load_manifests([path])
+    specs = read_manifests([path]).specs
     assert len(specs) == 50 and calls == [(images / "red.png").resolve()]
 
 
@@ -895,14 +896,14 @@ def test_bench_generators_make_loadable_manifests(
     imgs = write_images(tmp_path / "pics", 3)
     assert len({hashlib.sha256(p.read_bytes()).hexdigest() for p in imgs}) == 3
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") for p in imgs)
-    text = load_manifests([write_csv(tmp_path / "t.csv", 20)])
-    with_images = load_manifests([write_yaml(tmp_path / "i.yaml", 7, images=imgs)])
+    text = read_manifests([write_csv(tmp_path / "t.csv", 20)]).specs
+    with_images = read_manifests([write_yaml(tmp_path / "i.yaml", 7, images=imgs)]).specs
     assert len(text) == 20 and len({s.id for s in text}) == 20
     assert [Path(s.image.path).name for s in with_images if s.image] == [
         p.name for p in (imgs * 3)[:7]
     ]
-    assert len(load_manifests([write_csv(tmp_path / "c.csv", 5, images=imgs)])) == 5
-    assert len(load_manifests([write_yaml(tmp_path / "y.yaml", 5)])) == 5
+    assert len(read_manifests([write_csv(tmp_path / "c.csv", 5, images=imgs)]).specs) == 5
+    assert len(read_manifests([write_yaml(tmp_path / "y.yaml", 5)]).specs) == 5
 
 
 def test_yaml_anchors_and_merge_keys_are_not_duplicate_keys(tmp_path: Path) -> None:
@@ -916,14 +917,14 @@ def test_yaml_anchors_and_merge_keys_are_not_duplicate_keys(tmp_path: Path) -> N
             prompt: a harbour at night
         """,
     )
-    one, two = load_manifests([path])
+    one, two = read_manifests([path]).specs
     assert (two.id, two.prompt, two.params["durationSeconds"]) == ("two", "a harbour at night", 6)
     assert two.source == f"{path}:3" and one.source == f"{path}:2"
 
 
 def test_csv_empty_header_cells_are_ignored_while_empty(tmp_path: Path) -> None:
     ok = write(tmp_path / "ok.csv", "prompt,,\r\na,,\r\n")
-    assert [s.prompt for s in load_manifests([ok])] == ["a"]
+    assert [s.prompt for s in read_manifests([ok]).specs] == ["a"]
     bad = write(tmp_path / "bad.csv", "prompt,\na,stray\n")
     assert one_problem(bad) == f"{bad} row 1: a value in a column whose header is empty"
 
@@ -940,7 +941,7 @@ def test_csv_rows_are_records_not_lines(tmp_path: Path) -> None:
 
 def test_csv_video_column_extends_a_video(tmp_path: Path) -> None:
     path = write(tmp_path / "c.csv", f"prompt,video\nkeep going,{URI}\n")
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     assert spec.video_uri == URI and spec.image is None
 
 
@@ -956,7 +957,7 @@ def test_a_hash_carried_from_loading_equals_the_recomputed_one(tmp_path: Path) -
         "defaults: {aspectRatio: '9:16'}\njobs:\n  - prompt: a\n  - prompt: b\n    seed: 3\n"
         "  - prompt: c\n    output: 'x/{id}'\n  - prompt: d\n    repeat: 2\n"
     )
-    specs = load_manifests([tmp_path / "m.yaml"])
+    specs = read_manifests([tmp_path / "m.yaml"]).specs
     assert any(s.known_hash for s in specs)
     for spec in specs:
         recomputed = dataclasses.replace(spec, known_hash=None).spec_hash()

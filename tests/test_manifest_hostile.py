@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from batchveo import manifest
 from batchveo.cli import main
 from batchveo.errors import ManifestError
-from batchveo.manifest import load_manifests, read_manifests
+from batchveo.manifest import opening, output_paths, read_manifests, yamlfile
 from batchveo.run import downloader
 from batchveo.store import Store
 from tests.helpers import make_spec
@@ -95,7 +95,7 @@ def test_csv_quotes_that_are_fine_keep_working(tmp_path: Path) -> None:
         b'id,prompt\nr1,"A quiet street,\nthen rain ""falls"""\n'
         b'r2,A "tall" lighthouse\nr3,"two\r\n\r\nparagraphs"\n'
     )
-    specs = load_manifests([write(tmp_path / "m.csv", text)])
+    specs = read_manifests([write(tmp_path / "m.csv", text)]).specs
     assert [(s.id, s.prompt, s.source.rsplit(" ", 1)[1]) for s in specs] == [
         ("r1", 'A quiet street,\nthen rain "falls"', "1"),
         ("r2", 'A "tall" lighthouse', "2"),
@@ -166,7 +166,7 @@ def test_a_fifo_through_the_cli_exits_2(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
 def test_a_link_to_a_device_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Should the type check ever go, the size bound (made small here) still stops the read.
-    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 2**20)
+    monkeypatch.setattr(opening, "MAX_MANIFEST_BYTES", 2**20)
     link = tmp_path / "m.yaml"
     link.symlink_to("/dev/zero")
     assert one_problem(link) == f"{link}: is a device, not a manifest file"
@@ -174,10 +174,10 @@ def test_a_link_to_a_device_is_refused(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_a_manifest_over_the_size_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 1000)
+    monkeypatch.setattr(opening, "MAX_MANIFEST_BYTES", 1000)
     rows = "".join(f"fox {i}\n" for i in range(200))
     ok = write(tmp_path / "ok.csv", "prompt\n" + rows[:993].rsplit("\n", 1)[0] + "\n")
-    assert len(ok.read_bytes()) <= 1000 and len(load_manifests([ok])) > 100
+    assert len(ok.read_bytes()) <= 1000 and len(read_manifests([ok]).specs) > 100
     big = write(tmp_path / "big.csv", "prompt\n" + rows)
     assert one_problem(big) == (
         f"{big}: is over 1,000 bytes, the most a manifest may be (split it into several files)"
@@ -189,7 +189,7 @@ def test_the_size_bound_holds_for_files_that_lie_about_their_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """/proc files say 0 bytes and are longer: the bound is on what is read, not on stat."""
-    monkeypatch.setattr(manifest, "MAX_MANIFEST_BYTES", 100)
+    monkeypatch.setattr(opening, "MAX_MANIFEST_BYTES", 100)
     link = tmp_path / "m.yaml"
     link.symlink_to("/proc/self/status")
     assert one_problem(link) == (
@@ -251,9 +251,9 @@ def test_shared_defaults_anchor_stays_far_below_the_bound(tmp_path: Path) -> Non
     first = "  - &first {aspectRatio: '9:16', durationSeconds: 8, seed: 1, prompt: s, id: s}\n"
     jobs = "".join(f"  - {{<<: *first, prompt: shot {i}, id: s{i}}}\n" for i in range(1000))
     path = write(tmp_path / "shared.yaml", "jobs:\n" + first + jobs)
-    assert len(load_manifests([path])) == 1001
+    assert len(read_manifests([path]).specs) == 1001
     node = yaml.compose(path.read_text(), Loader=yaml.SafeLoader)
-    size = manifest._expanded_size(node, manifest.MAX_YAML_EXPANDED_NODES)
+    size = yamlfile.expanded_size(node, manifest.MAX_YAML_EXPANDED_NODES)
     assert 1000 * size < manifest.MAX_YAML_EXPANDED_NODES / 2
 
 
@@ -402,7 +402,7 @@ def test_real_images_of_each_kind_load(tmp_path: Path) -> None:
         tmp_path / "m.yaml",
         "- {prompt: p, referenceImages: [img/a.png, img/b.jpg, img/c.webp]}\n",
     )
-    (spec,) = load_manifests([path])
+    (spec,) = read_manifests([path]).specs
     assert [r.mime_type for r in spec.reference_images] == [
         "image/png",
         "image/jpeg",
@@ -472,7 +472,7 @@ def test_output_path_too_long_in_total(tmp_path: Path) -> None:
 
 def test_output_segment_too_long(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The downloader keeps names under 160 bytes today; the check holds should that change."""
-    monkeypatch.setattr(manifest, "safe_segment", lambda name: name)
+    monkeypatch.setattr(output_paths, "safe_segment", lambda name: name)
     long = "n" * 240
     path = write(tmp_path / "o.yaml", f"- {{prompt: p, id: p, output: 'f/{long}'}}\n")
     assert one_problem(path) == (
@@ -547,3 +547,13 @@ def test_output_clash_with_the_database_through_the_cli(tmp_path: Path) -> None:
 async def _ids(db: Path) -> set[str]:
     async with await Store.open(db) as store:
         return {j.id for j in await store.jobs()}
+
+
+def test_a_video_uri_urllib_cannot_split_is_a_problem_not_a_crash(tmp_path: Path) -> None:
+    path = write(tmp_path / "v.yaml", '- {prompt: p, video: "http://[oops/v.mp4"}\n')
+    assert_refused(
+        tmp_path,
+        path,
+        f"{path}:1: video must be the http(s) URI of a previous Veo video, "
+        "not 'http://[oops/v.mp4'",
+    )

@@ -619,12 +619,13 @@ def plan(
 
     The budgets (each manifest's ``budget:`` and --budget) apply exactly as in a run.
     """
-    from batchveo.manifest import read_manifests
+    from batchveo.manifest import gc_paused, read_manifests
     from batchveo.run.plan import make_plan
 
     async def go() -> Plan:
         prices = _read_prices(prices_path)
-        loaded = read_manifests(manifests, batch=batch)
+        with gc_paused():
+            loaded = read_manifests(manifests, batch=batch)
         return make_plan(
             loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
             budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain,
@@ -853,11 +854,12 @@ def run(
 
     async def go() -> RunResult:
         from batchveo import lock
-        from batchveo.manifest import read_manifests
+        from batchveo.manifest import gc_paused, read_manifests
         from batchveo.models import estimate_params_cost_usd
 
         prices = _read_prices(prices_path)
-        loaded_set = await asyncio.to_thread(read_manifests, manifests, batch=batch)
+        with gc_paused():  # before any task of the run starts
+            loaded_set = await asyncio.to_thread(read_manifests, manifests, batch=batch)
         if not manifests and not watch_dir and not db_path.exists():
             raise UserError(f"{db_path}: no such database; give a manifest to run")
         if out_dir.exists() and not out_dir.is_dir():

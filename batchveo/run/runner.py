@@ -34,7 +34,7 @@ from batchveo.clock import Clock, RunClock
 from batchveo.errors import ManifestError
 from batchveo.exitcodes import ExitCode
 from batchveo.files import output_folder
-from batchveo.manifest import read_manifests
+from batchveo.manifest import gc_paused, read_manifests
 from batchveo.run.context import Client, Observer, RunConfig, RunContext, RunStats
 from batchveo.run.downloader import downloader
 from batchveo.run.pacing import Pacer
@@ -90,7 +90,8 @@ async def load_into_store(
     db_path: Path, manifests: Sequence[Path], *, batch: str | None = None, replace: bool = False
 ) -> LoadResult:
     # Validate before opening the database: a bad manifest must not even create it.
-    loaded = await asyncio.to_thread(read_manifests, list(manifests), batch=batch)
+    with gc_paused():  # a one-shot load: nothing else runs meanwhile
+        loaded = await asyncio.to_thread(read_manifests, list(manifests), batch=batch)
     async with await Store.open(db_path) as store:
         return await add_specs(
             store, loaded.specs, manifests, replace=replace, budgets=loaded.budgets

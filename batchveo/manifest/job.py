@@ -1,0 +1,233 @@
+"""One job of a manifest, in four steps: fields -> inputs -> rules -> variants.
+
+Each step adds what is wrong to the job's list of problems and goes on, so a row's every
+problem is reported at once; only a job without problems becomes specs.
+
+Identity: a job's id is its ``id`` if given, else ``"j"`` + the first 16 hex digits of the
+``spec_hash`` of its content (prompt, model, parameters, the images' sha256, video URI,
+unrendered output template). Ids are therefore stable across loads, survive moving or
+renaming an image, and change when an image's bytes change.
+
+``repeat: N`` (N >= 1) makes N variants with ids ``ID-1`` .. ``ID-N``; the suffix is added
+even for N = 1, so raising N later keeps the existing ids. If the job sets ``seed``, variant
+i gets ``seed + i - 1`` so the variants differ. An output template without ``{id}`` gets the
+same ``-i`` suffix so variants do not overwrite each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from batchveo import models
+from batchveo.manifest import fields
+from batchveo.manifest.fields import COERCE, MAX_ID_CHARS, MAX_SEED, Bad
+from batchveo.manifest.images import ImageFiles
+from batchveo.manifest.rows import Defaults
+from batchveo.manifest.rules import TEXT_ONLY, Uses, combination_problems
+from batchveo.manifest.show import show
+from batchveo.spec import ImageRef, JobSpec, content_hash
+
+# --- 1. fields ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Fields:
+    """A job's own values, over its file's defaults; each one valid (or left at the default
+    when its value was not, with the problem reported)."""
+
+    job_id: str | None
+    """As given; None for an id made from the content (in ``variants``)."""
+    prompt: str
+    model: str
+    params: dict[str, Any]
+    output: str | None
+    """The output template, unrendered."""
+    repeat: int | None
+
+
+_SET_BY_FIELD = frozenset({*COERCE, "model", "output", "repeat"})
+
+
+def parse_fields(raw: Mapping[str, Any], d: Defaults, bad: list[str]) -> Fields:
+    job_id = None
+    if raw.get("id") is not None:
+        try:
+            job_id = fields.job_id(raw["id"])
+        except Bad as e:
+            bad.append(str(e))
+    try:
+        prompt = fields.prompt(raw.get("prompt"))
+    except Bad as e:
+        bad.append(str(e))
+        prompt = ""
+    f = Fields(job_id, prompt, d.model, dict(d.params), d.output, None)
+    for key, v in raw.items():
+        if v is not None and key in _SET_BY_FIELD:
+            try:
+                _set(f, key, v)
+            except Bad as e:
+                bad.append(str(e))
+    return f
+
+
+def _set(f: Fields, key: str, v: object) -> None:
+    if key == "model":
+        f.model = fields.model(v)
+    elif key == "output":
+        f.output = fields.template(v)
+    elif key == "repeat":
+        f.repeat = fields.repeat(v)
+    elif (value := COERCE[key](v)) is None:  # e.g. an empty negativePrompt: not set
+        f.params.pop(key, None)
+    else:
+        f.params[key] = value
+
+
+# --- 2. inputs ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """The images (checked and hashed) and the video a job starts from."""
+
+    uses: Uses
+    image: ImageRef | None = None
+    last_frame: ImageRef | None = None
+    reference_images: tuple[ImageRef, ...] = ()
+    video_uri: str | None = None
+
+
+NO_INPUTS = Inputs(TEXT_ONLY)
+"""A text-to-video job's (one object, shared by every such row)."""
+
+
+def parse_inputs(raw: Mapping[str, Any], images: ImageFiles, base: Path, bad: list[str]) -> Inputs:
+    """The job's inputs; image paths are relative to ``base``, the manifest's folder."""
+    image, last, refs, video = (
+        raw.get("image"),
+        raw.get("lastFrame"),
+        raw.get("referenceImages"),
+        raw.get("video"),
+    )
+    if image in (None, "") and last in (None, "") and refs is None and video is None:
+        return NO_INPUTS
+    uses = Uses(image not in (None, ""), last not in (None, ""), bool(refs), video is not None)
+    return Inputs(
+        uses,
+        images.ref(image, "image", base, bad) if uses.image else None,
+        images.ref(last, "lastFrame", base, bad) if uses.last_frame else None,
+        _reference_images(refs, images, base, bad),
+        None if video is None else _video_uri(video, bad),
+    )
+
+
+def _reference_images(
+    v: object, images: ImageFiles, base: Path, bad: list[str]
+) -> tuple[ImageRef, ...]:
+    if v is not None and not isinstance(v, list):
+        bad.append("referenceImages must be a list of image paths")
+    elif v and len(v) > models.MAX_REFERENCE_IMAGES:
+        bad.append(f"at most {models.MAX_REFERENCE_IMAGES} referenceImages, got {len(v)}")
+    elif v:
+        refs = [images.ref(p, f"referenceImages[{i}]", base, bad) for i, p in enumerate(v, 1)]
+        return tuple(r for r in refs if r)
+    return ()
+
+
+def _video_uri(v: object, bad: list[str]) -> str | None:
+    """The URI of the video to extend: Veo's own, so http(s)."""
+    try:
+        u = urlsplit(v.strip()) if isinstance(v, str) else None
+    except ValueError:  # what urllib cannot split at all ("http://[oops")
+        u = None
+    if u is None or u.scheme.lower() not in ("http", "https") or not u.netloc:
+        bad.append(f"video must be the http(s) URI of a previous Veo video, not {show(v)}")
+        return None
+    return str(v).strip()
+
+
+# --- 3. rules -----------------------------------------------------------------------------
+
+
+def rule_problems(f: Fields, inputs: Inputs) -> list[str]:
+    """The API's cross-field rules, and what ``repeat`` would push out of bounds."""
+    bad = combination_problems(f.model, f.params, inputs.uses)
+    if f.repeat and (seed := f.params.get("seed")) is not None and seed + f.repeat - 1 > MAX_SEED:
+        bad.append(f"seed + repeat - 1 must stay at most {MAX_SEED}")
+    if f.job_id and f.repeat and len(f"{f.job_id}-{f.repeat}") > MAX_ID_CHARS:
+        bad.append(f"id {f.job_id}-{f.repeat} would be over {MAX_ID_CHARS} characters")
+    return bad
+
+
+# --- 4. variants --------------------------------------------------------------------------
+
+
+def variants(f: Fields, inputs: Inputs, batch: str, where: str) -> list[JobSpec]:
+    """The job's spec, or its ``repeat`` variants; ``where`` is the row, for messages."""
+    job_id, known_hash = f.job_id, None
+    if job_id is None:
+        digest = content_hash(
+            f.prompt,
+            f.model,
+            f.params,
+            inputs.image,
+            inputs.last_frame,
+            inputs.reference_images,
+            inputs.video_uri,
+            f.output,
+        )
+        job_id = "j" + digest[:16]
+        if f.output is None:  # then the spec below hashes to exactly this
+            known_hash = digest
+    if f.repeat is None:
+        return [_spec(f, inputs, job_id, f.params, batch, None, where, known_hash)]
+    seed = f.params.get("seed")
+    return [
+        _spec(
+            f,
+            inputs,
+            f"{job_id}-{i}",
+            dict(f.params) if seed is None else {**f.params, "seed": seed + i - 1},
+            batch,
+            i,
+            where,
+            None,
+        )
+        for i in range(1, f.repeat + 1)
+    ]
+
+
+def _spec(
+    f: Fields,
+    inputs: Inputs,
+    job_id: str,
+    params: dict[str, Any],
+    batch: str,
+    variant: int | None,
+    where: str,
+    known_hash: str | None,
+) -> JobSpec:
+    return JobSpec(
+        id=job_id,
+        batch=batch,
+        prompt=f.prompt,
+        model=f.model,
+        params=params,
+        image=inputs.image,
+        last_frame=inputs.last_frame,
+        reference_images=inputs.reference_images,
+        video_uri=inputs.video_uri,
+        output_name=None if f.output is None else render(f.output, job_id, batch, variant),
+        source=where,
+        known_hash=known_hash,
+    )
+
+
+def render(template: str, job_id: str, batch: str, variant: int | None) -> str:
+    """An output template filled in; a variant's gets ``-i`` if it does not name ``{id}``."""
+    out = template.replace("{id}", job_id).replace("{batch}", batch)
+    return out if variant is None or "{id}" in template else f"{out}-{variant}"

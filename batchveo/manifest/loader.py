@@ -1,0 +1,147 @@
+"""Turn manifests (YAML or CSV) into validated ``JobSpec``s, reporting every problem at once.
+
+Why so strict: every API rule that can be checked before paying is checked here, so a bad
+row costs a re-run of ``load`` instead of money or an hour of waiting. Nothing is returned
+unless every row of every file is valid; otherwise ``ManifestError`` lists all problems.
+
+The loader opens each file (``opening``), hands it to its reader (``yamlfile``,
+``csvfile``), makes each row a job (``job``: fields -> inputs -> rules -> variants), and
+refuses a second job with the same id or output; once every file is read it checks the
+videos' paths together (``output_paths``), since those clash across files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batchveo.errors import ManifestError, Problem
+from batchveo.manifest.csvfile import read_csv
+from batchveo.manifest.images import ImageFiles
+from batchveo.manifest.job import parse_fields, parse_inputs, rule_problems, variants
+from batchveo.manifest.opening import decode, read_manifest
+from batchveo.manifest.output_paths import output_problem, output_problems
+from batchveo.manifest.rows import Defaults
+from batchveo.manifest.show import show
+from batchveo.manifest.yamlfile import read_yaml
+from batchveo.spec import JobSpec
+
+_READERS = {".yaml": read_yaml, ".yml": read_yaml, ".csv": read_csv}
+
+
+@dataclass(frozen=True)
+class Manifests:
+    specs: list[JobSpec]
+    budgets: dict[str, float]
+    """Batch name -> budget in USD, for the batches whose manifest sets one."""
+
+
+def read_manifests(paths: Sequence[Path | str], *, batch: str | None = None) -> Manifests:
+    """Every job of every manifest, in order, with the batches' budgets; or ``ManifestError``
+    listing every problem.
+
+    ``batch`` names the batch of every job; by default each file's name without extension.
+    A one-shot load of many rows is faster inside ``gc_paused()`` (the caller's choice: it
+    pauses the whole process's collector).
+    """
+    loader = _Loader(batch)
+    for path in paths:
+        loader.load(path)
+    loader.problems += output_problems(loader.specs)
+    if loader.problems:
+        raise ManifestError(loader.problems)
+    return Manifests(loader.specs, loader.budgets)
+
+
+class _Loader:
+    """The state of one ``read_manifests``: what is loaded so far, and every problem; the
+    ``Sink`` its readers report to."""
+
+    def __init__(self, batch: str | None) -> None:
+        self.batch = batch
+        self.problems: list[Problem] = []
+        self.specs: list[JobSpec] = []
+        self.budgets: dict[str, float] = {}
+        """Per-batch budgets in USD from the manifests' ``defaults: budget``."""
+        self._ids: dict[str, JobSpec] = {}
+        self._outputs: dict[str, str] = {}
+        """Rendered output name -> where its job is."""
+        self._files: set[Path] = set()
+        self._images = ImageFiles()
+        self._file_batch = ""
+        self._base = Path()
+        """The folder of the manifest being read: its image paths are relative to it."""
+
+    def problem(self, where: str, job: str | None, message: str) -> None:
+        self.problems.append(Problem(where, job, message))
+
+    def load(self, path: Path | str) -> None:
+        """Read one manifest, its jobs into ``specs`` and its problems into ``problems``."""
+        name, p = os.fspath(path), Path(path)
+        reader = _READERS.get(p.suffix.lower())
+        if reader is None:
+            return self.problem(name, None, "not a manifest: use a .yaml, .yml or .csv file")
+        data = read_manifest(p)
+        if isinstance(data, str):
+            return self.problem(name, None, data)
+        if p.resolve() in self._files:
+            return self.problem(name, None, "the same manifest is given twice")
+        self._files.add(p.resolve())
+        text = decode(data)
+        del data
+        if isinstance(text, tuple):
+            line, why = text
+            return self.problem(f"{name}:{line}", None, why)
+        if not text or text.isspace():
+            return self.problem(name, None, "empty manifest: no jobs")
+        batch = self.batch if self.batch is not None else p.stem
+        self._file_batch, self._base = batch, p.absolute().parent
+        defaults = reader(name, text, self)
+        if defaults.budget_usd is not None:
+            self.budgets[batch] = defaults.budget_usd
+        return None
+
+    def job(self, raw: Mapping[str, Any], where: str, defaults: Defaults, bad: list[str]) -> None:
+        """Validate one job, then register its spec(s), or its problems."""
+        f = parse_fields(raw, defaults, bad)
+        inputs = parse_inputs(raw, self._images, self._base, bad)
+        bad += rule_problems(f, inputs)
+        if bad:
+            for message in bad:
+                self.problem(where, f.job_id, message)
+            return
+        specs = variants(f, inputs, self._file_batch, where)
+        for spec in specs:
+            if self._clashes(spec, where):
+                return
+        for spec in specs:
+            self._ids[spec.id] = spec
+            if spec.output_name is not None:
+                self._outputs[spec.output_name] = where
+        self.specs += specs
+
+    def _clashes(self, spec: JobSpec, where: str) -> bool:
+        """Report a second job with the same id or the same output name."""
+        first = self._ids.get(spec.id)
+        if first is not None:
+            if first.spec_hash() == spec.spec_hash():
+                msg = f"duplicate of {first.source} (use repeat: N for variants)"
+            else:
+                msg = f"id {spec.id} is also used by a different job at {first.source}"
+            self.problem(where, spec.id, msg)
+            return True
+        out = spec.output_name
+        if out is not None:
+            if problem := output_problem(out):
+                self.problem(where, spec.id, problem)
+                return True
+            if (other := self._outputs.get(out)) is not None:
+                msg = (
+                    f"output {show(out)} is also used by {other}: one video would replace the other"
+                )
+                self.problem(where, spec.id, msg)
+                return True
+        return False

@@ -1,0 +1,334 @@
+"""YAML manifests: a ``jobs:`` list (with optional ``defaults:``) or a bare list of jobs.
+
+A problem is located at ``FILE:LINE``, LINE being the 1-based line where the job's mapping
+starts (or where the key in ``defaults:`` or at the top is). The document is composed to
+nodes first, to take what the built values forget (lines, keys written twice, which PyYAML
+silently keeps the last of) and to refuse alias bombs before anything is built; then the
+nodes are let go, before the jobs are: for 100k jobs they are the largest thing in memory.
+
+``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
+read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!python``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from batchveo.errors import Problem
+from batchveo.manifest import fields
+from batchveo.manifest.fields import MAX_NUMBER_DIGITS, Bad, HugeInt
+from batchveo.manifest.rows import (
+    DEFAULT_KEYS,
+    JOB_KEY_SET,
+    JOB_KEYS,
+    TOP_KEYS,
+    Defaults,
+    Sink,
+    unknown_key,
+)
+from batchveo.manifest.show import show
+
+# --- the YAML 1.2 loader ------------------------------------------------------------------
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _YamlLoader(_BaseLoader):  # type: ignore[misc]
+    """The safe (C when available) loader, minus YAML 1.1 base-60 numbers like ``16:9``."""
+
+
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    _INT,
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_YamlLoader.add_implicit_resolver(
+    _FLOAT,
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> int:
+    """PyYAML's int, except that a number too long to convert stays a ``HugeInt``."""
+    text = str(node.value).replace("_", "")
+    sign = text[:1] in ("+", "-")
+    digits = text[sign:]
+    if digits[:2].lower() in ("0x", "0b", "0o"):
+        digits = digits[2:]
+    if len(digits) > MAX_NUMBER_DIGITS:
+        return HugeInt(len(digits), text.startswith("-"))
+    return int(yaml.constructor.SafeConstructor.construct_yaml_int(loader, node))
+
+
+_YamlLoader.add_constructor(_INT, _construct_int)
+
+
+# --- the alias-expansion bound ---------------------------------------------------------------
+
+MAX_YAML_EXPANDED_NODES = 100_000_000
+"""How many values a YAML document may hold once its aliases are expanded. A million jobs that
+each merge a shared defaults anchor come to some 20 million; the billion laughs (1 KB) to 435
+million, and merge keys really copy what they merge. Counted before anything is built."""
+_ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s\[\]{},]", re.MULTILINE)
+"""Something that may be a YAML anchor; without one a document has no aliases to expand."""
+_BOMB = (
+    f"its aliases expand it to over {MAX_YAML_EXPANDED_NODES:,} values; refused as an alias "
+    "bomb (a manifest of a million jobs that share an anchor is far below that)"
+)
+_SCALAR, _MAPPING = yaml.ScalarNode, yaml.MappingNode
+
+
+class _Endless(Exception):
+    """A node that contains itself through an alias (``&a [*a]``)."""
+
+    def __init__(self, node: yaml.Node):
+        self.node = node
+
+
+def expanded_size(root: yaml.Node, limit: int) -> int:
+    """How many nodes the document holds once every alias is expanded, capped at ``limit + 1``.
+
+    Each node's size is computed once (by identity, which is what an alias shares), so this is
+    linear in the composed document even when its expansion is astronomical; scalars count 1
+    and are never looked up (a 100k-job manifest with a shared anchor: 0.2 s). Raises
+    ``_Endless`` for a node that contains itself: expanding it would never end.
+    """
+    sizes: dict[int, int] = {}  # id(collection node) -> expanded size
+    on_path: set[int] = set()
+    stack: list[Any] = [root]  # a node to open, or (node, kids, width) to close
+    while stack:
+        item = stack.pop()
+        if item.__class__ is tuple:
+            node, kids, width = item
+            on_path.discard(id(node))
+            total = 1 + width - len(kids) + sum([sizes[id(c)] for c in kids])
+            sizes[id(node)] = min(total, limit + 1)
+            continue
+        key = id(item)
+        if key in sizes or item.__class__ is _SCALAR:
+            continue
+        if key in on_path:
+            raise _Endless(item)
+        value = item.value
+        flat = [n for pair in value for n in pair] if item.__class__ is _MAPPING else value
+        kids = [c for c in flat if c.__class__ is not _SCALAR]
+        pending = [c for c in kids if id(c) not in sizes]
+        if not pending:  # the common case: scalars and nodes already counted
+            total = 1 + len(flat) - len(kids) + sum([sizes[id(c)] for c in kids])
+            sizes[key] = min(total, limit + 1)
+            continue
+        on_path.add(key)
+        stack.append((item, kids, len(flat)))
+        stack += pending
+    return sizes.get(id(root), 1)
+
+
+def _is_bomb(root: yaml.Node, text: str) -> bool:
+    """Whether the aliases expand the document past ``MAX_YAML_EXPANDED_NODES``; documents
+    without anything like an anchor (most) are not walked at all."""
+    if "&" not in text or not _ANCHOR.search(text):
+        return False
+    return expanded_size(root, MAX_YAML_EXPANDED_NODES) > MAX_YAML_EXPANDED_NODES
+
+
+def _anchor_before(text: str, node: yaml.Node) -> str | None:
+    """The anchor of ``node``, for messages (nodes do not keep it): where the node starts (the
+    C parser) or just before (the Python one)."""
+    mark = node.start_mark
+    lines = text.splitlines(keepends=True)
+    if at := re.match(r"&([^\s\[\]{},]+)", lines[mark.line][mark.column :]):
+        return at[1]
+    before = "".join(lines[max(0, mark.line - 2) : mark.line]) + lines[mark.line][: mark.column]
+    found = re.findall(r"&([^\s\[\]{},]+)", before)
+    return found[-1] if found else None
+
+
+# --- what the nodes tell and the values forget ------------------------------------------------
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _key_nodes(node: yaml.Node | None) -> dict[str, yaml.Node]:
+    """The value node of each plain key of a mapping node."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _key_lines(node: yaml.Node | None) -> dict[Any, int]:
+    """Line of each key of a mapping node, to locate problems in ``defaults:`` and the top."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: _line(k) for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _job_nodes(root: yaml.Node | None) -> list[yaml.Node]:
+    """The nodes of the jobs, from a top-level list or the ``jobs:`` key."""
+    if isinstance(root, yaml.MappingNode):
+        root = next((v for k, v in root.value if k.value == "jobs"), None)
+    return root.value if isinstance(root, yaml.SequenceNode) else []
+
+
+def _duplicate_keys(node: yaml.Node) -> list[str]:
+    """Keys written twice in one mapping (PyYAML silently keeps the last one); call it before
+    constructing, which rewrites mappings that use ``<<`` merge keys."""
+    if not isinstance(node, yaml.MappingNode) or len(node.value) < 2:
+        return []
+    keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
+    if len(keys) == len(set(keys)) or "<<" in keys:
+        return []
+    seen: set[str] = set()
+    return [k for k in keys if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+
+
+@dataclass
+class _Document:
+    """A YAML manifest's values, and what only its nodes knew."""
+
+    data: object = None
+    top_lines: dict[Any, int] = field(default_factory=dict)
+    defaults_line: int = 1
+    defaults_lines: dict[Any, int] = field(default_factory=dict)
+    jobs_line: int = 1
+    job_lines: list[int] = field(default_factory=list)
+    duplicates: dict[int, list[str]] = field(default_factory=dict)
+    """Job index -> the keys written twice in it."""
+
+    @classmethod
+    def of(cls, root: yaml.Node) -> _Document:
+        top = _key_nodes(root)
+        defaults = top.get("defaults", root)
+        job_nodes = _job_nodes(root)
+        return cls(
+            top_lines=_key_lines(root),
+            defaults_line=_line(defaults),
+            defaults_lines=_key_lines(defaults),
+            jobs_line=_line(top.get("jobs", root)),
+            job_lines=[_line(node) for node in job_nodes],
+            duplicates={i: d for i, node in enumerate(job_nodes) if (d := _duplicate_keys(node))},
+        )
+
+
+def _parse(name: str, text: str) -> _Document | Problem:
+    """The document, or the one problem that stops it being read."""
+    loader = _YamlLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return _Document()
+        if _is_bomb(root, text):
+            return Problem(name, None, _BOMB)
+        document = _Document.of(root)  # before constructing, which rewrites merge keys
+        document.data = loader.construct_document(root)
+        return document
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"{name}:{mark.line + 1}" if mark else name
+        return Problem(where, None, f"not valid YAML: {e.problem or e.context}")
+    except yaml.YAMLError as e:
+        return Problem(name, None, f"not valid YAML: {e}")
+    except _Endless as e:
+        anchor = _anchor_before(text, e.node)
+        named = f" (*{anchor} inside &{anchor})" if anchor else ""
+        return Problem(
+            f"{name}:{_line(e.node)}",
+            None,
+            f"an alias refers to a value that contains it{named}; a manifest cannot be endless",
+        )
+    finally:
+        loader.dispose()
+
+
+# --- the manifest's shape -------------------------------------------------------------------
+
+
+def read_yaml(name: str, text: str, sink: Sink) -> Defaults:
+    """Hand every job of a YAML manifest to ``sink``, with every problem; return the file's
+    defaults (whose budget is its batch's)."""
+    document = _parse(name, text)
+    if isinstance(document, Problem):
+        sink.problem(document.where, document.job, document.message)
+        return Defaults()
+    data, defaults = document.data, Defaults()
+    if isinstance(data, dict):
+        for key in [k for k in data if k not in TOP_KEYS]:
+            where = f"{name}:{document.top_lines.get(key, 1)}"
+            sink.problem(where, None, unknown_key(key, TOP_KEYS, "key"))
+        if data.get("defaults") is not None:
+            defaults = _defaults(name, data["defaults"], document, sink)
+        jobs = data.get("jobs")
+        if jobs is None:
+            sink.problem(name, None, "no jobs: add a 'jobs:' list")
+            return defaults
+    elif isinstance(data, list) or data is None:
+        jobs = data
+    else:
+        sink.problem(name, None, "expected a mapping with 'jobs:' or a list of jobs")
+        return defaults
+    if jobs is not None and not isinstance(jobs, list):
+        sink.problem(f"{name}:{document.jobs_line}", None, "'jobs' must be a list")
+    elif not jobs:
+        sink.problem(name, None, "empty manifest: no jobs")
+    else:
+        _jobs(name, jobs, document, defaults, sink)
+    return defaults
+
+
+def _jobs(name: str, jobs: list[Any], document: _Document, d: Defaults, sink: Sink) -> None:
+    lines = document.job_lines
+    if len(lines) != len(jobs):  # only with exotic merge keys: locate the list instead
+        lines = [document.jobs_line] * len(jobs)
+    duplicates = document.duplicates
+    for i, (job, line) in enumerate(zip(jobs, lines, strict=True)):
+        where = f"{name}:{line}"
+        if not isinstance(job, dict):
+            sink.problem(where, None, "a job must be a mapping with at least 'prompt:'")
+            continue
+        bad = [f"{show(k)} is written twice" for k in duplicates.get(i, ())]
+        if job.keys() - JOB_KEY_SET:
+            bad += [unknown_key(k, JOB_KEYS, "key") for k in job if k not in JOB_KEY_SET]
+        sink.job(job, where, d, bad)
+
+
+def _defaults(name: str, raw: object, document: _Document, sink: Sink) -> Defaults:
+    """The ``defaults:`` mapping, each key checked as in a job (plus ``budget``)."""
+    d = Defaults()
+    if not isinstance(raw, dict):
+        sink.problem(f"{name}:{document.defaults_line}", None, "'defaults' must be a mapping")
+        return d
+    for key, v in raw.items():
+        where = f"{name}:{document.defaults_lines.get(key, document.defaults_line)}"
+        if key not in DEFAULT_KEYS:
+            sink.problem(where, None, "defaults: " + unknown_key(key, DEFAULT_KEYS, "key"))
+        elif v is not None:
+            try:
+                _set_default(d, key, v)
+            except Bad as e:
+                sink.problem(where, None, f"defaults: {e}")
+    return d
+
+
+def _set_default(d: Defaults, key: str, v: object) -> None:
+    if key == "model":
+        d.model = fields.model(v)
+    elif key == "output":
+        d.output = fields.template(v)
+    elif key == "budget":
+        d.budget_usd = fields.budget_usd(v)
+    elif (value := fields.COERCE[key](v)) is not None:
+        d.params[key] = value
