@@ -23,7 +23,6 @@ import click
 
 from batchveo.errors import BatchveoError, StaleTransition, StoreError, UserError
 from batchveo.exitcodes import ExitCode
-from batchveo.observe.monitor import RunWatch
 from batchveo.states import JobState
 from batchveo.store import Job, Store
 
@@ -885,10 +884,12 @@ def run(
                         lambda j: estimate_params_cost_usd(j.model, j.params, prices)
                     )
                 async with VeoClient(prov, key) as client:
-                    watch = RunWatch(
+                    from batchveo.observe.monitor import RunMonitor
+
+                    watch = RunMonitor(
                         store, config, key, log_file=log_file, notify_url=notify_url,
                         on_complete=on_complete, quiet=quiet, verbose=verbose, say=_say,
-                        max_problems=MAX_PROBLEMS_SHOWN,
+                        stream=sys.stderr, max_problems=MAX_PROBLEMS_SHOWN,
                     )  # fmt: skip
                     await watch.start()
                     runner = Runner(store, client, config, observer=watch.on_run_event)
