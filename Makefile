@@ -31,7 +31,7 @@ browser-test: $(STAMP)
 	scripts/browser-test.sh
 
 demo: $(STAMP)
-	$(BIN)/python -m batchveo.demo
+	$(BIN)/python -m batchveo.cli.demo
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -1,4 +1,8 @@
-"""The JSON-lines log and the progress displays, as a user reads them."""
+"""The JSON-lines log and the progress displays, as a user reads them.
+
+The log and the progress take every job state change from the store's transitions;
+the runner's events add only what is run-level (a 429 pause, a manifest dropped in).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,7 @@ from batchveo.observe import (
     JsonLog,
     LiveProgress,
     PlainProgress,
-    combine,
-    flatten_counts,
+    RunMonitor,
     make_progress,
     one_line,
 )
@@ -59,8 +62,8 @@ def assert_no_control_codes(text: str) -> None:
 async def test_json_log_records_every_transition_of_a_real_run(
     store: Store, tmp_path: Path
 ) -> None:
+    """What ``run --log-file`` writes: each state change once, plus the run-level events."""
     log_path = tmp_path / "logs" / "run.jsonl"
-    log = JsonLog(log_path)
     specs = [
         make_spec("ok1", "a calm sea"),
         make_spec("ok2", "a busy street"),
@@ -69,18 +72,19 @@ async def test_json_log_records_every_transition_of_a_real_run(
         make_spec("policy", "rejected [sim:content_policy]"),
     ]
     await store.add_jobs(specs)
-    progress = PlainProgress(io.StringIO(), interval_s=3600)
-    progress.start(flatten_counts(await store.counts()))
-    store.observers += [log.on_transition, progress.on_transition]
+    config = fast_config(tmp_path / "videos")
+    said: list[str] = []
+    progress_out = io.StringIO()
+    monitor = RunMonitor(
+        store, config, KEY, log_file=log_path, notify_url=None, on_complete=None,
+        quiet=False, verbose=False, say=said.append, stream=progress_out,
+    )  # fmt: skip
+    await monitor.start()
     async with fast_sim(retry_after_style="retryinfo", retry_after_s=0.01) as sim:
-        result = await run_batch(
-            store,
-            sim,
-            fast_config(tmp_path / "videos"),
-            observer=combine(log.on_run_event, progress.on_run_event),
-        )
-    log.close()
-    assert result.exit_code == 1 and log.error is None
+        result = await run_batch(store, sim, config, observer=monitor.on_run_event)
+    await monitor.stop()
+    await monitor.finished(result)
+    assert result.exit_code == 1 and said == []
 
     text = log_path.read_text(encoding="utf-8")
     assert KEY not in text
@@ -109,8 +113,7 @@ async def test_json_log_records_every_transition_of_a_real_run(
     assert pause["job"] == "throttled" and pause["pause_s"] >= 0
 
     # The progress line at the end says what happened, and the 429 is not an "error".
-    progress.close()
-    final = parse(progress.stream.getvalue().splitlines()[-1])  # type: ignore[attr-defined]
+    final = parse(progress_out.getvalue().splitlines()[-1])
     assert (final["submitted"], final["total"], final["downloaded"]) == (5, 5, 4)
     assert (final["failed"], final["uncertain"], final["pauses"]) == (1, 0, 1)
     assert final["error"] and final["error"].startswith("policy: ")
@@ -133,8 +136,6 @@ def test_json_log_appends_flushes_at_once_and_scrubs(tmp_path: Path) -> None:
         "failed",
         "x",
     )
-    log.on_run_event("submitted", {"job": "j1", "operation": "op", "attempt": 1})
-    log.on_run_event("retry", {"job": "j1", "error": "HTTP 500", "at": NOON})
     log.on_run_event("rate_limited", {"job": "j1", "pause_s": 12.5})
     log.on_run_event("run_finished", {"states": {"done": 1}, "exit_code": 0, "at": "x"})
     log.close()
@@ -167,9 +168,7 @@ def test_plain_progress_counts_throttles_and_never_writes_control_codes() -> Non
     p.on_transition(ev("a", "submitting", "running"))
     p.on_run_event("rate_limited", {"job": "b", "pause_s": 30.0})
     p.on_transition(ev("b", "submitting", "pending", error="429 slow down"))
-    p.on_run_event("retry", {"job": "b", "error": "429 slow down", "at": 1.0})
-    p.on_transition(ev("c", "submitting", "pending", error="HTTP 500"))
-    p.on_run_event("retry", {"job": "c", "error": "HTTP 500\x1b[31m boom\r\nagain", "at": 1.0})
+    p.on_transition(ev("c", "submitting", "pending", error="HTTP 500\x1b[31m boom\r\nagain"))
     assert len(out.getvalue().splitlines()) == 1  # within the interval: nothing more
 
     clock.advance(59.9)

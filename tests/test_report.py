@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import re
 import time
 from dataclasses import replace
 from html.parser import HTMLParser
@@ -382,3 +383,18 @@ async def test_the_report_finds_videos_whatever_folder_it_is_built_from(
     assert summary.missing_files == 0
     [video] = parse(path).videos
     assert video["data-src"] == "a.mp4"
+
+
+def test_the_script_and_style_are_inlined_and_take_the_state_order_from_the_page() -> None:
+    """One file with everything in it; the script repeats no state name of its own, so
+    "sort by state" follows the page's order (most urgent first) whatever it becomes."""
+    from batchveo.report import BAR_ORDER, Page
+
+    raw = Page([], Path("."), batch=None, now=time.time()).render()
+    [script] = re.findall(r"<script>(.*?)</script>", raw, flags=re.S)
+    [style] = re.findall(r"<style>(.*?)</style>", raw, flags=re.S)
+    assert "IntersectionObserver" in script and ".card {" in style
+    urgent_first = " ".join(s.value for s in reversed(BAR_ORDER))
+    assert f'data-state-order="{urgent_first}"' in raw
+    assert urgent_first.startswith("failed uncertain expired")
+    assert not [s.value for s in JobState if re.search(rf"\b{s.value}\b", script)]

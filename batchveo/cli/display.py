@@ -1,14 +1,26 @@
-"""Rich renderables for the terminal; the CLI decides where (and whether) to print them."""
+"""What the terminal shows: rich renderables and the plain text of ``show`` and ``plan``.
+
+The commands decide where (and whether) to print them. Every value that comes from a
+manifest, a database or a server goes through ``visible``: an old database, or a
+server's error text, may hold ESC or NUL.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from batchveo.observe.text import utc_seconds, visible
 from batchveo.states import JobState
+
+if TYPE_CHECKING:
+    from batchveo.run.plan import Plan
+    from batchveo.store import Event, Job
 
 _STYLE = {
     JobState.DONE: "green",
@@ -60,3 +72,60 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
         for j in data["uncertain"]:
             parts.append(Text(f"  {j['id']} ({j['batch']})"))
     return Group(*parts)
+
+
+def job_lines(job: Job, events: Sequence[Event]) -> Iterator[str]:
+    """``batchveo show``: the job's fields that are set, then its history, one per line."""
+    for key, value in job.as_dict().items():
+        if value in (None, [], {}, ""):
+            continue
+        if key.endswith("_at"):
+            value = utc_seconds(value)
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(value)
+        yield f"{key:>16}: {visible(str(value))}"
+    yield "history:"
+    for e in events:
+        src = e.from_state or "-"
+        detail = f"  ({visible(e.detail)})" if e.detail else ""
+        yield f"  {utc_seconds(e.at)}  {src:>10} -> {e.to_state:<10} #{e.attempt}{detail}"
+
+
+def plan_text(plan: Plan) -> str:
+    """``batchveo plan``: what a run would send and cost, and what the budgets hold back."""
+    lines = [
+        f"jobs in manifests:   {plan.jobs}",
+        f"new:                 {plan.new}",
+    ]
+    if plan.already:
+        detail = ", ".join(f"{n} {s}" for s, n in sorted(plan.already.items()))
+        lines.append(f"already loaded:      {sum(plan.already.values())} ({detail})")
+    if plan.other_pending:
+        lines.append(
+            f"other pending:       {plan.other_pending} (in the database, not in these"
+            " manifests: sent first)"
+        )
+    lines += [
+        f"would be submitted:  {plan.to_submit}",
+        f"seconds of video:    {plan.video_s}",
+        f"estimated cost:      ${plan.cost_usd:,.2f} (estimate from the price table)",
+    ]
+    if plan.budget_usd is not None:
+        lines.append(
+            f"budget:              ${plan.budget_usd:,.2f} (--budget; ${plan.committed_usd:,.2f}"
+            " already committed in the database)"
+        )
+    for name, b in plan.batch_budgets.items():
+        lines.append(
+            f"budget of batch {visible(name)}: ${b['budget_usd']:,.2f}"
+            f" (${b['committed_usd']:,.2f} already committed)"
+        )
+    if plan.over_budget:
+        why = [f"{plan.over_run_budget} over --budget"] if plan.over_run_budget else []
+        why += [
+            f"{n} over the budget of batch {visible(name)}"
+            for name, n in plan.over_batch_budget.items()
+        ]
+        lines.append(f"would stay pending:  {plan.over_budget} over budget ({', '.join(why)})")
+    lines.append("nothing was sent and nothing was written")
+    return "\n".join(lines)

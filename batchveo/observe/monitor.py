@@ -1,26 +1,51 @@
-"""What watches a run besides the runner: progress, the JSON log, notifications.
+"""What watches a night besides the runner: progress, the JSON log, notifications.
 
-The command line builds one ``RunWatch`` per ``batchveo run``: it hangs the progress
-display and the ``--log-file`` writer on the store's transition hook, sends
-``--notify``/``--on-complete`` at the end (and for videos close to expiry), and
-hands its few messages for the user to ``say``: only ``cli.py`` prints.
+``run/app.py`` builds one ``RunMonitor`` per ``batchveo run``: it hangs the progress
+display and the ``--log-file`` writer on the store's transition hook (the only source
+of job state changes), passes them the runner's run-level events, sends
+``--notify``/``--on-complete`` at the end (and for videos close to expiry), and hands
+its few messages for the user to ``say``: only the command line prints.
+
+(Not to be confused with ``--watch``, the drop folder the runner loads manifests from.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
+
+from batchveo.states import JobState
 
 if TYPE_CHECKING:  # the command line imports this module; keep its start-up light
+    from batchveo.observe.jsonlog import JsonLog
+    from batchveo.observe.progress import ProgressDisplay
     from batchveo.run.context import RunConfig
+    from batchveo.run.runner import RunResult
     from batchveo.store import Store
 
+Say = Callable[[str], None]
 
-class RunWatch:
+RESTATED_TRANSITIONS = frozenset(
+    {
+        "submitted",  # submitting -> running
+        "retry",  # submitting -> pending
+        *(s.value for s in (JobState.GENERATED, JobState.DONE)),
+        *(s.value for s in (JobState.FAILED, JobState.EXPIRED, JobState.UNCERTAIN)),
+    }
+)
+"""Run events the stages still emit that only repeat a state change (named after the
+state reached, or as above): the log and the progress take every state change from the
+store's transitions, so these are dropped here, once, rather than written twice. (When
+the stages stop emitting them, this goes.)"""
+
+EXPIRY_CHECK_S = 600.0
+"""How often a notifying run checks for videos close to expiry (each is told once)."""
+
+
+class RunMonitor:
     """Everything that watches a run: progress, the JSON log, notifications, expiry warnings."""
 
     def __init__(
@@ -34,23 +59,27 @@ class RunWatch:
         on_complete: str | None,
         quiet: bool,
         verbose: bool,
-        say: Callable[[str], None],
+        say: Say,
+        stream: TextIO,
         max_problems: int = 50,
     ):
+        """``stream`` is where the progress goes (stderr: stdout may be data); bars when
+        it is a terminal, a line every minute (``verbose``: every 10 s) otherwise."""
         from rich.console import Console
 
-        from batchveo.observe import JsonLog, make_progress
+        from batchveo.observe.jsonlog import JsonLog
         from batchveo.observe.notify import ExpiryWatch
+        from batchveo.observe.progress import make_progress
         from batchveo.redact import Secret
 
         self.store, self.config = store, config
         self.say, self.max_problems = say, max_problems
-        self.log = JsonLog(log_file, scrub=Secret(key).scrub) if log_file else None
-        self.display = make_progress(
-            sys.stderr.isatty(),
+        self.log: JsonLog | None = JsonLog(log_file, scrub=Secret(key).scrub) if log_file else None
+        self.display: ProgressDisplay | None = make_progress(
+            stream.isatty(),
             quiet,
-            sys.stderr,
-            Console(stderr=True),
+            stream,
+            Console(file=stream),
             interval_s=10.0 if verbose else 60.0,
         )
         self.notify_url, self.on_complete = notify_url, on_complete
@@ -58,6 +87,9 @@ class RunWatch:
         self._tasks: list[asyncio.Task[None]] = []
 
     def on_run_event(self, name: str, details: dict[str, Any]) -> None:
+        """The runner's observer: run-level events only reach the log and the display."""
+        if name in RESTATED_TRANSITIONS:
+            return
         if name == "manifest_rejected":
             for problem in details["problems"][: self.max_problems]:
                 self.say(str(problem))
@@ -68,7 +100,8 @@ class RunWatch:
                 target.on_run_event(name, details)
 
     async def start(self) -> None:
-        from batchveo.observe import flatten_counts, keep_ticking
+        from batchveo.observe.progress import keep_ticking
+        from batchveo.observe.tally import flatten_counts
 
         for target in (self.log, self.display):
             if target is not None:
@@ -79,7 +112,7 @@ class RunWatch:
         if self.notify_url or self.on_complete:
             self._tasks.append(asyncio.create_task(self._watch_expiry()))
 
-    async def _watch_expiry(self, every_s: float = 600.0) -> None:
+    async def _watch_expiry(self, every_s: float = EXPIRY_CHECK_S) -> None:
         from batchveo.observe.summary import run_summary
 
         while True:
@@ -104,6 +137,7 @@ class RunWatch:
                 self.log.on_run_event("notification_failed", {"error": problem})
 
     async def stop(self) -> None:
+        """Stop the ticking and the expiry checks; the display draws its last state."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -112,7 +146,8 @@ class RunWatch:
         if self.display is not None:
             self.display.close()
 
-    async def finished(self, result: Any) -> None:
+    async def finished(self, result: RunResult) -> None:
+        """The end of the night: the final notification, then the log is closed."""
         from batchveo.observe.summary import run_summary
 
         event = "account_error" if result.account_error else "finished"

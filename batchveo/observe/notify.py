@@ -24,7 +24,7 @@ import aiohttp
 from yarl import URL
 
 from batchveo import __version__
-from batchveo.observe import one_line
+from batchveo.observe.text import one_line
 from batchveo.redact import KEY_VARIABLES
 
 USER_AGENT = f"batchveo/{__version__}"

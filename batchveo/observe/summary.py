@@ -1,4 +1,4 @@
-"""What ``status`` (and later the report and notifications) say about a database.
+"""What ``status`` and the notifications say about a database.
 
 Plain data, so the CLI can print it as a table or as JSON and tests can assert
 on it without parsing text.
@@ -6,8 +6,10 @@ on it without parsing text.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from batchveo import lock
 from batchveo.models import RETENTION_S
 from batchveo.states import JobState
 from batchveo.store import Store
@@ -35,6 +37,29 @@ def empty_status_data() -> dict[str, Any]:
         "at_risk": [],
         "uncertain": [],
     }
+
+
+async def database_status(db_path: Path) -> dict[str, Any]:
+    """What ``batchveo status`` says of ``db_path``: ``status_data``, the file, the run.
+
+    A database not created yet is an empty one, and stays uncreated (a monitor or a cron
+    health check may look before anything was loaded). The lock file is read, never
+    locked: a starting run is never in the way.
+    """
+    holder = lock.holder(db_path)
+    exists = db_path.exists()
+    if exists:
+        async with await Store.open(db_path) as store:
+            data = await status_data(store)
+    else:
+        data = empty_status_data()
+    data["database"] = {"path": str(db_path), "exists": exists}
+    data["active_run"] = (
+        {k: holder.get(k) for k in ("pid", "started_at", "host")}
+        if holder and lock.is_alive(holder)
+        else None
+    )
+    return data
 
 
 async def status_data(

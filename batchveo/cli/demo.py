@@ -1,4 +1,5 @@
-"""``make demo``: a real batch, end to end, on the built-in simulator.
+"""``make demo`` (``python -m batchveo.cli.demo``): a real batch, end to end, on the
+built-in simulator.
 
 Starts ``batchveo simulate`` on a free port, runs ``batchveo run
 jobs.example.yaml`` against it exactly as a user would (same CLI, same

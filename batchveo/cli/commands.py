@@ -1,0 +1,322 @@
+"""The commands around a run: load, status, show, export, retry, cancel, plan, report,
+simulate (``run`` is in ``cli.run``).
+
+Each parses its options, calls the function that does the work (in ``store``,
+``observe``, ``report``, ``run``...) through ``boundary.run_async``, and prints what
+came back. Heavy modules are imported inside the commands: ``--version`` and ``--help``
+must start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from batchveo.cli.boundary import fail, main, run_async
+from batchveo.cli.params import db_option, prices_option
+from batchveo.errors import UserError
+from batchveo.states import JobState
+
+if TYPE_CHECKING:
+    from batchveo.report import ReportSummary
+    from batchveo.store import Event, Job, Store
+
+
+async def _open_store(db_path: Path) -> Store:
+    """The database of a command that reads or changes jobs: it must exist already."""
+    from batchveo.store import Store
+
+    if not db_path.exists():
+        raise UserError(f"{db_path}: no such database (load a manifest first)")
+    return await Store.open(db_path)
+
+
+# -- load ---------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch", help="Batch name (default: each manifest's file name).")
+@click.option("--replace", is_flag=True, help="Overwrite jobs whose spec changed (not submitted).")
+@db_option
+def load(manifests: tuple[Path, ...], batch: str | None, replace: bool, db_path: Path) -> None:
+    """Validate manifests and add their jobs to the database (idempotent)."""
+    from batchveo.run.runner import load_into_store
+
+    result = run_async(
+        lambda: load_into_store(db_path, list(manifests), batch=batch, replace=replace),
+        db_path,
+        races=True,
+    )
+    click.echo(result.summary())
+
+
+# -- status / show ---------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable counts.")
+@db_option
+def status(as_json: bool, db_path: Path) -> None:
+    """Counts per state, per batch and overall; jobs at risk; uncertain jobs."""
+    from batchveo.observe.summary import database_status
+
+    data = run_async(lambda: database_status(db_path), db_path)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if not data["database"]["exists"]:
+        click.echo(f"{db_path}: no database yet (nothing loaded): 0 jobs")
+        return
+    from rich.console import Console
+
+    from batchveo.cli.display import status_renderable
+
+    Console(soft_wrap=True).print(status_renderable(data))
+    if data["active_run"]:
+        click.echo(f"a run (pid {data['active_run']['pid']}) is active on {db_path}")
+
+
+@main.command()
+@click.argument("job_id")
+@db_option
+def show(job_id: str, db_path: Path) -> None:
+    """One job with its full event history."""
+    from batchveo.cli.display import job_lines
+
+    async def go() -> tuple[Job, list[Event]]:
+        async with await _open_store(db_path) as store:
+            job = await store.get(job_id)
+            if job is None:
+                raise UserError(f"{db_path}: no job {job_id!r}")
+            return job, await store.history(job)
+
+    job, events = run_async(go, db_path)
+    for line in job_lines(job, events):
+        click.echo(line)
+
+
+# -- export -------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--state", "states", multiple=True, type=click.Choice([s.value for s in JobState]))
+@click.option("--batch")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@db_option
+def export(
+    fmt: str, states: tuple[str, ...], batch: str | None, output: Path | None, db_path: Path
+) -> None:
+    """One row per job: spec, state, operation, files with sha256, errors, timestamps."""
+    from batchveo.cli.export import replacing, write_export
+
+    async def go() -> list[Job]:
+        async with await _open_store(db_path) as store:
+            wanted = [JobState(s) for s in states] if states else None
+            return await store.jobs(wanted, batch=batch)
+
+    jobs = run_async(go, db_path)
+    if output is None:
+        write_export(sys.stdout, jobs, fmt)
+        return
+    try:
+        with replacing(output) as out:
+            write_export(out, jobs, fmt)
+    except OSError as e:
+        fail(f"{output}: cannot write the export: {e.strerror or e}")
+
+
+# -- report -------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--batch", help="Only this batch (default: every batch in the database).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The HTML file (default: report.html beside the downloaded videos; "
+    "report-BATCH.html with --batch).",
+)
+@db_option
+def report(batch: str | None, out_path: Path | None, db_path: Path) -> None:
+    """Write one self-contained HTML page to look at a night: videos, prompts, failures."""
+    from batchveo.report import build_report, default_report_path
+
+    async def go() -> ReportSummary:
+        async with await _open_store(db_path) as store:
+            path = out_path or await default_report_path(store, batch=batch)
+            return await build_report(store, path, batch=batch)
+
+    summary = run_async(go, db_path)
+    states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "no jobs"
+    click.echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
+    if summary.attention:
+        click.echo(f"batchveo: {summary.attention} job(s) need attention", err=True)
+    if summary.missing_files:
+        click.echo(
+            f"batchveo: {summary.missing_files} downloaded file(s) are no longer on disk", err=True
+        )
+
+
+# -- retry / cancel -------------------------------------------------------------
+
+RETRYABLE = (JobState.FAILED, JobState.UNCERTAIN, JobState.EXPIRED, JobState.CANCELLED)
+"""The finished states a user may send back to pending (``batchveo retry --state``)."""
+
+
+@main.command()
+@click.argument("ids", nargs=-1)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice([s.value for s in RETRYABLE]),
+    help="Which jobs to send back to pending (default: failed).",
+)
+@db_option
+def retry(ids: tuple[str, ...], states: tuple[str, ...], db_path: Path) -> None:
+    """Send failed (or uncertain, expired) jobs back to pending for the next run.
+
+    Retrying an uncertain job may pay for it twice: it may already have been
+    generated by a submit whose answer was lost.
+    """
+
+    async def go() -> tuple[list[str], int]:
+        """The jobs moved, and how many of them went back to generated (not pending)."""
+        async with await _open_store(db_path) as store:
+            wanted = [JobState(s) for s in states] or [JobState.FAILED]
+            moved = await store.requeue(wanted, list(ids) or None)
+            generated = {j.id for j in await store.jobs([JobState.GENERATED])}
+            return moved, len(generated.intersection(moved))
+
+    moved, again = run_async(go, db_path, races=True)
+    click.echo(f"{len(moved) - again} job(s) back to pending")
+    if again:
+        click.echo(f"{again} job(s) back to generated: their videos are downloaded again")
+
+
+@main.command()
+@click.argument("ids", nargs=-1)
+@click.option("--batch", help="Cancel the pending jobs of this batch.")
+@click.option("--all", "all_", is_flag=True, help="Cancel every pending job.")
+@db_option
+def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -> None:
+    """Cancel pending jobs. Running operations cannot be cancelled on this API."""
+    if not (ids or batch or all_):
+        fail("say which jobs: IDs, --batch B or --all")
+
+    async def go() -> tuple[list[str], list[Job]]:
+        """The jobs cancelled, and those named by id that could not be."""
+        async with await _open_store(db_path) as store:
+            moved = await store.cancel(list(ids) or None, batch=batch)
+            busy: list[Job] = []
+            for jid in ids:
+                job = await store.get(jid)
+                if job is not None and job.state is not JobState.CANCELLED:
+                    busy.append(job)
+            return moved, busy
+
+    moved, busy = run_async(go, db_path, races=True)
+    click.echo(f"{len(moved)} job(s) cancelled")
+    for job in busy:
+        why = (
+            "its operation is running on the server and this API cannot cancel it"
+            if job.state in (JobState.SUBMITTING, JobState.RUNNING)
+            else f"it is {job.state.value}, only pending jobs can be cancelled"
+        )
+        click.echo(f"not cancelled: {job.id}: {why}", err=True)
+
+
+# -- plan -------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--batch", help="Batch name (default: each manifest's file name).")
+@click.option("--budget", "budget_usd", type=click.FloatRange(min=0), help="Budget in USD.")
+@click.option(
+    "--resubmit-uncertain", is_flag=True, help="Plan as `run --resubmit-uncertain` would."
+)
+@click.option("--json", "as_json", is_flag=True)
+@prices_option
+@db_option
+def plan(
+    manifests: tuple[Path, ...],
+    batch: str | None,
+    budget_usd: float | None,
+    resubmit_uncertain: bool,
+    as_json: bool,
+    prices_path: Path | None,
+    db_path: Path,
+) -> None:
+    """Validate MANIFESTS and show what a run would submit and cost; sends nothing.
+
+    The budgets (each manifest's ``budget:`` and --budget) apply exactly as in a run.
+    """
+    from batchveo.cli.display import plan_text
+    from batchveo.run.app import plan_night
+
+    result = run_async(
+        lambda: plan_night(
+            manifests, db_path, batch=batch, budget_usd=budget_usd, prices_path=prices_path,
+            resubmit_uncertain=resubmit_uncertain,
+        ),
+        db_path,
+    )  # fmt: skip
+    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else plan_text(result))
+
+
+# -- simulate ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--api-key", default="sim-key", show_default=True, help="The key it accepts.")
+@click.option("--generation-s", help="MIN,MAX seconds of generation (default 11,60).")
+@click.option("--latency-s", help="MIN,MAX seconds added to every response.")
+@click.option("--rpm-limit", type=int, help="Accepted submits per window, then 429.")
+@click.option("--rate-window-s", type=float, help="The rpm window (default 60).")
+@click.option("--rpd-limit", type=int, help="Accepted submits per quota day, then PerDay 429s.")
+@click.option("--day-s", type=float, help="Length of a quota day in seconds (default 86400).")
+@click.option("--early-404-s", type=float, help="Polls answer 404 this long after a submit.")
+@click.option("--max-concurrent-ops", type=int)
+@click.option("--balance-submits", type=int, help="Insufficient balance after N submits.")
+@click.option("--precondition-failure", help="Answer every submit 400 FAILED_PRECONDITION.")
+@click.option("--retention-s", type=float, help="Seconds a video is kept (default 2 days).")
+@click.option("--rate-429", type=float)
+@click.option("--rate-5xx", type=float)
+@click.option("--rate-reset", type=float)
+@click.option("--rate-content-policy", type=float)
+@click.option("--rate-operation-error", type=float)
+@click.option("--rate-filtered", type=float)
+@click.option("--rate-truncated-download", type=float)
+@click.option("--retry-after-style", type=click.Choice(["header", "retryinfo", "message", "none"]))
+@click.option("--poll-methods", type=click.Choice(["get", "post", "both"]))
+@click.option("--files-host", help="Host name for download URIs (proves the key is not sent).")
+@click.option("--redirect-downloads", is_flag=True, default=None)
+@click.option("--seed", type=int)
+def simulate(host: str, port: int, **knobs: Any) -> None:
+    """Serve a faithful fake of the Veo API, to rehearse a batch for free."""
+    import asyncio
+    import logging
+
+    from batchveo.sim import SimConfig, serve_forever
+
+    try:
+        config = SimConfig.from_mapping(knobs)
+    except ValueError as e:
+        fail(str(e))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        asyncio.run(serve_forever(config, host, port))
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        fail(f"cannot serve on {host}:{port}: {e}")

@@ -1,0 +1,89 @@
+"""``batchveo export``: one row per job, as JSON lines or CSV, never half-written.
+
+JSONL keeps every text exact. CSV is for spreadsheets, which run a cell that looks like
+a formula: such a text cell is made plain text (OWASP's advice), so a prompt or a
+server's error text is never a formula. A file given with ``-o`` replaces the old one
+whole once written, or not at all.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from batchveo.store import Job
+
+EXPORT_FIELDS = (
+    "id",
+    "batch",
+    "state",
+    "prompt",
+    "model",
+    "params",
+    "inputs",
+    "operation",
+    "files",
+    "error_kind",
+    "error",
+    "attempts",
+    "cost_usd",
+    "created_at",
+    "submitted_at",
+    "generated_at",
+    "finished_at",
+)
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
+
+
+def export_row(job: Job) -> dict[str, Any]:
+    d = job.as_dict()
+    return {k: d[k] for k in EXPORT_FIELDS}
+
+
+def write_export(out: IO[str], jobs: Sequence[Job], fmt: str) -> None:
+    """``jobs`` to ``out`` as ``jsonl`` or ``csv``."""
+    if fmt == "jsonl":
+        for job in jobs:
+            out.write(json.dumps(export_row(job), ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS))
+    writer.writeheader()
+    for job in jobs:
+        row = export_row(job)
+        for k in ("params", "inputs", "files"):
+            row[k] = json.dumps(row[k], ensure_ascii=False)
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
+
+
+def csv_cell(value: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula, made plain text by a leading
+    single quote (OWASP's advice); a prompt or a server's error text is never a formula.
+    Numbers stay numbers; JSONL keeps every text exact."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[IO[str]]:
+    """A text file that replaces ``path`` whole once written (temp name, fsync, rename),
+    or leaves it as it was: an export is never half-written. The folder must exist."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with suppress(OSError):
+            tmp.unlink()
+        raise

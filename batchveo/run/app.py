@@ -1,0 +1,231 @@
+"""A night of generation, put together: the application's composition root.
+
+``batchveo run`` parses its flags into ``RunOptions`` and calls ``run_night``, which
+builds everything a run needs, in an order that writes nothing until the input is
+known good:
+
+1. read the price file and the manifests (a bad one stops here: no database created);
+2. check the database and ``--out`` (a read-only ``--out`` writes nothing);
+3. resolve the provider and its key;
+4. take the database's lock (telling whether a dead run's lock was taken over);
+5. open the store, add the manifests' jobs, reprice with the price file;
+6. open the client, start the monitor (progress, log, notifications), construct the
+   ``Runner``, install the signal handlers, run, and tell the monitor the end.
+
+Nothing here prints: what the user is told is data (a ``Notice`` as the night begins,
+the ``Night`` at its end) or goes to the ``say`` and ``stream`` the command line hands
+in. ``plan_night`` is the same first step for ``plan`` and ``run --dry-run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from batchveo.errors import UserError
+
+if TYPE_CHECKING:  # the command line imports this module; keep its start-up light
+    from batchveo.api import Provider
+    from batchveo.models import Prices
+    from batchveo.run.context import RunConfig
+    from batchveo.run.plan import Plan
+    from batchveo.run.runner import LoadResult, Runner, RunResult
+    from batchveo.store import Store
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``batchveo run`` was asked to do, as the command line parsed it."""
+
+    db_path: Path
+    config: RunConfig
+    manifests: tuple[Path, ...] = ()
+    batch: str | None = None
+    """Batch name for the manifests (default: each file's name)."""
+    replace: bool = False
+    """Overwrite jobs whose spec changed and that were not submitted yet."""
+    prices_path: Path | None = None
+    provider: str = "gptproto"
+    base_url: str | None = None
+    log_file: Path | None = None
+    notify_url: str | None = None
+    on_complete: str | None = None
+    quiet: bool = False
+    verbose: bool = False
+    max_problems: int = 50
+    """How many problems of a manifest dropped in ``--watch`` are told (a screenful)."""
+
+
+@dataclass(frozen=True)
+class LockTakenOver:
+    """The database's lock was left by a run that died; this run took it over."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class ManifestsLoaded:
+    """What the manifests given on the command line added to the database."""
+
+    result: LoadResult
+
+
+Notice = LockTakenOver | ManifestsLoaded
+"""What the user is told as the night begins, at the moment it happens."""
+
+
+@dataclass(frozen=True)
+class Night:
+    """A night that ran to its end: how it began and how it ended."""
+
+    result: RunResult
+    took_over: LockTakenOver | None = None
+    loaded: ManifestsLoaded | None = None
+
+
+def read_prices(path: Path | None) -> dict[str, dict[str, float]] | None:
+    """A price file (YAML or JSON): ``{model: usd_per_s}`` or ``{model: {res: usd_per_s}}``."""
+    if path is None:
+        return None
+    import yaml
+
+    from batchveo.models import parse_prices
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_prices(data, str(path))
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the price file: {e.strerror}") from None
+    except (yaml.YAMLError, ValueError) as e:
+        raise UserError(str(e) if isinstance(e, ValueError) else f"{path}: not YAML/JSON") from None
+
+
+async def plan_night(
+    manifests: tuple[Path, ...],
+    db_path: Path,
+    *,
+    batch: str | None = None,
+    budget_usd: float | None = None,
+    prices_path: Path | None = None,
+    resubmit_uncertain: bool = False,
+) -> Plan:
+    """What ``run`` would submit and cost with these manifests and flags; sends nothing."""
+    from batchveo.manifest import gc_paused, read_manifests
+    from batchveo.run.plan import make_plan
+
+    prices = read_prices(prices_path)
+    with gc_paused():  # a one-shot read: nothing else runs meanwhile
+        loaded = read_manifests(manifests, batch=batch)
+    return make_plan(
+        loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
+        budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain,
+    )  # fmt: skip
+
+
+async def run_night(
+    options: RunOptions,
+    *,
+    say: Say,
+    stream: TextIO,
+    tell: Callable[[Notice], None] | None = None,
+) -> Night:
+    """Run one night as ``options`` say, to its end (see the module docstring for the steps).
+
+    ``say`` takes the messages of the run (a manifest dropped in ``--watch`` loaded or
+    rejected, a notification that failed), ``stream`` the progress display. ``tell``
+    hears each ``Notice`` as it happens (the returned ``Night`` has them too): a
+    ``--watch`` night may last for days, and the user must not learn only at its end
+    that a dead run's lock was taken over.
+    """
+    from batchveo import lock
+    from batchveo.api import resolve_api_key, resolve_provider
+    from batchveo.files import check_output_folder
+    from batchveo.manifest import gc_paused, read_manifests
+    from batchveo.store import Store
+
+    o, config = options, options.config
+    prices = read_prices(o.prices_path)
+    with gc_paused():  # before any task of the run starts
+        manifests = await asyncio.to_thread(read_manifests, o.manifests, batch=o.batch)
+    if not o.manifests and not config.watch_dir and not o.db_path.exists():
+        raise UserError(f"{o.db_path}: no such database; give a manifest to run")
+    if config.out_dir.exists() and not config.out_dir.is_dir():
+        raise UserError(f"--out {config.out_dir}: a file is there, not a folder")
+    check_output_folder(config.out_dir)  # before loading: a read-only --out writes nothing
+    provider = resolve_provider(o.provider, o.base_url)
+    key = resolve_api_key(provider.name)
+    with lock.acquire(o.db_path) as held:
+        took_over = _taken_over(held.previous)
+        if took_over is not None and tell is not None:
+            tell(took_over)
+        async with await Store.open(o.db_path) as store:
+            loaded = None
+            if o.manifests:
+                from batchveo.run.runner import add_specs
+
+                added = await add_specs(
+                    store, manifests.specs, o.manifests, replace=o.replace,
+                    budgets=manifests.budgets,
+                )  # fmt: skip
+                loaded = ManifestsLoaded(added)
+                if tell is not None:
+                    tell(loaded)
+            if prices:
+                await _reprice(store, prices)
+            result = await _drive(store, o, key, provider, say=say, stream=stream)
+            return Night(result, took_over, loaded)
+
+
+def _taken_over(previous: dict[str, object] | None) -> LockTakenOver | None:
+    """What the lock file said when this run took the lock: the lock dies with its
+    process, so a holder still recorded there was a run that is gone."""
+    pid = (previous or {}).get("pid")
+    if isinstance(pid, str) and pid.isdigit():
+        pid = int(pid)
+    return LockTakenOver(pid) if isinstance(pid, int) and pid else None
+
+
+async def _reprice(store: Store, prices: Prices) -> None:
+    """Every job's cost estimate from the user's price file (budgets compare these)."""
+    from batchveo.models import estimate_params_cost_usd
+
+    await store.reprice(lambda j: estimate_params_cost_usd(j.model, j.params, prices))
+
+
+async def _drive(
+    store: Store, o: RunOptions, key: str, provider: Provider, *, say: Say, stream: TextIO
+) -> RunResult:
+    """Client, monitor, runner, signals: the run itself, watched."""
+    from batchveo.api import VeoClient
+    from batchveo.observe.monitor import RunMonitor
+    from batchveo.run.runner import Runner
+
+    async with VeoClient(provider, key) as client:
+        monitor = RunMonitor(
+            store, o.config, key, log_file=o.log_file, notify_url=o.notify_url,
+            on_complete=o.on_complete, quiet=o.quiet, verbose=o.verbose, say=say,
+            stream=stream, max_problems=o.max_problems,
+        )  # fmt: skip
+        await monitor.start()
+        runner = Runner(store, client, o.config, observer=monitor.on_run_event)
+        install_signal_handlers(runner)
+        try:
+            result = await runner.run()
+        finally:
+            await monitor.stop()
+        await monitor.finished(result)
+        return result
+
+
+def install_signal_handlers(runner: Runner) -> None:
+    """First SIGINT/SIGTERM: stop gracefully. Second: stop at once (still safe)."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runner.request_stop, f"stopped by {sig.name}")
