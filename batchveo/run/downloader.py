@@ -69,8 +69,12 @@ gone" (404, or the Files API's 403), which ends ``expired`` once the retention i
 
 
 def output_paths(out_dir: Path, job: Job) -> list[Path]:
-    """Where ``job``'s videos go (see ``outputs.video_paths``)."""
-    return video_paths(out_dir, job.id, job.output_name, len(job.video_uris))
+    """Where ``job``'s videos go (see ``outputs.video_paths``); ``OutputUnusable`` if one
+    would leave ``out_dir``."""
+    try:
+        return video_paths(out_dir, job.id, job.output_name, len(job.video_uris))
+    except ValueError as e:  # a path that would leave --out: that job's, never a crash
+        raise OutputUnusable(str(e)) from None
 
 
 def fallback_paths(out_dir: Path, job: Job) -> list[Path]:
@@ -208,9 +212,6 @@ async def download_one(ctx: RunContext, queue: DownloadQueue, item: DueJob) -> N
     expires_at = (job.generated_at or now) + ctx.config.retention_s
     try:
         files, notes = await _download_files(ctx, job)
-    except ValueError as e:  # an output path that would leave --out: our bug, not theirs
-        await _end(ctx, queue, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
-        return
     except BatchveoError as e:
         await _failed(ctx, queue, item, e, now, expires_at)
         return
