@@ -180,7 +180,8 @@ class Runner:
         await store.pull_in_schedules(now + config.schedule_horizon_s, now)
         if config.resubmit_uncertain:
             await store.requeue([S.UNCERTAIN])
-        with output_folder(config.out_dir) as cleaned:
+        with output_folder(config.out_dir) as out_folder:
+            cleaned = out_folder.cleaned
             ctx, downloads = await self._context()
             self.ctx = ctx
             open_work = OpenWork(ctx, await store.count_states(OPEN))
