@@ -44,16 +44,12 @@ from batchveo.run.pacing import Pacer
 from batchveo.run.poller import Poller
 from batchveo.run.slots import InflightSlots
 from batchveo.run.submitter import submitter
-from batchveo.states import JobState
+from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
 from batchveo.store import Store, TransitionEvent
 
 __all__ = ["LoadResult", "RunResult", "Runner", "add_specs", "load_into_store"]
 
 S = JobState
-WORK_LEFT = frozenset({S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED})
-OPEN = frozenset({S.SUBMITTING, S.RUNNING, S.GENERATED})
-"""States a run moves on by itself, once a job is in them: while any job is in one, the
-run is not over."""
 MIN_CLAIMING_SHARE = 0.5
 """At least this share of ``--max-runtime`` is open to new submits: claims stop one
 ``shutdown_grace_s`` before the limit (so a submit sent just before has the whole
@@ -104,7 +100,8 @@ class RunResult:
 
 
 class OpenWork:
-    """Jobs in ``OPEN`` states, counted from the store's transitions (a store observer)."""
+    """Jobs in ``IN_PROGRESS`` states, counted from the store's transitions (a store
+    observer): what the drain check reads without asking the database."""
 
     def __init__(self, ctx: RunContext, jobs: int) -> None:
         self._ctx = ctx
@@ -114,7 +111,7 @@ class OpenWork:
 
     def observe(self, event: TransitionEvent) -> None:
         self.moves += 1
-        was, now = event.from_state in OPEN, event.to_state in OPEN
+        was, now = event.from_state in IN_PROGRESS, event.to_state in IN_PROGRESS
         if now and not was:
             self.jobs += 1
         elif was and not now:
@@ -184,7 +181,7 @@ class Runner:
             cleaned = out_folder.cleaned
             ctx, downloads = await self._context()
             self.ctx = ctx
-            open_work = OpenWork(ctx, await store.count_states(OPEN))
+            open_work = OpenWork(ctx, await store.count_states(IN_PROGRESS))
             watchers = (ctx.slots.observe, ctx.observe, open_work.observe)
             store.observers.extend(watchers)
             try:
