@@ -358,12 +358,16 @@ class Runner:
     async def _wait_within(
         self, ctx: RunContext, tasks: list[asyncio.Task[None]], timeout_s: float
     ) -> None:
-        """Wait for ``tasks`` up to ``timeout_s``, and never past the run's deadline."""
+        """Wait for ``tasks`` up to ``timeout_s``, and never past the run's deadline (on
+        the run clock; a stage task that ends fires ``may_be_drained``)."""
+        end_s = ctx.now() + timeout_s
         if self._deadline is not None:
-            timeout_s = min(timeout_s, self._deadline - ctx.now())
-        live = [t for t in tasks if not t.done()]
-        if live and timeout_s > 0:
-            await asyncio.wait(live, timeout=timeout_s)
+            end_s = min(end_s, self._deadline)
+        while ctx.now() < end_s:
+            looked = ctx.may_be_drained.mark()
+            if all(t.done() for t in tasks):
+                return
+            await ctx.may_be_drained.wait(looked, until_s=end_s)
 
 
 def _error(task: asyncio.Task[None]) -> BaseException | None:
