@@ -18,16 +18,64 @@ Linux): ``time.monotonic`` stands still while a laptop sleeps, the retention doe
 A clock that moved *between* runs can still leave times an earlier run wrote lying
 ahead; the runner brings any later than ``RunConfig.schedule_horizon_s`` (the furthest
 ahead a run ever schedules) forward to its start.
+
+The same clock wakes the run up: pacing, polls, retries, backoffs and the retention are
+all times on it, and every wait of a run that ends at a time asks the clock's
+``call_at`` (``Alarms``). A run clock rings through the event loop's timer
+(``LoopAlarms``); a test passes a clock with alarms of its own and moves time by hand,
+so nothing in it sleeps for real and nothing races the machine.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 Clock = Callable[[], float]
 """Seconds since the epoch, as ``time.time``."""
+
+
+class Alarm(Protocol):
+    """A pending ring of ``Alarms.call_at``; ``cancel`` it when the wait ends otherwise."""
+
+    def cancel(self) -> None: ...
+
+
+@runtime_checkable
+class Alarms(Protocol):
+    """A clock that can also ring at one of its own times: a run's waits end by it."""
+
+    def __call__(self) -> float: ...
+
+    def call_at(self, when_s: float, callback: Callable[[], object]) -> Alarm: ...
+
+
+class LoopAlarms:
+    """``clock``'s times, rung by the running loop's timer.
+
+    The loop counts monotonic time, as a ``RunClock`` does, so a ring comes on time. With
+    a clock that jumps (a test's, shifted by hand) a ring may come early or late by the
+    jump, never lost: whoever waits reads the clock again when rung, and waits again if
+    it is early.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()  # made inside the run, never at import
+
+    def __call__(self) -> float:
+        return self._clock()
+
+    def call_at(self, when_s: float, callback: Callable[[], object]) -> Alarm:
+        return self._loop.call_later(max(0.0, when_s - self._clock()), callback)
+
+
+def alarms_for(clock: Clock) -> Alarms:
+    """``clock`` itself if it rings (a test's), else the loop's timer on its times."""
+    return clock if isinstance(clock, Alarms) else LoopAlarms(clock)
 
 
 def elapsed_clock() -> Clock:

@@ -32,11 +32,61 @@
 
 Messages never contain the API key: the client builds them from the server's
 ``error.message`` and our own words only.
+
+How each stage of a run reacts to each error: the row of the error's class, or of the
+nearest class above it that has one (``reaction(stage, error)``; a stage catches
+``BatchveoError`` once and asks, so the order of ``except`` clauses means nothing;
+tests/test_errors.py walks every class and stage against this table, and the table
+against ``REACTIONS``):
+
+    error                 submit        poll          download
+    BatchveoError         raise         raise         raise
+    ApiError              raise         count         raise
+    RetryLater            retry         retry         try-again
+    RateLimited           rate-limited  rate-limited  try-again
+    NotSent               not-sent      retry         try-again
+    NotFound              retry         not-found     try-again
+    JobRejected           fail          count         try-again
+    StopRun               stop          halt          halt
+    QuotaExhausted        quota         quota         quota
+    MalformedAnswer       raise         count         try-again
+    SubmitOutcomeUnknown  uncertain     count         raise
+    OutputUnusable        raise         raise         fail
+
+    raise         not expected from this stage's calls: a bug. The stage's exception ends
+                  the run (the runner lets the submits in flight be recorded first); the
+                  job stays where it was, and the next run takes it up.
+    uncertain     (submit) the job ends uncertain: it may be billed, so it is never
+                  resent without the user's word (``--resubmit-uncertain``, ``retry``).
+    not-sent      (submit) back to pending, no attempt spent; the whole service out of
+                  reach pauses every submit, and stops the run after a while (exit 75).
+    rate-limited  every request pauses (the pacer; 429s in a row slow the rate). A submit
+                  goes back to pending, no attempt spent; a poll is asked again after it.
+    retry         (submit) back to pending after a backoff, an attempt spent; failed
+                  (retries_exhausted) after ``max_attempts``. (poll) asked again after a
+                  backoff, with no limit: the operation is paid for.
+    fail          the job ends failed, with the error's kind (on a download: ``download``).
+    quota         a per-day quota is spent. (submit) back to pending, no attempt spent; no
+                  more submits (exit 75), but a ``--watch`` run holds them back until the
+                  reset instead. (poll, download) asked again after the reset (or a
+                  backoff): a paid operation waits, it is not dropped. (A ``StopRun``
+                  only for submits: Google counts only those.)
+    stop          (submit) back to pending, no attempt spent; no more submits, but what is
+                  paid for is still polled and downloaded; exit 4.
+    halt          (poll, download) every stage stops now; exit 4; the job stays as it is
+                  and the next run takes it up.
+    not-found     (poll) expired once older than the retention; else asked again, and
+                  failed (operation_lost) after a few 404s past the grace.
+    count         (poll) an answer the API does not give: asked again after a backoff;
+                  failed (operation_error) after a few in a row.
+    try-again     (download) a failed try: again after a backoff, until the downloader's
+                  rules give up (failed) or the video is gone past the retention (expired).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 class BatchveoError(Exception):
@@ -193,3 +243,58 @@ class OutputUnusable(BatchveoError):
     Errors that say the disk itself is unusable (no space, read-only, I/O) stop the run
     (``StopRun``) instead.
     """
+
+
+class Stage(StrEnum):
+    """The stages of a run, the columns of the reaction table."""
+
+    SUBMIT = "submit"
+    POLL = "poll"
+    DOWNLOAD = "download"
+
+
+class Reaction(StrEnum):
+    """What a stage does about an error (see the table in this module's docstring)."""
+
+    RAISE = "raise"
+    UNCERTAIN = "uncertain"
+    NOT_SENT = "not-sent"
+    RATE_LIMITED = "rate-limited"
+    RETRY = "retry"
+    FAIL = "fail"
+    QUOTA = "quota"
+    STOP = "stop"
+    HALT = "halt"
+    NOT_FOUND = "not-found"
+    COUNT = "count"
+    TRY_AGAIN = "try-again"
+
+
+_R = Reaction
+REACTIONS: dict[type[BatchveoError], tuple[Reaction, Reaction, Reaction]] = {
+    # error class:          (submit,          poll,            download)
+    BatchveoError:          (_R.RAISE,        _R.RAISE,        _R.RAISE),
+    ApiError:               (_R.RAISE,        _R.COUNT,        _R.RAISE),
+    RetryLater:             (_R.RETRY,        _R.RETRY,        _R.TRY_AGAIN),
+    RateLimited:            (_R.RATE_LIMITED, _R.RATE_LIMITED, _R.TRY_AGAIN),
+    NotSent:                (_R.NOT_SENT,     _R.RETRY,        _R.TRY_AGAIN),
+    NotFound:               (_R.RETRY,        _R.NOT_FOUND,    _R.TRY_AGAIN),
+    JobRejected:            (_R.FAIL,         _R.COUNT,        _R.TRY_AGAIN),
+    StopRun:                (_R.STOP,         _R.HALT,         _R.HALT),
+    QuotaExhausted:         (_R.QUOTA,        _R.QUOTA,        _R.QUOTA),
+    MalformedAnswer:        (_R.RAISE,        _R.COUNT,        _R.TRY_AGAIN),
+    SubmitOutcomeUnknown:   (_R.UNCERTAIN,    _R.COUNT,        _R.RAISE),
+    OutputUnusable:         (_R.RAISE,        _R.RAISE,        _R.FAIL),
+}  # fmt: skip
+"""The table of this module's docstring: one row per class that decides for itself."""
+
+_COLUMN = {stage: i for i, stage in enumerate(Stage)}
+
+
+def reaction(stage: Stage, error: BatchveoError) -> Reaction:
+    """What ``stage`` does about ``error``: the row of its class or the nearest above it."""
+    for cls in type(error).__mro__:
+        row = REACTIONS.get(cls)
+        if row is not None:
+            return row[_COLUMN[stage]]
+    raise TypeError(f"not a batchveo error: {error!r}")  # unreachable: BatchveoError has a row

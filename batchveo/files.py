@@ -14,8 +14,8 @@ meets a link is that one video's problem (``OutputUnusable``), as is a name too
 long for the file system or a file standing where a folder must be: the caller
 gives the video another name or fails that job, and the run goes on. Only errors
 that say the disk itself is unusable (full, read-only, failing, ``--out`` not
-writable) stop the run (``StopRun``). A run checks that ``--out`` takes a file
-before it submits anything (``output_folder``).
+writable) stop the run (``StopRun``). The folder a run holds, and its checks before
+anything is submitted, are ``outfolder``'s (its names are re-exported here).
 
 A video never replaces a different one. Two jobs may want the same name (one's
 ``output:`` template and another's id, names loaded on different nights, a new
@@ -38,30 +38,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
-import re
 import secrets
 import stat
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from batchveo.errors import BatchveoError, ConfigError, OutputUnusable, StopRun
+from batchveo.errors import BatchveoError, OutputUnusable, StopRun
+from batchveo.outfolder import (
+    FOLDER_FLAGS,
+    NEW_FILE_FLAGS,
+    PART_SUFFIX,
+    HeldFolder,
+    absolute,
+    check_output_folder,
+    clean_partial_files,
+    current_folder,
+    output_folder,
+    probe_writable,
+)
 from batchveo.store.groupcommit import GroupCommit
 
-PART_SUFFIX = ".part"
-_OUR_PARTS = re.compile(r"\.mp4(?:\.[0-9a-f]{8})?\.part$")
-"""batchveo's own partial files: ``NAME.mp4.<8 hex>.part`` (``NAME.mp4.part`` once)."""
-_MAX_NAME_TRIES = 1000
-_PROBE_PREFIX = ".batchveo-probe-"
+__all__ = [
+    "PART_SUFFIX",
+    "FileCommitter",
+    "HeldFolder",
+    "PartFile",
+    "check_output_folder",
+    "clean_partial_files",
+    "output_folder",
+    "probe_writable",
+]
 
-_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_SUBFOLDER_FLAGS = _FOLDER_FLAGS | os.O_NOFOLLOW
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_NAME_TRIES = 1000
+_SUBFOLDER_FLAGS = FOLDER_FLAGS | os.O_NOFOLLOW
 
 ONE_FILE_ERRNOS = frozenset(
     {errno.ENAMETOOLONG, errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ELOOP, errno.EINVAL}
@@ -71,31 +84,22 @@ a link, a name this file system does not take): that video's problem, not the di
 _DENIED_ERRNOS = frozenset({errno.EACCES, errno.EPERM})
 """Refusals that concern one video in a folder below ``--out``, but the run in ``--out``."""
 
-_held_roots: dict[str, list[int]] = {}
-"""``--out`` folders held by ``output_folder`` in this process: absolute path -> open fds."""
 
+def _root_for(dest: Path, held: HeldFolder | None) -> tuple[int | None, Path, tuple[str, ...]]:
+    """Where the walk to ``dest``'s folder starts: the held ``--out`` (its fd) if ``dest``
+    is below it, else the nearest existing folder (opened as given); and the folder
+    names below it, one by one.
 
-def _root_for(dest: Path) -> tuple[int | None, Path, tuple[str, ...]]:
-    """Where the walk to ``dest``'s folder starts: a held ``--out`` (its fd), else the nearest
-    existing folder (opened as given); and the folder names below it, one by one.
-
-    The deepest held folder above ``dest`` wins. Without one (a caller outside a run),
-    the existing part of the path is the caller's choice and only the rest is walked.
+    Without a held folder (a caller outside a run), the existing part of the path is
+    the caller's choice and only the rest is walked.
     """
-    folder = _absolute(dest.parent)
-    for base in (folder, *folder.parents):
-        fds = _held_roots.get(str(base))
-        if fds:
-            return fds[-1], base, folder.relative_to(base).parts
+    folder = absolute(dest.parent)
+    if held is not None and held.holds(folder):
+        return held.fd, held.path, folder.relative_to(held.path).parts
     base = folder
     while not os.path.isdir(base) and base != base.parent:
         base = base.parent
     return None, base, folder.relative_to(base).parts
-
-
-def _absolute(path: Path) -> Path:
-    """``path`` from the root, with any ``..`` left in (to be refused below ``--out``)."""
-    return path if path.is_absolute() else Path.cwd() / path
 
 
 def _short(path: Path | str) -> str:
@@ -124,14 +128,14 @@ def _refusal(exc: OSError, dest: Path, where: Path, *, in_root: bool) -> Batchve
     return StopRun(f"cannot write {_short(dest)}: {exc.strerror or exc}")
 
 
-def _open_folder(dest: Path) -> tuple[int, tuple[int, ...], bool]:
+def _open_folder(dest: Path, held: HeldFolder | None) -> tuple[int, tuple[int, ...], bool]:
     """Open (making what is missing) the folder of ``dest``; never through a link below --out.
 
     Returns its fd, fds of the folders that got a new entry (a folder made in them: their
     fsync makes the new folders' own names durable), and whether it is ``--out`` itself.
     The caller closes the fds.
     """
-    root_fd, base, names = _root_for(dest)
+    root_fd, base, names = _root_for(dest, held)
     path_max = _path_max(base if root_fd is None else root_fd)
     length = len(os.fsencode(os.path.abspath(dest))) + len(".12345678" + PART_SUFFIX)
     if length >= path_max:  # it could be made, folder by folder, but never opened by name
@@ -140,7 +144,7 @@ def _open_folder(dest: Path) -> tuple[int, tuple[int, ...], bool]:
             f" (at most {path_max - 1} bytes)"
         )
     try:
-        fd = os.open("." if root_fd is not None else base, _FOLDER_FLAGS, dir_fd=root_fd)
+        fd = os.open("." if root_fd is not None else base, FOLDER_FLAGS, dir_fd=root_fd)
     except OSError as exc:
         raise _refusal(exc, dest, base, in_root=True) from None
     grown: list[int] = []
@@ -195,16 +199,20 @@ class PartFile:
 
     Raises ``OutputUnusable`` when this video cannot be written where ``dest`` says
     (the caller may try another name), ``StopRun`` when the disk refuses.
+
+    ``root`` is the held ``--out`` to walk from; without it, the folder held by the run
+    this task belongs to (``outfolder.current_folder``), if ``dest`` is below it.
     """
 
-    def __init__(self, dest: Path):
+    def __init__(self, dest: Path, root: HeldFolder | None = None):
         self.dest = dest
         # Unique: two downloads aiming at one name must not write into one file.
         self._part_name = f"{dest.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
         self.part = dest.with_name(self._part_name)
-        self._folder_fd, self._grown, in_root = _open_folder(dest)
+        held = root if root is not None else current_folder()
+        self._folder_fd, self._grown, in_root = _open_folder(dest, held)
         try:
-            fd = os.open(self._part_name, _NEW_FILE_FLAGS, 0o666, dir_fd=self._folder_fd)
+            fd = os.open(self._part_name, NEW_FILE_FLAGS, 0o666, dir_fd=self._folder_fd)
         except OSError as exc:
             self._close_folders()
             raise _refusal(exc, dest, dest, in_root=in_root) from None
@@ -385,92 +393,3 @@ def _sha256_of(folder_fd: int, name: str) -> str | None:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def clean_partial_files(out_dir: Path) -> int:
-    """Remove batchveo's own ``.part`` leftovers of a run that died mid-download.
-
-    Only ours: a browser's ``holiday.mkv.part`` in the same folder is none of our business.
-    """
-    if not out_dir.exists():
-        return 0
-    n = 0
-    for part in out_dir.rglob("*" + PART_SUFFIX):
-        if _OUR_PARTS.search(part.name) and part.is_file():
-            part.unlink(missing_ok=True)
-            n += 1
-    return n
-
-
-def check_output_folder(out_dir: Path) -> None:
-    """ConfigError unless ``out_dir`` is (or can be made) a folder that takes a file.
-
-    ``batchveo run`` calls it before it loads anything, so a read-only ``--out`` is one
-    line and exit 2 with the database untouched; ``output_folder`` checks again when the
-    run starts (the disk may have changed in between).
-    """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir, _FOLDER_FLAGS)
-    except OSError as exc:
-        raise ConfigError(
-            f"{out_dir}: not a usable output folder ({exc.strerror or exc})"
-        ) from None
-    try:
-        probe_writable(fd, out_dir)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def output_folder(out_dir: Path) -> Iterator[int | None]:
-    """Hold the output folder for a run; yields the leftovers cleaned, or None.
-
-    Runs from different databases may share one folder. A leftover ``.part`` is
-    a dead run's only if no live run is writing there, so each run holds a shared
-    lock on the folder itself (no lock file among the videos), and cleans only if
-    it could take it exclusively first. The kernel drops the lock when a run dies.
-
-    The folder is checked to take a file first (ConfigError if not), and while it is
-    held, every video below it is written from this very open folder (see ``PartFile``).
-    """
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out_dir, _FOLDER_FLAGS)
-    except OSError as exc:
-        raise ConfigError(
-            f"{out_dir}: not a usable output folder ({exc.strerror or exc})"
-        ) from None
-    key = str(_absolute(out_dir))
-    held = _held_roots.setdefault(key, [])
-    try:
-        probe_writable(fd, out_dir)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            cleaned = None  # another run is writing here: its .part files are alive
-        else:
-            cleaned = clean_partial_files(out_dir)
-        fcntl.flock(fd, fcntl.LOCK_SH)
-        held.append(fd)  # downloads walk from this very folder (see ``PartFile``)
-        yield cleaned
-    finally:
-        if fd in held:
-            held.remove(fd)
-        if not held:
-            _held_roots.pop(key, None)
-        os.close(fd)
-
-
-def probe_writable(folder_fd: int, out_dir: Path) -> None:
-    """ConfigError unless a file can be made in ``--out``: a read-only disk or folder is
-    found before the first paid submit, not at the first video. Only making a file tells:
-    ``os.access`` predicts, and network file systems (root-squashed NFS, SMB) or security
-    modules may still refuse."""
-    name = f"{_PROBE_PREFIX}{secrets.token_hex(4)}"
-    try:
-        os.close(os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=folder_fd))
-    except OSError as exc:
-        raise ConfigError(f"--out {out_dir}: cannot write there ({exc.strerror or exc})") from None
-    with contextlib.suppress(OSError):  # made, so writable: that was the question
-        os.unlink(name, dir_fd=folder_fd)

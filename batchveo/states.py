@@ -63,6 +63,12 @@ TERMINAL: frozenset[JobState] = frozenset({S.DONE, S.FAILED, S.EXPIRED, S.CANCEL
 IN_FLIGHT: frozenset[JobState] = frozenset({S.SUBMITTING, S.RUNNING})
 """States that count against ``--max-inflight``: an operation may exist on the server."""
 
+IN_PROGRESS: frozenset[JobState] = frozenset({S.SUBMITTING, S.RUNNING, S.GENERATED})
+"""States a run moves a job on from by itself: while any job is in one, a run is not over."""
+
+WORK_LEFT: frozenset[JobState] = IN_PROGRESS | {S.PENDING}
+"""States that mean "run again to continue" when a run ends with jobs in them (exit 75)."""
+
 
 class ErrorKind(StrEnum):
     """Why a job ended failed (stored in ``jobs.error_kind``)."""

@@ -7,7 +7,9 @@ too, never the reverse.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
+import itertools
 import sqlite3
 import struct
 import zlib
@@ -33,16 +35,69 @@ def make_spec(job_id: str, prompt: str | None = None, **kw: Any) -> JobSpec:
 
 
 class FakeClock:
-    """A clock the test moves by hand (``clock.advance(s)``); nothing sleeps."""
+    """A clock the test moves by hand (``clock.advance(s)``); nothing sleeps.
+
+    It also rings (``batchveo.clock.Alarms``): what a run waits for until a time is rung
+    when the test moves the clock past it, so a test owns every due time of a run.
+    """
 
     def __init__(self, start: float = 1000.0) -> None:
         self.now = start
+        self._alarms: list[tuple[float, int, FakeAlarm]] = []
+        self._seq = itertools.count()
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+        self._ring_due()
+
+    def call_at(self, when_s: float, callback: Callable[[], object]) -> FakeAlarm:
+        """Ring ``callback`` once the clock reaches ``when_s`` (due already: on the loop's
+        next turn, never from inside this call)."""
+        alarm = FakeAlarm(callback)
+        heapq.heappush(self._alarms, (when_s, next(self._seq), alarm))
+        if when_s <= self.now:
+            asyncio.get_running_loop().call_soon(self._ring_due)
+        return alarm
+
+    def next_alarm_s(self) -> float | None:
+        """When the next alarm is due (None if none is set)."""
+        while self._alarms and self._alarms[0][2].cancelled:
+            heapq.heappop(self._alarms)
+        return self._alarms[0][0] if self._alarms else None
+
+    def advance_to_next_alarm(self) -> float:
+        """Move the clock to the next alarm and ring it; the time it rang at."""
+        due = self.next_alarm_s()
+        assert due is not None, "nothing is waiting for the clock"
+        self.advance(max(0.0, due - self.now))
+        return self.now
+
+    def _ring_due(self) -> None:
+        while self._alarms and self._alarms[0][0] <= self.now:
+            _, _, alarm = heapq.heappop(self._alarms)
+            alarm.ring()
+
+
+class FakeAlarm:
+    """One pending ring of a ``FakeClock``."""
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback: Callable[[], object] | None = callback
+
+    @property
+    def cancelled(self) -> bool:
+        return self._callback is None
+
+    def cancel(self) -> None:
+        self._callback = None
+
+    def ring(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 async def wait_until(

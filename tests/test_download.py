@@ -260,6 +260,23 @@ async def test_the_same_answer_again_and_again_fails_the_download_then_retry_fet
     assert sorted(p.name for p in out.iterdir()) == ["broken.mp4", "fine.mp4"]
 
 
+async def test_a_stray_value_error_in_a_download_is_a_bug_not_a_failed_video(
+    store: Store, tmp_path: Path
+) -> None:
+    # A ValueError from deep inside the client (yarl, aiohttp) says nothing about the
+    # video: it must not fail a paid video for good as "download". It is a bug: the run
+    # stops and says so, and the video stays generated for the next run to fetch.
+    def broken(uri: str, dest: Path) -> str:
+        raise ValueError("Invalid URL: port can't be converted to integer")
+
+    await store.add_jobs([make_spec("paid")])
+    async with fast_sim() as sim:
+        with pytest.raises(ValueError, match="Invalid URL"):
+            await run_redirected(store, sim, fast_config(tmp_path / "v"), broken)
+    job = await store.get("paid")
+    assert job is not None and job.state is S.GENERATED and job.error_kind is None
+
+
 async def test_an_unreachable_file_host_is_an_outage_not_the_videos_fault(
     store: Store, tmp_path: Path
 ) -> None:

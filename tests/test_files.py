@@ -149,15 +149,46 @@ def test_only_batchveo_leftovers_are_cleaned(tmp_path: Path) -> None:
 
 def test_a_run_cleans_leftovers_only_when_no_other_run_writes_there(tmp_path: Path) -> None:
     out = tmp_path / "videos"
-    with output_folder(out) as cleaned:
-        assert cleaned == 0
+    with output_folder(out) as first:
+        assert first.cleaned == 0
         live = PartFile(out / "a.mp4")  # the first run is downloading this right now
         with output_folder(out) as second:  # a run from another database, same folder
-            assert second is None and live.part.exists()
+            assert second.cleaned is None and live.part.exists()
         live.discard()
     (out / "dead.mp4.1234abcd.part").write_bytes(b"left by a killed run")
-    with output_folder(out) as cleaned:
-        assert cleaned == 1 and list(out.iterdir()) == []
+    with output_folder(out) as third:
+        assert third.cleaned == 1 and list(out.iterdir()) == []
+
+
+async def test_each_run_writes_from_the_folder_it_holds_not_another_runs(
+    tmp_path: Path,
+) -> None:
+    # Two runs in one process: the first holds --out, then the folder is moved away and
+    # a new one made at the same path, which a second run holds. Each run's videos go
+    # into the folder that run holds (by its open folder, not by the path's name).
+    out, moved = tmp_path / "out", tmp_path / "moved"
+    first_holds, second_holds = asyncio.Event(), asyncio.Event()
+    committer = FileCommitter()
+
+    async def first_run() -> Path:
+        with output_folder(out) as held:
+            first_holds.set()
+            await second_holds.wait()
+            part = PartFile(out / "a.mp4", root=held)  # explicitly from its folder
+            part.write(b"a")
+            await part.commit(committer, hashlib.sha256(b"a").hexdigest())
+            return await write(out / "b.mp4", b"b", committer)  # its own, unasked
+
+    async def second_run() -> Path:
+        await first_holds.wait()
+        out.rename(moved)
+        with output_folder(out):
+            second_holds.set()
+            return await write(out / "c.mp4", b"c", committer)
+
+    await asyncio.gather(first_run(), second_run())
+    assert sorted(p.name for p in moved.iterdir()) == ["a.mp4", "b.mp4"]
+    assert sorted(p.name for p in out.iterdir()) == ["c.mp4"]
 
 
 async def test_a_file_in_the_way_that_cannot_be_read_is_kept_not_fatal(

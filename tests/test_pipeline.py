@@ -128,6 +128,19 @@ async def test_rate_limited_submits_pause_and_are_not_counted_as_attempts(
     assert result.stats.submitted == 1
 
 
+async def test_a_refused_send_spends_no_max_jobs_place(store: Store, tmp_path: Path) -> None:
+    # --max-jobs 2: a submit answered 429 was not counted by the server, so it does not
+    # count against the cap either; exactly two jobs are paid for, and the run ends.
+    specs = [make_spec("a", "busy [sim:429x1]"), make_spec("b"), make_spec("c")]
+    config = fast_config(tmp_path / "v", max_jobs=2, submitters=1)
+    async with fast_sim(retry_after_style="retryinfo", retry_after_s=0.01) as sim:
+        result = await run_batch(store, sim, config, specs)
+        stats = sim.stats()
+    assert stats["requests"]["submit"] == {"200": 2, "429": 1}
+    assert await store.counts() == {"b1": {"done": 2, "pending": 1}}
+    assert result.exit_code == 75
+
+
 async def test_account_error_stops_the_run_and_leaves_jobs_pending(
     store: Store, tmp_path: Path
 ) -> None:
@@ -267,9 +280,10 @@ async def test_a_404_right_after_submit_is_retried_later_it_means_gone(
     store: Store, tmp_path: Path
 ) -> None:
     from batchveo.api import VeoClient, resolve_provider
+    from batchveo.clock import alarms_for
     from batchveo.run.context import RunContext
-    from batchveo.run.pacing import Pacer
-    from batchveo.run.poller import POLL_ERRORS_TO_FAIL, poll_one
+    from batchveo.run.downloader import DownloadQueue
+    from batchveo.run.poller import POLL_ERRORS_TO_FAIL, Poller
     from tests.pipeline_helpers import KEY
 
     await store.add_jobs([make_spec("young"), make_spec("old")])
@@ -282,11 +296,11 @@ async def test_a_404_right_after_submit_is_retried_later_it_means_gone(
                            submitted_at=now - 600, next_poll_at=now)  # fmt: skip
     config = fast_config(tmp_path / "v", operation_grace_s=60)
     async with fast_sim() as sim, VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
-        ctx = RunContext(store, client, config, Pacer(0))
-        ctx.inflight = 2
+        clock = alarms_for(store.clock)
+        poller = Poller(RunContext(store, client, config, DownloadQueue(clock), clock=clock))
         for _ in range(POLL_ERRORS_TO_FAIL):
             for job in await store.jobs([S.RUNNING]):
-                await poll_one(ctx, job)
+                await poller.poll_one(job)
     young, old = await store.get("young"), await store.get("old")
     # Young: the service may still be catching up. Old: repeated 404s mean it is gone.
     assert young is not None and young.state is S.RUNNING

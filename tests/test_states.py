@@ -7,7 +7,15 @@ import itertools
 import pytest
 
 from batchveo.errors import IllegalTransition
-from batchveo.states import IN_FLIGHT, TERMINAL, TRANSITIONS, JobState, check_transition
+from batchveo.states import (
+    IN_FLIGHT,
+    IN_PROGRESS,
+    TERMINAL,
+    TRANSITIONS,
+    WORK_LEFT,
+    JobState,
+    check_transition,
+)
 
 S = JobState
 
@@ -56,3 +64,14 @@ def test_a_running_job_can_never_go_back_to_pending() -> None:
 def test_done_is_final_and_in_flight_states_are_not_terminal() -> None:
     assert TRANSITIONS[S.DONE] == frozenset()
     assert not (IN_FLIGHT & TERMINAL)
+
+
+def test_every_state_is_terminal_in_progress_or_pending_and_only_one() -> None:
+    # A run is over when no job is in progress; what is neither terminal nor in progress
+    # is pending, which waits for a submitter (and counts as work left).
+    assert not (TERMINAL & IN_PROGRESS) and S.PENDING not in TERMINAL | IN_PROGRESS
+    assert TERMINAL | IN_PROGRESS | {S.PENDING} == set(S)
+    assert set(S) - TERMINAL == WORK_LEFT and IN_FLIGHT <= IN_PROGRESS
+    # A job in progress only ever moves on by itself: never back to pending from
+    # running or generated (that would pay twice).
+    assert all(S.PENDING not in TRANSITIONS[s] for s in IN_PROGRESS - {S.SUBMITTING})

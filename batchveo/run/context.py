@@ -1,76 +1,38 @@
-"""What the three stages of a run share: settings, the store, the client, the pacer.
+"""What the three stages of a run share: the store, the client, the pacer, the stop policy.
 
-The stages (``submitter``, ``poller``, ``downloader``) never talk to each
-other directly: they move jobs between states in the store and nudge each
-other through the events here, so any of them can be restarted from the
-database alone.
+The stages (``submitter``, ``poller``, ``downloader``) never talk to each other directly:
+they move jobs between states in the store, and the store tells observers about every
+committed transition. What a transition means for the others is decided here, once
+(``observe``): a job back in ``pending`` or ``failed`` may be work for a submitter (or
+budget freed), a job entering ``running`` is an operation for the poller. The in-flight
+slots count themselves from the same transitions (``slots``). So any stage can be
+restarted from the database alone, and no stage wakes another by hand.
+
+How a run stops is one policy with named levels (``StopLevel``); it only ever rises,
+and every rise wakes every waiter so that each looks at the level that concerns it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import heapq
 import random
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from batchveo.models import RETENTION_S
+from batchveo.clock import Alarms
+from batchveo.run.config import RunConfig
 from batchveo.run.pacing import Pacer
+from batchveo.run.slots import InflightSlots
+from batchveo.run.wakeups import Signal
 from batchveo.spec import JobSpec
 from batchveo.states import ErrorKind, JobState
-from batchveo.store import Job, Store
+from batchveo.store import Job, Store, TransitionEvent
 
+__all__ = ["Client", "Observer", "RunConfig", "RunContext", "RunStats", "StopLevel"]
 
-@dataclass(frozen=True)
-class RunConfig:
-    out_dir: Path = Path("videos")
-    rpm: float = 10.0
-    """Submits per minute; 0 means unpaced (a local simulator, a benchmark)."""
-    max_inflight: int = 10
-    """Cap on submitting + running jobs: operations that may exist on the server."""
-    max_attempts: int = 5
-    first_poll_s: float = 10.0
-    poll_interval_s: float = 10.0
-    poll_max_interval_s: float = 60.0
-    """Long generations are polled less and less often, up to this interval."""
-    poll_jitter: float = 0.1
-    polls_count_against_rpm: bool = False
-    operation_grace_s: float = 60.0
-    """A 404 on a poll this soon after submit is the service catching up, not a loss."""
-    retention_s: float = RETENTION_S
-    backoff_base_s: float = 2.0
-    backoff_max_s: float = 300.0
-    submitters: int = 4
-    poll_concurrency: int = 8
-    downloaders: int = 4
-    max_runtime_s: float | None = None
-    shutdown_grace_s: float = 60.0
-    """How long a stop waits for submits in flight to come back and be recorded."""
-    resubmit_uncertain: bool = False
-    unreachable_limit_s: float = 900.0
-    """Stop the run (work kept, exit 75) when the service stays unreachable this long."""
-    max_jobs: int | None = None
-    """Cap on new submits in this run (a first small try of a big batch)."""
-    watch_dir: Path | None = None
-    """Keep running and load every new manifest that appears here (a drop folder)."""
-    watch_interval_s: float = 10.0
-    budget_usd: float | None = None
-    """Cap on the estimated cost of every job ever submitted from this database."""
-
-    @property
-    def schedule_horizon_s(self) -> float:
-        """The furthest ahead a run schedules a poll or a retry (the first poll, the
-        longest poll interval with its jitter, the longest backoff or 429 pause).
-
-        A stored time later than this from now was written by a clock since set back.
-        (A poll held back by a per-day quota may wait longer; pulled in, it is asked once
-        more and waits again.)
-        """
-        longest_poll_s = max(self.poll_interval_s, self.poll_max_interval_s)
-        return max(self.first_poll_s, longest_poll_s * (1 + self.poll_jitter), self.backoff_max_s)
+S = JobState
 
 
 class Client(Protocol):
@@ -81,6 +43,14 @@ class Client(Protocol):
     async def poll(self, operation_name: str, model: str) -> Any: ...
 
     async def download(self, uri: str, dest: Path) -> Any: ...
+
+
+class VideoQueue(Protocol):
+    """Where the poller hands a job whose video is made (``downloader.DownloadQueue``)."""
+
+    def add(self, job: Job, due_at: float = 0.0) -> None: ...
+
+    def wake_all(self) -> None: ...
 
 
 @dataclass
@@ -100,50 +70,65 @@ class RunStats:
         del self.recent_errors[:-keep]
 
 
-@dataclass(order=True)
-class DueJob:
-    due_at: float
-    generated_at: float
-    job: Job = field(compare=False)
-    tries: int = field(default=0, compare=False)
-
-
-class DownloadQueue:
-    """Generated jobs, closest to expiry first, each with its own retry time.
-
-    Filled from the database when a run starts and by the poller as videos are
-    made, so downloaders never sweep the table.
-    """
-
-    def __init__(self) -> None:
-        self._heap: list[DueJob] = []
-        self._known: set[str] = set()
-
-    def add(self, job: Job, due_at: float = 0.0) -> None:
-        if job.id not in self._known:
-            self._known.add(job.id)
-            heapq.heappush(self._heap, DueJob(due_at, job.generated_at or 0.0, job))
-
-    def pop_due(self, now: float) -> DueJob | None:
-        if self._heap and self._heap[0].due_at <= now:
-            return heapq.heappop(self._heap)
-        return None
-
-    def next_due(self) -> float | None:
-        return self._heap[0].due_at if self._heap else None
-
-    def retry(self, item: DueJob, due_at: float) -> None:
-        heapq.heappush(self._heap, DueJob(due_at, item.generated_at, item.job, item.tries + 1))
-
-    def forget(self, job_id: str) -> None:
-        self._known.discard(job_id)
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-
 Observer = Callable[[str, dict[str, Any]], None]
 """Called with (event name, details) on every state change; must not block."""
+
+
+class StopLevel(IntEnum):
+    """How far a run is on its way out; it only rises, and each level does what the
+    lower ones do."""
+
+    RUNNING = 0
+    NO_SUBMITS = 1
+    """No new claims; what is in flight is still polled and downloaded, and the run ends
+    when that is done (``--max-runtime``'s margin, a spent daily quota, an account error
+    on a submit)."""
+    WIND_DOWN = 2
+    """Interrupted (a signal, the service unreachable too long, an internal error): the
+    submits in flight get ``shutdown_grace_s`` to come back and be recorded, then END."""
+    END = 3
+    """Every stage returns now: a second signal, the ``--max-runtime`` limit, an account
+    or disk error on a poll or download, a wind-down's grace over, or nothing left to do."""
+
+
+class StopPolicy:
+    """The run's stop level, the first reason given, and the error that is fatal to it."""
+
+    def __init__(self, clock: Alarms) -> None:
+        self.level = StopLevel.RUNNING
+        self.reason: str | None = None
+        """Why the run stopped early (the first reason given wins)."""
+        self.fatal_error: str | None = None
+        """What nothing else will work around (an account refused, a retired model, a disk
+        that refuses to write): the run exits 4."""
+        self.changed = Signal(clock)
+        self._listeners: list[Callable[[], None]] = []
+
+    def raise_to(self, level: StopLevel, reason: str | None = None) -> None:
+        if reason is not None and self.reason is None:
+            self.reason = reason
+        if level > self.level:
+            self.level = level
+            for wake in self._listeners:
+                wake()
+            self.changed.fire()
+
+    def fatal(self, error: str, level: StopLevel, reason: str) -> None:
+        self.fatal_error = error
+        self.raise_to(level, reason)
+
+    def on_change(self, wake: Callable[[], None]) -> None:
+        """``wake`` is called at every rise: waiters that a stop must reach."""
+        self._listeners.append(wake)
+
+    def submits_stopped(self) -> bool:
+        return self.level >= StopLevel.NO_SUBMITS
+
+    def interrupted(self) -> bool:
+        return self.level >= StopLevel.WIND_DOWN
+
+    def ended(self) -> bool:
+        return self.level >= StopLevel.END
 
 
 class RunContext:
@@ -154,48 +139,66 @@ class RunContext:
         store: Store,
         client: Client,
         config: RunConfig,
-        pacer: Pacer,
+        downloads: VideoQueue,
         *,
+        clock: Alarms,
+        pacer: Pacer | None = None,
+        slots: InflightSlots | None = None,
         observer: Observer | None = None,
         rng: random.Random | None = None,
     ):
         self.store = store
         self.client = client
         self.config = config
-        self.pacer = pacer
-        self.observer = observer
+        self.clock = clock
+        """The run clock (the store's), with alarms: every due time of the run is on it."""
         self.rng = rng or random.Random()
+        self.pacer = pacer or Pacer(
+            config.rpm, clock=clock, backoff_base_s=config.backoff_base_s,
+            backoff_max_s=config.backoff_max_s, rng=self.rng,
+        )  # fmt: skip
+        self.slots = slots or InflightSlots(config.max_inflight, config.max_jobs)
+        self.downloads = downloads
+        self.observer = observer
         self.stats = RunStats()
-        self.stop_claiming = asyncio.Event()
-        """Set on a signal, --max-runtime or a stop error: no new submits."""
-        self.interrupted = asyncio.Event()
-        """Set by a signal or a stop error: wind down now, not when the work is done."""
-        self.stop_all = asyncio.Event()
-        """Set when the run must wind down entirely (account error, second signal)."""
-        self.stop_reason: str | None = None
-        self.account_error: str | None = None
-        self.wake_submitters = asyncio.Event()
-        """Work may have appeared: a manifest loaded, budget freed, a stop to notice."""
-        self.slot_freed = Waiters()
-        """Submitters waiting for an in-flight slot; each release wakes one."""
-        self.wake_poller = asyncio.Event()
-        self.wake_downloader = Waiters()
-        """Idle downloaders; each new video wakes one."""
-        self.downloads = DownloadQueue()
-        self.inflight = 0
-        self.new_submits = 0
-        self.active_submitters = 0
-        self.poll_errors: dict[str, int] = {}
-        """Consecutive failed polls per job (in memory: a restart gives them a fresh start)."""
+        self.stop = StopPolicy(clock)
+        self.new_work = Signal(clock)
+        """A job went back to pending or failed (budget freed), or manifests were loaded:
+        submitters that found nothing to claim look again."""
+        self.new_operation = Signal(clock)
+        """A job entered running: the poller looks at its schedule again."""
+        self.may_be_drained = Signal(clock)
+        """Work in flight reached nothing, a stage ended, a submitter found nothing it could
+        ever send: the runner checks whether the run is over."""
+        for wake in (
+            self.new_work.fire,
+            self.new_operation.fire,
+            self.may_be_drained.fire,
+            self.slots.wake_all,
+            self.pacer.wake_all,
+            self.downloads.wake_all,
+        ):
+            self.stop.on_change(wake)
         self.unreachable_since: float | None = None
         self._unreachable_streak = 0
 
     def now(self) -> float:
-        return self.store.clock()
+        return self.clock()
 
     def emit(self, event: str, **details: Any) -> None:
         if self.observer is not None:
             self.observer(event, details)
+
+    def observe(self, event: TransitionEvent) -> None:
+        """A committed transition (a store observer): who must look again because of it."""
+        if event.to_state in (S.PENDING, S.FAILED):
+            self.new_work.fire()
+        elif event.to_state == S.RUNNING:
+            self.new_operation.fire()
+
+    def still_watching(self) -> bool:
+        """A ``--watch`` run waits for new work, until it stops submitting for good."""
+        return self.config.watch_dir is not None and not self.stop.submits_stopped()
 
     def backoff_s(self, attempt: int) -> float:
         """Exponential backoff with full jitter, for retrying one job."""
@@ -203,29 +206,6 @@ class RunContext:
         # The exponent is capped: retries until the retention can count thousands of tries.
         cap = min(c.backoff_max_s, c.backoff_base_s * 2.0 ** min(max(0, attempt - 1), 64))
         return cap * (0.5 + self.rng.random() / 2)
-
-    def stop_submitting(self, reason: str) -> None:
-        """No new submits; operations already running are still polled and downloaded."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-        self.stop_claiming.set()
-        self.wake_submitters.set()
-        self.slot_freed.wake_all()
-        self.wake_poller.set()
-        self.wake_downloader.wake_all()
-
-    def request_stop(self, reason: str, *, everything: bool = False) -> None:
-        """Wind the run down now: in-flight submits are recorded, the rest stops."""
-        self.stop_submitting(reason)
-        self.interrupted.set()
-        if everything:
-            self.stop_all.set()
-            self.wake_poller.set()
-            self.wake_downloader.wake_all()
-
-    def note_poll_error(self, job_id: str) -> int:
-        n = self.poll_errors[job_id] = self.poll_errors.get(job_id, 0) + 1
-        return n
 
     def note_unreachable(self) -> float:
         """The service could not be reached: pause all submits; stop if it lasts too long."""
@@ -235,7 +215,7 @@ class RunContext:
         self._unreachable_streak += 1
         if now - self.unreachable_since >= self.config.unreachable_limit_s:
             minutes = self.config.unreachable_limit_s / 60
-            self.request_stop(f"service unreachable for {minutes:g} min")
+            self.stop.raise_to(StopLevel.WIND_DOWN, f"service unreachable for {minutes:g} min")
         pause_s = self.backoff_s(self._unreachable_streak)
         self.pacer.pause(pause_s)
         return pause_s
@@ -260,76 +240,4 @@ class RunContext:
             self.stats.failed += 1
         self.stats.note_error(f"{job.id}: {why}")
         self.emit(dst.value, job=job.id, error_kind=kind.value, error=why)
-        if dst is JobState.FAILED:
-            self.wake_submitters.set()  # an uncharged failure frees budget
         return ended
-
-    def submitters_done(self) -> bool:
-        return self.active_submitters == 0
-
-    def still_watching(self) -> bool:
-        """A ``--watch`` run waits for new work, until it stops submitting for good."""
-        return self.config.watch_dir is not None and not self.stop_claiming.is_set()
-
-    def pipeline_idle(self) -> bool:
-        """Nothing can become generated any more: no submitter, no operation in flight."""
-        return self.submitters_done() and self.inflight == 0
-
-    def release_slot(self) -> None:
-        """A job left submitting/running: another submit may start."""
-        self.inflight = max(0, self.inflight - 1)
-        self.slot_freed.wake_one()
-        if self.inflight == 0:
-            # Perhaps the end: idle workers must look now, not at their next timeout.
-            self.wake_submitters.set()
-            self.wake_downloader.wake_all()
-
-
-async def wait_event(event: asyncio.Event, timeout_s: float | None) -> bool:
-    """Wait for a wake-up ``event`` (then clear it) or the timeout; True if it was set.
-
-    Only for the ``wake_*`` nudges: never for a stop flag, which must stay set.
-    """
-    try:
-        async with asyncio.timeout(None if timeout_s is None else max(0.0, timeout_s)):
-            await event.wait()  # (asyncio.timeout, unlike wait_for, starts no task)
-    except TimeoutError:
-        return False
-    event.clear()
-    return True
-
-
-class Waiters:
-    """Workers waiting for one thing each: ``wake_one`` hands it to exactly one of them.
-
-    An Event wakes every waiter for what only one can take (a freed slot, a new
-    video); at 2,000 jobs and 64 workers that was most of a run's wake-ups.
-    """
-
-    def __init__(self) -> None:
-        self._waiting: deque[asyncio.Future[None]] = deque()
-
-    async def wait(self, timeout_s: float) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append(fut)
-        try:
-            async with asyncio.timeout(max(0.0, timeout_s)):
-                await fut
-        except TimeoutError:
-            pass
-        finally:
-            if not fut.done():
-                fut.cancel()
-
-    def wake_one(self) -> None:
-        while self._waiting:
-            fut = self._waiting.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
-
-    def wake_all(self) -> None:
-        while self._waiting:
-            fut = self._waiting.popleft()
-            if not fut.done():
-                fut.set_result(None)

@@ -16,34 +16,42 @@ clock that jumped ahead alone expires nothing.
 
 A video whose own name cannot be written (a link or a file in its way, a name
 too long) is saved as ``OUT/<id>.mp4`` instead, and the job records that name.
+
+What each error means here is the download column of ``errors``' reaction table.
+Downloaders wait on their own queue (``DownloadQueue``): for a video the poller hands
+over, or for the earliest retry time.
 """
 
 from __future__ import annotations
 
+import heapq
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from weakref import WeakKeyDictionary
 
+from batchveo.clock import Alarm, Alarms
 from batchveo.errors import (
     ApiError,
+    BatchveoError,
     FileRefused,
     JobRejected,
     MalformedAnswer,
     NotFound,
     OutputUnusable,
     QuotaExhausted,
-    RetryLater,
-    StopRun,
+    Reaction,
+    Stage,
+    reaction,
 )
 from batchveo.outputs import fallback_video_paths, video_paths
-from batchveo.run.context import DueJob, RunContext
+from batchveo.run.context import RunContext, StopLevel
+from batchveo.run.wakeups import Waiters
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
 S = JobState
-_IDLE_CHECK_S = 5.0
 
 DOWNLOAD_UNUSABLE_TRIES = 3
 """Tries of a video the client or the server calls unfetchable as it is (``JobRejected``:
@@ -61,8 +69,12 @@ gone" (404, or the Files API's 403), which ends ``expired`` once the retention i
 
 
 def output_paths(out_dir: Path, job: Job) -> list[Path]:
-    """Where ``job``'s videos go (see ``outputs.video_paths``)."""
-    return video_paths(out_dir, job.id, job.output_name, len(job.video_uris))
+    """Where ``job``'s videos go (see ``outputs.video_paths``); ``OutputUnusable`` if one
+    would leave ``out_dir``."""
+    try:
+        return video_paths(out_dir, job.id, job.output_name, len(job.video_uris))
+    except ValueError as e:  # a path that would leave --out: that job's, never a crash
+        raise OutputUnusable(str(e)) from None
 
 
 def fallback_paths(out_dir: Path, job: Job) -> list[Path]:
@@ -70,89 +82,8 @@ def fallback_paths(out_dir: Path, job: Job) -> list[Path]:
     return fallback_video_paths(out_dir, job.id, len(job.video_uris))
 
 
-async def downloader(ctx: RunContext) -> None:
-    """One worker of the pool; all workers share ``ctx.downloads``."""
-    queue = ctx.downloads
-    while not ctx.stop_all.is_set():
-        item = queue.pop_due(ctx.now())
-        if item is None:
-            if not ctx.still_watching() and not len(queue) and ctx.pipeline_idle():
-                ctx.wake_downloader.wake_all()  # let the other workers see it too
-                return
-            next_due = queue.next_due()
-            wait_s = _IDLE_CHECK_S if next_due is None else next_due - ctx.now()
-            await ctx.wake_downloader.wait(min(_IDLE_CHECK_S, wait_s))
-            continue
-        await download_one(ctx, item)
-
-
-async def download_one(ctx: RunContext, item: DueJob) -> None:
-    job, queue = item.job, ctx.downloads
-    now = ctx.now()
-    expires_at = (job.generated_at or now) + ctx.config.retention_s
-    try:
-        files, notes = await _download_files(ctx, job)
-    except ValueError as e:  # an output path that would leave --out: our bug, not theirs
-        await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
-        return
-    except OutputUnusable as e:  # neither its own name nor OUT/<id>.mp4 can be written
-        await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
-        return
-    except QuotaExhausted as e:  # as for polls: the paid video waits, it is not dropped
-        ctx.stats.note_error(f"{job.id}: download: {e}")
-        wait_s = max(e.retry_after_s or 0.0, ctx.backoff_s(item.tries + 1))
-        queue.retry(item, now + _before_expiry(wait_s, now, expires_at))
-        ctx.wake_downloader.wake_one()
-        return
-    except StopRun as e:
-        ctx.account_error = str(e)
-        ctx.request_stop(f"stopped: {e}", everything=True)
-        queue.retry(item, now)
-        return
-    except (RetryLater, JobRejected, MalformedAnswer) as e:
-        await _failed_try(ctx, item, e, now, expires_at)
-        return
-    detail = "; ".join([f"{len(files)} file(s)", *notes])
-    await ctx.store.transition(
-        job.id, S.GENERATED, S.DONE, files=files, finished_at=ctx.now(), detail=detail
-    )
-    queue.forget(job.id)
-    _failures(ctx).pop(job.id, None)
-    ctx.stats.downloaded += 1
-    ctx.emit("done", job=job.id, files=[f["path"] for f in files])
-
-
-async def _download_files(ctx: RunContext, job: Job) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every video of ``job`` on disk: the records of its files, and notes on names changed.
-
-    A video whose own path cannot be written is saved under its fallback name instead
-    (the paid video matters more than its name); OutputUnusable if that fails too.
-    """
-    out_dir = ctx.config.out_dir
-    files, notes = [], []
-    paths, fallbacks = output_paths(out_dir, job), fallback_paths(out_dir, job)
-    for uri, path, fallback in zip(job.video_uris, paths, fallbacks, strict=True):
-        try:
-            result = await ctx.client.download(uri, path)
-        except OutputUnusable as e:
-            if fallback == path:
-                raise
-            try:
-                result = await ctx.client.download(uri, fallback)
-            except OutputUnusable as again:
-                raise OutputUnusable(f"{e}; its fallback name failed too: {again}") from None
-            note = f"{e}; saved as {result.path}"
-            notes.append(note)
-            ctx.stats.note_error(f"{job.id}: {note}")
-            ctx.emit("renamed", job=job.id, wanted=str(path), path=str(result.path), reason=str(e))
-        files.append(
-            {"path": os.path.abspath(result.path), "size": result.size, "sha256": result.sha256}
-        )
-    return files, notes
-
-
 @dataclass
-class _Failures:
+class Failures:
     """One video's failed tries in this run (in memory: a restart starts afresh, as polls do)."""
 
     last_answer: tuple[str, int | None, str] | None = None
@@ -184,35 +115,189 @@ class _Failures:
         return None
 
 
-_FAILURES: WeakKeyDictionary[RunContext, dict[str, _Failures]] = WeakKeyDictionary()
-"""Per run (its context), per job: kept beside the context, owned by this stage."""
+@dataclass(order=True)
+class DueJob:
+    """A generated job in the queue: when it may be tried next, and its tries so far."""
+
+    due_at: float
+    generated_at: float
+    job: Job = field(compare=False)
+    tries: int = field(default=0, compare=False)
+    failures: Failures = field(default_factory=Failures, compare=False)
 
 
-def _failures(ctx: RunContext) -> dict[str, _Failures]:
-    return _FAILURES.setdefault(ctx, {})
+class DownloadQueue:
+    """Generated jobs, closest to expiry first, each with its own retry time.
+
+    Filled from the database when a run starts and by the poller as videos are made,
+    so downloaders never sweep the table. Idle downloaders wait here: a new video wakes
+    one of them, and one alarm rings at the earliest retry time while any waits
+    (aiolimiter's shape: one heap, one ``call_at`` wake-up).
+    """
+
+    def __init__(self, clock: Alarms) -> None:
+        self._clock = clock
+        self._heap: list[DueJob] = []
+        self._known: set[str] = set()
+        self._waiters = Waiters()
+        self._alarm: Alarm | None = None
+        self._alarm_at = 0.0
+
+    def add(self, job: Job, due_at: float = 0.0) -> None:
+        if job.id not in self._known:
+            self._known.add(job.id)
+            heapq.heappush(self._heap, DueJob(due_at, job.generated_at or 0.0, job))
+            self._arm()
+
+    def retry(self, item: DueJob, due_at: float) -> None:
+        """``item`` again at ``due_at``, with its tries and failures so far."""
+        again = DueJob(due_at, item.generated_at, item.job, item.tries + 1, item.failures)
+        heapq.heappush(self._heap, again)
+        self._arm()
+
+    def forget(self, job_id: str) -> None:
+        self._known.discard(job_id)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    async def take(self, ended: Callable[[], bool]) -> DueJob | None:
+        """The next job due; None once ``ended()`` (the stop wakes waiters: ``wake_all``)."""
+        while not ended():
+            if self._heap and self._heap[0].due_at <= self._clock():
+                item = heapq.heappop(self._heap)
+                self._arm()  # the next one may be due too: another idle worker takes it
+                return item
+            self._idle_until_due()
+            await self._waiters.wait()
+        return None
+
+    def wake_all(self) -> None:
+        self._waiters.wake_all()
+
+    def _arm(self) -> None:
+        """Wake an idle worker now if the first job is due, else ring when it is."""
+        if not len(self._waiters) or not self._heap:
+            return
+        if self._heap[0].due_at <= self._clock():
+            self._waiters.wake_one()
+        else:
+            self._idle_until_due()
+
+    def _idle_until_due(self) -> None:
+        """The one alarm, at the first job's due time (none if the queue is empty)."""
+        due = self._heap[0].due_at if self._heap else None
+        if self._alarm is not None and self._alarm_at == due:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+        if due is not None:
+            self._alarm, self._alarm_at = self._clock.call_at(due, self._ring), due
+
+    def _ring(self) -> None:
+        self._alarm = None
+        self._waiters.wake_one()
+
+
+async def downloader(ctx: RunContext, queue: DownloadQueue) -> None:
+    """One worker of the pool; all workers share ``queue``. It ends with the run."""
+    while (item := await queue.take(ctx.stop.ended)) is not None:
+        await download_one(ctx, queue, item)
+
+
+async def download_one(ctx: RunContext, queue: DownloadQueue, item: DueJob) -> None:
+    job = item.job
+    now = ctx.now()
+    expires_at = (job.generated_at or now) + ctx.config.retention_s
+    try:
+        files, notes = await _download_files(ctx, job)
+    except BatchveoError as e:
+        await _failed(ctx, queue, item, e, now, expires_at)
+        return
+    detail = "; ".join([f"{len(files)} file(s)", *notes])
+    await ctx.store.transition(
+        job.id, S.GENERATED, S.DONE, files=files, finished_at=ctx.now(), detail=detail
+    )
+    queue.forget(job.id)
+    ctx.stats.downloaded += 1
+    ctx.emit("done", job=job.id, files=[f["path"] for f in files])
+
+
+async def _failed(
+    ctx: RunContext,
+    queue: DownloadQueue,
+    item: DueJob,
+    e: BatchveoError,
+    now: float,
+    expires_at: float,
+) -> None:
+    """A download that raised: the download column of the reaction table."""
+    job = item.job
+    match reaction(Stage.DOWNLOAD, e):
+        case Reaction.FAIL:  # neither its own name nor OUT/<id>.mp4 can be written
+            await _end(ctx, queue, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
+        case Reaction.QUOTA:  # as for polls: the paid video waits, it is not dropped
+            assert isinstance(e, QuotaExhausted)
+            ctx.stats.note_error(f"{job.id}: download: {e}")
+            wait_s = max(e.retry_after_s or 0.0, ctx.backoff_s(item.tries + 1))
+            queue.retry(item, now + _before_expiry(wait_s, now, expires_at))
+        case Reaction.HALT:
+            queue.retry(item, now)
+            ctx.stop.fatal(str(e), StopLevel.END, f"stopped: {e}")
+        case Reaction.TRY_AGAIN:
+            assert isinstance(e, ApiError)
+            await _failed_try(ctx, queue, item, e, now, expires_at)
+        case _:
+            raise e
+
+
+async def _download_files(ctx: RunContext, job: Job) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every video of ``job`` on disk: the records of its files, and notes on names changed.
+
+    A video whose own path cannot be written is saved under its fallback name instead
+    (the paid video matters more than its name); OutputUnusable if that fails too.
+    """
+    out_dir = ctx.config.out_dir
+    files, notes = [], []
+    paths, fallbacks = output_paths(out_dir, job), fallback_paths(out_dir, job)
+    for uri, path, fallback in zip(job.video_uris, paths, fallbacks, strict=True):
+        try:
+            result = await ctx.client.download(uri, path)
+        except OutputUnusable as e:
+            if fallback == path:
+                raise
+            try:
+                result = await ctx.client.download(uri, fallback)
+            except OutputUnusable as again:
+                raise OutputUnusable(f"{e}; its fallback name failed too: {again}") from None
+            note = f"{e}; saved as {result.path}"
+            notes.append(note)
+            ctx.stats.note_error(f"{job.id}: {note}")
+            ctx.emit("renamed", job=job.id, wanted=str(path), path=str(result.path), reason=str(e))
+        files.append(
+            {"path": os.path.abspath(result.path), "size": result.size, "sha256": result.sha256}
+        )
+    return files, notes
 
 
 async def _failed_try(
-    ctx: RunContext, item: DueJob, e: ApiError, now: float, expires_at: float
+    ctx: RunContext, queue: DownloadQueue, item: DueJob, e: ApiError, now: float, expires_at: float
 ) -> None:
     """A download that failed: expired, failed, or tried again later (see the module doc)."""
-    job, queue = item.job, ctx.downloads
+    job = item.job
     past_retention = now >= expires_at
     if past_retention and isinstance(e, (NotFound, FileRefused)):
         # The server says the file is gone, and the recorded times agree.
-        _failures(ctx).pop(job.id, None)
-        await _end(ctx, job, S.EXPIRED, ErrorKind.EXPIRED, f"video deleted: {e}")
+        await _end(ctx, queue, job, S.EXPIRED, ErrorKind.EXPIRED, f"video deleted: {e}")
         return
-    failures = _failures(ctx).setdefault(job.id, _Failures())
     retention_h = ctx.config.retention_s / 3600
-    why = failures.give_up(e, past_retention=past_retention, retention_h=retention_h)
+    why = item.failures.give_up(e, past_retention=past_retention, retention_h=retention_h)
     if why is not None:
-        _failures(ctx).pop(job.id, None)
-        await _end(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, why)
+        await _end(ctx, queue, job, S.FAILED, ErrorKind.DOWNLOAD, why)
         return
     ctx.stats.note_error(f"{job.id}: download: {e}")
     queue.retry(item, now + _before_expiry(ctx.backoff_s(item.tries + 1), now, expires_at))
-    ctx.wake_downloader.wake_one()
 
 
 def _before_expiry(delay_s: float, now: float, expires_at: float) -> float:
@@ -221,6 +306,8 @@ def _before_expiry(delay_s: float, now: float, expires_at: float) -> float:
     return delay_s if now >= expires_at else min(delay_s, expires_at - now)
 
 
-async def _end(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
+async def _end(
+    ctx: RunContext, queue: DownloadQueue, job: Job, dst: JobState, kind: ErrorKind, why: str
+) -> None:
     await ctx.end_job(job, S.GENERATED, dst, kind, why)
-    ctx.downloads.forget(job.id)
+    queue.forget(job.id)

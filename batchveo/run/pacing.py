@@ -1,28 +1,40 @@
 """Request pacing: how fast submits (and, where counted, polls) may leave.
 
-Why not a plain ``AsyncLimiter(rpm, 60)``: aiolimiter's leaky bucket lets a
-whole ``max_rate`` through at once whenever the bucket is empty, which is at
-every start, and so after every restart of a cron job. A server counting
-requests per minute sees that burst on top of the previous run's last minute
-and answers 429. So the bucket holds one request and drains one per
-``60 / rpm`` seconds (a hair slower, so network jitter cannot make two
-requests land closer than the server's window allows), and a new run waits
-out the gap since the last submit recorded in the database.
+One request per ``60 / rpm`` seconds (a hair slower, ``SAFETY``, so that network jitter
+cannot make two requests land closer than the server's window allows), and never a
+burst: not at the start, and not after a restart (a cron run), which waits out the gap
+since the last submit recorded in the database. A server counting requests per minute
+would see a burst on top of the previous run's last minute and answer 429.
 
-The pacer also owns the reaction to 429s: every worker pauses until the
-server's ``retry_after`` (or an exponential backoff with jitter), and after
-repeated 429s the rate itself adapts down, then creeps back up slowly.
+Why one next-slot scheduler and not ``aiolimiter``: its leaky bucket lets a whole
+``max_rate`` through at once whenever the bucket is empty, which is at every start, so
+it must be shaped to a bucket of one; and a turn granted *before* a claim then needs a
+second spacing right before the request leaves, or a claim slowed by the disk (an
+fsync) lets the next request catch up with it. That was the same thing twice, on the
+loop's clock, which tests cannot own. Here there is one rule: a *turn* is granted one
+period after the previous paced request left, and is held while the job is claimed;
+the request leaves as the turn ends (``Turn.spend``), and the next period starts then.
+A turn that claimed nothing starts no period. Turns go first come, first served, from
+one queue of waiters and one alarm on the run clock (aiolimiter's own shape: a heap of
+waiters, one ``call_at`` wake-up), so tests drive the clock instead of sleeping.
 
-Time is read only from the running loop's clock, so tests can drive it.
+The pacer also owns the reaction to 429s: every worker pauses until the server's
+``retry_after`` (or an exponential backoff with jitter), and after repeated 429s the
+rate itself adapts down, then creeps back up slowly. A pause may last an hour (a spent
+daily quota, a long outage): a stop ends the wait at once (the stop policy calls
+``wake_all``), not at the end of the pause or the shutdown grace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from aiolimiter import AsyncLimiter
+from batchveo.clock import Alarm, Alarms
 
 SAFETY = 1.01
 """Pace 1% under the quota: requests that leave evenly arrive unevenly."""
@@ -35,17 +47,31 @@ class PacerStats:
     current_rpm: float = 0.0
 
 
-_STOP_CHECK_S = 1.0
-"""How often a paused acquire looks at its stop event."""
+@dataclass
+class Turn:
+    """The right to send one request, from its grant until its block ends."""
+
+    granted: bool
+    spent: bool = False
+
+    def spend(self) -> None:
+        """The request leaves as the turn ends: the next one waits a period from then."""
+        self.spent = True
+
+
+def _never() -> bool:
+    return False
 
 
 class Pacer:
-    """One request per ``60/rpm`` seconds, shared by every worker; ``rpm=0`` means unpaced."""
+    """One request per ``60/rpm`` seconds, shared by every worker; ``rpm=0`` means unpaced
+    (only a pause holds requests back then, and turns are not held)."""
 
     def __init__(
         self,
         rpm: float,
         *,
+        clock: Alarms,
         initial_delay_s: float = 0.0,
         min_rpm: float = 1.0,
         backoff_base_s: float = 2.0,
@@ -53,7 +79,7 @@ class Pacer:
         recover_after: int = 20,
         rng: random.Random | None = None,
     ):
-        self._loop = asyncio.get_running_loop()  # created inside the loop, never at import
+        self._clock = clock
         self.max_rpm = rpm
         self.rpm = rpm
         self.min_rpm = min(min_rpm, rpm) if rpm else 0.0
@@ -61,60 +87,45 @@ class Pacer:
         self._backoff_max_s = backoff_max_s
         self._recover_after = recover_after
         self._rng = rng or random.Random()
-        self._limiter = self._make_limiter(rpm)
-        self._not_before = self._loop.time() + max(0.0, initial_delay_s)
-        self._next_send = float("-inf")
+        self._not_before = clock() + max(0.0, initial_delay_s)
+        """A pause (a restart's gap, a 429, an outage, a spent quota): no turn before it."""
+        self._next_at = float("-inf")
+        """One period after the last paced request left."""
+        self._held = False
+        """A paced turn is out: granted, its request not yet gone."""
+        self._waiting: deque[asyncio.Future[bool]] = deque()
+        self._alarm: Alarm | None = None
+        self._alarm_at = 0.0
         self._consecutive_429 = 0
         self._successes = 0
         self.stats = PacerStats(current_rpm=rpm)
-
-    @staticmethod
-    def _make_limiter(rpm: float) -> AsyncLimiter | None:
-        if not rpm:
-            return None
-        return AsyncLimiter(1, 60.0 / rpm * SAFETY)
 
     @property
     def period_s(self) -> float:
         return 60.0 / self.rpm * SAFETY if self.rpm else 0.0
 
-    def paused_for_s(self) -> float:
-        return max(0.0, self._not_before - self._loop.time())
+    def due_at(self) -> float:
+        """When the next turn may be granted (on the run clock)."""
+        return max(self._not_before, self._next_at)
 
-    async def acquire(self, stop: asyncio.Event | None = None) -> bool:
-        """Wait for the right to send one request; False if ``stop`` was set meanwhile.
+    @asynccontextmanager
+    async def turn(self, stopped: Callable[[], bool] = _never) -> AsyncIterator[Turn]:
+        """Wait for a turn (``granted`` False if ``stopped()`` first) and hold it for the
+        block; call ``spend()`` in it when a request is about to leave."""
+        turn = Turn(granted=await self._take(stopped))
+        try:
+            yield turn
+        finally:
+            if turn.granted:
+                self._give_back(spent=turn.spent)
 
-        A pause may last an hour (a spent daily quota, a long outage): waiting in
-        slices lets a stop end the wait instead of the shutdown grace period.
-        """
-        while True:
-            if stop is not None and stop.is_set():
-                return False
-            wait_s = self._not_before - self._loop.time()
-            if wait_s > 0:
-                await asyncio.sleep(min(wait_s, _STOP_CHECK_S) if stop is not None else wait_s)
-                continue
-            if self._limiter is not None:
-                await self._limiter.acquire()
-            # A 429 may have arrived while we waited in the bucket: honour it too.
-            if self._not_before <= self._loop.time():
-                return True
-
-    async def spaced(self) -> None:
-        """Right before a paced request leaves: one period after the previous one left.
-
-        ``acquire`` grants turns before the job is claimed (so that no job sits in
-        ``submitting`` while it merely waits); a claim slowed by the disk (an
-        fsync) must not let the next request catch up and arrive with it. The
-        slot is reserved before sleeping, so concurrent callers queue up.
-        """
-        if not self.rpm:
-            return
-        now = self._loop.time()
-        slot = max(now, self._next_send)
-        self._next_send = slot + self.period_s
-        if slot > now:
-            await asyncio.sleep(slot - now)
+    def wake_all(self) -> None:
+        """Every waiter looks at its stop condition again (the run is stopping)."""
+        waiting, self._waiting = self._waiting, deque()
+        for fut in waiting:
+            if not fut.done():
+                fut.set_result(False)
+        self._arm()
 
     def on_success(self) -> None:
         self._consecutive_429 = 0
@@ -137,20 +148,81 @@ class Pacer:
             pause_s = min(self._backoff_max_s, retry_after_s)
         if self._consecutive_429 >= 2 and self.rpm:
             self._set_rpm(max(self.min_rpm, self.rpm * 0.7))
-        until = self._loop.time() + pause_s
+        now = self._clock()
+        until = now + pause_s
         if until > self._not_before:
-            self.stats.paused_s += until - max(self._not_before, self._loop.time())
+            self.stats.paused_s += until - max(self._not_before, now)
             self._not_before = until
+            self._arm()
         return pause_s
 
     def pause(self, pause_s: float) -> None:
-        """Hold every request back for ``pause_s`` (the service is unreachable)."""
-        self._not_before = max(self._not_before, self._loop.time() + pause_s)
+        """Hold every request back for ``pause_s`` (the service is unreachable, a spent
+        daily quota in a watching run)."""
+        self._not_before = max(self._not_before, self._clock() + pause_s)
+        self._arm()
+
+    # -- the queue of turns -------------------------------------------------------------
+
+    async def _take(self, stopped: Callable[[], bool]) -> bool:
+        while not stopped():
+            if not self._waiting and self._free():
+                self._held = bool(self.rpm)
+                return True
+            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._waiting.append(fut)
+            self._arm()
+            try:
+                if await fut:
+                    return True  # granted: ``_grant`` marked it held
+            except asyncio.CancelledError:
+                if fut.done() and not fut.cancelled() and fut.result():
+                    self._give_back(spent=False)  # granted as we were cancelled: hand it on
+                elif fut in self._waiting:
+                    self._waiting.remove(fut)
+                    self._arm()
+                raise
+        return False
+
+    def _free(self) -> bool:
+        return not self._held and self._clock() >= self.due_at()
+
+    def _give_back(self, *, spent: bool) -> None:
+        self._held = False
+        if spent and self.rpm:
+            self._next_at = self._clock() + self.period_s
+        self._arm()
+
+    def _arm(self) -> None:
+        """One alarm, at the next turn's due time, while anyone waits and no turn is out."""
+        if not self._waiting or self._held:
+            self._disarm()
+            return
+        at = self.due_at()
+        if self._alarm is not None and self._alarm_at == at:
+            return
+        self._disarm()
+        self._alarm, self._alarm_at = self._clock.call_at(at, self._grant), at
+
+    def _disarm(self) -> None:
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+
+    def _grant(self) -> None:
+        """The alarm: the first waiter gets the turn (unpaced: every waiter), if it is due."""
+        self._alarm = None
+        while self._waiting and self._free():
+            fut = self._waiting.popleft()
+            if not fut.done():
+                fut.set_result(True)
+                self._held = bool(self.rpm)
+        self._arm()  # early (the pause grew meanwhile), or more wait: the next due time
 
     def _set_rpm(self, rpm: float) -> None:
         if rpm != self.rpm:
             self.rpm = rpm
             self.stats.current_rpm = rpm
-            self._limiter = self._make_limiter(rpm)
-            # The new bucket starts empty: make it wait a full period, no burst.
-            self._not_before = max(self._not_before, self._loop.time() + self.period_s)
+            # A new rate starts with a full period of its own: no burst.
+            self._not_before = max(self._not_before, self._clock() + self.period_s)
+            self._arm()

@@ -17,35 +17,39 @@ The runner composes the three stages (see ``submitter``, ``poller``,
   submits; operations already paid for are still polled and downloaded, then exit 4
   (on a poll or download: everything stops);
 * a spent daily quota: as an account error, but exit 75 (``--watch``: wait for the reset).
+
+Whether a run is over is decided in one place, ``_drained`` (arq's "burst" check): no
+job is submitting, running or generated, and nothing more will be sent (submits
+stopped, ``--max-jobs`` spent, or no pending job that could ever be claimed). The
+stages never decide it for themselves: they wait for work until the stop level tells
+them to return. The runner looks whenever that may have become true: the work in
+flight reached nothing, a stage ended, a submitter found nothing it could ever send,
+the stop level rose.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
-from pathlib import Path
-from typing import Any
 
-from batchveo.clock import Clock, RunClock
-from batchveo.errors import ManifestError
+from batchveo.clock import Alarm, Clock, RunClock, alarms_for
 from batchveo.exitcodes import ExitCode
 from batchveo.files import output_folder
-from batchveo.manifest import gc_paused, read_manifests
-from batchveo.run.context import Client, Observer, RunConfig, RunContext, RunStats
-from batchveo.run.downloader import downloader
+from batchveo.run.context import Client, Observer, RunConfig, RunContext, RunStats, StopLevel
+from batchveo.run.downloader import DownloadQueue, downloader
+from batchveo.run.dropfolder import watch_folder
+from batchveo.run.loading import LoadResult, add_specs, load_into_store
 from batchveo.run.pacing import Pacer
-from batchveo.run.poller import poller
+from batchveo.run.poller import Poller
+from batchveo.run.slots import InflightSlots
 from batchveo.run.submitter import submitter
-from batchveo.spec import JobSpec
-from batchveo.states import JobState
-from batchveo.store import Store
+from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
+from batchveo.store import Store, TransitionEvent
+
+__all__ = ["LoadResult", "RunResult", "Runner", "add_specs", "load_into_store"]
 
 S = JobState
-WORK_LEFT = frozenset({S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED})
 MIN_CLAIMING_SHARE = 0.5
 """At least this share of ``--max-runtime`` is open to new submits: claims stop one
 ``shutdown_grace_s`` before the limit (so a submit sent just before has the whole
@@ -54,56 +58,14 @@ STOP_OTHERS_S = 5.0
 """How long a stop waits for polls and downloads in progress before cancelling them."""
 
 
-@dataclass(frozen=True)
-class LoadResult:
-    new: int
-    existing: int
-    replaced: int
-    batches: tuple[str, ...]
-
-    def summary(self) -> str:
-        text = f"{self.new} new, {self.existing} already loaded"
-        if self.replaced:
-            text += f", {self.replaced} replaced"
-        if self.batches:
-            text += f" (batch {', '.join(self.batches)})"
-        return text
-
-
-async def add_specs(
-    store: Store,
-    specs: Sequence[JobSpec],
-    manifests: Sequence[Path],
-    *,
-    replace: bool = False,
-    budgets: Mapping[str, float] | None = None,
-) -> LoadResult:
-    """Add validated specs in one transaction: all of them or none."""
-    result = await store.add_jobs(
-        specs, replace=replace, manifest=", ".join(str(m) for m in manifests), budgets=budgets
-    )
-    batches = tuple(dict.fromkeys(s.batch for s in specs))
-    return LoadResult(result.new, result.existing, result.replaced, batches)
-
-
-async def load_into_store(
-    db_path: Path, manifests: Sequence[Path], *, batch: str | None = None, replace: bool = False
-) -> LoadResult:
-    # Validate before opening the database: a bad manifest must not even create it.
-    with gc_paused():  # a one-shot load: nothing else runs meanwhile
-        loaded = await asyncio.to_thread(read_manifests, list(manifests), batch=batch)
-    async with await Store.open(db_path) as store:
-        return await add_specs(
-            store, loaded.specs, manifests, replace=replace, budgets=loaded.budgets
-        )
-
-
 @dataclass
 class RunResult:
     states: dict[str, int]
     stats: RunStats
     stop_reason: str | None = None
     account_error: str | None = None
+    """What stopped the run for good (``StopPolicy.fatal_error``: an account refused, a
+    retired model, a disk that refuses): exit 4."""
     recovered_uncertain: list[str] = field(default_factory=list)
     cleaned_partials: int = 0
     over_budget: int = 0
@@ -137,42 +99,25 @@ class RunResult:
         return text
 
 
-MANIFEST_SUFFIXES = (".yaml", ".yml", ".csv")
+class OpenWork:
+    """Jobs in ``IN_PROGRESS`` states, counted from the store's transitions (a store
+    observer): what the drain check reads without asking the database."""
 
+    def __init__(self, ctx: RunContext, jobs: int) -> None:
+        self._ctx = ctx
+        self.jobs = jobs
+        self.moves = 0
+        """Transitions seen: a drain check that awaited the database looks whether any came."""
 
-async def watch_folder(ctx: RunContext, folder: Path) -> None:
-    """The drop-folder workflow: load each new or changed manifest that appears in ``folder``.
-
-    A manifest with problems is reported once (per version of the file) and
-    skipped, never fatal: a long-running watcher must survive a bad drop, and a
-    file still being copied is simply read again once it changes.
-    """
-    seen: dict[Path, tuple[float, int]] = {}
-    while not ctx.stop_claiming.is_set():
-        for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-            if path.suffix.lower() not in MANIFEST_SUFFIXES or not path.is_file():
-                continue
-            try:
-                st = path.stat()
-            except OSError:
-                continue  # gone again (moved or deleted) since the listing
-            version = (st.st_mtime, st.st_size)
-            if seen.get(path) == version:
-                continue
-            seen[path] = version
-            try:
-                loaded = await asyncio.to_thread(read_manifests, [path])
-                result = await add_specs(ctx.store, loaded.specs, [path], budgets=loaded.budgets)
-            except ManifestError as e:
-                ctx.stats.note_error(f"{path.name}: {len(e.problems)} problem(s)")
-                ctx.emit("manifest_rejected", path=str(path), problems=[str(p) for p in e.problems])
-                continue
-            ctx.emit("manifest_loaded", path=str(path), summary=result.summary(), new=result.new)
-            if result.new or result.replaced:
-                ctx.wake_submitters.set()
-        # Not wait_event(): that clears the event it waited for, and a stop must stay set.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ctx.stop_claiming.wait(), ctx.config.watch_interval_s)
+    def observe(self, event: TransitionEvent) -> None:
+        self.moves += 1
+        was, now = event.from_state in IN_PROGRESS, event.to_state in IN_PROGRESS
+        if now and not was:
+            self.jobs += 1
+        elif was and not now:
+            self.jobs -= 1
+            if not self.jobs:
+                self._ctx.may_be_drained.fire()
 
 
 class Runner:
@@ -193,13 +138,14 @@ class Runner:
         self.rng = rng or random.Random()
         self.clock = clock
         """The run's clock (the store's for the run); by default a ``RunClock`` on the
-        store's wall clock. Tests pass their own to make time pass."""
+        store's wall clock. Tests pass their own to make time pass (with ``call_at``, see
+        ``batchveo.clock.Alarms``, to own every due time of the run)."""
         self.ctx: RunContext | None = None
         self._stop_requests = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._early_stop: str | None = None
         self._deadline: float | None = None
-        """When ``--max-runtime`` ends the run, on the loop's (monotonic) clock."""
+        """When ``--max-runtime`` ends the run, on the run clock."""
 
     def request_stop(self, reason: str = "interrupted") -> None:
         """First call: stop gracefully. Second call: stop at once (still safe)."""
@@ -208,9 +154,9 @@ class Runner:
             self._early_stop = reason
             return
         if self._stop_requests == 1:
-            self.ctx.request_stop(reason)
+            self.ctx.stop.raise_to(StopLevel.WIND_DOWN, reason)
         else:
-            self.ctx.request_stop(reason, everything=True)
+            self.ctx.stop.raise_to(StopLevel.END, reason)
             for t in self._tasks:
                 t.cancel()
 
@@ -231,39 +177,59 @@ class Runner:
         await store.pull_in_schedules(now + config.schedule_horizon_s, now)
         if config.resubmit_uncertain:
             await store.requeue([S.UNCERTAIN])
-        with output_folder(config.out_dir) as cleaned:
-            pacer = Pacer(
-                config.rpm,
-                initial_delay_s=await self._restart_gap_s(),
-                backoff_base_s=config.backoff_base_s,
-                backoff_max_s=config.backoff_max_s,
-                rng=self.rng,
-            )
-            ctx = self.ctx = RunContext(
-                store, self.client, config, pacer, observer=self.observer, rng=self.rng
-            )
-            ctx.inflight = await store.count_states([S.RUNNING])
-            for job in await store.jobs([S.GENERATED], order="generated_at"):
-                ctx.downloads.add(job)
-            if self._early_stop:
-                ctx.request_stop(self._early_stop)
-            ctx.emit(
-                "run_started", recovered_uncertain=len(recovered), cleaned_partials=cleaned or 0
-            )
-            await self._drive(ctx)
+        with output_folder(config.out_dir) as out_folder:
+            cleaned = out_folder.cleaned
+            ctx, downloads = await self._context()
+            self.ctx = ctx
+            open_work = OpenWork(ctx, await store.count_states(IN_PROGRESS))
+            watchers = (ctx.slots.observe, ctx.observe, open_work.observe)
+            store.observers.extend(watchers)
+            try:
+                if self._early_stop:
+                    ctx.stop.raise_to(StopLevel.WIND_DOWN, self._early_stop)
+                ctx.emit(
+                    "run_started", recovered_uncertain=len(recovered), cleaned_partials=cleaned or 0
+                )
+                await self._drive(ctx, open_work, downloads)
+            finally:
+                for watcher in watchers:
+                    store.observers.remove(watcher)
             states = {s.value: n for s, n in (await self._state_counts()).items()}
             _, over_budget = await store.claimable_pending(budget_usd=config.budget_usd)
             result = RunResult(
                 over_budget=over_budget,
                 states=states,
                 stats=ctx.stats,
-                stop_reason=ctx.stop_reason,
-                account_error=ctx.account_error,
+                stop_reason=ctx.stop.reason,
+                account_error=ctx.stop.fatal_error,
                 recovered_uncertain=recovered,
                 cleaned_partials=cleaned or 0,
             )
             ctx.emit("run_finished", states=states, exit_code=result.exit_code)
         return result
+
+    async def _context(self) -> tuple[RunContext, DownloadQueue]:
+        """The run's shared state, from what the database holds at its start."""
+        store, config = self.store, self.config
+        clock = alarms_for(store.clock)
+        pacer = Pacer(
+            config.rpm,
+            clock=clock,
+            initial_delay_s=await self._restart_gap_s(),
+            backoff_base_s=config.backoff_base_s,
+            backoff_max_s=config.backoff_max_s,
+            rng=self.rng,
+        )
+        in_flight = await store.count_states([S.SUBMITTING, S.RUNNING])
+        slots = InflightSlots(config.max_inflight, config.max_jobs, in_flight=in_flight)
+        downloads = DownloadQueue(clock)
+        for job in await store.jobs([S.GENERATED], order="generated_at"):
+            downloads.add(job)
+        ctx = RunContext(
+            store, self.client, config, downloads, clock=clock, pacer=pacer, slots=slots,
+            observer=self.observer, rng=self.rng,
+        )  # fmt: skip
+        return ctx, downloads
 
     async def _restart_gap_s(self) -> float:
         """Wait out the pacing gap since the last submit, even one from a previous run."""
@@ -283,53 +249,24 @@ class Runner:
                 totals[JobState(state)] += n
         return totals
 
-    async def _drive(self, ctx: RunContext) -> None:
+    async def _drive(self, ctx: RunContext, open_work: OpenWork, downloads: DownloadQueue) -> None:
         config = ctx.config
-        ctx.active_submitters = config.submitters
-        subs = [asyncio.create_task(self._submitter(ctx)) for _ in range(config.submitters)]
-        others = [asyncio.create_task(poller(ctx))]
-        others += [asyncio.create_task(downloader(ctx)) for _ in range(config.downloaders)]
+        subs = [asyncio.create_task(submitter(ctx)) for _ in range(config.submitters)]
+        others = [asyncio.create_task(Poller(ctx).run())]
+        others += [
+            asyncio.create_task(downloader(ctx, downloads)) for _ in range(config.downloaders)
+        ]
         if config.watch_dir is not None:
             others.append(asyncio.create_task(watch_folder(ctx, config.watch_dir)))
         self._tasks = subs + others
-        timers: list[asyncio.TimerHandle] = []
-        loop = asyncio.get_running_loop()
-        self._deadline = None
-        if config.max_runtime_s is not None:
-            # Near the end no new submits (their answers must have time to come
-            # back); until the very end, running operations are still polled and
-            # downloaded. At the limit everything stops, whatever is in flight: a
-            # submit cut off stays `submitting` (uncertain next run), the rest goes on.
-            limit_s = config.max_runtime_s
-            self._deadline = loop.time() + limit_s
-            margin_s = min(config.shutdown_grace_s, limit_s * (1 - MIN_CLAIMING_SHARE))
-            reason = "max runtime reached"
-            timers.append(loop.call_later(limit_s - margin_s, ctx.stop_submitting, reason))
-            timers.append(
-                loop.call_later(limit_s, partial(ctx.request_stop, reason, everything=True))
-            )
-        stop_wait: asyncio.Task[Any] = asyncio.create_task(ctx.interrupted.wait())
+        for t in self._tasks:  # arq's done-callback: an ended stage is looked at at once
+            t.add_done_callback(lambda _: ctx.may_be_drained.fire())
+        timers = self._max_runtime_timers(ctx)
         try:
-            pending: set[asyncio.Task[Any]] = set(self._tasks)
-            while pending:
-                done, pending = await asyncio.wait(
-                    pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED
-                )
-                pending.discard(stop_wait)
-                for t in done:
-                    if t is not stop_wait and not t.cancelled() and t.exception():
-                        exc = t.exception()
-                        # A bug in one stage: let the submits in flight be recorded first.
-                        ctx.request_stop(f"stopped by an internal error: {exc!r}")
-                        await self._wind_down(ctx, subs, others)
-                        raise exc  # type: ignore[misc]
-                if stop_wait in done and pending:
-                    await self._wind_down(ctx, subs, others)
-                    break
+            await self._until_over(ctx, open_work, subs, others)
         finally:
             for timer in timers:
                 timer.cancel()
-            stop_wait.cancel()
             for t in self._tasks:
                 t.cancel()
             for t in self._tasks:
@@ -338,7 +275,73 @@ class Runner:
                 except asyncio.CancelledError:
                     pass
                 except Exception:
-                    pass  # already raised above, or irrelevant once stopping
+                    pass  # already raised by _until_over, or irrelevant once stopping
+
+    def _max_runtime_timers(self, ctx: RunContext) -> list[Alarm]:
+        """Near the end no new submits (their answers must have time to come back); until
+        the very end, running operations are still polled and downloaded. At the limit
+        everything stops, whatever is in flight: a submit cut off stays ``submitting``
+        (uncertain next run), the rest goes on next run."""
+        self._deadline = None
+        limit_s = ctx.config.max_runtime_s
+        if limit_s is None:
+            return []
+        start = ctx.now()
+        self._deadline = start + limit_s
+        margin_s = min(ctx.config.shutdown_grace_s, limit_s * (1 - MIN_CLAIMING_SHARE))
+        reason = "max runtime reached"
+        return [
+            ctx.clock.call_at(
+                start + limit_s - margin_s, lambda: ctx.stop.raise_to(StopLevel.NO_SUBMITS, reason)
+            ),
+            ctx.clock.call_at(self._deadline, lambda: ctx.stop.raise_to(StopLevel.END, reason)),
+        ]
+
+    async def _until_over(
+        self,
+        ctx: RunContext,
+        open_work: OpenWork,
+        subs: list[asyncio.Task[None]],
+        others: list[asyncio.Task[None]],
+    ) -> None:
+        """The one loop that watches the run: a stage's error, a stop, or drained."""
+        drained = False
+        while True:
+            looked = ctx.may_be_drained.mark()
+            exc = next((e for t in self._tasks if (e := _error(t)) is not None), None)
+            if exc is not None:
+                # A bug in one stage: let the submits in flight be recorded first.
+                ctx.stop.raise_to(StopLevel.WIND_DOWN, f"stopped by an internal error: {exc!r}")
+                await self._wind_down(ctx, subs, others)
+                raise exc
+            if all(t.done() for t in self._tasks):
+                return
+            if ctx.stop.interrupted() and not drained:
+                await self._wind_down(ctx, subs, others)
+                return
+            if not drained and await self._drained(ctx, open_work):
+                drained = True
+                ctx.stop.raise_to(StopLevel.END)  # every stage returns: nothing is left
+                continue
+            await ctx.may_be_drained.wait(looked)
+
+    async def _drained(self, ctx: RunContext, open_work: OpenWork) -> bool:
+        """arq's burst check: nothing in flight or to download, and nothing more to send."""
+        while True:
+            if open_work.jobs:
+                return False
+            if ctx.stop.submits_stopped() or ctx.slots.sends_spent():
+                return True
+            if ctx.config.watch_dir is not None:
+                return False  # a watching run waits for new work
+            moves = open_work.moves
+            next_at = await ctx.store.next_attempt_at(budget_usd=ctx.config.budget_usd)
+            if open_work.moves != moves:
+                continue  # a job moved meanwhile: look again
+            if next_at is not None:
+                # Work to send (perhaps added by another process): submitters look for it.
+                ctx.new_work.fire()
+            return next_at is None
 
     async def _wind_down(
         self, ctx: RunContext, subs: list[asyncio.Task[None]], others: list[asyncio.Task[None]]
@@ -348,22 +351,27 @@ class Runner:
         Always, even after an account error: a submit cut off becomes "uncertain". Only
         a second signal, or ``--max-runtime`` (the waits end at its limit), cuts it off.
         """
-        await self._wait_within(subs, ctx.config.shutdown_grace_s)
-        ctx.request_stop(ctx.stop_reason or "stopped", everything=True)
-        await self._wait_within(others, STOP_OTHERS_S)
+        await self._wait_within(ctx, subs, ctx.config.shutdown_grace_s)
+        ctx.stop.raise_to(StopLevel.END, "stopped")
+        await self._wait_within(ctx, others, STOP_OTHERS_S)
 
-    async def _wait_within(self, tasks: list[asyncio.Task[None]], timeout_s: float) -> None:
-        """Wait for ``tasks`` up to ``timeout_s``, and never past the run's deadline."""
+    async def _wait_within(
+        self, ctx: RunContext, tasks: list[asyncio.Task[None]], timeout_s: float
+    ) -> None:
+        """Wait for ``tasks`` up to ``timeout_s``, and never past the run's deadline (on
+        the run clock; a stage task that ends fires ``may_be_drained``)."""
+        end_s = ctx.now() + timeout_s
         if self._deadline is not None:
-            timeout_s = min(timeout_s, self._deadline - asyncio.get_running_loop().time())
-        live = [t for t in tasks if not t.done()]
-        if live and timeout_s > 0:
-            await asyncio.wait(live, timeout=timeout_s)
+            end_s = min(end_s, self._deadline)
+        while ctx.now() < end_s:
+            looked = ctx.may_be_drained.mark()
+            if all(t.done() for t in tasks):
+                return
+            await ctx.may_be_drained.wait(looked, until_s=end_s)
 
-    async def _submitter(self, ctx: RunContext) -> None:
-        try:
-            await submitter(ctx)
-        finally:
-            ctx.active_submitters -= 1
-            ctx.wake_poller.set()
-            ctx.wake_downloader.wake_all()
+
+def _error(task: asyncio.Task[None]) -> BaseException | None:
+    """What ``task`` raised, once it is done (arq reaps with ``t.result()`` for this)."""
+    if not task.done() or task.cancelled():
+        return None
+    return task.exception()

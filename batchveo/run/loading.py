@@ -1,0 +1,61 @@
+"""Manifests into the store: all of a load's jobs, or none of them.
+
+Used by ``batchveo load``, by ``batchveo run MANIFEST...`` and by the drop folder of a
+watching run (``dropfolder``); the manifests are read and checked before the database
+is even opened, so a bad manifest never creates or touches it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchveo.manifest import gc_paused, read_manifests
+from batchveo.spec import JobSpec
+from batchveo.store import Store
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    new: int
+    existing: int
+    replaced: int
+    batches: tuple[str, ...]
+
+    def summary(self) -> str:
+        text = f"{self.new} new, {self.existing} already loaded"
+        if self.replaced:
+            text += f", {self.replaced} replaced"
+        if self.batches:
+            text += f" (batch {', '.join(self.batches)})"
+        return text
+
+
+async def add_specs(
+    store: Store,
+    specs: Sequence[JobSpec],
+    manifests: Sequence[Path],
+    *,
+    replace: bool = False,
+    budgets: Mapping[str, float] | None = None,
+) -> LoadResult:
+    """Add validated specs in one transaction: all of them or none."""
+    result = await store.add_jobs(
+        specs, replace=replace, manifest=", ".join(str(m) for m in manifests), budgets=budgets
+    )
+    batches = tuple(dict.fromkeys(s.batch for s in specs))
+    return LoadResult(result.new, result.existing, result.replaced, batches)
+
+
+async def load_into_store(
+    db_path: Path, manifests: Sequence[Path], *, batch: str | None = None, replace: bool = False
+) -> LoadResult:
+    # Validate before opening the database: a bad manifest must not even create it.
+    with gc_paused():  # a one-shot load: nothing else runs meanwhile
+        loaded = await asyncio.to_thread(read_manifests, list(manifests), batch=batch)
+    async with await Store.open(db_path) as store:
+        return await add_specs(
+            store, loaded.specs, manifests, replace=replace, budgets=loaded.budgets
+        )
