@@ -15,10 +15,13 @@ closing transport). Anything else after writing began (disconnect while waiting,
 timeout, reset) may have reached the server.
 
 This leans on aiohttp's internals (the order of its hooks, ``request_class=``, the writer
-refusing a closing transport), not on its documented API: it is the code most likely to
-break on an aiohttp upgrade. So it lives alone, ``tests/test_probe.py`` checks each case
-over real sockets, and ``pyproject.toml`` bounds aiohttp to the versions those tests passed
-on. Use ``probed_session`` for the session and ``probing`` around each request.
+refusing a closing transport, and since aiohttp 3.12 headers held back to leave with the
+body in one write), not on its documented API: it is the code most likely to break on an
+aiohttp upgrade. So it lives alone, ``tests/test_probe.py`` checks each case over real
+sockets, and ``pyproject.toml`` bounds aiohttp to the versions those tests passed on. An
+aiohttp that breaks an assumption errs on the safe side: a refused write it cannot
+recognise is "may have reached the server", held for a human, never resent. Use
+``probed_session`` for the session and ``probing`` around each request.
 """
 
 from __future__ import annotations
