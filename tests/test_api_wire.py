@@ -6,8 +6,11 @@ the provider table is data that other parts rely on; the inflater is the bound o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -16,6 +19,7 @@ import pytest
 from batchveo import models, redact
 from batchveo.api import PROVIDERS, error_for_status
 from batchveo.api.bounded import Inflater, Undecodable
+from batchveo.api.download import save_video
 from batchveo.api.errormap import Kind, network_error
 from batchveo.api.probe import Probe
 from batchveo.errors import (
@@ -31,7 +35,10 @@ from batchveo.errors import (
     StopRun,
     SubmitOutcomeUnknown,
     Transient,
+    UnusableVideo,
 )
+from batchveo.files import FileCommitter
+from tests.pipeline_helpers import SAMPLE_MP4
 
 
 def google(code: int, message: str, status: str, details: list[Any] | None = None) -> bytes:
@@ -157,3 +164,28 @@ def test_each_provider_is_data_the_rest_can_rely_on() -> None:
         # A crash file must not carry the key: its variable is one redact scrubs.
         assert provider.key_variable in redact.KEY_VARIABLES, provider.name
         assert provider.submit_base.startswith("https://")
+
+
+async def chunks_of(data: bytes, size: int = 1000) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_save_video_checks_bytes_from_any_source(tmp_path: Path) -> None:
+    """The seam for a video that arrives without a response to stream (inline, say)."""
+    committer = FileCommitter()
+    try:
+        result = await save_video(chunks_of(SAMPLE_MP4), tmp_path / "a.mp4", committer, 1 << 20)
+        assert result.path.read_bytes() == SAMPLE_MP4 and result.size == len(SAMPLE_MP4)
+        assert result.sha256 == hashlib.sha256(SAMPLE_MP4).hexdigest()
+        with pytest.raises(UnusableVideo, match="the cap"):
+            await save_video(chunks_of(SAMPLE_MP4), tmp_path / "b.mp4", committer, 100)
+        with pytest.raises(Transient, match="not an MP4"):
+            await save_video(chunks_of(b"<html>" * 50), tmp_path / "c.mp4", committer, 1 << 20)
+        with pytest.raises(Transient, match="truncated"):
+            await save_video(
+                chunks_of(SAMPLE_MP4), tmp_path / "d.mp4", committer, 1 << 20, len(SAMPLE_MP4) + 1
+            )
+    finally:
+        await committer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4"]  # no .part left behind

@@ -13,6 +13,8 @@
   (fsync, rename into place, fsync the folder), so ``dest`` exists only when it is
   complete. A body that is not an MP4 raises ``Transient``: a proxy's error page may be
   replaced by the real file later, and failing the job would throw away a paid video.
+  ``save_video`` does all of this for bytes from any source (Vertex AI may send a video
+  inline in a poll's answer), ``stream_to_file`` for a response.
 
 What a refusal (a status other than 200) means depends on the provider's storage, so the
 caller says it (``Refusal``).
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -116,22 +118,43 @@ class VideoDownloads:
 async def stream_to_file(
     resp: aiohttp.ClientResponse, dest: Path, committer: FileCommitter, max_bytes: int
 ) -> DownloadResult:
-    """Body -> dest.part (hashing) -> checks -> durable rename (see ``files``).
+    """A response's body -> ``save_video``, once its headers promise something acceptable.
 
     The bytes are taken as sent: identity was asked for, and a video in any other encoding
     is refused rather than inflated (a gzip bomb). So is one over ``max_bytes``, before
     reading when its Content-Length says so, else as soon as it grows past it.
     """
     expected = _acceptable_length(resp, max_bytes)
+    try:
+        return await save_video(
+            resp.content.iter_chunked(CHUNK_BYTES), dest, committer, max_bytes, expected
+        )
+    except UnusableVideo:
+        resp.close()  # read no further: the rest is never wanted
+        raise
+
+
+async def save_video(
+    chunks: AsyncIterable[bytes],
+    dest: Path,
+    committer: FileCommitter,
+    max_bytes: int,
+    expected: int | None = None,
+) -> DownloadResult:
+    """Bytes -> dest.part (hashing) -> checks -> durable rename (see ``files``).
+
+    Whatever the source (a response streamed, a video sent inline in a poll's answer), the
+    video is cut off past ``max_bytes``, must have ``expected`` bytes when that is known,
+    and must be an MP4; ``dest.part`` is gone unless all of that holds.
+    """
     digest = hashlib.sha256()
     size = 0
     head = b""
     part = PartFile(dest)
     try:
         try:
-            async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+            async for chunk in chunks:
                 if size + len(chunk) > max_bytes:
-                    resp.close()
                     raise UnusableVideo(
                         f"the video grew to more than {max_bytes} bytes (the cap): "
                         "cut off and discarded"

@@ -8,7 +8,8 @@ touches aiohttp itself, except to stream a video (``download``).
 
 A credential is anything that says which headers a URL gets and scrubs itself out of
 texts (``Credential``): the Gemini format's API key (``providers.ApiKey``) today, a Google
-access token for Vertex AI next.
+access token for Vertex AI next. Logs carry URLs without query strings (where secrets and
+signatures travel).
 """
 
 from __future__ import annotations
