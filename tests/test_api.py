@@ -31,10 +31,12 @@ from batchveo.api import (
     VeoClient,
     build_request_body,
     parse_operation,
+    probe,
     resolve_api_key,
     resolve_provider,
     split_operation_name,
 )
+from batchveo.api.urls import strip_key
 from batchveo.errors import (
     AccountError,
     ApiError,
@@ -462,8 +464,8 @@ async def test_pooled_connection_found_closing_at_write_is_resent_once(
         tc.on_connection_reuseconn.append(close_it)
         return tc
 
-    original = api._trace_config
-    monkeypatch.setattr(api, "_trace_config", traced)
+    original = probe.trace_config
+    monkeypatch.setattr(probe, "trace_config", traced)
     async with simulated() as (sim, client):
         await client.submit(make_spec("a", prompt="first"))
         name = await client.submit(make_spec("b", prompt="second"))
@@ -911,14 +913,14 @@ async def test_a_refused_file_on_the_provider_host_concerns_that_file_only(
 def test_a_key_in_a_query_is_stripped_and_the_rest_kept_byte_for_byte() -> None:
     secret = Secret(KEY)
     signed = "https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media"
-    assert api._strip_key(signed, secret) is signed  # nothing to do: untouched
-    assert api._strip_key(
-        f"https://h/v%20x?X-Goog-Signature=a%2Fb&key={KEY}&alt=media#t", secret
-    ) == ("https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media#t")
-    assert api._strip_key(f"https://h/v?KEY={KEY}", secret) == "https://h/v"
-    assert api._strip_key(f"https://h/v?token=Bearer%20{KEY}", secret) == "https://h/v"
-    assert api._strip_key(f"https://h/{KEY}/v?alt=media", secret) is None
-    assert api._strip_key(f"https://h/v#{KEY}", secret) is None
+    assert strip_key(signed, secret) is signed  # nothing to do: untouched
+    assert strip_key(f"https://h/v%20x?X-Goog-Signature=a%2Fb&key={KEY}&alt=media#t", secret) == (
+        "https://h/v%20x?X-Goog-Signature=a%2Fb&alt=media#t"
+    )
+    assert strip_key(f"https://h/v?KEY={KEY}", secret) == "https://h/v"
+    assert strip_key(f"https://h/v?token=Bearer%20{KEY}", secret) == "https://h/v"
+    assert strip_key(f"https://h/{KEY}/v?alt=media", secret) is None
+    assert strip_key(f"https://h/v#{KEY}", secret) is None
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,7 +17,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from batchveo.models import MODELS
 from batchveo.sim import SimConfig, Simulator, serve_forever
+from batchveo.sim.markers import counted_fault, parse_markers
+from batchveo.sim.rules import validate
 from tests.helpers import FakeClock
 
 KEY = "test-key"
@@ -571,6 +575,44 @@ def test_config_from_mapping_parses_flag_strings() -> None:
     for bad in ({"generation_s": "5,1"}, {"rate_429": 2}, {"name_style": "x"}, {"nope": 1}):
         with pytest.raises(ValueError):
             SimConfig.from_mapping(bad)
+
+
+def test_every_knob_can_be_set_from_flags_and_read_back_from_json() -> None:
+    """A field without a coercer could be set neither by ``simulate`` nor ``/__sim/config``."""
+    cfg = SimConfig(seed=3, rpm_limit=5, files_host="localhost", retired_models=("m",))
+    data = cfg.to_json()
+    assert set(data) == {f.name for f in dataclasses.fields(SimConfig)} - {"clock"}
+    assert SimConfig.from_mapping(data) == cfg
+    rates = [f.name for f in dataclasses.fields(SimConfig) if f.name.startswith("rate_")]
+    for name in rates:
+        if name != "rate_window_s":  # a window in seconds, not a probability
+            with pytest.raises(ValueError, match="probability"):
+                SimConfig.from_mapping({name: 1.5})
+
+
+def test_counted_faults_apply_in_order_then_the_submit_passes() -> None:
+    marks = parse_markers("p [sim:429][sim:500x2][sim:resetx1] [sim:lostx3]")
+    assert [counted_fault(marks, n) for n in range(1, 6)] == ["reset", "500", "500", "429", None]
+    assert marks["lost"] == 3 and parse_markers("no markers") == {}
+
+
+def test_the_first_rule_broken_is_the_one_reported() -> None:
+    info = MODELS["veo-3.1-generate-preview"]
+    body = {
+        "instances": [{"prompt": "p", "lastFrame": img()}],
+        "parameters": {"durationSeconds": 5, "personGeneration": "allow_all", "seed": -1},
+    }
+    assert validate(body, info, ()) == "durationSeconds must be one of [4, 6, 8]."
+    body["parameters"]["durationSeconds"] = 8
+    assert validate(body, info, ()) == "lastFrame requires image (the first frame)."
+    body["instances"][0]["image"] = img()
+    assert validate(body, info, ()) == (
+        "personGeneration allow_all is not allowed for this mode; use allow_adult."
+    )
+    body["parameters"]["personGeneration"] = "allow_adult"
+    assert validate(body, info, ()) == "seed must be an unsigned 32-bit integer."
+    body["parameters"]["seed"] = 1
+    assert validate(body, info, ()) is None
 
 
 async def test_latency_is_added(make: MakeSim) -> None:

@@ -1,0 +1,32 @@
+"""What a client hands the runner: the same two values whatever the provider's wire format.
+
+A poll's answer becomes an ``OperationStatus`` and a download a ``DownloadResult``; the
+runner (``run.context.Client``) needs nothing else of a provider, so a new provider is a new
+client returning these, and nothing in the run changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    """One poll's verdict. Texts (error message, filter reasons) are scrubbed and clipped."""
+
+    state: Literal["running", "done", "failed", "filtered"]
+    video_uris: tuple[str, ...] = ()
+    error_code: int | None = None
+    error_message: str | None = None
+    filtered_reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    """A video made durable under its final name (``path``: ``dest`` or a sibling)."""
+
+    path: Path
+    size: int
+    sha256: str

@@ -1,0 +1,108 @@
+"""The simulator's operations: created by accepted submits, finished by the clock alone.
+
+Generation is lazy: an operation is finished when ``clock() >= created + generation time``,
+computed on demand, so thousands of operations cost a few small objects and no tasks. A heap
+of the unfinished ones orders them by when they finish, for ``max_concurrent_ops`` and the
+statistics; operations and their files are forgotten once past retention, so a long-running
+simulator keeps its memory flat.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Literal
+
+Outcome = Literal["ok", "error", "filtered"]
+
+
+@dataclass(slots=True)
+class Op:
+    """One operation; slots keep 2,000+ of them to a few hundred KB."""
+
+    id: str
+    name: str
+    model: str
+    done_at: float
+    outcome: Outcome
+    trunc: int  # downloads still to truncate ([sim:truncatedxN])
+    file_id: str | None = None
+    polls: int = 0
+    reported: bool = False  # a poll has already been told done
+    created_at: float = 0.0
+    file403: bool = False  # downloads answer 403 PERMISSION_DENIED ([sim:file403])
+
+    def expired(self, now: float, retention_s: float) -> bool:
+        """Past retention: the service has deleted the operation and its video."""
+        return now >= self.done_at + retention_s
+
+
+_COUNT_OF_OUTCOME: dict[Outcome, str] = {"ok": "done", "error": "failed", "filtered": "filtered"}
+
+
+class Operations:
+    """Every operation still kept, by id and by file id, and those still generating."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Op] = {}
+        self.files: dict[str, Op] = {}
+        self.counts = {"created": 0, "done": 0, "failed": 0, "filtered": 0}
+        self._order: deque[Op] = deque()  # creation order, to forget expired operations
+        self._running: list[tuple[float, int, Op]] = []  # heap of unfinished operations
+        self._seq = 0
+
+    def add(self, op: Op, now: float, retention_s: float) -> None:
+        """Keep a new operation (forgetting expired ones first)."""
+        if op.file_id is not None:
+            self.files[op.file_id] = op
+        self.by_id[op.id] = op
+        self._order.append(op)
+        self._forget_expired(now, retention_s)
+        self.counts["created"] += 1
+        self.advance(now)  # so max_concurrent_ops counts only operations still generating
+        if op.done_at > now:
+            self._seq += 1
+            heapq.heappush(self._running, (op.done_at, self._seq, op))
+        else:
+            self._finished(op)
+
+    def fresh_id(self, ids: random.Random) -> str:
+        """A new operation id (64 random bits in hex) that no kept operation has."""
+        op_id = f"{ids.getrandbits(64):016x}"
+        while op_id in self.by_id:
+            op_id = f"{ids.getrandbits(64):016x}"
+        return op_id
+
+    def running(self, now: float) -> int:
+        """How many operations are still generating at ``now``."""
+        self.advance(now)
+        return len(self._running)
+
+    def next_done_at(self) -> float | None:
+        """When the first operation still generating finishes (after ``running``)."""
+        return self._running[0][0] if self._running else None
+
+    def advance(self, now: float) -> None:
+        """Count the operations that have finished by ``now``."""
+        while self._running and self._running[0][0] <= now:
+            self._finished(heapq.heappop(self._running)[2])
+
+    def finish_all(self, now: float) -> None:
+        """Every operation still generating finishes now."""
+        for _, _, op in self._running:
+            op.done_at = min(op.done_at, now)
+            self._finished(op)
+        self._running.clear()
+
+    def _finished(self, op: Op) -> None:
+        self.counts[_COUNT_OF_OUTCOME[op.outcome]] += 1
+
+    def _forget_expired(self, now: float, retention_s: float) -> None:
+        """Keep memory flat on a long-running server: drop operations past retention."""
+        while self._order and self._order[0].expired(now, retention_s):
+            op = self._order.popleft()
+            self.by_id.pop(op.id, None)
+            if op.file_id:
+                self.files.pop(op.file_id, None)

@@ -1,0 +1,66 @@
+"""What the simulator counts, for the tests and ``GET /__sim/stats``.
+
+The tests' oracle of what the service saw: requests by endpoint and outcome (a status, or
+``reset`` for a dropped connection), submits received and accepted per prompt ("never paid
+twice" is ``submits_by_prompt``), a key sent where it does not belong (``key_leaks``,
+``key_in_url``), and high-water marks such as ``max_concurrent_ops``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+ENDPOINTS = ("submit", "poll", "download", "storage")
+COUNTERS: tuple[str, ...] = (
+    "polls_after_done",
+    "key_leaks",
+    "key_in_url",
+    "quota_violations",
+    "max_concurrent_ops",
+    "max_submits_in_window",
+    "truncated_downloads",
+    "early_404s",
+    "per_day_quota_429s",
+)
+ACCEPTED_TIMES_KEPT = 10_000
+"""The most recent accepted submits' times kept for ``accepted_submit_times`` (pacing tests)."""
+
+
+class Stats:
+    """Counts since the simulator started."""
+
+    def __init__(self) -> None:
+        self.requests: dict[str, dict[str, int]] = {k: {} for k in ENDPOINTS}
+        self.received: dict[str, int] = {}
+        self.accepted: dict[str, int] = {}
+        self.counters = dict.fromkeys(COUNTERS, 0)
+        self._times: deque[float] = deque(maxlen=ACCEPTED_TIMES_KEPT)
+
+    def answered(self, endpoint: str, outcome: str) -> None:
+        counts = self.requests[endpoint]
+        counts[outcome] = counts.get(outcome, 0) + 1
+
+    def receive(self, prompt: str) -> None:
+        self.received[prompt] = self.received.get(prompt, 0) + 1
+
+    def accept(self, prompt: str, now: float) -> int:
+        """Count an accepted submit of ``prompt``; returns how many it makes for that prompt."""
+        count = self.accepted[prompt] = self.accepted.get(prompt, 0) + 1
+        self._times.append(now)
+        return count
+
+    def high_water(self, counter: str, value: int) -> None:
+        self.counters[counter] = max(self.counters[counter], value)
+
+    def snapshot(self, operations: dict[str, int], running: int) -> dict[str, Any]:
+        """Everything, as ``GET /__sim/stats`` shows it (copies: safe to keep)."""
+        return {
+            "requests": {kind: dict(counts) for kind, counts in self.requests.items()},
+            "submits_by_prompt": dict(self.accepted),
+            "received_by_prompt": dict(self.received),
+            "operations": dict(operations),
+            **self.counters,
+            "running_ops": running,
+            "accepted_submit_times": list(self._times),
+        }

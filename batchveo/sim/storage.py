@@ -1,0 +1,78 @@
+"""Where the simulator's videos live: their URIs, signed storage URLs, and their bytes.
+
+With ``files_host`` the URI a poll returns names that host, where no key is needed. With
+``redirect_downloads`` the URI stays on the API host (key needed) and answers 302 to
+``/__storage/`` on ``files_host`` (or the API host), a URL whose signature is its only
+credential: the key belongs on the first hop only. The server counts a key arriving where
+it does not belong (``key_leaks``).
+
+Every video is the packaged sample plus an MP4 ``free`` box naming its file, so each
+operation's bytes are its own (as real videos are) and the file still plays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import importlib.resources
+import secrets
+
+from aiohttp import web
+
+from batchveo.sim.config import SimConfig
+
+
+def _sample_bytes() -> bytes:
+    return importlib.resources.files("batchveo").joinpath("data/sample.mp4").read_bytes()
+
+
+def _free_box(payload: bytes) -> bytes:
+    """An MP4 ``free`` box: appended to the sample, it makes every video's bytes its own
+    (as real videos are) and the file still plays."""
+    return (8 + len(payload)).to_bytes(4, "big") + b"free" + payload
+
+
+class VideoStore:
+    """The videos' URLs and bytes; signatures under a secret of this simulator's own."""
+
+    def __init__(self) -> None:
+        self._secret = secrets.token_bytes(16)
+        self._sample = _sample_bytes()
+
+    def uri(self, cfg: SimConfig, request: web.Request, file_id: str) -> str:
+        """Where the video lives: the API host as the client reached it, or ``files_host``.
+
+        With ``redirect_downloads`` the URI stays on the API host (needs the key) and the
+        redirect points at ``files_host``: the key must survive the first hop, not the second.
+        """
+        prefix = "/upload" if cfg.name_style == "short" else ""
+        path = f"{prefix}/v1beta/files/{file_id}:download?alt=media"
+        if cfg.files_host and not cfg.redirect_downloads:
+            return f"{request.scheme}://{cfg.files_host}:{request.url.port}{path}"
+        return f"{request.scheme}://{request.host}{path}"
+
+    def redirect(self, cfg: SimConfig, request: web.Request, file_id: str) -> web.Response:
+        """The 302 to the video's signed storage URL."""
+        host = f"{cfg.files_host}:{request.url.port}" if cfg.files_host else request.host
+        location = f"{request.scheme}://{host}/__storage/{file_id}?sig={self._sign(file_id)}"
+        return web.Response(status=302, headers={"Location": location})
+
+    def signed(self, file_id: str, sig: str) -> bool:
+        """Whether ``sig`` is this file's signature (the storage URL's only credential)."""
+        return hmac.compare_digest(sig, self._sign(file_id))
+
+    def _sign(self, file_id: str) -> str:
+        return hmac.new(self._secret, file_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def send(self, request: web.Request, file_id: str, truncate: bool) -> web.StreamResponse:
+        """The video; ``truncate``: a full Content-Length, half the bytes, then a close."""
+        video = self._sample + _free_box(f"batchveo-sim {file_id}".encode())
+        if not truncate:
+            return web.Response(body=video, content_type="video/mp4")
+        resp = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        resp.content_length = len(video)
+        await resp.prepare(request)
+        await resp.write(video[: len(video) // 2])
+        if request.transport is not None:
+            request.transport.close()
+        return resp
