@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
-from batchveo.states import JobState
-from batchveo.store import BudgetRoom, Job, Store, Transition
+from batchveo.states import TRANSITIONS, JobState
+from batchveo.store import BudgetRoom, Job, Store, Transition, TransitionEvent
 from batchveo.store.migrations import MIGRATIONS
 from tests.helpers import make_spec
 
@@ -59,11 +59,58 @@ async def test_replace_only_while_not_submitted(store: Store) -> None:
     await store.claim_pending(1)  # a -> submitting
     with pytest.raises(ManifestError, match="job a: cannot replace: already submitted"):
         await store.add_jobs([make_spec("a", "new"), make_spec("b", "new")], replace=True)
-    result = await store.add_jobs([make_spec("b", "new")], replace=True)
+    heard: list[TransitionEvent] = []
+    store.observers.append(heard.append)
+    result = await store.add_jobs([make_spec("b", "new", source="night2.yaml:4")], replace=True)
     assert result.replaced == 1
     job = await store.get("b")
     assert job is not None and job.prompt == "new" and job.state is S.PENDING
-    assert [e.detail for e in await store.events("b")][-1].startswith("replaced from")
+    # A pending job replaced stays pending: no state changed, so no transition is logged
+    # (pending -> pending is not in the table); its history names the manifest it is from now.
+    assert await store.events("b") == [] and heard == []
+    assert [(e.to_state, e.detail) for e in await store.history(job)] == [
+        ("pending", "loaded from night2.yaml:4")
+    ]
+
+
+async def test_replacing_a_cancelled_job_brings_it_back_as_a_logged_transition(
+    store: Store,
+) -> None:
+    await store.add_jobs([make_spec("a", "old")])
+    await store.cancel(["a"])
+    heard: list[tuple[str, str, str | None]] = []
+    store.observers.append(lambda e: heard.append((e.from_state, e.to_state, e.detail)))
+    await store.add_jobs([make_spec("a", "new", source="night2.yaml:2")], replace=True)
+    job = await store.get("a")
+    assert job is not None and job.state is S.PENDING and job.prompt == "new"
+    back = ("cancelled", "pending", "replaced from night2.yaml:2")
+    assert [(e.from_state, e.to_state, e.detail) for e in await store.events("a")][-1] == back
+    assert heard == [back]
+
+
+def _forbid(monkeypatch: pytest.MonkeyPatch, src: JobState, dst: JobState) -> None:
+    """Take one edge out of the state table, as if it had never been allowed."""
+    monkeypatch.setitem(TRANSITIONS, src, TRANSITIONS[src] - {dst})
+
+
+async def test_a_claim_obeys_the_state_table(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.add_jobs([make_spec("a")])
+    _forbid(monkeypatch, S.PENDING, S.SUBMITTING)
+    with pytest.raises(IllegalTransition, match="pending -> submitting"):
+        await store.claim_pending(1)
+    assert rows(store.path, "SELECT state, attempts FROM jobs") == [("pending", 0)]
+    assert rows(store.path, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+async def test_replacing_a_cancelled_job_obeys_the_state_table(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.add_jobs([make_spec("a", "old")])
+    await store.cancel(["a"])
+    _forbid(monkeypatch, S.CANCELLED, S.PENDING)
+    with pytest.raises(IllegalTransition, match="cancelled -> pending"):
+        await store.add_jobs([make_spec("a", "new")], replace=True)
+    assert rows(store.path, "SELECT state, prompt FROM jobs") == [("cancelled", "old")]
 
 
 async def test_transition_is_guarded_and_logged(store: Store) -> None:
@@ -364,6 +411,25 @@ async def test_a_claim_cancelled_between_its_commit_and_its_use_is_handed_back(
     assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
         ("a", "pending", 0),
         ("b", "pending", 0),
+    ]
+
+
+async def test_a_claim_handed_back_obeys_the_state_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were submitting -> pending not in the table, a claim nobody will send would stay
+    # submitting (the next run calls it uncertain): never moved along an edge the table lacks.
+    loop = asyncio.get_running_loop()
+    _forbid(monkeypatch, S.SUBMITTING, S.PENDING)
+    with pytest.raises(IllegalTransition, match="submitting -> pending"):
+        async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+            await store.add_jobs([make_spec("a")])
+            tasks: list[asyncio.Task[list[Job]]] = []
+            store.observers.append(lambda e: loop.call_soon(tasks[0].cancel))
+            tasks.append(asyncio.create_task(store.claim_pending(1)))
+            await tasks[0]
+    assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs") == [
+        ("a", "submitting", 1)
     ]
 
 

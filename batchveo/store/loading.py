@@ -20,10 +20,10 @@ import aiosqlite
 from batchveo.errors import ManifestError, Problem, StaleTransition
 from batchveo.models import estimate_cost_usd
 from batchveo.spec import JobSpec, params_json
-from batchveo.states import JobState
+from batchveo.states import JobState, check_transition
 from batchveo.store.budget import Budgets
 from batchveo.store.reads import chunks
-from batchveo.store.rows import AddResult
+from batchveo.store.rows import RETURNING, AddResult, Job, TransitionEvent
 
 S = JobState
 _REPLACEABLE = (S.PENDING, S.CANCELLED)
@@ -79,8 +79,8 @@ class Loading(Budgets):
                 # Generators, not lists: 100k rows are built as SQLite takes them.
                 ((*_spec_row(s, h), now, now) for s, h in sort.new),
             )
-            for spec, h, old_state in sort.replacing:
-                await _replace(db, spec, h, old_state, now)
+            back = [await _replace(db, spec, h, old, now) for spec, h, old in sort.replacing]
+        self._tell(e for e in back if e is not None)
         return AddResult(new=len(sort.new), existing=sort.existing, replaced=len(sort.replacing))
 
     async def _write_batches(
@@ -161,19 +161,31 @@ async def _sort(
 
 async def _replace(
     db: aiosqlite.Connection, spec: JobSpec, spec_hash: str, old_state: JobState, now: float
-) -> None:
-    """Overwrite a never-sent job with its new spec; it starts over as pending."""
-    cur = await db.execute(
-        "UPDATE jobs SET batch=?, state=?, spec_hash=?, prompt=?, model=?,"
-        " params=?, inputs=?, output_name=?, source=?, cost_usd=?, attempts=0,"
-        " error_kind=NULL, error=NULL, next_attempt_at=NULL, updated_at=?,"
-        " last_detail=?"
-        " WHERE id=? AND state=?",
-        (*_spec_row(spec, spec_hash)[1:], now,
-         f"replaced from {spec.source}", spec.id, old_state.value),
-    )  # fmt: skip
-    if cur.rowcount != 1:
+) -> TransitionEvent | None:
+    """Overwrite a never-sent job with its new spec; it starts over as pending.
+
+    A pending job stays pending: its state is not written, so no transition is logged.
+    A cancelled one comes back through the state table; its event is returned, to be
+    told once the load is committed.
+    """
+    _, batch, _, *content = _spec_row(spec, spec_hash)
+    sets = (
+        "batch=?, spec_hash=?, prompt=?, model=?, params=?, inputs=?, output_name=?, source=?,"
+        " cost_usd=?, attempts=0, error_kind=NULL, error=NULL, next_attempt_at=NULL, updated_at=?"
+    )
+    args = [batch, *content, now]
+    detail = f"replaced from {spec.source}"
+    if old_state is not S.PENDING:
+        check_transition(old_state, S.PENDING)
+        sets += ", state=?, last_detail=?"  # the trigger logs the event with this detail
+        args += [S.PENDING.value, detail]
+    sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
+    rows = list(await db.execute_fetchall(sql, [*args, spec.id, old_state.value]))
+    if not rows:
         raise StaleTransition(f"job {spec.id} changed while being replaced")
+    if old_state is S.PENDING:
+        return None
+    return TransitionEvent.of(Job.from_row(rows[0]), old_state, now, detail)
 
 
 async def _output_clashes(db: aiosqlite.Connection, specs: Sequence[JobSpec]) -> list[Problem]:

@@ -187,6 +187,7 @@ class Writes(Budgets):
     async def _claim(
         self, db: aiosqlite.Connection, t: float, limit: int, fits: str, fit_args: list[Any]
     ) -> list[Job]:
+        check_transition(S.PENDING, S.SUBMITTING)
         sql = (
             "UPDATE jobs SET state=?, attempts=attempts+1, updated_at=?, last_detail=NULL"
             " WHERE id IN (SELECT id FROM jobs WHERE state=?"
@@ -217,6 +218,7 @@ class Writes(Budgets):
         ids = [j.id for jobs in abandoned for j in jobs]
         if not ids:
             return
+        check_transition(S.SUBMITTING, S.PENDING)
         now = self.clock()
         detail = "claimed as the run stopped; not sent"
         sql = (
