@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import sqlite3
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -248,6 +249,44 @@ async def test_migrations_upgrade_the_previous_schema_keeping_data(tmp_path: Pat
         await s.update("keep", S.RUNNING, next_poll_at=1.0)
         await s.transition("keep", S.RUNNING, S.GENERATED)
         assert [e.to_state for e in await s.events("keep")] == ["generated"]
+
+
+def _open_fresh_databases_in_step(
+    dbs: list[str], start: Barrier, out: mp.Queue[list[str | None]]
+) -> None:
+    async def open_one(db: str) -> str | None:
+        try:
+            async with await Store.open(db):
+                return None
+        except StoreError as e:
+            return str(e)
+
+    errors = []
+    for db in dbs:
+        start.wait()  # every process opens the same fresh file at the same moment
+        errors.append(asyncio.run(open_one(db)))
+    out.put(errors)
+
+
+async def test_processes_opening_a_fresh_database_together_set_it_up_once(tmp_path: Path) -> None:
+    # `run` from cron and `status` from a shell, say, on a database that does not exist
+    # yet: each must see the other's migrations, never apply one twice ("table exists").
+    dbs = [str(tmp_path / f"fresh{i}.db") for i in range(6)]
+    ctx = mp.get_context("spawn")
+    n = 3
+    start, q = ctx.Barrier(n), ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_fresh_databases_in_step, args=(dbs, start, q)) for _ in range(n)
+    ]
+    for p in procs:
+        p.start()
+    results = [await asyncio.to_thread(q.get, True, 60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert [e for errors in results for e in errors if e is not None] == []
+    for db in dbs:
+        applied = rows(Path(db), "SELECT name FROM _migrations ORDER BY name")
+        assert applied == [(m.name,) for m in MIGRATIONS]
 
 
 async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
