@@ -40,6 +40,15 @@ async def test_add_is_idempotent_and_counts_what_is_new(store: Store) -> None:
     assert await store.counts() == {"b1": {"pending": 5}}
 
 
+async def test_a_job_is_stored_with_its_specs_estimated_cost(store: Store) -> None:
+    # The store prices nothing: the cost comes with the spec, from the price table.
+    fast_4k = make_spec("a", model="veo-3.1-fast-generate-preview", params={"resolution": "4k"})
+    plain = make_spec("b", params={"durationSeconds": 4, "sampleCount": 2})
+    await store.add_jobs([fast_4k, plain])
+    assert fast_4k.cost_usd == pytest.approx(0.35 * 8) and plain.cost_usd == pytest.approx(3.2)
+    assert [j.cost_usd for j in await store.jobs()] == [fast_4k.cost_usd, plain.cost_usd]
+
+
 async def test_same_id_with_another_spec_is_refused_naming_both_places(store: Store) -> None:
     await store.add_jobs([make_spec("intro", "a cat", source="night1.yaml:3")])
     with pytest.raises(ManifestError) as err:

@@ -12,13 +12,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import aiosqlite
 
 from batchveo.errors import ManifestError, Problem, StaleTransition
-from batchveo.models import estimate_cost_usd
 from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
 from batchveo.store.budget import Budgets
@@ -210,21 +208,9 @@ async def _output_clashes(db: aiosqlite.Connection, specs: Sequence[JobSpec]) ->
     return output_clashes([r for r in stored if r[0] not in changed], specs)
 
 
-@lru_cache(maxsize=4096)
-def _cost_of(model: str, resolution: str, duration_s: int, samples: int) -> float:
-    return estimate_cost_usd(model, resolution, duration_s, samples)
-
-
 def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
     """``id, batch, state, spec_hash, prompt, model, params, inputs, output_name, source,
-    cost_usd``: a new job's row up to its times."""
-    params = spec.params
-    cost = _cost_of(
-        spec.model,
-        str(params.get("resolution", "720p")),
-        int(params.get("durationSeconds", 8)),
-        int(params.get("sampleCount", 1)),
-    )
+    cost_usd``: a new job's row up to its times (the cost is the spec's own estimate)."""
     inputs = spec.inputs_json()
     return (
         spec.id,
@@ -233,9 +219,9 @@ def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
         spec_hash,
         spec.prompt,
         spec.model,
-        params_json(params),
+        params_json(spec.params),
         json.dumps(inputs, separators=(",", ":"), sort_keys=True) if inputs else "{}",
         spec.output_name,
         spec.source,
-        cost,
+        spec.cost_usd,
     )
