@@ -7,9 +7,11 @@ import multiprocessing as mp
 import sqlite3
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import batchveo.store.claims as store_claims
 from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
 from batchveo.states import TRANSITIONS, JobState
 from batchveo.store import BudgetRoom, Job, Store, Transition, TransitionEvent
@@ -330,8 +332,9 @@ async def test_a_file_that_is_not_a_database_is_named_in_the_error(tmp_path: Pat
 async def test_concurrent_transitions_share_statements_each_with_its_own_fields(
     tmp_path: Path,
 ) -> None:
-    # A long window: everything after the first write waits for one shared statement.
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+    # Transitions asked for while another statement holds the connection wait for it,
+    # then share one statement.
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec(f"j{i}") for i in range(6)])
         await store.claim_pending(6)
         await store.transition("j0", S.SUBMITTING, S.RUNNING, operation="op0")
@@ -345,9 +348,9 @@ async def test_concurrent_transitions_share_statements_each_with_its_own_fields(
             store.transition("j4", S.RUNNING, S.GENERATED),  # j4 is submitting: refused
             store.transition("j0", S.RUNNING, S.GENERATED, video_uris=["u0"], polls=1),
         ]
-        task = asyncio.gather(*moves, return_exceptions=True)
-        await turns()
-        await store.close()  # writes the queued window at once
+        async with store._lock:
+            task = asyncio.gather(*moves, return_exceptions=True)
+            await turns()
         results = await task
     assert store.grouped_batches == before + 1
     assert isinstance(results[3], StaleTransition) and "it is submitting" in str(results[3])
@@ -379,14 +382,14 @@ async def test_concurrent_transitions_share_statements_each_with_its_own_fields(
 
 
 async def test_waiting_submitters_share_one_claim_oldest_job_to_the_first(tmp_path: Path) -> None:
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec(f"j{i}") for i in range(5)])
         [first] = await store.claim_pending(1)
         before = store.grouped_batches
-        claims = asyncio.gather(*(store.claim_pending(1) for _ in range(6)))
-        await turns()
-        await store.close()
-        got = await claims
+        async with store._lock:  # they all ask while another statement holds the connection
+            asks = asyncio.gather(*(store.claim_pending(1) for _ in range(6)))
+            await turns()
+        got = await asks
     assert first.id == "j0" and store.grouped_batches == before + 1
     assert [[j.id for j in c] for c in got] == [["j1"], ["j2"], ["j3"], ["j4"], [], []]
     assert rows(tmp_path / "jobs.db", "SELECT COUNT(*) FROM jobs WHERE state='submitting'") == [
@@ -397,37 +400,39 @@ async def test_waiting_submitters_share_one_claim_oldest_job_to_the_first(tmp_pa
 async def test_a_claim_whose_submitter_is_cancelled_leaves_the_job_pending(
     tmp_path: Path,
 ) -> None:
-    # Cancelled (a second Ctrl-C) while its claim is being written: nothing will be
-    # sent, so the job must not stay `submitting` (the next run would call it uncertain).
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+    # Cancelled (a second Ctrl-C) before its claim is made: nothing will be sent, so
+    # nothing is claimed (a job left `submitting` would be called uncertain next run).
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec("a"), make_spec("b")])
-        await store.claim_pending(1)  # opens the window
-        doomed = asyncio.create_task(store.claim_pending(1))
-        await turns()
-        doomed.cancel()
-        await store.close()
+        await store.claim_pending(1)
+        async with store._lock:  # the connection is busy: the claim waits its turn
+            doomed = asyncio.create_task(store.claim_pending(1))
+            await turns()
+            doomed.cancel()
+            await turns()
     assert doomed.cancelled()
     assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
         ("a", "submitting", 1),
         ("b", "pending", 0),
     ]
+    assert rows(tmp_path / "jobs.db", "SELECT COUNT(*) FROM events WHERE job_id='b'") == [(0,)]
 
 
 async def test_a_claim_made_for_a_submitter_cancelled_meanwhile_is_handed_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec("a"), make_spec("b")])
         committed, release = asyncio.Event(), asyncio.Event()
-        claim = store._claim
+        take = store_claims._take
 
-        async def claim_then_wait(*args: object) -> list[Job]:
-            jobs = await claim(*args)  # type: ignore[arg-type]
+        async def take_then_wait(*args: Any) -> list[Job]:
+            jobs = await take(*args)
             committed.set()
             await release.wait()  # the claim is in the database; the caller leaves now
             return jobs
 
-        monkeypatch.setattr(store, "_claim", claim_then_wait)
+        monkeypatch.setattr(store_claims, "_take", take_then_wait)
         doomed = asyncio.create_task(store.claim_pending(1))
         await committed.wait()
         assert rows(store.path, "SELECT state FROM jobs WHERE id='a'") == [("submitting",)]
@@ -443,17 +448,18 @@ async def test_a_claim_made_for_a_submitter_cancelled_meanwhile_is_handed_back(
     assert last == ("submitting", "pending", "claimed as the run stopped; not sent")
 
 
+@pytest.mark.parametrize("budget_usd", [None, 100.0], ids=["no budget", "--budget"])
 async def test_a_claim_cancelled_between_its_commit_and_its_use_is_handed_back(
-    tmp_path: Path,
+    tmp_path: Path, budget_usd: float | None
 ) -> None:
     # The stop lands in the loop turn between the claim's result and the submitter
     # resuming (a signal handler's callback already queued): the job is not sent.
     loop = asyncio.get_running_loop()
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec("a"), make_spec("b")])
         tasks: list[asyncio.Task[list[Job]]] = []
         store.observers.append(lambda e: loop.call_soon(tasks[0].cancel))
-        tasks.append(asyncio.create_task(store.claim_pending(1)))
+        tasks.append(asyncio.create_task(store.claim_pending(1, budget_usd=budget_usd)))
         with pytest.raises(asyncio.CancelledError):
             await tasks[0]
     assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
@@ -470,7 +476,7 @@ async def test_a_claim_handed_back_obeys_the_state_table(
     loop = asyncio.get_running_loop()
     _forbid(monkeypatch, S.SUBMITTING, S.PENDING)
     with pytest.raises(IllegalTransition, match="submitting -> pending"):
-        async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+        async with await Store.open(tmp_path / "jobs.db") as store:
             await store.add_jobs([make_spec("a")])
             tasks: list[asyncio.Task[list[Job]]] = []
             store.observers.append(lambda e: loop.call_soon(tasks[0].cancel))

@@ -6,8 +6,9 @@
     migrations.py .... the schema, append-only
     rows.py .......... Job, Event, TransitionEvent, Transition, AddResult; the column codec
     loading.py ....... add_jobs: specs become rows, idempotent, all or nothing
-    writes.py ........ transitions, claims, retry and cancel: every state change, checked
-    groupcommit.py ... many coroutines' small writes, one statement
+    writes.py ........ transitions, retry and cancel: every state change, checked
+    groupcommit.py ... writes waiting at the same moment share one statement
+    claims.py ........ a submitter takes the next pending job, or hands it back
     reads.py ......... every query; Snapshot, a read-only look for plan
     budget.py ........ what counts against a budget, the one budget rule, costs
 

@@ -126,18 +126,14 @@ class Budgets(Core):
         """A load just wrote batch budgets: the next claim reads them again."""
         self._caps = None
 
-    async def _batch_caps(self, db: aiosqlite.Connection | None = None) -> dict[str, float]:
-        """Batch budgets, re-read every few seconds (another process may load a manifest).
-
-        Given ``db`` (a transaction of the caller's), read them afresh in it.
-        """
+    async def _batch_caps(
+        self, db: aiosqlite.Connection, *, fresh: bool = False
+    ) -> dict[str, float]:
+        """Batch budgets, re-read every few seconds (another process may load a manifest),
+        or now if ``fresh``. The caller holds the lock."""
         now = time.monotonic()
-        if self._caps is None or now - self._caps_read_at > CAPS_MAX_AGE_S or db is not None:
-            if db is None:
-                rows = await self._query(CAPS_SQL)
-            else:
-                rows = list(await db.execute_fetchall(CAPS_SQL))
-            self._caps = {name: usd for name, usd in rows}
+        if fresh or self._caps is None or now - self._caps_read_at > CAPS_MAX_AGE_S:
+            self._caps = {name: usd for name, usd in await db.execute_fetchall(CAPS_SQL)}
             self._caps_read_at = now
         return self._caps
 
@@ -145,7 +141,7 @@ class Budgets(Core):
         self, db: aiosqlite.Connection, budget_usd: float | None
     ) -> tuple[str, list[Any]]:
         """SQL keeping only pending jobs whose estimated cost fits every budget."""
-        caps = await self._batch_caps(db)
+        caps = await self._batch_caps(db, fresh=True)
         if budget_usd is None and not caps:
             return "", []
         async with db.execute(committed_sql()) as cur:

@@ -10,7 +10,7 @@ Concurrency, the two traps this module exists to avoid:
   transaction starts with ``BEGIN IMMEDIATE`` (and waits on ``busy_timeout``),
   so two processes can never claim the same job.
 
-``Core`` is the base the store's parts (``reads``, ``writes``, ``loading``,
+``Core`` is the base the store's parts (``reads``, ``writes``, ``claims``, ``loading``,
 ``budget``) share; ``Store`` (``store.py``) puts them together.
 """
 

@@ -15,26 +15,21 @@ import aiosqlite
 
 from batchveo.errors import DatabaseUnusable
 from batchveo.store import schema
+from batchveo.store.claims import Claims
 from batchveo.store.db import Clock
 from batchveo.store.loading import Loading
 from batchveo.store.migrations import MIGRATIONS, Migration
 from batchveo.store.reads import Reads
-from batchveo.store.writes import COMMIT_LINGER_S, Writes
+from batchveo.store.writes import Writes
 
 
-class Store(Loading, Writes, Reads):
+class Store(Loading, Claims, Writes, Reads):
     """Async access to the job database; one instance per process."""
 
-    def __init__(
-        self,
-        conn: aiosqlite.Connection,
-        path: Path,
-        clock: Clock,
-        *,
-        commit_linger_s: float = COMMIT_LINGER_S,
-    ):
+    def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):
         super().__init__(conn, path, clock)
-        self._start_groups(commit_linger_s)
+        self._start_grouping()
+        self._start_claims()
 
     @classmethod
     async def open(
@@ -43,7 +38,6 @@ class Store(Loading, Writes, Reads):
         *,
         clock: Clock = time.time,
         migrations: Sequence[Migration] = MIGRATIONS,
-        commit_linger_s: float = COMMIT_LINGER_S,
     ) -> Store:
         p = Path(path)
         schema.check_sqlite()
@@ -59,13 +53,21 @@ class Store(Loading, Writes, Reads):
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, p, clock, commit_linger_s=commit_linger_s)
+        return cls(conn, p, clock)
 
     async def close(self) -> None:
         try:
-            await self._drain_groups()
+            # A claim's hand-back may queue after the transitions drained: until both rest.
+            while self._transitions.busy or self._claims.busy:
+                await self._transitions.drain()
+                await self._claims.drain()
         finally:
             await self._db.close()
+
+    @property
+    def grouped_batches(self) -> int:
+        """Grouped statements run so far (transitions and claims)."""
+        return self._transitions.batches + self._claims.batches
 
     async def __aenter__(self) -> Store:
         return self

@@ -10,11 +10,12 @@ only if the job is still where the caller saw it, and a refused one says what
 the job is instead. The trigger of migration 005 logs the event; observers
 hear it once it is committed.
 
-The pipeline's hot writes (one job's transition, one submitter's claim) go
-through ``groupcommit``: those arriving within a few milliseconds of each other
-share one guarded statement, so a busy run pays one trip to the database thread
-per window rather than one per write. Each caller still returns only once its
-own row is committed, and learns whether it changed.
+A single transition, the pipeline's hot write (three or four per job), goes
+through ``groupcommit``: those of other jobs waiting at the same moment share
+one guarded statement, so a busy run pays one trip to the database thread and
+one fsync per batch rather than per write. Each caller still returns only once
+its own row is committed, and learns whether it changed. Several transitions
+given together (``apply``) are one plain transaction; so is everything else here.
 """
 
 from __future__ import annotations
@@ -28,54 +29,21 @@ import aiosqlite
 from batchveo.errors import StaleTransition, StoreError
 from batchveo.models import RETENTION_S
 from batchveo.states import ErrorKind, JobState, check_transition
-from batchveo.store.budget import Budgets
-from batchveo.store.db import describe
+from batchveo.store.db import Core, describe
 from batchveo.store.groupcommit import GroupCommit
 from batchveo.store.rows import RETURNING, UPDATABLE, Job, Transition, TransitionEvent, encode
 
 S = JobState
 
-COMMIT_LINGER_S = 0.004
-"""How long a busy run lets writes gather before their shared commit (see groupcommit)."""
 _BATCH_ROWS = 256
 """Transitions in one grouped UPDATE: at most 4 + 2*12 parameters each."""
 
 
-class Writes(Budgets):
-    """Transitions, claims and the user's actions on jobs."""
+class Writes(Core):
+    """Transitions and the user's actions on jobs."""
 
     _transitions: GroupCommit[Transition, Job]
-    _claims: GroupCommit[int, list[Job]]
-
-    def _start_groups(self, linger_s: float) -> None:
-        """The pipeline's hot writes: single transitions and unbudgeted claims."""
-        self._transitions = GroupCommit(
-            self._apply_grouped,
-            lock=self._lock,
-            linger_s=linger_s,
-            max_batch=_BATCH_ROWS,
-            key=lambda t: t.job_id,
-        )
-        self._claims = GroupCommit(
-            self._claim_grouped,
-            lock=self._lock,
-            linger_s=linger_s,
-            drop_cancelled=True,
-            on_abandoned=self._unclaim,
-        )
-
-    async def _drain_groups(self) -> None:
-        # A claim's hand-back may queue after the transitions drained: until both rest.
-        while self._transitions.busy or self._claims.busy:
-            await self._transitions.drain()
-            await self._claims.drain()
-
-    @property
-    def grouped_batches(self) -> int:
-        """Grouped statements run so far (claims and transitions)."""
-        return self._transitions.batches + self._claims.batches
-
-    # -- transitions -------------------------------------------------------------
+    """Single transitions waiting together, written as one statement (below)."""
 
     async def transition(
         self,
@@ -98,7 +66,8 @@ class Writes(Budgets):
             check_transition(t.src, t.dst)
             _check_fields(t.fields)
         if len(transitions) == 1:
-            # The pipeline's case: shares one UPDATE with whatever else is being written.
+            # The pipeline's case: the same guarded UPDATE, shared with the single
+            # transitions of other jobs asked for at the same moment (see the end).
             return [await self._transitions.submit(transitions[0])]
         now = self.clock()
         out: list[Job] = []
@@ -112,33 +81,6 @@ class Writes(Budgets):
         self._tell(
             TransitionEvent.of(j, t.src, now, t.detail)
             for t, j in zip(transitions, out, strict=True)
-        )
-        return out
-
-    async def _apply_grouped(self, transitions: Sequence[Transition]) -> list[Job | BaseException]:
-        """Independent transitions (distinct jobs) as one UPDATE; run under the lock.
-
-        Each row is guarded on its own (``id`` and ``state`` must match), and one
-        statement is atomic: every caller learns whether its own row changed.
-        """
-        now = self.clock()
-        sql, args = _grouped_update_sql(transitions, now)
-        rows = await self._db.execute_fetchall(sql, args)
-        by_id = {row[0]: row for row in rows}
-        out: list[Job | BaseException] = []
-        for t in transitions:
-            row = by_id.get(t.job_id)
-            if row is None:
-                out.append(StaleTransition(await _stale(self._db, t)))
-                continue
-            try:  # committed: whatever happens now concerns this caller only
-                out.append(Job.from_row(row))
-            except Exception as exc:
-                out.append(exc)
-        self._tell(
-            TransitionEvent.of(j, t.src, now, t.detail)
-            for t, j in zip(transitions, out, strict=True)
-            if isinstance(j, Job)
         )
         return out
 
@@ -158,76 +100,6 @@ class Writes(Budgets):
                     f"job {job_id}: expected state {state.value} ({await describe(db, job_id)})"
                 )
         return Job.from_row(next(iter(rows)))
-
-    # -- claims ------------------------------------------------------------------
-
-    async def claim_pending(
-        self, limit: int, *, now: float | None = None, budget_usd: float | None = None
-    ) -> list[Job]:
-        """Atomically take up to ``limit`` due pending jobs, oldest first, into ``submitting``.
-
-        The job is marked before its request is sent: if we die mid-submit, the
-        next run finds it in ``submitting`` and knows it may have been billed.
-        """
-        if limit <= 0:
-            return []
-        budgeted = budget_usd is not None or bool(await self._batch_caps())
-        if not budgeted and now is None:
-            # The pipeline's case: one UPDATE claims for every submitter asking now.
-            return await self._claims.submit(limit)
-        t = self.clock() if now is None else now
-        # With budgets, the caps are read in the claim's own transaction: what is
-        # committed is exactly what earlier claims (this run or any before it)
-        # committed. Without, the claim is one UPDATE, atomic by itself.
-        async with self._tx() if budgeted else self._statement() as db:
-            fits, fit_args = await self._budget_filter(db, budget_usd) if budgeted else ("", [])
-            jobs = await self._claim(db, t, limit, fits, fit_args)
-        return jobs
-
-    async def _claim(
-        self, db: aiosqlite.Connection, t: float, limit: int, fits: str, fit_args: list[Any]
-    ) -> list[Job]:
-        check_transition(S.PENDING, S.SUBMITTING)
-        sql = (
-            "UPDATE jobs SET state=?, attempts=attempts+1, updated_at=?, last_detail=NULL"
-            " WHERE id IN (SELECT id FROM jobs WHERE state=?"
-            f" AND (next_attempt_at IS NULL OR next_attempt_at<=?){fits}"
-            " ORDER BY rowid LIMIT ?)"
-            f" RETURNING rowid, {RETURNING}"
-        )
-        args = (S.SUBMITTING.value, t, S.PENDING.value, t, *fit_args, limit)
-        rows = sorted(await db.execute_fetchall(sql, args))
-        jobs = [Job.from_row(r[1:]) for r in rows]
-        self._tell(TransitionEvent.of(j, S.PENDING, t, None) for j in jobs)
-        return jobs
-
-    async def _claim_grouped(self, limits: Sequence[int]) -> list[list[Job] | BaseException]:
-        """Every waiting submitter's claim in one UPDATE, oldest jobs to the earliest asker."""
-        jobs = await self._claim(self._db, self.clock(), sum(limits), "", [])
-        out: list[list[Job] | BaseException] = []
-        for n in limits:
-            out.append(jobs[:n])
-            jobs = jobs[n:]
-        return out
-
-    async def _unclaim(self, abandoned: Sequence[list[Job]]) -> None:
-        """Claims whose submitter was cancelled before getting them: never sent, so pending.
-
-        Runs under the lock, inside the grouped claim's flush.
-        """
-        ids = [j.id for jobs in abandoned for j in jobs]
-        if not ids:
-            return
-        check_transition(S.SUBMITTING, S.PENDING)
-        now = self.clock()
-        detail = "claimed as the run stopped; not sent"
-        sql = (
-            "UPDATE jobs SET state=?, attempts=MAX(attempts-1, 0), updated_at=?, last_detail=?"
-            f" WHERE state=? AND id IN ({','.join('?' * len(ids))}) RETURNING {RETURNING}"
-        )
-        args = (S.PENDING.value, now, detail, S.SUBMITTING.value, *ids)
-        rows = await self._db.execute_fetchall(sql, args)
-        self._tell(TransitionEvent.of(Job.from_row(r), S.SUBMITTING, now, detail) for r in rows)
 
     # -- recovery and the user's actions -------------------------------------------
 
@@ -314,6 +186,40 @@ class Writes(Budgets):
         detail = "cancelled by the user"
         await self.apply([Transition(i, S.PENDING, S.CANCELLED, {}, detail) for i in moved])
         return moved
+
+    # -- grouping: how single transitions share a statement ------------------------
+
+    def _start_grouping(self) -> None:
+        self._transitions = GroupCommit(
+            self._apply_grouped, lock=self._lock, max_batch=_BATCH_ROWS, key=lambda t: t.job_id
+        )
+
+    async def _apply_grouped(self, transitions: Sequence[Transition]) -> list[Job | BaseException]:
+        """Independent transitions (distinct jobs) as one UPDATE; run under the lock.
+
+        Each row is guarded on its own (``id`` and ``state`` must match), and one
+        statement is atomic: every caller learns whether its own row changed.
+        """
+        now = self.clock()
+        sql, args = _grouped_update_sql(transitions, now)
+        rows = await self._db.execute_fetchall(sql, args)
+        by_id = {row[0]: row for row in rows}
+        out: list[Job | BaseException] = []
+        for t in transitions:
+            row = by_id.get(t.job_id)
+            if row is None:
+                out.append(StaleTransition(await _stale(self._db, t)))
+                continue
+            try:  # committed: whatever happens now concerns this caller only
+                out.append(Job.from_row(row))
+            except Exception as exc:
+                out.append(exc)
+        self._tell(
+            TransitionEvent.of(j, t.src, now, t.detail)
+            for t, j in zip(transitions, out, strict=True)
+            if isinstance(j, Job)
+        )
+        return out
 
 
 def _check_fields(fields: Mapping[str, Any]) -> None:
