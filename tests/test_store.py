@@ -14,7 +14,7 @@ import pytest
 import batchveo.store.claims as store_claims
 from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
 from batchveo.states import TRANSITIONS, JobState
-from batchveo.store import BudgetRoom, Job, Store, Transition, TransitionEvent
+from batchveo.store import BudgetRoom, Job, Snapshot, Store, Transition, TransitionEvent
 from batchveo.store.migrations import MIGRATIONS
 from tests.helpers import make_spec
 
@@ -523,3 +523,27 @@ def test_the_budget_rule_is_one_rule_for_the_claims_filter_and_the_plan() -> Non
     # Float sums that reach a budget exactly still fit it.
     exact = BudgetRoom(0.3, {}, {"x": 0.1 + 0.1})
     assert exact.blocking("x", 0.1) is None
+
+
+async def test_a_snapshot_reads_what_the_store_holds_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    with Snapshot.open(db) as snap:
+        assert snap is None
+    assert not db.exists()  # `plan` before any load creates no database
+    async with await Store.open(db) as store:
+        await store.add_jobs(
+            [make_spec("a"), make_spec("b", batch="b2"), make_spec("c")], budgets={"b2": 5.0}
+        )
+        await store.claim_pending(1)  # a: its $3.20 is committed now
+    before = db.read_bytes()
+    with Snapshot.open(db) as snap:
+        assert snap is not None
+        assert [(j.id, j.batch, j.cost_usd) for j in snap.costed([S.PENDING])] == [
+            ("b", "b2", pytest.approx(3.2)),
+            ("c", "b1", pytest.approx(3.2)),
+        ]
+        assert snap.states_of(["a", "c", "zzz"]) == {"a": S.SUBMITTING, "c": S.PENDING}
+        assert snap.caps() == {"b2": 5.0}
+        assert snap.committed() == {"b1": pytest.approx(3.2)}
+        assert snap.committed(cost_of=lambda model, params: 1.0) == {"b1": 1.0}
+    assert db.read_bytes() == before

@@ -3,9 +3,9 @@
 Why this exists: every aiosqlite call is a hand-off to its thread and back (a
 queue put, a thread wake-up, the GIL changing hands, ``call_soon_threadsafe``,
 a loop wake-up), and with ``synchronous=FULL`` every commit is an fsync. At a
-few hundred jobs per second those, not SQLite, were most of the runner's CPU:
-a job made four or five of them. Here the writers waiting at the same moment
-share one statement instead.
+few hundred jobs per second those, not SQLite, would be most of the runner's
+CPU: a job makes four or five writes. Here the writers waiting at the same
+moment share one statement instead.
 
 The promise to each caller is unchanged: ``await group.submit(request)``
 returns only once the request's statement is committed (or raises what it
