@@ -277,7 +277,7 @@ class FileCommitter:
 
     def __init__(self) -> None:
         self._group: GroupCommit[_Handover, Path] = GroupCommit(
-            self._run, lock=asyncio.Lock(), linger_s=0.0, max_batch=64
+            self._run, lock=asyncio.Lock(), max_batch=64
         )
 
     async def commit(self, item: _Handover) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16")
 RESOLUTIONS: tuple[str, ...] = ("720p", "1080p", "4k")
@@ -93,13 +94,18 @@ def estimate_cost_usd(
 def estimate_params_cost_usd(
     model: str, params: Mapping[str, object], prices: Prices | None = None
 ) -> float:
-    return estimate_cost_usd(
-        model,
-        str(params.get("resolution", "720p")),
-        int(params.get("durationSeconds", 8)),  # type: ignore[call-overload]
-        int(params.get("sampleCount", 1)),  # type: ignore[call-overload]
-        prices,
-    )
+    """``estimate_cost_usd`` of a job's API parameters (absent ones at the API's defaults)."""
+    resolution = str(params.get("resolution", "720p"))
+    duration_s = int(params.get("durationSeconds", 8))  # type: ignore[call-overload]
+    samples = int(params.get("sampleCount", 1))  # type: ignore[call-overload]
+    if prices is None:  # the table's prices: a load asks 100k times for a handful of answers
+        return _table_cost_usd(model, resolution, duration_s, samples)
+    return estimate_cost_usd(model, resolution, duration_s, samples, prices)
+
+
+@lru_cache(maxsize=4096)
+def _table_cost_usd(model: str, resolution: str, duration_s: int, samples: int) -> float:
+    return estimate_cost_usd(model, resolution, duration_s, samples)
 
 
 def parse_prices(data: object, source: str) -> dict[str, dict[str, float]]:

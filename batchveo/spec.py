@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from batchveo.models import estimate_params_cost_usd
+
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _json_str = json.encoder.encode_basestring_ascii
 
@@ -114,6 +116,12 @@ class JobSpec:
         if self.video_uri:
             out["video"] = {"uri": self.video_uri}
         return out
+
+    @property
+    def cost_usd(self) -> float:
+        """What this job is estimated to cost at the price table's rates: stored with it
+        (a run with ``--prices`` reprices the stored jobs)."""
+        return estimate_params_cost_usd(self.model, self.params)
 
     def content_key(self) -> dict[str, Any]:
         """What makes two jobs the same request: content, not paths or names.

@@ -80,7 +80,9 @@ def _count_batchveo() -> None:
     store = sys.modules.get("batchveo.store")
     store_cls = getattr(store, "Store", None)
     if store_cls is not None:
-        for attr, value in list(vars(store_cls).items()):
+        # Store is put together from parts (store/*.py): count the methods of each.
+        methods = {k: v for part in reversed(store_cls.__mro__) for k, v in vars(part).items()}
+        for attr, value in methods.items():
             if not attr.startswith("_") and asyncio.iscoroutinefunction(value):
                 setattr(store_cls, attr, _counted_method(value, f"Store.{attr}"))
 

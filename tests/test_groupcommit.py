@@ -1,4 +1,4 @@
-"""Group commit: batching, the linger window, per-request results, cancellation."""
+"""Group commit: batching, per-request results, cancellation."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ class Recorder:
         self.abandoned.extend(results)
 
 
-def group(rec: Recorder, linger_s: float = 60.0, **kw: object) -> GroupCommit[int, int]:
-    return GroupCommit(rec.run, lock=asyncio.Lock(), linger_s=linger_s, **kw)  # type: ignore[arg-type]
+def group(rec: Recorder, **kw: object) -> GroupCommit[int, int]:
+    return GroupCommit(rec.run, lock=asyncio.Lock(), **kw)  # type: ignore[arg-type]
 
 
 async def turns(n: int = 5) -> None:
@@ -37,22 +37,26 @@ async def turns(n: int = 5) -> None:
         await asyncio.sleep(0)
 
 
-async def test_a_quiet_request_is_written_at_once_and_a_busy_window_shares_one_batch() -> None:
+async def test_a_request_is_written_at_once_and_those_arriving_meanwhile_share_a_batch() -> None:
     rec = Recorder()
-    g = group(rec, linger_s=60.0)
-    assert await g.submit(2) == 4  # nothing flushed lately: no waiting for the window
-    # Within the 60 s window, requests gather instead of each paying a round trip.
+    g = group(rec)
+    assert await g.submit(2) == 4  # nothing being written: no waiting at all
+    rec.gate = asyncio.Event()
+    first = asyncio.create_task(g.submit(10))
+    await turns()
+    # While that batch is being written, requests gather instead of each paying a trip.
     tasks = [asyncio.create_task(g.submit(n)) for n in (4, 6, 8)]
     await turns()
-    assert rec.batches == [[2]] and not any(t.done() for t in tasks)
-    await g.drain()  # closing the store writes what is queued without waiting the window
-    assert [t.result() for t in tasks] == [8, 12, 16]
-    assert rec.batches == [[2], [4, 6, 8]] and g.batches == 2
+    assert rec.batches == [[2], [10]] and not any(t.done() for t in tasks)
+    rec.gate.set()
+    await g.drain()  # closing the store waits for everything queued
+    assert first.result() == 20 and [t.result() for t in tasks] == [8, 12, 16]
+    assert rec.batches == [[2], [10], [4, 6, 8]] and g.batches == 3
 
 
 async def test_each_caller_gets_its_own_result_or_error() -> None:
     rec = Recorder()
-    g = group(rec, linger_s=0.0)
+    g = group(rec)
     results = await asyncio.gather(*(g.submit(n) for n in range(4)), return_exceptions=True)
     assert results[0] == 0 and results[2] == 4
     assert isinstance(results[1], ValueError) and str(results[1]) == "odd 1"
@@ -63,7 +67,7 @@ async def test_a_failing_batch_fails_each_of_its_callers() -> None:
     async def broken(reqs: Sequence[int]) -> list[int | BaseException]:
         raise OSError("disk full")
 
-    g: GroupCommit[int, int] = GroupCommit(broken, lock=asyncio.Lock(), linger_s=0.0)
+    g: GroupCommit[int, int] = GroupCommit(broken, lock=asyncio.Lock())
     results = await asyncio.gather(g.submit(1), g.submit(2), return_exceptions=True)
     assert all(isinstance(r, OSError) for r in results)
 
@@ -84,7 +88,7 @@ async def test_one_key_is_never_twice_in_a_batch_and_keeps_its_order() -> None:
 async def test_the_lock_keeps_batches_apart_from_other_statements() -> None:
     rec = Recorder()
     lock = asyncio.Lock()
-    g: GroupCommit[int, int] = GroupCommit(rec.run, lock=lock, linger_s=0.0)
+    g: GroupCommit[int, int] = GroupCommit(rec.run, lock=lock)
     async with lock:
         task = asyncio.create_task(g.submit(2))
         await turns()
@@ -92,32 +96,34 @@ async def test_the_lock_keeps_batches_apart_from_other_statements() -> None:
     assert await task == 4
 
 
-async def test_a_request_cancelled_before_its_batch_is_dropped_if_asked() -> None:
-    rec = Recorder()
-    g = group(rec, drop_cancelled=True)
-    await g.submit(2)
-    doomed = asyncio.create_task(g.submit(4))
-    kept = asyncio.create_task(g.submit(6))
-    await turns()
-    doomed.cancel()
-    await g.drain()
-    assert rec.batches == [[2], [6]] and kept.result() == 12
-
-
 async def test_a_transition_cancelled_before_its_batch_is_still_written() -> None:
     rec = Recorder()
-    g = group(rec)  # the default: what happened in the world gets recorded
-    await g.submit(2)
-    doomed = asyncio.create_task(g.submit(4))
-    await turns()
-    doomed.cancel()
+    lock = asyncio.Lock()
+    g: GroupCommit[int, int] = GroupCommit(rec.run, lock=lock)
+    async with lock:  # what happened in the world gets recorded, heard or not
+        doomed = asyncio.create_task(g.submit(4))
+        await turns()
+        doomed.cancel()
     await g.drain()
-    assert rec.batches == [[2], [4]]
+    assert rec.batches == [[4]] and doomed.cancelled()
+
+
+async def test_a_request_cancelled_before_its_batch_is_dropped_if_asked() -> None:
+    rec = Recorder()
+    lock = asyncio.Lock()
+    g: GroupCommit[int, int] = GroupCommit(rec.run, lock=lock, drop_cancelled=True)
+    async with lock:  # a claim nobody will send must not be made
+        doomed = asyncio.create_task(g.submit(4))
+        kept = asyncio.create_task(g.submit(6))
+        await turns()
+        doomed.cancel()
+    await g.drain()
+    assert rec.batches == [[6]] and kept.result() == 12
 
 
 async def test_a_result_whose_caller_left_during_the_batch_is_handed_back() -> None:
     rec = Recorder()
-    g = group(rec, linger_s=0.0, drop_cancelled=True, on_abandoned=rec.abandon)
+    g = group(rec, drop_cancelled=True, on_abandoned=rec.abandon)
     rec.gate = asyncio.Event()
     left = asyncio.create_task(g.submit(4))
     stays = asyncio.create_task(g.submit(6))
@@ -133,7 +139,7 @@ async def test_a_result_whose_caller_left_during_the_batch_is_handed_back() -> N
 
 async def test_a_flush_cancelled_before_it_ran_does_not_wedge_the_group() -> None:
     rec = Recorder()
-    g = group(rec, linger_s=0.0)
+    g = group(rec)
     first = asyncio.create_task(g.submit(2))
     while g._task is None:
         await asyncio.sleep(0)
@@ -145,7 +151,7 @@ async def test_a_flush_cancelled_before_it_ran_does_not_wedge_the_group() -> Non
 
 async def test_a_flush_cancelled_mid_batch_finishes_it_and_tells_its_callers() -> None:
     rec = Recorder()
-    g = group(rec, linger_s=0.0)
+    g = group(rec)
     rec.gate = asyncio.Event()
     caller = asyncio.create_task(g.submit(2))
     await turns()

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import sqlite3
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import batchveo.store.claims as store_claims
 from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
-from batchveo.states import JobState
-from batchveo.store import BudgetRoom, Job, Store, Transition
+from batchveo.states import TRANSITIONS, JobState
+from batchveo.store import BudgetRoom, Job, Snapshot, Store, Transition, TransitionEvent
 from batchveo.store.migrations import MIGRATIONS
 from tests.helpers import make_spec
 
@@ -39,6 +42,15 @@ async def test_add_is_idempotent_and_counts_what_is_new(store: Store) -> None:
     assert await store.counts() == {"b1": {"pending": 5}}
 
 
+async def test_a_job_is_stored_with_its_specs_estimated_cost(store: Store) -> None:
+    # The store prices nothing: the cost comes with the spec, from the price table.
+    fast_4k = make_spec("a", model="veo-3.1-fast-generate-preview", params={"resolution": "4k"})
+    plain = make_spec("b", params={"durationSeconds": 4, "sampleCount": 2})
+    await store.add_jobs([fast_4k, plain])
+    assert fast_4k.cost_usd == pytest.approx(0.35 * 8) and plain.cost_usd == pytest.approx(3.2)
+    assert [j.cost_usd for j in await store.jobs()] == [fast_4k.cost_usd, plain.cost_usd]
+
+
 async def test_same_id_with_another_spec_is_refused_naming_both_places(store: Store) -> None:
     await store.add_jobs([make_spec("intro", "a cat", source="night1.yaml:3")])
     with pytest.raises(ManifestError) as err:
@@ -59,11 +71,58 @@ async def test_replace_only_while_not_submitted(store: Store) -> None:
     await store.claim_pending(1)  # a -> submitting
     with pytest.raises(ManifestError, match="job a: cannot replace: already submitted"):
         await store.add_jobs([make_spec("a", "new"), make_spec("b", "new")], replace=True)
-    result = await store.add_jobs([make_spec("b", "new")], replace=True)
+    heard: list[TransitionEvent] = []
+    store.observers.append(heard.append)
+    result = await store.add_jobs([make_spec("b", "new", source="night2.yaml:4")], replace=True)
     assert result.replaced == 1
     job = await store.get("b")
     assert job is not None and job.prompt == "new" and job.state is S.PENDING
-    assert [e.detail for e in await store.events("b")][-1].startswith("replaced from")
+    # A pending job replaced stays pending: no state changed, so no transition is logged
+    # (pending -> pending is not in the table); its history names the manifest it is from now.
+    assert await store.events("b") == [] and heard == []
+    assert [(e.to_state, e.detail) for e in await store.history(job)] == [
+        ("pending", "loaded from night2.yaml:4")
+    ]
+
+
+async def test_replacing_a_cancelled_job_brings_it_back_as_a_logged_transition(
+    store: Store,
+) -> None:
+    await store.add_jobs([make_spec("a", "old")])
+    await store.cancel(["a"])
+    heard: list[tuple[str, str, str | None]] = []
+    store.observers.append(lambda e: heard.append((e.from_state, e.to_state, e.detail)))
+    await store.add_jobs([make_spec("a", "new", source="night2.yaml:2")], replace=True)
+    job = await store.get("a")
+    assert job is not None and job.state is S.PENDING and job.prompt == "new"
+    back = ("cancelled", "pending", "replaced from night2.yaml:2")
+    assert [(e.from_state, e.to_state, e.detail) for e in await store.events("a")][-1] == back
+    assert heard == [back]
+
+
+def _forbid(monkeypatch: pytest.MonkeyPatch, src: JobState, dst: JobState) -> None:
+    """Take one edge out of the state table, as if it had never been allowed."""
+    monkeypatch.setitem(TRANSITIONS, src, TRANSITIONS[src] - {dst})
+
+
+async def test_a_claim_obeys_the_state_table(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    await store.add_jobs([make_spec("a")])
+    _forbid(monkeypatch, S.PENDING, S.SUBMITTING)
+    with pytest.raises(IllegalTransition, match="pending -> submitting"):
+        await store.claim_pending(1)
+    assert rows(store.path, "SELECT state, attempts FROM jobs") == [("pending", 0)]
+    assert rows(store.path, "SELECT COUNT(*) FROM events") == [(0,)]
+
+
+async def test_replacing_a_cancelled_job_obeys_the_state_table(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await store.add_jobs([make_spec("a", "old")])
+    await store.cancel(["a"])
+    _forbid(monkeypatch, S.CANCELLED, S.PENDING)
+    with pytest.raises(IllegalTransition, match="cancelled -> pending"):
+        await store.add_jobs([make_spec("a", "new")], replace=True)
+    assert rows(store.path, "SELECT state, prompt FROM jobs") == [("cancelled", "old")]
 
 
 async def test_transition_is_guarded_and_logged(store: Store) -> None:
@@ -203,6 +262,44 @@ async def test_migrations_upgrade_the_previous_schema_keeping_data(tmp_path: Pat
         assert [e.to_state for e in await s.events("keep")] == ["generated"]
 
 
+def _open_fresh_databases_in_step(
+    dbs: list[str], start: Barrier, out: mp.Queue[list[str | None]]
+) -> None:
+    async def open_one(db: str) -> str | None:
+        try:
+            async with await Store.open(db):
+                return None
+        except StoreError as e:
+            return str(e)
+
+    errors = []
+    for db in dbs:
+        start.wait()  # every process opens the same fresh file at the same moment
+        errors.append(asyncio.run(open_one(db)))
+    out.put(errors)
+
+
+async def test_processes_opening_a_fresh_database_together_set_it_up_once(tmp_path: Path) -> None:
+    # `run` from cron and `status` from a shell, say, on a database that does not exist
+    # yet: each must see the other's migrations, never apply one twice ("table exists").
+    dbs = [str(tmp_path / f"fresh{i}.db") for i in range(6)]
+    ctx = mp.get_context("spawn")
+    n = 3
+    start, q = ctx.Barrier(n), ctx.Queue()
+    procs = [
+        ctx.Process(target=_open_fresh_databases_in_step, args=(dbs, start, q)) for _ in range(n)
+    ]
+    for p in procs:
+        p.start()
+    results = [await asyncio.to_thread(q.get, True, 60) for _ in procs]
+    for p in procs:
+        p.join(30)
+    assert [e for errors in results for e in errors if e is not None] == []
+    for db in dbs:
+        applied = rows(Path(db), "SELECT name FROM _migrations ORDER BY name")
+        assert applied == [(m.name,) for m in MIGRATIONS]
+
+
 async def test_a_database_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "future.db"
     async with await Store.open(db):
@@ -235,8 +332,9 @@ async def test_a_file_that_is_not_a_database_is_named_in_the_error(tmp_path: Pat
 async def test_concurrent_transitions_share_statements_each_with_its_own_fields(
     tmp_path: Path,
 ) -> None:
-    # A long window: everything after the first write waits for one shared statement.
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+    # Transitions asked for while another statement holds the connection wait for it,
+    # then share one statement.
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec(f"j{i}") for i in range(6)])
         await store.claim_pending(6)
         await store.transition("j0", S.SUBMITTING, S.RUNNING, operation="op0")
@@ -250,9 +348,9 @@ async def test_concurrent_transitions_share_statements_each_with_its_own_fields(
             store.transition("j4", S.RUNNING, S.GENERATED),  # j4 is submitting: refused
             store.transition("j0", S.RUNNING, S.GENERATED, video_uris=["u0"], polls=1),
         ]
-        task = asyncio.gather(*moves, return_exceptions=True)
-        await turns()
-        await store.close()  # writes the queued window at once
+        async with store._lock:
+            task = asyncio.gather(*moves, return_exceptions=True)
+            await turns()
         results = await task
     assert store.grouped_batches == before + 1
     assert isinstance(results[3], StaleTransition) and "it is submitting" in str(results[3])
@@ -284,14 +382,14 @@ async def test_concurrent_transitions_share_statements_each_with_its_own_fields(
 
 
 async def test_waiting_submitters_share_one_claim_oldest_job_to_the_first(tmp_path: Path) -> None:
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec(f"j{i}") for i in range(5)])
         [first] = await store.claim_pending(1)
         before = store.grouped_batches
-        claims = asyncio.gather(*(store.claim_pending(1) for _ in range(6)))
-        await turns()
-        await store.close()
-        got = await claims
+        async with store._lock:  # they all ask while another statement holds the connection
+            asks = asyncio.gather(*(store.claim_pending(1) for _ in range(6)))
+            await turns()
+        got = await asks
     assert first.id == "j0" and store.grouped_batches == before + 1
     assert [[j.id for j in c] for c in got] == [["j1"], ["j2"], ["j3"], ["j4"], [], []]
     assert rows(tmp_path / "jobs.db", "SELECT COUNT(*) FROM jobs WHERE state='submitting'") == [
@@ -302,37 +400,39 @@ async def test_waiting_submitters_share_one_claim_oldest_job_to_the_first(tmp_pa
 async def test_a_claim_whose_submitter_is_cancelled_leaves_the_job_pending(
     tmp_path: Path,
 ) -> None:
-    # Cancelled (a second Ctrl-C) while its claim is being written: nothing will be
-    # sent, so the job must not stay `submitting` (the next run would call it uncertain).
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=60.0) as store:
+    # Cancelled (a second Ctrl-C) before its claim is made: nothing will be sent, so
+    # nothing is claimed (a job left `submitting` would be called uncertain next run).
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec("a"), make_spec("b")])
-        await store.claim_pending(1)  # opens the window
-        doomed = asyncio.create_task(store.claim_pending(1))
-        await turns()
-        doomed.cancel()
-        await store.close()
+        await store.claim_pending(1)
+        async with store._lock:  # the connection is busy: the claim waits its turn
+            doomed = asyncio.create_task(store.claim_pending(1))
+            await turns()
+            doomed.cancel()
+            await turns()
     assert doomed.cancelled()
     assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
         ("a", "submitting", 1),
         ("b", "pending", 0),
     ]
+    assert rows(tmp_path / "jobs.db", "SELECT COUNT(*) FROM events WHERE job_id='b'") == [(0,)]
 
 
 async def test_a_claim_made_for_a_submitter_cancelled_meanwhile_is_handed_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec("a"), make_spec("b")])
         committed, release = asyncio.Event(), asyncio.Event()
-        claim = store._claim
+        take = store_claims._take
 
-        async def claim_then_wait(*args: object) -> list[Job]:
-            jobs = await claim(*args)  # type: ignore[arg-type]
+        async def take_then_wait(*args: Any) -> list[Job]:
+            jobs = await take(*args)
             committed.set()
             await release.wait()  # the claim is in the database; the caller leaves now
             return jobs
 
-        monkeypatch.setattr(store, "_claim", claim_then_wait)
+        monkeypatch.setattr(store_claims, "_take", take_then_wait)
         doomed = asyncio.create_task(store.claim_pending(1))
         await committed.wait()
         assert rows(store.path, "SELECT state FROM jobs WHERE id='a'") == [("submitting",)]
@@ -348,22 +448,42 @@ async def test_a_claim_made_for_a_submitter_cancelled_meanwhile_is_handed_back(
     assert last == ("submitting", "pending", "claimed as the run stopped; not sent")
 
 
+@pytest.mark.parametrize("budget_usd", [None, 100.0], ids=["no budget", "--budget"])
 async def test_a_claim_cancelled_between_its_commit_and_its_use_is_handed_back(
-    tmp_path: Path,
+    tmp_path: Path, budget_usd: float | None
 ) -> None:
     # The stop lands in the loop turn between the claim's result and the submitter
     # resuming (a signal handler's callback already queued): the job is not sent.
     loop = asyncio.get_running_loop()
-    async with await Store.open(tmp_path / "jobs.db", commit_linger_s=0.0) as store:
+    async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec("a"), make_spec("b")])
         tasks: list[asyncio.Task[list[Job]]] = []
         store.observers.append(lambda e: loop.call_soon(tasks[0].cancel))
-        tasks.append(asyncio.create_task(store.claim_pending(1)))
+        tasks.append(asyncio.create_task(store.claim_pending(1, budget_usd=budget_usd)))
         with pytest.raises(asyncio.CancelledError):
             await tasks[0]
     assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs ORDER BY id") == [
         ("a", "pending", 0),
         ("b", "pending", 0),
+    ]
+
+
+async def test_a_claim_handed_back_obeys_the_state_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Were submitting -> pending not in the table, a claim nobody will send would stay
+    # submitting (the next run calls it uncertain): never moved along an edge the table lacks.
+    loop = asyncio.get_running_loop()
+    _forbid(monkeypatch, S.SUBMITTING, S.PENDING)
+    with pytest.raises(IllegalTransition, match="submitting -> pending"):
+        async with await Store.open(tmp_path / "jobs.db") as store:
+            await store.add_jobs([make_spec("a")])
+            tasks: list[asyncio.Task[list[Job]]] = []
+            store.observers.append(lambda e: loop.call_soon(tasks[0].cancel))
+            tasks.append(asyncio.create_task(store.claim_pending(1)))
+            await tasks[0]
+    assert rows(tmp_path / "jobs.db", "SELECT id, state, attempts FROM jobs") == [
+        ("a", "submitting", 1)
     ]
 
 
@@ -403,3 +523,27 @@ def test_the_budget_rule_is_one_rule_for_the_claims_filter_and_the_plan() -> Non
     # Float sums that reach a budget exactly still fit it.
     exact = BudgetRoom(0.3, {}, {"x": 0.1 + 0.1})
     assert exact.blocking("x", 0.1) is None
+
+
+async def test_a_snapshot_reads_what_the_store_holds_and_writes_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    with Snapshot.open(db) as snap:
+        assert snap is None
+    assert not db.exists()  # `plan` before any load creates no database
+    async with await Store.open(db) as store:
+        await store.add_jobs(
+            [make_spec("a"), make_spec("b", batch="b2"), make_spec("c")], budgets={"b2": 5.0}
+        )
+        await store.claim_pending(1)  # a: its $3.20 is committed now
+    before = db.read_bytes()
+    with Snapshot.open(db) as snap:
+        assert snap is not None
+        assert [(j.id, j.batch, j.cost_usd) for j in snap.costed([S.PENDING])] == [
+            ("b", "b2", pytest.approx(3.2)),
+            ("c", "b1", pytest.approx(3.2)),
+        ]
+        assert snap.states_of(["a", "c", "zzz"]) == {"a": S.SUBMITTING, "c": S.PENDING}
+        assert snap.caps() == {"b2": 5.0}
+        assert snap.committed() == {"b1": pytest.approx(3.2)}
+        assert snap.committed(cost_of=lambda model, params: 1.0) == {"b1": 1.0}
+    assert db.read_bytes() == before

@@ -16,26 +16,26 @@ more than its plan, never less.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from batchveo.models import Prices, estimate_params_cost_usd
 from batchveo.spec import JobSpec
-from batchveo.store import CAPS_SQL, COMMITTED_STATES, BudgetRoom, committed_sql
+from batchveo.states import JobState
+from batchveo.store import COMMITTED_STATES, BudgetRoom, Snapshot
 
-_CHUNK = 500
+S = JobState
 
 
 @dataclass
 class Plan:
     jobs: int = 0
     new: int = 0
-    already: Counter[str] = field(default_factory=Counter)
+    already: Counter[JobState] = field(default_factory=Counter)
     """Jobs of the manifests already in the database, by their state there."""
     other_pending: int = 0
     """Pending jobs of the database not in these manifests: a run sends them too, first."""
@@ -90,7 +90,7 @@ class _Candidate:
 
 @dataclass
 class _Stored:
-    states: dict[str, str] = field(default_factory=dict)
+    states: dict[str, JobState] = field(default_factory=dict)
     """The stored state of each of the manifests' ids that is in the database."""
     queued: list[tuple[str, _Candidate]] = field(default_factory=list)
     """The database's sendable jobs, oldest row first: ``(id, candidate)``."""
@@ -98,46 +98,29 @@ class _Stored:
     committed: dict[str, float] = field(default_factory=dict)
 
 
-def _read(db: Path, ids: list[str], prices: Prices | None, sendable: tuple[str, ...]) -> _Stored:
+def _read(
+    db: Path, ids: list[str], prices: Prices | None, sendable: tuple[JobState, ...]
+) -> _Stored:
     """What the database holds that the run would act on (read only)."""
     out = _Stored()
-    if not db.exists():
-        return out
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        cost = "cost_usd"
-        if prices is not None:
-            # A run with --prices reprices every job before its first claim: so does this.
-            conn.create_function(
-                "batchveo_cost",
-                2,
-                lambda model, params: estimate_params_cost_usd(model, json.loads(params), prices),
-                deterministic=True,
-            )
-            cost = "batchveo_cost(model, params)"
-        out.caps = {name: float(usd) for name, usd in conn.execute(CAPS_SQL)}
+    with Snapshot.open(db) as snap:
+        if snap is None:
+            return out  # no database (plan creates none), or one with no job table yet
+        # A run with --prices reprices every job before its first claim: so does this.
+        cost_of = None if prices is None else partial(_priced, prices=prices)
+        out.caps = snap.caps()
         # Jobs the run sends again (--resubmit-uncertain) are pending, not committed, by then.
         still_committed = [s for s in COMMITTED_STATES if s not in sendable]
-        out.committed = {
-            b: float(v or 0.0) for b, v in conn.execute(committed_sql(cost, still_committed))
-        }
-        marks = ",".join("?" * len(sendable))
-        sql = (
-            f"SELECT id, batch, model, params, {cost} FROM jobs"
-            f" WHERE state IN ({marks}) ORDER BY rowid"  # the claim's order
-        )
-        for jid, batch, model, params, usd in conn.execute(sql, sendable):
-            out.queued.append((jid, _Candidate(batch, model, json.loads(params), float(usd))))
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            sql = f"SELECT id, state FROM jobs WHERE id IN ({marks})"
-            out.states.update(conn.execute(sql, chunk).fetchall())
-    except sqlite3.OperationalError:
-        return _Stored()  # a database with no job table yet
-    finally:
-        conn.close()
+        out.committed = snap.committed(still_committed, cost_of)
+        for job in snap.costed(sendable):  # the claim's order
+            usd = job.cost_usd if cost_of is None else cost_of(job.model, job.params)
+            out.queued.append((job.id, _Candidate(job.batch, job.model, job.params, usd)))
+        out.states = snap.states_of(ids)
     return out
+
+
+def _priced(model: str, params: Mapping[str, Any], *, prices: Prices) -> float:
+    return estimate_params_cost_usd(model, params, prices)
 
 
 def make_plan(
@@ -151,7 +134,7 @@ def make_plan(
 ) -> Plan:
     """What ``batchveo run`` with these manifests (``specs`` and their batches' ``budgets``)
     and flags would send from ``db``, and what its budgets would keep pending."""
-    sendable = ("pending", "uncertain", "submitting") if resubmit_uncertain else ("pending",)
+    sendable = (S.PENDING, S.UNCERTAIN, S.SUBMITTING) if resubmit_uncertain else (S.PENDING,)
     stored = _read(db, [s.id for s in specs], prices, sendable)
     plan = Plan(jobs=len(specs), budget_usd=budget_usd)
     mine = {s.id for s in specs}

@@ -2,19 +2,19 @@
 
 Why this exists: every aiosqlite call is a hand-off to its thread and back (a
 queue put, a thread wake-up, the GIL changing hands, ``call_soon_threadsafe``,
-a loop wake-up). At a few hundred jobs per second those hand-offs, not SQLite,
-were most of the runner's CPU: a job made four or five of them. Here the
-writers of one short window share one statement instead.
+a loop wake-up), and with ``synchronous=FULL`` every commit is an fsync. At a
+few hundred jobs per second those, not SQLite, would be most of the runner's
+CPU: a job makes four or five writes. Here the writers waiting at the same
+moment share one statement instead.
 
 The promise to each caller is unchanged: ``await group.submit(request)``
 returns only once the request's statement is committed (or raises what it
 raised), so "commit the state before acting on it" still holds line by line.
 
-Timing: a request arriving when nothing was flushed for ``linger_s`` is
-flushed at once (a quiet run gets no added latency); while requests keep
-coming, flushes start at most every ``linger_s``, so a busy run pays one round
-trip per window instead of one per request. Requests wait behind the store's
-lock while a flush or another statement runs, and join the next batch.
+Timing: a request arriving while nothing is being written is written at once
+(a quiet run waits for nothing); requests arriving while a batch runs, or while
+another statement holds the store's lock, wait for it to end and then share the
+next batch. The busier the run, the bigger the batches, with no timer.
 
 Cancellation: a caller cancelled before its request is taken is dropped when
 ``drop_cancelled`` (a claim nobody will send must not be made); otherwise the
@@ -38,14 +38,17 @@ Res = TypeVar("Res")
 
 
 class GroupCommit(Generic[Req, Res]):
-    """Coalesce requests into batches run by ``run`` under ``lock``, one batch at a time."""
+    """Coalesce requests into batches run by ``run`` under ``lock``, one batch at a time.
+
+    ``run`` gets the batch's requests and returns one result per request, in order:
+    a value, or the exception that request's caller raises.
+    """
 
     def __init__(
         self,
         run: Callable[[Sequence[Req]], Awaitable[Sequence[Res | BaseException]]],
         *,
         lock: asyncio.Lock,
-        linger_s: float,
         max_batch: int = 256,
         key: Callable[[Req], Hashable] | None = None,
         drop_cancelled: bool = False,
@@ -53,26 +56,24 @@ class GroupCommit(Generic[Req, Res]):
     ):
         self._run = run
         self._lock = lock
-        self.linger_s = linger_s
         self._max_batch = max_batch
         self._key = key
+        """Requests of one key never share a batch: the later waits for the next one."""
         self._drop_cancelled = drop_cancelled
         self._on_abandoned = on_abandoned
+        """Told, under the lock, the results no caller will use."""
         self._queue: deque[tuple[Req, asyncio.Future[Res]]] = deque()
         self._late: list[Res] = []
         """Results whose caller was cancelled between getting them and resuming."""
-        self._last_start = float("-inf")
-        self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         """Batches run so far (for the benchmark's counters and the tests)."""
 
     async def submit(self, request: Req) -> Res:
         """Queue ``request``; return its result once its batch is committed."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Res] = loop.create_future()
+        fut: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
         self._queue.append((request, fut))
-        self._schedule(loop)
+        self._schedule()
         try:
             return await fut
         except asyncio.CancelledError:
@@ -81,13 +82,13 @@ class GroupCommit(Generic[Req, Res]):
             delivered = fut.done() and not fut.cancelled() and fut.exception() is None
             if delivered and self._on_abandoned is not None:
                 self._late.append(fut.result())
-                self._schedule(loop)
+                self._schedule()
             raise
 
     @property
     def busy(self) -> bool:
-        """Something is queued, waiting for its window, or being written."""
-        return self._has_work() or self._task is not None or self._timer is not None
+        """Something is queued or being written."""
+        return self._has_work() or self._task is not None
 
     def _has_work(self) -> bool:
         return bool(self._queue or self._late)
@@ -95,32 +96,16 @@ class GroupCommit(Generic[Req, Res]):
     async def drain(self) -> None:
         """Wait until every queued request is written (before closing the database)."""
         while self.busy:
-            if self._task is None:
-                if self._timer is not None:
-                    self._timer.cancel()
-                    self._timer = None
-                self._start()
+            self._schedule()
             task = self._task
-            if task is not None:
-                if task.done():
-                    await asyncio.sleep(0)  # its done-callback is queued: let it run
-                else:
-                    await asyncio.shield(task)
+            if task is None or task.done():
+                await asyncio.sleep(0)  # its done-callback is queued: let it run
+            else:
+                await asyncio.shield(task)
 
-    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is not None or self._task is not None or not self._has_work():
-            return  # a flush is due or running; it picks this request up or reschedules
-        delay_s = min(self.linger_s, self._last_start + self.linger_s - loop.time())
-        if delay_s <= 0:
-            self._start()
-        else:
-            self._timer = loop.call_later(delay_s, self._fire)
-
-    def _fire(self) -> None:
-        self._timer = None
-        self._start()
-
-    def _start(self) -> None:
+    def _schedule(self) -> None:
+        if self._task is not None or not self._has_work():
+            return  # a flush is running: it picks this request up, or the next one does
         task = asyncio.get_running_loop().create_task(self._flush())
         self._task = task
         # Not in the coroutine's `finally`: a task cancelled before it ever ran has none.
@@ -129,11 +114,10 @@ class GroupCommit(Generic[Req, Res]):
     def _flushed(self, task: asyncio.Task[None]) -> None:
         if self._task is task:
             self._task = None
-        self._schedule(task.get_loop())
+        self._schedule()
 
     async def _flush(self) -> None:
         async with self._lock:
-            self._last_start = asyncio.get_running_loop().time()
             work = asyncio.ensure_future(self._flush_locked())
             try:
                 await asyncio.shield(work)
@@ -187,7 +171,7 @@ class GroupCommit(Generic[Req, Res]):
             return
         abandoned: list[Res] = []
         for (_, fut), result in zip(batch, results, strict=True):
-            if fut.done():  # the caller was cancelled meanwhile
+            if fut.done():  # the caller was cancelled meanwhile: nobody is listening
                 if not isinstance(result, BaseException):
                     abandoned.append(result)
             elif isinstance(result, BaseException):

@@ -1,0 +1,125 @@
+"""Claims: a submitter takes the next pending job, marked ``submitting`` before it is sent.
+
+The job is marked before its request is sent: if we die mid-submit, the next
+run finds it in ``submitting`` and knows it may have been billed. A claim takes
+the oldest due jobs that fit the budgets, in one guarded statement under the
+store's lock: two coroutines, or two processes, never claim the same job.
+
+Submitters asking at the same moment share one statement (``groupcommit``):
+one UPDATE claims for all of them, the oldest jobs going to the earliest
+asker. With budgets, each claim is its own transaction instead, so each
+commits its cost before the next is judged.
+
+A claim nobody will send must not stay ``submitting`` (the next run would call
+it uncertain and never send it): a submitter cancelled before its claim is
+made claims nothing, and the jobs of one cancelled once its claim was made are
+handed back to ``pending``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from batchveo.states import JobState, check_transition
+from batchveo.store.budget import Budgets
+from batchveo.store.db import immediate
+from batchveo.store.groupcommit import GroupCommit
+from batchveo.store.rows import RETURNING, Job, TransitionEvent
+
+S = JobState
+HAND_BACK_DETAIL = "claimed as the run stopped; not sent"
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """One submitter's claim: up to ``limit`` jobs, due at ``now``, within ``budget_usd``."""
+
+    limit: int
+    now: float | None
+    budget_usd: float | None
+
+
+class Claims(Budgets):
+    """``claim_pending`` and the hand-back of claims whose submitter left."""
+
+    _claims: GroupCommit[_Ask, list[Job]]
+
+    def _start_claims(self) -> None:
+        self._claims = GroupCommit(
+            self._claim_all, lock=self._lock, drop_cancelled=True, on_abandoned=self._hand_back
+        )
+
+    async def claim_pending(
+        self, limit: int, *, now: float | None = None, budget_usd: float | None = None
+    ) -> list[Job]:
+        """Atomically take up to ``limit`` due pending jobs, oldest first, into ``submitting``."""
+        if limit <= 0:
+            return []
+        return await self._claims.submit(_Ask(limit, now, budget_usd))
+
+    async def _claim_all(self, asks: Sequence[_Ask]) -> list[list[Job] | BaseException]:
+        """The claims of every submitter waiting now, in the order they asked; under the lock."""
+        check_transition(S.PENDING, S.SUBMITTING)
+        t = self.clock()
+        one_by_one = any(a.budget_usd is not None or a.now is not None for a in asks)
+        if one_by_one or await self._batch_caps(self._db):
+            return [await self._claim_one(a, t) for a in asks]
+        jobs = await _take(self._db, t, sum(a.limit for a in asks))  # one UPDATE, atomic
+        self._tell(TransitionEvent.of(j, S.PENDING, t, None) for j in jobs)
+        out: list[list[Job] | BaseException] = []
+        for a in asks:
+            out.append(jobs[: a.limit])
+            jobs = jobs[a.limit :]
+        return out
+
+    async def _claim_one(self, ask: _Ask, t: float) -> list[Job] | BaseException:
+        """One claim in its own transaction, the caps and the committed cost read in it:
+        what is committed is exactly what earlier claims (this run or any before it, in
+        any process) committed."""
+        t = t if ask.now is None else ask.now
+        try:
+            async with immediate(self._db) as db:
+                fits, args = await self._budget_filter(db, ask.budget_usd)
+                jobs = await _take(db, t, ask.limit, fits, args)
+        except Exception as exc:  # this claim's failure is this caller's
+            return exc
+        self._tell(TransitionEvent.of(j, S.PENDING, t, None) for j in jobs)
+        return jobs
+
+    async def _hand_back(self, abandoned: Sequence[list[Job]]) -> None:
+        """Claimed jobs whose submitter left before sending them: pending again, the
+        attempt not counted. Runs under the lock, inside a claim's flush."""
+        ids = [j.id for jobs in abandoned for j in jobs]
+        if not ids:
+            return
+        check_transition(S.SUBMITTING, S.PENDING)
+        now = self.clock()
+        sql = (
+            "UPDATE jobs SET state=?, attempts=MAX(attempts-1, 0), updated_at=?, last_detail=?"
+            f" WHERE state=? AND id IN ({','.join('?' * len(ids))}) RETURNING {RETURNING}"
+        )
+        args = (S.PENDING.value, now, HAND_BACK_DETAIL, S.SUBMITTING.value, *ids)
+        rows = await self._db.execute_fetchall(sql, args)
+        self._tell(
+            TransitionEvent.of(Job.from_row(r), S.SUBMITTING, now, HAND_BACK_DETAIL) for r in rows
+        )
+
+
+async def _take(
+    db: aiosqlite.Connection, t: float, limit: int, fits: str = "", fit_args: Any = ()
+) -> list[Job]:
+    """The guarded UPDATE of a claim: due pending jobs that fit, oldest row first."""
+    sql = (
+        "UPDATE jobs SET state=?, attempts=attempts+1, updated_at=?, last_detail=NULL"
+        " WHERE id IN (SELECT id FROM jobs WHERE state=?"
+        f" AND (next_attempt_at IS NULL OR next_attempt_at<=?){fits}"
+        " ORDER BY rowid LIMIT ?)"
+        f" RETURNING rowid, {RETURNING}"
+    )
+    args = (S.SUBMITTING.value, t, S.PENDING.value, t, *fit_args, limit)
+    rows = sorted(await db.execute_fetchall(sql, args))
+    return [Job.from_row(r[1:]) for r in rows]

@@ -1,0 +1,209 @@
+"""Everything that only reads the job table: for the run, ``status``, ``show``, the report.
+
+Two ways in, one set of queries: ``Reads`` is the store's async side (on its
+connection, under its lock); ``Snapshot`` is a read-only look without an event
+loop, for ``plan``, which must create nothing, not even the database file.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from pathlib import Path
+from typing import Any
+
+from batchveo.errors import StoreError
+from batchveo.states import JobState
+from batchveo.store.budget import CAPS_SQL, COMMITTED_STATES, Costed, committed_sql
+from batchveo.store.db import Core
+from batchveo.store.migrations import MIGRATIONS
+from batchveo.store.rows import SELECT, Event, Job, decode, in_states
+from batchveo.store.schema import applied_migrations
+
+S = JobState
+_SQL_CHUNK = 500
+"""Ids per ``IN (...)``: below SQLite's bound-parameter limit."""
+ORDERS = ("rowid", "generated_at", "next_poll_at")
+"""What ``jobs`` may be sorted by (then by rowid: the order they were loaded in)."""
+_EVENTS_SQL = (
+    "SELECT job_id, from_state, to_state, at, attempt, detail FROM events"
+    " WHERE job_id=? ORDER BY seq"
+)
+
+
+def jobs_sql(
+    states: Iterable[JobState] | None = None,
+    *,
+    batch: str | None = None,
+    order: str = "rowid",
+    limit: int | None = None,
+) -> tuple[str, list[Any]]:
+    """The query of ``jobs``: the rows in ``states`` (all if None) of ``batch``, sorted."""
+    where: list[str] = []
+    args: list[Any] = []
+    if states is not None:
+        wanted = [s.value for s in states]
+        where.append(f"state IN ({','.join('?' * len(wanted))})")
+        args.extend(wanted)
+    if batch is not None:
+        where.append("batch=?")
+        args.append(batch)
+    sql = SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    if order not in ORDERS:
+        raise StoreError(f"cannot order by {order}")
+    sql += f" ORDER BY {order}, rowid"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, args
+
+
+def chunks(items: Sequence[str], size: int = _SQL_CHUNK) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def loaded_event(job: Job) -> Event:
+    """A job's first line of history, told by its row: no event is written per job at load."""
+    detail = f"loaded from {job.source}" if job.source else "loaded"
+    return Event(job.id, None, S.PENDING.value, job.created_at, 0, detail)
+
+
+class Reads(Core):
+    """The store's queries (each one statement under the lock, never inside a write)."""
+
+    async def get(self, job_id: str) -> Job | None:
+        rows = await self._query(SELECT + " WHERE id=?", (job_id,))
+        return Job.from_row(rows[0]) if rows else None
+
+    async def jobs(
+        self,
+        states: Iterable[JobState] | None = None,
+        *,
+        batch: str | None = None,
+        order: str = "rowid",
+        limit: int | None = None,
+    ) -> list[Job]:
+        sql, args = jobs_sql(states, batch=batch, order=order, limit=limit)
+        return [Job.from_row(r) for r in await self._query(sql, args)]
+
+    async def due_polls(self, now: float, limit: int) -> list[Job]:
+        sql = (
+            f"{SELECT} WHERE {in_states([S.RUNNING])} AND next_poll_at<=?"
+            " ORDER BY next_poll_at LIMIT ?"
+        )
+        return [Job.from_row(r) for r in await self._query(sql, (now, limit))]
+
+    async def next_poll_at(self) -> float | None:
+        sql = f"SELECT MIN(next_poll_at) FROM jobs WHERE {in_states([S.RUNNING])}"
+        value = await self._scalar(sql)
+        return None if value is None else float(value)
+
+    async def last_submit_at(self) -> float | None:
+        """When this database last let a submit start (any run, any process)."""
+        sql = "SELECT MAX(at) FROM events WHERE to_state=?"
+        value = await self._scalar(sql, (S.SUBMITTING.value,))
+        return None if value is None else float(value)
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """``{batch: {state: n}}`` for every batch with at least one job."""
+        out: dict[str, dict[str, int]] = {}
+        sql = "SELECT batch, state, COUNT(*) FROM jobs GROUP BY batch, state ORDER BY batch"
+        for batch, state, n in await self._query(sql):
+            out.setdefault(batch, {})[state] = n
+        return out
+
+    async def count_states(self, states: Iterable[JobState]) -> int:
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        sql = f"SELECT COUNT(*) FROM jobs WHERE state IN ({marks})"
+        return int(await self._scalar(sql, wanted) or 0)
+
+    async def history(self, job: Job) -> list[Event]:
+        """A job's whole story: its loading (from the row), then every logged transition."""
+        return [loaded_event(job), *await self.events(job.id)]
+
+    async def events(self, job_id: str) -> list[Event]:
+        return [Event(*r) for r in await self._query(_EVENTS_SQL, (job_id,))]
+
+    async def applied_migrations(self) -> list[str]:
+        async with self._lock:
+            return await applied_migrations(self._db)
+
+
+class Snapshot:
+    """A read-only look at a job database, without an event loop (for ``plan``).
+
+    Open it with ``Snapshot.open``: it yields None where there is nothing to read
+    (no file, or a database this batchveo has not set up yet), and never writes.
+    """
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+
+    @classmethod
+    @contextmanager
+    def open(cls, path: Path) -> Iterator[Snapshot | None]:
+        if not path.exists():
+            yield None
+            return
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        with closing(sqlite3.connect(uri, uri=True)) as conn:
+            try:
+                applied = {name for (name,) in conn.execute("SELECT name FROM _migrations")}
+            except sqlite3.OperationalError:  # no table yet: nothing was ever loaded
+                applied = set()
+            yield cls(conn) if MIGRATIONS[0].name in applied else None
+
+    def costed(self, states: Iterable[JobState]) -> list[Costed]:
+        """What the budget rule needs of the jobs in ``states``, in the order a claim takes them.
+
+        Not whole ``Job`` rows: a plan reads every pending job, 100k of them at worst.
+        """
+        wanted = [s.value for s in states]
+        sql = (
+            "SELECT id, batch, model, params, cost_usd FROM jobs"
+            f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY rowid"
+        )
+        params: dict[str, dict[str, Any]] = {}  # a batch shares a handful: decode each once
+        return [
+            Costed(i, b, m, params.get(p) or params.setdefault(p, decode("params", p)), usd)
+            for i, b, m, p, usd in self._conn.execute(sql, wanted)
+        ]
+
+    def states_of(self, ids: Sequence[str]) -> dict[str, JobState]:
+        """The state of each of ``ids`` that is in the database."""
+        out: dict[str, JobState] = {}
+        for chunk in chunks(ids):
+            sql = f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(chunk))})"
+            out.update((i, JobState(s)) for i, s in self._conn.execute(sql, chunk))
+        return out
+
+    def caps(self) -> dict[str, float]:
+        """The batches' budgets."""
+        try:
+            return {name: float(usd) for name, usd in self._conn.execute(CAPS_SQL)}
+        except sqlite3.OperationalError:  # a database older than batch budgets has none
+            return {}
+
+    def committed(
+        self,
+        states: Sequence[JobState] = COMMITTED_STATES,
+        cost_of: Callable[[str, Mapping[str, Any]], float] | None = None,
+    ) -> dict[str, float]:
+        """Estimated cost of the jobs in ``states``, per batch.
+
+        With ``cost_of(model, params)``, priced by it instead of by the stored estimates
+        (``plan --prices``); jobs alike are priced once.
+        """
+        if cost_of is None:
+            return {b: float(v or 0.0) for b, v in self._conn.execute(committed_sql(states))}
+        out: dict[str, float] = {}
+        sql = (
+            "SELECT batch, model, params, COUNT(*) FROM jobs"
+            f" WHERE {in_states(states)} GROUP BY batch, model, params"
+        )
+        for batch, model, params, n in self._conn.execute(sql):
+            usd = cost_of(model, decode("params", params)) * n
+            out[batch] = out.get(batch, 0.0) + usd
+        return out

@@ -1,0 +1,275 @@
+"""State changes: every write that moves a job, guarded and logged.
+
+Everything the pipeline knows about a job lives in one SQLite row, and every
+change to it is committed before the step that depends on it: a job is marked
+``submitting`` before its request is sent, its operation name is written the
+moment the server returns it. That ordering is what makes ``kill -9`` safe.
+
+A transition is one guarded ``UPDATE ... WHERE id=? AND state=?``: it applies
+only if the job is still where the caller saw it, and a refused one says what
+the job is instead. The trigger of migration 005 logs the event; observers
+hear it once it is committed.
+
+A single transition, the pipeline's hot write (three or four per job), goes
+through ``groupcommit``: those of other jobs waiting at the same moment share
+one guarded statement, so a busy run pays one trip to the database thread and
+one fsync per batch rather than per write. Each caller still returns only once
+its own row is committed, and learns whether it changed. Several transitions
+given together (``apply``) are one plain transaction; so is everything else here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import aiosqlite
+
+from batchveo.errors import StaleTransition, StoreError
+from batchveo.models import RETENTION_S
+from batchveo.states import ErrorKind, JobState, check_transition
+from batchveo.store.db import Core, describe
+from batchveo.store.groupcommit import GroupCommit
+from batchveo.store.rows import RETURNING, UPDATABLE, Job, Transition, TransitionEvent, encode
+
+S = JobState
+
+_BATCH_ROWS = 256
+"""Transitions in one grouped UPDATE: at most 4 + 2*12 parameters each."""
+
+
+class Writes(Core):
+    """Transitions and the user's actions on jobs."""
+
+    _transitions: GroupCommit[Transition, Job]
+    """Single transitions waiting together, written as one statement (below)."""
+
+    async def transition(
+        self,
+        job_id: str,
+        src: JobState,
+        dst: JobState,
+        *,
+        detail: str | None = None,
+        **fields: Any,
+    ) -> Job:
+        """Move one job from ``src`` to ``dst``; raise if it was not in ``src``."""
+        jobs = await self.apply([Transition(job_id, src, dst, fields, detail)])
+        return jobs[0]
+
+    async def apply(self, transitions: Sequence[Transition]) -> list[Job]:
+        """Apply guarded transitions in one transaction: all of them or none."""
+        if not transitions:
+            return []
+        for t in transitions:
+            check_transition(t.src, t.dst)
+            _check_fields(t.fields)
+        if len(transitions) == 1:
+            # The pipeline's case: the same guarded UPDATE, shared with the single
+            # transitions of other jobs asked for at the same moment (see the end).
+            return [await self._transitions.submit(transitions[0])]
+        now = self.clock()
+        out: list[Job] = []
+        async with self._tx() as db:
+            for t in transitions:
+                sql, args = _update_sql(t, now)
+                rows = await db.execute_fetchall(sql, args)
+                if not rows:
+                    raise StaleTransition(await _stale(db, t))
+                out.append(Job.from_row(next(iter(rows))))
+        self._tell(
+            TransitionEvent.of(j, t.src, now, t.detail)
+            for t, j in zip(transitions, out, strict=True)
+        )
+        return out
+
+    async def update(self, job_id: str, state: JobState, **fields: Any) -> Job:
+        """Change bookkeeping fields of a job that stays in ``state`` (e.g. the next poll)."""
+        if not fields:
+            raise StoreError("not an updatable column: (none)")
+        _check_fields(fields)
+        cols = list(fields)
+        sets = ", ".join(["updated_at=?", *[f"{c}=?" for c in cols]])
+        values = [self.clock(), *[encode(c, fields[c]) for c in cols]]
+        async with self._statement() as db:
+            sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
+            rows = await db.execute_fetchall(sql, (*values, job_id, state.value))
+            if not rows:
+                raise StaleTransition(
+                    f"job {job_id}: expected state {state.value} ({await describe(db, job_id)})"
+                )
+        return Job.from_row(next(iter(rows)))
+
+    # -- recovery and the user's actions -------------------------------------------
+
+    async def recover_interrupted(self) -> list[str]:
+        """Jobs left ``submitting`` by a dead process become ``uncertain``, never resent."""
+        rows = await self._query("SELECT id FROM jobs WHERE state=?", (S.SUBMITTING.value,))
+        ids = [r[0] for r in rows]
+        detail = "a submit was in flight when the previous run stopped; it may have been billed"
+        fields = {"error_kind": ErrorKind.INTERRUPTED.value, "error": detail}
+        await self.apply([Transition(i, S.SUBMITTING, S.UNCERTAIN, fields, detail) for i in ids])
+        return ids
+
+    async def pull_in_schedules(self, latest: float, now: float) -> int:
+        """Bring polls and retries due after ``latest`` forward to ``now``; how many moved.
+
+        A time further ahead than any schedule reaches was written by a clock since set
+        back: waiting for it could outlast the retention. Moving one forward costs at most
+        one early request.
+        """
+        moved = 0
+        async with self._tx() as db:
+            for col, state in (("next_poll_at", S.RUNNING), ("next_attempt_at", S.PENDING)):
+                sql = f"UPDATE jobs SET {col}=?, updated_at=? WHERE state=? AND {col}>?"
+                async with db.execute(sql, (now, now, state.value, latest)) as cur:
+                    moved += cur.rowcount
+        return moved
+
+    async def requeue(
+        self,
+        states: Iterable[JobState],
+        ids: Sequence[str] | None = None,
+        *,
+        retention_s: float = RETENTION_S,
+    ) -> list[str]:
+        """Send jobs back on the user's word (``batchveo retry``); the ids moved.
+
+        To pending, except a job whose download failed while its video is still within
+        the retention: that one goes back to generated, to be downloaded again rather
+        than generated (and billed) again.
+        """
+        wanted = [s.value for s in states]
+        rows = await self._query(
+            "SELECT id, state, error_kind, generated_at, video_uris FROM jobs"
+            f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY rowid",
+            wanted,
+        )
+        if ids is not None:
+            keep = set(ids)
+            rows = [r for r in rows if r[0] in keep]
+        now = self.clock()
+        again = {"error_kind": None, "error": None}
+        moves = []
+        for job_id, state, error_kind, generated_at, video_uris in rows:
+            src = JobState(state)
+            paid_video = (
+                src is S.FAILED
+                and error_kind == ErrorKind.DOWNLOAD
+                and generated_at is not None
+                and now < generated_at + retention_s
+                and bool(json.loads(video_uris or "[]"))
+            )
+            if paid_video:
+                detail = "retry requested by the user: download again (the video is paid for)"
+                moves.append(Transition(job_id, src, S.GENERATED, again, detail))
+            else:
+                fields = {**again, "attempts": 0, "next_attempt_at": None}
+                detail = "retry requested by the user"
+                moves.append(Transition(job_id, src, S.PENDING, fields, detail))
+        await self.apply(moves)
+        return [t.job_id for t in moves]
+
+    async def cancel(
+        self, ids: Sequence[str] | None = None, *, batch: str | None = None
+    ) -> list[str]:
+        """Cancel pending jobs (all, those of ``batch``, or those of ``ids``); the ids moved."""
+        sql = "SELECT id FROM jobs WHERE state=?"
+        args: list[Any] = [S.PENDING.value]
+        if batch is not None:
+            sql += " AND batch=?"
+            args.append(batch)
+        rows = await self._query(sql + " ORDER BY rowid", args)
+        keep = None if ids is None else set(ids)
+        moved = [r[0] for r in rows if keep is None or r[0] in keep]
+        detail = "cancelled by the user"
+        await self.apply([Transition(i, S.PENDING, S.CANCELLED, {}, detail) for i in moved])
+        return moved
+
+    # -- grouping: how single transitions share a statement ------------------------
+
+    def _start_grouping(self) -> None:
+        self._transitions = GroupCommit(
+            self._apply_grouped, lock=self._lock, max_batch=_BATCH_ROWS, key=lambda t: t.job_id
+        )
+
+    async def _apply_grouped(self, transitions: Sequence[Transition]) -> list[Job | BaseException]:
+        """Independent transitions (distinct jobs) as one UPDATE; run under the lock.
+
+        Each row is guarded on its own (``id`` and ``state`` must match), and one
+        statement is atomic: every caller learns whether its own row changed.
+        """
+        now = self.clock()
+        sql, args = _grouped_update_sql(transitions, now)
+        rows = await self._db.execute_fetchall(sql, args)
+        by_id = {row[0]: row for row in rows}
+        out: list[Job | BaseException] = []
+        for t in transitions:
+            row = by_id.get(t.job_id)
+            if row is None:
+                out.append(StaleTransition(await _stale(self._db, t)))
+                continue
+            try:  # committed: whatever happens now concerns this caller only
+                out.append(Job.from_row(row))
+            except Exception as exc:
+                out.append(exc)
+        self._tell(
+            TransitionEvent.of(j, t.src, now, t.detail)
+            for t, j in zip(transitions, out, strict=True)
+            if isinstance(j, Job)
+        )
+        return out
+
+
+def _check_fields(fields: Mapping[str, Any]) -> None:
+    bad = set(fields) - UPDATABLE
+    if bad:
+        raise StoreError(f"not an updatable column: {', '.join(sorted(bad))}")
+
+
+async def _stale(db: aiosqlite.Connection, t: Transition) -> str:
+    return (
+        f"job {t.job_id}: expected state {t.src.value}, cannot move to "
+        f"{t.dst.value} ({await describe(db, t.job_id)})"
+    )
+
+
+def _update_sql(t: Transition, now: float) -> tuple[str, list[Any]]:
+    """One guarded UPDATE: the row changes only if it is still in ``t.src``.
+
+    Every UPDATE that sets ``state`` sets ``last_detail`` too: the trigger of
+    migration 005 logs it as the event's detail.
+    """
+    cols = list(t.fields)
+    sets = ", ".join(["state=?", "updated_at=?", "last_detail=?", *[f"{c}=?" for c in cols]])
+    values = [t.dst.value, now, t.detail, *[encode(c, t.fields[c]) for c in cols]]
+    sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
+    return sql, [*values, t.job_id, t.src.value]
+
+
+def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[str, list[Any]]:
+    """``_update_sql`` for transitions of distinct jobs at once, each with its own fields.
+
+    A column set by only some of the rows carries a flag per row: the others keep
+    their value. The trigger logs one event per changed row.
+    """
+    cols = sorted({c for t in transitions for c in t.fields})
+    names = ["v_id", "v_src", "v_dst", "v_detail"]
+    sets = ["state=v_dst", "updated_at=?", "last_detail=v_detail"]
+    for c in cols:
+        names += [f"v_{c}", f"v_has_{c}"]
+        sets.append(f"{c}=CASE WHEN v_has_{c} THEN v_{c} ELSE {c} END")
+    row_marks = "(" + ",".join("?" * len(names)) + ")"
+    args: list[Any] = []
+    for t in transitions:
+        args += [t.job_id, t.src.value, t.dst.value, t.detail]
+        for c in cols:
+            has = c in t.fields
+            args += [encode(c, t.fields[c]) if has else None, has]
+    sql = (
+        f"WITH v({','.join(names)}) AS (VALUES {','.join([row_marks] * len(transitions))})"
+        f" UPDATE jobs SET {', '.join(sets)} FROM v WHERE id=v_id AND state=v_src"
+        f" RETURNING {RETURNING}"
+    )
+    return sql, [*args, now]  # the VALUES come first in the text, then updated_at=?
