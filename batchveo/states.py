@@ -14,6 +14,8 @@ job from, say, ``running`` back to ``pending`` (which would submit it twice).
 (uncertain: a submit in flight when we died, or whose outcome is unknown.)
 ``running -> expired``: polled only after the retention, the operation is gone
 with its video (the machine was off for days); no poll can bring it back.
+``running -> done``: the poll's answer carried the videos themselves (Vertex AI
+inline), saved and made durable before the transition is written.
 
 ``pending`` is re-entered on the user's word (``retry``) from failed, uncertain
 and expired, and by the submitter itself when a submit provably never left.
@@ -46,7 +48,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.SUBMITTING: frozenset({S.RUNNING, S.PENDING, S.FAILED, S.UNCERTAIN}),
     # running -> running is not a transition: a still-running poll only reschedules.
     # running -> expired: a 404 past the retention, the video deleted before it was fetched.
-    S.RUNNING: frozenset({S.GENERATED, S.FAILED, S.EXPIRED}),
+    # running -> done: the poll's answer carried the videos themselves (Vertex inline),
+    # saved and made durable before this transition is written.
+    S.RUNNING: frozenset({S.GENERATED, S.DONE, S.FAILED, S.EXPIRED}),
     S.GENERATED: frozenset({S.DONE, S.EXPIRED, S.FAILED}),
     S.DONE: frozenset(),
     # The user's word (`batchveo retry`) sends these back to pending; a failed

@@ -29,6 +29,7 @@ ALLOWED = {
     (S.RUNNING, S.GENERATED),
     (S.RUNNING, S.FAILED),
     (S.RUNNING, S.EXPIRED),
+    (S.RUNNING, S.DONE),  # the poll carried the videos (Vertex inline)
     (S.GENERATED, S.DONE),
     (S.GENERATED, S.EXPIRED),
     (S.GENERATED, S.FAILED),

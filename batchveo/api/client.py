@@ -259,6 +259,11 @@ class VeoClient:
             raise UnusableVideo(f"the video URI is not an http(s) URL: {show_url(clean)}")
         return await self._videos.fetch(url, dest, self._download_refused)
 
+    async def save(self, data: bytes, dest: Path) -> DownloadResult:
+        """A video that came inline, made durable at ``dest`` (no Gemini-format route sends
+        one today; the runner asks every client the same way)."""
+        return await self._videos.save(data, dest)
+
     def _download_refused(self, reply: Reply, url: URL) -> ApiError:
         """What a download's non-200 answer means, by who said it."""
         if reply.status in (401, 403) and not self.provider.trusts(url):

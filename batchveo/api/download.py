@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncIterable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -74,6 +74,12 @@ class VideoDownloads:
     async def close(self) -> None:
         """Wait for the files being made durable."""
         await self._files.close()
+
+    async def save(self, data: bytes, dest: Path) -> DownloadResult:
+        """A video already in memory (sent inline), checked and made durable like a download."""
+        return await save_video(
+            _one_chunk(data), dest, self._files, self._max_video_bytes, len(data)
+        )
 
     async def fetch(self, url: URL, dest: Path, refused: Refusal) -> DownloadResult:
         """Stream ``url`` to ``dest`` atomically; the credential goes to trusted hosts only."""
@@ -132,6 +138,10 @@ async def stream_to_file(
     except UnusableVideo:
         resp.close()  # read no further: the rest is never wanted
         raise
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 async def save_video(

@@ -21,6 +21,15 @@ class OperationStatus:
     error_code: int | None = None
     error_message: str | None = None
     filtered_reasons: tuple[str, ...] = ()
+    inline_videos: tuple[bytes, ...] = ()
+    """Videos that came in the poll's answer itself (Vertex AI without ``storageUri``):
+    the answer *is* the download, so the runner saves them (``Client.save``) before it
+    marks the job, and never polls the operation again."""
+    samples_requested: int | None = None
+    """How many videos the job asked for (``sampleCount``), when the route says."""
+    samples_filtered: int = 0
+    """How many of them the safety filter withheld (not charged): fewer videos than asked
+    is a partial result, not a failure."""
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ class Client(Protocol):
 
     async def download(self, uri: str, dest: Path) -> Any: ...
 
+    async def save(self, data: bytes, dest: Path) -> Any:
+        """A video that came inline (``OperationStatus.inline_videos``), made durable at
+        ``dest`` as a download would be (checked, fsynced, never over another video)."""
+        ...
+
 
 class VideoQueue(Protocol):
     """Where the poller hands a job whose video is made (``downloader.DownloadQueue``)."""
