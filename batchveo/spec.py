@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 from batchveo.models import estimate_params_cost_usd
+from batchveo.routes import Route
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 _json_str = json.encoder.encode_basestring_ascii
@@ -75,6 +76,8 @@ class ImageRef:
     """Absolute path, resolved against the manifest's folder at load time."""
     sha256: str
     mime_type: str
+    gcs_uri: str | None = None
+    """A Cloud Storage image (Vertex only): sent as ``gcsUri``, never read from disk."""
 
     def to_json(self) -> dict[str, str]:
         return {"path": self.path, "sha256": self.sha256, "mimeType": self.mime_type}
@@ -103,6 +106,8 @@ class JobSpec:
     known_hash: str | None = field(default=None, compare=False, repr=False)
     """``spec_hash()`` when the loader already computed it (auto ids), so a job is hashed once
     per load: hashing is a large part of loading 100k jobs."""
+    route: Route | None = None
+    """Where the job goes (None: the run's route, as for jobs loaded before routes)."""
 
     def inputs_json(self) -> dict[str, Any]:
         """The job's inputs as stored (paths and hashes, not bytes)."""

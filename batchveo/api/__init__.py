@@ -5,8 +5,12 @@ value or one exception of ``batchveo.errors`` that tells the runner what to do. 
 from the client down:
 
 - ``client``: ``VeoClient``, the Gemini v1beta routes (Gemini API, GPTProto, the simulator).
+- ``vertex``: ``VertexClient``, Vertex AI (a bearer token; videos inline or in a bucket).
 - ``wire``: the Gemini format as pure functions: request bodies, operation names, polls.
+- ``vertex_wire``: the Vertex format as pure functions: parameters, operation names, polls.
 - ``providers``: ``Provider`` (hosts, key variable, model ids as data), ``ApiKey``.
+- ``gauth``, ``bearer``: Google credentials and tokens; the token as a transport credential.
+- ``gcs``: ``gs://`` videos: metadata, bytes, size and checksum verified before they count.
 - ``transport``: one request with a credential: session, bounded answer, mapped failure.
 - ``download``: a video to ``<dest>.part``, checked, made durable; redirects by hand.
 - ``errormap``: ``error_for_status`` and ``network_error``: what went wrong, as an exception.
@@ -15,14 +19,22 @@ from the client down:
 - ``urls``, ``texts``, ``results``: URLs kept keyless, texts fit for messages, the values.
 
 A provider in another wire format (Vertex AI) is a client module of its own beside
-``client``, with its own credential, over the same ``transport``, ``download``, ``errormap``
-and ``results``.
+``client`` (``vertex``), with its own credential (``bearer``), over the same ``transport``,
+``download``, ``errormap`` and ``results``.
 """
 
+from batchveo.api.bearer import BearerToken
 from batchveo.api.bounded import MAX_ERROR_BODY_BYTES, MAX_JSON_BYTES
 from batchveo.api.client import MAX_OPERATION_NAME_CHARS, VeoClient
 from batchveo.api.download import MAX_REDIRECTS, MAX_VIDEO_BYTES
-from batchveo.api.errormap import Kind, error_for_status, parse_envelope, retry_after_s
+from batchveo.api.errormap import (
+    Kind,
+    error_for_status,
+    parse_envelope,
+    retry_after_s,
+    vertex_error_for_status,
+)
+from batchveo.api.gcs import STORAGE_BASE, CloudStorage
 from batchveo.api.providers import (
     KEY_HEADER,
     PROVIDERS,
@@ -32,6 +44,13 @@ from batchveo.api.providers import (
 )
 from batchveo.api.results import DownloadResult, OperationStatus
 from batchveo.api.texts import MAX_MESSAGE_CHARS
+from batchveo.api.vertex import (
+    MAX_INLINE_VIDEO_BYTES,
+    MAX_POLL_ANSWER_BYTES,
+    VERTEX_MODEL_IDS,
+    VertexClient,
+    build_vertex_body,
+)
 from batchveo.api.wire import (
     build_parameters,
     build_request_body,
@@ -43,19 +62,27 @@ from batchveo.api.wire import (
 __all__ = [
     "KEY_HEADER",
     "MAX_ERROR_BODY_BYTES",
+    "MAX_INLINE_VIDEO_BYTES",
     "MAX_JSON_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_OPERATION_NAME_CHARS",
+    "MAX_POLL_ANSWER_BYTES",
     "MAX_REDIRECTS",
     "MAX_VIDEO_BYTES",
     "PROVIDERS",
+    "STORAGE_BASE",
+    "VERTEX_MODEL_IDS",
+    "BearerToken",
+    "CloudStorage",
     "DownloadResult",
     "Kind",
     "OperationStatus",
     "Provider",
     "VeoClient",
+    "VertexClient",
     "build_parameters",
     "build_request_body",
+    "build_vertex_body",
     "error_for_status",
     "load_image",
     "parse_envelope",
@@ -64,4 +91,5 @@ __all__ = [
     "resolve_provider",
     "retry_after_s",
     "split_operation_name",
+    "vertex_error_for_status",
 ]

@@ -14,7 +14,9 @@
   complete. A body that is not an MP4 raises ``Transient``: a proxy's error page may be
   replaced by the real file later, and failing the job would throw away a paid video.
   ``save_video`` does all of this for bytes from any source (Vertex AI may send a video
-  inline in a poll's answer), ``stream_to_file`` for a response.
+  inline in a poll's answer), ``stream_to_file`` for a response. A caller that knows
+  more of the bytes beforehand (Cloud Storage's size and checksum) passes a ``BodyCheck``:
+  it sees every chunk and may refuse the whole before the file counts.
 
 What a refusal (a status other than 200) means depends on the provider's storage, so the
 caller says it (``Refusal``).
@@ -26,6 +28,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
@@ -52,6 +55,19 @@ MAX_VIDEO_BYTES = 512 << 20
 
 Refusal = Callable[[Reply, URL], ApiError]
 """What a non-200, non-redirect answer from ``url`` means, as the exception to raise."""
+
+
+class BodyCheck(Protocol):
+    """What the caller knows of a video's bytes beforehand (a checksum, a size)."""
+
+    def update(self, chunk: bytes) -> None:
+        """Every chunk, in order, as it is written to the ``.part``."""
+        ...
+
+    def verify(self, size: int) -> None:
+        """After the last chunk, before the file counts: raise if these are not the bytes
+        expected (``Transient``: the next try may get the right ones)."""
+        ...
 
 
 class VideoDownloads:
@@ -81,7 +97,9 @@ class VideoDownloads:
             _one_chunk(data), dest, self._files, self._max_video_bytes, len(data)
         )
 
-    async def fetch(self, url: URL, dest: Path, refused: Refusal) -> DownloadResult:
+    async def fetch(
+        self, url: URL, dest: Path, refused: Refusal, check: BodyCheck | None = None
+    ) -> DownloadResult:
         """Stream ``url`` to ``dest`` atomically; the credential goes to trusted hosts only."""
         credential = self._http.credential
         for _ in range(MAX_REDIRECTS + 1):
@@ -99,7 +117,9 @@ class VideoDownloads:
                     if resp.status != 200:
                         body = await read_error_body(resp)
                         raise refused(Reply(resp.status, resp.reason, resp.headers, body), url)
-                    return await stream_to_file(resp, dest, self._files, self._max_video_bytes)
+                    return await stream_to_file(
+                        resp, dest, self._files, self._max_video_bytes, check
+                    )
             except NETWORK_ERRORS as exc:
                 raise network_error(exc, None, "download", credential.scrub) from None
         raise UnusableVideo(f"the download gave more than {MAX_REDIRECTS} redirects (a loop?)")
@@ -122,7 +142,11 @@ class VideoDownloads:
 
 
 async def stream_to_file(
-    resp: aiohttp.ClientResponse, dest: Path, committer: FileCommitter, max_bytes: int
+    resp: aiohttp.ClientResponse,
+    dest: Path,
+    committer: FileCommitter,
+    max_bytes: int,
+    check: BodyCheck | None = None,
 ) -> DownloadResult:
     """A response's body -> ``save_video``, once its headers promise something acceptable.
 
@@ -133,7 +157,7 @@ async def stream_to_file(
     expected = _acceptable_length(resp, max_bytes)
     try:
         return await save_video(
-            resp.content.iter_chunked(CHUNK_BYTES), dest, committer, max_bytes, expected
+            resp.content.iter_chunked(CHUNK_BYTES), dest, committer, max_bytes, expected, check
         )
     except UnusableVideo:
         resp.close()  # read no further: the rest is never wanted
@@ -150,12 +174,14 @@ async def save_video(
     committer: FileCommitter,
     max_bytes: int,
     expected: int | None = None,
+    check: BodyCheck | None = None,
 ) -> DownloadResult:
     """Bytes -> dest.part (hashing) -> checks -> durable rename (see ``files``).
 
     Whatever the source (a response streamed, a video sent inline in a poll's answer), the
     video is cut off past ``max_bytes``, must have ``expected`` bytes when that is known,
-    and must be an MP4; ``dest.part`` is gone unless all of that holds.
+    must pass ``check`` when there is one, and must be an MP4; ``dest.part`` is gone
+    unless all of that holds.
     """
     digest = hashlib.sha256()
     size = 0
@@ -171,6 +197,8 @@ async def save_video(
                     )
                 part.write(chunk)
                 digest.update(chunk)
+                if check is not None:
+                    check.update(chunk)
                 size += len(chunk)
                 if len(head) < 8:
                     head += chunk[: 8 - len(head)]
@@ -178,6 +206,8 @@ async def save_video(
             raise Transient(_truncated(size, expected)) from None
         if expected is not None and size != expected:
             raise Transient(_truncated(size, expected))
+        if check is not None:
+            check.verify(size)
         if head[4:8] != b"ftyp":
             raise Transient(f"downloaded {size} bytes that are not an MP4 (no ftyp box)")
     except BaseException:

@@ -19,6 +19,10 @@ the Gemini API and on Vertex AI, and the reseller's is parsed too.
   and a 502 or 504, since a gateway (the reseller is one) may have passed it on before
   giving up. Polls and downloads are free to repeat, so their network failures and 5xx
   are just ``Transient``.
+* **Vertex AI** (``vertex_error_for_status``) has rows of its own over these: a 401 comes
+  after the client already refreshed its token once (the credentials are refused), a 403
+  names the role to grant (Vertex's or the bucket's), a 404 on a submit names the model
+  and the ids Vertex serves, and a ``FAILED_PRECONDITION`` names the project, not a key.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import email.utils
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -108,8 +112,7 @@ def error_for_status(
 ) -> ApiError:
     """The exception for a non-success answer to a ``kind`` request."""
     env = parse_envelope(body, reason)
-    label = f"HTTP {status} {env.status or reason or ''}".rstrip()
-    message = clip(scrub(f"{label}: {env.message}"))  # scrubbed whole, then clipped
+    message = _message(status, env, reason, scrub)
     if status == 429:
         if _is_per_day_quota(env.details):
             return QuotaExhausted(message, status=status, retry_after_s=retry_after_s(headers, env))
@@ -140,6 +143,71 @@ def error_for_status(
     if 300 <= status < 400:
         return StopRun(f"{message} (unexpected redirect: check the base URL)", status=status)
     return BadRequest(message, status=status)
+
+
+def _message(status: int, env: Envelope, reason: str | None, scrub: Callable[[str], str]) -> str:
+    """``HTTP 429 RESOURCE_EXHAUSTED: <server message>``, scrubbed whole, then clipped."""
+    label = f"HTTP {status} {env.status or reason or ''}".rstrip()
+    return clip(scrub(f"{label}: {env.message}"))
+
+
+VERTEX_ROLE = "roles/aiplatform.user"
+"""The role that lets credentials call Vertex's Veo models (Vertex AI User)."""
+STORAGE_ROLE = "roles/storage.objectViewer"
+"""The role that lets credentials read the videos Vertex wrote into a bucket."""
+
+
+def vertex_error_for_status(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    kind: Kind,
+    reason: str | None = None,
+    scrub: Callable[[str], str] = str,
+    *,
+    model: str | None = None,
+    served_models: Sequence[str] = (),
+    storage: bool = False,
+) -> ApiError:
+    """The exception for a non-success answer from Vertex AI (or, ``storage``, from Cloud
+    Storage) to a ``kind`` request; ``error_for_status`` for every row not its own.
+
+    A 401 here is the second one: the client refreshed its token after the first.
+    """
+    env = parse_envelope(body, reason)
+    message = _message(status, env, reason, scrub)
+    if status == 401:
+        return AccountError(
+            f"{message} (Google refused a freshly minted access token too: the credentials "
+            "are not accepted; check GOOGLE_APPLICATION_CREDENTIALS or run "
+            "`gcloud auth application-default login`)",
+            status=status,
+        )
+    if status == 403 and storage:
+        return AccountError(
+            f"{message} (the credentials may not read the bucket: grant them {STORAGE_ROLE} on it)",
+            status=status,
+        )
+    if status == 403:
+        return AccountError(
+            f"{message} (grant the credentials {VERTEX_ROLE} on the project, and check the "
+            "project and region)",
+            status=status,
+        )
+    if status == 404 and kind == "submit" and not storage:
+        served = ", ".join(served_models) or "see the Vertex AI model garden"
+        named = f"model {model}" if model else "the model"
+        return ModelUnavailable(
+            f"{message} ({named} is not served to this project in this region, or is "
+            f"retired; Vertex serves: {served})",
+            status=status,
+        )
+    if status == 400 and kind == "submit" and env.status == "FAILED_PRECONDITION":
+        return AccountError(
+            f"{message} (enable billing and the Vertex AI API on the Google Cloud project)",
+            status=status,
+        )
+    return error_for_status(status, headers, body, kind, reason, scrub)
 
 
 def _precondition_hint(message: str) -> str:

@@ -110,8 +110,13 @@ class Transport:
             session, self._session = self._session, None
             await session.close()
 
-    async def call(self, method: str, url: URL, kind: Kind, body: bytes | None) -> Reply:
-        """One request with the credential: the whole answer, or a mapped network error."""
+    async def call(
+        self, method: str, url: URL, kind: Kind, body: bytes | None, *, cap: int | None = None
+    ) -> Reply:
+        """One request with the credential: the whole answer, or a mapped network error.
+
+        ``cap`` replaces the transport's cap on a success's answer for this one request
+        (Vertex's poll answers carry inline videos; everything else keeps the default)."""
         headers = {**self.credential.headers_for(url), "Accept-Encoding": JSON_ENCODINGS}
         if body is not None:
             headers["Content-Type"] = "application/json"
@@ -127,15 +132,14 @@ class Transport:
                     trace_request_ctx=probe,
                 ) as resp:
                     log.debug("%s %s -> %s", method, url.with_query(None), resp.status)
-                    return await self._read(resp, kind)
+                    return await self._read(resp, kind, cap or self._max_json_bytes)
             except NETWORK_ERRORS as exc:
                 raise network_error(exc, probe, kind, self.credential.scrub) from None
 
-    async def _read(self, resp: aiohttp.ClientResponse, kind: Kind) -> Reply:
+    async def _read(self, resp: aiohttp.ClientResponse, kind: Kind, cap: int) -> Reply:
         if not 200 <= resp.status < 300:
             body = await read_error_body(resp)
             return Reply(resp.status, resp.reason, resp.headers, body)
-        cap = self._max_json_bytes
         try:
             body, whole = await read_capped(resp, cap)
         except Undecodable as e:
