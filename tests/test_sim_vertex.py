@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import functools
 import hashlib
 import json
@@ -23,6 +24,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+from click.testing import CliRunner
 
 from batchveo.api.errormap import error_for_status
 from batchveo.api.gauth import SCOPE, TokenSource, find_identity
@@ -32,6 +34,7 @@ from batchveo.api.vertex_wire import (
     parse_vertex_operation,
     vertex_parameters,
 )
+from batchveo.cli import main
 from batchveo.errors import (
     AccountError,
     BadRequest,
@@ -957,3 +960,50 @@ async def test_serve_forever_writes_a_key_google_auth_can_use(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+def test_simulate_refuses_an_unusable_key_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["simulate", "--port", "0", "--vertex-key", str(tmp_path / "none.json")]
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "none.json: not a usable service-account key" in lines[0]
+
+
+def test_every_simulate_flag_is_a_knob() -> None:
+    """A flag of ``batchveo simulate`` that sets no SimConfig field would do nothing."""
+    from batchveo.cli.commands import simulate
+
+    fields = {f.name for f in dataclasses.fields(SimConfig)}
+    own = {"host", "port", "write_vertex_key", "vertex_key_project"}
+    flags = {p.name for p in simulate.params if p.name not in own}
+    assert flags <= fields, sorted(flags - fields)
+    vertex_knobs = {
+        "token_lifetime_s",
+        "vertex_keys",
+        "storage_upload_base",
+        "project_number_names",
+        "vertex_permission_denied",
+        "vertex_retry_after_style",
+        "rate_empty",
+    }
+    assert vertex_knobs <= flags
+    cfg = SimConfig.from_mapping(
+        {
+            "token-lifetime-s": "30",
+            "vertex-keys": "a.json,b.json",
+            "storage-upload-base": "http://127.0.0.1:9023",
+            "project-number-names": "true",
+            "vertex-permission-denied": "yes",
+            "vertex-retry-after-style": "message",
+            "rate-empty": "0.5",
+        }
+    )
+    assert cfg.token_lifetime_s == 30.0 and cfg.vertex_keys == ("a.json", "b.json")
+    assert cfg.storage_upload_base == "http://127.0.0.1:9023"
+    assert cfg.project_number_names and cfg.vertex_permission_denied
+    assert cfg.vertex_retry_after_style == "message" and cfg.rate_empty == 0.5
+    for bad in ({"token_lifetime_s": 0}, {"vertex_retry_after_style": "header"}):
+        with pytest.raises(ValueError):
+            SimConfig.from_mapping(bad)
