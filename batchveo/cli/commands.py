@@ -302,21 +302,79 @@ def plan(
 @click.option("--files-host", help="Host name for download URIs (proves the key is not sent).")
 @click.option("--redirect-downloads", is_flag=True, default=None)
 @click.option("--seed", type=int)
-def simulate(host: str, port: int, **knobs: Any) -> None:
-    """Serve a faithful fake of the Veo API, to rehearse a batch for free."""
+@click.option(
+    "--write-vertex-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Vertex: write a service-account key trusted by this simulator to FILE.",
+)
+@click.option(
+    "--vertex-key-project",
+    default="batchveo-sim",
+    show_default=True,
+    help="Vertex: the project of the key --write-vertex-key writes.",
+)
+@click.option(
+    "--vertex-key",
+    "vertex_keys",
+    multiple=True,
+    help="Vertex: trust this service-account key file (repeatable).",
+)
+@click.option("--token-lifetime-s", type=float, help="Vertex: seconds a token lives (3600).")
+@click.option(
+    "--storage-upload-base",
+    help="Vertex: write videos into this Cloud Storage (an emulator) instead of its own.",
+)
+@click.option(
+    "--project-number-names",
+    is_flag=True,
+    default=None,
+    help="Vertex: operation names carry the project's number, not its id.",
+)
+@click.option(
+    "--vertex-permission-denied",
+    is_flag=True,
+    default=None,
+    help="Vertex: answer every request 403 PERMISSION_DENIED.",
+)
+@click.option(
+    "--vertex-retry-after-style",
+    type=click.Choice(["retryinfo", "message", "none"]),
+    help="Vertex: how a 429 tells its delay (default retryinfo).",
+)
+@click.option("--rate-empty", type=float, help="Vertex: done with no video, error or filter.")
+def simulate(
+    host: str,
+    port: int,
+    write_vertex_key: Path | None,
+    vertex_key_project: str,
+    vertex_keys: tuple[str, ...],
+    **knobs: Any,
+) -> None:
+    """Serve a faithful fake of the Veo API (Gemini format and Vertex AI, one port),
+    to rehearse a batch for free."""
     import asyncio
     import logging
 
     from batchveo.sim import SimConfig, serve_forever
 
     try:
-        config = SimConfig.from_mapping(knobs)
+        config = SimConfig.from_mapping({**knobs, "vertex_keys": vertex_keys or None})
     except ValueError as e:
         fail(str(e))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        asyncio.run(serve_forever(config, host, port))
+        asyncio.run(
+            serve_forever(
+                config,
+                host,
+                port,
+                write_vertex_key=write_vertex_key,
+                vertex_key_project=vertex_key_project,
+            )
+        )
     except KeyboardInterrupt:
         pass
+    except ValueError as e:  # a key file it cannot read or write
+        fail(str(e))
     except OSError as e:
         fail(f"cannot serve on {host}:{port}: {e}")

@@ -1,11 +1,12 @@
 """A faithful fake of the Veo long-running video API, served by a real aiohttp server.
 
 Users rehearse a batch on it (``batchveo simulate``, ``make demo``), the test suite and the
-benchmarks run against it. It speaks the wire contract of ``docs/veo-api.md`` (the Gemini
-v1beta format) and nothing more: a client that works here must work against the real
-service, so the simulator never offers a convenience the service lacks (it is, if anything,
-stricter). Everything test-only lives under ``/__sim/``. It imports nothing of the client or
-the runner: only the model table (``batchveo.models``), which the service's rules read.
+benchmarks run against it. It speaks the wire contract of ``docs/veo-api.md``, the Gemini
+v1beta format and Vertex AI on one port, and nothing more: a client that works here must
+work against the real service, so the simulator never offers a convenience the service
+lacks (it is, if anything, stricter). Everything test-only lives under ``/__sim/``. It
+imports nothing of the client or the runner: only the model table (``batchveo.models``),
+which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_rules``).
 
 - ``server``: ``Simulator``, the aiohttp app: routes, faults, what it counts; ``serve_forever``.
 - ``config``: ``SimConfig``, every knob, and how flags and JSON become one.
@@ -14,6 +15,11 @@ the runner: only the model table (``batchveo.models``), which the service's rule
 - ``quota``: requests per minute, submits per day, operations at once.
 - ``ops``: the operations, generated lazily by the clock.
 - ``wire``: Google's and the reseller's envelopes, and the operation bodies.
+- ``vertex``: the Vertex AI service (submit, fetch, outputs inline or to Cloud Storage).
+- ``vertex_rules``: Vertex's model ids and the rules of its bodies; ``vertex_wire``: its
+  answers.
+- ``tokens``: the OAuth token endpoint and throwaway service-account keys.
+- ``gcs``: the simulator's own Cloud Storage, and writes into another (an emulator).
 """
 
 from batchveo.sim.config import SimConfig

@@ -6,7 +6,9 @@ and changed at runtime. Each field is coerced by its kind (``_COERCERS``) and ch
 ``__post_init__``, so a bad value is one ``ValueError`` naming the field.
 
 What each knob fakes is told where it is served: ``server`` (faults, quotas, downloads,
-polls), ``quota`` (rate and day limits), ``markers`` (outcomes a prompt forces).
+polls), ``quota`` (rate and day limits), ``markers`` (outcomes a prompt forces),
+``vertex`` (the Vertex AI knobs: tokens, keys trusted, where videos are written, project
+numbers, permission, the 429's delay, empty answers).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ STYLES: Mapping[str, tuple[str, ...]] = {
     "poll_methods": ("get", "post", "both"),
     "name_style": ("google", "short"),
     "response_style": ("nested", "flat"),
+    "vertex_retry_after_style": ("retryinfo", "message", "none"),
 }
 """The fields that choose one of a few wire shapes, and their choices."""
 FAULT_STATUSES = (429, 500, 502, 503, 504)
@@ -39,12 +42,25 @@ _PROBABILITIES = (
     "rate_operation_error",
     "rate_filtered",
     "rate_truncated_download",
+    "rate_empty",
 )
-_FLOATS = ("retry_after_s", "rate_window_s", "retention_s", "day_s", "early_404_s")
+_FLOATS = (
+    "retry_after_s",
+    "rate_window_s",
+    "retention_s",
+    "day_s",
+    "early_404_s",
+    "token_lifetime_s",
+)
 _OPT_INTS = ("rpm_limit", "rpd_limit", "max_concurrent_ops", "balance_submits", "seed")
 _INTS = ("fail_first_polls", "fail_first_polls_status")
-_BOOLS = ("count_polls_in_rpm", "redirect_downloads")
-_OPT_STRS = ("files_host", "precondition_failure")
+_BOOLS = (
+    "count_polls_in_rpm",
+    "redirect_downloads",
+    "project_number_names",
+    "vertex_permission_denied",
+)
+_OPT_STRS = ("files_host", "precondition_failure", "storage_upload_base")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -84,6 +100,14 @@ class SimConfig:
     retired_models: tuple[str, ...] = ()
     precondition_failure: str | None = None
     seed: int | None = None
+    # -- Vertex AI (``vertex``): how each is served is told there.
+    token_lifetime_s: float = 3600.0
+    vertex_keys: tuple[str, ...] = ()
+    storage_upload_base: str | None = None
+    project_number_names: bool = False
+    vertex_permission_denied: bool = False
+    vertex_retry_after_style: str = "retryinfo"
+    rate_empty: float = 0.0
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
@@ -101,6 +125,8 @@ class SimConfig:
             raise ValueError("rate_window_s must be > 0, retry_after_s and retention_s >= 0")
         if self.day_s <= 0 or self.early_404_s < 0:
             raise ValueError("day_s must be > 0 and early_404_s >= 0")
+        if self.token_lifetime_s <= 0:
+            raise ValueError("token_lifetime_s must be > 0")
         if self.fail_first_polls < 0 or self.fail_first_polls_status not in FAULT_STATUSES:
             raise ValueError(
                 "fail_first_polls must be >= 0 and fail_first_polls_status one of "
@@ -176,7 +202,8 @@ def _bool(value: Any) -> bool:
     return bool(value)
 
 
-def _models(value: Any) -> tuple[str, ...]:
+def _names(value: Any) -> tuple[str, ...]:
+    """``"a,b"`` or a list: model ids, key file paths."""
     items = value.split(",") if isinstance(value, str) else value
     return tuple(str(m).strip() for m in items if str(m).strip())
 
@@ -200,7 +227,8 @@ _COERCERS: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_BOOLS, _bool),
     **dict.fromkeys(_OPT_STRS, _optional_str),
     **dict.fromkeys((*STYLES, "api_key"), str),
-    "retired_models": _models,
+    "retired_models": _names,
+    "vertex_keys": _names,
     "clock": _clock,
 }
 """How each field is read from a flag or JSON; a field missing here cannot be set."""

@@ -15,7 +15,7 @@ import random
 
 from aiohttp import web
 
-from batchveo.sim import wire
+from batchveo.sim import vertex_wire, wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.markers import Marks, counted_fault
 
@@ -42,13 +42,16 @@ class Faults:
             request.transport.close()
         return Dropped()
 
-    def status(self, cfg: SimConfig, status: int) -> web.Response:
+    def status(self, cfg: SimConfig, status: int, vertex: bool = False) -> web.Response:
         """A 429 (with the configured delay) or a 5xx, as the injected faults answer."""
         if status == 429:
-            return self.rate_limited(cfg)
+            return self.rate_limited(cfg, vertex)
         return wire.server_error(status)
 
-    def rate_limited(self, cfg: SimConfig) -> web.Response:
+    def rate_limited(self, cfg: SimConfig, vertex: bool = False) -> web.Response:
+        """A 429 not tied to a quota, worded and timed as the format's service does."""
+        if vertex:
+            return vertex_wire.rate_limited(cfg.retry_after_s, cfg.vertex_retry_after_style)
         return wire.too_many(
             wire.RATE_LIMITED_MESSAGE, cfg.retry_after_s, None, cfg.retry_after_style
         )
@@ -61,14 +64,16 @@ class Faults:
             return wire.server_error(503 if self._rng.random() < 0.5 else 500)
         return None
 
-    def submit_fault(self, cfg: SimConfig, request: web.Request) -> web.StreamResponse | None:
+    def submit_fault(
+        self, cfg: SimConfig, request: web.Request, vertex: bool = False
+    ) -> web.StreamResponse | None:
         """The random faults of a submit: reset, 5xx, then 429."""
         if (fault := self.random_fault(cfg, request)) is not None:
             return fault
-        return self.rate_limited(cfg) if self.injected(cfg.rate_429) else None
+        return self.rate_limited(cfg, vertex) if self.injected(cfg.rate_429) else None
 
     def counted(
-        self, cfg: SimConfig, request: web.Request, prompt: str, marks: Marks
+        self, cfg: SimConfig, request: web.Request, prompt: str, marks: Marks, vertex: bool = False
     ) -> web.StreamResponse | None:
         """The ``xN`` markers, applied in order: resets, then 5xx, then 429s."""
         if not marks:
@@ -77,11 +82,11 @@ class Faults:
         kind = counted_fault(marks, seen)
         if kind is None:
             return None
-        return self.drop(request) if kind == "reset" else self.status(cfg, int(kind))
+        return self.drop(request) if kind == "reset" else self.status(cfg, int(kind), vertex)
 
-    def first_polls(self, cfg: SimConfig) -> web.Response | None:
-        """The fault of one of the first ``fail_first_polls`` polls, else None."""
+    def first_polls(self, cfg: SimConfig, vertex: bool = False) -> web.Response | None:
+        """The fault of one of the first ``fail_first_polls`` polls (either format), else None."""
         if self._polls_seen >= cfg.fail_first_polls:
             return None
         self._polls_seen += 1
-        return self.status(cfg, cfg.fail_first_polls_status)
+        return self.status(cfg, cfg.fail_first_polls_status, vertex)

@@ -7,6 +7,10 @@ content: the client never needs to know about them.
 - ``[sim:bad_request]``: the submit is rejected 400 INVALID_ARGUMENT.
 - ``[sim:op_error]``: the operation ends ``done`` with ``error`` {code 13, INTERNAL}.
 - ``[sim:filtered]``: the operation ends ``done`` with raiMediaFilteredCount and no samples.
+  On Vertex, ``[sim:filteredxN]`` filters N of the ``sampleCount`` samples (the others come
+  back: a partial result); N at least ``sampleCount``, or no ``xN``, filters them all.
+- ``[sim:empty]`` (Vertex): the operation ends ``done`` with no video, no error and nothing
+  filtered, the known intermittent service bug.
 - ``[sim:slow]``: generation takes the maximum of ``generation_s``.
 - ``[sim:file403]``: the operation ends ``done``, but every download of its video answers
   ``403 PERMISSION_DENIED`` "You do not have permission to access the File ... or it may not
@@ -22,7 +26,11 @@ content: the client never needs to know about them.
 - ``[sim:lostxN]``: the first N *accepted* submits of this prompt create a (paid) operation
   but the connection is dropped before the reply: the "outcome unknown" case.
 - ``[sim:truncatedxN]``: the first N downloads of this prompt's video send a full
-  Content-Length, part of the bytes, then close.
+  Content-Length, part of the bytes, then close (on Vertex: the first N media reads of each
+  of its objects in the simulator's own Cloud Storage).
+- ``[sim:corruptxN]`` (Vertex, the simulator's own Cloud Storage): the first N media reads of
+  each of its objects answer the right size with one byte changed, so its ``md5Hash`` and
+  ``crc32c`` no longer match the metadata.
 """
 
 from __future__ import annotations
@@ -35,11 +43,20 @@ log = logging.getLogger(__name__)
 Marks = dict[str, int]
 """Marker name -> its N (1 for a marker without ``xN``)."""
 
-OUTCOME_MARKERS = ("content_policy", "bad_request", "op_error", "filtered", "slow", "file403")
-COUNTED_MARKERS = ("reset", "500", "502", "503", "504", "429", "lost", "truncated")
+OUTCOME_MARKERS = (
+    "content_policy",
+    "bad_request",
+    "op_error",
+    "filtered",
+    "slow",
+    "file403",
+    "empty",
+)
+COUNTED_MARKERS = ("reset", "500", "502", "503", "504", "429", "lost", "truncated", "corrupt")
 COUNTED_FAULTS = ("reset", "500", "502", "503", "504", "429")
 """The counted markers a submit meets before it is accepted, in the order they apply."""
 _MARKER = re.compile(r"\[sim:([a-z0-9_]+?)(?:x(\d+))?\]")
+_FILTERED = re.compile(r"\[sim:filtered(?:x(\d+))?\]")
 
 
 def parse_markers(prompt: str) -> Marks:
@@ -61,3 +78,11 @@ def counted_fault(marks: Marks, seen: int) -> str | None:
         if seen <= 0:
             return kind
     return None
+
+
+def filtered_samples(prompt: str, sample_count: int) -> int:
+    """How many of ``sample_count`` samples ``[sim:filtered]``/``[sim:filteredxN]`` filter."""
+    match = _FILTERED.search(prompt)
+    if match is None:
+        return 0
+    return sample_count if match.group(1) is None else min(int(match.group(1)), sample_count)

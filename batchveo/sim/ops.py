@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import heapq
 import random
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
-Outcome = Literal["ok", "error", "filtered"]
+Outcome = Literal["ok", "error", "filtered", "empty"]
+"""``empty`` (Vertex): done with no video, no error, nothing filtered (counted as failed)."""
 
 
 @dataclass(slots=True)
@@ -39,7 +41,43 @@ class Op:
         return now >= self.done_at + retention_s
 
 
-_COUNT_OF_OUTCOME: dict[Outcome, str] = {"ok": "done", "error": "failed", "filtered": "filtered"}
+@dataclass(slots=True)
+class VertexOp(Op):
+    """A Vertex operation: its project and region, its samples, where its videos go."""
+
+    project: str = ""
+    """The project's id (an operation named by its number is still this project's)."""
+    location: str = ""
+    samples: int = 1
+    filtered: int = 0
+    """Samples the filter blocked; fewer than ``samples`` with outcome "ok" is partial."""
+    storage: tuple[str, str] | None = None
+    """(bucket, prefix) from ``storageUri``; None: the videos come back inline."""
+    corrupt: int = 0  # media reads of each object still to corrupt ([sim:corruptxN])
+    written: bool = False  # its videos are in the bucket (written by the first done poll)
+    error_message: str | None = None  # why it failed, when it was not a generation error
+
+    @property
+    def returned(self) -> int:
+        """How many videos the finished operation gives back."""
+        return self.samples - self.filtered if self.outcome == "ok" else 0
+
+    def tag(self, n: int) -> str:
+        """What the ``free`` box of sample ``n`` names: its bytes are its own."""
+        return f"{self.id}/sample_{n}"
+
+    def object_name(self, n: int) -> str:
+        """Where sample ``n`` lands in the bucket: ``PREFIX/<operation id>/sample_<n>.mp4``."""
+        prefix = self.storage[1] if self.storage else ""
+        return f"{prefix}{self.id}/sample_{n}.mp4"
+
+
+_COUNT_OF_OUTCOME: dict[Outcome, str] = {
+    "ok": "done",
+    "error": "failed",
+    "filtered": "filtered",
+    "empty": "failed",
+}
 
 
 class Operations:
@@ -75,6 +113,13 @@ class Operations:
             op_id = f"{ids.getrandbits(64):016x}"
         return op_id
 
+    def fresh_uuid(self, ids: random.Random) -> str:
+        """A new operation id in Vertex's form (a random UUID) that no kept operation has."""
+        while True:
+            op_id = str(uuid.UUID(int=ids.getrandbits(128), version=4))
+            if op_id not in self.by_id:
+                return op_id
+
     def running(self, now: float) -> int:
         """How many operations are still generating at ``now``."""
         self.advance(now)
@@ -98,6 +143,13 @@ class Operations:
 
     def _finished(self, op: Op) -> None:
         self.counts[_COUNT_OF_OUTCOME[op.outcome]] += 1
+
+    def fail_finished(self, op: Op, now: float) -> None:
+        """A finished operation turns out failed after all (its videos could not be written)."""
+        self.advance(now)  # so that ``op`` has been counted under its first outcome
+        self.counts[_COUNT_OF_OUTCOME[op.outcome]] -= 1
+        op.outcome = "error"
+        self._finished(op)
 
     def _forget_expired(self, now: float, retention_s: float) -> None:
         """Keep memory flat on a long-running server: drop operations past retention."""

@@ -70,15 +70,15 @@ def _shape(body: Any) -> str | None:
     """One object of known keys, holding one instance with a prompt, and parameters."""
     if not isinstance(body, dict):
         return "Invalid JSON payload received. Expected an object."
-    if _has_key(body, "inlineData"):
+    if has_key(body, "inlineData"):
         return "inlineData isn't supported by this model."
-    if err := _unknown("request", body, ("instances", "parameters")):
+    if err := unknown_key("request", body, ("instances", "parameters")):
         return err
     instances = body.get("instances")
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
         return "instances must hold exactly one instance."
     inst = instances[0]
-    if err := _unknown("instances[0]", inst, _INSTANCE_KEYS):
+    if err := unknown_key("instances[0]", inst, _INSTANCE_KEYS):
         return err
     prompt = inst.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -86,7 +86,7 @@ def _shape(body: Any) -> str | None:
     params = body.get("parameters", {})
     if not isinstance(params, dict):
         return "parameters must be an object."
-    return _unknown("parameters", params, _PARAMS)
+    return unknown_key("parameters", params, _PARAMS)
 
 
 def _output(params: dict[str, Any], info: ModelInfo) -> str | None:
@@ -132,7 +132,7 @@ def _references(refs: Any, info: ModelInfo, duration: int | None) -> str | None:
         where = f"instances[0].referenceImages[{n}]"
         if not isinstance(ref, dict) or ref.get("referenceType") != "asset":
             return f'{where} must be {{"image": {{...}}, "referenceType": "asset"}}.'
-        if err := _unknown(where, ref, ("image", "referenceType")) or _check_image(
+        if err := unknown_key(where, ref, ("image", "referenceType")) or _check_image(
             ref.get("image"), f"{where}.image"
         ):
             return err
@@ -188,15 +188,17 @@ def _options(params: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _has_key(obj: Any, key: str) -> bool:
+def has_key(obj: Any, key: str) -> bool:
+    """Whether ``key`` appears anywhere in ``obj`` (``inlineData``, at any depth)."""
     if isinstance(obj, dict):
-        return key in obj or any(_has_key(v, key) for v in obj.values())
+        return key in obj or any(has_key(v, key) for v in obj.values())
     if isinstance(obj, list):
-        return any(_has_key(v, key) for v in obj)
+        return any(has_key(v, key) for v in obj)
     return False
 
 
-def _unknown(where: str, obj: dict[str, Any], allowed: Container[str]) -> str | None:
+def unknown_key(where: str, obj: dict[str, Any], allowed: Container[str]) -> str | None:
+    """The message naming the first key of ``obj`` not in ``allowed``, as Google words it."""
     for key in obj:
         if key not in allowed:
             return f"Invalid JSON payload received. Unknown name \"{key}\" at '{where}'."
@@ -207,7 +209,7 @@ def _check_image(img: Any, where: str) -> str | None:
     """The image must be inline base64 whose bytes really are the declared type."""
     if not isinstance(img, dict):
         return f"{where} must be an object with mimeType and bytesBase64Encoded."
-    if err := _unknown(where, img, ("mimeType", "bytesBase64Encoded")):
+    if err := unknown_key(where, img, ("mimeType", "bytesBase64Encoded")):
         return err
     mime, data = img.get("mimeType"), img.get("bytesBase64Encoded")
     if mime not in IMAGE_MIME_TYPES:
@@ -220,10 +222,11 @@ def _check_image(img: Any, where: str) -> str | None:
         return (
             f"Invalid value at '{where}.bytes_base64_encoded' (TYPE_BYTES), Base64 decoding failed."
         )
-    return _image_type_mismatch(raw, mime, where)
+    return image_type_mismatch(raw, mime, where)
 
 
-def _image_type_mismatch(raw: bytes, mime: str, where: str) -> str | None:
+def image_type_mismatch(raw: bytes, mime: str, where: str) -> str | None:
+    """The message if ``raw`` is not an image of type ``mime`` (by its magic bytes)."""
     found = next((m for magic, m in _IMAGE_MAGIC if raw.startswith(magic)), None)
     if found is None and raw[:4] == b"RIFF" and raw[8:12] == b"WEBP":
         found = "image/webp"

@@ -1,6 +1,11 @@
 """The simulator's aiohttp app: the service's routes, its faults, and what it counts.
 
-Endpoints (all but ``/__sim/`` and signed storage URLs need header ``x-goog-api-key``):
+One server speaks both wire formats on one port: the Gemini format below, and Vertex AI
+(``vertex``: ``/v1/projects/...``, ``POST /token``, and the simulator's own Cloud Storage
+at ``/storage/v1/b/...``, ``gcs``).
+
+Gemini-format endpoints (all but ``/__sim/`` and signed storage URLs need header
+``x-goog-api-key``):
 
 - ``POST /v1beta/models/{model}:predictLongRunning``: validate, maybe fail, create an operation.
 - ``GET|POST /v1beta/models/{model}/operations/{id}`` and ``/v1beta/operations/{id}``: poll.
@@ -12,7 +17,10 @@ Endpoints (all but ``/__sim/`` and signed storage URLs need header ``x-goog-api-
   (the URI a poll returns uses the second, reseller, form when ``name_style`` is ``"short"``).
 - ``GET /__storage/{id}?sig=...``: the signed storage URL a redirecting download points to;
   no key needed, and a key arriving there is counted as a leak.
-- ``GET /__sim/stats``, ``POST /__sim/finish_all``, ``GET|POST /__sim/config``.
+- ``GET /__storage/gcs/{bucket}/{object}?sig=...``: where a Cloud Storage media read is
+  redirected with ``redirect_downloads`` (on ``files_host`` if set); no token wanted there.
+- ``GET /__sim/stats``, ``POST /__sim/finish_all``, ``GET|POST /__sim/config``,
+  ``POST /__sim/expire_tokens`` (every bearer token handed out stops working).
 
 A submit is checked in this order: key (401), ``precondition_failure`` (400), balance (403),
 model (404), body (400, ``rules``), counted then random faults (reset, 5xx, 429), quota (429
@@ -24,8 +32,11 @@ for the API use.", or a project without billing). ``early_404_s``: for that long
 creation, polling an operation answers 404, as Google warns can happen right after a submit.
 
 Downloads (``storage``): a key arriving on ``files_host`` or ``/__storage/`` counts in
-``key_leaks``; ``?key=`` in a URL is refused (Google accepts it, but it leaks into logs) and
-counts in ``key_in_url``.
+``key_leaks``, as does one sent to a Vertex, Cloud Storage or token endpoint (the Gemini
+key goes to the Gemini hosts only); ``?key=`` in a URL is refused (Google accepts it, but it
+leaks into logs) and counts in ``key_in_url``. A bearer token (any ``Authorization``
+header) arriving at a Gemini-format endpoint, at a signed storage URL or on ``files_host``
+counts in ``bearer_leaks``: it belongs to the Vertex and Cloud Storage endpoints only.
 """
 
 from __future__ import annotations
@@ -36,7 +47,9 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -44,12 +57,15 @@ from batchveo.models import MODELS
 from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.faults import Dropped, Faults
+from batchveo.sim.gcs import ObjectStore, StoredObject
 from batchveo.sim.markers import Marks, parse_markers
 from batchveo.sim.ops import Op, Operations, Outcome
 from batchveo.sim.quota import Quotas
 from batchveo.sim.rules import validate
-from batchveo.sim.stats import Stats
-from batchveo.sim.storage import VideoStore
+from batchveo.sim.stats import GEMINI_ENDPOINTS, VERTEX_ENDPOINTS, Stats
+from batchveo.sim.storage import VideoStore, on_files_host
+from batchveo.sim.tokens import TokenIssuer, make_service_account_key
+from batchveo.sim.vertex import VertexService
 from batchveo.sim.wire import KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -75,6 +91,22 @@ class Simulator:
         self._faults = Faults(self._rng)
         self._stats = Stats()
         self._counters = self._stats.counters
+        self.issuer = TokenIssuer(self.config.token_lifetime_s, clock=lambda: self.config.clock())
+        """The token endpoint's issuer: who is trusted, which tokens are live."""
+        self.objects = ObjectStore(self.issuer)
+        """The simulator's own Cloud Storage (tests may put ``gs://`` images in it)."""
+        self.objects.redirect = self._gcs_redirect
+        self._vertex = VertexService(
+            lambda: self.config,
+            rng=self._rng,
+            ids=self._ids,
+            faults=self._faults,
+            stats=self._stats,
+            issuer=self.issuer,
+            objects=self.objects,
+            sample=self._videos.sample,
+        )
+        self._trust_key_files(self.config.vertex_keys)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self._add_routes()
 
@@ -90,10 +122,30 @@ class Simulator:
         add("GET", "/v1beta/files/{file}:download", download)
         add("GET", "/upload/v1beta/files/{file}:download", download)
         add("GET", "/__storage/{file}", self._counted("storage", self._storage))
+        signed_gcs = self._counted("storage", self._gcs_signed)
+        add("GET", "/__storage/gcs/{bucket}/{object:.+}", signed_gcs)
+        self._add_vertex_routes()
         add("GET", "/__sim/stats", self._stats_handler)
         add("POST", "/__sim/finish_all", self._finish_all_handler)
         add("GET", "/__sim/config", self._config_handler)
         add("POST", "/__sim/config", self._config_handler)
+        add("POST", "/__sim/expire_tokens", self._expire_tokens_handler)
+
+    def _add_vertex_routes(self) -> None:
+        add = self.app.router.add_route
+        vertex = self._vertex
+        model = "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}"
+        add("POST", f"{model}:predictLongRunning", self._counted("vertex_submit", vertex.submit))
+        add("POST", f"{model}:fetchPredictOperation", self._counted("vertex_poll", vertex.fetch))
+        operation = self._counted("vertex_operation", vertex.operation)
+        for path in (
+            f"{model}/operations/{{op}}",
+            "/v1/projects/{project}/locations/{location}/operations/{op}",
+        ):
+            add("GET", path, operation)
+            add("POST", path, operation)
+        add("POST", "/token", self._counted("token", vertex.token))
+        add("GET", "/storage/v1/b/{bucket}/o/{object:.+}", self._counted("gcs", self._gcs))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -110,6 +162,7 @@ class Simulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self._vertex.close()
 
     async def __aenter__(self) -> Simulator:
         await self.start()
@@ -120,20 +173,56 @@ class Simulator:
 
     def configure(self, **changes: Any) -> SimConfig:
         """Change knobs at runtime (same as ``POST /__sim/config``); returns the new config."""
-        self.config = self.config.with_changes(changes)
+        new = self.config.with_changes(changes)
+        self._trust_key_files(k for k in new.vertex_keys if k not in self.config.vertex_keys)
+        self.config = new
         if "seed" in changes:
             self._rng.seed(self.config.seed)
+        self.issuer.lifetime_s = self.config.token_lifetime_s
         return self.config
+
+    # -- Vertex credentials --------------------------------------------------------------------
+
+    def trust_key(self, info: dict[str, Any]) -> None:
+        """Hand out tokens for this service-account key file (for its project only)."""
+        self._vertex.trust(info)
+
+    def make_key(self, path: Path, project: str = "batchveo-sim") -> Path:
+        """Write a throwaway service-account key whose ``token_uri`` is this simulator's
+        ``/token``, and trust it: ``GOOGLE_APPLICATION_CREDENTIALS=path`` then gets tokens
+        through google-auth's own flow. The simulator must be started (its URL is in it)."""
+        if not self.url:
+            raise RuntimeError("start the simulator before making a key (its URL is in it)")
+        key = make_service_account_key(f"{self.url}/token", project=project)
+        self.trust_key(key.info)
+        return key.write(path)
+
+    def _trust_key_files(self, paths: Any) -> None:
+        for path in paths:
+            try:
+                info = json.loads(Path(path).read_text(encoding="utf-8"))
+                self.trust_key(info)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                message = f"vertex_keys: {path}: not a usable service-account key ({e})"
+                raise ValueError(message) from None
 
     # -- test helpers --------------------------------------------------------------------------
 
     def finish_all(self) -> None:
-        """Every operation still generating finishes now."""
-        self._ops.finish_all(self.config.clock())
+        """Every operation still generating (either format) finishes now."""
+        now = self.config.clock()
+        self._ops.finish_all(now)
+        self._vertex.finish_all(now)
 
     def stats(self) -> dict[str, Any]:
-        running = self._ops.running(self.config.clock())
-        return self._stats.snapshot(self._ops.counts, running)
+        """What the service saw; ``operations`` and ``running_ops`` count both formats."""
+        now = self.config.clock()
+        running = self._ops.running(now) + self._vertex.running(now)  # counts the finished
+        counts = dict(self._ops.counts)
+        for scope_counts in self._vertex.operation_counts():
+            for key, n in scope_counts.items():
+                counts[key] += n
+        return self._stats.snapshot(counts, running, self._vertex.snapshot())
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -144,8 +233,11 @@ class Simulator:
             cfg = self.config
             if cfg.latency_s[1] > 0:
                 await asyncio.sleep(self._rng.uniform(*cfg.latency_s))
-            if KEY_HEADER in request.headers and (kind == "storage" or self._files_host(request)):
+            elsewhere = kind == "storage" or self._files_host(request)
+            if KEY_HEADER in request.headers and (elsewhere or kind in VERTEX_ENDPOINTS):
                 self._counters["key_leaks"] += 1
+            if "Authorization" in request.headers and (elsewhere or kind in GEMINI_ENDPOINTS):
+                self._counters["bearer_leaks"] += 1
             if "key" in request.query:
                 self._counters["key_in_url"] += 1
             resp = await impl(request)
@@ -155,8 +247,7 @@ class Simulator:
         return handler
 
     def _files_host(self, request: web.Request) -> bool:
-        host = self.config.files_host
-        return host is not None and request.host.rsplit(":", 1)[0] == host
+        return on_files_host(self.config, request)
 
     def _key_ok(self, request: web.Request) -> bool:
         """Only the header counts: ``?key=`` works on Google but leaks, so it is refused here."""
@@ -366,7 +457,48 @@ class Simulator:
             self._counters["truncated_downloads"] += 1
         return await self._videos.send(request, file_id, truncate)
 
+    # -- Cloud Storage ----------------------------------------------------------------------
+
+    async def _gcs(self, request: web.Request) -> web.StreamResponse:
+        """The simulator's own Cloud Storage (``gcs.ObjectStore``); not on ``files_host``."""
+        if self._files_host(request):
+            return wire.not_found()
+        if request.query.get("alt") == "media":
+            if self._faults.injected(self.config.rate_reset):
+                return self._faults.drop(request)
+            obj = self.objects.objects.get(
+                (request.match_info["bucket"], request.match_info["object"])
+            )
+            if obj is not None and self._faults.injected(self.config.rate_truncated_download):
+                obj.truncate += 1  # this read is cut short
+        return await self.objects.handle(request)
+
+    def _gcs_redirect(self, request: web.Request, obj: StoredObject) -> str | None:
+        """With ``redirect_downloads``, a media read answers 302 to a signed URL (on
+        ``files_host`` if set) where the bearer token must not follow."""
+        cfg = self.config
+        if not cfg.redirect_downloads:
+            return None
+        host = f"{cfg.files_host}:{request.url.port}" if cfg.files_host else request.host
+        sig = self._videos.sign(f"gcs/{obj.bucket}/{obj.name}")
+        path = f"/__storage/gcs/{quote(obj.bucket, safe='')}/{quote(obj.name, safe='')}"
+        return f"{request.scheme}://{host}{path}?sig={sig}"
+
+    async def _gcs_signed(self, request: web.Request) -> web.StreamResponse:
+        """A signed URL of a Cloud Storage object: the signature is the only credential."""
+        bucket, name = request.match_info["bucket"], request.match_info["object"]
+        if not self._videos.signed(f"gcs/{bucket}/{name}", request.query.get("sig", "")):
+            return web.Response(status=403, text="AccessDenied: invalid signature")
+        obj = self.objects.objects.get((bucket, name))
+        if obj is None:
+            return web.Response(status=404, text="NoSuchKey")
+        return await self.objects.send_media(request, obj)
+
     # -- /__sim/ -------------------------------------------------------------------------------
+
+    async def _expire_tokens_handler(self, request: web.Request) -> web.Response:
+        self.issuer.expire_all()
+        return web.json_response({"ok": True})
 
     async def _stats_handler(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
@@ -388,15 +520,36 @@ class Simulator:
 
 
 async def serve_forever(
-    config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 8080
+    config: SimConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    write_vertex_key: Path | None = None,
+    vertex_key_project: str = "batchveo-sim",
 ) -> None:
-    """Run a simulator until cancelled (``batchveo simulate``)."""
+    """Run a simulator until cancelled (``batchveo simulate``).
+
+    ``write_vertex_key``: once listening, write a service-account key trusted by this
+    simulator there (for ``GOOGLE_APPLICATION_CREDENTIALS``); ValueError if it cannot."""
     sim = Simulator(config)
     url = await sim.start(host, port)
-    log.info(
-        "Veo simulator listening on %s (key header %s: %s)", url, KEY_HEADER, sim.config.api_key
-    )
     try:
+        log.info(
+            "Veo simulator listening on %s (key header %s: %s)", url, KEY_HEADER, sim.config.api_key
+        )
+        log.info("Vertex AI: %s/v1/projects/PROJECT/locations/LOCATION/publishers/google/...", url)
+        if write_vertex_key is not None:
+            try:
+                sim.make_key(write_vertex_key, project=vertex_key_project)
+            except OSError as e:
+                raise ValueError(f"{write_vertex_key}: cannot write the key: {e}") from None
+            log.info(
+                "wrote a service-account key of project %s trusted here to %s "
+                "(GOOGLE_APPLICATION_CREDENTIALS=%s)",
+                vertex_key_project,
+                write_vertex_key,
+                write_vertex_key,
+            )
         await asyncio.Event().wait()
     finally:
         await sim.stop()

@@ -2,8 +2,12 @@
 
 The tests' oracle of what the service saw: requests by endpoint and outcome (a status, or
 ``reset`` for a dropped connection), submits received and accepted per prompt ("never paid
-twice" is ``submits_by_prompt``), a key sent where it does not belong (``key_leaks``,
-``key_in_url``), and high-water marks such as ``max_concurrent_ops``.
+twice" is ``submits_by_prompt``, both formats), a key or a bearer token sent where it does
+not belong (``key_leaks``, ``key_in_url``, ``bearer_leaks``), and high-water marks such as
+``max_concurrent_ops`` (the most in one quota scope: the Gemini format's, or one Vertex
+project and region). ``vertex`` holds what only Vertex has (``VertexService.snapshot``):
+submits per project and region, samples requested/returned/filtered, partial and empty
+results, objects written, tokens issued and assertions refused.
 """
 
 from __future__ import annotations
@@ -11,10 +15,16 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-ENDPOINTS = ("submit", "poll", "download", "storage")
+GEMINI_ENDPOINTS = ("submit", "poll", "download")
+VERTEX_ENDPOINTS = ("vertex_submit", "vertex_poll", "vertex_operation", "gcs", "token")
+ENDPOINTS = (*GEMINI_ENDPOINTS, "storage", *VERTEX_ENDPOINTS)
+"""``storage`` is the signed storage URL a redirected download points to (either format);
+``vertex_operation`` a GET on an operation name (404 on Vertex); ``gcs`` the simulator's
+own Cloud Storage; ``token`` the OAuth token endpoint."""
 COUNTERS: tuple[str, ...] = (
     "polls_after_done",
     "key_leaks",
+    "bearer_leaks",
     "key_in_url",
     "quota_violations",
     "max_concurrent_ops",
@@ -53,9 +63,12 @@ class Stats:
     def high_water(self, counter: str, value: int) -> None:
         self.counters[counter] = max(self.counters[counter], value)
 
-    def snapshot(self, operations: dict[str, int], running: int) -> dict[str, Any]:
+    def snapshot(
+        self, operations: dict[str, int], running: int, vertex: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Everything, as ``GET /__sim/stats`` shows it (copies: safe to keep)."""
         return {
+            "vertex": vertex or {},
             "requests": {kind: dict(counts) for kind, counts in self.requests.items()},
             "submits_by_prompt": dict(self.accepted),
             "received_by_prompt": dict(self.received),

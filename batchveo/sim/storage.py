@@ -22,14 +22,26 @@ from aiohttp import web
 from batchveo.sim.config import SimConfig
 
 
-def _sample_bytes() -> bytes:
+def sample_bytes() -> bytes:
+    """The packaged sample video every simulated video starts with."""
     return importlib.resources.files("batchveo").joinpath("data/sample.mp4").read_bytes()
 
 
-def _free_box(payload: bytes) -> bytes:
+def free_box(payload: bytes) -> bytes:
     """An MP4 ``free`` box: appended to the sample, it makes every video's bytes its own
     (as real videos are) and the file still plays."""
     return (8 + len(payload)).to_bytes(4, "big") + b"free" + payload
+
+
+def video_tail(tag: str) -> bytes:
+    """What follows the sample in the video named ``tag`` (a file id, an object name)."""
+    return free_box(f"batchveo-sim {tag}".encode())
+
+
+def on_files_host(cfg: SimConfig, request: web.Request) -> bool:
+    """Whether the request came to ``files_host``: another host, where no API is served."""
+    host = cfg.files_host
+    return host is not None and request.host.rsplit(":", 1)[0] == host
 
 
 class VideoStore:
@@ -37,7 +49,7 @@ class VideoStore:
 
     def __init__(self) -> None:
         self._secret = secrets.token_bytes(16)
-        self._sample = _sample_bytes()
+        self.sample = sample_bytes()
 
     def uri(self, cfg: SimConfig, request: web.Request, file_id: str) -> str:
         """Where the video lives: the API host as the client reached it, or ``files_host``.
@@ -61,12 +73,16 @@ class VideoStore:
         """Whether ``sig`` is this file's signature (the storage URL's only credential)."""
         return hmac.compare_digest(sig, self._sign(file_id))
 
+    def sign(self, what: str) -> str:
+        """The signature of a storage URL for ``what`` (its only credential)."""
+        return self._sign(what)
+
     def _sign(self, file_id: str) -> str:
         return hmac.new(self._secret, file_id.encode(), hashlib.sha256).hexdigest()[:32]
 
     async def send(self, request: web.Request, file_id: str, truncate: bool) -> web.StreamResponse:
         """The video; ``truncate``: a full Content-Length, half the bytes, then a close."""
-        video = self._sample + _free_box(f"batchveo-sim {file_id}".encode())
+        video = self.sample + video_tail(file_id)
         if not truncate:
             return web.Response(body=video, content_type="video/mp4")
         resp = web.StreamResponse(headers={"Content-Type": "video/mp4"})

@@ -45,11 +45,26 @@ class ServiceAccountKey:
     def key_id(self) -> str:
         return str(self.info["private_key_id"])
 
+    @property
+    def project(self) -> str | None:
+        project = self.info.get("project_id")
+        return str(project) if project else None
+
     def write(self, path: Path) -> Path:
-        """The key file, readable by its owner only (it holds a private key)."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(self.info, f, indent=2)
+        """The key file, readable by its owner only (it holds a private key), written to a
+        temporary name, synced and renamed: a reader started meanwhile never sees half."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(self.info, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return path
 
 
@@ -99,6 +114,27 @@ def public_key_of(info: dict[str, Any]) -> str:
 class _Issued:
     email: str
     expires_at: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request's credentials are refused: Google's 401 message and the
+    ``google.rpc.ErrorInfo`` reason it gives with it."""
+
+    message: str
+    reason: str
+
+
+_SEE = (
+    " Expected OAuth 2 access token, login cookie or other valid authentication credential."
+    " See https://developers.google.com/identity/sign-in/web/devconsole-project."
+)
+MISSING = Refusal("Request is missing required authentication credential." + _SEE,
+                  "CREDENTIALS_MISSING")  # fmt: skip
+INVALID = Refusal("Request had invalid authentication credentials." + _SEE,
+                  "ACCESS_TOKEN_TYPE_UNSUPPORTED")  # fmt: skip
+EXPIRED = Refusal("Request had invalid authentication credentials." + _SEE,
+                  "ACCESS_TOKEN_EXPIRED")  # fmt: skip
 
 
 @dataclass
@@ -155,17 +191,25 @@ class TokenIssuer:
         self.issued += 1
         return token
 
-    def check(self, authorization: str | None) -> str | None:
-        """None if the bearer token is live, else why it is refused (for a 401)."""
+    def verify(self, authorization: str | None) -> str | Refusal:
+        """The service account a live bearer token was granted to, or why it is refused.
+
+        Only ``Bearer <token>`` counts, as on Google: a token handed out here and not
+        expired (``lifetime_s`` after it was granted, on ``clock``)."""
         prefix = "Bearer "
         if not authorization or not authorization.startswith(prefix):
-            return "Request is missing required authentication credential."
+            return MISSING
         issued = self._tokens.get(authorization[len(prefix) :])
         if issued is None:
-            return "Request had invalid authentication credentials."
+            return INVALID
         if self.clock() >= issued.expires_at:
-            return "Request had invalid authentication credentials. Token expired."
-        return None
+            return EXPIRED
+        return issued.email
+
+    def check(self, authorization: str | None) -> str | None:
+        """None if the bearer token is live, else why it is refused (for a 401)."""
+        verdict = self.verify(authorization)
+        return verdict.message if isinstance(verdict, Refusal) else None
 
     def expire_all(self) -> None:
         """Every token handed out stops working now (a test's "the token expired")."""

@@ -1,0 +1,503 @@
+"""The simulator's Vertex AI service: the same ``Simulator`` and port as the Gemini format.
+
+Endpoints (``docs/veo-api.md``, "Vertex AI"; the server counts each by status):
+
+- ``POST /v1/projects/{p}/locations/{l}/publishers/google/models/{m}:predictLongRunning``
+  (``vertex_submit``): checked in this order: API key (refused: Vertex's Veo takes none),
+  bearer token (401), location (400), permission (403), model (404 "Publisher Model ... was
+  not found"), body (400, ``vertex_rules``), the ``gs://`` media it names (400 if they
+  cannot be read or are not what they say), counted then random faults (reset, 5xx, 429),
+  quota (429 naming ``online_prediction_requests_per_base_model``, with RetryInfo), content
+  policy (400); then the operation is created.
+- ``POST .../models/{m}:fetchPredictOperation`` (``vertex_poll``) with
+  ``{"operationName": NAME}``: the name must be exactly the one handed out and match the
+  path's project, region and model, else 404. The answer of a finished operation carries
+  its videos: ``gcsUri`` in the bucket of ``storageUri``, or inline ``bytesBase64Encoded``.
+- ``GET`` (or ``POST``) on an operation name (``vertex_operation``): 404, as on Vertex.
+- ``POST /token``: the OAuth token endpoint (``tokens.TokenIssuer``) for google-auth's
+  service-account assertions.
+
+Who may do what: every request needs a live bearer token (``token_lifetime_s``; tokens
+expire on the simulator's clock, and ``POST /__sim/expire_tokens`` ends them all). A key
+file trusted by the simulator (``SimConfig.vertex_keys``, ``Simulator.trust_key``,
+``Simulator.make_key``) names its project: its tokens may use that project only (by id,
+or by its number), anything else is 403, as is everything with
+``vertex_permission_denied``.
+
+Quotas count per project and region (one ``quota.Quotas`` and one ``ops.Operations`` per
+scope): ``rpm_limit``, ``rpd_limit``, ``max_concurrent_ops``, ``count_polls_in_rpm``.
+The 429's delay is told as ``vertex_retry_after_style`` says (RetryInfo by default).
+
+Operations are named ``projects/{p}/locations/{l}/publishers/google/models/{m}/operations/
+{uuid}``, with the project's number instead of its id under ``project_number_names`` (a
+deterministic 12-digit number per project): a client must send the name back as received.
+
+Outputs: with ``storageUri`` each returned sample is written, when a poll first finds the
+operation done, as ``gs://BUCKET/PREFIX/<operation id>/sample_<n>.mp4``: into the
+simulator's own Cloud Storage (``gcs.ObjectStore``, served at ``/storage/v1/b/...``), or
+with ``storage_upload_base`` uploaded to that Cloud Storage (an emulator). A write that
+fails makes the operation fail. Without ``storageUri`` the videos come back inline. Every
+video is the sample plus a ``free`` box naming it (``<operation id>/sample_<n>``).
+
+Outcomes: the markers and rates of the Gemini format (``op_error``, ``filtered``,
+``content_policy``, ``bad_request``, ``slow``, ``lost``, the counted faults; ``rate_5xx``,
+``rate_reset``, ``rate_429``, ``latency_s``, ``fail_first_polls``, ``early_404_s``,
+``retention_s``, ``retired_models``), plus ``[sim:filteredxN]`` (N of ``sampleCount``
+filtered: a partial result), ``[sim:empty]`` and ``rate_empty`` (done with nothing), and
+for the simulator's own storage ``[sim:truncatedxN]`` and ``rate_truncated_download``,
+``[sim:corruptxN]``, ``[sim:file403]`` on the objects' reads, ``redirect_downloads`` (a
+302 to a signed URL, on ``files_host`` if set). The Gemini format's own knobs
+(``balance_submits``, ``precondition_failure``, ``poll_methods``, ``name_style``,
+``response_style``) do not apply here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from batchveo.sim import vertex_wire as vw
+from batchveo.sim import wire
+from batchveo.sim.config import SimConfig
+from batchveo.sim.faults import Faults
+from batchveo.sim.gcs import ObjectStore, read_object, split_gcs_uri, upload_object
+from batchveo.sim.markers import Marks, filtered_samples, parse_markers
+from batchveo.sim.ops import Operations, Outcome, VertexOp
+from batchveo.sim.quota import VERTEX_NAMES, Quotas
+from batchveo.sim.stats import Stats
+from batchveo.sim.storage import on_files_host, video_tail
+from batchveo.sim.tokens import Refusal, TokenIssuer
+from batchveo.sim.vertex_rules import (
+    VERTEX_MODELS,
+    GcsRef,
+    VertexRequest,
+    check_media,
+    fetch_operation_name,
+    parse_operation_name,
+    valid_location,
+    validate,
+)
+from batchveo.sim.wire import KEY_HEADER
+
+log = logging.getLogger(__name__)
+
+STORAGE_TIMEOUT_S = 30.0
+"""How long one read or write of the simulator's to another Cloud Storage may take."""
+_SUBMIT = "PredictionService.PredictLongRunning"
+_FETCH = "PredictionService.FetchPredictOperation"
+_GET = "Operations.GetOperation"
+
+
+def project_number(project_id: str) -> str:
+    """The project's number as the simulator makes one up: 12 digits, the same each time."""
+    digest = int(hashlib.sha256(project_id.encode()).hexdigest(), 16)
+    return str(10**11 + digest % (9 * 10**11))
+
+
+@dataclass
+class Scope:
+    """What one project in one region has: its operations and its quotas."""
+
+    ops: Operations
+    quotas: Quotas
+    submits: int = 0
+
+
+@dataclass
+class _Counts:
+    samples_requested: int = 0
+    samples_returned: int = 0
+    samples_filtered: int = 0
+    partial: int = 0
+    empty: int = 0
+    objects_written: int = 0
+    write_failures: int = 0
+
+
+class VertexService:
+    """The Vertex endpoints' handlers and the state they serve (see module docstring)."""
+
+    def __init__(
+        self,
+        config: Callable[[], SimConfig],
+        *,
+        rng: random.Random,
+        ids: random.Random,
+        faults: Faults,
+        stats: Stats,
+        issuer: TokenIssuer,
+        objects: ObjectStore,
+        sample: bytes,
+    ) -> None:
+        self._config = config
+        self._rng, self._ids = rng, ids
+        self._faults, self._stats = faults, stats
+        self.issuer, self.objects = issuer, objects
+        self._sample = sample
+        self._scopes: dict[tuple[str, str], Scope] = {}
+        self._accounts: dict[str, str | None] = {}  # service account -> its project
+        self._numbers: dict[str, str] = {}  # project number -> project id
+        self._write_lock = asyncio.Lock()
+        self._session: aiohttp.ClientSession | None = None
+        self._counts = _Counts()
+
+    # -- accounts ------------------------------------------------------------------------------
+
+    def trust(self, info: dict[str, Any]) -> None:
+        """Accept tokens for this service-account key file, for its project only."""
+        self.issuer.trust_key_file(info)
+        project = str(info.get("project_id") or "") or None
+        self._accounts[str(info["client_email"])] = project
+        if project:
+            self._numbers[project_number(project)] = project
+
+    def _canonical(self, project: str) -> str:
+        """A project's id, whether the path names it by id or by number."""
+        return self._numbers.get(project, project)
+
+    def _authorize(
+        self, request: web.Request, project: str, location: str, model: str, method: str
+    ) -> str | web.Response:
+        """The project's id if this caller may act on it, else the refusal."""
+        if KEY_HEADER in request.headers or "key" in request.query:
+            return vw.api_key_refused(method)
+        verdict = self.issuer.verify(request.headers.get("Authorization"))
+        if isinstance(verdict, Refusal):
+            return vw.unauthenticated(verdict, method)
+        if not valid_location(location):
+            return vw.bad_request(f"Unsupported location: {location[:80]!r}.")
+        canonical = self._canonical(project)
+        allowed = self._accounts.get(verdict)
+        if self._config().vertex_permission_denied or (allowed and canonical != allowed):
+            resource = f"projects/{project}/locations/{location}"
+            if model:
+                resource += f"/publishers/google/models/{model}"
+            return vw.permission_denied(resource, method)
+        return canonical
+
+    # -- submit --------------------------------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.StreamResponse:
+        cfg = self._config()
+        if on_files_host(cfg, request):
+            return wire.not_found()
+        project, location, model = _path(request)
+        body, prompt = self._read_submit(await request.read())
+        canonical = self._authorize(request, project, location, model, _SUBMIT)
+        if isinstance(canonical, web.Response):
+            return canonical
+        info = VERTEX_MODELS.get(model)
+        if info is None or model in cfg.retired_models:
+            return vw.publisher_model_not_found(project, location, model)
+        if body is None:
+            return vw.bad_request("Invalid JSON payload received.")
+        asked = validate(body, info)
+        if isinstance(asked, str):
+            return vw.bad_request(asked)
+        if err := await self._check_refs(cfg, asked.gcs_refs):
+            return vw.bad_request(err)
+        assert prompt is not None  # validate() checked it
+        marks = parse_markers(prompt)
+        if "bad_request" in marks:
+            return vw.bad_request("Request contains an invalid argument.")
+        if (fault := self._faults.counted(cfg, request, prompt, marks, vertex=True)) is not None:
+            return fault
+        if (fault := self._faults.submit_fault(cfg, request, vertex=True)) is not None:
+            return fault
+        now = cfg.clock()
+        scope = self._scope(canonical, location)
+        if (quota := self._quota(scope, cfg, now, model, submit=True)) is not None:
+            return quota
+        if "content_policy" in marks or self._faults.injected(cfg.rate_content_policy):
+            return vw.bad_request(vw.CONTENT_POLICY_MESSAGE)
+        op = self._create(cfg, now, scope, (project, location, model), asked, marks)
+        if self._stats.accepted[prompt] <= marks.get("lost", 0):
+            return self._faults.drop(request)
+        return web.json_response({"name": op.name})
+
+    def _read_submit(self, raw: bytes) -> tuple[Any, str | None]:
+        """The body (None if not JSON) and its prompt, counted as received when it has one."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            return None, None
+        inst = body.get("instances") if isinstance(body, dict) else None
+        first = inst[0] if isinstance(inst, list) and inst else None
+        prompt = first.get("prompt") if isinstance(first, dict) else None
+        if not isinstance(prompt, str):
+            return body, None
+        self._stats.receive(prompt)
+        return body, prompt
+
+    async def _check_refs(self, cfg: SimConfig, refs: tuple[GcsRef, ...]) -> str | None:
+        """The service reads every ``gs://`` image or video a request names, first."""
+        for ref in refs:
+            data = await self._read_object(cfg, ref.uri)
+            if data is None:
+                return (
+                    f"{ref.where}.gcsUri: cannot read {ref.uri}: no such object, or the "
+                    "Vertex AI service agent may not read it."
+                )
+            if err := check_media(data, ref.mime, ref.where):
+                return err
+        return None
+
+    async def _read_object(self, cfg: SimConfig, uri: str) -> bytes | None:
+        if cfg.storage_upload_base is None:
+            obj = self.objects.get_object(uri)
+            return obj.data if obj is not None else None
+        bucket, name = split_gcs_uri(uri)
+        try:
+            return await read_object(self._http(), cfg.storage_upload_base, bucket, name)
+        except (aiohttp.ClientError, OSError):
+            return None
+
+    def _create(
+        self,
+        cfg: SimConfig,
+        now: float,
+        scope: Scope,
+        path: tuple[str, str, str],
+        asked: VertexRequest,
+        marks: Marks,
+    ) -> VertexOp:
+        project, location, model = path
+        lo, hi = cfg.generation_s
+        gen = hi if "slow" in marks else self._rng.uniform(lo, hi)
+        outcome: Outcome = "ok"
+        filtered = 0
+        if "op_error" in marks or self._faults.injected(cfg.rate_operation_error):
+            outcome = "error"
+        elif "empty" in marks or self._faults.injected(cfg.rate_empty):
+            outcome = "empty"
+        else:
+            filtered = filtered_samples(asked.prompt, asked.samples)
+            if not filtered and self._faults.injected(cfg.rate_filtered):
+                filtered = asked.samples
+            if filtered >= asked.samples:
+                outcome = "filtered"
+        canonical = self._canonical(project)
+        shown = project
+        if cfg.project_number_names:
+            shown = project_number(canonical)
+            self._numbers[shown] = canonical
+        op_id = scope.ops.fresh_uuid(self._ids)
+        op = VertexOp(
+            op_id,
+            f"projects/{shown}/locations/{location}/publishers/google/models/{model}"
+            f"/operations/{op_id}",
+            model,
+            now + gen,
+            outcome,
+            trunc=marks.get("truncated", 0),
+            created_at=now,
+            file403="file403" in marks,
+            project=canonical,
+            location=location,
+            samples=asked.samples,
+            filtered=filtered,
+            storage=asked.storage,
+            corrupt=marks.get("corrupt", 0),
+        )
+        scope.ops.add(op, now, cfg.retention_s)
+        in_window = scope.quotas.count_submit(cfg, now)
+        scope.submits += 1
+        self._stats.accept(asked.prompt, now)
+        self._stats.high_water("max_submits_in_window", in_window)
+        self._stats.high_water("max_concurrent_ops", scope.ops.running(now))
+        counts = self._counts
+        counts.samples_requested += op.samples
+        counts.samples_returned += op.returned
+        counts.samples_filtered += filtered
+        if outcome == "ok" and filtered:
+            counts.partial += 1
+        elif outcome == "empty":
+            counts.empty += 1
+        return op
+
+    # -- poll ----------------------------------------------------------------------------------
+
+    async def fetch(self, request: web.Request) -> web.StreamResponse:
+        cfg = self._config()
+        if (first := self._faults.first_polls(cfg, vertex=True)) is not None:
+            return first
+        if on_files_host(cfg, request):
+            return wire.not_found()
+        project, location, model = _path(request)
+        canonical = self._authorize(request, project, location, model, _FETCH)
+        if isinstance(canonical, web.Response):
+            return canonical
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return vw.bad_request("Invalid JSON payload received.")
+        try:
+            name = fetch_operation_name(body)
+        except ValueError as e:
+            return vw.bad_request(str(e))
+        ref = parse_operation_name(name)
+        assert ref is not None  # fetch_operation_name checked it
+        if (ref.project, ref.location, ref.model) != (project, location, model):
+            return vw.operation_not_found(name)
+        if (fault := self._faults.random_fault(cfg, request)) is not None:
+            return fault
+        now = cfg.clock()
+        scope = self._scopes.get((canonical, location))
+        op = scope.ops.by_id.get(ref.operation_id) if scope is not None else None
+        if not isinstance(op, VertexOp) or op.name != name or op.expired(now, cfg.retention_s):
+            return vw.operation_not_found(name)
+        assert scope is not None
+        if now < op.created_at + cfg.early_404_s:
+            self._stats.counters["early_404s"] += 1
+            return vw.operation_not_found(name)
+        if cfg.count_polls_in_rpm:
+            if (quota := self._quota(scope, cfg, now, op.model, submit=False)) is not None:
+                return quota
+            scope.quotas.count_poll(now)
+        op.polls += 1
+        if now < op.done_at:
+            return web.json_response(wire.running_body(op.name, op.polls))
+        if op.outcome == "ok" and op.storage is not None and not op.written:
+            await self._write(cfg, scope, op, now)
+        if op.reported:
+            self._stats.counters["polls_after_done"] += 1
+        op.reported = True
+        return web.json_response(self._done_body(op))
+
+    def _done_body(self, op: VertexOp) -> dict[str, Any]:
+        if op.outcome == "error":
+            if op.error_message:
+                return vw.failed_body(op.name, 13, op.error_message)
+            return vw.failed_body(op.name)
+        if op.outcome == "empty":
+            return vw.empty_body(op.name)
+        videos: list[dict[str, str]] = []
+        for n in range(op.returned):
+            if op.storage is not None:
+                videos.append(vw.gcs_video(f"gs://{op.storage[0]}/{op.object_name(n)}"))
+            else:
+                videos.append(vw.inline_video(self._sample + video_tail(op.tag(n))))
+        return vw.done_body(op.name, videos, op.filtered)
+
+    async def _write(self, cfg: SimConfig, scope: Scope, op: VertexOp, now: float) -> None:
+        """Write a finished operation's videos into the bucket, once (a failure fails it)."""
+        assert op.storage is not None
+        async with self._write_lock:
+            if op.written:
+                return
+            bucket = op.storage[0]
+            try:
+                for n in range(op.returned):
+                    name, tail = op.object_name(n), video_tail(op.tag(n))
+                    if cfg.storage_upload_base is None:
+                        self.objects.put(bucket, name, self._sample, tail=tail,
+                                         truncate=op.trunc, corrupt=op.corrupt,
+                                         forbidden=op.file403)  # fmt: skip
+                    else:
+                        await upload_object(
+                            self._http(), cfg.storage_upload_base, bucket, name, self._sample + tail
+                        )
+                    self._counts.objects_written += 1
+            except (RuntimeError, aiohttp.ClientError, OSError) as e:
+                self._counts.write_failures += 1
+                where = f"gs://{bucket}/{op.storage[1]}"
+                op.error_message = f"Failed to write the generated videos to {where}: {e}"[:300]
+                scope.ops.fail_finished(op, now)
+                log.warning("simulator: %s", op.error_message)
+            op.written = True
+
+    # -- other ---------------------------------------------------------------------------------
+
+    async def operation(self, request: web.Request) -> web.StreamResponse:
+        """A GET (or POST) on an operation name: Vertex answers 404 (poll with fetch)."""
+        cfg = self._config()
+        if on_files_host(cfg, request):
+            return wire.not_found()
+        project, location = request.match_info["project"], request.match_info["location"]
+        model = request.match_info.get("model", "")
+        refused = self._authorize(request, project, location, model, _GET)
+        if isinstance(refused, web.Response):
+            return refused
+        return wire.not_found()
+
+    async def token(self, request: web.Request) -> web.Response:
+        """The OAuth token endpoint a trusted key file's ``token_uri`` names."""
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        status, body = self.issuer.issue(form, str(request.url))
+        return web.json_response(body, status=status)
+
+    def _scope(self, project: str, location: str) -> Scope:
+        scope = self._scopes.get((project, location))
+        if scope is None:
+            quotas = Quotas(self._config().clock(), VERTEX_NAMES, location)
+            scope = self._scopes[(project, location)] = Scope(Operations(), quotas)
+        return scope
+
+    def _quota(
+        self, scope: Scope, cfg: SimConfig, now: float, model: str, submit: bool
+    ) -> web.Response | None:
+        """A 429 for the quota of this project and region the request would break, or None."""
+        violation = scope.quotas.check(cfg, now, model, scope.ops if submit else None)
+        if violation is None:
+            return None
+        if violation.per_day:
+            self._stats.counters["per_day_quota_429s"] += 1
+        self._stats.counters["quota_violations"] += 1
+        return vw.quota_exceeded(violation, model, cfg.vertex_retry_after_style)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            timeout = aiohttp.ClientTimeout(total=STORAGE_TIMEOUT_S)
+            self._session = aiohttp.ClientSession(timeout=timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- what the simulator shows ----------------------------------------------------------------
+
+    def finish_all(self, now: float) -> None:
+        for scope in self._scopes.values():
+            scope.ops.finish_all(now)
+
+    def operation_counts(self) -> list[dict[str, int]]:
+        return [scope.ops.counts for scope in self._scopes.values()]
+
+    def running(self, now: float) -> int:
+        return sum(scope.ops.running(now) for scope in self._scopes.values())
+
+    def snapshot(self) -> dict[str, Any]:
+        counts = self._counts
+        return {
+            "submits_by_location": {
+                f"{project}/{location}": scope.submits
+                for (project, location), scope in self._scopes.items()
+            },
+            "samples": {
+                "requested": counts.samples_requested,
+                "returned": counts.samples_returned,
+                "filtered": counts.samples_filtered,
+            },
+            "partial": counts.partial,
+            "empty": counts.empty,
+            "objects_written": counts.objects_written,
+            "write_failures": counts.write_failures,
+            "tokens": {"issued": self.issuer.issued, "refused": self.issuer.refused},
+            "storage_reads": dict(self.objects.reads),
+        }
+
+
+def _path(request: web.Request) -> tuple[str, str, str]:
+    info = request.match_info
+    return info["project"], info["location"], info["model"]
