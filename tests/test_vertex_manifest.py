@@ -413,3 +413,4 @@ def test_plan_counts_a_vertex_jobs_samples_and_audio(tmp_path: Path) -> None:
     # 0.40*8 = 3.20 fits what is left.
     assert plan.to_submit == 2 and plan.over_budget == 1
     assert plan.cost_usd == pytest.approx(4.80 + 3.20)
+    assert plan.video_s == 8 * 3 + 8  # seconds of video: every one a job asks for
