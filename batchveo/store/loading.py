@@ -123,12 +123,12 @@ async def _is_empty(db: aiosqlite.Connection) -> bool:
     return not (row and row[0])
 
 
-_Stored = tuple[str, str, tuple[Any, ...]]
-"""A stored job as a reload compares it: ``(spec_hash, state, its route's columns)``."""
+_Stored = tuple[Any, ...]
+"""A stored job as a reload compares it: ``(id, spec_hash, state, *its route's columns)``."""
 
 
 async def _stored(db: aiosqlite.Connection, ids: Sequence[str]) -> dict[str, _Stored]:
-    """``{id: (spec_hash, state, route columns)}`` of the ids already stored.
+    """``{id: (id, spec_hash, state, *route columns)}`` of the ids already stored.
 
     Only these: a reload of 100k jobs must stay small; details are fetched for the few
     conflicting ids.
@@ -140,9 +140,7 @@ async def _stored(db: aiosqlite.Connection, ids: Sequence[str]) -> dict[str, _St
             f" WHERE id IN ({','.join('?' * len(chunk))})"
         )
         async with db.execute(sql, chunk) as cur:
-            stored.update(
-                (str(r[0]), (str(r[1]), str(r[2]), tuple(r[3:]))) for r in await cur.fetchall()
-            )
+            stored.update((r[0], tuple(r)) for r in await cur.fetchall())
     return stored
 
 
@@ -160,12 +158,12 @@ async def _sort(
         if found is None:
             out.new.append((spec, h))
             continue
-        stored_hash, stored_state, stored_route = found
-        if stored_hash == h:
+        if found[1] == h:
             out.existing += 1
-            state = JobState(stored_state)
-            if stored_route != route_parts(spec.route) and state in _REPLACEABLE:
-                out.rerouting.append((spec, state))
+            if found[3:] != route_parts(spec.route):
+                state = JobState(found[2])
+                if state in _REPLACEABLE:
+                    out.rerouting.append((spec, state))
             continue
         async with db.execute("SELECT state, source FROM jobs WHERE id=?", (spec.id,)) as cur:
             old = await cur.fetchone()
