@@ -80,3 +80,16 @@ class Route:
         if self.wire is not Wire.VERTEX:
             return provider
         return f"{provider} ({self.project or '?'}, {self.location or DEFAULT_LOCATION})"
+
+
+def resolve_route(route: Route | None, default: Route) -> Route:
+    """The whole route a job goes by: its stored parts, the run's ``default`` for the
+    rest, and the global defaults last (``DEFAULT_PROVIDER``; ``DEFAULT_LOCATION`` on
+    Vertex). A Gemini-format route has no project, region or bucket: those parts are
+    dropped, so two routes that send to the same place compare equal.
+    """
+    full = (route or Route()).with_defaults(default)
+    provider = full.provider or DEFAULT_PROVIDER
+    if PROVIDER_WIRE.get(provider) is not Wire.VERTEX:
+        return Route(provider)
+    return Route(provider, full.project, full.location or DEFAULT_LOCATION, full.storage_uri)

@@ -3,7 +3,14 @@
 A ``JobSpec`` is what the manifest loader produces, what the store keeps, and
 what the client turns into a ``predictLongRunning`` body. Images are kept as
 references (path + sha256 + mime type), never as bytes: a 100k-row manifest
-must not copy gigabytes into SQLite or into memory.
+must not copy gigabytes into SQLite or into memory. A Vertex job may name a Cloud
+Storage image instead (``gs://``): there is no file to hash, the service reads it, and
+the URI itself is its part of the job's identity.
+
+The route (``routes.Route``: provider, project, region, bucket) says where a job is
+sent, not what it asks for, so it is not part of the identity: the same request sent
+another way makes the same video, and a reload with another ``--project`` must not make
+(and pay for) every job again.
 """
 
 from __future__ import annotations
@@ -56,10 +63,10 @@ def content_hash(
     of loading a 100k-row manifest. ``tests/test_spec.py`` holds the two equal and pins the
     values: a changed hash changes every auto id, and a reloaded manifest would be paid again.
     """
-    refs = ",".join([_json_str(r.sha256) for r in reference_images]) if reference_images else ""
+    refs = ",".join([_json_str(r.identity) for r in reference_images]) if reference_images else ""
     blob = (
-        f'{{"image":{"null" if image is None else _json_str(image.sha256)},'
-        f'"lastFrame":{"null" if last_frame is None else _json_str(last_frame.sha256)},'
+        f'{{"image":{"null" if image is None else _json_str(image.identity)},'
+        f'"lastFrame":{"null" if last_frame is None else _json_str(last_frame.identity)},'
         f'"model":{_json_str(model)},'
         f'"output":{"null" if output_name is None else _json_str(output_name)},'
         f'"params":{params_json(params)},'
@@ -72,18 +79,37 @@ def content_hash(
 
 @dataclass(frozen=True)
 class ImageRef:
+    """An image a job gives: a local file (``path`` + ``sha256``), or, on Vertex, a Cloud
+    Storage object (``gcs_uri``, made with ``ImageRef.cloud``; ``path`` and ``sha256`` are
+    empty then: there is no file here to read or hash)."""
+
     path: str
     """Absolute path, resolved against the manifest's folder at load time."""
     sha256: str
     mime_type: str
     gcs_uri: str | None = None
-    """A Cloud Storage image (Vertex only): sent as ``gcsUri``, never read from disk."""
+    """``gs://bucket/object``: sent as ``{"gcsUri": ..., "mimeType": ...}``, read by Vertex."""
+
+    @classmethod
+    def cloud(cls, gcs_uri: str, mime_type: str) -> ImageRef:
+        """A Cloud Storage image (its type from its name: nothing here reads it)."""
+        return cls(path="", sha256="", mime_type=mime_type, gcs_uri=gcs_uri)
+
+    @property
+    def identity(self) -> str:
+        """What the job's identity holds of this image: its bytes' sha256, or the URI of a
+        Cloud Storage image (never a 64-hex-digit string, so never taken for a hash)."""
+        return self.sha256 if self.gcs_uri is None else self.gcs_uri
 
     def to_json(self) -> dict[str, str]:
+        if self.gcs_uri is not None:
+            return {"gcsUri": self.gcs_uri, "mimeType": self.mime_type}
         return {"path": self.path, "sha256": self.sha256, "mimeType": self.mime_type}
 
     @classmethod
     def from_json(cls, d: dict[str, str]) -> ImageRef:
+        if "gcsUri" in d:
+            return cls.cloud(d["gcsUri"], d["mimeType"])
         return cls(path=d["path"], sha256=d["sha256"], mime_type=d["mimeType"])
 
 
@@ -138,9 +164,9 @@ class JobSpec:
             "prompt": self.prompt,
             "model": self.model,
             "params": self.params,
-            "image": self.image.sha256 if self.image else None,
-            "lastFrame": self.last_frame.sha256 if self.last_frame else None,
-            "referenceImages": [r.sha256 for r in self.reference_images],
+            "image": self.image.identity if self.image else None,
+            "lastFrame": self.last_frame.identity if self.last_frame else None,
+            "referenceImages": [r.identity for r in self.reference_images],
             "video": self.video_uri,
             "output": self.output_name,
         }
@@ -172,6 +198,7 @@ class JobSpec:
         inputs: dict[str, Any],
         output_name: str | None,
         source: str = "",
+        route: Route | None = None,
     ) -> JobSpec:
         img = inputs.get("image")
         last = inputs.get("lastFrame")
@@ -188,6 +215,7 @@ class JobSpec:
             reference_images=tuple(ImageRef.from_json(r) for r in refs),
             video_uri=video["uri"] if video else None,
             output_name=output_name,
+            route=route,
             source=source,
         )
 

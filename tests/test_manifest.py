@@ -529,8 +529,8 @@ RULES = [
     (
         "sampleCount",
         {"sampleCount": 2},
-        "sampleCount must be 1, not 2: the Gemini API makes one video per request "
-        "(use repeat: N for several variants)",
+        "sampleCount must be 1 on provider gptproto, not 2: the Gemini API makes one video "
+        "per request (use repeat: N for several variants, or provider vertex for up to 4)",
     ),
     (
         "video not http",

@@ -57,6 +57,10 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
             "-" if left is None else f"{left} h left",
         )
     parts: list[RenderableType] = [table, money]
+    if (partial := partial_table(data)) is not None:
+        parts.append(partial)
+    if (routes := routes_table(data)) is not None:
+        parts.append(routes)
     if data["at_risk"]:
         parts.append(Text("Videos at risk of expiry (download them soon):", style="bold red"))
         for j in data["at_risk"]:
@@ -72,6 +76,51 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
         for j in data["uncertain"]:
             parts.append(Text(f"  {j['id']} ({j['batch']})"))
     return Group(*parts)
+
+
+def partial_table(data: dict[str, Any]) -> Table | None:
+    """Batches with partial results (jobs that got some of their videos, the rest kept back
+    by the safety filter, not charged): None when there are none."""
+    rows = [
+        (name, b["samples"])
+        for name, b in data["batches"].items()
+        if b.get("samples", {}).get("partial") or b.get("samples", {}).get("filtered")
+    ]
+    if not rows:
+        return None
+    table = Table(
+        title="partial results (videos kept back by the safety filter are not charged)",
+        title_justify="left",
+    )
+    for col in ("batch", "partly filtered jobs", "videos asked", "returned", "filtered"):
+        table.add_column(col, justify="left" if col == "batch" else "right")
+    for name, s in rows:
+        table.add_row(
+            visible(name),
+            str(s["partial"]),
+            str(s["requested"]),
+            str(s["returned"]),
+            str(s["filtered"]),
+        )
+    return table
+
+
+def routes_table(data: dict[str, Any]) -> Table | None:
+    """Jobs per route and state, when the database holds more than one route."""
+    routes = data.get("routes") or []
+    if len(routes) < 2:
+        return None
+    states = [s for s in JobState if any(r["states"].get(s.value) for r in routes)]
+    table = Table(title="routes", title_justify="left")
+    table.add_column("route")
+    for s in states:
+        table.add_column(s.value, justify="right", style=_STYLE.get(s, ""))
+    table.add_column("total", justify="right", style="bold")
+    for r in routes:
+        table.add_row(
+            visible(r["route"]), *[str(r["states"][s.value]) for s in states], str(r["total"])
+        )
+    return table
 
 
 def job_lines(job: Job, events: Sequence[Event]) -> Iterator[str]:

@@ -1,5 +1,9 @@
 """``batchveo export``: one row per job, as JSON lines or CSV, never half-written.
 
+Each row also says how many videos the job asked for, got back and had kept back by the
+safety filter (with its reasons), and its route as stored (provider, project, region,
+bucket; empty: the run's).
+
 JSONL keeps every text exact. CSV is for spreadsheets, which run a cell that looks like
 a formula: such a text cell is made plain text (OWASP's advice), so a prompt or a
 server's error text is never a formula. A file given with ``-o`` replaces the old one
@@ -37,7 +41,17 @@ EXPORT_FIELDS = (
     "submitted_at",
     "generated_at",
     "finished_at",
+    "samples_requested",
+    "samples_returned",
+    "samples_filtered",
+    "filtered_reasons",
+    "provider",
+    "project",
+    "location",
+    "storage_uri",
 )
+"""What a row says; ``samples_returned`` etc. are empty until the service answered, and
+the route's parts are empty where the load left them to the run (``--provider``, ...)."""
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
@@ -58,7 +72,7 @@ def write_export(out: IO[str], jobs: Sequence[Job], fmt: str) -> None:
     writer.writeheader()
     for job in jobs:
         row = export_row(job)
-        for k in ("params", "inputs", "files"):
+        for k in ("params", "inputs", "files", "filtered_reasons"):
             row[k] = json.dumps(row[k], ensure_ascii=False)
         writer.writerow({k: csv_cell(v) for k, v in row.items()})
 

@@ -9,7 +9,8 @@ The modules, in the order a row meets them:
 - ``job``: one job, in four steps: fields -> inputs -> rules -> variants.
 - ``fields``: one value checked and made canonical (coercion, prompt, model, id, output).
 - ``images``: an image's type (bytes, then Pillow's header) and its sha256.
-- ``rules``: the API's cross-field rules, checked before paying.
+- ``rules``: the API's cross-field rules and each provider's, checked before paying.
+- ``routing``: a job's route (``defaults:`` over the loading command's flags).
 - ``output_paths``: videos the file system could not take, found at load.
 - ``show``: how a message quotes a value; ``gcpause``: ``gc_paused()`` for one-shot loads.
 """
@@ -33,6 +34,7 @@ from batchveo.manifest.output_paths import (
     output_clashes,
     output_parts,
 )
+from batchveo.manifest.routing import check_route
 from batchveo.manifest.rows import DEFAULT_KEYS, JOB_KEYS
 from batchveo.manifest.show import MAX_SHOWN_CHARS
 from batchveo.manifest.yamlfile import MAX_YAML_EXPANDED_NODES
@@ -55,6 +57,7 @@ __all__ = [
     "MAX_YAML_EXPANDED_NODES",
     "Manifests",
     "OutputTree",
+    "check_route",
     "gc_paused",
     "output_clashes",
     "output_parts",

@@ -79,12 +79,15 @@ def _duration(v: object) -> int:
 _BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
-def _bool(v: object) -> bool:
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, int | str) and (b := _BOOLS.get(str(v).strip().lower())) is not None:
-        return b
-    raise Bad(f"enhancePrompt must be true or false, not {show(v)}")
+def _bool(key: str) -> Callable[[object], bool]:
+    def coerce(v: object) -> bool:
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, int | str) and (b := _BOOLS.get(str(v).strip().lower())) is not None:
+            return b
+        raise Bad(f"{key} must be true or false, not {show(v)}")
+
+    return coerce
 
 
 def _seed(v: object) -> int:
@@ -94,13 +97,16 @@ def _seed(v: object) -> int:
     return n
 
 
+MAX_SAMPLE_COUNT = max(p.max_sample_count for p in models.PROVIDER_MODELS.values())
+"""The most videos any provider makes per request (Vertex: 4); each provider's own limit is
+a rule of the job's route (``job.route_problems``)."""
+
+
 def _sample_count(v: object) -> int:
-    if to_int("sampleCount", v) != 1:
-        raise Bad(
-            f"sampleCount must be 1, not {show(v)}: the Gemini API makes one video per "
-            "request (use repeat: N for several variants)"
-        )
-    return 1
+    n = to_int("sampleCount", v)
+    if not 1 <= n <= MAX_SAMPLE_COUNT:
+        raise Bad(f"sampleCount must be between 1 and {MAX_SAMPLE_COUNT}, not {n}")
+    return n
 
 
 _PROMPT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
@@ -130,10 +136,11 @@ COERCE: dict[str, Callable[[object], Any]] = {
     "resolution": _choice("resolution", models.RESOLUTIONS),
     "durationSeconds": _duration,
     "personGeneration": _choice("personGeneration", models.PERSON_GENERATION),
-    "enhancePrompt": _bool,
+    "enhancePrompt": _bool("enhancePrompt"),
     "negativePrompt": _text,
     "seed": _seed,
     "sampleCount": _sample_count,
+    "generateAudio": _bool("generateAudio"),
 }
 """API parameter -> its coercer; ``None`` from one (an empty negativePrompt) unsets it."""
 
@@ -208,3 +215,76 @@ def job_id(v: object) -> str:
     if s in (".", "..") or "/" in s or "\\" in s or NAME_CONTROL.search(s):
         raise Bad(f"id {s!r} must not be '.' or '..' nor contain '/', '\\' or control characters")
     return s
+
+
+# --- the route: where a manifest's jobs go (``defaults:`` only) ----------------------------
+
+MANIFEST_PROVIDERS = ("gptproto", "gemini", "vertex")
+"""The providers a manifest may name (``custom`` is a command's ``--base-url``, not a place)."""
+_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
+"""A Google Cloud project id (6-30 lowercase letters, digits, hyphens; a letter first) or
+number: it is a segment of every Vertex URL, so nothing else is let through."""
+_LOCATION = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+"""A Google Cloud region (``us-central1``, ``europe-west4``) or ``global``: part of the
+Vertex host name, so nothing else is let through."""
+MAX_LOCATION_CHARS = 63
+"""One DNS label: the region is the first part of ``REGION-aiplatform.googleapis.com``."""
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
+"""A Cloud Storage bucket name (3-222 characters of lowercase letters, digits, ``.-_``)."""
+_OBJECT_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def provider(v: object) -> str:
+    """A provider a manifest may name."""
+    if isinstance(v, str) and (name := v.strip().lower()) in MANIFEST_PROVIDERS:
+        return name
+    raise Bad(f"provider must be one of {', '.join(MANIFEST_PROVIDERS)}, not {show(v)}")
+
+
+def project(v: object) -> str:
+    """A Google Cloud project id or number (YAML may give the number as an int)."""
+    text = str(v) if isinstance(v, int) and not isinstance(v, bool | HugeInt) else v
+    if isinstance(text, str) and _PROJECT.fullmatch(text := text.strip()):
+        return text
+    raise Bad(
+        "project must be a Google Cloud project id (6 to 30 lowercase letters, digits and "
+        f"hyphens, starting with a letter) or project number, not {show(v)}"
+    )
+
+
+def location(v: object) -> str:
+    """A Google Cloud region, or ``global``."""
+    if (
+        isinstance(v, str)
+        and len(text := v.strip().lower()) <= MAX_LOCATION_CHARS
+        and _LOCATION.fullmatch(text)
+    ):
+        return text
+    raise Bad(f"location must be a Google Cloud region like us-central1 (or global), not {show(v)}")
+
+
+def split_gcs(v: str) -> tuple[str, str] | None:
+    """``(bucket, object)`` of a ``gs://`` URI with a valid bucket name; None if it is not one."""
+    if not v.startswith("gs://"):
+        return None
+    bucket, _, name = v[len("gs://") :].partition("/")
+    if not _BUCKET.fullmatch(bucket) or ".." in bucket or _OBJECT_CONTROL.search(name):
+        return None
+    return bucket, name
+
+
+def storage_uri(v: object) -> str:
+    """``gs://BUCKET/PREFIX/``, where Vertex writes the videos; made to end with ``/`` (a
+    folder: Vertex appends its own names to it)."""
+    parts = split_gcs(v.strip()) if isinstance(v, str) else None
+    if parts is None:
+        raise Bad(
+            "storageUri must be a Cloud Storage folder like gs://BUCKET/PREFIX/ "
+            f"(a valid bucket name), not {show(v)}"
+        )
+    bucket, prefix = parts
+    return (
+        f"gs://{bucket}/{prefix}"
+        if prefix.endswith("/") or not prefix
+        else (f"gs://{bucket}/{prefix}/")
+    )

@@ -4,6 +4,10 @@ Image paths are relative to the manifest's folder; each distinct file is read on
 chunks, to sniff its type and hash it, and its bytes are never kept; Pillow then reads its
 header (type and dimensions, no pixels), so a file of magic bytes only is refused. The type
 is what the bytes are, whatever the file is called; a name that claims another is refused.
+
+A ``gs://bucket/object`` image is a Cloud Storage object that Vertex reads itself: nothing
+here can read it, so its type is what its name says, and its URI is its identity (whether
+the job's provider takes such an image is a rule of the route, ``job.route_problems``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
+from batchveo.manifest.fields import split_gcs
 from batchveo.manifest.opening import OPEN_FLAGS, READ_CHUNK_BYTES
 from batchveo.manifest.show import cut, show
 from batchveo.spec import ImageRef
@@ -58,6 +63,8 @@ class ImageFiles:
         if not isinstance(v, str):
             bad.append(f"{what} must be a file path, not {show(v)}")
             return None
+        if v.lstrip().startswith("gs://"):
+            return cloud_image(v.strip(), what, bad)
         path = self._resolved.get((base, v))
         if path is None:
             try:
@@ -72,6 +79,22 @@ class ImageFiles:
             bad.append(f"{what} {cut(v)} {ref}")
             return None
         return ref
+
+
+def cloud_image(uri: str, what: str, bad: list[str]) -> ImageRef | None:
+    """A Cloud Storage image, its type from its name; None with its problem in ``bad``."""
+    parts = split_gcs(uri)
+    if parts is None or not parts[1] or parts[1].endswith("/"):
+        bad.append(f"{what} {show(uri)} is not a Cloud Storage object (gs://BUCKET/NAME.png)")
+        return None
+    mime = _CLAIMED.get(Path(parts[1]).suffix.lower())
+    if mime is None:
+        bad.append(
+            f"{what} {show(uri)}: a Cloud Storage image is not read here, so its name must "
+            "tell its type: .png, .jpg, .jpeg or .webp"
+        )
+        return None
+    return ImageRef.cloud(uri, mime)
 
 
 def hash_image(path: Path) -> ImageRef | str:

@@ -8,6 +8,12 @@ Identity: a job's id is its ``id`` if given, else ``"j"`` + the first 16 hex dig
 unrendered output template). Ids are therefore stable across loads, survive moving or
 renaming an image, and change when an image's bytes change.
 
+The job's route (provider, and for Vertex its project, region and bucket) is its file's
+``defaults:`` over the loading command's (``routing``); the provider decides which model
+ids and parameters the job may use (``rules.provider_problems``), and the model of a job
+that names none (``veo-3.1-generate-preview`` on the Gemini-format providers, as before;
+``veo-3.1-generate-001`` on Vertex). The route is stored with the job, not hashed.
+
 ``repeat: N`` (N >= 1) makes N variants with ids ``ID-1`` .. ``ID-N``; the suffix is added
 even for N = 1, so raising N later keeps the existing ids. If the job sets ``seed``, variant
 i gets ``seed + i - 1`` so the variants differ. An output template without ``{id}`` gets the
@@ -27,8 +33,15 @@ from batchveo.manifest import fields
 from batchveo.manifest.fields import COERCE, MAX_ID_CHARS, MAX_SEED, Bad
 from batchveo.manifest.images import ImageFiles
 from batchveo.manifest.rows import Defaults
-from batchveo.manifest.rules import TEXT_ONLY, Uses, combination_problems
+from batchveo.manifest.rules import (
+    TEXT_ONLY,
+    Uses,
+    combination_problems,
+    model_problem,
+    provider_problems,
+)
 from batchveo.manifest.show import show
+from batchveo.routes import Route
 from batchveo.spec import ImageRef, JobSpec, content_hash
 
 # --- 1. fields ----------------------------------------------------------------------------
@@ -42,7 +55,8 @@ class Fields:
     job_id: str | None
     """As given; None for an id made from the content (in ``variants``)."""
     prompt: str
-    model: str
+    model: str | None
+    """None until ``route_problems`` gives a job that names none its provider's default."""
     params: dict[str, Any]
     output: str | None
     """The output template, unrendered."""
@@ -139,7 +153,14 @@ def _reference_images(
 
 
 def _video_uri(v: object, bad: list[str]) -> str | None:
-    """The URI of the video to extend: Veo's own, so http(s)."""
+    """The URI of the video to extend: Veo's own, so http(s) (the Gemini format's) or
+    ``gs://`` (Vertex's; which one the provider takes is a route rule)."""
+    if isinstance(v, str) and v.strip().startswith("gs://"):
+        parts = fields.split_gcs(v.strip())
+        if parts is None or not parts[1] or parts[1].endswith("/"):
+            bad.append(f"video {show(v)} is not a Cloud Storage object (gs://BUCKET/NAME.mp4)")
+            return None
+        return v.strip()
     try:
         u = urlsplit(v.strip()) if isinstance(v, str) else None
     except ValueError:  # what urllib cannot split at all ("http://[oops")
@@ -150,11 +171,30 @@ def _video_uri(v: object, bad: list[str]) -> str | None:
     return str(v).strip()
 
 
+def cloud_inputs(inputs: Inputs) -> list[str]:
+    """The job's Cloud Storage images, as a message names them."""
+    refs = [("image", inputs.image), ("lastFrame", inputs.last_frame)]
+    refs += [(f"referenceImages[{i}]", r) for i, r in enumerate(inputs.reference_images, 1)]
+    return [f"{what} {show(r.gcs_uri)}" for what, r in refs if r is not None and r.gcs_uri]
+
+
 # --- 3. rules -----------------------------------------------------------------------------
+
+
+def route_problems(f: Fields, inputs: Inputs, provider: models.ProviderModels) -> list[str]:
+    """What the job's provider would refuse; a job that names no model gets the provider's
+    default one here."""
+    if f.model is None:
+        f.model = provider.default_model
+    bad = [] if (problem := model_problem(provider, f.model)) is None else [problem]
+    if inputs is NO_INPUTS and "generateAudio" not in f.params and "sampleCount" not in f.params:
+        return bad  # the common text-to-video job: only the model can be wrong
+    return bad + provider_problems(provider, f.params, cloud_inputs(inputs), inputs.video_uri)
 
 
 def rule_problems(f: Fields, inputs: Inputs) -> list[str]:
     """The API's cross-field rules, and what ``repeat`` would push out of bounds."""
+    assert f.model is not None, "route_problems gives every job its model first"
     bad = combination_problems(f.model, f.params, inputs.uses)
     if f.repeat and (seed := f.params.get("seed")) is not None and seed + f.repeat - 1 > MAX_SEED:
         bad.append(f"seed + repeat - 1 must stay at most {MAX_SEED}")
@@ -166,8 +206,11 @@ def rule_problems(f: Fields, inputs: Inputs) -> list[str]:
 # --- 4. variants --------------------------------------------------------------------------
 
 
-def variants(f: Fields, inputs: Inputs, batch: str, where: str) -> list[JobSpec]:
+def variants(
+    f: Fields, inputs: Inputs, batch: str, where: str, route: Route | None = None
+) -> list[JobSpec]:
     """The job's spec, or its ``repeat`` variants; ``where`` is the row, for messages."""
+    assert f.model is not None, "route_problems gives every job its model first"
     job_id, known_hash = f.job_id, None
     if job_id is None:
         digest = content_hash(
@@ -184,7 +227,7 @@ def variants(f: Fields, inputs: Inputs, batch: str, where: str) -> list[JobSpec]
         if f.output is None:  # then the spec below hashes to exactly this
             known_hash = digest
     if f.repeat is None:
-        return [_spec(f, inputs, job_id, f.params, batch, None, where, known_hash)]
+        return [_spec(f, inputs, job_id, f.params, batch, None, where, known_hash, route)]
     seed = f.params.get("seed")
     return [
         _spec(
@@ -196,6 +239,7 @@ def variants(f: Fields, inputs: Inputs, batch: str, where: str) -> list[JobSpec]
             i,
             where,
             None,
+            route,
         )
         for i in range(1, f.repeat + 1)
     ]
@@ -210,7 +254,9 @@ def _spec(
     variant: int | None,
     where: str,
     known_hash: str | None,
+    route: Route | None,
 ) -> JobSpec:
+    assert f.model is not None
     return JobSpec(
         id=job_id,
         batch=batch,
@@ -222,6 +268,7 @@ def _spec(
         reference_images=inputs.reference_images,
         video_uri=inputs.video_uri,
         output_name=None if f.output is None else render(f.output, job_id, batch, variant),
+        route=route,
         source=where,
         known_hash=known_hash,
     )

@@ -21,12 +21,20 @@ from typing import Any
 from batchveo.errors import ManifestError, Problem
 from batchveo.manifest.csvfile import read_csv
 from batchveo.manifest.images import ImageFiles
-from batchveo.manifest.job import parse_fields, parse_inputs, rule_problems, variants
+from batchveo.manifest.job import (
+    parse_fields,
+    parse_inputs,
+    route_problems,
+    rule_problems,
+    variants,
+)
 from batchveo.manifest.opening import decode, read_manifest
 from batchveo.manifest.output_paths import output_problem, output_problems
+from batchveo.manifest.routing import FileRoute, check_route, file_route
 from batchveo.manifest.rows import Defaults
 from batchveo.manifest.show import show
 from batchveo.manifest.yamlfile import read_yaml
+from batchveo.routes import Route
 from batchveo.spec import JobSpec
 
 _READERS = {".yaml": read_yaml, ".yml": read_yaml, ".csv": read_csv}
@@ -39,15 +47,21 @@ class Manifests:
     """Batch name -> budget in USD, for the batches whose manifest sets one."""
 
 
-def read_manifests(paths: Sequence[Path | str], *, batch: str | None = None) -> Manifests:
+def read_manifests(
+    paths: Sequence[Path | str], *, batch: str | None = None, route: Route | None = None
+) -> Manifests:
     """Every job of every manifest, in order, with the batches' budgets; or ``ManifestError``
     listing every problem.
 
     ``batch`` names the batch of every job; by default each file's name without extension.
-    A one-shot load of many rows is faster inside ``gc_paused()`` (the caller's choice: it
-    pauses the whole process's collector).
+    ``route`` is the loading command's (its ``--provider``, ``--project``, ``--location``,
+    ``--storage-uri`` and their environment variables; None parts: not given): each file's
+    ``defaults:`` override it part by part, and a job's checks and stored route follow
+    (``routing``). A part of ``route`` that is not a valid name raises ``ConfigError``
+    naming its flag. A one-shot load of many rows is faster inside ``gc_paused()`` (the
+    caller's choice: it pauses the whole process's collector).
     """
-    loader = _Loader(batch)
+    loader = _Loader(batch, Route() if route is None else check_route(route))
     for path in paths:
         loader.load(path)
     loader.problems += output_problems(loader.specs)
@@ -60,8 +74,11 @@ class _Loader:
     """The state of one ``read_manifests``: what is loaded so far, and every problem; the
     ``Sink`` its readers report to."""
 
-    def __init__(self, batch: str | None) -> None:
+    def __init__(self, batch: str | None, route: Route) -> None:
         self.batch = batch
+        self.route = route
+        """The loading command's route: the defaults of every file's own."""
+        self._file_route: tuple[Defaults, FileRoute] | None = None
         self.problems: list[Problem] = []
         self.specs: list[JobSpec] = []
         self.budgets: dict[str, float] = {}
@@ -106,14 +123,16 @@ class _Loader:
 
     def job(self, raw: Mapping[str, Any], where: str, defaults: Defaults, bad: list[str]) -> None:
         """Validate one job, then register its spec(s), or its problems."""
+        route = self._route_of(defaults)
         f = parse_fields(raw, defaults, bad)
         inputs = parse_inputs(raw, self._images, self._base, bad)
+        bad += route_problems(f, inputs, route.provider)
         bad += rule_problems(f, inputs)
         if bad:
             for message in bad:
                 self.problem(where, f.job_id, message)
             return
-        specs = variants(f, inputs, self._file_batch, where)
+        specs = variants(f, inputs, self._file_batch, where, route.route)
         for spec in specs:
             if self._clashes(spec, where):
                 return
@@ -122,6 +141,17 @@ class _Loader:
             if spec.output_name is not None:
                 self._outputs[spec.output_name] = where
         self.specs += specs
+
+    def _route_of(self, defaults: Defaults) -> FileRoute:
+        """The route of the file whose defaults these are, its problems reported once (at
+        its first job: after its ``defaults:``, before its jobs, so in file order)."""
+        if self._file_route is not None and self._file_route[0] is defaults:
+            return self._file_route[1]
+        found = file_route(defaults.route, defaults.route_where, self.route)
+        for where, message in found.problems:
+            self.problem(where, None, message)
+        self._file_route = (defaults, found)
+        return found
 
     def _clashes(self, spec: JobSpec, where: str) -> bool:
         """Report a second job with the same id or the same output name."""

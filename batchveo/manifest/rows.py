@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from batchveo import models
 from batchveo.manifest.show import MAX_SHOWN_CHARS, show
+from batchveo.routes import Route
 
 PARAM_KEYS = (
     "aspectRatio",
@@ -27,9 +28,12 @@ PARAM_KEYS = (
     "negativePrompt",
     "seed",
     "sampleCount",
+    "generateAudio",
 )
+ROUTE_KEYS = ("provider", "project", "location", "storageUri")
+"""Where the file's jobs go (``defaults:`` only), over the loading command's flags."""
 TOP_KEYS = ("defaults", "jobs")
-DEFAULT_KEYS = (*PARAM_KEYS, "model", "output", "budget")
+DEFAULT_KEYS = (*PARAM_KEYS, "model", "output", "budget", *ROUTE_KEYS)
 JOB_KEYS = (
     "prompt",
     "id",
@@ -49,6 +53,8 @@ SNAKE_CASE = {
     "enhance_prompt": "enhancePrompt",
     "negative_prompt": "negativePrompt",
     "sample_count": "sampleCount",
+    "generate_audio": "generateAudio",
+    "storage_uri": "storageUri",
     "last_frame": "lastFrame",
     "reference_images": "referenceImages",
 }
@@ -75,10 +81,16 @@ class Defaults:
     """What every job of a file starts from: the model table's defaults, then the file's
     ``defaults:`` (YAML only)."""
 
-    model: str = models.DEFAULT_MODEL
+    model: str | None = None
+    """None: the default model of the job's provider."""
     params: dict[str, Any] = field(default_factory=lambda: dict(models.DEFAULT_PARAMS))
     output: str | None = None
     budget_usd: float | None = None
+    route: Route = field(default_factory=Route)
+    """The file's own route parts (``provider``, ``project``, ...); None parts come from
+    the loading command."""
+    route_where: dict[str, str] = field(default_factory=dict)
+    """Where each route key was written (``FILE:LINE``), for the problems of the route."""
 
 
 class Sink(Protocol):

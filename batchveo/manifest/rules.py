@@ -3,15 +3,21 @@
 Each field may be valid alone and the request still refused: a model without
 ``lastFrame``, ``1080p`` at 6 seconds, ``personGeneration`` the mode does not allow. A
 refusal would come after a night's wait, or a bill; here it is one line at ``load``.
+
+The provider's rules come first (``provider_problems``): each route serves its own model
+ids and takes its own parameters (``models.PROVIDER_MODELS``), so a Vertex-only parameter
+on a Gemini-format provider, or the reverse, is refused naming the provider, and a Vertex
+job with a retired preview id is told the GA id that replaces it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from batchveo import models
+from batchveo.manifest.show import show
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +104,65 @@ def _person_generation_problem(person_generation: str | None, uses: Uses) -> str
     if person_generation != allowed:
         return f"personGeneration {person_generation} is not allowed for {mode}: use {allowed}"
     return None
+
+
+def model_problem(provider: models.ProviderModels, model: str) -> str | None:
+    """Why ``provider`` would not serve ``model`` (a known id), if it would not."""
+    if (replacement := provider.retired.get(model)) is not None:
+        return (
+            f"model {model} was retired on {provider.label} on {provider.retired_on}: "
+            f"use {replacement} (provider {provider.name})"
+        )
+    if model not in provider.model_ids:
+        return (
+            f"model {model} is not served by provider {provider.name} "
+            f"(it serves {', '.join(provider.model_ids)})"
+        )
+    return None
+
+
+def provider_problems(
+    provider: models.ProviderModels,
+    params: Mapping[str, Any],
+    cloud_inputs: Sequence[str],
+    video_uri: str | None,
+) -> list[str]:
+    """What ``provider`` does not take of the job's parameters and inputs.
+
+    ``cloud_inputs`` names the job's Cloud Storage images as the messages show them
+    (``image 'gs://b/a.png'``).
+    """
+    bad = []
+    named = f"provider {provider.name}"
+    if "generateAudio" in params and not provider.audio_choice:
+        bad.append(
+            f"generateAudio is a Vertex AI parameter: {named} does not take it "
+            "(its videos always have audio)"
+        )
+    samples, most = params.get("sampleCount", 1), provider.max_sample_count
+    if samples > most and most == 1:
+        bad.append(
+            f"sampleCount must be 1 on {named}, not {samples}: the Gemini API makes one video "
+            "per request (use repeat: N for several variants, or provider vertex for up to 4)"
+        )
+    elif samples > most:
+        bad.append(f"sampleCount must be at most {most} on {named}, not {samples}")
+    if not provider.cloud_storage_inputs:
+        bad += [
+            f"{what} is in Cloud Storage: only provider vertex reads gs:// images ({named} "
+            "takes local files)"
+            for what in cloud_inputs
+        ]
+    if video_uri is not None:
+        cloud = video_uri.startswith("gs://")
+        if cloud and not provider.cloud_storage_inputs:
+            bad.append(
+                f"video {show(video_uri)} is in Cloud Storage: {named} extends only the "
+                "http(s) URI of a video it made (gs:// is for provider vertex)"
+            )
+        elif not cloud and provider.cloud_storage_inputs:
+            bad.append(
+                f"video must be the gs:// URI of a previous Veo video on {named}, "
+                f"not {show(video_uri)}"
+            )
+    return bad

@@ -13,7 +13,7 @@ read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!p
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
@@ -320,11 +320,26 @@ def _defaults(name: str, raw: object, document: _Document, sink: Sink) -> Defaul
                 _set_default(d, key, v)
             except Bad as e:
                 sink.problem(where, None, f"defaults: {e}")
+            else:
+                if key in _ROUTE_PARTS:
+                    d.route_where[key] = where
     return d
 
 
+_ROUTE_PARTS = {
+    "provider": ("provider", fields.provider),
+    "project": ("project", fields.project),
+    "location": ("location", fields.location),
+    "storageUri": ("storage_uri", fields.storage_uri),
+}
+"""A route key of ``defaults:`` -> the ``Route`` field it sets, and its coercer."""
+
+
 def _set_default(d: Defaults, key: str, v: object) -> None:
-    if key == "model":
+    if key in _ROUTE_PARTS:
+        part, coerce = _ROUTE_PARTS[key]
+        d.route = replace(d.route, **{part: coerce(v)})
+    elif key == "model":
         d.model = fields.model(v)
     elif key == "output":
         d.output = fields.template(v)

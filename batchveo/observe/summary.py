@@ -1,7 +1,10 @@
 """What ``status`` and the notifications say about a database.
 
 Plain data, so the CLI can print it as a table or as JSON and tests can assert
-on it without parsing text.
+on it without parsing text. Each batch says how many videos its answered jobs asked
+for, got and had kept back by the safety filter (``samples``: Vertex jobs may ask for up
+to four and get fewer), and ``routes`` lists each route the jobs were loaded with and
+their states (``the run's`` for parts left to the run's flags).
 """
 
 from __future__ import annotations
@@ -11,11 +14,15 @@ from typing import Any
 
 from batchveo import lock
 from batchveo.models import RETENTION_S
+from batchveo.routes import PROVIDER_WIRE, Route, Wire
 from batchveo.states import JobState
 from batchveo.store import Store
 
 AT_RISK_S = 12 * 3600
 """A generated video with less than this left before the server deletes it is at risk."""
+_NO_SAMPLES = {"jobs": 0, "requested": 0, "returned": 0, "filtered": 0, "partial": 0}
+"""A batch none of whose jobs was answered with a count of videos (every Gemini-format
+batch: one video per job, or none)."""
 
 
 def _money(value: float | None) -> float | None:
@@ -36,6 +43,34 @@ def empty_status_data() -> dict[str, Any]:
         "batches": {},
         "at_risk": [],
         "uncertain": [],
+        "routes": [],
+    }
+
+
+def route_label(route: Route | None) -> str:
+    """``vertex (my-proj, us-central1)``, ``gptproto``; ``the run's`` where the load left a
+    part (or, for jobs loaded before routes, all of them) to the run's flags."""
+    if route is None:
+        return "the run's"
+    provider = route.provider or "the run's provider"
+    if route.provider is not None and PROVIDER_WIRE.get(route.provider) is not Wire.VERTEX:
+        return provider
+    parts = [route.project or "the run's project", route.location or "the run's region"]
+    parts += [route.storage_uri] if route.storage_uri else []
+    return f"{provider} ({', '.join(parts)})"
+
+
+def _route_row(route: Route | None, counts: dict[str, int]) -> dict[str, Any]:
+    """One route of ``status``: its label, its stored parts (None: the run's), its jobs."""
+    r = route or Route()
+    return {
+        "route": route_label(route),
+        "provider": r.provider,
+        "project": r.project,
+        "location": r.location,
+        "storage_uri": r.storage_uri,
+        "total": sum(counts.values()),
+        "states": _state_counts(counts),
     }
 
 
@@ -74,10 +109,12 @@ async def status_data(
             overall[state] = overall.get(state, 0) + n
         batches[batch] = {"total": sum(counts.values()), "states": _state_counts(counts)}
     costs = await store.costs()
+    samples = await store.sample_counts()
     for batch, b in batches.items():
         c = costs.get(batch, {})
         b["cost_usd"] = {k: _money(c.get(k)) for k in ("spent", "committed", "budget")}
         b["oldest_video_hours_left"] = None
+        b["samples"] = samples.get(batch, _NO_SAMPLES)
     generated = await store.jobs([JobState.GENERATED], order="generated_at")
     at_risk = []
     for job in generated:
@@ -104,6 +141,7 @@ async def status_data(
         "batches": batches,
         "at_risk": at_risk,
         "uncertain": uncertain,
+        "routes": [_route_row(r, counts) for r, counts in await store.route_counts()],
     }
 
 

@@ -214,6 +214,8 @@ class Page:
             (wall, "first submit → last download", ""),
             (f"{n_att:,}", "need attention", " warn" if n_att else " ok"),
         ]
+        if n_partial := sum(1 for j in done if j.partly_filtered):
+            stats.append((f"{n_partial:,}", "partly filtered", " warn"))
         stat_html = "".join(
             f'<div class="stat{cls}"><b>{escape(v)}</b><span>{escape(label)}</span></div>'
             for v, label, cls in stats
@@ -304,7 +306,7 @@ class Page:
             f'<p class="prompt" tabindex="0">{escape(job.prompt)}</p>'
             f'<p class="kv">{self.params(job)}</p>'
             f'<p class="kv">{escape(" · ".join(facts))}{links}</p>'
-            f"{self.problem(job)}</div></article>"
+            f"{self.problem(job)}{self.partial(job)}</div></article>"
         )
 
     def locate(self, path: str) -> str:
@@ -371,6 +373,21 @@ class Page:
             f'<div class="err s-{job.state.value}" data-kind="{escape(kind)}">'
             f"{charged}<b>{escape(label)}</b><br>{escape(message)}"
             f"{f'<br><i>{escape(hint)}</i>' if hint else ''}</div>"
+        )
+
+    @staticmethod
+    def partial(job: Job) -> str:
+        """A job that got some of its videos, not all: how many, and the filter's reasons
+        (the videos kept back are not charged; its cost counts the returned ones)."""
+        if not job.partly_filtered:
+            return ""
+        kept = job.samples_filtered or job.samples_requested - (job.samples_returned or 0)
+        reasons = "; ".join(job.filtered_reasons) or "none given"
+        return (
+            f'<div class="err part s-{job.state.value}" data-kind="partial">'
+            '<span class="nc">not charged</span>'
+            f"<b>{job.samples_returned} of {job.samples_requested} videos</b>"
+            f" · {kept} blocked by the safety filter<br>Reasons: {escape(reasons)}</div>"
         )
 
 

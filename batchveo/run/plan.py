@@ -169,7 +169,9 @@ def make_plan(
             continue
         room.spend(c.batch, c.cost_usd)
         plan.to_submit += 1
-        plan.video_s += int(c.params.get("durationSeconds", 8))
+        plan.video_s += int(c.params.get("durationSeconds", 8)) * int(
+            c.params.get("sampleCount", 1)
+        )
         plan.cost_usd += c.cost_usd
         plan.by_model[c.model] += 1
     return plan

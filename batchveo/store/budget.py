@@ -1,7 +1,9 @@
 """Money: which jobs count against a budget, the one budget rule, and what was spent.
 
 Costs are estimates the loader's specs carry (``JobSpec.cost_usd``, from the
-price table in ``models``); the store only stores, sums and compares them. The
+price table in ``models``: every video a job asks for, with or without audio); the
+store stores, sums and compares them, and counts only the videos a job returned once
+it knows how many (``writes``: ``cost_usd`` is ``sample_cost_usd`` times those). The
 budgets are a run's ``--budget`` and each batch's own (a manifest's ``budget:``).
 """
 
@@ -14,8 +16,10 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
+from batchveo.routes import Route
 from batchveo.states import JobState
 from batchveo.store.db import Core
+from batchveo.store.routesql import route_filter
 from batchveo.store.rows import SELECT, Job, in_states
 
 S = JobState
@@ -148,30 +152,46 @@ class Budgets(Core):
             committed = {b: float(v or 0.0) for b, v in await cur.fetchall()}
         return BudgetRoom(budget_usd, caps, committed).sql()
 
-    async def claimable_pending(self, *, budget_usd: float | None = None) -> tuple[int, int]:
-        """(pending jobs that fit the budgets, pending jobs that do not)."""
-        pending = f"SELECT COUNT(*) FROM jobs WHERE {in_states([S.PENDING])}"
+    async def claimable_pending(
+        self,
+        *,
+        budget_usd: float | None = None,
+        route: Route | None = None,
+        default_route: Route | None = None,
+    ) -> tuple[int, int]:
+        """(pending jobs that fit the budgets, pending jobs that do not); with ``route``,
+        of that route only (as ``claim_pending`` takes them)."""
+        route_sql, route_args = route_filter(route, default_route)
+        pending = f"SELECT COUNT(*) FROM jobs WHERE {in_states([S.PENDING])}{route_sql}"
         async with self._lock:
             fits, args = await self._budget_filter(self._db, budget_usd)
-            async with self._db.execute(pending + fits, args) as cur:
+            async with self._db.execute(pending + fits, [*route_args, *args]) as cur:
                 row = await cur.fetchone()
-            async with self._db.execute(pending) as cur:
+            async with self._db.execute(pending, route_args) as cur:
                 total = await cur.fetchone()
         n_fit = int(row[0]) if row else 0
         return n_fit, (int(total[0]) if total else 0) - n_fit
 
-    async def next_attempt_at(self, *, budget_usd: float | None = None) -> float | None:
-        """When the earliest backed-off pending job that fits the budgets becomes due.
+    async def next_attempt_at(
+        self,
+        *,
+        budget_usd: float | None = None,
+        route: Route | None = None,
+        default_route: Route | None = None,
+    ) -> float | None:
+        """When the earliest backed-off pending job that fits the budgets becomes due (of
+        ``route`` only, if given).
 
         None when no pending job could ever be claimed (none left, or none fits).
         """
+        route_sql, route_args = route_filter(route, default_route)
         async with self._lock:
             fits, args = await self._budget_filter(self._db, budget_usd)
             sql = (
                 "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM jobs"
-                f" WHERE {in_states([S.PENDING])}{fits}"
+                f" WHERE {in_states([S.PENDING])}{route_sql}{fits}"
             )
-            async with self._db.execute(sql, args) as cur:
+            async with self._db.execute(sql, [*route_args, *args]) as cur:
                 row = await cur.fetchone()
         return row[0] if row else None
 
@@ -183,10 +203,16 @@ class Budgets(Core):
         }
 
     async def reprice(self, cost_of: Callable[[Job], float]) -> int:
-        """Recompute every job's cost estimate (after the user overrides prices)."""
+        """Recompute every job's cost estimate (after the user overrides prices).
+
+        ``cost_of`` prices the job's request, every video it asks for; a job that returned
+        fewer (partly filtered) costs what it returned, as everywhere."""
         jobs = [Job.from_row(r) for r in await self._query(f"{SELECT} ORDER BY rowid")]
+        rows = []
+        for j in jobs:
+            one = cost_of(j) / max(1, j.samples_requested)
+            returned = j.samples_requested if j.samples_returned is None else j.samples_returned
+            rows.append((one * returned, one, j.id))
         async with self._tx() as db:
-            await db.executemany(
-                "UPDATE jobs SET cost_usd=? WHERE id=?", [(cost_of(j), j.id) for j in jobs]
-            )
+            await db.executemany("UPDATE jobs SET cost_usd=?, sample_cost_usd=? WHERE id=?", rows)
         return len(jobs)

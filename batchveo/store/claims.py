@@ -10,6 +10,14 @@ one UPDATE claims for all of them, the oldest jobs going to the earliest
 asker. With budgets, each claim is its own transaction instead, so each
 commits its cost before the next is judged.
 
+A run serves every route with work, one submitter pool per route: a claim may name
+its ``route`` and then takes only the jobs that go by it, a job's stored route made
+whole by the run's ``default_route`` (``routes.resolve_route``: the rows loaded before
+routes, and the parts a load left open, are the run's). The filter is a residual test
+on the rows the state index finds, in the same single guarded UPDATE; the claims of one
+moment are one such statement per route. Without a route, a claim takes any job (one
+route, as before routes).
+
 A claim nobody will send must not stay ``submitting`` (the next run would call
 it uncertain and never send it): a submitter cancelled before its claim is
 made claims nothing, and the jobs of one cancelled once its claim was made are
@@ -24,10 +32,12 @@ from typing import Any
 
 import aiosqlite
 
+from batchveo.routes import Route
 from batchveo.states import JobState, check_transition
 from batchveo.store.budget import Budgets
 from batchveo.store.db import immediate
 from batchveo.store.groupcommit import GroupCommit
+from batchveo.store.routesql import route_filter
 from batchveo.store.rows import RETURNING, Job, TransitionEvent
 
 S = JobState
@@ -36,11 +46,14 @@ HAND_BACK_DETAIL = "claimed as the run stopped; not sent"
 
 @dataclass(frozen=True)
 class _Ask:
-    """One submitter's claim: up to ``limit`` jobs, due at ``now``, within ``budget_usd``."""
+    """One submitter's claim: up to ``limit`` jobs, due at ``now``, within ``budget_usd``,
+    of ``route`` (None: any)."""
 
     limit: int
     now: float | None
     budget_usd: float | None
+    route: tuple[str, tuple[Any, ...]] = ("", ())
+    """``route_filter`` of the claim's route: its SQL and arguments (one key per route)."""
 
 
 class Claims(Budgets):
@@ -54,26 +67,52 @@ class Claims(Budgets):
         )
 
     async def claim_pending(
-        self, limit: int, *, now: float | None = None, budget_usd: float | None = None
+        self,
+        limit: int,
+        *,
+        now: float | None = None,
+        budget_usd: float | None = None,
+        route: Route | None = None,
+        default_route: Route | None = None,
     ) -> list[Job]:
-        """Atomically take up to ``limit`` due pending jobs, oldest first, into ``submitting``."""
+        """Atomically take up to ``limit`` due pending jobs, oldest first, into ``submitting``.
+
+        With ``route``, only jobs that go by it: their stored route, its unset parts (all
+        of them for a job loaded before routes) taken from ``default_route``, the run's.
+        """
         if limit <= 0:
             return []
-        return await self._claims.submit(_Ask(limit, now, budget_usd))
+        sql, args = route_filter(route, default_route)
+        return await self._claims.submit(_Ask(limit, now, budget_usd, (sql, tuple(args))))
 
     async def _claim_all(self, asks: Sequence[_Ask]) -> list[list[Job] | BaseException]:
-        """The claims of every submitter waiting now, in the order they asked; under the lock."""
+        """The claims of every submitter waiting now, in the order they asked; under the lock.
+
+        Asks of one route share one UPDATE (atomic): the oldest jobs go to the earliest
+        asker of that route.
+        """
         check_transition(S.PENDING, S.SUBMITTING)
         t = self.clock()
         one_by_one = any(a.budget_usd is not None or a.now is not None for a in asks)
         if one_by_one or await self._batch_caps(self._db):
             return [await self._claim_one(a, t) for a in asks]
-        jobs = await _take(self._db, t, sum(a.limit for a in asks))  # one UPDATE, atomic
-        self._tell(TransitionEvent.of(j, S.PENDING, t, None) for j in jobs)
-        out: list[list[Job] | BaseException] = []
-        for a in asks:
-            out.append(jobs[: a.limit])
-            jobs = jobs[a.limit :]
+        by_route: dict[tuple[str, tuple[Any, ...]], list[int]] = {}
+        for i, a in enumerate(asks):
+            by_route.setdefault(a.route, []).append(i)
+        out: list[list[Job] | BaseException] = [[] for _ in asks]
+        for indexes in by_route.values():
+            sql, args = asks[indexes[0]].route
+            limit = sum(asks[i].limit for i in indexes)
+            try:
+                jobs = await _take(self._db, t, limit, sql, args)
+            except Exception as exc:  # this route's claims fail; the others stand
+                for i in indexes:
+                    out[i] = exc
+                continue
+            self._tell(TransitionEvent.of(j, S.PENDING, t, None) for j in jobs)
+            for i in indexes:
+                out[i] = jobs[: asks[i].limit]
+                jobs = jobs[asks[i].limit :]
         return out
 
     async def _claim_one(self, ask: _Ask, t: float) -> list[Job] | BaseException:
@@ -84,7 +123,8 @@ class Claims(Budgets):
         try:
             async with immediate(self._db) as db:
                 fits, args = await self._budget_filter(db, ask.budget_usd)
-                jobs = await _take(db, t, ask.limit, fits, args)
+                route_sql, route_args = ask.route
+                jobs = await _take(db, t, ask.limit, fits + route_sql, (*args, *route_args))
         except Exception as exc:  # this claim's failure is this caller's
             return exc
         self._tell(TransitionEvent.of(j, S.PENDING, t, None) for j in jobs)

@@ -5,6 +5,10 @@ content hash is counted as existing. Different content under the same id is
 refused, naming both places, unless ``--replace`` and the job was never sent.
 No event is written per job at load: the row's ``created_at`` and ``source``
 tell it (``reads.loaded_event``).
+
+A job's route is not part of its content (``spec``): a reload that gives a job another
+route changes the route of a job never sent (pending or cancelled: the latest load's word
+wins, as for budgets) and leaves a sent one where its operation is.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
 from batchveo.store.budget import Budgets
 from batchveo.store.reads import chunks
-from batchveo.store.rows import RETURNING, AddResult, Job, TransitionEvent
+from batchveo.store.rows import RETURNING, AddResult, Job, TransitionEvent, route_parts
 
 S = JobState
 _REPLACEABLE = (S.PENDING, S.CANCELLED)
@@ -35,6 +39,8 @@ class _Sorted:
     new: list[tuple[JobSpec, str]] = field(default_factory=list)
     replacing: list[tuple[JobSpec, str, JobState]] = field(default_factory=list)
     """``(spec, its hash, the stored job's state)``."""
+    rerouting: list[tuple[JobSpec, JobState]] = field(default_factory=list)
+    """Existing never-sent jobs this load sends another way: ``(spec, stored state)``."""
     existing: int = 0
     problems: list[Problem] = field(default_factory=list)
 
@@ -63,7 +69,7 @@ class Loading(Budgets):
         now = self.clock()
         async with self._tx() as db:
             empty = await _is_empty(db)
-            stored = {} if empty else await _stored_hashes(db, [s.id for s in specs])
+            stored = {} if empty else await _stored(db, [s.id for s in specs])
             sort = await _sort(db, specs, stored, replace=replace)
             if not empty:  # no video to clash with (the loader checked the manifests' own)
                 sort.problems += await _output_clashes(db, sort.changed())
@@ -71,15 +77,20 @@ class Loading(Budgets):
                 raise ManifestError(sort.problems)
             await self._write_batches(db, sort.changed(), budgets, manifest=manifest, now=now)
             await db.executemany(
-                "INSERT INTO jobs (id, batch, state, spec_hash, prompt, model, params, inputs,"
-                " output_name, source, cost_usd, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO jobs ({', '.join(_INSERTED)}, created_at, updated_at)"
+                f" VALUES ({', '.join('?' * (len(_INSERTED) + 2))})",
                 # Generators, not lists: 100k rows are built as SQLite takes them.
                 ((*_spec_row(s, h), now, now) for s, h in sort.new),
             )
             back = [await _replace(db, spec, h, old, now) for spec, h, old in sort.replacing]
+            await _reroute(db, sort.rerouting, now)
         self._tell(e for e in back if e is not None)
-        return AddResult(new=len(sort.new), existing=sort.existing, replaced=len(sort.replacing))
+        return AddResult(
+            new=len(sort.new),
+            existing=sort.existing,
+            replaced=len(sort.replacing),
+            rerouted=len(sort.rerouting),
+        )
 
     async def _write_batches(
         self,
@@ -112,32 +123,47 @@ async def _is_empty(db: aiosqlite.Connection) -> bool:
     return not (row and row[0])
 
 
-async def _stored_hashes(db: aiosqlite.Connection, ids: Sequence[str]) -> dict[str, str]:
-    """``{id: spec_hash}`` of the ids already stored.
+_Stored = tuple[Any, ...]
+"""A stored job as a reload compares it: ``(id, spec_hash, state, *its route's columns)``."""
 
-    Only the hashes: a reload of 100k jobs must stay small; details are fetched for
-    the few conflicting ids.
+
+async def _stored(db: aiosqlite.Connection, ids: Sequence[str]) -> dict[str, _Stored]:
+    """``{id: (id, spec_hash, state, *route columns)}`` of the ids already stored.
+
+    Only these: a reload of 100k jobs must stay small; details are fetched for the few
+    conflicting ids.
     """
-    stored: dict[str, str] = {}
+    stored: dict[str, _Stored] = {}
     for chunk in chunks(ids):
-        sql = f"SELECT id, spec_hash FROM jobs WHERE id IN ({','.join('?' * len(chunk))})"
+        sql = (
+            "SELECT id, spec_hash, state, provider, project, location, storage_uri FROM jobs"
+            f" WHERE id IN ({','.join('?' * len(chunk))})"
+        )
         async with db.execute(sql, chunk) as cur:
-            stored.update((str(i), str(h)) for i, h in await cur.fetchall())
+            stored.update((r[0], tuple(r)) for r in await cur.fetchall())
     return stored
 
 
 async def _sort(
-    db: aiosqlite.Connection, specs: Sequence[JobSpec], stored: Mapping[str, str], *, replace: bool
+    db: aiosqlite.Connection,
+    specs: Sequence[JobSpec],
+    stored: Mapping[str, _Stored],
+    *,
+    replace: bool,
 ) -> _Sorted:
     out = _Sorted()
     for spec in specs:
         h = spec.spec_hash()
-        stored_hash = stored.get(spec.id)
-        if stored_hash is None:
+        found = stored.get(spec.id)
+        if found is None:
             out.new.append((spec, h))
             continue
-        if stored_hash == h:
+        if found[1] == h:
             out.existing += 1
+            if found[3:] != route_parts(spec.route):
+                state = JobState(found[2])
+                if state in _REPLACEABLE:
+                    out.rerouting.append((spec, state))
             continue
         async with db.execute("SELECT state, source FROM jobs WHERE id=?", (spec.id,)) as cur:
             old = await cur.fetchone()
@@ -169,7 +195,10 @@ async def _replace(
     _, batch, _, *content = _spec_row(spec, spec_hash)
     sets = (
         "batch=?, spec_hash=?, prompt=?, model=?, params=?, inputs=?, output_name=?, source=?,"
-        " cost_usd=?, attempts=0, error_kind=NULL, error=NULL, next_attempt_at=NULL, updated_at=?"
+        " cost_usd=?, provider=?, project=?, location=?, storage_uri=?, samples_requested=?,"
+        " sample_cost_usd=?, samples_returned=NULL, samples_filtered=NULL,"
+        " filtered_reasons=NULL, attempts=0, error_kind=NULL, error=NULL,"
+        " next_attempt_at=NULL, updated_at=?"
     )
     args = [batch, *content, now]
     detail = f"replaced from {spec.source}"
@@ -208,10 +237,45 @@ async def _output_clashes(db: aiosqlite.Connection, specs: Sequence[JobSpec]) ->
     return output_clashes([r for r in stored if r[0] not in changed], specs)
 
 
+async def _reroute(
+    db: aiosqlite.Connection, rerouting: Sequence[tuple[JobSpec, JobState]], now: float
+) -> None:
+    """Give never-sent jobs this load's route (guarded: still in the state that allowed it)."""
+    await db.executemany(
+        "UPDATE jobs SET provider=?, project=?, location=?, storage_uri=?, updated_at=?"
+        " WHERE id=? AND state=?",
+        [(*route_parts(spec.route), now, spec.id, state.value) for spec, state in rerouting],
+    )
+
+
+_INSERTED = (
+    "id",
+    "batch",
+    "state",
+    "spec_hash",
+    "prompt",
+    "model",
+    "params",
+    "inputs",
+    "output_name",
+    "source",
+    "cost_usd",
+    "provider",
+    "project",
+    "location",
+    "storage_uri",
+    "samples_requested",
+    "sample_cost_usd",
+)
+"""The columns of a new job's row that ``_spec_row`` gives, in its order."""
+
+
 def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
-    """``id, batch, state, spec_hash, prompt, model, params, inputs, output_name, source,
-    cost_usd``: a new job's row up to its times (the cost is the spec's own estimate)."""
+    """``_INSERTED``: a new job's row up to its times (the cost is the spec's own estimate,
+    every video it asks for; one video's is that over ``sampleCount``)."""
     inputs = spec.inputs_json()
+    samples = int(spec.params.get("sampleCount", 1))
+    cost = spec.cost_usd
     return (
         spec.id,
         spec.batch,
@@ -223,5 +287,8 @@ def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
         json.dumps(inputs, separators=(",", ":"), sort_keys=True) if inputs else "{}",
         spec.output_name,
         spec.source,
-        spec.cost_usd,
+        cost,
+        *route_parts(spec.route),
+        samples,
+        cost / samples if samples > 1 else cost,
     )

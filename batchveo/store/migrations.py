@@ -105,4 +105,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        # Routes (issue 13): where each job is sent. NULL parts, and every part of the
+        # rows loaded before routes, are the run's to fill (routes.resolve_route).
+        # Samples: how many videos a job asked for (sampleCount; one before Vertex) and,
+        # once it is back, how many came and how many the safety filter kept, with its
+        # reasons. sample_cost_usd is the estimate of one returned video: a job's
+        # cost_usd is it times the videos returned (times those asked until then), so a
+        # partly filtered job costs what was returned, and setting it again is harmless.
+        "006_routes_and_samples",
+        """
+        ALTER TABLE jobs ADD COLUMN provider TEXT;
+        ALTER TABLE jobs ADD COLUMN project TEXT;
+        ALTER TABLE jobs ADD COLUMN location TEXT;
+        ALTER TABLE jobs ADD COLUMN storage_uri TEXT;
+        ALTER TABLE jobs ADD COLUMN samples_requested INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE jobs ADD COLUMN samples_returned INTEGER;
+        ALTER TABLE jobs ADD COLUMN samples_filtered INTEGER;
+        ALTER TABLE jobs ADD COLUMN filtered_reasons TEXT;
+        ALTER TABLE jobs ADD COLUMN sample_cost_usd REAL NOT NULL DEFAULT 0;
+        UPDATE jobs SET sample_cost_usd = cost_usd;
+        """,
+    ),
 )

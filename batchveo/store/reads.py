@@ -14,14 +14,24 @@ from pathlib import Path
 from typing import Any
 
 from batchveo.errors import StoreError
+from batchveo.routes import Route, resolve_route
 from batchveo.states import JobState
 from batchveo.store.budget import CAPS_SQL, COMMITTED_STATES, Costed, committed_sql
 from batchveo.store.db import Core
 from batchveo.store.migrations import MIGRATIONS
-from batchveo.store.rows import SELECT, Event, Job, decode, in_states
+from batchveo.store.rows import (
+    ROUTE_COLUMNS,
+    SELECT,
+    Event,
+    Job,
+    decode,
+    in_states,
+)
 from batchveo.store.schema import applied_migrations
 
 S = JobState
+WORK_STATES: tuple[JobState, ...] = (S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED)
+"""Jobs a run still has something to do for (send, poll, download)."""
 _SQL_CHUNK = 500
 """Ids per ``IN (...)``: below SQLite's bound-parameter limit."""
 ORDERS = ("rowid", "generated_at", "next_poll_at")
@@ -61,6 +71,15 @@ def jobs_sql(
 def chunks(items: Sequence[str], size: int = _SQL_CHUNK) -> Iterator[Sequence[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def _route_order(route: Route | None) -> tuple[str, ...]:
+    """None (the run's own) first, then by provider, project, region and bucket."""
+    if route is None:
+        return ()
+    return tuple(
+        p or "" for p in (route.provider, route.project, route.location, route.storage_uri)
+    )
 
 
 def loaded_event(job: Job) -> Event:
@@ -113,6 +132,32 @@ class Reads(Core):
             out.setdefault(batch, {})[state] = n
         return out
 
+    async def sample_counts(self) -> dict[str, dict[str, int]]:
+        """Per batch, of the jobs the service answered with a count of videos (Vertex):
+        ``{"jobs", "requested", "returned", "filtered", "partial"}``, ``partial`` being the
+        jobs that got some of their videos but not all (the rest kept back by the filter)."""
+        sql = (
+            "SELECT batch, COUNT(*), SUM(samples_requested), SUM(samples_returned),"
+            " SUM(COALESCE(samples_filtered, 0)),"
+            " SUM(samples_returned > 0 AND samples_returned < samples_requested)"
+            " FROM jobs WHERE samples_returned IS NOT NULL GROUP BY batch ORDER BY batch"
+        )
+        keys = ("jobs", "requested", "returned", "filtered", "partial")
+        return {
+            batch: dict(zip(keys, (int(n or 0) for n in counts), strict=True))
+            for batch, *counts in await self._query(sql)
+        }
+
+    async def route_counts(self) -> list[tuple[Route | None, dict[str, int]]]:
+        """Each stored route (None: the run's) with its jobs' counts per state."""
+        cols = ", ".join(ROUTE_COLUMNS)
+        sql = f"SELECT {cols}, state, COUNT(*) FROM jobs GROUP BY {cols}, state"
+        out: dict[Route | None, dict[str, int]] = {}
+        for *parts, state, n in await self._query(sql):
+            route = None if tuple(parts) == (None,) * 4 else Route(*parts)
+            out.setdefault(route, {})[state] = n
+        return sorted(out.items(), key=lambda item: _route_order(item[0]))
+
     async def count_states(self, states: Iterable[JobState]) -> int:
         wanted = [s.value for s in states]
         marks = ",".join("?" * len(wanted))
@@ -125,6 +170,29 @@ class Reads(Core):
 
     async def events(self, job_id: str) -> list[Event]:
         return [Event(*r) for r in await self._query(_EVENTS_SQL, (job_id,))]
+
+    async def routes_with_work(
+        self,
+        states: Iterable[JobState] = WORK_STATES,
+        *,
+        default_route: Route | None = None,
+    ) -> list[Route | None]:
+        """The distinct stored routes of the jobs in ``states`` (a run's work: pending,
+        submitting, running, generated), None for jobs with none (loaded before routes, or
+        without any): each is the run's to make whole.
+
+        With ``default_route`` (the run's), each made whole instead, and the same whole
+        route once (a stored None and the run's own route are one route): what a run
+        makes a client, a pacer and submitters for. Sorted, so a run starts them in the
+        same order every time.
+        """
+        sql = (
+            f"SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} FROM jobs WHERE {in_states(list(states))}"
+        )
+        stored = [None if r == (None,) * 4 else Route(*r) for r in await self._query(sql)]
+        if default_route is not None:
+            stored = list(dict.fromkeys(resolve_route(r, default_route) for r in stored))
+        return sorted(stored, key=_route_order)
 
     async def applied_migrations(self) -> list[str]:
         async with self._lock:
@@ -199,11 +267,13 @@ class Snapshot:
         if cost_of is None:
             return {b: float(v or 0.0) for b, v in self._conn.execute(committed_sql(states))}
         out: dict[str, float] = {}
+        # A partly filtered job costs the videos it returned: what a run's reprice stores.
         sql = (
-            "SELECT batch, model, params, COUNT(*) FROM jobs"
-            f" WHERE {in_states(states)} GROUP BY batch, model, params"
+            "SELECT batch, model, params, samples_requested,"
+            " COALESCE(samples_returned, samples_requested), COUNT(*) FROM jobs"
+            f" WHERE {in_states(states)} GROUP BY 1, 2, 3, 4, 5"
         )
-        for batch, model, params, n in self._conn.execute(sql):
-            usd = cost_of(model, decode("params", params)) * n
+        for batch, model, params, asked, returned, n in self._conn.execute(sql):
+            usd = cost_of(model, decode("params", params)) * returned / max(1, asked) * n
             out[batch] = out.get(batch, 0.0) + usd
         return out

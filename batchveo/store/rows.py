@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from batchveo.routes import Route, resolve_route
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 
@@ -42,12 +43,24 @@ COLUMNS = (
     "submitted_at",
     "generated_at",
     "finished_at",
+    "provider",
+    "project",
+    "location",
+    "storage_uri",
+    "samples_requested",
+    "samples_returned",
+    "samples_filtered",
+    "filtered_reasons",
+    "sample_cost_usd",
 )
+_COLUMNS_BEFORE_006 = COLUMNS.index("finished_at") + 1
+ROUTE_COLUMNS = ("provider", "project", "location", "storage_uri")
+"""A job's stored route, in ``Route``'s order (migration 006; NULL: the run's)."""
 RETURNING = ", ".join(COLUMNS)
 """The columns of a ``Job``, in order: for ``SELECT`` and ``RETURNING``."""
 SELECT = f"SELECT {RETURNING} FROM jobs"
-JSON_COLUMNS = frozenset({"params", "inputs", "video_uris", "files"})
-_LIST_COLUMNS = frozenset({"video_uris", "files"})
+JSON_COLUMNS = frozenset({"params", "inputs", "video_uris", "files", "filtered_reasons"})
+_LIST_COLUMNS = frozenset({"video_uris", "files", "filtered_reasons"})
 UPDATABLE = frozenset(
     {
         "operation",
@@ -62,9 +75,24 @@ UPDATABLE = frozenset(
         "submitted_at",
         "generated_at",
         "finished_at",
+        "samples_returned",
+        "samples_filtered",
+        "filtered_reasons",
     }
 )
-"""The bookkeeping a transition or ``update`` may set; what a job asks for is fixed at load."""
+"""The bookkeeping a transition or ``update`` may set; what a job asks for is fixed at load.
+Setting ``samples_returned`` also sets ``cost_usd`` (``writes``): a job costs the videos
+it returned."""
+
+
+_NO_ROUTE = (None, None, None, None)
+
+
+def route_parts(route: Route | None) -> tuple[str | None, str | None, str | None, str | None]:
+    """A route as its four columns (``ROUTE_COLUMNS``); all NULL for None."""
+    if route is None:
+        return _NO_ROUTE
+    return (route.provider, route.project, route.location, route.storage_uri)
 
 
 def in_states(states: Iterable[JobState]) -> str:
@@ -115,16 +143,56 @@ class Job:
     submitted_at: float | None
     generated_at: float | None
     finished_at: float | None
+    provider: str | None
+    project: str | None
+    location: str | None
+    storage_uri: str | None
+    samples_requested: int
+    """Videos the job asked for (``sampleCount``)."""
+    samples_returned: int | None
+    """Videos the service returned; None until it answered (or on a Gemini-format route,
+    which returns what was asked or nothing)."""
+    samples_filtered: int | None
+    """Videos the safety filter kept back (``raiMediaFilteredCount``)."""
+    filtered_reasons: list[str]
+    """The filter's reasons for those (``raiMediaFilteredReasons``)."""
+    sample_cost_usd: float
+    """Estimated cost of one returned video; ``cost_usd`` is it times the videos returned
+    (or asked for, until the answer)."""
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Job:
+        """A row of ``COLUMNS``; a row of the columns before migration 006 (a literal row
+        written before routes) gets that migration's defaults."""
+        if len(row) == _COLUMNS_BEFORE_006:
+            row = (*row, None, None, None, None, 1, None, None, None, row[10])
         d = dict(zip(COLUMNS, row, strict=True))
         d["state"] = JobState(d["state"])
         for col in JSON_COLUMNS:
             d[col] = decode(col, d[col])
         return cls(**d)
 
-    def spec(self) -> JobSpec:
+    @property
+    def route(self) -> Route | None:
+        """Where the job was loaded to go: None parts (None for a job loaded before routes,
+        or without any) are the run's (``resolved_route``)."""
+        parts = (self.provider, self.project, self.location, self.storage_uri)
+        return None if parts == _NO_ROUTE else Route(*parts)
+
+    def resolved_route(self, default: Route) -> Route:
+        """The whole route this job goes by in a run whose own route is ``default``."""
+        return resolve_route(self.route, default)
+
+    @property
+    def partly_filtered(self) -> bool:
+        """Fewer videos came back than were asked for (the rest kept back by the filter)."""
+        return self.samples_returned is not None and 0 < self.samples_returned < (
+            self.samples_requested
+        )
+
+    def spec(self, default_route: Route | None = None) -> JobSpec:
+        """The job's request; with ``default_route`` (the run's), its route made whole, as
+        the client that sends it needs it."""
         return JobSpec.from_row(
             id=self.id,
             batch=self.batch,
@@ -134,6 +202,7 @@ class Job:
             inputs=self.inputs,
             output_name=self.output_name,
             source=self.source or "",
+            route=self.route if default_route is None else self.resolved_route(default_route),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -204,6 +273,8 @@ class AddResult:
     new: int
     existing: int
     replaced: int
+    rerouted: int = 0
+    """Of ``existing``: never-sent jobs given this load's route (the latest load's word)."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,14 @@ only if the job is still where the caller saw it, and a refused one says what
 the job is instead. The trigger of migration 005 logs the event; observers
 hear it once it is committed.
 
+A transition that sets ``samples_returned`` (the answer of a Vertex job: how many of the
+``sampleCount`` videos came back) also sets the job's ``cost_usd`` to its
+``sample_cost_usd`` times those videos, in the same statement: the service bills the
+videos it returns, and a partly filtered job must count only those against the budgets.
+The store does it, not the caller, so no caller can forget it or price it differently;
+setting the same count twice gives the same cost, and ``samples_returned=None`` (a job
+sent again) brings back the cost of every video asked for.
+
 A single transition, the pipeline's hot write (three or four per job), goes
 through ``groupcommit``: those of other jobs waiting at the same moment share
 one guarded statement, so a busy run pays one trip to the database thread and
@@ -36,7 +44,11 @@ from batchveo.store.rows import RETURNING, UPDATABLE, Job, Transition, Transitio
 S = JobState
 
 _BATCH_ROWS = 256
-"""Transitions in one grouped UPDATE: at most 4 + 2*12 parameters each."""
+"""Transitions in one grouped UPDATE: at most 4 + 2*15 parameters each."""
+_COST_OF_RETURNED = "sample_cost_usd * COALESCE({}, samples_requested)"
+"""The cost of a job whose ``samples_returned`` becomes ``{}`` (None: as asked)."""
+_RESET_SAMPLES = {"samples_returned": None, "samples_filtered": None, "filtered_reasons": None}
+"""A job sent again has no answer yet: every video it asks for counts again."""
 
 
 class Writes(Core):
@@ -90,8 +102,12 @@ class Writes(Core):
             raise StoreError("not an updatable column: (none)")
         _check_fields(fields)
         cols = list(fields)
-        sets = ", ".join(["updated_at=?", *[f"{c}=?" for c in cols]])
+        sets_list = ["updated_at=?", *[f"{c}=?" for c in cols]]
         values = [self.clock(), *[encode(c, fields[c]) for c in cols]]
+        if "samples_returned" in fields:
+            sets_list.append("cost_usd=" + _COST_OF_RETURNED.format("?"))
+            values.append(fields["samples_returned"])
+        sets = ", ".join(sets_list)
         async with self._statement() as db:
             sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
             rows = await db.execute_fetchall(sql, (*values, job_id, state.value))
@@ -165,7 +181,7 @@ class Writes(Core):
                 detail = "retry requested by the user: download again (the video is paid for)"
                 moves.append(Transition(job_id, src, S.GENERATED, again, detail))
             else:
-                fields = {**again, "attempts": 0, "next_attempt_at": None}
+                fields = {**again, **_RESET_SAMPLES, "attempts": 0, "next_attempt_at": None}
                 detail = "retry requested by the user"
                 moves.append(Transition(job_id, src, S.PENDING, fields, detail))
         await self.apply(moves)
@@ -226,6 +242,15 @@ def _check_fields(fields: Mapping[str, Any]) -> None:
     bad = set(fields) - UPDATABLE
     if bad:
         raise StoreError(f"not an updatable column: {', '.join(sorted(bad))}")
+    for col in ("samples_returned", "samples_filtered"):
+        n = fields.get(col)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise StoreError(f"{col} must be a count of videos, not {n!r}")
+    reasons = fields.get("filtered_reasons")
+    if reasons is not None and (
+        isinstance(reasons, str) or not all(isinstance(r, str) for r in reasons)
+    ):
+        raise StoreError("filtered_reasons must be a list of texts")
 
 
 async def _stale(db: aiosqlite.Connection, t: Transition) -> str:
@@ -242,9 +267,12 @@ def _update_sql(t: Transition, now: float) -> tuple[str, list[Any]]:
     migration 005 logs it as the event's detail.
     """
     cols = list(t.fields)
-    sets = ", ".join(["state=?", "updated_at=?", "last_detail=?", *[f"{c}=?" for c in cols]])
+    sets = ["state=?", "updated_at=?", "last_detail=?", *[f"{c}=?" for c in cols]]
     values = [t.dst.value, now, t.detail, *[encode(c, t.fields[c]) for c in cols]]
-    sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
+    if "samples_returned" in t.fields:  # SET reads the row as it was: one statement
+        sets.append("cost_usd=" + _COST_OF_RETURNED.format("?"))
+        values.append(t.fields["samples_returned"])
+    sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state=? RETURNING {RETURNING}"
     return sql, [*values, t.job_id, t.src.value]
 
 
@@ -260,6 +288,9 @@ def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[
     for c in cols:
         names += [f"v_{c}", f"v_has_{c}"]
         sets.append(f"{c}=CASE WHEN v_has_{c} THEN v_{c} ELSE {c} END")
+    if "samples_returned" in cols:
+        cost = _COST_OF_RETURNED.format("v_samples_returned")
+        sets.append(f"cost_usd=CASE WHEN v_has_samples_returned THEN {cost} ELSE cost_usd END")
     row_marks = "(" + ",".join("?" * len(names)) + ")"
     args: list[Any] = []
     for t in transitions:
