@@ -9,14 +9,16 @@ exports, the report, crash files) goes through this module:
   uses it on every text a server sends back, the JSON log on every line.
 * ``redact`` is the last line of defence for whole documents (the report, a crash
   file): it removes the values of key-like environment variables and anything shaped
-  like a Google API key or a ``?key=`` parameter, whoever produced the text.
+  like a Google API key or a ``?key=`` parameter, whoever produced the text, and the
+  secrets only the running process knows (``add_secret_source``: the Google access
+  tokens a run was handed).
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from html import escape
 
 REDACTED = "[redacted]"
@@ -69,8 +71,22 @@ class Secret:
     __str__ = __repr__
 
 
+_SOURCES: list[Callable[[], Iterable[Secret]]] = []
+"""Secrets of this process that no environment variable holds (``add_secret_source``)."""
+
+
+def add_secret_source(source: Callable[[], Iterable[Secret]]) -> None:
+    """``redact`` also removes every secret ``source()`` gives (asked each time): a token
+    minted during a run is in no variable, and a crash file is written after the run."""
+    _SOURCES.append(source)
+
+
 def redact(text: str, env: Mapping[str, str]) -> str:
-    """``text`` without API-key-shaped strings or the values of key-like variables in ``env``."""
+    """``text`` without API-key-shaped strings, the values of key-like variables in
+    ``env``, or the process's own secrets (``add_secret_source``)."""
+    for source in _SOURCES:
+        for secret in source():
+            text = secret.scrub(text)
     for name, value in env.items():
         value = value.strip()
         if len(value) < MIN_SECRET_CHARS or value.startswith("/"):

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from batchveo.cli.boundary import fail, main, run_async
-from batchveo.cli.params import db_option, prices_option
+from batchveo.cli.params import db_option, prices_option, route_of, route_options
 from batchveo.errors import UserError
 from batchveo.states import JobState
 
@@ -42,13 +42,26 @@ async def _open_store(db_path: Path) -> Store:
 @click.argument("manifests", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--batch", help="Batch name (default: each manifest's file name).")
 @click.option("--replace", is_flag=True, help="Overwrite jobs whose spec changed (not submitted).")
+@route_options
 @db_option
-def load(manifests: tuple[Path, ...], batch: str | None, replace: bool, db_path: Path) -> None:
+def load(
+    manifests: tuple[Path, ...],
+    batch: str | None,
+    replace: bool,
+    provider: str | None,
+    project: str | None,
+    location: str | None,
+    storage_uri: str | None,
+    db_path: Path,
+) -> None:
     """Validate manifests and add their jobs to the database (idempotent)."""
     from batchveo.run.runner import load_into_store
 
+    route = route_of(provider, project, location, storage_uri)
     result = run_async(
-        lambda: load_into_store(db_path, list(manifests), batch=batch, replace=replace),
+        lambda: load_into_store(
+            db_path, list(manifests), batch=batch, replace=replace, route=route
+        ),
         db_path,
         races=True,
     )
@@ -245,6 +258,7 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
 )
 @click.option("--json", "as_json", is_flag=True)
 @prices_option
+@route_options
 @db_option
 def plan(
     manifests: tuple[Path, ...],
@@ -253,6 +267,10 @@ def plan(
     resubmit_uncertain: bool,
     as_json: bool,
     prices_path: Path | None,
+    provider: str | None,
+    project: str | None,
+    location: str | None,
+    storage_uri: str | None,
     db_path: Path,
 ) -> None:
     """Validate MANIFESTS and show what a run would submit and cost; sends nothing.
@@ -262,10 +280,11 @@ def plan(
     from batchveo.cli.display import plan_text
     from batchveo.run.app import plan_night
 
+    route = route_of(provider, project, location, storage_uri)
     result = run_async(
         lambda: plan_night(
             manifests, db_path, batch=batch, budget_usd=budget_usd, prices_path=prices_path,
-            resubmit_uncertain=resubmit_uncertain,
+            resubmit_uncertain=resubmit_uncertain, route=route,
         ),
         db_path,
     )  # fmt: skip

@@ -144,8 +144,12 @@ def run(
     verbose: bool,
     submitters: int,
     downloaders: int,
-    provider: str,
+    provider: str | None,
+    project: str | None,
+    location: str | None,
+    storage_uri: str | None,
     base_url: str | None,
+    storage_base_url: str | None,
     db_path: Path,
 ) -> None:
     """Load MANIFESTS (if any) and drive every job of the database to the end.
@@ -166,6 +170,7 @@ def run(
         click.get_current_context().invoke(
             plan, manifests=manifests, batch=batch, budget_usd=budget_usd, as_json=False,
             prices_path=prices_path, db_path=db_path, resubmit_uncertain=resubmit_uncertain,
+            provider=provider, project=project, location=location, storage_uri=storage_uri,
         )  # fmt: skip
         return
 
@@ -189,9 +194,10 @@ def run(
     )
     options = RunOptions(
         db_path=db_path, config=config, manifests=manifests, batch=batch, replace=replace,
-        prices_path=prices_path, provider=provider, base_url=base_url, log_file=log_file,
-        notify_url=notify_url, on_complete=on_complete, quiet=quiet, verbose=verbose,
-        max_problems=MAX_PROBLEMS_SHOWN,
+        prices_path=prices_path, provider=provider, project=project, location=location,
+        storage_uri=storage_uri, base_url=base_url, storage_base_url=storage_base_url,
+        log_file=log_file, notify_url=notify_url, on_complete=on_complete, quiet=quiet,
+        verbose=verbose, max_problems=MAX_PROBLEMS_SHOWN,
     )  # fmt: skip
 
     def tell(notice: Notice) -> None:

@@ -62,9 +62,11 @@ class RunMonitor:
         say: Say,
         stream: TextIO,
         max_problems: int = 50,
+        scrub: Callable[[str], str] | None = None,
     ):
         """``stream`` is where the progress goes (stderr: stdout may be data); bars when
-        it is a terminal, a line every minute (``verbose``: every 10 s) otherwise."""
+        it is a terminal, a line every minute (``verbose``: every 10 s) otherwise.
+        ``scrub`` takes every secret out of a log line (by default: ``key``)."""
         from rich.console import Console
 
         from batchveo.observe.jsonlog import JsonLog
@@ -74,7 +76,8 @@ class RunMonitor:
 
         self.store, self.config = store, config
         self.say, self.max_problems = say, max_problems
-        self.log: JsonLog | None = JsonLog(log_file, scrub=Secret(key).scrub) if log_file else None
+        scrub = scrub or Secret(key).scrub
+        self.log: JsonLog | None = JsonLog(log_file, scrub=scrub) if log_file else None
         self.display: ProgressDisplay | None = make_progress(
             stream.isatty(),
             quiet,

@@ -1,15 +1,18 @@
 """A run: the pipeline's stages and what drives them.
 
-runner.py ..... composes the stages over one store and one client; the one drain
-                check; how a run stops (signals, --max-runtime, errors)
+runner.py ..... composes the stages over one store and the routes' clients; the one
+                drain check; how a run stops (signals, --max-runtime, errors)
 config.py ..... RunConfig: every setting of a run, documented
 context.py .... what the stages share: the stop policy (StopLevel), the signals
                 that transitions fire, stats, backoff, end_job
+lanes.py ...... a lane per route (Route.key): its client, pacer, slots, submitters;
+                ClientsByRoute, the run's clients
+routed.py ..... what the run asks the store about routes (claims, waits, samples)
 slots.py ...... in-flight slots and --max-jobs places, given back by transitions
 wakeups.py .... Signal and Waiters: every wait ends by a signal or a due time
 pacing.py ..... the pacer: one next-slot scheduler on the run clock, 429 pauses
 submitter.py .. pending -> submitting -> running (the numbered steps)
-poller.py ..... running -> generated / failed / expired
+poller.py ..... running -> generated / done (videos sent inline) / failed / expired
 downloader.py . generated -> done (its DownloadQueue and failure counts)
 dropfolder.py . --watch: manifests dropped in a folder
 loading.py .... manifests into the store (load, run MANIFEST, the drop folder)

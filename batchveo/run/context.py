@@ -1,4 +1,4 @@
-"""What the three stages of a run share: the store, the client, the pacer, the stop policy.
+"""What the three stages of a run share: the store, the routes' lanes, the stop policy.
 
 The stages (``submitter``, ``poller``, ``downloader``) never talk to each other directly:
 they move jobs between states in the store, and the store tells observers about every
@@ -10,6 +10,11 @@ restarted from the database alone, and no stage wakes another by hand.
 
 How a run stops is one policy with named levels (``StopLevel``); it only ever rises,
 and every rise wakes every waiter so that each looks at the level that concerns it.
+One route may stop submitting before the run does (``stop_route``: its account refused,
+its daily quota spent); the run stops submitting when every route has.
+
+Each route a run serves is a lane (``lanes``: its client, pacer and in-flight slots);
+``lane_for(job)`` is the lane of the job at hand.
 """
 
 from __future__ import annotations
@@ -22,15 +27,24 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchveo.clock import Alarms
+from batchveo.routes import Route
 from batchveo.run.config import RunConfig
-from batchveo.run.pacing import Pacer
-from batchveo.run.slots import InflightSlots
+from batchveo.run.lanes import ClientsByRoute, Lane, Lanes
 from batchveo.run.wakeups import Signal
 from batchveo.spec import JobSpec
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job, Store, TransitionEvent
 
-__all__ = ["Client", "Observer", "RunConfig", "RunContext", "RunStats", "StopLevel"]
+__all__ = [
+    "Client",
+    "ClientsByRoute",
+    "Lane",
+    "Observer",
+    "RunConfig",
+    "RunContext",
+    "RunStats",
+    "StopLevel",
+]
 
 S = JobState
 
@@ -142,27 +156,27 @@ class RunContext:
     def __init__(
         self,
         store: Store,
-        client: Client,
+        clients: Client | ClientsByRoute,
         config: RunConfig,
         downloads: VideoQueue,
         *,
         clock: Alarms,
-        pacer: Pacer | None = None,
-        slots: InflightSlots | None = None,
+        lanes: Lanes | None = None,
         observer: Observer | None = None,
         rng: random.Random | None = None,
     ):
+        """``clients``: one client for every job (a single route), or the run's clients by
+        route; ``lanes`` as the runner built them (by default, from ``clients`` alone)."""
         self.store = store
-        self.client = client
         self.config = config
         self.clock = clock
         """The run clock (the store's), with alarms: every due time of the run is on it."""
         self.rng = rng or random.Random()
-        self.pacer = pacer or Pacer(
-            config.rpm, clock=clock, backoff_base_s=config.backoff_base_s,
-            backoff_max_s=config.backoff_max_s, rng=self.rng,
-        )  # fmt: skip
-        self.slots = slots or InflightSlots(config.max_inflight, config.max_jobs)
+        if not isinstance(clients, ClientsByRoute):
+            clients = ClientsByRoute.single(clients)
+        self.lanes = lanes or Lanes.build(clients, config, clock, rng=self.rng)
+        self.default_route: Route = self.lanes.default
+        """The run's own route (its flags): fills what a job's stored route leaves unset."""
         self.downloads = downloads
         self.observer = observer
         self.stats = RunStats()
@@ -179,13 +193,42 @@ class RunContext:
             self.new_work.fire,
             self.new_operation.fire,
             self.may_be_drained.fire,
-            self.slots.wake_all,
-            self.pacer.wake_all,
+            self.lanes.wake_all,
             self.downloads.wake_all,
         ):
             self.stop.on_change(wake)
-        self.unreachable_since: float | None = None
-        self._unreachable_streak = 0
+
+    def lane_for(self, job: Job) -> Lane:
+        """The lane (client, pacer, slots) of ``job``'s route."""
+        return self.lanes.for_job(job)
+
+    def submits_stopped(self, lane: Lane) -> bool:
+        """No more submits on ``lane``: the run's, or that route's alone."""
+        return lane.stopped is not None or self.stop.submits_stopped()
+
+    def stop_route(self, lane: Lane, why: str, *, fatal: str | None = None) -> None:
+        """No more submits on ``lane``'s route; the other routes go on, and once none is
+        left the run stops submitting (what is paid for is still polled and downloaded).
+
+        ``fatal``: what nothing will work around on this route (its account refused, its
+        model retired): the run exits 4 once the rest is done. With several routes the
+        messages name the route.
+        """
+        if self.lanes.several:
+            why = f"{lane.name}: {why}"
+            fatal = None if fatal is None else f"{lane.name}: {fatal}"
+        if fatal is not None and self.stop.fatal_error is None:
+            self.stop.fatal_error = fatal
+        lane.stopped = why
+        if not self.lanes.open():
+            self.stop.raise_to(StopLevel.NO_SUBMITS, why)
+            return
+        lane.slots.wake_all()
+        lane.pacer.wake_all()
+        self.new_work.fire()
+        self.may_be_drained.fire()
+        self.stats.note_error(why)
+        self.emit("route_stopped", route=lane.name, reason=why)
 
     def now(self) -> float:
         return self.clock()
@@ -212,22 +255,24 @@ class RunContext:
         cap = min(c.backoff_max_s, c.backoff_base_s * 2.0 ** min(max(0, attempt - 1), 64))
         return cap * (0.5 + self.rng.random() / 2)
 
-    def note_unreachable(self) -> float:
-        """The service could not be reached: pause all submits; stop if it lasts too long."""
+    def note_unreachable(self, lane: Lane) -> float:
+        """``lane``'s service could not be reached: pause its submits; stop the run if it
+        lasts too long (the same outage would keep its polls failing too)."""
         now = self.now()
-        if self.unreachable_since is None:
-            self.unreachable_since = now
-        self._unreachable_streak += 1
-        if now - self.unreachable_since >= self.config.unreachable_limit_s:
+        if lane.unreachable_since is None:
+            lane.unreachable_since = now
+        lane.unreachable_streak += 1
+        if now - lane.unreachable_since >= self.config.unreachable_limit_s:
             minutes = self.config.unreachable_limit_s / 60
-            self.stop.raise_to(StopLevel.WIND_DOWN, f"service unreachable for {minutes:g} min")
-        pause_s = self.backoff_s(self._unreachable_streak)
-        self.pacer.pause(pause_s)
+            what = f"{lane.name} unreachable" if self.lanes.several else "service unreachable"
+            self.stop.raise_to(StopLevel.WIND_DOWN, f"{what} for {minutes:g} min")
+        pause_s = self.backoff_s(lane.unreachable_streak)
+        lane.pacer.pause(pause_s)
         return pause_s
 
-    def note_reachable(self) -> None:
-        self.unreachable_since = None
-        self._unreachable_streak = 0
+    def note_reachable(self, lane: Lane) -> None:
+        lane.unreachable_since = None
+        lane.unreachable_streak = 0
 
     async def end_job(
         self, job: Job, src: JobState, dst: JobState, kind: ErrorKind, why: str, **fields: Any

@@ -16,6 +16,14 @@ clock that jumped ahead alone expires nothing.
 
 A video whose own name cannot be written (a link or a file in its way, a name
 too long) is saved as ``OUT/<id>.mp4`` instead, and the job records that name.
+(``save_files`` is that rule, shared with the poller, which saves the videos Vertex AI
+sends inline in a poll's answer the same way.)
+
+A video in the user's own Cloud Storage bucket (a ``gs://`` URI: Vertex AI with a
+``storageUri``) has no retention: the objects stay until the user deletes them. Such a
+job is never ``expired`` by the clock, and a 404 there is an answer like any other: it
+is failed once the same answer came ``DOWNLOAD_SAME_ANSWER_TRIES`` times (``batchveo
+retry`` brings it back to ``generated``).
 
 What each error means here is the download column of ``errors``' reaction table.
 Downloaders wait on their own queue (``DownloadQueue``): for a video the poller hands
@@ -26,11 +34,12 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchveo.api.results import DownloadResult
 from batchveo.clock import Alarm, Alarms
 from batchveo.errors import (
     ApiError,
@@ -68,18 +77,32 @@ outage, not this video's fault; it counts only past the retention), and "the fil
 gone" (404, or the Files API's 403), which ends ``expired`` once the retention is over."""
 
 
-def output_paths(out_dir: Path, job: Job) -> list[Path]:
-    """Where ``job``'s videos go (see ``outputs.video_paths``); ``OutputUnusable`` if one
-    would leave ``out_dir``."""
+NO_DEADLINE_SCHEMES = ("gs://",)
+"""Video URIs in the user's own storage: kept until the user deletes them, no retention."""
+
+
+def output_paths(out_dir: Path, job: Job, n_videos: int | None = None) -> list[Path]:
+    """Where ``job``'s videos go (see ``outputs.video_paths``; ``n_videos``: how many, by
+    default one per video URI); ``OutputUnusable`` if one would leave ``out_dir``."""
+    n = len(job.video_uris) if n_videos is None else n_videos
     try:
-        return video_paths(out_dir, job.id, job.output_name, len(job.video_uris))
+        return video_paths(out_dir, job.id, job.output_name, n)
     except ValueError as e:  # a path that would leave --out: that job's, never a crash
         raise OutputUnusable(str(e)) from None
 
 
-def fallback_paths(out_dir: Path, job: Job) -> list[Path]:
+def fallback_paths(out_dir: Path, job: Job, n_videos: int | None = None) -> list[Path]:
     """Where ``job``'s videos go when their own paths cannot be written."""
-    return fallback_video_paths(out_dir, job.id, len(job.video_uris))
+    n = len(job.video_uris) if n_videos is None else n_videos
+    return fallback_video_paths(out_dir, job.id, n)
+
+
+def has_retention(job: Job) -> bool:
+    """Whether the service deletes ``job``'s videos after the retention (False for
+    videos in the user's bucket, which stay until the user deletes them)."""
+    return not job.video_uris or not all(
+        uri.startswith(NO_DEADLINE_SCHEMES) for uri in job.video_uris
+    )
 
 
 @dataclass
@@ -91,13 +114,19 @@ class Failures:
     rejected: int = 0
     past_retention: int = 0
 
-    def give_up(self, e: ApiError, *, past_retention: bool, retention_h: float) -> str | None:
-        """Count this failure; the reason to stop trying, or None to try again."""
+    def give_up(
+        self, e: ApiError, *, past_retention: bool, retention_h: float, retained: bool = True
+    ) -> str | None:
+        """Count this failure; the reason to stop trying, or None to try again.
+
+        ``retained``: the service deletes the video after the retention (a "gone" answer
+        then waits for it to end expired); False for the user's own bucket, where "gone"
+        is an answer like any other."""
         if isinstance(e, JobRejected):
             self.rejected += 1
             if self.rejected >= DOWNLOAD_UNUSABLE_TRIES:
                 return f"download failed: cannot be downloaded ({self.rejected} tries): {e}"
-        gone = isinstance(e, (NotFound, FileRefused))  # ends expired at the retention
+        gone = retained and isinstance(e, (NotFound, FileRefused))  # expired at the retention
         if not gone and (e.status is not None or isinstance(e, (JobRejected, MalformedAnswer))):
             answer = (type(e).__name__, e.status, str(e))
             self.same = self.same + 1 if answer == self.last_answer else 1
@@ -210,8 +239,16 @@ async def download_one(ctx: RunContext, queue: DownloadQueue, item: DueJob) -> N
     job = item.job
     now = ctx.now()
     expires_at = (job.generated_at or now) + ctx.config.retention_s
+    if not has_retention(job):
+        expires_at = float("inf")  # the user's bucket: no deadline
+    client = ctx.lane_for(job).client
+
+    async def fetch(i: int, dest: Path) -> DownloadResult:
+        result: DownloadResult = await client.download(job.video_uris[i], dest)
+        return result
+
     try:
-        files, notes = await _download_files(ctx, job)
+        files, notes = await save_files(ctx, job, len(job.video_uris), fetch)
     except BatchveoError as e:
         await _failed(ctx, queue, item, e, now, expires_at)
         return
@@ -252,7 +289,13 @@ async def _failed(
             raise e
 
 
-async def _download_files(ctx: RunContext, job: Job) -> tuple[list[dict[str, Any]], list[str]]:
+Fetch = Callable[[int, Path], Awaitable[DownloadResult]]
+"""Makes video number ``i`` of a job durable at a path (a download, or inline bytes saved)."""
+
+
+async def save_files(
+    ctx: RunContext, job: Job, n_videos: int, fetch: Fetch
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Every video of ``job`` on disk: the records of its files, and notes on names changed.
 
     A video whose own path cannot be written is saved under its fallback name instead
@@ -260,15 +303,15 @@ async def _download_files(ctx: RunContext, job: Job) -> tuple[list[dict[str, Any
     """
     out_dir = ctx.config.out_dir
     files, notes = [], []
-    paths, fallbacks = output_paths(out_dir, job), fallback_paths(out_dir, job)
-    for uri, path, fallback in zip(job.video_uris, paths, fallbacks, strict=True):
+    paths, fallbacks = output_paths(out_dir, job, n_videos), fallback_paths(out_dir, job, n_videos)
+    for i, (path, fallback) in enumerate(zip(paths, fallbacks, strict=True)):
         try:
-            result = await ctx.client.download(uri, path)
+            result = await fetch(i, path)
         except OutputUnusable as e:
             if fallback == path:
                 raise
             try:
-                result = await ctx.client.download(uri, fallback)
+                result = await fetch(i, fallback)
             except OutputUnusable as again:
                 raise OutputUnusable(f"{e}; its fallback name failed too: {again}") from None
             note = f"{e}; saved as {result.path}"
@@ -286,13 +329,15 @@ async def _failed_try(
 ) -> None:
     """A download that failed: expired, failed, or tried again later (see the module doc)."""
     job = item.job
-    past_retention = now >= expires_at
+    past_retention = now >= expires_at  # never, for the user's own bucket
     if past_retention and isinstance(e, (NotFound, FileRefused)):
         # The server says the file is gone, and the recorded times agree.
         await _end(ctx, queue, job, S.EXPIRED, ErrorKind.EXPIRED, f"video deleted: {e}")
         return
     retention_h = ctx.config.retention_s / 3600
-    why = item.failures.give_up(e, past_retention=past_retention, retention_h=retention_h)
+    why = item.failures.give_up(
+        e, past_retention=past_retention, retention_h=retention_h, retained=has_retention(job)
+    )
     if why is not None:
         await _end(ctx, queue, job, S.FAILED, ErrorKind.DOWNLOAD, why)
         return

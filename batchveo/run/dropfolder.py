@@ -8,6 +8,10 @@ the run stops submitting.
 Each reading also tells the submitters to look at the database again, loaded or not:
 another process (``batchveo load``, ``batchveo retry``) may have added work to it, and
 the store tells a run only about its own writes.
+
+A dropped manifest is read with the run's own route (its flags), as ``batchveo load``
+with the same flags would. Its jobs are served by the route's lane; a job whose route
+the run was not started with (no client was made for it) waits for the next run.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import asyncio
 from pathlib import Path
 
 from batchveo.errors import ManifestError
-from batchveo.manifest import read_manifests
 from batchveo.run.context import RunContext
-from batchveo.run.loading import add_specs
+from batchveo.run.loading import add_specs, read_routed
+from batchveo.run.routed import resolve, spec_route
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".csv")
 
@@ -46,10 +50,21 @@ async def _load_if_new(ctx: RunContext, path: Path, seen: dict[Path, tuple[float
         return
     seen[path] = version
     try:
-        loaded = await asyncio.to_thread(read_manifests, [path])
+        loaded = await asyncio.to_thread(read_routed, [path], route=ctx.default_route)
         result = await add_specs(ctx.store, loaded.specs, [path], budgets=loaded.budgets)
     except ManifestError as e:
         ctx.stats.note_error(f"{path.name}: {len(e.problems)} problem(s)")
         ctx.emit("manifest_rejected", path=str(path), problems=[str(p) for p in e.problems])
         return
-    ctx.emit("manifest_loaded", path=str(path), summary=result.summary(), new=result.new)
+    summary = result.summary()
+    unserved = {
+        resolve(r, ctx.default_route).describe()
+        for r in {spec_route(s) for s in loaded.specs}
+        if not ctx.lanes.serves(r)
+    }
+    if unserved:
+        summary += (
+            f"; the jobs for {', '.join(sorted(unserved))} wait for the next run"
+            " (this run was started without that route)"
+        )
+    ctx.emit("manifest_loaded", path=str(path), summary=summary, new=result.new)

@@ -1,4 +1,4 @@
-"""The poller: advance each running operation to done or failed, cheaply.
+"""The poller: advance each running operation to generated, done or failed, cheaply.
 
 Each running job carries its own ``next_poll_at`` in the database, so a
 restarted run picks up exactly where the last one was, and the poller sleeps
@@ -8,14 +8,26 @@ never polled again (its job has left ``running``).
 
 The poller sleeps until the earliest poll is due, or until a job enters ``running``
 (``RunContext.new_operation``); what each error means here is the poll column of
-``errors``' reaction table.
+``errors``' reaction table. Each job is polled through its route's client (and, where
+polls are paced, its route's pacer).
+
+A poll whose answer carries the videos themselves (Vertex AI without a bucket:
+``OperationStatus.inline_videos``) is the download: each video is saved as a download
+is (its name, no clobbering, the fallback name; ``downloader.save_files``), and only
+then is the job ``done``, in one transition with its files and sample counts. A crash
+in between leaves it ``running``: the next run polls again and saves the same bytes
+under the same names (a file with the very same bytes is this video). A video that
+cannot be saved is asked for again with the next poll, a few times
+(``DOWNLOAD_UNUSABLE_TRIES``); what the disk refuses stops the run, the job kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 
+from batchveo.api.results import DownloadResult, OperationStatus
 from batchveo.errors import (
     BatchveoError,
     NotFound,
@@ -25,7 +37,9 @@ from batchveo.errors import (
     Stage,
     reaction,
 )
-from batchveo.run.context import RunContext, StopLevel
+from batchveo.run.context import Lane, RunContext, StopLevel
+from batchveo.run.downloader import DOWNLOAD_UNUSABLE_TRIES, save_files
+from batchveo.run.routed import sample_fields
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
@@ -54,6 +68,8 @@ class Poller:
         self._sem = asyncio.Semaphore(ctx.config.poll_concurrency)
         self._errors: dict[str, int] = {}
         """Consecutive failed polls per job (in memory: a restart gives them a fresh start)."""
+        self._unsaved: dict[str, int] = {}
+        """Inline answers per job whose videos could not be saved (in memory, as above)."""
 
     async def run(self) -> None:
         """Poll due operations until the run ends (the runner decides when)."""
@@ -72,7 +88,7 @@ class Poller:
             if ctx.stop.ended():
                 return
             if ctx.config.polls_count_against_rpm:
-                async with ctx.pacer.turn(ctx.stop.ended) as turn:
+                async with ctx.lane_for(job).pacer.turn(ctx.stop.ended) as turn:
                     if not turn.granted:
                         return
                     turn.spend()
@@ -81,18 +97,21 @@ class Poller:
     async def poll_one(self, job: Job) -> None:
         ctx = self.ctx
         assert job.operation is not None
+        lane = ctx.lane_for(job)
         now = ctx.now()
         ctx.stats.polls += 1
         try:
-            status = await ctx.client.poll(job.operation, job.model)
+            status = await lane.client.poll(job.operation, job.model)
         except BatchveoError as e:
-            await self._failed(job, e, now)
+            await self._failed(job, lane, e, now)
             return
         self._errors.pop(job.id, None)
 
         if status.state == "running":
             age_s = now - (job.submitted_at or now)
             await _reschedule(ctx, job, now + poll_interval_s(ctx, age_s))
+        elif status.state == "done" and status.inline_videos:
+            await self._save_inline(job, lane, status, now)
         elif status.state == "done":
             done = await ctx.store.transition(
                 job.id,
@@ -103,6 +122,7 @@ class Poller:
                 polls=job.polls + 1,
                 next_poll_at=None,
                 detail=f"{len(status.video_uris)} video(s)",
+                **sample_fields(status, len(status.video_uris)),
             )
             ctx.stats.generated += 1
             ctx.downloads.add(done)
@@ -117,7 +137,62 @@ class Poller:
                 why = f"operation failed (code {status.error_code}): {status.error_message or ''}"
             await _finish(ctx, job, S.FAILED, ErrorKind.OPERATION_ERROR, why.strip())
 
-    async def _failed(self, job: Job, e: BatchveoError, now: float) -> None:
+    async def _save_inline(self, job: Job, lane: Lane, status: OperationStatus, now: float) -> None:
+        """The poll's answer is the download: every video on disk, then ``done`` (see the
+        module docstring). Nothing is written to the job before its files exist."""
+        ctx = self.ctx
+        videos = status.inline_videos
+
+        async def save(i: int, dest: Path) -> DownloadResult:
+            result: DownloadResult = await lane.client.save(videos[i], dest)
+            return result
+
+        try:
+            files, notes = await save_files(ctx, job, len(videos), save)
+        except BatchveoError as e:
+            await self._unsaved_answer(job, e, now)
+            return
+        self._unsaved.pop(job.id, None)
+        detail = "; ".join([f"{len(files)} file(s), sent inline", *notes])
+        await ctx.store.transition(
+            job.id,
+            S.RUNNING,
+            S.DONE,
+            files=files,
+            generated_at=now,
+            finished_at=ctx.now(),
+            polls=job.polls + 1,
+            next_poll_at=None,
+            detail=detail,
+            **sample_fields(status, len(files)),
+        )
+        ctx.stats.generated += 1
+        ctx.stats.downloaded += 1
+        ctx.emit("done", job=job.id, files=[f["path"] for f in files])
+
+    async def _unsaved_answer(self, job: Job, e: BatchveoError, now: float) -> None:
+        """Inline videos that could not be saved: the download column of the reaction
+        table, the job still ``running`` (its next poll brings the videos again)."""
+        ctx = self.ctx
+        match reaction(Stage.DOWNLOAD, e):
+            case Reaction.FAIL:  # neither its own name nor OUT/<id>.mp4 can be written
+                self._unsaved.pop(job.id, None)
+                await _finish(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, str(e))
+            case Reaction.HALT:  # the disk refuses: the job stays running for the next run
+                ctx.stop.fatal(str(e), StopLevel.END, f"stopped: {e}")
+            case Reaction.TRY_AGAIN | Reaction.QUOTA:
+                tries = self._unsaved[job.id] = self._unsaved.get(job.id, 0) + 1
+                if tries >= DOWNLOAD_UNUSABLE_TRIES:
+                    self._unsaved.pop(job.id, None)
+                    why = f"the videos sent inline could not be saved ({tries} tries): {e}"
+                    await _finish(ctx, job, S.FAILED, ErrorKind.DOWNLOAD, why)
+                else:
+                    ctx.stats.note_error(f"{job.id}: saving inline videos: {e}")
+                    await _reschedule(ctx, job, now + ctx.backoff_s(tries))
+            case _:
+                raise e
+
+    async def _failed(self, job: Job, lane: Lane, e: BatchveoError, now: float) -> None:
         """A poll that raised: the poll column of the reaction table."""
         ctx = self.ctx
         match reaction(Stage.POLL, e):
@@ -126,7 +201,7 @@ class Poller:
                 await self._not_found(job, e, now)
             case Reaction.RATE_LIMITED:
                 assert isinstance(e, RateLimited)
-                pause_s = ctx.pacer.on_rate_limited(e.retry_after_s)
+                pause_s = lane.pacer.on_rate_limited(e.retry_after_s)
                 await _reschedule(ctx, job, now + max(pause_s, ctx.config.poll_interval_s))
             case Reaction.RETRY:
                 ctx.stats.note_error(f"{job.id}: poll: {e}")
@@ -139,7 +214,10 @@ class Poller:
                 wait_s = max(e.retry_after_s or 0.0, ctx.backoff_s(job.polls + 1))
                 await _reschedule(ctx, job, now + wait_s)
             case Reaction.HALT:
-                ctx.stop.fatal(str(e), StopLevel.END, f"stopped: {e}")
+                # Every stage stops, whichever route said it: the account or model of a
+                # paid operation refused on a poll is not worked around by going on.
+                error = f"{lane.name}: {e}" if ctx.lanes.several else str(e)
+                ctx.stop.fatal(error, StopLevel.END, f"stopped: {error}")
             case Reaction.COUNT:
                 # An answer we did not expect (a 400 on a poll, a malformed name): retry
                 # it with backoff, never crash the run over one operation; give up

@@ -1,7 +1,9 @@
 """A run: load manifests, then drive every job of the database to a terminal state.
 
 The runner composes the three stages (see ``submitter``, ``poller``,
-``downloader``) over one store and one client, and owns how a run ends:
+``downloader``) over one store and the clients of the routes it serves (``lanes``: a
+client, a pacer, in-flight slots and submitters per ``Route.key``; one client for every
+job when it is given just one), and owns how a run ends:
 
 * all work finished: every stage returns by itself (``--until-idle``);
 * a stop request (first SIGINT/SIGTERM): no new claims, in-flight submits get
@@ -14,13 +16,15 @@ The runner composes the three stages (see ``submitter``, ``poller``,
 * a second stop request: every task is cancelled at once. Still safe: a job
   cut off mid-submit stays ``submitting`` and becomes ``uncertain`` next time;
 * an account error (401/403/balance) or an unusable model on a submit: no more
-  submits; operations already paid for are still polled and downloaded, then exit 4
+  submits on that route (the run's other routes go on: another account, project or
+  region); operations already paid for are still polled and downloaded, then exit 4
   (on a poll or download: everything stops);
 * a spent daily quota: as an account error, but exit 75 (``--watch``: wait for the reset).
 
 Whether a run is over is decided in one place, ``_drained`` (arq's "burst" check): no
 job is submitting, running or generated, and nothing more will be sent (submits
-stopped, ``--max-jobs`` spent, or no pending job that could ever be claimed). The
+stopped on every route, ``--max-jobs`` spent, or no pending job that a route still
+submitting could ever claim). The
 stages never decide it for themselves: they wait for work until the stop level tells
 them to return. The runner looks whenever that may have become true: the work in
 flight reached nothing, a stage ended, a submitter found nothing it could ever send,
@@ -36,18 +40,32 @@ from dataclasses import dataclass, field
 from batchveo.clock import Alarm, Clock, RunClock, alarms_for
 from batchveo.exitcodes import ExitCode
 from batchveo.files import output_folder
-from batchveo.run.context import Client, Observer, RunConfig, RunContext, RunStats, StopLevel
+from batchveo.run.context import (
+    Client,
+    ClientsByRoute,
+    Observer,
+    RunConfig,
+    RunContext,
+    RunStats,
+    StopLevel,
+)
 from batchveo.run.downloader import DownloadQueue, downloader
 from batchveo.run.dropfolder import watch_folder
+from batchveo.run.lanes import Lanes
 from batchveo.run.loading import LoadResult, add_specs, load_into_store
-from batchveo.run.pacing import Pacer
 from batchveo.run.poller import Poller
-from batchveo.run.slots import InflightSlots
-from batchveo.run.submitter import submitter
+from batchveo.run.submitter import lane_next_attempt_at, submitter
 from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
 from batchveo.store import Store, TransitionEvent
 
-__all__ = ["LoadResult", "RunResult", "Runner", "add_specs", "load_into_store"]
+__all__ = [
+    "ClientsByRoute",
+    "LoadResult",
+    "RunResult",
+    "Runner",
+    "add_specs",
+    "load_into_store",
+]
 
 S = JobState
 MIN_CLAIMING_SHARE = 0.5
@@ -124,15 +142,19 @@ class Runner:
     def __init__(
         self,
         store: Store,
-        client: Client,
+        clients: Client | ClientsByRoute,
         config: RunConfig,
         *,
         observer: Observer | None = None,
         rng: random.Random | None = None,
         clock: Clock | None = None,
     ):
+        """``clients``: one client for every job (a single route, as the tests build it),
+        or the run's clients by route (``run.app`` builds one per route with work)."""
         self.store = store
-        self.client = client
+        if not isinstance(clients, ClientsByRoute):
+            clients = ClientsByRoute.single(clients)
+        self.clients = clients
         self.config = config
         self.observer = observer
         self.rng = rng or random.Random()
@@ -182,7 +204,7 @@ class Runner:
             ctx, downloads = await self._context()
             self.ctx = ctx
             open_work = OpenWork(ctx, await store.count_states(IN_PROGRESS))
-            watchers = (ctx.slots.observe, ctx.observe, open_work.observe)
+            watchers = (ctx.lanes.observe, ctx.observe, open_work.observe)
             store.observers.extend(watchers)
             try:
                 if self._early_stop:
@@ -212,27 +234,23 @@ class Runner:
         """The run's shared state, from what the database holds at its start."""
         store, config = self.store, self.config
         clock = alarms_for(store.clock)
-        pacer = Pacer(
-            config.rpm,
-            clock=clock,
-            initial_delay_s=await self._restart_gap_s(),
-            backoff_base_s=config.backoff_base_s,
-            backoff_max_s=config.backoff_max_s,
-            rng=self.rng,
-        )
-        in_flight = await store.count_states([S.SUBMITTING, S.RUNNING])
-        slots = InflightSlots(config.max_inflight, config.max_jobs, in_flight=in_flight)
+        lanes = Lanes.build(
+            self.clients, config, clock, initial_delay_s=await self._restart_gap_s(),
+            in_flight=await store.jobs([S.SUBMITTING, S.RUNNING]), rng=self.rng,
+        )  # fmt: skip
         downloads = DownloadQueue(clock)
         for job in await store.jobs([S.GENERATED], order="generated_at"):
+            lanes.for_job(job)  # a video nobody could fetch is a bug: found before any send
             downloads.add(job)
         ctx = RunContext(
-            store, self.client, config, downloads, clock=clock, pacer=pacer, slots=slots,
+            store, self.clients, config, downloads, clock=clock, lanes=lanes,
             observer=self.observer, rng=self.rng,
         )  # fmt: skip
         return ctx, downloads
 
     async def _restart_gap_s(self) -> float:
-        """Wait out the pacing gap since the last submit, even one from a previous run."""
+        """Wait out the pacing gap since the last submit, even one from a previous run
+        (of any route: every route waits it out, at most one period)."""
         if not self.config.rpm:
             return 0.0
         last = await self.store.last_submit_at()
@@ -251,7 +269,11 @@ class Runner:
 
     async def _drive(self, ctx: RunContext, open_work: OpenWork, downloads: DownloadQueue) -> None:
         config = ctx.config
-        subs = [asyncio.create_task(submitter(ctx)) for _ in range(config.submitters)]
+        subs = [
+            asyncio.create_task(submitter(ctx, lane))
+            for lane in ctx.lanes.all
+            for _ in range(config.submitters)
+        ]
         others = [asyncio.create_task(Poller(ctx).run())]
         others += [
             asyncio.create_task(downloader(ctx, downloads)) for _ in range(config.downloaders)
@@ -330,12 +352,13 @@ class Runner:
         while True:
             if open_work.jobs:
                 return False
-            if ctx.stop.submits_stopped() or ctx.slots.sends_spent():
+            if ctx.stop.submits_stopped() or ctx.lanes.sends_spent():
                 return True
             if ctx.config.watch_dir is not None:
                 return False  # a watching run waits for new work
             moves = open_work.moves
-            next_at = await ctx.store.next_attempt_at(budget_usd=ctx.config.budget_usd)
+            times = [await lane_next_attempt_at(ctx, lane) for lane in ctx.lanes.open()]
+            next_at = min((t for t in times if t is not None), default=None)
             if open_work.moves != moves:
                 continue  # a job moved meanwhile: look again
             if next_at is not None:

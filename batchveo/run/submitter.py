@@ -14,6 +14,11 @@ Order of events for one job, each step committed before the next:
    know what it did. An uncertain job is never resent without the user's word.
 
 What each error means here is the submit column of ``errors``' reaction table.
+
+Submitters work for one route each (``lanes``): a run starts ``config.submitters`` of
+them per route, each claims only its route's jobs and waits for its route's slots and
+pacer; a refusal that concerns the account or the day's quota stops that route's
+submits (``RunContext.stop_route``).
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ from batchveo.errors import (
     Stage,
     reaction,
 )
-from batchveo.run.context import RunContext, StopLevel
+from batchveo.run import routed
+from batchveo.run.context import Lane, RunContext
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
@@ -39,48 +45,69 @@ QUOTA_RECHECK_S = 3600.0
 """A watching run with a spent daily quota tries again after this, unless told when."""
 
 
-async def submitter(ctx: RunContext) -> None:
-    """One worker; a run starts ``config.submitters`` of them. It ends when submits stop."""
-    while not ctx.stop.submits_stopped():
-        job = await claim_one(ctx)
+async def submitter(ctx: RunContext, lane: Lane) -> None:
+    """One worker of ``lane``'s route; a run starts ``config.submitters`` of them per
+    route. It ends when that route's submits stop."""
+    while not ctx.submits_stopped(lane):
+        job = await claim_one(ctx, lane)
         if job is not None:
-            await submit_one(ctx, job)
+            await submit_one(ctx, lane, job)
 
 
-async def claim_one(ctx: RunContext) -> Job | None:
+async def claim_one(ctx: RunContext, lane: Lane) -> Job | None:
     """Steps 1 and 2; None if there was nothing to claim (having waited until there may
     be) or submits stopped."""
     looked = ctx.new_work.mark()
-    stopped = ctx.stop.submits_stopped
-    async with ctx.slots.claiming(stopped) as reserved:
+
+    def stopped() -> bool:
+        return ctx.submits_stopped(lane)
+
+    async with lane.slots.claiming(stopped) as reserved:
         if not reserved:
             return None
-        async with ctx.pacer.turn(stopped) as turn:
+        async with lane.pacer.turn(stopped) as turn:
             if not turn.granted or stopped():
                 return None
-            jobs = await ctx.store.claim_pending(1, budget_usd=ctx.config.budget_usd)
-            if jobs:
-                turn.spend()  # the request leaves right after this block
-                return jobs[0]
-    await _wait_for_work(ctx, looked)
+            for route in lane.claim_routes():
+                jobs = await routed.claim_one(
+                    ctx.store, route, ctx.default_route, budget_usd=ctx.config.budget_usd
+                )
+                ctx.lanes.claimed(lane, jobs)
+                if jobs:
+                    turn.spend()  # the request leaves right after this block
+                    return jobs[0]
+    await _wait_for_work(ctx, lane, looked)
     return None
 
 
-async def _wait_for_work(ctx: RunContext, looked: int) -> None:
+async def _wait_for_work(ctx: RunContext, lane: Lane, looked: int) -> None:
     """Nothing to claim now: until a pending job's backoff ends, or a reason to look
     again (a job back to pending or failed, manifests loaded, a stop)."""
-    next_at = await ctx.store.next_attempt_at(budget_usd=ctx.config.budget_usd)
+    next_at = await lane_next_attempt_at(ctx, lane)
     if next_at is None:
         ctx.may_be_drained.fire()  # nothing this run could send: perhaps it is over
     await ctx.new_work.wait(looked, until_s=next_at)
 
 
-async def submit_one(ctx: RunContext, job: Job) -> None:
+async def lane_next_attempt_at(ctx: RunContext, lane: Lane) -> float | None:
+    """When the earliest pending job of ``lane``'s routes is due (None: none could be)."""
+    times = [
+        await routed.next_attempt_at(
+            ctx.store, route, ctx.default_route, budget_usd=ctx.config.budget_usd
+        )
+        for route in lane.routes or (None,)
+    ]
+    due = [t for t in times if t is not None]
+    return min(due) if due else None
+
+
+async def submit_one(ctx: RunContext, lane: Lane, job: Job) -> None:
     """Steps 3 and 4."""
     try:
-        operation = await ctx.client.submit(job.spec())
+        spec = routed.routed_spec(job, routed.resolve(routed.job_route(job), ctx.default_route))
+        operation = await lane.client.submit(spec)
     except BatchveoError as e:
-        await _refused(ctx, job, e)
+        await _refused(ctx, lane, job, e)
         return
     except asyncio.CancelledError:
         # Cancelled mid-request (second signal, shutdown timeout): the job stays
@@ -100,13 +127,13 @@ async def submit_one(ctx: RunContext, job: Job) -> None:
             detail=operation,
         )
     )
-    ctx.pacer.on_success()
-    ctx.note_reachable()
+    lane.pacer.on_success()
+    ctx.note_reachable(lane)
     ctx.stats.submitted += 1
     ctx.emit("submitted", job=job.id, operation=operation, attempt=job.attempts)
 
 
-async def _refused(ctx: RunContext, job: Job, e: BatchveoError) -> None:
+async def _refused(ctx: RunContext, lane: Lane, job: Job, e: BatchveoError) -> None:
     """Step 4 for a submit that raised: the submit column of the reaction table."""
     now = ctx.now()
     match reaction(Stage.SUBMIT, e):
@@ -117,12 +144,12 @@ async def _refused(ctx: RunContext, job: Job, e: BatchveoError) -> None:
             # service is out of reach, everyone waits instead of burning attempts.
             assert isinstance(e, NotSent)
             ctx.stats.note_error(f"{job.id}: {e}")
-            pause_s = ctx.note_unreachable() if e.unreachable else ctx.backoff_s(1)
+            pause_s = ctx.note_unreachable(lane) if e.unreachable else ctx.backoff_s(1)
             await _hand_back(ctx, job, now + pause_s, str(e))
         case Reaction.RATE_LIMITED:
             # A 429 is the server refusing to count the request: not an attempt.
             assert isinstance(e, RateLimited)
-            pause_s = ctx.pacer.on_rate_limited(e.retry_after_s)
+            pause_s = lane.pacer.on_rate_limited(e.retry_after_s)
             ctx.emit("rate_limited", job=job.id, pause_s=pause_s)
             await _hand_back(ctx, job, now + pause_s, str(e))
         case Reaction.RETRY:
@@ -138,26 +165,29 @@ async def _refused(ctx: RunContext, job: Job, e: BatchveoError) -> None:
             await ctx.end_job(job, S.SUBMITTING, S.FAILED, ErrorKind(e.kind), str(e))
         case Reaction.QUOTA:
             # The day's quota is spent: nothing is wrong with the account, and once it
-            # resets the same jobs go through. A run stops submitting (what is paid for
-            # is still polled and downloaded) and exits 75: run again later. A watching
-            # run lives on, so it holds every submit back until the reset instead.
+            # resets the same jobs go through. The route stops submitting (what is paid
+            # for is still polled and downloaded; quotas are the route's, so the other
+            # routes go on), and the run exits 75: run again later. A watching run lives
+            # on, so it holds the route's submits back until the reset instead.
             # (Decided before the hand-back is recorded: its slot is free from then on.)
             assert isinstance(e, QuotaExhausted)
             if ctx.config.watch_dir is None:
                 why = f"stopped submitting: the daily quota is used up ({e})"
-                ctx.stop.raise_to(StopLevel.NO_SUBMITS, why)
+                ctx.stop_route(lane, why)
                 await _hand_back(ctx, job, None, str(e))
             else:
                 pause_s = e.retry_after_s or QUOTA_RECHECK_S
-                ctx.pacer.pause(pause_s)
+                lane.pacer.pause(pause_s)
                 await _hand_back(ctx, job, None, str(e))
                 ctx.stats.note_error(f"{job.id}: {e}")
                 ctx.emit("quota_exhausted", job=job.id, pause_s=pause_s)
         case Reaction.STOP:
             # Nothing was created: the job goes back untouched and no more submits are
-            # sent. Operations already paid for are still polled and downloaded: the
-            # end of the balance must not let last night's videos expire.
-            ctx.stop.fatal(str(e), StopLevel.NO_SUBMITS, f"stopped: {e}")
+            # sent on this route. Operations already paid for are still polled and
+            # downloaded: the end of the balance must not let last night's videos
+            # expire. The other routes (another account, project or region) go on;
+            # the run exits 4 at its end (see ``RunContext.stop_route``).
+            ctx.stop_route(lane, f"stopped: {e}", fatal=str(e))
             await _hand_back(ctx, job, None, str(e))
         case _:
             raise e

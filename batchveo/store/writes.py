@@ -153,8 +153,9 @@ class Writes(Core):
         """Send jobs back on the user's word (``batchveo retry``); the ids moved.
 
         To pending, except a job whose download failed while its video is still within
-        the retention: that one goes back to generated, to be downloaded again rather
-        than generated (and billed) again.
+        the retention (or in the user's own bucket, ``gs://``, which has none): that one
+        goes back to generated, to be downloaded again rather than generated (and
+        billed) again.
         """
         wanted = [s.value for s in states]
         rows = await self._query(
@@ -170,12 +171,14 @@ class Writes(Core):
         moves = []
         for job_id, state, error_kind, generated_at, video_uris in rows:
             src = JobState(state)
+            uris = json.loads(video_uris or "[]")
+            in_bucket = all(str(u).startswith("gs://") for u in uris)  # the user's: no retention
             paid_video = (
                 src is S.FAILED
                 and error_kind == ErrorKind.DOWNLOAD
                 and generated_at is not None
-                and now < generated_at + retention_s
-                and bool(json.loads(video_uris or "[]"))
+                and (in_bucket or now < generated_at + retention_s)
+                and bool(uris)
             )
             if paid_video:
                 detail = "retry requested by the user: download again (the video is paid for)"
