@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, TypeAlias
 
-from batchveo.errors import ConfigError, UserError
+from batchveo.errors import UserError
 from batchveo.routes import Route, Wire
 
 if TYPE_CHECKING:  # the command line imports this module; keep its start-up light
