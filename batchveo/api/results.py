@@ -30,6 +30,9 @@ class OperationStatus:
     samples_filtered: int = 0
     """How many of them the safety filter withheld (not charged): fewer videos than asked
     is a partial result, not a failure."""
+    counts_samples: bool = False
+    """The route answers per sample (Vertex AI: ``raiMediaFilteredCount`` beside the
+    videos), so the job records how many came back even when none was withheld."""
 
 
 @dataclass(frozen=True)

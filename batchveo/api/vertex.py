@@ -357,6 +357,7 @@ class VertexClient:
             inline_videos=tuple(inline),
             filtered_reasons=reasons,
             samples_filtered=outcome.filtered_count,
+            counts_samples=True,
         )
 
     def _decode(self, b64: str) -> bytes:

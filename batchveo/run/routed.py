@@ -72,8 +72,8 @@ def sample_fields(status: OperationStatus, returned: int) -> dict[str, Any]:
     """The sample counts a transition records (the store's columns), when the route
     reports them (Vertex AI: ``sampleCount``, partial filtering); none for the
     Gemini-format routes, which make one video and say nothing of samples."""
-    said = status.samples_requested is not None or status.samples_filtered
-    if not said and not status.inline_videos:
+    said = status.counts_samples or status.samples_requested is not None
+    if not said and not status.samples_filtered and not status.inline_videos:
         return {}
     return {
         "samples_returned": returned,
