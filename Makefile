@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint fmt bench browser-test clean venv
+.PHONY: demo demo-vertex test lint fmt bench browser-test clean venv
 
 venv: $(STAMP)
 
@@ -33,8 +33,11 @@ browser-test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m batchveo.cli.demo
 
+demo-vertex: $(STAMP)
+	$(BIN)/python -m batchveo.cli.demo --vertex
+
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache videos demo.db*
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache videos demo.db* demo-vertex
