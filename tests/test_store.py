@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import sqlite3
+import threading
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,13 @@ from typing import Any
 import pytest
 
 import batchveo.store.claims as store_claims
-from batchveo.errors import IllegalTransition, ManifestError, StaleTransition, StoreError
+from batchveo.errors import (
+    DatabaseUnusable,
+    IllegalTransition,
+    ManifestError,
+    StaleTransition,
+    StoreError,
+)
 from batchveo.states import TRANSITIONS, JobState
 from batchveo.store import BudgetRoom, Job, Snapshot, Store, Transition, TransitionEvent
 from batchveo.store.migrations import MIGRATIONS
@@ -547,3 +554,21 @@ async def test_a_snapshot_reads_what_the_store_holds_and_writes_nothing(tmp_path
         assert snap.committed() == {"b1": pytest.approx(3.2)}
         assert snap.committed(cost_of=lambda model, params: 1.0) == {"b1": 1.0}
     assert db.read_bytes() == before
+
+
+def _aiosqlite_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+
+
+def test_a_database_that_cannot_be_opened_leaves_no_thread_behind(tmp_path: Path) -> None:
+    # aiosqlite's worker thread of a connection that failed to open posts its last answer
+    # to the loop; were it still running when asyncio.run closes the loop, it would raise
+    # "Event loop is closed" in that thread (a flake under load, after --db nodir/x.db).
+    before = set(_aiosqlite_threads())
+
+    async def go() -> None:
+        with pytest.raises(DatabaseUnusable, match="unable to open"):
+            await Store.open(tmp_path / "nodir" / "jobs.db")
+        assert set(_aiosqlite_threads()) <= before  # ended before open() raised
+
+    asyncio.run(go())

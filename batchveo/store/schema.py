@@ -26,6 +26,8 @@ MIN_SQLITE = (3, 35, 0)
 """RETURNING (3.35) and UPDATE ... FROM (3.33); 32766 bound parameters (3.32)."""
 BUSY_TIMEOUT_S = 30.0
 """How long a write waits for another process's transaction before giving up."""
+_THREAD_END_WAIT_S = 10.0
+"""How long a failed open waits for aiosqlite's worker thread to end (it takes milliseconds)."""
 WAL_RETRY_S = 0.01
 """How soon to try switching a fresh database to WAL again while another process does."""
 
@@ -48,8 +50,20 @@ def check_sqlite() -> None:
 
 
 async def connect(path: Path) -> aiosqlite.Connection:
-    """A connection in autocommit mode (the store opens its own transactions), pragmas set."""
-    conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    """A connection in autocommit mode (the store opens its own transactions), pragmas set.
+
+    A connection that cannot even be opened (a missing folder, no permission) still has
+    aiosqlite's worker thread, told to stop but not waited for: left alone, it posts its
+    last answer after ``asyncio.run`` has closed the loop ("Event loop is closed" in that
+    thread, omnilib/aiosqlite#241; seen under load after ``--db nodir/x.db``). Its end
+    is waited for here, so a failed open leaves nothing running.
+    """
+    conn = aiosqlite.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_S)
+    try:
+        await conn
+    except BaseException:
+        await asyncio.to_thread(conn._thread.join, _THREAD_END_WAIT_S)
+        raise
     try:
         await _use_wal(conn)
         for pragma in _PRAGMAS:
