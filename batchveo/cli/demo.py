@@ -92,7 +92,9 @@ def main(argv: list[str]) -> int:
         for image in re.findall(r"image: (examples/\S+)", manifest.read_text()):
             manifest.write_text(manifest.read_text().replace(image, f"../{image}"))
         db, out = VERTEX_DIR / "demo.db", VERTEX_DIR / "videos"
-        sim_flags = ("--write-vertex-key", str(key), "--vertex-key-project", VERTEX_PROJECT)
+        sim_flags: tuple[str, ...] = (
+            "--write-vertex-key", str(key), "--vertex-key-project", VERTEX_PROJECT,
+        )  # fmt: skip
     else:
         manifest, db, out, sim_flags = MANIFEST, DB, OUT, ()
     sim, url = _start_simulator(*sim_flags)
