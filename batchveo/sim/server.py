@@ -141,7 +141,7 @@ class Simulator:
         ):
             add("GET", path, operation)
             add("POST", path, operation)
-        add("POST", "/token", self._counted("token", vertex.token))
+        add("POST", "/token", self._counted("token", vertex.accounts.token))
         gcs = self._counted("gcs", self._downloads.gcs)
         add("GET", "/storage/v1/b/{bucket}/o/{object:.+}", gcs)
 
@@ -183,7 +183,7 @@ class Simulator:
 
     def trust_key(self, info: dict[str, Any]) -> None:
         """Hand out tokens for this service-account key file (for its project only)."""
-        self._vertex.trust(info)
+        self._vertex.accounts.trust(info)
 
     def make_key(self, path: Path, project: str = "batchveo-sim") -> Path:
         """Write a throwaway service-account key whose ``token_uri`` is this simulator's
