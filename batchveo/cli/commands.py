@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -126,20 +126,25 @@ def export(
     fmt: str, states: tuple[str, ...], batch: str | None, output: Path | None, db_path: Path
 ) -> None:
     """One row per job: spec, state, operation, files with sha256, errors, timestamps."""
-    from batchveo.cli.export import replacing, write_export
+    import asyncio
 
-    async def go() -> list[Job]:
-        async with await _open_store(db_path) as store:
-            wanted = [JobState(s) for s in states] if states else None
-            return await store.jobs(wanted, batch=batch)
+    from batchveo.cli.export import export_database, replacing
 
-    jobs = run_async(go, db_path)
+    wanted = [JobState(s) for s in states] if states else None
+
+    def stream(out: IO[str]) -> None:
+        async def go() -> int:
+            async with await _open_store(db_path) as store:  # migrated, or refused
+                return await asyncio.to_thread(export_database, store.path, out, fmt, wanted, batch)
+
+        run_async(go, db_path)
+
     if output is None:
-        write_export(sys.stdout, jobs, fmt)
+        stream(sys.stdout)
         return
     try:
         with replacing(output) as out:
-            write_export(out, jobs, fmt)
+            stream(out)
     except OSError as e:
         fail(f"{output}: cannot write the export: {e.strerror or e}")
 
