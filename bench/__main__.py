@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m bench [load|pipeline|pacing|all]``: batchveo's performance targets.
+"""``make bench`` / ``python -m bench [load|pipeline|pacing|reads|all]``: the performance targets.
 
 Every figure comes from the real CLI run as a fresh child process (``python -m batchveo``),
 so start-up and imports count, and each child's CPU and memory are its own: the child is
@@ -45,6 +45,13 @@ simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out
    gap between the last submit before the restart and the first after it is at least a
    pacing period (no start-up burst). This part takes about 3 minutes by nature.
 
+4. reads (issue 14): ``export`` (JSONL, CSV), ``report`` and ``status`` over a finished
+   night of 100,000 and 1,000,000 jobs, made in seconds by SQL in the real schema
+   (``bench/gen_db.py``, kept between runs): seconds and peak memory, targets export
+   < 100 MB and report < 150 MB at every size, status < 0.5 s at 1M (``bench/reads.py``).
+   ``--against DIR`` runs every case in another checkout too (with its own ``.venv``),
+   interleaved: before and after side by side.
+
 The machine may be shared: every part prints the load average around it, CPU per job is
 the figure least disturbed by other processes, and ``--repeat N`` keeps the fastest of N
 runs of each load case and pipeline setting. Missed targets print FAIL; the exit status is
@@ -59,15 +66,17 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.load import run_load
 from bench.pacing import run_pacing
 from bench.pipeline import run_pipeline
 from bench.proc import OUT, machine_info
+from bench.reads import SIZES, run_reads
 from bench.report import PartResult, table
 
-PARTS = ("load", "pipeline", "pacing")
+PARTS = ("load", "pipeline", "pacing", "reads")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -81,6 +90,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--repeat", type=int, default=1, help="load, pipeline: best of N runs of each case"
+    )
+    p.add_argument(
+        "--read-sizes",
+        default=",".join(str(n) for n in SIZES),
+        help="reads: jobs of each night, comma-separated",
+    )
+    p.add_argument(
+        "--against", type=Path, help="reads: also run each case in this checkout (before/after)"
     )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return p.parse_args(argv)
@@ -108,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             args.jobs, sweep=not args.no_sweep, profile=args.profile, repeat=args.repeat
         ),
         "pacing": run_pacing,
+        "reads": lambda: run_reads(
+            tuple(int(n) for n in args.read_sizes.split(",")), against=args.against
+        ),
     }
     machine = machine_info()
     print(
