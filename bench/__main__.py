@@ -89,7 +89,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="pipeline: add a counted and a cProfile run"
     )
     p.add_argument(
-        "--repeat", type=int, default=1, help="load, pipeline: best of N runs of each case"
+        "--repeat", type=int, default=1, help="load, pipeline, reads: best of N runs of each case"
     )
     p.add_argument(
         "--read-sizes",
@@ -126,7 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "pacing": run_pacing,
         "reads": lambda: run_reads(
-            tuple(int(n) for n in args.read_sizes.split(",")), against=args.against
+            tuple(int(n) for n in args.read_sizes.split(",")),
+            against=args.against,
+            repeat=args.repeat,
         ),
     }
     machine = machine_info()

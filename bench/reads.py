@@ -7,7 +7,8 @@ not timed). On it, each a fresh process (``bench.proc``):
 * ``export --format jsonl -o FILE`` and ``--format csv``: the file must hold N rows;
 * ``report --out DIR/report.html``: it must say it wrote N jobs; its first page's size
   and the number of page files are shown (the first page is what a browser opens);
-* ``status --json`` (its total must be N) and ``status`` (the table a person reads).
+* ``status --json`` (its total must be N) and ``status`` (the table a person reads), the
+  fastest of ``STATUS_RUNS``.
 
 Targets: export below 100 MB and report below 150 MB at every size, status below 0.5 s at
 the largest (1M by default). With ``--against DIR`` (a checkout of another batchveo with
@@ -28,6 +29,9 @@ from bench.proc import OUT, ROOT, ChildResult, run_child
 from bench.report import PartResult, mb, secs, table
 
 SIZES = (100_000, 1_000_000)
+STATUS_RUNS = 3
+"""``status`` takes a few tenths of a second: a busy machine, or a page cache just emptied
+by the case before, weighs on it most, so the fastest of this many runs is kept."""
 EXPORT_MAX_MB = 100.0
 REPORT_MAX_MB = 150.0
 STATUS_MAX_S = 0.5
@@ -97,6 +101,13 @@ def _lines(path: Path) -> int:
     return n
 
 
+def best(code: Code, case: Case, db: Path, jobs: int, work: Path, repeat: int) -> Measured:
+    """The fastest correct one of ``repeat`` runs (of ``STATUS_RUNS`` for ``status``)."""
+    runs = STATUS_RUNS if case.name.startswith("status") else max(1, repeat)
+    tried = [measure(code, case, db, jobs, work) for _ in range(runs)]
+    return min(tried, key=lambda m: (not m.ok, m.run.wall_s))
+
+
 def measure(code: Code, case: Case, db: Path, jobs: int, work: Path) -> Measured:
     out = work / code.name / case.output if case.output else None
     if out is not None:
@@ -121,7 +132,9 @@ def measure(code: Code, case: Case, db: Path, jobs: int, work: Path) -> Measured
     return Measured(code, case, jobs, res, ok, note)
 
 
-def run_reads(sizes: tuple[int, ...] = SIZES, *, against: Path | None = None) -> PartResult:
+def run_reads(
+    sizes: tuple[int, ...] = SIZES, *, against: Path | None = None, repeat: int = 1
+) -> PartResult:
     work = OUT / "reads"
     work.mkdir(parents=True, exist_ok=True)
     codes = [Code("after", ROOT)]
@@ -133,7 +146,7 @@ def run_reads(sizes: tuple[int, ...] = SIZES, *, against: Path | None = None) ->
         dbs = {c.name: night_db(c, work, jobs) for c in codes}
         for case in CASES:
             for code in codes:  # before, then after: interleaved
-                results.append(measure(code, case, dbs[code.name], jobs, work))
+                results.append(best(code, case, dbs[code.name], jobs, work, repeat))
     part.tables.append(_table(results, codes))
     for m in results:
         if m.code.name != "after":

@@ -58,7 +58,7 @@ async def build_report(
     cards_per_page: int = CARDS_PER_PAGE,
 ) -> ReportSummary:
     """Write the HTML report of ``batch`` (default: every batch) to ``out_path`` (its first
-    page; the others beside it), atomically.
+    page; the others, ``cards_per_page`` cards each, beside it), atomically.
 
     Raises ``UserError`` when ``batch`` names no job (nothing is written then).
     """
