@@ -63,6 +63,13 @@ load, pipeline, vertex, pacing.
    gap between the last submit before the restart and the first after it is at least a
    pacing period (no start-up burst). This part takes about 3 minutes by nature.
 
+4. reads (issue 14): ``export`` (JSONL, CSV), ``report`` and ``status`` over a finished
+   night of 100,000 and 1,000,000 jobs, made in seconds by SQL in the real schema
+   (``bench/gen_db.py``, kept between runs): seconds and peak memory, targets export
+   < 100 MB and report < 150 MB at every size, status < 0.5 s at 1M (``bench/reads.py``).
+   ``--against DIR`` runs every case in another checkout too (with its own ``.venv``),
+   interleaved: before and after side by side.
+
 The machine may be shared: every part prints the load average around it, CPU per job is
 the figure least disturbed by other processes, and ``--repeat N`` keeps the fastest of N
 runs of each load case and pipeline setting. Missed targets print FAIL; the exit status is
@@ -77,16 +84,18 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from bench.load import run_load
 from bench.pacing import run_pacing
 from bench.pipeline import delete_trials, run_pipeline
 from bench.proc import OUT, machine_info
+from bench.reads import SIZES, run_reads
 from bench.report import PartResult, table
 from bench.vertex import run_vertex
 
-PARTS = ("load", "pipeline", "vertex", "pacing")
+PARTS = ("load", "pipeline", "vertex", "pacing", "reads")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -106,7 +115,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--repeat",
         type=int,
         default=1,
-        help="load, pipeline, vertex: best of N runs of each case",
+        help="load, pipeline, vertex, reads: best of N runs of each case",
+    )
+    p.add_argument(
+        "--read-sizes",
+        default=",".join(str(n) for n in SIZES),
+        help="reads: jobs of each night, comma-separated",
+    )
+    p.add_argument(
+        "--against", type=Path, help="reads: also run each case in this checkout (before/after)"
     )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
@@ -140,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "vertex": lambda: run_vertex(args.jobs, profile=args.profile, repeat=args.repeat),
         "pacing": run_pacing,
+        "reads": lambda: run_reads(
+            tuple(int(n) for n in args.read_sizes.split(",")),
+            against=args.against,
+            repeat=args.repeat,
+        ),
     }
     machine = machine_info()
     print(

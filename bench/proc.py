@@ -86,17 +86,19 @@ def run_child(
     env: dict[str, str] | None = None,
     stop_after_s: float | None = None,
     timeout_s: float = 900.0,
+    cwd: Path = ROOT,
 ) -> ChildResult:
     """Run ``argv`` to its end; SIGTERM it after ``stop_after_s``, SIGKILL after ``timeout_s``.
 
     stdout and stderr go to ``<log_stem>.stdout`` / ``.stderr`` (kept for inspection).
+    ``cwd``: where it runs (another checkout, for an A/B run of the same measure).
     """
     log_stem.parent.mkdir(parents=True, exist_ok=True)
     out_path = log_stem.with_name(log_stem.name + ".stdout")
     err_path = log_stem.with_name(log_stem.name + ".stderr")
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started_at, start = time.time(), time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=_env(env), cwd=ROOT)
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=_env(env), cwd=cwd)
         signals = [(timeout_s, signal.SIGKILL)]
         if stop_after_s is not None:
             signals.append((stop_after_s, signal.SIGTERM))

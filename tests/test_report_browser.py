@@ -174,6 +174,28 @@ async def test_five_thousand_jobs_load_lazily(browser: str, store: Store, tmp_pa
     assert elapsed < 60, elapsed
 
 
+async def test_a_big_night_opens_page_by_page(browser: str, store: Store, tmp_path: Path) -> None:
+    """2,500 jobs: three pages; each opens with its script run, and the links between them
+    and from the attention list land on the card in the right page."""
+    out = tmp_path / "videos"
+    await run_night(store, tmp_path, out)
+    await store.add_jobs([make_spec(f"n{i:05d}", batch="big") for i in range(2489)])
+    report = out / "report.html"
+    summary = await build_report(store, report)
+    assert summary.pages == 3 and summary.jobs == 2500
+
+    first = dump(browser, tmp_path, report)
+    assert shown(first) == "1000 of 1000 shown"
+    assert "2,500" in first and "page 1 of 3" in first
+    second = out / "report-pages" / "2.html"
+    dom = dump(browser, tmp_path, second)
+    assert shown(dom) == "1000 of 1000 shown"
+    assert 'href="../report.html"' in dom and 'href="3.html" rel="next"' in dom
+    # A card asked for by its fragment on a page filtered to hide it is shown.
+    dom = dump(browser, tmp_path, out / "report-pages" / "3.html", "?state=done#job-n02488")
+    assert shown(dom) == "500 of 500 shown"
+
+
 # -- the demo night and its screenshot ------------------------------------------------
 
 DEMO = [

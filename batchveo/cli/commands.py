@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -126,20 +126,25 @@ def export(
     fmt: str, states: tuple[str, ...], batch: str | None, output: Path | None, db_path: Path
 ) -> None:
     """One row per job: spec, state, operation, files with sha256, errors, timestamps."""
-    from batchveo.cli.export import replacing, write_export
+    import asyncio
 
-    async def go() -> list[Job]:
-        async with await _open_store(db_path) as store:
-            wanted = [JobState(s) for s in states] if states else None
-            return await store.jobs(wanted, batch=batch)
+    from batchveo.cli.export import export_database, replacing
 
-    jobs = run_async(go, db_path)
+    wanted = [JobState(s) for s in states] if states else None
+
+    def stream(out: IO[str]) -> None:
+        async def go() -> int:
+            async with await _open_store(db_path) as store:  # migrated, or refused
+                return await asyncio.to_thread(export_database, store.path, out, fmt, wanted, batch)
+
+        run_async(go, db_path)
+
     if output is None:
-        write_export(sys.stdout, jobs, fmt)
+        stream(sys.stdout)
         return
     try:
         with replacing(output) as out:
-            write_export(out, jobs, fmt)
+            stream(out)
     except OSError as e:
         fail(f"{output}: cannot write the export: {e.strerror or e}")
 
@@ -158,17 +163,26 @@ def export(
 )
 @db_option
 def report(batch: str | None, out_path: Path | None, db_path: Path) -> None:
-    """Write one self-contained HTML page to look at a night: videos, prompts, failures."""
-    from batchveo.report import build_report, default_report_path
+    """Write self-contained HTML pages to look at a night: videos, prompts, failures
+    (one page, or for a big night the first with its numbers and a page per 1,000 cards)."""
+    from batchveo.report import CARDS_PER_PAGE, build_report, default_report_path
 
     async def go() -> ReportSummary:
         async with await _open_store(db_path) as store:
             path = out_path or await default_report_path(store, batch=batch)
-            return await build_report(store, path, batch=batch)
+            try:
+                return await build_report(store, path, batch=batch)
+            except OSError as e:  # nothing was put in place (a full disk, a folder...)
+                raise UserError(f"{path}: cannot write the report: {e.strerror or e}") from None
 
     summary = run_async(go, db_path)
     states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "no jobs"
     click.echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
+    if summary.pages_folder is not None:
+        click.echo(
+            f"{summary.pages} pages of {CARDS_PER_PAGE} cards: the first is {summary.path},"
+            f" the others in {summary.pages_folder}/"
+        )
     if summary.attention:
         click.echo(f"batchveo: {summary.attention} job(s) need attention", err=True)
     if summary.missing_files:

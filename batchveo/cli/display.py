@@ -31,6 +31,11 @@ _STYLE = {
 }
 
 
+MAX_LISTED = 50
+"""Uncertain jobs the ``status`` table names one by one; the rest are counted (``--json``
+lists them all)."""
+
+
 def status_renderable(data: dict[str, Any]) -> RenderableType:
     states = [s for s in JobState if data["states"].get(s.value, 0)] or [JobState.PENDING]
     table = Table(title=f"{data['total']} job(s)", title_justify="left")
@@ -73,8 +78,10 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
                 style="bold yellow",
             )
         )
-        for j in data["uncertain"]:
+        for j in data["uncertain"][:MAX_LISTED]:
             parts.append(Text(f"  {j['id']} ({j['batch']})"))
+        if (more := len(data["uncertain"]) - MAX_LISTED) > 0:
+            parts.append(Text(f"  ... and {more:,} more (`batchveo export --state uncertain`)"))
     return Group(*parts)
 
 

@@ -8,6 +8,11 @@ JSONL keeps every text exact. CSV is for spreadsheets, which run a cell that loo
 a formula: such a text cell is made plain text (OWASP's advice), so a prompt or a
 server's error text is never a formula. A file given with ``-o`` replaces the old one
 whole once written, or not at all.
+
+Rows stream: each job is read, written and forgotten (``Snapshot.jobs``: one statement on
+a read-only connection of its own, in a worker thread), so a million jobs export in the
+memory of a few, and every row is of the same moment of the database even while a run
+goes on writing.
 """
 
 from __future__ import annotations
@@ -15,13 +20,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from batchveo.errors import StoreError
+
 if TYPE_CHECKING:
-    from batchveo.store import Job
+    from batchveo.states import JobState
 
 EXPORT_FIELDS = (
     "id",
@@ -57,24 +64,37 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
 
 
-def export_row(job: Job) -> dict[str, Any]:
-    d = job.as_dict()
-    return {k: d[k] for k in EXPORT_FIELDS}
-
-
-def write_export(out: IO[str], jobs: Sequence[Job], fmt: str) -> None:
-    """``jobs`` to ``out`` as ``jsonl`` or ``csv``."""
+def write_export(out: IO[str], rows: Iterable[dict[str, Any]], fmt: str) -> int:
+    """Rows of ``EXPORT_FIELDS`` (``Snapshot.rows``) to ``out`` as ``jsonl`` or ``csv``, one
+    at a time; how many were written."""
+    n = 0
     if fmt == "jsonl":
-        for job in jobs:
-            out.write(json.dumps(export_row(job), ensure_ascii=False) + "\n")
-        return
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+        return n
     writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS))
     writer.writeheader()
-    for job in jobs:
-        row = export_row(job)
+    for row in rows:
         for k in ("params", "inputs", "files", "filtered_reasons"):
             row[k] = json.dumps(row[k], ensure_ascii=False)
         writer.writerow({k: csv_cell(v) for k, v in row.items()})
+        n += 1
+    return n
+
+
+def export_database(
+    db: Path, out: IO[str], fmt: str, states: Iterable[JobState] | None, batch: str | None
+) -> int:
+    """Every job of ``db`` in ``states`` (all if None) of ``batch`` to ``out``, streamed from
+    one moment of the database; how many rows. Blocking: run it in a worker thread, with
+    the store open (its migrations applied)."""
+    from batchveo.store import Snapshot
+
+    with Snapshot.open(db) as snap:
+        if snap is None:
+            raise StoreError(f"{db}: not set up although open")
+        return write_export(out, snap.rows(EXPORT_FIELDS, states, batch=batch), fmt)
 
 
 def csv_cell(value: Any) -> Any:

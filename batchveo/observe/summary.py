@@ -115,7 +115,7 @@ async def status_data(
         b["cost_usd"] = {k: _money(c.get(k)) for k in ("spent", "committed", "budget")}
         b["oldest_video_hours_left"] = None
         b["samples"] = samples.get(batch, _NO_SAMPLES)
-    generated = await store.jobs([JobState.GENERATED], order="generated_at")
+    generated = await store.briefs([JobState.GENERATED], order="generated_at")
     at_risk = []
     for job in generated:
         left_s = (job.generated_at or now) + retention_s - now
@@ -128,7 +128,7 @@ async def status_data(
             )
     uncertain = [
         {"id": j.id, "batch": j.batch, "error": j.error}
-        for j in await store.jobs([JobState.UNCERTAIN])
+        for j in await store.briefs([JobState.UNCERTAIN])
     ]
     return {
         "total": sum(overall.values()),

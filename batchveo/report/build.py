@@ -1,10 +1,14 @@
-"""Writing the report: which jobs, where the file goes, and how it is written.
+"""Writing the report: which jobs, where the pages go, and how they are written.
 
-* The page must be safe to share: it renders job data only, and as a last line of
-  defence the finished text is scrubbed of anything shaped like an API key, including
+* The jobs are read one at a time from one moment of the database (``Snapshot.jobs``, on
+  a read-only connection of its own, in a worker thread), ``CARDS_PER_PAGE`` to a page:
+  a night of a million jobs takes the memory of a page or two. The first page, which
+  carries the night's numbers, is rendered last, once every job has been counted.
+* The pages must be safe to share: they render job data only, and as a last line of
+  defence each finished page is scrubbed of anything shaped like an API key, including
   the value of any key-like environment variable (``redact``).
-* It is written atomically (temp file in the same folder, fsync, ``os.replace``): a
-  crash never leaves a half page in place of the previous report.
+* They are written atomically (``pages.PageWriter``): a crash never leaves a half page
+  in place of the previous report.
 """
 
 from __future__ import annotations
@@ -13,16 +17,19 @@ import asyncio
 import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
-from batchveo.errors import UserError
+from batchveo.errors import StoreError, UserError
 from batchveo.redact import redact
+from batchveo.report.night import Night
 from batchveo.report.page import Page
+from batchveo.report.pages import CARDS_PER_PAGE, PageFiles, Pager, PageWriter
 from batchveo.report.paths import locate
 from batchveo.states import JobState
-from batchveo.store import Job, Store
+from batchveo.store import Job, Snapshot, Store
 
 
 @dataclass(frozen=True)
@@ -36,23 +43,30 @@ class ReportSummary:
     missing_files: int
     """Files a done job recorded that are not on disk any more (shown as missing)."""
     size_bytes: int
+    """Of every page."""
+    pages: int = 1
+    pages_folder: Path | None = None
+    """Where the pages after the first are (None: the night is one page)."""
 
 
 async def build_report(
-    store: Store, out_path: Path, *, batch: str | None = None, now: float | None = None
+    store: Store,
+    out_path: Path,
+    *,
+    batch: str | None = None,
+    now: float | None = None,
+    cards_per_page: int = CARDS_PER_PAGE,
 ) -> ReportSummary:
-    """Write the HTML report of ``batch`` (default: every batch) to ``out_path``, atomically.
+    """Write the HTML report of ``batch`` (default: every batch) to ``out_path`` (its first
+    page; the others, ``cards_per_page`` cards each, beside it), atomically.
 
     Raises ``UserError`` when ``batch`` names no job (nothing is written then).
     """
-    jobs = await store.jobs(batch=batch)
-    if batch is not None and not jobs:
-        known = ", ".join(sorted(await store.counts())) or "none"
-        raise UserError(f"no jobs in batch {batch!r} (batches: {known})")
     when = store.clock() if now is None else now
-    out_path = Path(out_path)
     base = store.path.absolute().parent
-    return await asyncio.to_thread(_render_and_write, jobs, out_path, batch, when, base)
+    return await asyncio.to_thread(
+        _build, store.path, Path(out_path), batch, when, base, max(1, cards_per_page)
+    )
 
 
 async def default_report_path(store: Store, *, batch: str | None = None) -> Path:
@@ -62,12 +76,8 @@ async def default_report_path(store: Store, *, batch: str | None = None) -> Path
     whatever ``--out`` the runs used; ``videos`` when nothing is downloaded yet.
     """
     name = "report.html" if batch is None else f"report-{_safe_name(batch)}.html"
-    folders = {
-        os.path.dirname(os.path.abspath(locate(str(f["path"]), store.path.absolute().parent)))
-        for job in await store.jobs([JobState.DONE], batch=batch)
-        for f in job.files
-        if f.get("path")
-    }
+    base = store.path.absolute().parent
+    folders = await asyncio.to_thread(_video_folders, store.path, batch, base)
     try:
         folder = Path(os.path.commonpath(sorted(folders))) if folders else Path("videos")
     except ValueError:  # files on several drives
@@ -81,40 +91,85 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "batch"
 
 
-def _render_and_write(
-    jobs: Sequence[Job], out_path: Path, batch: str | None, now: float, files_base: Path
+@contextlib.contextmanager
+def _snapshot(db: Path) -> Iterator[Snapshot]:
+    with Snapshot.open(db) as snap:
+        if snap is None:
+            raise StoreError(f"{db}: not set up although open")
+        yield snap
+
+
+def _video_folders(db: Path, batch: str | None, base: Path) -> set[str]:
+    """The folders of every downloaded file of ``batch`` (one job at a time)."""
+    with _snapshot(db) as snap:
+        return {
+            os.path.dirname(os.path.abspath(locate(str(f["path"]), base)))
+            for files in snap.files([JobState.DONE], batch=batch)
+            for f in files
+            if f.get("path")
+        }
+
+
+def _chunks(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
+    while chunk := list(islice(jobs, size)):
+        yield chunk
+
+
+def _build(
+    db: Path, out_path: Path, batch: str | None, now: float, files_base: Path, per_page: int
 ) -> ReportSummary:
-    page = Page(jobs, out_path.absolute().parent, batch=batch, now=now, files_base=files_base)
-    text = redact(page.render(), os.environ)
-    data = text.encode("utf-8")
-    write_atomic(out_path, data)
+    with _snapshot(db) as snap, snap.one_moment():
+        batches = snap.batch_jobs(batch)
+        if batch is not None and not batches:
+            known = ", ".join(snap.batch_jobs()) or "none"
+            raise UserError(f"no jobs in batch {batch!r} (batches: {known})")
+        total = sum(batches.values())
+        files = PageFiles(out_path, max(1, -(-total // per_page)))
+        night = Night(batches, batch)
+        writer = PageWriter(files)
+        try:
+            first: Sequence[Job] = []
+            missing = 0
+            for number, jobs in enumerate(_chunks(snap.jobs(batch=batch), per_page), 1):
+                for job in jobs:
+                    night.add(job, number)
+                if number == 1:
+                    first = jobs  # its top needs every job counted: rendered last
+                    continue
+                missing += _write_page(writer, jobs, number, night, now, files_base, per_page)
+            missing += _write_page(writer, first, 1, night, now, files_base, per_page)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
     return ReportSummary(
         path=out_path,
-        jobs=len(jobs),
-        states={s.value: n for s, n in page.counts.items() if n},
-        attention=len(page.attention),
-        missing_files=page.missing_files,
-        size_bytes=len(data),
+        jobs=night.jobs,
+        states={s.value: n for s, n in night.counts.items() if n},
+        attention=night.attention_total,
+        missing_files=missing,
+        size_bytes=writer.bytes,
+        pages=files.count,
+        pages_folder=files.folder if files.count > 1 else None,
     )
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename over ``path``, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # not possible on every platform; the rename stands
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _write_page(
+    writer: PageWriter,
+    jobs: Sequence[Job],
+    number: int,
+    night: Night,
+    now: float,
+    files_base: Path,
+    per_page: int,
+) -> int:
+    """Render and write page ``number``; the downloaded files its cards found missing."""
+    files = writer.files
+    start = (number - 1) * per_page
+    pager = Pager(number, files, start + 1, start + len(jobs), sum(night.batches.values()))
+    folder = files.path(number).absolute().parent
+    page = Page(
+        jobs, folder, batch=night.batch, now=now, files_base=files_base, night=night, pager=pager
+    )
+    writer.write(number, redact(page.render(), os.environ).encode("utf-8"))
+    return page.missing_files

@@ -8,6 +8,7 @@ URL-quoted), so moving or zipping the folder keeps every video playing.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -24,8 +25,22 @@ def locate(path: str, base: Path | None) -> str:
 def rel_url(path: str | Path, base: Path) -> str:
     """A URL for ``path`` relative to the folder ``base``, with quoted segments."""
     target = os.path.abspath(path)
-    try:
-        rel = os.path.relpath(target, os.path.abspath(base))
-    except ValueError:  # another drive (Windows): no relative path exists
+    folder, name = os.path.split(target)
+    prefix = _folder_url(folder, os.path.abspath(base))
+    if prefix is None:  # another drive (Windows): no relative path exists
         return Path(target).as_uri()
-    return "/".join(quote(seg, safe="") for seg in rel.split(os.sep))
+    return prefix + quote(name, safe="")
+
+
+@lru_cache(maxsize=4096)
+def _folder_url(folder: str, base: str) -> str | None:
+    """The relative URL of ``folder`` from ``base`` (ending in ``/``, empty for ``base``
+    itself), None if there is none; the videos of a night share a few folders, and a
+    page of a big report links thousands of files."""
+    try:
+        rel = os.path.relpath(folder, base)
+    except ValueError:
+        return None
+    if rel == ".":
+        return ""
+    return "".join(quote(seg, safe="") + "/" for seg in rel.split(os.sep))

@@ -10,13 +10,14 @@
     groupcommit.py ... writes waiting at the same moment share one statement
     claims.py ........ a submitter takes the next pending job, or hands it back
     reads.py ......... every query; Snapshot, a read-only look for plan
+    totals.py ........ running totals per batch, state and route: status without a scan
     budget.py ........ what counts against a budget, the one budget rule, costs
 
 Other packages import from here, not from the modules: the layout inside may change.
 """
 
 from batchveo.store.budget import COMMITTED_STATES, SPENT_STATES, BudgetRoom
-from batchveo.store.reads import Snapshot
+from batchveo.store.reads import Brief, Snapshot
 from batchveo.store.rows import (
     AddResult,
     Event,
@@ -31,6 +32,7 @@ __all__ = [
     "COMMITTED_STATES",
     "SPENT_STATES",
     "AddResult",
+    "Brief",
     "BudgetRoom",
     "Event",
     "Job",

@@ -25,7 +25,15 @@ from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
 from batchveo.store.budget import Budgets
 from batchveo.store.reads import chunks
-from batchveo.store.rows import RETURNING, AddResult, Job, TransitionEvent, route_parts
+from batchveo.store.rows import (
+    RETURNING,
+    ROUTE_COLUMNS,
+    AddResult,
+    Job,
+    TransitionEvent,
+    route_parts,
+)
+from batchveo.store.totals import NewJobs
 
 S = JobState
 _REPLACEABLE = (S.PENDING, S.CANCELLED)
@@ -76,12 +84,14 @@ class Loading(Budgets):
             if sort.problems:
                 raise ManifestError(sort.problems)
             await self._write_batches(db, sort.changed(), budgets, manifest=manifest, now=now)
+            new = NewJobs()
             await db.executemany(
                 f"INSERT INTO jobs ({', '.join(_INSERTED)}, created_at, updated_at)"
                 f" VALUES ({', '.join('?' * (len(_INSERTED) + 2))})",
                 # Generators, not lists: 100k rows are built as SQLite takes them.
-                ((*_spec_row(s, h), now, now) for s, h in sort.new),
+                new.count(((*_spec_row(s, h), now, now) for s, h in sort.new), **_TALLIED),
             )
+            await new.write(db)  # the running totals (no trigger counts an INSERT)
             back = [await _replace(db, spec, h, old, now) for spec, h, old in sort.replacing]
             await _reroute(db, sort.rerouting, now)
         self._tell(e for e in back if e is not None)
@@ -268,6 +278,14 @@ _INSERTED = (
     "sample_cost_usd",
 )
 """The columns of a new job's row that ``_spec_row`` gives, in its order."""
+_TALLIED = {
+    "batch": _INSERTED.index("batch"),
+    "state": _INSERTED.index("state"),
+    "cost": _INSERTED.index("cost_usd"),
+    "route": _INSERTED.index("provider"),
+}
+"""Where ``NewJobs.count`` finds what the running totals count in such a row."""
+assert _INSERTED[_TALLIED["route"] :][:4] == ROUTE_COLUMNS
 
 
 def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:

@@ -127,4 +127,109 @@ MIGRATIONS: tuple[Migration, ...] = (
         UPDATE jobs SET sample_cost_usd = cost_usd;
         """,
     ),
+    Migration(
+        # Running totals (issue 14): per batch, state and stored route, how many jobs there
+        # are, their estimated cost and their answered samples. `status` reads these few
+        # lines instead of grouping every job: flat from 1k to 1M jobs. The triggers keep
+        # them on every UPDATE and DELETE of a column they count; an INSERT is counted by
+        # add_jobs, the one code that inserts jobs, once per load (store/totals.py: a
+        # trigger per inserted row cost a sixth of loading 100k jobs). `route_key` spells
+        # the route with its NULLs (quote() writes NULL, a text quoted): a key UNIQUE can
+        # match. A line that falls to 0 jobs stays; readers skip it.
+        "007_totals",
+        """
+        CREATE TABLE totals (
+            batch       TEXT NOT NULL,
+            state       TEXT NOT NULL,
+            route_key   TEXT NOT NULL,
+            provider    TEXT,
+            project     TEXT,
+            location    TEXT,
+            storage_uri TEXT,
+            jobs        INTEGER NOT NULL,
+            cost_usd    REAL NOT NULL,
+            answered    INTEGER NOT NULL,
+            requested   INTEGER NOT NULL,
+            returned    INTEGER NOT NULL,
+            filtered    INTEGER NOT NULL,
+            partial     INTEGER NOT NULL,
+            PRIMARY KEY (batch, state, route_key)
+        ) WITHOUT ROWID;
+        INSERT INTO totals
+            SELECT batch, state,
+                quote(provider) || ',' || quote(project) || ',' || quote(location)
+                    || ',' || quote(storage_uri),
+                provider, project, location, storage_uri,
+                COUNT(*), TOTAL(cost_usd), SUM(samples_returned IS NOT NULL),
+                SUM(IIF(samples_returned IS NULL, 0, samples_requested)),
+                SUM(COALESCE(samples_returned, 0)),
+                SUM(IIF(samples_returned IS NULL, 0, COALESCE(samples_filtered, 0))),
+                SUM(IFNULL(samples_returned BETWEEN 1 AND samples_requested - 1, 0))
+            FROM jobs GROUP BY batch, state, provider, project, location, storage_uri;
+        CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs
+        BEGIN
+            INSERT INTO totals VALUES (
+                OLD.batch, OLD.state,
+                quote(OLD.provider) || ',' || quote(OLD.project) || ',' || quote(OLD.location)
+                    || ',' || quote(OLD.storage_uri),
+                OLD.provider, OLD.project, OLD.location, OLD.storage_uri,
+                -1, -OLD.cost_usd, -(OLD.samples_returned IS NOT NULL),
+                -IIF(OLD.samples_returned IS NULL, 0, OLD.samples_requested),
+                -COALESCE(OLD.samples_returned, 0),
+                -IIF(OLD.samples_returned IS NULL, 0, COALESCE(OLD.samples_filtered, 0)),
+                -IFNULL(OLD.samples_returned BETWEEN 1 AND OLD.samples_requested - 1, 0)
+            ) ON CONFLICT (batch, state, route_key) DO UPDATE SET
+                jobs = jobs + excluded.jobs, cost_usd = cost_usd + excluded.cost_usd,
+                answered = answered + excluded.answered,
+                requested = requested + excluded.requested,
+                returned = returned + excluded.returned, filtered = filtered + excluded.filtered,
+                partial = partial + excluded.partial;
+        END;
+        CREATE TRIGGER jobs_totals_update AFTER UPDATE OF
+            batch, state, provider, project, location, storage_uri,
+            cost_usd, samples_requested, samples_returned, samples_filtered
+            ON jobs
+        WHEN OLD.batch IS NOT NEW.batch OR OLD.state IS NOT NEW.state
+            OR OLD.provider IS NOT NEW.provider OR OLD.project IS NOT NEW.project
+            OR OLD.location IS NOT NEW.location OR OLD.storage_uri IS NOT NEW.storage_uri
+            OR OLD.cost_usd IS NOT NEW.cost_usd
+            OR OLD.samples_requested IS NOT NEW.samples_requested
+            OR OLD.samples_returned IS NOT NEW.samples_returned
+            OR OLD.samples_filtered IS NOT NEW.samples_filtered
+        BEGIN
+            INSERT INTO totals VALUES (
+                OLD.batch, OLD.state,
+                quote(OLD.provider) || ',' || quote(OLD.project) || ',' || quote(OLD.location)
+                    || ',' || quote(OLD.storage_uri),
+                OLD.provider, OLD.project, OLD.location, OLD.storage_uri,
+                -1, -OLD.cost_usd, -(OLD.samples_returned IS NOT NULL),
+                -IIF(OLD.samples_returned IS NULL, 0, OLD.samples_requested),
+                -COALESCE(OLD.samples_returned, 0),
+                -IIF(OLD.samples_returned IS NULL, 0, COALESCE(OLD.samples_filtered, 0)),
+                -IFNULL(OLD.samples_returned BETWEEN 1 AND OLD.samples_requested - 1, 0)
+            ) ON CONFLICT (batch, state, route_key) DO UPDATE SET
+                jobs = jobs + excluded.jobs, cost_usd = cost_usd + excluded.cost_usd,
+                answered = answered + excluded.answered,
+                requested = requested + excluded.requested,
+                returned = returned + excluded.returned, filtered = filtered + excluded.filtered,
+                partial = partial + excluded.partial;
+            INSERT INTO totals VALUES (
+                NEW.batch, NEW.state,
+                quote(NEW.provider) || ',' || quote(NEW.project) || ',' || quote(NEW.location)
+                    || ',' || quote(NEW.storage_uri),
+                NEW.provider, NEW.project, NEW.location, NEW.storage_uri,
+                +1, +NEW.cost_usd, +(NEW.samples_returned IS NOT NULL),
+                +IIF(NEW.samples_returned IS NULL, 0, NEW.samples_requested),
+                +COALESCE(NEW.samples_returned, 0),
+                +IIF(NEW.samples_returned IS NULL, 0, COALESCE(NEW.samples_filtered, 0)),
+                +IFNULL(NEW.samples_returned BETWEEN 1 AND NEW.samples_requested - 1, 0)
+            ) ON CONFLICT (batch, state, route_key) DO UPDATE SET
+                jobs = jobs + excluded.jobs, cost_usd = cost_usd + excluded.cost_usd,
+                answered = answered + excluded.answered,
+                requested = requested + excluded.requested,
+                returned = returned + excluded.returned, filtered = filtered + excluded.filtered,
+                partial = partial + excluded.partial;
+        END;
+        """,
+    ),
 )

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from batchveo.errors import StoreError
 from batchveo.routes import Route, resolve_route
@@ -20,6 +20,8 @@ from batchveo.store.budget import CAPS_SQL, COMMITTED_STATES, Costed, committed_
 from batchveo.store.db import Core
 from batchveo.store.migrations import MIGRATIONS
 from batchveo.store.rows import (
+    COLUMNS,
+    JSON_COLUMNS,
     ROUTE_COLUMNS,
     SELECT,
     Event,
@@ -28,6 +30,7 @@ from batchveo.store.rows import (
     in_states,
 )
 from batchveo.store.schema import applied_migrations
+from batchveo.store.totals import COUNTS_SQL, ROUTES_SQL, SAMPLES_SQL
 
 S = JobState
 WORK_STATES: tuple[JobState, ...] = (S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED)
@@ -42,14 +45,28 @@ _EVENTS_SQL = (
 )
 
 
+class Brief(NamedTuple):
+    """A job as a list names it (``status``: uncertain jobs, videos at risk)."""
+
+    id: str
+    batch: str
+    error: str | None
+    generated_at: float | None
+
+
+_BRIEF_SELECT = f"SELECT {', '.join(Brief._fields)} FROM jobs"
+
+
 def jobs_sql(
     states: Iterable[JobState] | None = None,
     *,
     batch: str | None = None,
     order: str = "rowid",
     limit: int | None = None,
+    select: str = SELECT,
 ) -> tuple[str, list[Any]]:
-    """The query of ``jobs``: the rows in ``states`` (all if None) of ``batch``, sorted."""
+    """The query of ``jobs``: the rows in ``states`` (all if None) of ``batch``, sorted
+    (``select``: which columns, ``SELECT ... FROM jobs``; default a whole ``Job``)."""
     where: list[str] = []
     args: list[Any] = []
     if states is not None:
@@ -59,7 +76,7 @@ def jobs_sql(
     if batch is not None:
         where.append("batch=?")
         args.append(batch)
-    sql = SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql = select + (" WHERE " + " AND ".join(where) if where else "")
     if order not in ORDERS:
         raise StoreError(f"cannot order by {order}")
     sql += f" ORDER BY {order}, rowid"
@@ -106,6 +123,12 @@ class Reads(Core):
         sql, args = jobs_sql(states, batch=batch, order=order, limit=limit)
         return [Job.from_row(r) for r in await self._query(sql, args)]
 
+    async def briefs(self, states: Iterable[JobState], *, order: str = "rowid") -> list[Brief]:
+        """The jobs in ``states`` as lists name them (a few columns, not whole rows:
+        ``status`` lists every uncertain job, and there may be thousands)."""
+        sql, args = jobs_sql(states, order=order, select=_BRIEF_SELECT)
+        return [Brief(*r) for r in await self._query(sql, args)]
+
     async def due_polls(self, now: float, limit: int) -> list[Job]:
         sql = (
             f"{SELECT} WHERE {in_states([S.RUNNING])} AND next_poll_at<=?"
@@ -125,10 +148,9 @@ class Reads(Core):
         return None if value is None else float(value)
 
     async def counts(self) -> dict[str, dict[str, int]]:
-        """``{batch: {state: n}}`` for every batch with at least one job."""
+        """``{batch: {state: n}}`` for every batch with at least one job (running totals)."""
         out: dict[str, dict[str, int]] = {}
-        sql = "SELECT batch, state, COUNT(*) FROM jobs GROUP BY batch, state ORDER BY batch"
-        for batch, state, n in await self._query(sql):
+        for batch, state, n in await self._query(COUNTS_SQL):
             out.setdefault(batch, {})[state] = n
         return out
 
@@ -136,24 +158,16 @@ class Reads(Core):
         """Per batch, of the jobs the service answered with a count of videos (Vertex):
         ``{"jobs", "requested", "returned", "filtered", "partial"}``, ``partial`` being the
         jobs that got some of their videos but not all (the rest kept back by the filter)."""
-        sql = (
-            "SELECT batch, COUNT(*), SUM(samples_requested), SUM(samples_returned),"
-            " SUM(COALESCE(samples_filtered, 0)),"
-            " SUM(samples_returned > 0 AND samples_returned < samples_requested)"
-            " FROM jobs WHERE samples_returned IS NOT NULL GROUP BY batch ORDER BY batch"
-        )
         keys = ("jobs", "requested", "returned", "filtered", "partial")
         return {
             batch: dict(zip(keys, (int(n or 0) for n in counts), strict=True))
-            for batch, *counts in await self._query(sql)
+            for batch, *counts in await self._query(SAMPLES_SQL)
         }
 
     async def route_counts(self) -> list[tuple[Route | None, dict[str, int]]]:
         """Each stored route (None: the run's) with its jobs' counts per state."""
-        cols = ", ".join(ROUTE_COLUMNS)
-        sql = f"SELECT {cols}, state, COUNT(*) FROM jobs GROUP BY {cols}, state"
         out: dict[Route | None, dict[str, int]] = {}
-        for *parts, state, n in await self._query(sql):
+        for *parts, state, n in await self._query(ROUTES_SQL):
             route = None if tuple(parts) == (None,) * 4 else Route(*parts)
             out.setdefault(route, {})[state] = n
         return sorted(out.items(), key=lambda item: _route_order(item[0]))
@@ -200,7 +214,9 @@ class Reads(Core):
 
 
 class Snapshot:
-    """A read-only look at a job database, without an event loop (for ``plan``).
+    """A read-only look at a job database, without an event loop: for ``plan``, and for
+    what reads every job one at a time (``export``, the report) on its own connection,
+    never the store's (a run in the same process is never held up by it).
 
     Open it with ``Snapshot.open``: it yields None where there is nothing to read
     (no file, or a database this batchveo has not set up yet), and never writes.
@@ -222,6 +238,65 @@ class Snapshot:
             except sqlite3.OperationalError:  # no table yet: nothing was ever loaded
                 applied = set()
             yield cls(conn) if MIGRATIONS[0].name in applied else None
+
+    @contextmanager
+    def one_moment(self) -> Iterator[None]:
+        """The reads inside see the database as it was at the first of them (one read
+        transaction), whatever another process writes meanwhile. In WAL mode the writer
+        is never blocked; its log is only checkpointed past that moment once it ends."""
+        self._conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._conn.rollback()
+
+    def jobs(
+        self, states: Iterable[JobState] | None = None, *, batch: str | None = None
+    ) -> Iterator[Job]:
+        """The jobs in ``states`` (all if None) of ``batch``, in the order they were loaded,
+        one at a time: one statement, read as it goes, so a million jobs take the memory
+        of one, and all are of one moment of the database."""
+        sql, args = jobs_sql(states, batch=batch)
+        for row in self._conn.execute(sql, args):
+            yield Job.from_row(row)
+
+    def rows(
+        self,
+        columns: Sequence[str],
+        states: Iterable[JobState] | None = None,
+        *,
+        batch: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """``jobs``, as ``{column: value}`` of ``columns`` only (JSON columns decoded,
+        the state as stored): what an export needs, without building whole ``Job``s."""
+        unknown = set(columns) - set(COLUMNS)
+        if unknown:
+            raise StoreError(f"no such columns: {', '.join(sorted(unknown))}")
+        names = tuple(columns)
+        select = f"SELECT {', '.join(names)} FROM jobs"
+        sql, args = jobs_sql(states, batch=batch, select=select)
+        json_at = [(i, c) for i, c in enumerate(names) if c in JSON_COLUMNS]
+        for row in self._conn.execute(sql, args):
+            values = list(row)
+            for i, col in json_at:
+                values[i] = decode(col, values[i])
+            yield dict(zip(names, values, strict=True))
+
+    def batch_jobs(self, batch: str | None = None) -> dict[str, int]:
+        """How many jobs each batch with any has (only ``batch``, if given): the totals."""
+        sql = "SELECT batch, SUM(jobs) FROM totals"
+        sql += " WHERE batch=?" if batch is not None else ""
+        sql += " GROUP BY batch HAVING SUM(jobs) > 0 ORDER BY batch"
+        args = [batch] if batch is not None else []
+        return {b: int(n) for b, n in self._conn.execute(sql, args)}
+
+    def files(
+        self, states: Iterable[JobState], *, batch: str | None = None
+    ) -> Iterator[list[dict[str, Any]]]:
+        """The recorded files of each job in ``states`` (of ``batch``), one job at a time."""
+        sql, args = jobs_sql(states, batch=batch, select="SELECT files FROM jobs")
+        for (raw,) in self._conn.execute(sql, args):
+            yield decode("files", raw)
 
     def costed(self, states: Iterable[JobState]) -> list[Costed]:
         """What the budget rule needs of the jobs in ``states``, in the order a claim takes them.

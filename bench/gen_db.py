@@ -1,0 +1,174 @@
+"""A job database of a finished night, made in seconds at a million jobs, for the read benchmarks.
+
+Loading a 1M-row manifest through ``batchveo load`` would measure the loader, take minutes
+and leave every job pending. Instead the database is set up by the code under test (its
+own ``Store.open``: the real schema, every migration applied) and filled by one SQL
+statement: a recursive CTE counts ``i`` from 1 to N and ``INSERT ... SELECT`` writes job
+``i`` in the real columns, as a night leaves them:
+
+* 90% done, each with one video file (``files``: path, size, sha256); the paths cycle over
+  ``VIDEO_FILES`` real small files under the database's folder, so the report finds
+  them on disk (it checks every one) without a million files being made;
+* 4% failed (filtered, operation error, content policy, retries exhausted, with their
+  messages), 1% uncertain, 1% expired, 2% cancelled, 2% pending;
+* one batch in ten thousand rows is ``night-2``, the rest ``night-1``; 720p 16:9 8 s
+  clips of the fast model, every 20th with an input image; distinct prompts like the
+  load benchmark's.
+
+The file is cached beside its videos under a name that says N and the schema's migrations
+(``jobs-N-<hash>.db``): another branch with another schema gets its own copy, and nothing
+but the benchmark's commands reads it (export, report and status only read).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+
+from batchveo.store import Store
+from batchveo.store.migrations import MIGRATIONS
+
+try:
+    from batchveo.store.totals import RECOUNT_SQL
+except ImportError:  # a batchveo before running totals (an A/B run against older code)
+    RECOUNT_SQL = ""
+
+VIDEO_FILES = 100
+"""Real files the done jobs' paths cycle over."""
+GENERATOR_VERSION = "1"
+"""Bumped when the rows below change: a cached database of another version is remade."""
+START = 1_760_000_000.0
+"""The night's first load (a fixed time, so reports of the same N are alike)."""
+
+_INSERT = """
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n),
+r AS (SELECT i, i % 100 AS k FROM n)
+INSERT INTO jobs (
+    id, batch, state, spec_hash, prompt, model, params, inputs, output_name, source,
+    cost_usd, operation, video_uris, files, error_kind, error, attempts, polls,
+    created_at, updated_at, submitted_at, generated_at, finished_at,
+    samples_requested, sample_cost_usd
+)
+SELECT
+    printf('job-%07d', i),
+    CASE WHEN i % 10000 = 0 THEN 'night-2' ELSE 'night-1' END,
+    CASE WHEN k < 90 THEN 'done' WHEN k < 94 THEN 'failed' WHEN k = 94 THEN 'uncertain'
+         WHEN k = 95 THEN 'expired' WHEN k < 98 THEN 'cancelled' ELSE 'pending' END,
+    printf('%064x', i),
+    printf('Cinematic shot of %s %s, take %d, shallow depth of field',
+           CASE i % 5 WHEN 0 THEN 'a lighthouse' WHEN 1 THEN 'a red fox'
+                WHEN 2 THEN 'a paper boat' WHEN 3 THEN 'a city tram' ELSE 'an old violin' END,
+           CASE i / 5 % 5 WHEN 0 THEN 'at dawn' WHEN 1 THEN 'in heavy rain'
+                WHEN 2 THEN 'under neon lights' WHEN 3 THEN 'in slow motion' ELSE 'at night' END,
+           i),
+    'veo-3.1-fast-generate-preview',
+    '{"aspectRatio":"16:9","durationSeconds":8,"resolution":"720p"}',
+    CASE WHEN i % 20 = 0
+         THEN '{"image":{"mimeType":"image/png","path":"' || :images || '/img' || (i / 20 % 10)
+              || '.png","sha256":"' || printf('%064x', i / 20 % 10) || '"}}'
+         ELSE '{}' END,
+    NULL,
+    'night.csv row ' || (i + 1),
+    1.2,
+    CASE WHEN k < 96 THEN 'models/veo-3.1-fast-generate-preview/operations/op' || i END,
+    CASE WHEN k < 90 OR k = 95
+         THEN '["https://files.example/v1beta/files/f' || i || ':download?alt=media"]' END,
+    CASE WHEN k < 90
+         THEN '[{"path":"' || :videos || '/v' || printf('%03d', i % :files) || '.mp4",'
+              || '"sha256":"' || printf('%064x', i) || '","size":' || (1000000 + i) || '}]' END,
+    CASE k WHEN 90 THEN 'filtered' WHEN 91 THEN 'operation_error' WHEN 92 THEN 'content_policy'
+           WHEN 93 THEN 'retries_exhausted' WHEN 94 THEN 'submit_outcome_unknown'
+           WHEN 95 THEN 'expired' END,
+    CASE k WHEN 90 THEN 'blocked by the safety filter (not charged): 58061214'
+           WHEN 91 THEN 'generation failed: internal error (13)'
+           WHEN 92 THEN 'The prompt could not be submitted: it violates the usage guidelines.'
+           WHEN 93 THEN 'HTTP 503 from submit after 5 attempts'
+           WHEN 94 THEN 'the submit timed out after it was sent'
+           WHEN 95 THEN 'the video was deleted by the server before it was downloaded' END,
+    CASE WHEN k < 98 THEN 1 ELSE 0 END,
+    CASE WHEN k < 96 THEN 3 ELSE 0 END,
+    :start,
+    :start + i * 0.01 + 80,
+    CASE WHEN k < 97 THEN :start + i * 0.01 END,
+    CASE WHEN k < 90 OR k = 95 THEN :start + i * 0.01 + 60 + i % 240 END,
+    CASE WHEN k < 90 THEN :start + i * 0.01 + 75 + i % 240
+         WHEN k < 96 THEN :start + i * 0.01 + 80 END,
+    1,
+    1.2
+FROM r
+"""
+
+
+def schema_tag() -> str:
+    """What the cached file name says of the schema: the migrations this code applies."""
+    names = "\n".join(m.name + m.sql for m in MIGRATIONS) + "|" + GENERATOR_VERSION
+    return hashlib.sha256(names.encode()).hexdigest()[:8]
+
+
+def night_db(folder: Path, n_jobs: int) -> Path:
+    """The database of a finished night of ``n_jobs`` in ``folder`` (made once, then reused)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    videos, images = folder / "videos", folder / "images"
+    for d in (videos, images):
+        d.mkdir(exist_ok=True)
+    for i in range(VIDEO_FILES):
+        path = videos / f"v{i:03d}.mp4"
+        if not path.exists():
+            path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(1000))
+    for i in range(10):
+        path = images / f"img{i}.png"
+        if not path.exists():
+            path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    db = folder / f"jobs-{n_jobs}-{schema_tag()}.db"
+    if db.exists():
+        return db
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    asyncio.run(_create(tmp))
+    with sqlite3.connect(tmp) as conn:
+        conn.execute(
+            "INSERT INTO batches (name, created_at, manifest) VALUES"
+            " ('night-1', ?, 'night.csv'), ('night-2', ?, 'night.csv')",
+            (START, START),
+        )
+        args = {
+            "n": n_jobs,
+            "start": START,
+            "files": VIDEO_FILES,
+            "videos": str(videos.resolve()),
+            "images": str(images.resolve()),
+        }
+        conn.execute(_INSERT, args)
+        if has_totals(conn):  # rows written straight into the table: counted here
+            conn.execute("DELETE FROM totals")
+            conn.execute(RECOUNT_SQL)
+    with sqlite3.connect(tmp) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    os.replace(tmp, db)
+    return db
+
+
+def has_totals(conn: sqlite3.Connection) -> bool:
+    """Whether the schema under test keeps running totals (migration 007 and later)."""
+    sql = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='totals'"
+    return conn.execute(sql).fetchone() is not None
+
+
+async def _create(path: Path) -> None:
+    store = await Store.open(path)
+    await store.close()
+
+
+if __name__ == "__main__":
+    import sys
+    import time
+
+    t0 = time.perf_counter()
+    made = night_db(Path(sys.argv[1]), int(sys.argv[2]))
+    print(f"{made} in {time.perf_counter() - t0:.1f} s")
