@@ -168,16 +168,20 @@ def fit(
     bound_s: float,
     prior: LogNormal = PRIOR,
     prior_weight: float = PRIOR_WEIGHT,
+    running_s: Iterable[float] = (),
 ) -> LogNormal:
-    """The log-normal most likely to have given these finished jobs (each an ``interval``),
-    the prior counting as ``prior_weight`` jobs at its own mean and spread."""
+    """The log-normal most likely to have given these finished jobs (each an ``interval``)
+    and these still running (each at least as old as its age in ``running_s``: without
+    them, the first jobs a night sees done are its fastest, and a fit to them alone is
+    too early), the prior counting as ``prior_weight`` jobs at its own mean and spread."""
     logs = [
         (math.log(lo), math.log(hi))
         for lo, hi in (interval(s, bound_s) for s in samples if s.duration_s > 0)
     ]
-    mu, sigma = prior.mu, prior.sigma
     if not logs:
         return prior
+    logs += [(math.log(a), math.inf) for a in running_s if a > 0]
+    mu, sigma = prior.mu, prior.sigma
     prior_s1 = prior_weight * prior.mu
     prior_s2 = prior_weight * (prior.sigma**2 + prior.mu**2)
     n = prior_weight + len(logs)
@@ -198,13 +202,14 @@ def fit(
 
 
 def _truncated_moments(a: float, b: float) -> tuple[float, float]:
-    """E[Z] and E[Z^2] of a standard normal Z given a < Z <= b."""
-    mass = _cdf(b) - _cdf(a)
-    if mass < 1e-12:  # far out in a tail: the interval's middle stands for it
-        mid = (a + b) / 2
-        return mid, mid * mid + (b - a) ** 2 / 12
-    pa, pb = _pdf(a), _pdf(b)
-    return (pa - pb) / mass, 1 + (a * pa - b * pb) / mass
+    """E[Z] and E[Z^2] of a standard normal Z given a < Z <= b (b may be infinite)."""
+    mass = _sf(a) if b == math.inf else _cdf(b) - _cdf(a)
+    if mass < 1e-12:  # far out in a tail: the interval's start or middle stands for it
+        mid = a if b == math.inf else (a + b) / 2
+        return mid, mid * mid + (0.0 if b == math.inf else (b - a) ** 2 / 12)
+    pa = _pdf(a)
+    pb, bpb = (0.0, 0.0) if b == math.inf else (_pdf(b), b * _pdf(b))
+    return (pa - pb) / mass, 1 + (a * pa - bpb) / mass
 
 
 class Expected(NamedTuple):
@@ -276,15 +281,16 @@ def learn(
     max_gap_s: float,
     max_first_s: float,
     prior: LogNormal = PRIOR,
+    running_s: Iterable[float] = (),
 ) -> Learned:
-    """The schedule for jobs like ``samples`` (finished jobs, newest or not) whose expected
-    notice delay is ``bound_s``, with polls at most ``max_gap_s`` apart and the first at most
-    ``max_first_s`` after the submit."""
+    """The schedule for jobs like ``samples`` (finished jobs) and ``running_s`` (the ages at
+    which jobs of theirs still running were last seen so) whose expected notice delay is
+    ``bound_s``, with polls at most ``max_gap_s`` apart and the first at most ``max_first_s``
+    after the submit."""
     if bound_s <= 0:
         raise ValueError("the notice delay bound must be > 0")
-    return for_distribution(
-        fit(samples, bound_s, prior), bound_s, max_gap_s=max_gap_s, max_first_s=max_first_s
-    )
+    dist = fit(samples, bound_s, prior, running_s=running_s)
+    return for_distribution(dist, bound_s, max_gap_s=max_gap_s, max_first_s=max_first_s)
 
 
 def for_distribution(
