@@ -19,7 +19,8 @@ Gemini-format endpoints (all but ``/__sim/`` and signed storage URLs need header
   no key needed, and a key arriving there is counted as a leak.
 - ``GET /__storage/gcs/{bucket}/{object}?sig=...``: where a Cloud Storage media read is
   redirected with ``redirect_downloads`` (on ``files_host`` if set); no token wanted there.
-- ``GET /__sim/stats``, ``POST /__sim/finish_all``, ``GET|POST /__sim/config``,
+- ``GET /__sim/stats``, ``GET /__sim/operations`` (when each was created and finished),
+  ``POST /__sim/finish_all``, ``GET|POST /__sim/config``,
   ``POST /__sim/expire_tokens`` (every bearer token handed out stops working).
 
 A submit is checked in this order: key (401), ``precondition_failure`` (400), balance (403),
@@ -58,6 +59,7 @@ from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.faults import Dropped, Faults
 from batchveo.sim.gcs import ObjectStore, StoredObject
+from batchveo.sim.generation import draw_generation_s
 from batchveo.sim.markers import Marks, parse_markers
 from batchveo.sim.ops import Op, Operations, Outcome
 from batchveo.sim.quota import Quotas
@@ -126,6 +128,7 @@ class Simulator:
         add("GET", "/__storage/gcs/{bucket}/{object:.+}", signed_gcs)
         self._add_vertex_routes()
         add("GET", "/__sim/stats", self._stats_handler)
+        add("GET", "/__sim/operations", self._operations_handler)
         add("POST", "/__sim/finish_all", self._finish_all_handler)
         add("GET", "/__sim/config", self._config_handler)
         add("POST", "/__sim/config", self._config_handler)
@@ -213,6 +216,16 @@ class Simulator:
         now = self.config.clock()
         self._ops.finish_all(now)
         self._vertex.finish_all(now)
+
+    def operations(self) -> dict[str, Any]:
+        """Every operation still kept (both formats): its name, when it was created and when
+        it finished or will (``done_at``), its polls and outcome, all on the simulator's
+        clock, whose time now is ``now``; ``GET /__sim/operations``. How late each one was
+        noticed is then the client's done time against this ``done_at``."""
+        return {
+            "now": self.config.clock(),
+            "operations": self._ops.timeline() + self._vertex.timeline(),
+        }
 
     def stats(self) -> dict[str, Any]:
         """What the service saw; ``operations`` and ``running_ops`` count both formats."""
@@ -336,8 +349,7 @@ class Simulator:
 
     def _create(self, now: float, model: str, prompt: str, marks: Marks) -> Op:
         cfg = self.config
-        lo, hi = cfg.generation_s
-        gen = hi if "slow" in marks else self._rng.uniform(lo, hi)
+        gen = draw_generation_s(cfg.generation_s, self._rng, slow="slow" in marks)
         outcome: Outcome
         if "op_error" in marks or self._faults.injected(cfg.rate_operation_error):
             outcome = "error"
@@ -502,6 +514,9 @@ class Simulator:
 
     async def _stats_handler(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
+    async def _operations_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(self.operations())
 
     async def _finish_all_handler(self, request: web.Request) -> web.Response:
         self.finish_all()
