@@ -64,7 +64,7 @@ async def test_a_database_of_the_previous_schema_gets_routes_and_samples(tmp_pat
             [("a", "pending", 3.2), ("b", "done", 3.2)],
         )
     async with await Store.open(db) as store:
-        assert (await store.applied_migrations())[-1] == "006_routes_and_samples"
+        assert "006_routes_and_samples" in await store.applied_migrations()
         a, b = await store.jobs()
         assert a.route is None and b.route is None
         assert (a.samples_requested, a.samples_returned, a.filtered_reasons) == (1, None, [])

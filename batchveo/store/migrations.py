@@ -127,4 +127,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         UPDATE jobs SET sample_cost_usd = cost_usd;
         """,
     ),
+    Migration(
+        # The poll schedule learns from the latest finished jobs (Reads.generation_times):
+        # this reads them newest first without a scan. Partial: rows without a video are
+        # not in it, so loading (every row NULL here) pays nothing for it.
+        "007_generated_at",
+        """
+        CREATE INDEX jobs_generated_at ON jobs(generated_at) WHERE generated_at IS NOT NULL;
+        """,
+    ),
 )
