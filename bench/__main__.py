@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m bench [load|pipeline|pacing|all]``: batchveo's performance targets.
+"""``make bench`` / ``python -m bench [load|pipeline|pacing|polls|all]``: the performance targets.
 
 Every figure comes from the real CLI run as a fresh child process (``python -m batchveo``),
 so start-up and imports count, and each child's CPU and memory are its own: the child is
@@ -45,6 +45,16 @@ simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out
    gap between the last submit before the restart and the first after it is at least a
    pacing period (no start-up burst). This part takes about 3 minutes by nature.
 
+4. polls (issue 14): polls per job and the median, 95th-percentile and mean notice delay
+   (the simulator's done time against the job's generated time at the client) of the
+   learned schedule (``--max-notice-delay 10s``, the default, and ``5s``) beside the fixed
+   one (``--first-poll 10s --poll-interval 10s``), on the same simulated generation times:
+   300 jobs at ``--rpm 60`` on a fresh database each, all arms of a distribution at once,
+   on a night compressed 20 or 40 times (``bench.fastclock``, and a simulator scaled
+   alike). Two distributions: log-normal median 60 s sigma 0.5 (the targets: at most half
+   the polls, a median delay no worse) and median 150 s ("one to six minutes"). About a
+   minute.
+
 The machine may be shared: every part prints the load average around it, CPU per job is
 the figure least disturbed by other processes, and ``--repeat N`` keeps the fastest of N
 runs of each load case and pipeline setting. Missed targets print FAIL; the exit status is
@@ -64,10 +74,11 @@ from typing import Any
 from bench.load import run_load
 from bench.pacing import run_pacing
 from bench.pipeline import run_pipeline
+from bench.polls import run_polls
 from bench.proc import OUT, machine_info
 from bench.report import PartResult, table
 
-PARTS = ("load", "pipeline", "pacing")
+PARTS = ("load", "pipeline", "pacing", "polls")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -108,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             args.jobs, sweep=not args.no_sweep, profile=args.profile, repeat=args.repeat
         ),
         "pacing": run_pacing,
+        "polls": run_polls,
     }
     machine = machine_info()
     print(
