@@ -10,6 +10,7 @@ which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_ru
 
 - ``server``: ``Simulator``, the aiohttp app: routes, faults, what it counts; ``serve_forever``.
 - ``config``: ``SimConfig``, every knob, and how flags and JSON become one.
+- ``generation``: how long operations take: ``MIN,MAX`` or a log-normal, scalable.
 - ``rules``: the rules a submit's body must follow, per group.
 - ``markers``: ``[sim:...]`` prompt markers that force an outcome.
 - ``quota``: requests per minute, submits per day, operations at once.
