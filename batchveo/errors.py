@@ -14,7 +14,9 @@
         ├── RetryLater ............. try the same request again later
         │   ├── RateLimited ........ 429: pause every submitter for retry_after_s
         │   ├── Transient .......... 5xx, reset, timeout
-        │   │   └── NotSent ........ provably never left: not an attempt, nothing billed
+        │   │   ├── NotSent ........ provably never left: not an attempt, nothing billed
+        │   │   └── WrongBytes ..... a download's bytes are not the video (cut short,
+        │   │                        not the storage's size or checksum, no MP4)
         │   ├── NotFound ........... 404 on an operation or a file (caller decides)
         │   └── FileRefused ........ 401/403 on a download: concerns that file only
         ├── JobRejected ............ this job can never succeed as it is: fail it
@@ -158,6 +160,12 @@ class RateLimited(RetryLater):
 
 class Transient(RetryLater):
     pass
+
+
+class WrongBytes(Transient):
+    """A download was answered, but its bytes are not the video: cut short, not the size
+    or checksum its storage's metadata gives, or not an MP4. The ``.part`` is discarded;
+    the next try may get the right bytes (the downloader decides how many tries)."""
 
 
 class NotSent(Transient):

@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m bench [load|pipeline|pacing|polls|all]``: the performance targets.
+"""``make bench`` / ``python -m bench [PART...]``: batchveo's performance targets.
 
 Every figure comes from the real CLI run as a fresh child process (``python -m batchveo``),
 so start-up and imports count, and each child's CPU and memory are its own: the child is
@@ -6,7 +6,9 @@ reaped with ``os.wait4``, whose rusage gives ``ru_utime + ru_stime`` (CPU, all t
 ``ru_maxrss`` (peak resident memory). Wall time runs from just before the child is spawned to
 its exit. Work files (manifests, databases, videos, each child's stdout/stderr, the
 simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out/results.json``
-(parts run separately are merged into it, each stamped with its time).
+(parts run separately are merged into it, each stamped with its time). Several parts may be
+named at once (``python -m bench pipeline vertex``); ``all`` (the default) is every part:
+load, pipeline, vertex, pacing, polls.
 
 1. load (issue 2): ``batchveo load FILE --db fresh.db`` on a 100,000-row text-only CSV
    (target < 3 s and < 200 MB), a 100,000-job text-only YAML (target < 10 s), a 1,000-job
@@ -32,6 +34,22 @@ simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out
    setting: one under ``bench.counters`` (event-loop iterations, tasks, aiosqlite round
    trips, worker wake-ups, store calls, per job) and one under cProfile (the functions with
    the most own time).
+
+2b. vertex (issue 13): part 2's trial of the first setting on the Vertex AI route, twice:
+   videos inline (base64 in the poll answer that says done: that answer is the download),
+   and in Cloud Storage (``--storage-uri gs://bkt/night/``, the simulator's own bucket, so
+   each job adds a metadata read and a media read verified by ``md5Hash``). Each trial
+   starts a fresh ``batchveo simulate --port 0 --generation-s 0,0 --write-vertex-key KEY``,
+   loads the manifest with ``--provider vertex`` (the GA model, the default) and times
+   ``batchveo run --provider vertex --project P --location us-central1 --base-url SIM
+   --storage-base-url SIM`` with the same flags as part 2 and
+   ``GOOGLE_APPLICATION_CREDENTIALS=KEY``: google-auth's real flow (a signed JWT assertion
+   traded for a bearer token at the simulator's token endpoint) is part of what is timed,
+   and the bearer token is checked on every request. Same figures and the same targets as
+   part 2, judged on each of the two, plus the token requests (one per run: a token lives an
+   hour), Cloud Storage requests per job, and a check that the videos really came the way
+   the trial says (bucket objects written and read: 2,000 each for storage, none inline).
+   ``--profile`` adds a counted and a cProfile run of each.
 
 3. pacing: a simulator with ``--rpm-limit 60`` (60 s sliding window, generation 1-3 s) and
    a 200-job run with ``--rpm 60 --max-runtime 2m`` (and ``--max-inflight 50 --first-poll 2s
@@ -73,28 +91,40 @@ from typing import Any
 
 from bench.load import run_load
 from bench.pacing import run_pacing
-from bench.pipeline import run_pipeline
+from bench.pipeline import delete_trials, run_pipeline
 from bench.polls import run_polls
 from bench.proc import OUT, machine_info
 from bench.report import PartResult, table
+from bench.vertex import run_vertex
 
-PARTS = ("load", "pipeline", "pacing", "polls")
+PARTS = ("load", "pipeline", "vertex", "pacing", "polls")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("part", nargs="?", default="all", choices=(*PARTS, "all"))
+    p.add_argument(
+        "part", nargs="*", metavar="PART", help=f"{', '.join(PARTS)} or all (the default)"
+    )
     p.add_argument("--rows", type=int, default=100_000, help="load: rows of the big manifests")
-    p.add_argument("--jobs", type=int, default=2_000, help="pipeline: jobs per run")
+    p.add_argument("--jobs", type=int, default=2_000, help="pipeline, vertex: jobs per run")
     p.add_argument("--no-sweep", action="store_true", help="pipeline: the default setting only")
     p.add_argument(
-        "--profile", action="store_true", help="pipeline: add a counted and a cProfile run"
+        "--profile",
+        action="store_true",
+        help="pipeline, vertex: add a counted and a cProfile run",
     )
     p.add_argument(
-        "--repeat", type=int, default=1, help="load, pipeline: best of N runs of each case"
+        "--repeat",
+        type=int,
+        default=1,
+        help="load, pipeline, vertex: best of N runs of each case",
     )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    unknown = [name for name in args.part if name not in (*PARTS, "all")]
+    if unknown:
+        p.error(f"unknown part {unknown[0]!r} (choose from {', '.join(PARTS)}, all)")
+    return args
 
 
 def _save(parts: list[PartResult], machine: dict[str, Any], stamps: dict[str, str]) -> None:
@@ -112,12 +142,14 @@ def _save(parts: list[PartResult], machine: dict[str, Any], stamps: dict[str, st
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     OUT.mkdir(parents=True, exist_ok=True)
-    wanted = PARTS if args.part == "all" else (args.part,)
+    named = args.part or ["all"]
+    wanted = PARTS if "all" in named else tuple(dict.fromkeys(named))
     runners: dict[str, Callable[[], PartResult]] = {
         "load": lambda: run_load(rows=args.rows, repeat=args.repeat),
         "pipeline": lambda: run_pipeline(
             args.jobs, sweep=not args.no_sweep, profile=args.profile, repeat=args.repeat
         ),
+        "vertex": lambda: run_vertex(args.jobs, profile=args.profile, repeat=args.repeat),
         "pacing": run_pacing,
         "polls": run_polls,
     }
@@ -153,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     _save(parts, machine, stamps)
+    delete_trials([d for p in parts for d in p.cleanup])  # after every part's trials
     rows = [[p.name, _count(p, True), _count(p, False)] for p in parts]
     print("\n" + table("SUMMARY", ["part", "pass", "fail"], rows))
     print(f"results: {OUT / 'results.json'}")

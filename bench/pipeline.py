@@ -1,4 +1,8 @@
-"""Part 2, ``batchveo run`` end to end against a local simulator that generates instantly."""
+"""Part 2, ``batchveo run`` end to end against a local simulator that generates instantly.
+
+The Gemini format's route is this module's (``GEMINI``); a trial takes any ``Route``, which
+is how ``bench.vertex`` runs the same trial on the Vertex AI route.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +23,7 @@ from bench.proc import (
     ROOT,
     ChildResult,
     SimProcess,
-    accepted_submits,
     batchveo_argv,
-    poll_requests,
     run_child,
 )
 from bench.report import PartResult, mb, secs, table
@@ -59,6 +61,43 @@ SWEEP = (
 """Fewer workers, and a cap the batch never reaches, to show what the worker count costs."""
 
 
+class Route:
+    """How a trial reaches the simulator: the Gemini format (an API key), by default.
+
+    ``bench.vertex`` subclasses it for Vertex AI. ``submit_kind``/``poll_kind``: the
+    simulator's names (``/__sim/stats`` ``requests``) of the route's submit and poll.
+    """
+
+    label = "Gemini format"
+    slug = ""
+    """Prefix of the trial folders' names (none: the Gemini format's keep their names)."""
+    submit_kind = "submit"
+    poll_kind = "poll"
+
+    def sim_flags(self, tdir: Path) -> tuple[str, ...]:
+        return SIM_FLAGS
+
+    def sim_started(self, sim: SimProcess) -> None:
+        """Return once the simulator is ready for the run (it is, once it listens)."""
+
+    def load_args(self) -> list[str]:
+        return []
+
+    def run_args(self, sim_url: str) -> list[str]:
+        return []
+
+    def run_env(self, sim_url: str, tdir: Path) -> dict[str, str]:
+        return {"BATCHVEO_API_KEY": API_KEY, "BATCHVEO_BASE_URL": sim_url}
+
+
+GEMINI = Route()
+
+
+def requests_of(stats: dict[str, Any], kind: str) -> int:
+    """Every request of ``kind`` the simulator answered, whatever the status."""
+    return sum(stats.get("requests", {}).get(kind, {}).values())
+
+
 @dataclass
 class Trial:
     setting: Setting
@@ -69,6 +108,7 @@ class Trial:
     files: int
     last_file_s: float | None
     """When the last video landed, in seconds from the run's start (from file times)."""
+    route: Route = GEMINI
 
     @property
     def complete(self) -> bool:
@@ -89,13 +129,17 @@ class Trial:
 
     @property
     def polls_per_job(self) -> float:
-        return poll_requests(self.stats) / self.jobs
+        return requests_of(self.stats, self.route.poll_kind) / self.jobs
 
-    def row(self) -> list[str]:
+    @property
+    def accepted_submits(self) -> int:
+        return int(self.stats.get("requests", {}).get(self.route.submit_kind, {}).get("200", 0))
+
+    def row(self, label: str | None = None) -> list[str]:
         r = self.run
         sim_cpu = "-" if self.sim_cpu_s is None else secs(self.sim_cpu_s)
         return [
-            self.setting.label,
+            self.setting.label if label is None else label,
             secs(r.wall_s),
             f"{self.jobs_per_s:.0f}",
             f"{self.cpu_ms_per_job:.2f}",
@@ -111,6 +155,7 @@ class Trial:
     def to_json(self) -> dict[str, Any]:
         s = self.stats
         return {
+            "route": self.route.label,
             "setting": self.setting.__dict__,
             "jobs": self.jobs,
             "complete": self.complete,
@@ -133,6 +178,7 @@ def run_trial(
     jobs: int,
     setting: Setting,
     *,
+    route: Route = GEMINI,
     profile: Path | None = None,
     counters: Path | None = None,
 ) -> Trial:
@@ -141,42 +187,44 @@ def run_trial(
     ``profile``: run it under cProfile, writing there; ``counters``: under ``bench.counters``.
     """
     suffix = "_profile" if profile else "_counters" if counters else ""
+    stem = f"{route.slug}_{setting.slug}" if route.slug else setting.slug
     n = 1
-    while (work / f"{setting.slug}{suffix}_{n}").exists():
+    while (work / f"{stem}{suffix}_{n}").exists():
         n += 1
-    tdir = work / f"{setting.slug}{suffix}_{n}"  # fresh: see _delete_trials
+    tdir = work / f"{stem}{suffix}_{n}"  # fresh: see delete_trials
     tdir.mkdir(parents=True)
     db, out = tdir / "jobs.db", tdir / "videos"
-    loaded = run_child(batchveo_argv("load", manifest, "--db", db), log_stem=tdir / "load")
+    load_argv = batchveo_argv("load", manifest, "--db", db, *route.load_args())
+    loaded = run_child(load_argv, log_stem=tdir / "load")
     if loaded.returncode != 0:
         raise RuntimeError(f"load failed: {loaded.stderr.strip()}")
     args: list[str | Path] = ["run", "--db", db, "--out", out, "--rpm", "0", "--first-poll", "0"]
     args += ["--poll-interval", "0.05s", "--max-inflight", str(setting.max_inflight)]
     args += ["--submitters", str(setting.submitters), "--downloaders", str(setting.downloaders)]
-    argv = batchveo_argv(*args)
-    env = {"BATCHVEO_API_KEY": API_KEY}
-    if profile is not None:
-        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), *argv[1:]]
-    elif counters is not None:
-        argv = [sys.executable, "-m", "bench.counters", *argv[3:]]
-        env["BENCH_COUNTERS_OUT"] = str(counters)
-    with SimProcess(tdir / "sim", *SIM_FLAGS) as sim:
+    with SimProcess(tdir / "sim", *route.sim_flags(tdir)) as sim:
+        route.sim_started(sim)
+        argv = batchveo_argv(*args, *route.run_args(sim.url))
+        env = route.run_env(sim.url, tdir)
+        if profile is not None:
+            argv = [sys.executable, "-m", "cProfile", "-o", str(profile), *argv[1:]]
+        elif counters is not None:
+            argv = [sys.executable, "-m", "bench.counters", *argv[3:]]
+            env["BENCH_COUNTERS_OUT"] = str(counters)
         cpu_before = sim.cpu_s()
-        env["BATCHVEO_BASE_URL"] = sim.url
         res = run_child(argv, log_stem=tdir / "run", env=env, timeout_s=600)
         cpu_after = sim.cpu_s()
         stats = sim.stats()
     sim_cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
     times = [p.stat().st_mtime for p in out.glob("*.mp4")] if out.exists() else []
     last_file_s = max(times) - res.started_at if times else None
-    return Trial(setting, jobs, res, stats, sim_cpu, len(times), last_file_s)
+    return Trial(setting, jobs, res, stats, sim_cpu, len(times), last_file_s, route)
 
 
-def _trial_dirs(work: Path) -> list[Path]:
+def trial_dirs(work: Path) -> list[Path]:
     return [d for d in work.iterdir() if d.is_dir()] if work.exists() else []
 
 
-def _delete_trials(dirs: list[Path]) -> None:
+def delete_trials(dirs: list[Path]) -> None:
     """Delete an earlier bench run's trial folders, once every trial of this one is over.
 
     Never before or between trials: on the bench machines' ext4 (perf shows the kernel's
@@ -185,7 +233,9 @@ def _delete_trials(dirs: list[Path]) -> None:
     Each new video's ``open`` then cost about 0.6 ms of the runner's event loop, and a
     run measured 300 jobs/s instead of 470: the bench was measuring its own clean-up,
     not batchveo. So each run leaves its
-    videos for the next run to delete at its end (a few hundred MB at most).
+    videos for the next run to delete at its end (a few hundred MB at most). A part hands
+    the folders back (``PartResult.cleanup``) and ``python -m bench`` deletes them after
+    its last part, so that one part's clean-up does not slow the next part's trials.
     """
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
@@ -224,21 +274,94 @@ def counters_table(trial: Trial, counts: dict[str, int]) -> str:
         if by_status:
             n = sum(by_status.values())
             rows.append([f"HTTP {kind} requests (simulator)", f"{n:,}", f"{n / trial.jobs:.2f}"])
-    title = f"COUNTED ({trial.setting.label}, instrumented run: {trial.run.wall_s:.1f} s)"
+    what = f"{trial.route.label}, " if trial.route.slug else ""
+    title = f"COUNTED ({what}{trial.setting.label}, instrumented run: {trial.run.wall_s:.1f} s)"
     return table(title, ["counter", "total", "per job"], rows)
 
 
-def best_trial(work: Path, manifest: Path, jobs: int, setting: Setting, repeat: int) -> Trial:
+def best_trial(
+    work: Path, manifest: Path, jobs: int, setting: Setting, repeat: int, route: Route = GEMINI
+) -> Trial:
     """The fastest complete one of ``repeat`` trials (the machine may be shared)."""
-    trials = [run_trial(work, manifest, jobs, setting) for _ in range(max(1, repeat))]
+    trials = [run_trial(work, manifest, jobs, setting, route=route) for _ in range(max(1, repeat))]
     return max(trials, key=lambda t: (t.complete, t.jobs_per_s))
+
+
+def judge(part: PartResult, trial: Trial, prefix: str = "") -> None:
+    """The targets, on ``trial`` (a run of the default setting); ``prefix`` names its route."""
+    jobs = trial.jobs
+    ok = trial.complete
+    part.check(
+        f"{prefix}{trial.setting.label}: all done",
+        f"exit {trial.run.returncode}, {trial.files:,} files",
+        f"exit 0, {jobs:,} files",
+        ok and trial.accepted_submits == jobs,
+    )
+    part.check(
+        f"{prefix}throughput",
+        f"{trial.jobs_per_s:.0f} jobs/s",
+        f">= {MIN_JOBS_PER_S:.0f} jobs/s",
+        ok and trial.jobs_per_s >= MIN_JOBS_PER_S,
+    )
+    part.check(
+        f"{prefix}runner CPU per job",
+        f"{trial.cpu_ms_per_job:.2f} ms",
+        f"< {MAX_CPU_MS_PER_JOB:.0f} ms",
+        ok and trial.cpu_ms_per_job < MAX_CPU_MS_PER_JOB,
+    )
+    part.check(
+        f"{prefix}runner peak RSS",
+        mb(trial.run.max_rss_mb),
+        f"< {MAX_RSS_MB:.0f} MB",
+        ok and trial.run.max_rss_mb < MAX_RSS_MB,
+    )
+    part.check(f"{prefix}polls per job", f"{trial.polls_per_job:.2f}", "(reported)", None)
+    tail = trial.exit_tail_s
+    part.check(
+        f"{prefix}exit tail (last video to exit)",
+        "-" if tail is None else secs(tail),
+        "(reported)",
+        None,
+    )
+    after_done = trial.stats.get("polls_after_done")
+    part.check(f"{prefix}polls after done", str(after_done), "0", after_done == 0)
+
+
+def profile_runs(
+    part: PartResult,
+    work: Path,
+    manifest: Path,
+    jobs: int,
+    route: Route = GEMINI,
+    name: str = "the default setting",
+) -> dict[str, Any]:
+    """A counted and a cProfile run of the default setting: their tables, and their data."""
+    stem = f"{route.slug}_" if route.slug else ""
+    counts_path = work / f"{stem}counters.json"
+    counted = run_trial(work, manifest, jobs, DEFAULT, route=route, counters=counts_path)
+    counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
+    part.tables.append(counters_table(counted, counts))
+    prof_path = work / f"{stem}run.prof"
+    prof_trial = run_trial(work, manifest, jobs, DEFAULT, route=route, profile=prof_path)
+    text = hotspots(prof_path)
+    hot_path = work / f"{stem}hotspots.txt"
+    hot_path.write_text(text)
+    part.notes.append(
+        f"cProfile of {name} ({prof_trial.run.wall_s:.1f} s under the profiler):"
+        f" {prof_path}, top functions in {hot_path}"
+    )
+    part.tables.append(f"PROFILE (cProfile of {name})\n" + text)
+    return {
+        "counters": counts,
+        "profile": {"path": str(prof_path), "wall_s": round(prof_trial.run.wall_s, 2)},
+    }
 
 
 def run_pipeline(
     jobs: int = 2_000, *, sweep: bool = True, profile: bool = False, repeat: int = 1
 ) -> PartResult:
     work = OUT / "pipeline"
-    earlier_trials = _trial_dirs(work)
+    earlier_trials = trial_dirs(work)
     work.mkdir(parents=True, exist_ok=True)
     manifest = write_csv(work / f"pipeline_{jobs}.csv", jobs)
     part = PartResult("pipeline")
@@ -253,39 +376,7 @@ def run_pipeline(
     )
     part.tables.append(table(title, headers, [t.row() for t in trials]))
 
-    default = trials[0]
-    ok = default.complete
-    part.check(
-        f"{DEFAULT.label}: all done",
-        f"exit {default.run.returncode}, {default.files:,} files",
-        f"exit 0, {jobs:,} files",
-        ok and accepted_submits(default.stats) == jobs,
-    )
-    part.check(
-        "throughput",
-        f"{default.jobs_per_s:.0f} jobs/s",
-        f">= {MIN_JOBS_PER_S:.0f} jobs/s",
-        ok and default.jobs_per_s >= MIN_JOBS_PER_S,
-    )
-    part.check(
-        "runner CPU per job",
-        f"{default.cpu_ms_per_job:.2f} ms",
-        f"< {MAX_CPU_MS_PER_JOB:.0f} ms",
-        ok and default.cpu_ms_per_job < MAX_CPU_MS_PER_JOB,
-    )
-    part.check(
-        "runner peak RSS",
-        mb(default.run.max_rss_mb),
-        f"< {MAX_RSS_MB:.0f} MB",
-        ok and default.run.max_rss_mb < MAX_RSS_MB,
-    )
-    part.check("polls per job", f"{default.polls_per_job:.2f}", "(reported)", None)
-    tail = default.exit_tail_s
-    part.check(
-        "exit tail (last video to exit)", "-" if tail is None else secs(tail), "(reported)", None
-    )
-    after_done = default.stats.get("polls_after_done")
-    part.check("polls after done", str(after_done), "0", after_done == 0)
+    judge(part, trials[0])
     good = [t for t in trials if t.complete]
     if len(trials) > 1 and good:
         best = max(good, key=lambda t: t.jobs_per_s)
@@ -298,20 +389,6 @@ def run_pipeline(
     part.data = {"jobs": jobs, "trials": [t.to_json() for t in trials]}
 
     if profile:
-        counts_path = work / "counters.json"
-        counted = run_trial(work, manifest, jobs, DEFAULT, counters=counts_path)
-        counts = json.loads(counts_path.read_text()) if counts_path.exists() else {}
-        part.tables.append(counters_table(counted, counts))
-        part.data["counters"] = counts
-        prof_path = work / "run.prof"
-        prof_trial = run_trial(work, manifest, jobs, DEFAULT, profile=prof_path)
-        text = hotspots(prof_path)
-        (work / "hotspots.txt").write_text(text)
-        part.notes.append(
-            f"cProfile of the default setting ({prof_trial.run.wall_s:.1f} s under the profiler):"
-            f" {prof_path}, top functions in {work / 'hotspots.txt'}"
-        )
-        part.tables.append("PROFILE (cProfile of the default setting)\n" + text)
-        part.data["profile"] = {"path": str(prof_path), "wall_s": round(prof_trial.run.wall_s, 2)}
-    _delete_trials(earlier_trials)
+        part.data.update(profile_runs(part, work, manifest, jobs))
+    part.cleanup += earlier_trials
     return part

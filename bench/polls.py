@@ -19,7 +19,6 @@ round trip counts in neither, up to its answer leg (a few milliseconds, times ``
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import statistics
 import sys
@@ -226,8 +225,7 @@ def run_polls(jobs: int = JOBS) -> PartResult:
         },
     }  # fmt: skip
     _judge(part, results)
-    for d in earlier:  # after this run's trials, as the pipeline part does
-        shutil.rmtree(d, ignore_errors=True)
+    part.cleanup += earlier  # deleted once every part is over (bench.pipeline.delete_trials)
     return part
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 
@@ -31,6 +32,9 @@ class PartResult:
     checks: list[Check] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    cleanup: list[Path] = field(default_factory=list)
+    """An earlier bench run's folders, to delete once every part is over (not sooner: see
+    ``bench.pipeline.delete_trials``)."""
 
     @property
     def passed(self) -> bool:

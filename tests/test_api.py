@@ -53,6 +53,7 @@ from batchveo.errors import (
     SubmitOutcomeUnknown,
     Transient,
     UnusableVideo,
+    WrongBytes,
 )
 from batchveo.redact import REDACTED, Secret
 from batchveo.sim import SimConfig, Simulator
@@ -803,7 +804,7 @@ async def test_truncated_download_leaves_nothing_and_retry_succeeds(tmp_path: Pa
                 await client.submit(make_spec("j", prompt="[sim:truncatedx1]")), MODEL
             )
         )
-        exc = await expect(Transient, client.download(uri, dest))
+        exc = await expect(WrongBytes, client.download(uri, dest))
         assert "truncated download" in str(exc)
         assert no_leftovers(tmp_path) == []
         result = await client.download(uri, dest)
@@ -847,7 +848,7 @@ async def test_not_an_mp4_and_redirect_loops(tmp_path: Path) -> None:
     app.router.add_get("/page", page)
     app.router.add_get("/loop", loop)
     async with tiny_server(app) as url, client_for(url) as client:
-        exc = await expect(Transient, client.download(f"{url}/page", tmp_path / "a.mp4"))
+        exc = await expect(WrongBytes, client.download(f"{url}/page", tmp_path / "a.mp4"))
         assert "not an MP4" in str(exc)
         exc = await expect(UnusableVideo, client.download(f"{url}/loop", tmp_path / "b.mp4"))
         assert "redirects" in str(exc)

@@ -34,6 +34,7 @@ EXPECTED: dict[str, tuple[Reaction, Reaction, Reaction]] = {
     "RateLimited":          (R.RATE_LIMITED,  R.RATE_LIMITED,  R.TRY_AGAIN),
     "Transient":            (R.RETRY,         R.RETRY,         R.TRY_AGAIN),
     "NotSent":              (R.NOT_SENT,      R.RETRY,         R.TRY_AGAIN),
+    "WrongBytes":           (R.RETRY,         R.RETRY,         R.TRY_AGAIN),
     "NotFound":             (R.RETRY,         R.NOT_FOUND,     R.TRY_AGAIN),
     "FileRefused":          (R.RETRY,         R.RETRY,         R.TRY_AGAIN),
     "JobRejected":          (R.FAIL,          R.COUNT,         R.TRY_AGAIN),

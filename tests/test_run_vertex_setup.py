@@ -2,7 +2,7 @@
 found before anything is sent, a Vertex route's client built in one place, and the
 tokens kept out of what the run writes.
 
-The Vertex client is another helper's: here ``run.app.make_vertex_client`` is replaced
+Here ``run.access.make_vertex_client`` is replaced
 by a fake, and the credentials and tokens are google-auth's own, from a throwaway
 service-account key whose token endpoint is a local server (``tests/test_gauth.py``).
 """
@@ -27,9 +27,11 @@ from batchveo.api.gauth import GoogleIdentity, TokenSource
 from batchveo.cli import main
 from batchveo.errors import ConfigError
 from batchveo.routes import Route, resolve_route
+from batchveo.run import access as run_access
 from batchveo.run import app as run_app
 from batchveo.run import loading, routed
-from batchveo.run.app import Night, RunOptions, RunSecrets, run_night
+from batchveo.run.access import RunSecrets
+from batchveo.run.app import Night, RunOptions, run_night
 from batchveo.run.context import RunStats
 from batchveo.run.runner import RunResult
 from batchveo.sim.tokens import make_service_account_key
@@ -152,7 +154,7 @@ async def test_a_vertex_run_builds_its_client_with_the_routes_credentials_and_sc
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     FakeVertex.made = []
-    monkeypatch.setattr(run_app, "make_vertex_client", FakeVertex)
+    monkeypatch.setattr(run_access, "make_vertex_client", FakeVertex)
     log = tmp_path / "run.jsonl"
     async with TokenServer() as server:
         key = make_service_account_key(server.url, project="proj-1")

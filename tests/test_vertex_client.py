@@ -47,6 +47,7 @@ from batchveo.errors import (
     SubmitOutcomeUnknown,
     Transient,
     UnusableVideo,
+    WrongBytes,
 )
 from batchveo.redact import REDACTED, Secret
 from batchveo.routes import Route
@@ -480,7 +481,7 @@ async def test_bytes_that_are_not_the_objects_never_count(
     dest = tmp_path / "out" / "v.mp4"
     dest.parent.mkdir()
     async with vertex(fake, identity) as (client, _):
-        exc = await expect(Transient, client.download(uri, dest), fake)
+        exc = await expect(WrongBytes, client.download(uri, dest), fake)
         assert why in str(exc) and "gs://bkt/v.mp4" in str(exc)
         assert files_in(dest.parent) == []  # no video, no .part
         fake.objects[("bkt", "v.mp4")].meta.clear()  # the next try gets the right bytes

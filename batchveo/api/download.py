@@ -11,8 +11,9 @@
 * **To disk.** The body streams to ``<dest>.part`` while hashing, is checked against its
   Content-Length and for the MP4 ``ftyp`` box; then ``files`` makes the file durable
   (fsync, rename into place, fsync the folder), so ``dest`` exists only when it is
-  complete. A body that is not an MP4 raises ``Transient``: a proxy's error page may be
-  replaced by the real file later, and failing the job would throw away a paid video.
+  complete. A body that is not an MP4 raises ``WrongBytes`` (a ``Transient``): a proxy's
+  error page may be replaced by the real file later, and failing the job would throw away
+  a paid video.
   ``save_video`` does all of this for bytes from any source (Vertex AI may send a video
   inline in a poll's answer), ``stream_to_file`` for a response. A caller that knows
   more of the bytes beforehand (Cloud Storage's size and checksum) passes a ``BodyCheck``:
@@ -39,7 +40,7 @@ from batchveo.api.results import DownloadResult
 from batchveo.api.texts import show_url, token
 from batchveo.api.transport import NETWORK_ERRORS, Reply, Transport
 from batchveo.api.urls import is_web_url, parse_url, strip_key
-from batchveo.errors import ApiError, Transient, UnusableVideo
+from batchveo.errors import ApiError, Transient, UnusableVideo, WrongBytes
 from batchveo.files import FileCommitter, PartFile
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class BodyCheck(Protocol):
 
     def verify(self, size: int) -> None:
         """After the last chunk, before the file counts: raise if these are not the bytes
-        expected (``Transient``: the next try may get the right ones)."""
+        expected (``WrongBytes``: the next try may get the right ones)."""
         ...
 
 
@@ -203,13 +204,13 @@ async def save_video(
                 if len(head) < 8:
                     head += chunk[: 8 - len(head)]
         except aiohttp.ClientPayloadError:
-            raise Transient(_truncated(size, expected)) from None
+            raise WrongBytes(_truncated(size, expected)) from None
         if expected is not None and size != expected:
-            raise Transient(_truncated(size, expected))
+            raise WrongBytes(_truncated(size, expected))
         if check is not None:
             check.verify(size)
         if head[4:8] != b"ftyp":
-            raise Transient(f"downloaded {size} bytes that are not an MP4 (no ftyp box)")
+            raise WrongBytes(f"downloaded {size} bytes that are not an MP4 (no ftyp box)")
     except BaseException:
         part.discard()
         raise

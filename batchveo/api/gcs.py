@@ -12,7 +12,7 @@ the bearer token (``bearer.BearerToken``, refreshed once on a 401):
 
 The bytes count only if their size and checksum are the metadata's (``Checksums``, a
 ``download.BodyCheck``): ``md5Hash``, or ``crc32c`` when the object has no MD5
-(composite objects). A mismatch discards the ``.part`` and raises ``Transient``: the
+(composite objects). A mismatch discards the ``.part`` and raises ``WrongBytes``: the
 downloader tries again and, past its limits, fails the job with the reason; the bytes
 never pass for the video.
 
@@ -42,7 +42,7 @@ from batchveo.api.results import DownloadResult
 from batchveo.api.texts import clip
 from batchveo.api.transport import Reply, Transport
 from batchveo.api.urls import host_key
-from batchveo.errors import ApiError, MalformedAnswer, Transient, UnusableVideo
+from batchveo.errors import ApiError, MalformedAnswer, Transient, UnusableVideo, WrongBytes
 
 STORAGE_BASE = "https://storage.googleapis.com"
 """Cloud Storage's JSON API (``--storage-base-url`` replaces it for the simulator)."""
@@ -138,13 +138,13 @@ class Checksums:
     def verify(self, size: int) -> None:
         uri, meta = self._obj.uri, self._meta
         if size != meta.size:
-            raise Transient(f"{uri}: got {size} bytes, the object's metadata says {meta.size}")
+            raise WrongBytes(f"{uri}: got {size} bytes, the object's metadata says {meta.size}")
         if self._md5 is not None and self._md5.digest() != meta.md5:
             got, want = _b64(self._md5.digest()), _b64(meta.md5)
-            raise Transient(f"{uri}: the bytes' md5 {got} is not the object's md5Hash {want}")
+            raise WrongBytes(f"{uri}: the bytes' md5 {got} is not the object's md5Hash {want}")
         if self._crc is not None and self._crc.to_bytes(4, "big") != meta.crc32c:
             got, want = _b64(self._crc.to_bytes(4, "big")), _b64(meta.crc32c)
-            raise Transient(f"{uri}: the bytes' crc32c {got} is not the object's crc32c {want}")
+            raise WrongBytes(f"{uri}: the bytes' crc32c {got} is not the object's crc32c {want}")
 
 
 def _b64(raw: bytes | None) -> str:

@@ -376,7 +376,7 @@ class VertexClient:
 
     async def download(self, uri: str, dest: Path) -> DownloadResult:
         """The ``gs://`` object ``uri`` to ``dest``, counted only if its size and checksum
-        are the metadata's (a mismatch: ``Transient``, the ``.part`` gone)."""
+        are the metadata's (a mismatch: ``WrongBytes``, the ``.part`` gone)."""
         return await self._storage.download(uri, dest)
 
     async def save(self, data: bytes, dest: Path) -> DownloadResult:

@@ -2,6 +2,10 @@
 
 runner.py ..... composes the stages over one store and the routes' clients; the one
                 drain check; how a run stops (signals, --max-runtime, errors)
+app.py ........ the composition root: run_night, plan_night (the order nothing is
+                written in until the input is known good)
+access.py ..... what each route needs to be reached (keys, Google credentials), its
+                client, and every secret to scrub
 config.py ..... RunConfig: every setting of a run, documented
 context.py .... what the stages share: the stop policy (StopLevel), the signals
                 that transitions fire, stats, backoff, end_job

@@ -22,8 +22,10 @@ sends inline in a poll's answer the same way.)
 A video in the user's own Cloud Storage bucket (a ``gs://`` URI: Vertex AI with a
 ``storageUri``) has no retention: the objects stay until the user deletes them. Such a
 job is never ``expired`` by the clock, and a 404 there is an answer like any other: it
-is failed once the same answer came ``DOWNLOAD_SAME_ANSWER_TRIES`` times (``batchveo
-retry`` brings it back to ``generated``).
+is failed once the same answer came ``DOWNLOAD_SAME_ANSWER_TRIES`` times, and so is one
+whose bytes were not the object's that many times (``WrongBytes``: cut short, another size
+or checksum than its metadata's; no deadline would ever end those tries). ``batchveo
+retry`` brings it back to ``generated``.
 
 What each error means here is the download column of ``errors``' reaction table.
 Downloaders wait on their own queue (``DownloadQueue``): for a video the poller hands
@@ -52,6 +54,7 @@ from batchveo.errors import (
     QuotaExhausted,
     Reaction,
     Stage,
+    WrongBytes,
     reaction,
 )
 from batchveo.outputs import fallback_video_paths, video_paths
@@ -112,6 +115,7 @@ class Failures:
     last_answer: tuple[str, int | None, str] | None = None
     same: int = 0
     rejected: int = 0
+    wrong_bytes: int = 0
     past_retention: int = 0
 
     def give_up(
@@ -126,6 +130,13 @@ class Failures:
             self.rejected += 1
             if self.rejected >= DOWNLOAD_UNUSABLE_TRIES:
                 return f"download failed: cannot be downloaded ({self.rejected} tries): {e}"
+        if not retained and isinstance(e, WrongBytes):  # the user's bucket: no deadline
+            self.wrong_bytes += 1
+            if self.wrong_bytes >= DOWNLOAD_SAME_ANSWER_TRIES:
+                return (
+                    f"download failed: {self.wrong_bytes} tries got bytes that are not the"
+                    f" object's: {e}"
+                )
         gone = retained and isinstance(e, (NotFound, FileRefused))  # expired at the retention
         if not gone and (e.status is not None or isinstance(e, (JobRejected, MalformedAnswer))):
             answer = (type(e).__name__, e.status, str(e))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from batchveo.api.results import DownloadResult, OperationStatus
 from batchveo.errors import (
@@ -121,7 +122,10 @@ class Poller:
         elif status.state == "filtered":
             reasons = "; ".join(status.filtered_reasons) or "no reason given"
             why = f"blocked by the safety filter (not charged): {reasons}"
-            await _finish(ctx, job, S.FAILED, ErrorKind.FILTERED, why)
+            # None of its videos came back: a route that counts them (Vertex AI) records
+            # so, and the job then costs nothing (``store.writes``), as it is billed.
+            fields = sample_fields(status, 0)
+            await _finish(ctx, job, S.FAILED, ErrorKind.FILTERED, why, **fields)
         else:
             why = f"operation failed: {status.error_message or 'no message'}"
             if status.error_code is not None:
@@ -264,6 +268,10 @@ async def _reschedule(ctx: RunContext, job: Job, at: float) -> None:
     await ctx.store.update(job.id, S.RUNNING, next_poll_at=at, polls=job.polls + 1)
 
 
-async def _finish(ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str) -> None:
+async def _finish(
+    ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str, **fields: Any
+) -> None:
     ctx.polls.forget(job)
-    await ctx.end_job(job, S.RUNNING, dst, kind, why, polls=job.polls + 1, next_poll_at=None)
+    await ctx.end_job(
+        job, S.RUNNING, dst, kind, why, polls=job.polls + 1, next_poll_at=None, **fields
+    )

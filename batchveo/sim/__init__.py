@@ -8,15 +8,23 @@ lacks (it is, if anything, stricter). Everything test-only lives under ``/__sim/
 imports nothing of the client or the runner: only the model table (``batchveo.models``),
 which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_rules``).
 
-- ``server``: ``Simulator``, the aiohttp app: routes, faults, what it counts; ``serve_forever``.
+- ``server``: ``Simulator``, the aiohttp app: routes, what every request counts, the
+  ``/__sim/`` controls; ``serve_forever``.
 - ``config``: ``SimConfig``, every knob, and how flags and JSON become one.
 - ``generation``: how long operations take: ``MIN,MAX`` or a log-normal, scalable.
+- ``gemini``: the Gemini format's submit and poll.
 - ``rules``: the rules a submit's body must follow, per group.
 - ``markers``: ``[sim:...]`` prompt markers that force an outcome.
 - ``quota``: requests per minute, submits per day, operations at once.
 - ``ops``: the operations, generated lazily by the clock.
+- ``faults``: injected failures (resets, 5xx, 429s, the first polls).
+- ``downloads``: the download handlers (videos, signed storage URLs, Cloud Storage reads);
+  ``storage``: the videos' URIs, signatures and bytes.
 - ``wire``: Google's and the reseller's envelopes, and the operation bodies.
+- ``stats``: what the simulator counts (``GET /__sim/stats``).
 - ``vertex``: the Vertex AI service (submit, fetch, outputs inline or to Cloud Storage).
+- ``vertex_auth``: who may call it, on which project; ``vertex_storage``: its Cloud Storage
+  reads and writes.
 - ``vertex_rules``: Vertex's model ids and the rules of its bodies; ``vertex_wire``: its
   answers.
 - ``tokens``: the OAuth token endpoint and throwaway service-account keys.

@@ -1,69 +1,48 @@
-"""The simulator's aiohttp app: the service's routes, its faults, and what it counts.
+"""The simulator's aiohttp app: its routes, its lifecycle, and what every request counts.
 
-One server speaks both wire formats on one port: the Gemini format below, and Vertex AI
-(``vertex``: ``/v1/projects/...``, ``POST /token``, and the simulator's own Cloud Storage
-at ``/storage/v1/b/...``, ``gcs``).
+One server speaks both wire formats on one port. It owns the app and the state the
+services share (the operations of the Gemini format, the videos, the faults, the counts);
+each service owns its handlers:
 
-Gemini-format endpoints (all but ``/__sim/`` and signed storage URLs need header
-``x-goog-api-key``):
+- ``gemini``: the Gemini v1beta format, ``POST /v1beta/models/{model}:predictLongRunning``
+  and the polls of ``/v1beta/.../operations/{id}`` (header ``x-goog-api-key``).
+- ``downloads``: the videos, ``/v1beta/files/{id}:download``, the signed storage URLs of
+  ``/__storage/``, and the simulator's own Cloud Storage at ``/storage/v1/b/...``.
+- ``vertex``: Vertex AI, ``/v1/projects/...``, and ``POST /token``.
+- here, test-only: ``GET /__sim/stats``, ``GET /__sim/operations`` (when each operation
+  was created and finished), ``POST /__sim/finish_all``,
+  ``GET|POST /__sim/config``, ``POST /__sim/expire_tokens`` (every bearer token handed out
+  stops working). No key needed.
 
-- ``POST /v1beta/models/{model}:predictLongRunning``: validate, maybe fail, create an operation.
-- ``GET|POST /v1beta/models/{model}/operations/{id}`` and ``/v1beta/operations/{id}``: poll.
-  Only the methods allowed by ``poll_methods`` are served; the other answers 405.
-  ``fail_first_polls`` N: the first N polls the server receives answer
-  ``fail_first_polls_status`` (503 by default; 429, 500, 502, 504 too) whatever their method,
-  as a front door under load answers before the route is known.
-- ``GET /v1beta/files/{id}:download?alt=media`` and ``/upload/v1beta/files/...``: the video
-  (the URI a poll returns uses the second, reseller, form when ``name_style`` is ``"short"``).
-- ``GET /__storage/{id}?sig=...``: the signed storage URL a redirecting download points to;
-  no key needed, and a key arriving there is counted as a leak.
-- ``GET /__storage/gcs/{bucket}/{object}?sig=...``: where a Cloud Storage media read is
-  redirected with ``redirect_downloads`` (on ``files_host`` if set); no token wanted there.
-- ``GET /__sim/stats``, ``GET /__sim/operations`` (when each was created and finished),
-  ``POST /__sim/finish_all``, ``GET|POST /__sim/config``,
-  ``POST /__sim/expire_tokens`` (every bearer token handed out stops working).
-
-A submit is checked in this order: key (401), ``precondition_failure`` (400), balance (403),
-model (404), body (400, ``rules``), counted then random faults (reset, 5xx, 429), quota (429
-with QuotaFailure, ``quota``), content policy (400).
-
-``precondition_failure``: every submit answers ``400 FAILED_PRECONDITION`` with this message, as
-Google answers every request of a project it will not serve ("User location is not supported
-for the API use.", or a project without billing). ``early_404_s``: for that long after its
-creation, polling an operation answers 404, as Google warns can happen right after a submit.
-
-Downloads (``storage``): a key arriving on ``files_host`` or ``/__storage/`` counts in
-``key_leaks``, as does one sent to a Vertex, Cloud Storage or token endpoint (the Gemini
-key goes to the Gemini hosts only); ``?key=`` in a URL is refused (Google accepts it, but it
-leaks into logs) and counts in ``key_in_url``. A bearer token (any ``Authorization``
-header) arriving at a Gemini-format endpoint, at a signed storage URL or on ``files_host``
-counts in ``bearer_leaks``: it belongs to the Vertex and Cloud Storage endpoints only.
+Every route is wrapped (``_counted``): injected latency (``latency_s``), answers counted by
+endpoint and status, and credentials sent where they do not belong. A key arriving on
+``files_host`` or ``/__storage/`` counts in ``key_leaks``, as does one sent to a Vertex,
+Cloud Storage or token endpoint (the Gemini key goes to the Gemini hosts only); ``?key=``
+in a URL is refused (Google accepts it, but it leaks into logs) and counts in
+``key_in_url``. A bearer token (any ``Authorization`` header) arriving at a Gemini-format
+endpoint, at a signed storage URL or on ``files_host`` counts in ``bearer_leaks``: it
+belongs to the Vertex and Cloud Storage endpoints only.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from aiohttp import web
 
-from batchveo.models import MODELS
 from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
+from batchveo.sim.downloads import Downloads
 from batchveo.sim.faults import Dropped, Faults
-from batchveo.sim.gcs import ObjectStore, StoredObject
-from batchveo.sim.generation import draw_generation_s
-from batchveo.sim.markers import Marks, parse_markers
-from batchveo.sim.ops import Op, Operations, Outcome
-from batchveo.sim.quota import Quotas
-from batchveo.sim.rules import validate
+from batchveo.sim.gcs import ObjectStore
+from batchveo.sim.gemini import GeminiService
+from batchveo.sim.ops import Operations
 from batchveo.sim.stats import GEMINI_ENDPOINTS, VERTEX_ENDPOINTS, Stats
 from batchveo.sim.storage import VideoStore, on_files_host
 from batchveo.sim.tokens import TokenIssuer, make_service_account_key
@@ -89,7 +68,6 @@ class Simulator:
         self._videos = VideoStore()
         self._runner: web.AppRunner | None = None
         self._ops = Operations()
-        self._quotas = Quotas(self.config.clock())
         self._faults = Faults(self._rng)
         self._stats = Stats()
         self._counters = self._stats.counters
@@ -97,7 +75,24 @@ class Simulator:
         """The token endpoint's issuer: who is trusted, which tokens are live."""
         self.objects = ObjectStore(self.issuer)
         """The simulator's own Cloud Storage (tests may put ``gs://`` images in it)."""
-        self.objects.redirect = self._gcs_redirect
+        self._gemini = GeminiService(
+            lambda: self.config,
+            rng=self._rng,
+            ids=self._ids,
+            faults=self._faults,
+            stats=self._stats,
+            ops=self._ops,
+            videos=self._videos,
+        )
+        self._downloads = Downloads(
+            lambda: self.config,
+            faults=self._faults,
+            stats=self._stats,
+            ops=self._ops,
+            videos=self._videos,
+            objects=self.objects,
+        )
+        self.objects.redirect = self._downloads.gcs_redirect
         self._vertex = VertexService(
             lambda: self.config,
             rng=self._rng,
@@ -114,17 +109,18 @@ class Simulator:
 
     def _add_routes(self) -> None:
         add = self.app.router.add_route
-        submit = self._counted("submit", self._submit)
-        poll = self._counted("poll", self._poll)
-        download = self._counted("download", self._download)
+        submit = self._counted("submit", self._gemini.submit)
+        poll = self._counted("poll", self._gemini.poll)
+        downloads = self._downloads
+        download = self._counted("download", downloads.download)
         add("POST", "/v1beta/models/{model}:predictLongRunning", submit)
         for path in ("/v1beta/models/{model}/operations/{op}", "/v1beta/operations/{op}"):
             add("GET", path, poll)
             add("POST", path, poll)
         add("GET", "/v1beta/files/{file}:download", download)
         add("GET", "/upload/v1beta/files/{file}:download", download)
-        add("GET", "/__storage/{file}", self._counted("storage", self._storage))
-        signed_gcs = self._counted("storage", self._gcs_signed)
+        add("GET", "/__storage/{file}", self._counted("storage", downloads.storage))
+        signed_gcs = self._counted("storage", downloads.gcs_signed)
         add("GET", "/__storage/gcs/{bucket}/{object:.+}", signed_gcs)
         self._add_vertex_routes()
         add("GET", "/__sim/stats", self._stats_handler)
@@ -147,8 +143,9 @@ class Simulator:
         ):
             add("GET", path, operation)
             add("POST", path, operation)
-        add("POST", "/token", self._counted("token", vertex.token))
-        add("GET", "/storage/v1/b/{bucket}/o/{object:.+}", self._counted("gcs", self._gcs))
+        add("POST", "/token", self._counted("token", vertex.accounts.token))
+        gcs = self._counted("gcs", self._downloads.gcs)
+        add("GET", "/storage/v1/b/{bucket}/o/{object:.+}", gcs)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -188,7 +185,7 @@ class Simulator:
 
     def trust_key(self, info: dict[str, Any]) -> None:
         """Hand out tokens for this service-account key file (for its project only)."""
-        self._vertex.trust(info)
+        self._vertex.accounts.trust(info)
 
     def make_key(self, path: Path, project: str = "batchveo-sim") -> Path:
         """Write a throwaway service-account key whose ``token_uri`` is this simulator's
@@ -261,250 +258,6 @@ class Simulator:
 
     def _files_host(self, request: web.Request) -> bool:
         return on_files_host(self.config, request)
-
-    def _key_ok(self, request: web.Request) -> bool:
-        """Only the header counts: ``?key=`` works on Google but leaks, so it is refused here."""
-        return hmac.compare_digest(
-            request.headers.get(KEY_HEADER, "").encode(), self.config.api_key.encode()
-        )
-
-    def _quota_check(self, now: float, model: str, is_submit: bool) -> web.Response | None:
-        """A 429 for the quota this request would break, counted; None within quota."""
-        ops = self._ops if is_submit else None
-        violation = self._quotas.check(self.config, now, model, ops)
-        if violation is None:
-            return None
-        if violation.per_day:
-            self._counters["per_day_quota_429s"] += 1
-        self._counters["quota_violations"] += 1
-        return wire.quota_exceeded(
-            violation.quota, violation.delay_s, self.config.retry_after_style
-        )
-
-    # -- submit --------------------------------------------------------------------------------
-
-    async def _submit(self, request: web.Request) -> web.StreamResponse:
-        body, prompt = self._read_submit(await request.read())
-        model = request.match_info["model"]
-        if (refusal := self._refuse_submit(request, model, body)) is not None:
-            return refusal
-        assert isinstance(prompt, str)  # validate() checked it
-        marks = parse_markers(prompt)
-        if "bad_request" in marks:
-            return wire.bad_request("Request contains an invalid argument.")
-        cfg = self.config
-        if (fault := self._faults.counted(cfg, request, prompt, marks)) is not None:
-            return fault
-        if (fault := self._faults.submit_fault(cfg, request)) is not None:
-            return fault
-        now = cfg.clock()
-        if (quota := self._quota_check(now, model, is_submit=True)) is not None:
-            return quota
-        if "content_policy" in marks or self._faults.injected(cfg.rate_content_policy):
-            return wire.bad_request(wire.CONTENT_POLICY_MESSAGE)
-        op = self._create(now, model, prompt, marks)
-        if self._stats.accepted[prompt] <= marks.get("lost", 0):
-            return self._faults.drop(request)
-        return web.json_response({"name": op.name})
-
-    def _read_submit(self, raw: bytes) -> tuple[Any, str | None]:
-        """The body (None if not JSON) and its prompt, counted as received when it has one."""
-        try:
-            body = json.loads(raw)
-        except ValueError:
-            body = None
-        inst = body.get("instances") if isinstance(body, dict) else None
-        first = inst[0] if isinstance(inst, list) and inst else None
-        prompt = first.get("prompt") if isinstance(first, dict) else None
-        if not isinstance(prompt, str):
-            return body, None
-        self._stats.receive(prompt)
-        return body, prompt
-
-    def _refuse_submit(self, request: web.Request, model: str, body: Any) -> web.Response | None:
-        """The answer to a submit refused before its content counts: host, key,
-        project, balance, model, then the body's rules."""
-        cfg = self.config
-        if self._files_host(request):
-            return wire.not_found()
-        if not self._key_ok(request):
-            return wire.reseller_error(401, "Invalid signature")
-        if cfg.precondition_failure:
-            return wire.google_error(400, cfg.precondition_failure, "FAILED_PRECONDITION")
-        if cfg.balance_submits is not None and self._quotas.accepted >= cfg.balance_submits:
-            return wire.reseller_error(403, "insufficient balance, please top up your account")
-        if model in cfg.retired_models:
-            return wire.not_found(f"models/{model} is no longer available. Use a newer model.")
-        info = MODELS.get(model)
-        if info is None:
-            return wire.not_found(
-                f"models/{model} is not found for API version v1beta, or is not supported "
-                "for predictLongRunning."
-            )
-        if body is None:
-            return wire.bad_request("Invalid JSON payload received.")
-        if err := validate(body, info, self._ops.files):
-            return wire.bad_request(err)
-        return None
-
-    def _create(self, now: float, model: str, prompt: str, marks: Marks) -> Op:
-        cfg = self.config
-        gen = draw_generation_s(cfg.generation_s, self._rng, slow="slow" in marks)
-        outcome: Outcome
-        if "op_error" in marks or self._faults.injected(cfg.rate_operation_error):
-            outcome = "error"
-        elif "filtered" in marks or self._faults.injected(cfg.rate_filtered):
-            outcome = "filtered"
-        else:
-            outcome = "ok"
-        op_id = self._ops.fresh_id(self._ids)
-        short = cfg.name_style == "short"
-        name = f"operations/{op_id}" if short else f"models/{model}/operations/{op_id}"
-        op = Op(
-            op_id,
-            name,
-            model,
-            now + gen,
-            outcome,
-            trunc=marks.get("truncated", 0),
-            created_at=now,
-            file403="file403" in marks,
-        )
-        if outcome == "ok":
-            op.file_id = f"{self._ids.getrandbits(48):012x}"
-        self._ops.add(op, now, cfg.retention_s)
-        in_window = self._quotas.count_submit(cfg, now)
-        self._stats.accept(prompt, now)
-        self._stats.high_water("max_submits_in_window", in_window)
-        self._stats.high_water("max_concurrent_ops", self._ops.running(now))
-        return op
-
-    # -- poll ----------------------------------------------------------------------------------
-
-    async def _poll(self, request: web.Request) -> web.StreamResponse:
-        cfg = self.config
-        if (first := self._faults.first_polls(cfg)) is not None:
-            return first
-        if cfg.poll_methods != "both" and request.method.lower() != cfg.poll_methods:
-            return wire.method_not_allowed(cfg.poll_methods.upper())
-        if self._files_host(request):
-            return wire.not_found()
-        if not self._key_ok(request):
-            return wire.reseller_error(401, "Invalid signature")
-        if (fault := self._faults.random_fault(cfg, request)) is not None:
-            return fault
-        now = cfg.clock()
-        op = self._ops.by_id.get(request.match_info["op"])
-        model = request.match_info.get("model")
-        if op is None or (model is not None and model != op.model) or self._expired(op, now):
-            return wire.not_found(f"Operation not found: {request.match_info['op']}")
-        if now < op.created_at + cfg.early_404_s:
-            # Google: right after the submit, the new operation may not be found yet.
-            self._counters["early_404s"] += 1
-            return wire.not_found(f"Operation not found: {request.match_info['op']}")
-        if cfg.count_polls_in_rpm:
-            if (quota := self._quota_check(now, op.model, is_submit=False)) is not None:
-                return quota
-            self._quotas.count_poll(now)
-        op.polls += 1
-        if now < op.done_at:
-            return web.json_response(wire.running_body(op.name, op.polls))
-        if op.reported:
-            self._counters["polls_after_done"] += 1
-        op.reported = True
-        return web.json_response(self._done_body(request, op))
-
-    def _done_body(self, request: web.Request, op: Op) -> dict[str, Any]:
-        if op.outcome == "error":
-            return wire.failed_body(op.name)
-        uri = None
-        if op.outcome == "ok" and op.file_id is not None:
-            uri = self._videos.uri(self.config, request, op.file_id)
-        return wire.done_body(op.name, uri, nested=self.config.response_style == "nested")
-
-    def _expired(self, op: Op, now: float) -> bool:
-        return op.expired(now, self.config.retention_s)
-
-    # -- download ------------------------------------------------------------------------------
-
-    def _live_file(self, file_id: str) -> Op | None:
-        op = self._ops.files.get(file_id)
-        now = self.config.clock()
-        if op is None or now < op.done_at or self._expired(op, now):
-            return None
-        return op
-
-    async def _download(self, request: web.Request) -> web.StreamResponse:
-        cfg = self.config
-        on_files_host = self._files_host(request)
-        if not on_files_host and not self._key_ok(request):
-            return wire.reseller_error(401, "Invalid signature")
-        if request.query.get("alt") != "media":
-            return wire.bad_request("Only alt=media downloads are supported on this path.")
-        op = self._live_file(request.match_info["file"])
-        if op is None or op.file_id is None:
-            return wire.not_found("File not found or expired.")
-        if op.file403:
-            return wire.file_forbidden(op.file_id)
-        if cfg.redirect_downloads and not on_files_host:
-            return self._videos.redirect(cfg, request, op.file_id)
-        return await self._send_video(request, op, op.file_id)
-
-    async def _storage(self, request: web.Request) -> web.StreamResponse:
-        """A signed storage URL: the signature is the credential, the API key is not wanted."""
-        file_id = request.match_info["file"]
-        if not self._videos.signed(file_id, request.query.get("sig", "")):
-            return web.Response(status=403, text="AccessDenied: invalid signature")
-        op = self._live_file(file_id)
-        if op is None:
-            return web.Response(status=404, text="NoSuchKey")
-        return await self._send_video(request, op, file_id)
-
-    async def _send_video(self, request: web.Request, op: Op, file_id: str) -> web.StreamResponse:
-        if self._faults.injected(self.config.rate_reset):
-            return self._faults.drop(request)
-        truncate = op.trunc > 0 or self._faults.injected(self.config.rate_truncated_download)
-        if truncate:
-            op.trunc = max(op.trunc - 1, 0)
-            self._counters["truncated_downloads"] += 1
-        return await self._videos.send(request, file_id, truncate)
-
-    # -- Cloud Storage ----------------------------------------------------------------------
-
-    async def _gcs(self, request: web.Request) -> web.StreamResponse:
-        """The simulator's own Cloud Storage (``gcs.ObjectStore``); not on ``files_host``."""
-        if self._files_host(request):
-            return wire.not_found()
-        if request.query.get("alt") == "media":
-            if self._faults.injected(self.config.rate_reset):
-                return self._faults.drop(request)
-            obj = self.objects.objects.get(
-                (request.match_info["bucket"], request.match_info["object"])
-            )
-            if obj is not None and self._faults.injected(self.config.rate_truncated_download):
-                obj.truncate += 1  # this read is cut short
-        return await self.objects.handle(request)
-
-    def _gcs_redirect(self, request: web.Request, obj: StoredObject) -> str | None:
-        """With ``redirect_downloads``, a media read answers 302 to a signed URL (on
-        ``files_host`` if set) where the bearer token must not follow."""
-        cfg = self.config
-        if not cfg.redirect_downloads:
-            return None
-        host = f"{cfg.files_host}:{request.url.port}" if cfg.files_host else request.host
-        sig = self._videos.sign(f"gcs/{obj.bucket}/{obj.name}")
-        path = f"/__storage/gcs/{quote(obj.bucket, safe='')}/{quote(obj.name, safe='')}"
-        return f"{request.scheme}://{host}{path}?sig={sig}"
-
-    async def _gcs_signed(self, request: web.Request) -> web.StreamResponse:
-        """A signed URL of a Cloud Storage object: the signature is the only credential."""
-        bucket, name = request.match_info["bucket"], request.match_info["object"]
-        if not self._videos.signed(f"gcs/{bucket}/{name}", request.query.get("sig", "")):
-            return web.Response(status=403, text="AccessDenied: invalid signature")
-        obj = self.objects.objects.get((bucket, name))
-        if obj is None:
-            return web.Response(status=404, text="NoSuchKey")
-        return await self.objects.send_media(request, obj)
 
     # -- /__sim/ -------------------------------------------------------------------------------
 

@@ -15,14 +15,10 @@ Endpoints (``docs/veo-api.md``, "Vertex AI"; the server counts each by status):
   its videos: ``gcsUri`` in the bucket of ``storageUri``, or inline ``bytesBase64Encoded``.
 - ``GET`` (or ``POST``) on an operation name (``vertex_operation``): 404, as on Vertex.
 - ``POST /token``: the OAuth token endpoint (``tokens.TokenIssuer``) for google-auth's
-  service-account assertions.
+  service-account assertions (``VertexService.accounts``, ``vertex_auth``).
 
-Who may do what: every request needs a live bearer token (``token_lifetime_s``; tokens
-expire on the simulator's clock, and ``POST /__sim/expire_tokens`` ends them all). A key
-file trusted by the simulator (``SimConfig.vertex_keys``, ``Simulator.trust_key``,
-``Simulator.make_key``) names its project: its tokens may use that project only (by id,
-or by its number), anything else is 403, as is everything with
-``vertex_permission_denied``.
+Who may do what (``vertex_auth``): a live bearer token, for a project its key file may
+use (by id, or by its number); ``vertex_permission_denied`` refuses everything (403).
 
 Quotas count per project and region (one ``quota.Quotas`` and one ``ops.Operations`` per
 scope): ``rpm_limit``, ``rpd_limit``, ``max_concurrent_ops``, ``count_polls_in_rpm``.
@@ -33,11 +29,11 @@ Operations are named ``projects/{p}/locations/{l}/publishers/google/models/{m}/o
 deterministic 12-digit number per project): a client must send the name back as received.
 
 Outputs: with ``storageUri`` each returned sample is written, when a poll first finds the
-operation done, as ``gs://BUCKET/PREFIX/<operation id>/sample_<n>.mp4``: into the
-simulator's own Cloud Storage (``gcs.ObjectStore``, served at ``/storage/v1/b/...``), or
-with ``storage_upload_base`` uploaded to that Cloud Storage (an emulator). A write that
-fails makes the operation fail. Without ``storageUri`` the videos come back inline. Every
-video is the sample plus a ``free`` box naming it (``<operation id>/sample_<n>``).
+operation done, as ``gs://BUCKET/PREFIX/<operation id>/sample_<n>.mp4`` (``vertex_storage``:
+into the simulator's own Cloud Storage, or with ``storage_upload_base`` into another); a
+write that fails makes the operation fail. Without ``storageUri`` the videos come back
+inline. Every video is the sample plus a ``free`` box naming it
+(``<operation id>/sample_<n>``).
 
 Outcomes: the markers and rates of the Gemini format (``op_error``, ``filtered``,
 ``content_policy``, ``bad_request``, ``slow``, ``lost``, the counted faults; ``rate_5xx``,
@@ -53,55 +49,40 @@ for the simulator's own storage ``[sim:truncatedxN]`` and ``rate_truncated_downl
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import json
-import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from batchveo.sim import vertex_wire as vw
 from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.faults import Faults
-from batchveo.sim.gcs import ObjectStore, read_object, split_gcs_uri, upload_object
+from batchveo.sim.gcs import ObjectStore
 from batchveo.sim.generation import draw_generation_s
 from batchveo.sim.markers import Marks, filtered_samples, parse_markers
 from batchveo.sim.ops import Operations, Outcome, VertexOp
 from batchveo.sim.quota import VERTEX_NAMES, Quotas
 from batchveo.sim.stats import Stats
 from batchveo.sim.storage import on_files_host, video_tail
-from batchveo.sim.tokens import Refusal, TokenIssuer
+from batchveo.sim.tokens import TokenIssuer
+from batchveo.sim.vertex_auth import VertexAccounts
+from batchveo.sim.vertex_auth import project_number as project_number  # re-exported
 from batchveo.sim.vertex_rules import (
     VERTEX_MODELS,
-    GcsRef,
     VertexRequest,
-    check_media,
     fetch_operation_name,
     parse_operation_name,
-    valid_location,
     validate,
 )
-from batchveo.sim.wire import KEY_HEADER
+from batchveo.sim.vertex_storage import VertexStorage
 
-log = logging.getLogger(__name__)
-
-STORAGE_TIMEOUT_S = 30.0
-"""How long one read or write of the simulator's to another Cloud Storage may take."""
 _SUBMIT = "PredictionService.PredictLongRunning"
 _FETCH = "PredictionService.FetchPredictOperation"
 _GET = "Operations.GetOperation"
-
-
-def project_number(project_id: str) -> str:
-    """The project's number as the simulator makes one up: 12 digits, the same each time."""
-    digest = int(hashlib.sha256(project_id.encode()).hexdigest(), 16)
-    return str(10**11 + digest % (9 * 10**11))
 
 
 @dataclass
@@ -120,8 +101,6 @@ class _Counts:
     samples_filtered: int = 0
     partial: int = 0
     empty: int = 0
-    objects_written: int = 0
-    write_failures: int = 0
 
 
 class VertexService:
@@ -145,45 +124,10 @@ class VertexService:
         self.issuer, self.objects = issuer, objects
         self._sample = sample
         self._scopes: dict[tuple[str, str], Scope] = {}
-        self._accounts: dict[str, str | None] = {}  # service account -> its project
-        self._numbers: dict[str, str] = {}  # project number -> project id
-        self._write_lock = asyncio.Lock()
-        self._session: aiohttp.ClientSession | None = None
+        self.accounts = VertexAccounts(config, issuer)
+        """Who may act on which project (``vertex_auth``); its ``token`` is ``POST /token``."""
+        self._storage = VertexStorage(objects, sample)
         self._counts = _Counts()
-
-    # -- accounts ------------------------------------------------------------------------------
-
-    def trust(self, info: dict[str, Any]) -> None:
-        """Accept tokens for this service-account key file, for its project only."""
-        self.issuer.trust_key_file(info)
-        project = str(info.get("project_id") or "") or None
-        self._accounts[str(info["client_email"])] = project
-        if project:
-            self._numbers[project_number(project)] = project
-
-    def _canonical(self, project: str) -> str:
-        """A project's id, whether the path names it by id or by number."""
-        return self._numbers.get(project, project)
-
-    def _authorize(
-        self, request: web.Request, project: str, location: str, model: str, method: str
-    ) -> str | web.Response:
-        """The project's id if this caller may act on it, else the refusal."""
-        if KEY_HEADER in request.headers or "key" in request.query:
-            return vw.api_key_refused(method)
-        verdict = self.issuer.verify(request.headers.get("Authorization"))
-        if isinstance(verdict, Refusal):
-            return vw.unauthenticated(verdict, method)
-        if not valid_location(location):
-            return vw.bad_request(f"Unsupported location: {location[:80]!r}.")
-        canonical = self._canonical(project)
-        allowed = self._accounts.get(verdict)
-        if self._config().vertex_permission_denied or (allowed and canonical != allowed):
-            resource = f"projects/{project}/locations/{location}"
-            if model:
-                resource += f"/publishers/google/models/{model}"
-            return vw.permission_denied(resource, method)
-        return canonical
 
     # -- submit --------------------------------------------------------------------------------
 
@@ -193,7 +137,7 @@ class VertexService:
             return wire.not_found()
         project, location, model = _path(request)
         body, prompt = self._read_submit(await request.read())
-        canonical = self._authorize(request, project, location, model, _SUBMIT)
+        canonical = self.accounts.authorize(request, project, location, model, _SUBMIT)
         if isinstance(canonical, web.Response):
             return canonical
         info = VERTEX_MODELS.get(model)
@@ -204,7 +148,7 @@ class VertexService:
         asked = validate(body, info)
         if isinstance(asked, str):
             return vw.bad_request(asked)
-        if err := await self._check_refs(cfg, asked.gcs_refs):
+        if err := await self._storage.check_refs(cfg, asked.gcs_refs):
             return vw.bad_request(err)
         assert prompt is not None  # validate() checked it
         marks = parse_markers(prompt)
@@ -239,29 +183,6 @@ class VertexService:
         self._stats.receive(prompt)
         return body, prompt
 
-    async def _check_refs(self, cfg: SimConfig, refs: tuple[GcsRef, ...]) -> str | None:
-        """The service reads every ``gs://`` image or video a request names, first."""
-        for ref in refs:
-            data = await self._read_object(cfg, ref.uri)
-            if data is None:
-                return (
-                    f"{ref.where}.gcsUri: cannot read {ref.uri}: no such object, or the "
-                    "Vertex AI service agent may not read it."
-                )
-            if err := check_media(data, ref.mime, ref.where):
-                return err
-        return None
-
-    async def _read_object(self, cfg: SimConfig, uri: str) -> bytes | None:
-        if cfg.storage_upload_base is None:
-            obj = self.objects.get_object(uri)
-            return obj.data if obj is not None else None
-        bucket, name = split_gcs_uri(uri)
-        try:
-            return await read_object(self._http(), cfg.storage_upload_base, bucket, name)
-        except (aiohttp.ClientError, OSError):
-            return None
-
     def _create(
         self,
         cfg: SimConfig,
@@ -285,11 +206,8 @@ class VertexService:
                 filtered = asked.samples
             if filtered >= asked.samples:
                 outcome = "filtered"
-        canonical = self._canonical(project)
-        shown = project
-        if cfg.project_number_names:
-            shown = project_number(canonical)
-            self._numbers[shown] = canonical
+        canonical = self.accounts.canonical(project)
+        shown = self.accounts.number(canonical) if cfg.project_number_names else project
         op_id = scope.ops.fresh_uuid(self._ids)
         op = VertexOp(
             op_id,
@@ -333,7 +251,7 @@ class VertexService:
         if on_files_host(cfg, request):
             return wire.not_found()
         project, location, model = _path(request)
-        canonical = self._authorize(request, project, location, model, _FETCH)
+        canonical = self.accounts.authorize(request, project, location, model, _FETCH)
         if isinstance(canonical, web.Response):
             return canonical
         try:
@@ -367,7 +285,7 @@ class VertexService:
         if now < op.done_at:
             return web.json_response(wire.running_body(op.name, op.polls))
         if op.outcome == "ok" and op.storage is not None and not op.written:
-            await self._write(cfg, scope, op, now)
+            await self._storage.write(cfg, scope.ops, op, now)
         if op.reported:
             self._stats.counters["polls_after_done"] += 1
         op.reported = True
@@ -388,33 +306,6 @@ class VertexService:
                 videos.append(vw.inline_video(self._sample + video_tail(op.tag(n))))
         return vw.done_body(op.name, videos, op.filtered)
 
-    async def _write(self, cfg: SimConfig, scope: Scope, op: VertexOp, now: float) -> None:
-        """Write a finished operation's videos into the bucket, once (a failure fails it)."""
-        assert op.storage is not None
-        async with self._write_lock:
-            if op.written:
-                return
-            bucket = op.storage[0]
-            try:
-                for n in range(op.returned):
-                    name, tail = op.object_name(n), video_tail(op.tag(n))
-                    if cfg.storage_upload_base is None:
-                        self.objects.put(bucket, name, self._sample, tail=tail,
-                                         truncate=op.trunc, corrupt=op.corrupt,
-                                         forbidden=op.file403)  # fmt: skip
-                    else:
-                        await upload_object(
-                            self._http(), cfg.storage_upload_base, bucket, name, self._sample + tail
-                        )
-                    self._counts.objects_written += 1
-            except (RuntimeError, aiohttp.ClientError, OSError) as e:
-                self._counts.write_failures += 1
-                where = f"gs://{bucket}/{op.storage[1]}"
-                op.error_message = f"Failed to write the generated videos to {where}: {e}"[:300]
-                scope.ops.fail_finished(op, now)
-                log.warning("simulator: %s", op.error_message)
-            op.written = True
-
     # -- other ---------------------------------------------------------------------------------
 
     async def operation(self, request: web.Request) -> web.StreamResponse:
@@ -424,16 +315,10 @@ class VertexService:
             return wire.not_found()
         project, location = request.match_info["project"], request.match_info["location"]
         model = request.match_info.get("model", "")
-        refused = self._authorize(request, project, location, model, _GET)
+        refused = self.accounts.authorize(request, project, location, model, _GET)
         if isinstance(refused, web.Response):
             return refused
         return wire.not_found()
-
-    async def token(self, request: web.Request) -> web.Response:
-        """The OAuth token endpoint a trusted key file's ``token_uri`` names."""
-        form = {k: str(v) for k, v in (await request.post()).items()}
-        status, body = self.issuer.issue(form, str(request.url))
-        return web.json_response(body, status=status)
 
     def _scope(self, project: str, location: str) -> Scope:
         scope = self._scopes.get((project, location))
@@ -454,16 +339,8 @@ class VertexService:
         self._stats.counters["quota_violations"] += 1
         return vw.quota_exceeded(violation, model, cfg.vertex_retry_after_style)
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=STORAGE_TIMEOUT_S)
-            self._session = aiohttp.ClientSession(timeout=timeout)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._storage.close()
 
     # -- what the simulator shows ----------------------------------------------------------------
 
@@ -494,8 +371,8 @@ class VertexService:
             },
             "partial": counts.partial,
             "empty": counts.empty,
-            "objects_written": counts.objects_written,
-            "write_failures": counts.write_failures,
+            "objects_written": self._storage.objects_written,
+            "write_failures": self._storage.write_failures,
             "tokens": {"issued": self.issuer.issued, "refused": self.issuer.refused},
             "storage_reads": dict(self.objects.reads),
         }
