@@ -24,6 +24,12 @@ all times on it, and every wait of a run that ends at a time asks the clock's
 ``call_at`` (``Alarms``). A run clock rings through the event loop's timer
 (``LoopAlarms``); a test passes a clock with alarms of its own and moves time by hand,
 so nothing in it sleeps for real and nothing races the machine.
+
+A run clock may also run fast (``RunClock(rate=10)``: ten seconds of the run per real
+second), rung as fast by the loop's timer: a night compressed, every time of the run
+(polls, pacing, backoffs, the retention) scaled alike. Real runs keep rate 1; the poll
+schedule's benchmark (``bench/polls.py``) replays nights of minute-long generations so
+against a simulator scaled the same way.
 """
 
 from __future__ import annotations
@@ -64,13 +70,16 @@ class LoopAlarms:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
+        self._rate = float(getattr(clock, "rate", 1.0))
+        """Seconds of ``clock`` per second of the loop's (a fast ``RunClock``'s rate)."""
         self._loop = asyncio.get_running_loop()  # made inside the run, never at import
 
     def __call__(self) -> float:
         return self._clock()
 
     def call_at(self, when_s: float, callback: Callable[[], object]) -> Alarm:
-        return self._loop.call_later(max(0.0, when_s - self._clock()), callback)
+        delay_s = max(0.0, when_s - self._clock()) / self._rate
+        return self._loop.call_later(delay_s, callback)
 
 
 def alarms_for(clock: Clock) -> Alarms:
@@ -87,12 +96,18 @@ def elapsed_clock() -> Clock:
 
 
 class RunClock:
-    """``wall()`` once at creation, then advanced by ``monotonic()`` alone."""
+    """``wall()`` once at creation, then advanced by ``monotonic()`` alone, ``rate`` times
+    as fast (1: real time)."""
 
-    def __init__(self, wall: Clock = time.time, monotonic: Clock | None = None):
+    def __init__(
+        self, wall: Clock = time.time, monotonic: Clock | None = None, *, rate: float = 1.0
+    ):
+        if not rate > 0:
+            raise ValueError("a run clock's rate must be > 0")
+        self.rate = rate
         self._anchor_s = wall()
         self._monotonic = monotonic or elapsed_clock()
         self._start_s = self._monotonic()
 
     def __call__(self) -> float:
-        return self._anchor_s + (self._monotonic() - self._start_s)
+        return self._anchor_s + (self._monotonic() - self._start_s) * self.rate

@@ -8,7 +8,7 @@ its exit. Work files (manifests, databases, videos, each child's stdout/stderr, 
 simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out/results.json``
 (parts run separately are merged into it, each stamped with its time). Several parts may be
 named at once (``python -m bench pipeline vertex``); ``all`` (the default) is every part:
-load, pipeline, vertex, pacing.
+load, pipeline, vertex, pacing, polls.
 
 1. load (issue 2): ``batchveo load FILE --db fresh.db`` on a 100,000-row text-only CSV
    (target < 3 s and < 200 MB), a 100,000-job text-only YAML (target < 10 s), a 1,000-job
@@ -70,6 +70,16 @@ load, pipeline, vertex, pacing.
    ``--against DIR`` runs every case in another checkout too (with its own ``.venv``),
    interleaved: before and after side by side.
 
+5. polls (issue 14): polls per job and the median, 95th-percentile and mean notice delay
+   (the simulator's done time against the job's generated time at the client) of the
+   learned schedule (``--max-notice-delay 10s``, the default, and ``5s``) beside the fixed
+   one (``--first-poll 10s --poll-interval 10s``), on the same simulated generation times:
+   300 jobs at ``--rpm 60`` on a fresh database each, all arms of a distribution at once,
+   on a night compressed 20 or 40 times (``bench.fastclock``, and a simulator scaled
+   alike). Two distributions: log-normal median 60 s sigma 0.5 (the targets: at most half
+   the polls, a median delay no worse) and median 150 s ("one to six minutes"). About a
+   minute.
+
 The machine may be shared: every part prints the load average around it, CPU per job is
 the figure least disturbed by other processes, and ``--repeat N`` keeps the fastest of N
 runs of each load case and pipeline setting. Missed targets print FAIL; the exit status is
@@ -90,12 +100,13 @@ from typing import Any
 from bench.load import run_load
 from bench.pacing import run_pacing
 from bench.pipeline import delete_trials, run_pipeline
+from bench.polls import run_polls
 from bench.proc import OUT, machine_info
 from bench.reads import SIZES, run_reads
 from bench.report import PartResult, table
 from bench.vertex import run_vertex
 
-PARTS = ("load", "pipeline", "vertex", "pacing", "reads")
+PARTS = ("load", "pipeline", "vertex", "pacing", "reads", "polls")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -162,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
             against=args.against,
             repeat=args.repeat,
         ),
+        "polls": run_polls,
     }
     machine = machine_info()
     print(

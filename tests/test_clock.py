@@ -6,8 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from batchveo.api import VeoClient, resolve_provider
-from batchveo.clock import RunClock
+from batchveo.clock import RunClock, alarms_for
 from batchveo.states import JobState
 from batchveo.store import Store
 from tests.helpers import make_spec
@@ -49,6 +51,24 @@ def test_the_run_clock_follows_elapsed_time_not_the_wall_clock() -> None:
     assert clock() == start + 15
     default = RunClock()  # the wall clock and elapsed time counted through a suspend
     assert abs(default() - time.time()) < 5
+
+
+async def test_a_fast_run_clock_is_rung_as_fast() -> None:
+    # Ten seconds of the run per real second (the poll benchmark's compressed nights):
+    # an alarm 30 s ahead on it rings 3 s ahead on the loop.
+    ticks = Ticks()
+    clock = RunClock(lambda: 5000.0, ticks, rate=10)
+    ticks.t += 1.5
+    assert clock() == 5015.0
+    loop = asyncio.get_running_loop()
+    handle = alarms_for(clock).call_at(clock() + 30, lambda: None)
+    try:
+        assert isinstance(handle, asyncio.TimerHandle)
+        assert handle.when() - loop.time() == pytest.approx(3.0, abs=0.5)
+    finally:
+        handle.cancel()
+    with pytest.raises(ValueError):
+        RunClock(rate=0)
 
 
 async def test_a_clock_set_back_an_hour_mid_run_does_not_stop_polling(tmp_path: Path) -> None:

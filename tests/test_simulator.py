@@ -19,6 +19,7 @@ import pytest
 
 from batchveo.models import MODELS
 from batchveo.sim import SimConfig, Simulator, serve_forever
+from batchveo.sim.generation import LogNormalTime
 from batchveo.sim.markers import counted_fault, parse_markers
 from batchveo.sim.rules import validate
 from tests.helpers import FakeClock
@@ -575,6 +576,45 @@ def test_config_from_mapping_parses_flag_strings() -> None:
     for bad in ({"generation_s": "5,1"}, {"rate_429": 2}, {"name_style": "x"}, {"nope": 1}):
         with pytest.raises(ValueError):
             SimConfig.from_mapping(bad)
+
+
+def test_generation_time_may_be_a_log_normal_scaled_for_tests() -> None:
+    cfg = SimConfig.from_mapping({"generation-s": "lognormal:median=60,sigma=0.5,scale=0.1"})
+    assert cfg.generation_s == LogNormalTime(60.0, 0.5, 0.1)
+    assert cfg.to_json()["generation_s"] == "lognormal:median=60,sigma=0.5,scale=0.1"
+    assert SimConfig.from_mapping(cfg.to_json()) == cfg
+    assert SimConfig(generation_s=(2.0, 3.0)).generation_s == (2.0, 3.0)  # the old form
+    for bad in (
+        "lognormal:median=60",  # no sigma
+        "lognormal:median=-1,sigma=0.5",
+        "lognormal:median=60,sigma=0.5,scale=0",
+        "lognormal:median=60,sigma=0.5,mean=3",
+        "gamma:shape=2",
+    ):
+        with pytest.raises(ValueError, match="generation_s"):
+            SimConfig.from_mapping({"generation_s": bad})
+
+
+async def test_log_normal_operations_finish_as_drawn_and_say_when(
+    make: MakeSim, clock: FakeClock
+) -> None:
+    sim, c = await make(generation_s="lognormal:median=60,sigma=0.5,scale=0.1")
+    names = []
+    for i in range(300):
+        status, body, _ = await c.submit(f"prompt {i}" + (" [sim:slow]" if i == 0 else ""))
+        assert status == 200
+        names.append(body["name"])
+    await c.poll(names[1])
+    status, raw, _ = await c.get(f"{sim.url}/__sim/operations")
+    answer = json.loads(raw)
+    assert status == 200 and answer["now"] == clock()
+    ops = {op["name"]: op for op in answer["operations"]}
+    assert set(ops) == set(names) and ops[names[1]]["polls"] == 1
+    took = sorted(op["done_at"] - op["created_at"] for op in ops.values())
+    assert 5.0 < took[150] < 7.0  # a median of 6 s: 60 s at a tenth of the time
+    assert took[15] < 3.6 and took[-15] > 10.0  # spread as sigma 0.5 spreads it
+    slow = ops[names[0]]
+    assert slow["done_at"] - slow["created_at"] == pytest.approx(6.0 * 4.69, rel=0.01)
 
 
 def test_every_knob_can_be_set_from_flags_and_read_back_from_json() -> None:

@@ -115,7 +115,7 @@ async def test_a_database_of_the_previous_schema_gets_its_totals(tmp_path: Path)
             ],
         )
     async with await Store.open(db) as store:
-        assert (await store.applied_migrations())[-1] == "007_totals"
+        assert "007_totals" in await store.applied_migrations()
         assert await store.counts() == {"night": {"cancelled": 1, "done": 1, "pending": 2}}
         assert await store.sample_counts() == {
             "night": {"jobs": 1, "requested": 2, "returned": 1, "filtered": 0, "partial": 1}

@@ -312,7 +312,11 @@ def plan(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--api-key", default="sim-key", show_default=True, help="The key it accepts.")
-@click.option("--generation-s", help="MIN,MAX seconds of generation (default 11,60).")
+@click.option(
+    "--generation-s",
+    help="Seconds of generation: MIN,MAX (uniform; default 11,60) or"
+    " lognormal:median=M,sigma=S[,scale=K] (each draw times K: scale=0.1 runs 10x faster).",
+)
 @click.option("--latency-s", help="MIN,MAX seconds added to every response.")
 @click.option("--rpm-limit", type=int, help="Accepted submits per window, then 429.")
 @click.option("--rate-window-s", type=float, help="The rpm window (default 60).")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from batchveo.cli.boundary import MAX_PROBLEMS_SHOWN, fail, main, run_async, say
 from batchveo.cli.commands import plan
@@ -44,12 +45,26 @@ from batchveo.cli.params import DURATION, db_option, prices_option, provider_opt
 @click.option(
     "--poll-interval",
     default="10s",
-    show_default=True,
     type=DURATION,
     envvar="BATCHVEO_POLL_INTERVAL",
+    help="Poll each operation this often (for two minutes, then less often) instead of"
+    " learning when. [default: learned]",
 )
 @click.option(
-    "--first-poll", default="10s", show_default=True, type=DURATION, envvar="BATCHVEO_FIRST_POLL"
+    "--first-poll",
+    default="10s",
+    type=DURATION,
+    envvar="BATCHVEO_FIRST_POLL",
+    help="First poll this long after a submit instead of learning when. [default: learned]",
+)
+@click.option(
+    "--max-notice-delay",
+    default="10s",
+    show_default=True,
+    type=DURATION,
+    envvar="BATCHVEO_MAX_NOTICE_DELAY",
+    help="Learned polls keep the expected delay between a video being made and the run"
+    " noticing within this.",
 )
 @click.option("--max-runtime", type=DURATION, help="Stop claiming near this limit (90s, 14m, 1h).")
 @click.option("--max-jobs", type=click.IntRange(min=0), help="Submit at most N new jobs this run.")
@@ -124,6 +139,7 @@ def run(
     max_attempts: int,
     poll_interval: float,
     first_poll: float,
+    max_notice_delay: float,
     max_runtime: float | None,
     max_jobs: int | None,
     retention: float,
@@ -160,6 +176,13 @@ def run(
     from batchveo.run.app import LockTakenOver, Notice, RunOptions, run_night
     from batchveo.run.context import RunConfig
 
+    if max_notice_delay <= 0:
+        fail("--max-notice-delay must be more than 0")
+    given = click.get_current_context().get_parameter_source
+    fixed_first, fixed_interval = (
+        given(name) not in (ParameterSource.DEFAULT, None)
+        for name in ("first_poll", "poll_interval")
+    )
     if watch_dir is not None and until_idle:
         fail("--watch keeps running for new manifests; it cannot be combined with --until-idle")
     if watch_dir is not None and not watch_dir.is_dir():
@@ -181,6 +204,9 @@ def run(
         max_attempts=max_attempts,
         first_poll_s=first_poll,
         poll_interval_s=max(poll_interval, 0.001),
+        max_notice_delay_s=None if fixed_first and fixed_interval else max_notice_delay,
+        learn_first_poll=not fixed_first,
+        learn_poll_interval=not fixed_interval,
         max_runtime_s=max_runtime,
         retention_s=retention,
         resubmit_uncertain=resubmit_uncertain,

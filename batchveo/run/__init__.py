@@ -15,6 +15,10 @@ routed.py ..... what the run asks the store about routes (claims, waits, samples
 slots.py ...... in-flight slots and --max-jobs places, given back by transitions
 wakeups.py .... Signal and Waiters: every wait ends by a signal or a due time
 pacing.py ..... the pacer: one next-slot scheduler on the run clock, 429 pauses
+schedule.py ... when to poll, pure: the flags' fixed rule and the rule learned from
+                finished jobs (the expected notice delay held to --max-notice-delay)
+pollplan.py ... which rule each poll follows; the samples it learns from, per model
+                and resolution (the store's history, then the jobs seen done)
 submitter.py .. pending -> submitting -> running (the numbered steps)
 poller.py ..... running -> generated / done (videos sent inline) / failed / expired
 downloader.py . generated -> done (its DownloadQueue and failure counts)

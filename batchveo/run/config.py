@@ -24,11 +24,27 @@ class RunConfig:
     max_attempts: int = 5
     """Sends of one job that reached the server (a 5xx, a timeout) before it is failed."""
     first_poll_s: float = 10.0
-    """The first poll of a new operation, this long after its submit."""
+    """The first poll of a new operation, this long after its submit (fixed schedule)."""
     poll_interval_s: float = 10.0
-    """Between two polls of an operation, for its first two minutes."""
+    """Between two polls of an operation, for its first two minutes (fixed schedule); also
+    the shortest wait after a 429 or an early 404 on a poll."""
     poll_max_interval_s: float = 60.0
-    """Long generations are polled less and less often, up to this interval."""
+    """Long generations are polled less and less often, up to this interval (either
+    schedule)."""
+    max_notice_delay_s: float | None = None
+    """``--max-notice-delay``: learn the poll schedule per model and resolution from the
+    finished jobs (``run.pollplan``), keeping the expected delay between an operation's
+    end and its done answer within this. None: the fixed schedule of ``first_poll_s`` and
+    ``poll_interval_s`` (what a run given both flags does, and every test that builds a
+    config by hand)."""
+    learn_first_poll: bool = True
+    """With ``max_notice_delay_s``: the first poll is learned too (False: ``--first-poll``
+    was given, and wins)."""
+    learn_poll_interval: bool = True
+    """With ``max_notice_delay_s``: the intervals are learned too (False:
+    ``--poll-interval`` was given, and wins)."""
+    poll_max_first_s: float = 300.0
+    """A learned first poll is never later than this after the submit."""
     poll_jitter: float = 0.1
     """Each poll interval is this share longer or shorter at random: polls do not bunch."""
     polls_count_against_rpm: bool = False
@@ -74,4 +90,7 @@ class RunConfig:
         more and waits again.)
         """
         longest_poll_s = max(self.poll_interval_s, self.poll_max_interval_s)
-        return max(self.first_poll_s, longest_poll_s * (1 + self.poll_jitter), self.backoff_max_s)
+        first_s = self.first_poll_s
+        if self.max_notice_delay_s is not None and self.learn_first_poll:
+            first_s = max(first_s, self.poll_max_first_s)
+        return max(first_s, longest_poll_s * (1 + self.poll_jitter), self.backoff_max_s)

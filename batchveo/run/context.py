@@ -30,6 +30,7 @@ from batchveo.clock import Alarms
 from batchveo.routes import Route
 from batchveo.run.config import RunConfig
 from batchveo.run.lanes import ClientsByRoute, Lane, Lanes
+from batchveo.run.pollplan import PollPlan
 from batchveo.run.wakeups import Signal
 from batchveo.spec import JobSpec
 from batchveo.states import ErrorKind, JobState
@@ -164,9 +165,11 @@ class RunContext:
         lanes: Lanes | None = None,
         observer: Observer | None = None,
         rng: random.Random | None = None,
+        polls: PollPlan | None = None,
     ):
         """``clients``: one client for every job (a single route), or the run's clients by
-        route; ``lanes`` as the runner built them (by default, from ``clients`` alone)."""
+        route; ``lanes`` as the runner built them (by default, from ``clients`` alone);
+        ``polls`` as the runner built it (by default, one that has seen no finished job)."""
         self.store = store
         self.config = config
         self.clock = clock
@@ -175,6 +178,8 @@ class RunContext:
         if not isinstance(clients, ClientsByRoute):
             clients = ClientsByRoute.single(clients)
         self.lanes = lanes or Lanes.build(clients, config, clock, rng=self.rng)
+        self.polls = polls or PollPlan(config, self.rng)
+        """When each operation is polled (the first poll, the next after a running answer)."""
         self.default_route: Route = self.lanes.default
         """The run's own route (its flags): fills what a job's stored route leaves unset."""
         self.downloads = downloads

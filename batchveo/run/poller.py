@@ -3,8 +3,9 @@
 Each running job carries its own ``next_poll_at`` in the database, so a
 restarted run picks up exactly where the last one was, and the poller sleeps
 until the earliest one is due instead of sweeping every operation on a timer.
-Long generations are polled less and less often; a finished operation is
-never polled again (its job has left ``running``).
+When each operation is polled is the run's ``PollPlan`` (``pollplan``: the fixed
+schedule of the flags, or one learned from finished jobs, told of every job seen done
+here); a finished operation is never polled again (its job has left ``running``).
 
 The poller sleeps until the earliest poll is due, or until a job enters ``running``
 (``RunContext.new_operation``); what each error means here is the poll column of
@@ -48,17 +49,6 @@ S = JobState
 _BATCH = 256
 POLL_ERRORS_TO_FAIL = 5
 """Consecutive unexpected answers (or 404s past the grace) before an operation is given up."""
-
-
-def poll_interval_s(ctx: RunContext, age_s: float) -> float:
-    """The base interval for the first two minutes, then growing towards the cap."""
-    c = ctx.config
-    if age_s < 120:
-        base = c.poll_interval_s
-    else:
-        base = min(c.poll_max_interval_s, c.poll_interval_s * (1 + (age_s - 120) / 120))
-    base = max(base, c.poll_interval_s)
-    return base * (1 + c.poll_jitter * (2 * ctx.rng.random() - 1))
 
 
 class Poller:
@@ -109,11 +99,12 @@ class Poller:
         self._errors.pop(job.id, None)
 
         if status.state == "running":
-            age_s = now - (job.submitted_at or now)
-            await _reschedule(ctx, job, now + poll_interval_s(ctx, age_s))
+            await _reschedule(ctx, job, ctx.polls.next_poll_at(job, now))
         elif status.state == "done" and status.inline_videos:
+            ctx.polls.finished(job, now)
             await self._save_inline(job, lane, status, now)
         elif status.state == "done":
+            ctx.polls.finished(job, now)
             done = await ctx.store.transition(
                 job.id,
                 S.RUNNING,
@@ -280,6 +271,7 @@ async def _reschedule(ctx: RunContext, job: Job, at: float) -> None:
 async def _finish(
     ctx: RunContext, job: Job, dst: JobState, kind: ErrorKind, why: str, **fields: Any
 ) -> None:
+    ctx.polls.forget(job)
     await ctx.end_job(
         job, S.RUNNING, dst, kind, why, polls=job.polls + 1, next_poll_at=None, **fields
     )

@@ -54,6 +54,7 @@ from batchveo.run.dropfolder import watch_folder
 from batchveo.run.lanes import Lanes
 from batchveo.run.loading import LoadResult, add_specs, load_into_store
 from batchveo.run.poller import Poller
+from batchveo.run.pollplan import HISTORY_ROWS, PollPlan
 from batchveo.run.submitter import lane_next_attempt_at, submitter
 from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
 from batchveo.store import Store, TransitionEvent
@@ -242,9 +243,11 @@ class Runner:
         for job in await store.jobs([S.GENERATED], order="generated_at"):
             lanes.for_job(job)  # a video nobody could fetch is a bug: found before any send
             downloads.add(job)
+        learning = config.max_notice_delay_s is not None
+        history = await store.generation_times(HISTORY_ROWS) if learning else []
         ctx = RunContext(
             store, self.clients, config, downloads, clock=clock, lanes=lanes,
-            observer=self.observer, rng=self.rng,
+            observer=self.observer, rng=self.rng, polls=PollPlan(config, self.rng, history),
         )  # fmt: skip
         return ctx, downloads
 

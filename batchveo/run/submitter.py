@@ -123,7 +123,7 @@ async def submit_one(ctx: RunContext, lane: Lane, job: Job) -> None:
             S.RUNNING,
             operation=operation,
             submitted_at=t,
-            next_poll_at=t + ctx.config.first_poll_s,
+            next_poll_at=ctx.polls.first_poll_at(job, t),
             detail=operation,
         )
     )

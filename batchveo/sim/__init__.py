@@ -11,6 +11,7 @@ which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_ru
 - ``server``: ``Simulator``, the aiohttp app: routes, what every request counts, the
   ``/__sim/`` controls; ``serve_forever``.
 - ``config``: ``SimConfig``, every knob, and how flags and JSON become one.
+- ``generation``: how long operations take: ``MIN,MAX`` or a log-normal, scalable.
 - ``gemini``: the Gemini format's submit and poll.
 - ``rules``: the rules a submit's body must follow, per group.
 - ``markers``: ``[sim:...]`` prompt markers that force an outcome.

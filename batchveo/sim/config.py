@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batchveo.models import RETENTION_S
+from batchveo.sim.generation import GenerationTime, parse_generation
+from batchveo.sim.generation import to_json as generation_json
 
 STYLES: Mapping[str, tuple[str, ...]] = {
     "retry_after_style": ("header", "retryinfo", "message", "none"),
@@ -33,7 +35,7 @@ STYLES: Mapping[str, tuple[str, ...]] = {
 FAULT_STATUSES = (429, 500, 502, 503, 504)
 """What an injected fault may answer (``fail_first_polls_status``)."""
 
-_RANGES = ("generation_s", "latency_s")
+_RANGES = ("latency_s",)
 _PROBABILITIES = (
     "rate_429",
     "rate_5xx",
@@ -70,7 +72,8 @@ class SimConfig:
     """Every knob of the simulator; see the modules named in this module's docstring."""
 
     api_key: str = "sim-key"
-    generation_s: tuple[float, float] = (11.0, 60.0)
+    generation_s: GenerationTime = (11.0, 60.0)
+    """``(MIN, MAX)`` seconds, or a ``LogNormalTime`` (``generation``)."""
     latency_s: tuple[float, float] = (0.0, 0.0)
     rate_429: float = 0.0
     retry_after_style: str = "header"
@@ -111,6 +114,10 @@ class SimConfig:
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
+        try:
+            self.generation_s = parse_generation(self.generation_s)
+        except (TypeError, ValueError, IndexError) as e:
+            raise ValueError(f"generation_s: {e}") from None
         for name, allowed in STYLES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}")
@@ -151,6 +158,7 @@ class SimConfig:
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "clock"}
+        out["generation_s"] = generation_json(self.generation_s)
         data: dict[str, Any] = json.loads(json.dumps(out))
         return data
 
@@ -221,6 +229,7 @@ def _clock(value: Any) -> Callable[[], float]:
 
 _COERCERS: dict[str, Callable[[Any], Any]] = {
     **dict.fromkeys(_RANGES, _range),
+    "generation_s": parse_generation,
     **dict.fromkeys((*_PROBABILITIES, *_FLOATS), float),
     **dict.fromkeys(_OPT_INTS, _optional_int),
     **dict.fromkeys(_INTS, _int),

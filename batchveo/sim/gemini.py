@@ -37,6 +37,7 @@ from batchveo.models import MODELS
 from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.faults import Faults
+from batchveo.sim.generation import draw_generation_s
 from batchveo.sim.markers import Marks, parse_markers
 from batchveo.sim.ops import Op, Operations, Outcome
 from batchveo.sim.quota import Quotas
@@ -158,8 +159,7 @@ class GeminiService:
 
     def _create(self, now: float, model: str, prompt: str, marks: Marks) -> Op:
         cfg = self._config()
-        lo, hi = cfg.generation_s
-        gen = hi if "slow" in marks else self._rng.uniform(lo, hi)
+        gen = draw_generation_s(cfg.generation_s, self._rng, slow="slow" in marks)
         outcome: Outcome
         if "op_error" in marks or self._faults.injected(cfg.rate_operation_error):
             outcome = "error"

@@ -11,7 +11,8 @@ content: the client never needs to know about them.
   back: a partial result); N at least ``sampleCount``, or no ``xN``, filters them all.
 - ``[sim:empty]`` (Vertex): the operation ends ``done`` with no video, no error and nothing
   filtered, the known intermittent service bug.
-- ``[sim:slow]``: generation takes the maximum of ``generation_s``.
+- ``[sim:slow]``: generation takes the maximum of ``generation_s`` (a log-normal's 99.9th
+  percentile).
 - ``[sim:file403]``: the operation ends ``done``, but every download of its video answers
   ``403 PERMISSION_DENIED`` "You do not have permission to access the File ... or it may not
   exist", as the Files API says of a missing or expired file.

@@ -106,6 +106,15 @@ class Operations:
         else:
             self._finished(op)
 
+    def timeline(self) -> list[dict[str, object]]:
+        """When each kept operation was created and finished (or will), on the simulator's
+        clock, and how often it was polled: ``GET /__sim/operations``."""
+        return [
+            {"name": op.name, "created_at": op.created_at, "done_at": op.done_at,
+             "polls": op.polls, "outcome": op.outcome}
+            for op in self._order
+        ]  # fmt: skip
+
     def fresh_id(self, ids: random.Random) -> str:
         """A new operation id (64 random bits in hex) that no kept operation has."""
         op_id = f"{ids.getrandbits(64):016x}"

@@ -9,7 +9,8 @@ each service owns its handlers:
 - ``downloads``: the videos, ``/v1beta/files/{id}:download``, the signed storage URLs of
   ``/__storage/``, and the simulator's own Cloud Storage at ``/storage/v1/b/...``.
 - ``vertex``: Vertex AI, ``/v1/projects/...``, and ``POST /token``.
-- here, test-only: ``GET /__sim/stats``, ``POST /__sim/finish_all``,
+- here, test-only: ``GET /__sim/stats``, ``GET /__sim/operations`` (when each operation
+  was created and finished), ``POST /__sim/finish_all``,
   ``GET|POST /__sim/config``, ``POST /__sim/expire_tokens`` (every bearer token handed out
   stops working). No key needed.
 
@@ -123,6 +124,7 @@ class Simulator:
         add("GET", "/__storage/gcs/{bucket}/{object:.+}", signed_gcs)
         self._add_vertex_routes()
         add("GET", "/__sim/stats", self._stats_handler)
+        add("GET", "/__sim/operations", self._operations_handler)
         add("POST", "/__sim/finish_all", self._finish_all_handler)
         add("GET", "/__sim/config", self._config_handler)
         add("POST", "/__sim/config", self._config_handler)
@@ -212,6 +214,16 @@ class Simulator:
         self._ops.finish_all(now)
         self._vertex.finish_all(now)
 
+    def operations(self) -> dict[str, Any]:
+        """Every operation still kept (both formats): its name, when it was created and when
+        it finished or will (``done_at``), its polls and outcome, all on the simulator's
+        clock, whose time now is ``now``; ``GET /__sim/operations``. How late each one was
+        noticed is then the client's done time against this ``done_at``."""
+        return {
+            "now": self.config.clock(),
+            "operations": self._ops.timeline() + self._vertex.timeline(),
+        }
+
     def stats(self) -> dict[str, Any]:
         """What the service saw; ``operations`` and ``running_ops`` count both formats."""
         now = self.config.clock()
@@ -255,6 +267,9 @@ class Simulator:
 
     async def _stats_handler(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
+
+    async def _operations_handler(self, request: web.Request) -> web.Response:
+        return web.json_response(self.operations())
 
     async def _finish_all_handler(self, request: web.Request) -> web.Response:
         self.finish_all()

@@ -62,6 +62,7 @@ from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.faults import Faults
 from batchveo.sim.gcs import ObjectStore
+from batchveo.sim.generation import draw_generation_s
 from batchveo.sim.markers import Marks, filtered_samples, parse_markers
 from batchveo.sim.ops import Operations, Outcome, VertexOp
 from batchveo.sim.quota import VERTEX_NAMES, Quotas
@@ -192,8 +193,7 @@ class VertexService:
         marks: Marks,
     ) -> VertexOp:
         project, location, model = path
-        lo, hi = cfg.generation_s
-        gen = hi if "slow" in marks else self._rng.uniform(lo, hi)
+        gen = draw_generation_s(cfg.generation_s, self._rng, slow="slow" in marks)
         outcome: Outcome = "ok"
         filtered = 0
         if "op_error" in marks or self._faults.injected(cfg.rate_operation_error):
@@ -347,6 +347,9 @@ class VertexService:
     def finish_all(self, now: float) -> None:
         for scope in self._scopes.values():
             scope.ops.finish_all(now)
+
+    def timeline(self) -> list[dict[str, object]]:
+        return [entry for scope in self._scopes.values() for entry in scope.ops.timeline()]
 
     def operation_counts(self) -> list[dict[str, int]]:
         return [scope.ops.counts for scope in self._scopes.values()]

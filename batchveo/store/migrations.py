@@ -232,4 +232,13 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        # The poll schedule learns from the latest finished jobs (Reads.generation_times):
+        # this reads them newest first without a scan. Partial: rows without a video are
+        # not in it, so loading (every row NULL here) pays nothing for it.
+        "008_generated_at",
+        """
+        CREATE INDEX jobs_generated_at ON jobs(generated_at) WHERE generated_at IS NOT NULL;
+        """,
+    ),
 )

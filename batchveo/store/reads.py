@@ -141,6 +141,18 @@ class Reads(Core):
         value = await self._scalar(sql)
         return None if value is None else float(value)
 
+    async def generation_times(self, limit: int) -> list[tuple[str, str | None, float, int]]:
+        """The latest ``limit`` jobs whose videos were made, newest first: (model, resolution,
+        seconds from submit to the done answer, polls it took). Read from the newest
+        ``generated_at`` down its index (``008_generated_at``): ``limit`` rows, whatever
+        the size of the table."""
+        sql = (
+            "SELECT model, json_extract(params, '$.resolution'), generated_at - submitted_at,"
+            " polls FROM jobs WHERE generated_at IS NOT NULL AND submitted_at IS NOT NULL"
+            " ORDER BY generated_at DESC LIMIT ?"
+        )
+        return [(m, r, float(d), int(p)) for m, r, d, p in await self._query(sql, (limit,))]
+
     async def last_submit_at(self) -> float | None:
         """When this database last let a submit start (any run, any process)."""
         sql = "SELECT MAX(at) FROM events WHERE to_state=?"
