@@ -7,9 +7,10 @@ import contextlib
 import itertools
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -22,7 +23,7 @@ from batchveo.run.runner import Runner
 from batchveo.sim import Simulator
 from batchveo.states import JobState
 from batchveo.store import Store
-from tests.helpers import make_spec
+from tests.helpers import FakeClock, make_spec
 from tests.pipeline_helpers import (
     KEY,
     fast_config,
@@ -435,11 +436,17 @@ async def test_jobs_wanting_one_file_name_each_keep_their_video(
 
 
 async def watch_run_until(
-    store: Store, sim: Simulator, config: RunConfig, done: int, timeout_s: float = 10.0
+    store: Store,
+    sim: Simulator,
+    config: RunConfig,
+    done: int,
+    timeout_s: float = 10.0,
+    on_tick: Callable[[], None] | None = None,
 ) -> tuple[int, dict[str, dict[str, int]], bool]:
     """Run in --watch mode until ``done`` jobs are done (or the run ends by itself);
     then stop it as a signal would. The exit code, the counts when it was stopped, and
-    whether it had ended by itself."""
+    whether it had ended by itself. ``on_tick`` is called at each look (a test's hand on
+    the simulator's clock)."""
     async with VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
         runner = Runner(store, client, config, rng=random.Random(1))
         task = asyncio.create_task(runner.run())
@@ -448,6 +455,8 @@ async def watch_run_until(
             counts = await store.counts()
             if sum(c.get("done", 0) for c in counts.values()) >= done:
                 break
+            if on_tick is not None:
+                on_tick()
             await asyncio.sleep(0.02)
         counts = await store.counts()
         ended_by_itself = task.done()
@@ -464,12 +473,24 @@ async def test_a_watching_run_holds_submits_back_until_the_quota_day_turns(
     # (the server says when) and goes on, instead of ending or spinning.
     (tmp_path / "drop").mkdir()
     await store.add_jobs([make_spec(f"j{i}", f"prompt {i}") for i in range(4)])
+    # The simulator's day turns only when the test turns it (once the run has met the
+    # per-day 429), so the third submit meets it however slow the machine is.
     config = fast_config(tmp_path / "v", max_inflight=1, watch_dir=tmp_path / "drop")
-    async with fast_sim(rpd_limit=2, day_s=0.4, retry_after_style="retryinfo") as sim:
-        _, counts, ended = await watch_run_until(store, sim, config, done=4)
+    clock = FakeClock()
+    turned: list[float] = []
+    sim_knobs: dict[str, Any] = {"generation_s": (0.0, 0.0), "clock": clock}
+    async with fast_sim(rpd_limit=2, day_s=0.3, retry_after_style="retryinfo", **sim_knobs) as sim:
+
+        def turn_the_day() -> None:
+            if not turned and sim.stats()["per_day_quota_429s"]:
+                turned.append(clock())
+                clock.advance(0.31)  # past the day (0.3 exactly rounds short of it)
+
+        _, counts, ended = await watch_run_until(store, sim, config, done=4, on_tick=turn_the_day)
         stats = sim.stats()
     assert counts == {"b1": {"done": 4}} and not ended  # still watching for new work
-    assert stats["per_day_quota_429s"] >= 1
+    assert turned and stats["per_day_quota_429s"] >= 1
+    assert stats["received_by_prompt"]["prompt 2"] <= 3  # it waited for the day, no spinning
     assert all(n == 1 for n in stats["submits_by_prompt"].values())
 
 
