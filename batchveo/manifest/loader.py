@@ -12,6 +12,7 @@ videos' paths together (``output_paths``), since those clash across files.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from batchveo.manifest.job import (
     rule_problems,
     variants,
 )
-from batchveo.manifest.opening import decode, read_manifest
+from batchveo.manifest.opening import Unreadable, decode, open_manifest, read_bounded, text_lines
 from batchveo.manifest.output_paths import (
     OutputTree,
     output_length_problem,
@@ -42,7 +43,7 @@ from batchveo.manifest.yamlfile import read_yaml
 from batchveo.routes import Route
 from batchveo.spec import JobSpec
 
-_READERS = {".yaml": read_yaml, ".yml": read_yaml, ".csv": read_csv}
+_SUFFIXES = (".yaml", ".yml", ".csv")
 
 
 @dataclass(frozen=True)
@@ -114,11 +115,11 @@ class _Loader:
     ) -> None:
         self.batch = batch
         self.route = route
+        """The loading command's route: the defaults of every file's own."""
         self._take = take
         self.items: list[Item] = []
         """Streaming: what is found and not handed on yet."""
         self._tree = OutputTree()
-        """The loading command's route: the defaults of every file's own."""
         self._file_route: tuple[Defaults, FileRoute] | None = None
         self.problems: list[Problem] = []
         self.specs: list[JobSpec] = []
@@ -150,28 +151,62 @@ class _Loader:
     def load(self, path: Path | str) -> None:
         """Read one manifest, its jobs into ``specs`` and its problems into ``problems``."""
         name, p = os.fspath(path), Path(path)
-        reader = _READERS.get(p.suffix.lower())
-        if reader is None:
+        suffix = p.suffix.lower()
+        if suffix not in _SUFFIXES:
             return self.problem(name, None, "not a manifest: use a .yaml, .yml or .csv file")
-        data = read_manifest(p)
+        opened = open_manifest(p)
+        if isinstance(opened, str):
+            return self.problem(name, None, opened)
+        fd, size = opened
+        try:
+            if p.resolve() in self._files:
+                return self.problem(name, None, "the same manifest is given twice")
+            self._files.add(p.resolve())
+            batch = self.batch if self.batch is not None else p.stem
+            self._file_batch, self._base = batch, p.absolute().parent
+            defaults = self._csv(name, fd) if suffix == ".csv" else self._yaml(name, fd, size)
+        except OSError as e:
+            return self.problem(name, None, f"cannot read it: {e.strerror}")
+        finally:
+            os.close(fd)
+        if defaults is not None and defaults.budget_usd is not None:
+            self.budgets[batch] = defaults.budget_usd
+        return None
+
+    def _yaml(self, name: str, fd: int, size: int) -> Defaults | None:
+        """A YAML manifest, read whole: PyYAML parses a tree."""
+        data = read_bounded(fd, size)
         if isinstance(data, str):
-            return self.problem(name, None, data)
-        if p.resolve() in self._files:
-            return self.problem(name, None, "the same manifest is given twice")
-        self._files.add(p.resolve())
+            self.problem(name, None, data)
+            return None
         text = decode(data)
         del data
         if isinstance(text, tuple):
             line, why = text
-            return self.problem(f"{name}:{line}", None, why)
+            self.problem(f"{name}:{line}", None, why)
+            return None
         if not text or text.isspace():
-            return self.problem(name, None, "empty manifest: no jobs")
-        batch = self.batch if self.batch is not None else p.stem
-        self._file_batch, self._base = batch, p.absolute().parent
-        defaults = reader(name, text, self)
-        if defaults.budget_usd is not None:
-            self.budgets[batch] = defaults.budget_usd
-        return None
+            self.problem(name, None, "empty manifest: no jobs")
+            return None
+        return read_yaml(name, text, self)
+
+    def _csv(self, name: str, fd: int) -> Defaults | None:
+        """A CSV manifest, read line by line."""
+        lines = text_lines(fd)
+        try:
+            blank = []  # the lines before the first that is not blank
+            for line in lines:
+                blank.append(line)
+                if not line.isspace():
+                    break
+            else:
+                self.problem(name, None, "empty manifest: no jobs")
+                return None
+            return read_csv(name, itertools.chain(blank, lines), self)
+        except Unreadable as e:
+            where = name if e.line is None else f"{name}:{e.line}"
+            self.problem(where, None, e.why)
+            return None
 
     def job(self, raw: Mapping[str, Any], where: str, defaults: Defaults, bad: list[str]) -> None:
         """Validate one job, then register its spec(s), or its problems."""
