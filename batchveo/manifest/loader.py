@@ -76,7 +76,7 @@ def read_manifests(
     return Manifests(loader.specs, loader.budgets)
 
 
-STREAM_CHUNK_ITEMS = 2000
+STREAM_CHUNK_ITEMS = 1000
 """Specs and problems ``stream_manifests`` hands on at a time."""
 Item = JobSpec | Problem
 

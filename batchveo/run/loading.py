@@ -38,7 +38,7 @@ from batchveo.spec import JobSpec
 from batchveo.store import Store
 from batchveo.store.loading import LoadSession
 
-_QUEUED_CHUNKS = 4
+_QUEUED_CHUNKS = 2
 """Chunks read ahead of the store (each ``STREAM_CHUNK_ITEMS``): enough to keep both busy."""
 
 
