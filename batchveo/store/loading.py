@@ -200,10 +200,11 @@ class LoadSession:
         return out
 
     async def _stored(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-        """``{id: (spec_hash, state, source, *route columns)}`` of the ids stored before
-        the load (only these: a reload of a million jobs must stay small)."""
+        """``{id: (rowid, spec_hash, state, source, *route columns)}`` of the ids stored
+        before the load (only these: a reload of a million jobs must stay small)."""
         sql = (
-            "SELECT id, spec_hash, state, source, provider, project, location, storage_uri"
+            "SELECT id, rowid, spec_hash, state, source, provider, project, location,"
+            " storage_uri"
             f" FROM jobs WHERE id IN ({','.join('?' * len(ids))}) AND rowid <= ?"
         )
         async with self.db.execute(sql, [*ids, self.watermark]) as cur:
@@ -217,23 +218,24 @@ class LoadSession:
         hashes: Sequence[str],
     ) -> dict[str, _Seen]:
         """Of the stored ids this chunk names, those an earlier chunk named already (their
-        first occurrence); the others are noted for the chunks after."""
+        first occurrence); the others are noted for the chunks after. Noted by the stored
+        job's rowid: a reload in the order of the load before appends to the table."""
         db = self.db
         if not self._seen_table:
             await db.execute(
-                "CREATE TEMP TABLE load_seen (id TEXT PRIMARY KEY, spec_hash TEXT, source TEXT)"
+                "CREATE TEMP TABLE load_seen (n INTEGER PRIMARY KEY, spec_hash TEXT, source TEXT)"
             )
             self._seen_table = True
-        ids = list(stored)
-        marks = ",".join("?" * len(ids))
-        sql = f"SELECT id, spec_hash, source FROM temp.load_seen WHERE id IN ({marks})"
-        async with db.execute(sql, ids) as cur:
-            earlier = {r[0]: _Seen(r[1], r[2]) for r in await cur.fetchall()}
+        by_rowid = {old[0]: job_id for job_id, old in stored.items()}
+        marks = ",".join("?" * len(by_rowid))
+        sql = f"SELECT n, spec_hash, source FROM temp.load_seen WHERE n IN ({marks})"
+        async with db.execute(sql, list(by_rowid)) as cur:
+            earlier = {by_rowid[r[0]]: _Seen(r[1], r[2]) for r in await cur.fetchall()}
         await db.executemany(
             "INSERT INTO temp.load_seen VALUES (?, ?, ?)",
             [
-                (job_id, hashes[firsts[job_id]], specs[firsts[job_id]].source)
-                for job_id in ids
+                (n, hashes[firsts[job_id]], specs[firsts[job_id]].source)
+                for n, job_id in sorted(by_rowid.items())
                 if job_id not in earlier
             ],
         )
@@ -283,10 +285,10 @@ class LoadSession:
     ) -> str | None:
         """A spec whose id was stored before the load: existing, rerouted, replaced, or
         the problem it is."""
-        stored_hash, state, where = old[0], JobState(old[1]), old[2] or "an earlier manifest"
+        stored_hash, state, where = old[1], JobState(old[2]), old[3] or "an earlier manifest"
         if stored_hash == spec_hash:
             self.existing += 1
-            if old[3:] != route_parts(spec.route) and state in _REPLACEABLE:
+            if old[4:] != route_parts(spec.route) and state in _REPLACEABLE:
                 rerouting.append((spec, state))
             return None
         if not self.replace:
