@@ -112,9 +112,16 @@ class Problem:
         return f"{self.where}{job}: {self.message}"
 
 
+MAX_PROBLEMS_KEPT = 1000
+"""The problems a load keeps, in file order; the rest are counted (``ManifestError.more``):
+one bad default can make every row of a million-row manifest wrong."""
+
+
 class ManifestError(UserError):
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], *, more: int = 0):
         self.problems = problems
+        self.more = more
+        """Problems found past the ``problems`` kept (``MAX_PROBLEMS_KEPT``), not listed."""
         super().__init__("\n".join(str(p) for p in problems))
 
 

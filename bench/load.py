@@ -1,4 +1,12 @@
-"""Part 1, ``batchveo load``: time and peak memory of validating and storing a manifest."""
+"""Part 1, ``batchveo load``: time and peak memory of validating and storing a manifest.
+
+Cases: a text-only CSV of ``rows`` (100,000 by default) into a fresh database and its
+reload into the same one, a YAML of as many jobs, and 1,000-job CSV and YAML manifests
+cycling over shared images; with ``--million``, a 1,000,000-row CSV and its reload too
+(a minute or so more). With ``--against DIR`` (a checkout with its own ``.venv``, say the
+code before a change) every case runs there first, then here, on its own databases:
+before and after side by side, interleaved so that a busy machine weighs on both alike.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +14,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.gen_manifest import write_csv, write_images, write_yaml
-from bench.proc import OUT, ChildResult, batchveo_argv, run_child
+from bench.proc import OUT, ROOT, ChildResult, run_child
+from bench.reads import Code
 from bench.report import PartResult, mb, secs, table
 
-CSV_MAX_S = 3.0
-CSV_MAX_MB = 200.0
-YAML_MAX_S = 10.0
+CSV_MAX_S = 2.0
+CSV_MAX_MB = 100.0
+YAML_MAX_S = 3.0
+YAML_MAX_MB = 150.0
+MILLION = 1_000_000
+MILLION_MAX_S = 20.0
+MILLION_MAX_MB = 100.0
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
     manifest: Path
-    db: Path
+    db: str
+    """The database's file name (each code has its own folder)."""
     jobs: int
     expect: str
     """What ``load`` must print: the jobs really went in (or, on a reload, did not)."""
     fresh: bool = True
+    max_s: float | None = None
+    max_mb: float | None = None
 
 
 def _fresh_db(db: Path) -> None:
@@ -30,97 +46,127 @@ def _fresh_db(db: Path) -> None:
         Path(f"{db}{suffix}").unlink(missing_ok=True)
 
 
-def _cases(work: Path, rows: int, image_jobs: int, images: int) -> list[Case]:
+def _k(n: int) -> str:
+    return f"{n // 1000}k" if n % 1000 == 0 else str(n)
+
+
+def _csv_cases(manifest: Path, rows: int, db: str, max_s: float, max_mb: float) -> list[Case]:
+    k = _k(rows)
+    new, again = f"{rows} new, 0 already loaded", f"0 new, {rows} already loaded"
+    return [
+        Case(f"csv {k} text", manifest, db, rows, new, max_s=max_s, max_mb=max_mb),
+        Case(f"csv {k} text, reload", manifest, db, rows, again, fresh=False, max_s=max_s,
+             max_mb=max_mb),
+    ]  # fmt: skip
+
+
+def _cases(work: Path, rows: int, image_jobs: int, images: int, million: bool) -> list[Case]:
     imgs = write_images(work / "img", images)
     big_csv = write_csv(work / "big.csv", rows)
     big_yaml = write_yaml(work / "big.yaml", rows)
     img_csv = write_csv(work / "images.csv", image_jobs, images=imgs)
     img_yaml = write_yaml(work / "images.yaml", image_jobs, images=imgs)
-    k = f"{rows // 1000}k" if rows % 1000 == 0 else str(rows)
-    n = f"{image_jobs // 1000}k" if image_jobs % 1000 == 0 else str(image_jobs)
-    return [
-        Case(f"csv {k} text", big_csv, work / "csv.db", rows, f"{rows} new, 0 already loaded"),
-        Case(
-            f"csv {k} text, reload",
-            big_csv,
-            work / "csv.db",
-            rows,
-            f"0 new, {rows} already loaded",
-            fresh=False,
-        ),
-        Case(f"yaml {k} text", big_yaml, work / "yaml.db", rows, f"{rows} new, 0 already loaded"),
-        Case(
-            f"csv {n}, {images} shared images",
-            img_csv,
-            work / "img_csv.db",
-            image_jobs,
-            f"{image_jobs} new, 0 already loaded",
-        ),
-        Case(
-            f"yaml {n}, {images} shared images",
-            img_yaml,
-            work / "img_yaml.db",
-            image_jobs,
-            f"{image_jobs} new, 0 already loaded",
-        ),
-    ]
+    n = _k(image_jobs)
+    cases = _csv_cases(big_csv, rows, "csv.db", CSV_MAX_S, CSV_MAX_MB)
+    cases += [
+        Case(f"yaml {_k(rows)} text", big_yaml, "yaml.db", rows, f"{rows} new, 0 already loaded",
+             max_s=YAML_MAX_S, max_mb=YAML_MAX_MB),
+        Case(f"csv {n}, {images} shared images", img_csv, "img_csv.db", image_jobs,
+             f"{image_jobs} new, 0 already loaded"),
+        Case(f"yaml {n}, {images} shared images", img_yaml, "img_yaml.db", image_jobs,
+             f"{image_jobs} new, 0 already loaded"),
+    ]  # fmt: skip
+    if million:
+        path = work / "million.csv"
+        if not path.exists():  # 80 MB, kept between runs
+            write_csv(path, MILLION)
+        cases += _csv_cases(path, MILLION, "million.db", MILLION_MAX_S, MILLION_MAX_MB)
+    return cases
 
 
 def run_load(
-    rows: int = 100_000, image_jobs: int = 1_000, images: int = 10, *, repeat: int = 1
+    rows: int = 100_000,
+    image_jobs: int = 1_000,
+    images: int = 10,
+    *,
+    repeat: int = 1,
+    million: bool = False,
+    against: Path | None = None,
 ) -> PartResult:
     """Each case ``repeat`` times (fresh database each time), the fastest run reported."""
     work = OUT / "load"
     work.mkdir(parents=True, exist_ok=True)
+    codes = [Code("after", ROOT)]
+    if against is not None:
+        codes.insert(0, Code("before", against.resolve()))
     part = PartResult("load")
-    baseline = run_child(batchveo_argv("--version"), log_stem=work / "baseline")
-    results: list[tuple[Case, ChildResult, bool]] = []
-    for case in _cases(work, rows, image_jobs, images):
-        runs = [_run_case(work, case) for _ in range(max(1, repeat))]
-        results.append(max(runs, key=lambda r: (r[2], -r[1].wall_s)))
+    baseline = run_child(codes[-1].argv("--version"), log_stem=work / "baseline")
+    results: list[tuple[Case, Code, ChildResult, bool]] = []
+    for case in _cases(work, rows, image_jobs, images, million):
+        for code in codes:  # before, then after: interleaved
+            runs = [_run_case(work, case, code) for _ in range(max(1, repeat))]
+            results.append(max(runs, key=lambda r: (r[3], -r[2].wall_s)))
 
-    rows_out = [_row("start-up only (--version)", None, baseline, baseline.returncode == 0)]
-    rows_out += [_row(case.name, case.jobs, res, ok) for case, res, ok in results]
-    headers = ["batchveo load", "jobs", "wall", "cpu", "peak RSS", "jobs/s", "output"]
-    part.tables.append(table("LOAD (each a fresh process)", headers, rows_out))
-
-    csv_case, csv_res, csv_ok = results[0]
-    csv_fast = csv_ok and csv_res.wall_s < CSV_MAX_S
-    csv_small = csv_ok and csv_res.max_rss_mb < CSV_MAX_MB
-    part.check(f"{csv_case.name}: wall", secs(csv_res.wall_s), f"< {CSV_MAX_S:.0f} s", csv_fast)
-    part.check(
-        f"{csv_case.name}: peak RSS", mb(csv_res.max_rss_mb), f"< {CSV_MAX_MB:.0f} MB", csv_small
-    )
-    yaml_case, yaml_res, yaml_ok = results[2]
-    yaml_fast = yaml_ok and yaml_res.wall_s < YAML_MAX_S
-    part.check(f"{yaml_case.name}: wall", secs(yaml_res.wall_s), f"< {YAML_MAX_S:.0f} s", yaml_fast)
-    part.check(f"{yaml_case.name}: peak RSS", mb(yaml_res.max_rss_mb), "(no target)", None)
-    for case, _, ok in results:
-        if case.name in (csv_case.name, yaml_case.name):
+    part.tables.append(_table(baseline, results, codes))
+    for case, code, res, ok in results:
+        if code.name != "after":
             continue
-        part.check(f"{case.name}: output", repr(case.expect), "printed, exit 0", ok)
+        if case.max_s is not None:
+            fast = ok and res.wall_s < case.max_s
+            part.check(f"{case.name}: wall", secs(res.wall_s), f"< {case.max_s:.0f} s", fast)
+        if case.max_mb is not None:
+            small = ok and res.max_rss_mb < case.max_mb
+            part.check(
+                f"{case.name}: peak RSS", mb(res.max_rss_mb), f"< {case.max_mb:.0f} MB", small
+            )
+        if case.max_s is None and case.max_mb is None:
+            part.check(f"{case.name}: output", repr(case.expect), "printed, exit 0", ok)
     part.data = {
+        "against": str(against) if against else None,
         "baseline_startup": baseline.summary(),
         "cases": [
-            {"name": c.name, "jobs": c.jobs, "manifest": str(c.manifest), "output_ok": ok}
+            {"name": c.name, "code": code.name, "jobs": c.jobs, "manifest": str(c.manifest),
+             "output_ok": ok}
             | r.summary()
             | {"stdout": r.stdout.strip()[-300:], "stderr": r.stderr.strip()[-300:]}
-            for c, r, ok in results
+            for c, code, r, ok in results
         ],
-    }
+    }  # fmt: skip
     return part
 
 
-def _run_case(work: Path, case: Case) -> tuple[Case, ChildResult, bool]:
+def _run_case(work: Path, case: Case, code: Code) -> tuple[Case, Code, ChildResult, bool]:
+    folder = work / code.name
+    folder.mkdir(exist_ok=True)
+    db = folder / case.db
     if case.fresh:
-        _fresh_db(case.db)
-    stem = work / case.name.replace(" ", "_").replace(",", "")
-    res = run_child(batchveo_argv("load", case.manifest, "--db", case.db), log_stem=stem)
-    return case, res, res.returncode == 0 and case.expect in res.stdout
+        _fresh_db(db)
+    stem = folder / case.name.replace(" ", "_").replace(",", "")
+    res = run_child(
+        code.argv("load", case.manifest, "--db", db), log_stem=stem, cwd=code.root,
+        timeout_s=1800.0,
+    )  # fmt: skip
+    return case, code, res, res.returncode == 0 and case.expect in res.stdout
 
 
-def _row(name: str, jobs: int | None, res: ChildResult, ok: bool) -> list[str]:
-    rate = f"{jobs / res.wall_s:,.0f}" if jobs and res.wall_s else "-"
-    verdict = "ok" if ok else f"WRONG (exit {res.returncode})"
-    count = f"{jobs:,}" if jobs else "-"
-    return [name, count, secs(res.wall_s), secs(res.cpu_s), mb(res.max_rss_mb), rate, verdict]
+def _table(
+    baseline: ChildResult, results: list[tuple[Case, Code, ChildResult, bool]], codes: list[Code]
+) -> str:
+    headers = ["batchveo load", "jobs"]
+    for c in codes:
+        headers += [f"{c.name} wall" if len(codes) > 1 else "wall", "cpu", "peak RSS", "jobs/s",
+                    "output"]  # fmt: skip
+    rows: dict[str, list[str]] = {}
+    start = ["start-up only (--version)", "-"]
+    for _ in codes:
+        start += [secs(baseline.wall_s), secs(baseline.cpu_s), mb(baseline.max_rss_mb), "-",
+                  "ok" if baseline.returncode == 0 else "WRONG"]  # fmt: skip
+    rows["--version"] = start
+    for case, _, res, ok in results:
+        row = rows.setdefault(case.name, [case.name, f"{case.jobs:,}"])
+        rate = f"{case.jobs / res.wall_s:,.0f}" if res.wall_s else "-"
+        verdict = "ok" if ok else f"WRONG (exit {res.returncode})"
+        row += [secs(res.wall_s), secs(res.cpu_s), mb(res.max_rss_mb), rate, verdict]
+    title = "LOAD (each a fresh process"
+    title += ", before and after interleaved)" if len(codes) > 1 else ")"
+    return table(title, headers, list(rows.values()))

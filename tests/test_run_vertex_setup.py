@@ -249,13 +249,18 @@ def test_load_and_plan_read_the_manifests_with_the_route(
     command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     routes: list[Route] = []
-    real = loading.read_manifests
+    real, real_stream = loading.read_manifests, loading.stream_manifests
 
     def read_manifests(paths: Any, *, batch: str | None = None, route: Route) -> Any:
         routes.append(route)
         return real(paths, batch=batch, route=route)
 
+    def stream_manifests(paths: Any, take: Any, *, batch: str | None = None, route: Route) -> Any:
+        routes.append(route)  # load streams the manifests
+        return real_stream(paths, take, batch=batch, route=route)
+
     monkeypatch.setattr(loading, "read_manifests", read_manifests)
+    monkeypatch.setattr(loading, "stream_manifests", stream_manifests)
     manifest(tmp_path / "m.yaml", "a")
     flags = ["--provider", "vertex", "--project", "proj-1", "--storage-uri", "gs://bkt/x/"]
     result = invoke(*command.split(), "m.yaml", *flags)

@@ -23,7 +23,13 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from batchveo.cli.crash import crash_message
-from batchveo.errors import BatchveoError, StaleTransition, StoreError, UserError
+from batchveo.errors import (
+    BatchveoError,
+    ManifestError,
+    StaleTransition,
+    StoreError,
+    UserError,
+)
 from batchveo.exitcodes import ExitCode
 
 T = TypeVar("T")
@@ -32,12 +38,13 @@ MAX_PROBLEMS_SHOWN = 50
 """One bad default can make every row of a 100k manifest wrong: show a screenful."""
 
 
-def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
-    """Print ``message`` (one problem a line, a screenful at most) to stderr and exit."""
+def fail(message: str, code: ExitCode = ExitCode.USAGE, *, unlisted: int = 0) -> NoReturn:
+    """Print ``message`` (one problem a line, a screenful at most) to stderr and exit;
+    ``unlisted``: more problems found that the message does not list."""
     lines = message.splitlines() or [message]
-    if len(lines) > MAX_PROBLEMS_SHOWN:
-        more = len(lines) - MAX_PROBLEMS_SHOWN
-        lines = [*lines[:MAX_PROBLEMS_SHOWN], f"... and {more} more problem(s)"]
+    if len(lines) > MAX_PROBLEMS_SHOWN or unlisted:
+        more = max(0, len(lines) - MAX_PROBLEMS_SHOWN) + unlisted
+        lines = [*lines[:MAX_PROBLEMS_SHOWN], f"... and {more:,} more problem(s)"]
     for line in lines:
         click.echo(f"batchveo: {line}" if not line.startswith("batchveo:") else line, err=True)
     sys.exit(code)
@@ -75,6 +82,8 @@ def run_async(
         return asyncio.run(coro_fn())  # type: ignore[arg-type]
     except Locked as e:
         fail(str(e), ExitCode.LOCKED)
+    except ManifestError as e:
+        fail(str(e), ExitCode.USAGE, unlisted=e.more)
     except UserError as e:  # DatabaseUnusable too: the user's file, not our bug
         fail(str(e), ExitCode.USAGE)
     except StaleTransition as e:

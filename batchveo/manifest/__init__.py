@@ -2,7 +2,8 @@
 
 The modules, in the order a row meets them:
 
-- ``loader``: ``read_manifests`` and ``Manifests``; every file, every row, every problem.
+- ``loader``: ``read_manifests`` and ``Manifests``; every file, every row, every problem
+  (``stream_manifests``: the same handed on in chunks, for a load that keeps none).
 - ``opening``: reading a file at all (a regular file, at most ``MAX_MANIFEST_BYTES``).
 - ``yamlfile`` and ``csvfile``: the two formats, their syntax and where a problem is.
 - ``rows``: the keys a row may have, the file's defaults, what a reader hands the loader.
@@ -24,7 +25,7 @@ from batchveo.manifest.fields import (
 )
 from batchveo.manifest.gcpause import gc_paused
 from batchveo.manifest.images import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE_PX
-from batchveo.manifest.loader import Manifests, read_manifests
+from batchveo.manifest.loader import Manifests, read_manifests, stream_manifests
 from batchveo.manifest.opening import MAX_MANIFEST_BYTES
 from batchveo.manifest.output_paths import (
     DOWNLOAD_NAME_EXTRA_BYTES,
@@ -62,4 +63,5 @@ __all__ = [
     "output_clashes",
     "output_parts",
     "read_manifests",
+    "stream_manifests",
 ]

@@ -14,20 +14,21 @@ of a spreadsheet). Header problems are located at ``FILE header``.
 from __future__ import annotations
 
 import csv
-import io
+from collections.abc import Iterable
 from typing import Any
 
 from batchveo.manifest.rows import CSV_COLUMNS, JOB_KEYS, Defaults, Sink, unknown_key
 from batchveo.manifest.show import show
 
 
-def read_csv(name: str, text: str, sink: Sink) -> Defaults:
-    """Hand every job of a CSV manifest to ``sink``, with every problem; return the file's
-    defaults (a CSV has none of its own)."""
+def read_csv(name: str, lines: Iterable[str], sink: Sink) -> Defaults:
+    """Hand every job of a CSV manifest (its ``lines``, ends kept, as a file opened with
+    ``newline=""`` gives them) to ``sink``, with every problem; return the file's defaults
+    (a CSV has none of its own)."""
     defaults = Defaults()
     # strict: a quote left open would otherwise take in every later row as one cell
     # (they would never be jobs, and one prompt would be paid with all their text).
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    reader = csv.reader(lines, strict=True)
     cols, unnamed = _columns(name, next(reader, []), sink)
     if "prompt" not in cols:
         sink.problem(f"{name} header", None, "no 'prompt' column")

@@ -12,8 +12,9 @@ videos' paths together (``output_paths``), since those clash across files.
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +29,13 @@ from batchveo.manifest.job import (
     rule_problems,
     variants,
 )
-from batchveo.manifest.opening import decode, read_manifest
-from batchveo.manifest.output_paths import output_problem, output_problems
+from batchveo.manifest.opening import Unreadable, decode, open_manifest, read_bounded, text_lines
+from batchveo.manifest.output_paths import (
+    OutputTree,
+    output_length_problem,
+    output_problem,
+    output_problems,
+)
 from batchveo.manifest.routing import FileRoute, check_route, file_route
 from batchveo.manifest.rows import Defaults
 from batchveo.manifest.show import show
@@ -37,7 +43,7 @@ from batchveo.manifest.yamlfile import read_yaml
 from batchveo.routes import Route
 from batchveo.spec import JobSpec
 
-_READERS = {".yaml": read_yaml, ".yml": read_yaml, ".csv": read_csv}
+_SUFFIXES = (".yaml", ".yml", ".csv")
 
 
 @dataclass(frozen=True)
@@ -70,14 +76,50 @@ def read_manifests(
     return Manifests(loader.specs, loader.budgets)
 
 
-class _Loader:
-    """The state of one ``read_manifests``: what is loaded so far, and every problem; the
-    ``Sink`` its readers report to."""
+STREAM_CHUNK_ITEMS = 1000
+"""Specs and problems ``stream_manifests`` hands on at a time."""
+Item = JobSpec | Problem
 
-    def __init__(self, batch: str | None, route: Route) -> None:
+
+def stream_manifests(
+    paths: Sequence[Path | str],
+    take: Callable[[list[Item]], None],
+    *,
+    batch: str | None = None,
+    route: Route | None = None,
+) -> dict[str, float]:
+    """Every job and every problem of every manifest, in file order, handed to ``take`` a
+    chunk at a time (a list of at most about ``STREAM_CHUNK_ITEMS``); the batches' budgets.
+
+    ``read_manifests`` without keeping the jobs: what needs every job of the load at once
+    is left to whoever takes them (the store, where they go anyway): a second job with an
+    id or output name of an earlier one, and videos where another needs a folder. Each
+    job's own checks are all made here, its output's length too. ``batch`` and ``route``
+    as for ``read_manifests``.
+    """
+    loader = _Loader(batch, Route() if route is None else check_route(route), take)
+    for path in paths:
+        loader.load(path)
+    loader.flush()
+    return loader.budgets
+
+
+class _Loader:
+    """The state of one ``read_manifests`` or ``stream_manifests``: what is loaded so far,
+    and every problem; the ``Sink`` its readers report to. With ``take``, jobs and problems
+    are handed on in chunks instead of kept (``items``), and only each job's own checks
+    are made."""
+
+    def __init__(
+        self, batch: str | None, route: Route, take: Callable[[list[Item]], None] | None = None
+    ) -> None:
         self.batch = batch
         self.route = route
         """The loading command's route: the defaults of every file's own."""
+        self._take = take
+        self.items: list[Item] = []
+        """Streaming: what is found and not handed on yet."""
+        self._tree = OutputTree()
         self._file_route: tuple[Defaults, FileRoute] | None = None
         self.problems: list[Problem] = []
         self.specs: list[JobSpec] = []
@@ -93,33 +135,78 @@ class _Loader:
         """The folder of the manifest being read: its image paths are relative to it."""
 
     def problem(self, where: str, job: str | None, message: str) -> None:
-        self.problems.append(Problem(where, job, message))
+        if self._take is None:
+            self.problems.append(Problem(where, job, message))
+        else:
+            self.items.append(Problem(where, job, message))
+            if len(self.items) >= STREAM_CHUNK_ITEMS:
+                self.flush()
+
+    def flush(self) -> None:
+        """Streaming: hand on what was found since the last time."""
+        if self._take is not None and self.items:
+            items, self.items = self.items, []
+            self._take(items)
 
     def load(self, path: Path | str) -> None:
         """Read one manifest, its jobs into ``specs`` and its problems into ``problems``."""
         name, p = os.fspath(path), Path(path)
-        reader = _READERS.get(p.suffix.lower())
-        if reader is None:
+        suffix = p.suffix.lower()
+        if suffix not in _SUFFIXES:
             return self.problem(name, None, "not a manifest: use a .yaml, .yml or .csv file")
-        data = read_manifest(p)
+        opened = open_manifest(p)
+        if isinstance(opened, str):
+            return self.problem(name, None, opened)
+        fd, size = opened
+        try:
+            if p.resolve() in self._files:
+                return self.problem(name, None, "the same manifest is given twice")
+            self._files.add(p.resolve())
+            batch = self.batch if self.batch is not None else p.stem
+            self._file_batch, self._base = batch, p.absolute().parent
+            defaults = self._csv(name, fd) if suffix == ".csv" else self._yaml(name, fd, size)
+        except OSError as e:
+            return self.problem(name, None, f"cannot read it: {e.strerror}")
+        finally:
+            os.close(fd)
+        if defaults is not None and defaults.budget_usd is not None:
+            self.budgets[batch] = defaults.budget_usd
+        return None
+
+    def _yaml(self, name: str, fd: int, size: int) -> Defaults | None:
+        """A YAML manifest, read whole: PyYAML parses a tree."""
+        data = read_bounded(fd, size)
         if isinstance(data, str):
-            return self.problem(name, None, data)
-        if p.resolve() in self._files:
-            return self.problem(name, None, "the same manifest is given twice")
-        self._files.add(p.resolve())
+            self.problem(name, None, data)
+            return None
         text = decode(data)
         del data
         if isinstance(text, tuple):
             line, why = text
-            return self.problem(f"{name}:{line}", None, why)
+            self.problem(f"{name}:{line}", None, why)
+            return None
         if not text or text.isspace():
-            return self.problem(name, None, "empty manifest: no jobs")
-        batch = self.batch if self.batch is not None else p.stem
-        self._file_batch, self._base = batch, p.absolute().parent
-        defaults = reader(name, text, self)
-        if defaults.budget_usd is not None:
-            self.budgets[batch] = defaults.budget_usd
-        return None
+            self.problem(name, None, "empty manifest: no jobs")
+            return None
+        return read_yaml(name, text, self)
+
+    def _csv(self, name: str, fd: int) -> Defaults | None:
+        """A CSV manifest, read line by line."""
+        lines = text_lines(fd)
+        try:
+            blank = []  # the lines before the first that is not blank
+            for line in lines:
+                blank.append(line)
+                if not line.isspace():
+                    break
+            else:
+                self.problem(name, None, "empty manifest: no jobs")
+                return None
+            return read_csv(name, itertools.chain(blank, lines), self)
+        except Unreadable as e:
+            where = name if e.line is None else f"{name}:{e.line}"
+            self.problem(where, None, e.why)
+            return None
 
     def job(self, raw: Mapping[str, Any], where: str, defaults: Defaults, bad: list[str]) -> None:
         """Validate one job, then register its spec(s), or its problems."""
@@ -133,6 +220,8 @@ class _Loader:
                 self.problem(where, f.job_id, message)
             return
         specs = variants(f, inputs, self._file_batch, where, route.route)
+        if self._take is not None:
+            return self._hand_on(specs, where)
         for spec in specs:
             if self._clashes(spec, where):
                 return
@@ -141,6 +230,20 @@ class _Loader:
             if spec.output_name is not None:
                 self._outputs[spec.output_name] = where
         self.specs += specs
+
+    def _hand_on(self, specs: list[JobSpec], where: str) -> None:
+        """Streaming: a job's specs, unless its output cannot be a file name at all."""
+        for spec in specs:
+            out = spec.output_name
+            if out is not None and (
+                (why := output_problem(out))
+                or (why := output_length_problem(self._tree, spec.id, out))
+            ):
+                return self.problem(where, spec.id, why)
+        self.items += specs
+        if len(self.items) >= STREAM_CHUNK_ITEMS:
+            self.flush()
+        return None
 
     def _route_of(self, defaults: Defaults) -> FileRoute:
         """The route of the file whose defaults these are, its problems reported once (at

@@ -4,12 +4,18 @@ A FIFO would hang ``load``, a link to ``/dev/zero`` would eat memory, and files 
 say they are empty and are not; so a manifest is opened without blocking, must be a regular
 file (links followed), and is read up to ``MAX_MANIFEST_BYTES``, counted on what is read, not
 on what ``stat`` says. Images are opened the same way (``images.py``).
+
+A YAML file is read whole (``read_manifest``: PyYAML parses a tree); a CSV file line by
+line (``open_manifest``, ``text_lines``), a block of whole lines at a time, so a
+million-row CSV is never in memory at once.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 MAX_MANIFEST_BYTES = 2**30
@@ -37,8 +43,9 @@ def file_kind(mode: int) -> str:
 _TOO_BIG = "is over {:,} bytes, the most a manifest may be (split it into several files)"
 
 
-def read_manifest(path: Path) -> bytes | str:
-    """The bytes of a manifest, or why it cannot be one (completing "FILE: ...")."""
+def open_manifest(path: Path) -> tuple[int, int] | str:
+    """A manifest opened for reading, ``(fd, size as stat says)``, or why it cannot be one
+    (completing "FILE: ..."); the caller closes ``fd``."""
     try:
         fd = os.open(path, OPEN_FLAGS)
     except FileNotFoundError:
@@ -50,19 +57,82 @@ def read_manifest(path: Path) -> bytes | str:
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            return f"is {file_kind(st.st_mode)}, not a manifest file"
-        if st.st_size > MAX_MANIFEST_BYTES:
-            return _TOO_BIG.format(MAX_MANIFEST_BYTES)
-        return _read_bounded(fd, st.st_size)
+            why = f"is {file_kind(st.st_mode)}, not a manifest file"
+        elif st.st_size > MAX_MANIFEST_BYTES:
+            why = _TOO_BIG.format(MAX_MANIFEST_BYTES)
+        else:
+            return fd, st.st_size
+    except OSError as e:
+        why = f"cannot read it: {e.strerror}"
+    os.close(fd)
+    return why
+
+
+def read_manifest(path: Path) -> bytes | str:
+    """The bytes of a manifest, or why it cannot be one (completing "FILE: ...")."""
+    opened = open_manifest(path)
+    if isinstance(opened, str):
+        return opened
+    fd, size = opened
+    try:
+        return read_bounded(fd, size)
     except OSError as e:
         return f"cannot read it: {e.strerror}"
     finally:
         os.close(fd)
 
 
-def _read_bounded(fd: int, size: int) -> bytes | str:
-    """At most ``MAX_MANIFEST_BYTES`` of ``fd``; one read for the whole file (``size``, as
-    stat says), one to see its end."""
+class Unreadable(Exception):
+    """A manifest read line by line that turned out not to be one, at ``line`` (None: the
+    whole file) for the reason ``why``."""
+
+    def __init__(self, line: int | None, why: str):
+        super().__init__(why)
+        self.line, self.why = line, why
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def text_lines(fd: int) -> Iterator[str]:
+    """The lines of an open manifest, ends kept, split as ``io.StringIO(text, newline="")``
+    splits the whole text (the csv module's way), UTF-8 with or without BOM; raises
+    ``Unreadable`` where it is not UTF-8 or grows over ``MAX_MANIFEST_BYTES``.
+
+    Read a block at a time and cut after its last ``\\n``, so that no line (nor a ``\\r\\n``,
+    nor a character) is cut in two; each block is decoded whole.
+    """
+    rest, total, lines_before, first = b"", 0, 0, True
+    while True:
+        chunk = os.read(fd, READ_CHUNK_BYTES)
+        total += len(chunk)
+        if total > MAX_MANIFEST_BYTES:
+            raise Unreadable(None, _TOO_BIG.format(MAX_MANIFEST_BYTES))
+        data = rest + chunk if rest else chunk
+        cut = data.rfind(b"\n") + 1 if chunk else len(data)
+        if cut == 0 and chunk:
+            rest = data
+            continue
+        block, rest = data[:cut], data[cut:]
+        if first:
+            first = False
+            if block.startswith(_BOM):
+                block = block[len(_BOM) :]
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = lines_before + block.count(b"\n", 0, e.start) + 1
+            raise Unreadable(line, "not UTF-8 text; save it as UTF-8") from None
+        lines_before += block.count(b"\n")
+        yield from io.StringIO(text, newline="")
+        if not chunk:
+            return
+
+
+def read_bounded(fd: int, size: int) -> bytes | str:
+    """The bytes of an open manifest, or why it cannot be one: at most
+    ``MAX_MANIFEST_BYTES`` of ``fd``; one read for the whole file (``size``, as stat says),
+    one to see its end."""
     chunks, total = [], 0
     want = size + 1
     while total <= MAX_MANIFEST_BYTES:

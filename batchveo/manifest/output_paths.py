@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from batchveo.errors import Problem
 from batchveo.manifest.show import show
@@ -40,6 +41,24 @@ def output_problem(out: str) -> str | None:
     if parts[-1] in ("", ".") or NAME_CONTROL.search(out):
         return f"output {show(out)} is not a usable file name"
     return None
+
+
+class Placed(Protocol):
+    """A job as these checks see it (a ``JobSpec``, or a stored row)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def output_name(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+
+
+def output_length_problem(tree: OutputTree, job_id: str, output_name: str) -> str | None:
+    """Why the file system cannot take this job's video path (a name or the path too long),
+    if it cannot; ``tree`` caches the folder parts, which a batch shares."""
+    parts = tree.parts(job_id, output_name)
+    return _length_problem(output_name, parts, "/".join(parts))
 
 
 def output_parts(job_id: str, output_name: str | None) -> tuple[str, ...]:
@@ -132,7 +151,7 @@ def _top_folder_mp4(parts: tuple[str, ...]) -> bool:
 
 def output_clashes(
     stored: Iterable[tuple[str, str | None, str | None]],
-    specs: Sequence[JobSpec],
+    specs: Sequence[Placed],
     *,
     tree: OutputTree | None = None,
 ) -> list[Problem]:

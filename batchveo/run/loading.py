@@ -1,26 +1,45 @@
 """Manifests into the store: all of a load's jobs, or none of them.
 
 Used by ``batchveo load``, by ``batchveo run MANIFEST...``, by ``plan`` and by the drop
-folder of a watching run (``dropfolder``); the manifests are read and checked before the
-database is even opened, so a bad manifest never creates or touches it.
+folder of a watching run (``dropfolder``). Each reads its manifests through
+``read_routed``: the loading command's route (its ``--provider``, ``--project``,
+``--location``, ``--storage-uri``) is what a manifest's ``defaults:`` are resolved over,
+and what the manifest's rules (which model ids, which parameters) are checked against.
 
-Each reads its manifests through ``read_routed``: the loading command's route (its
-``--provider``, ``--project``, ``--location``, ``--storage-uri``) is what a manifest's
-``defaults:`` are resolved over, and what the manifest's rules (which model ids, which
-parameters) are checked against.
+``batchveo load`` (``load_into_store``) streams: a thread reads the manifests
+(``stream_manifests``) and hands their jobs on in chunks, which the store inserts as they
+come, in one transaction (``Store.loading``): a million rows are never in memory at once,
+and reading and inserting overlap. A problem anywhere, the reader's or the store's, rolls
+the whole transaction back, so nothing of the load is written (one pass, not a checking
+pass and then a writing one: reading is half the work, and what crosses rows, duplicate
+ids and outputs, is found by the database the rows are going into anyway). A database
+that does not exist yet is built under a temporary name beside it and given its name only
+once the load is committed: a bad manifest never creates it. The others (``run``, the
+drop folder, ``plan``) read every job first (``read_routed``): they need the jobs' routes
+before the database is opened, and their loads are a night's, not a million.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import queue
+import secrets
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchveo.manifest import Manifests, gc_paused, read_manifests
+from batchveo.manifest import Manifests, check_route, gc_paused, read_manifests, stream_manifests
+from batchveo.manifest.loader import Item
 from batchveo.routes import Route
 from batchveo.spec import JobSpec
 from batchveo.store import Store
+from batchveo.store.loading import LoadSession
+
+_QUEUED_CHUNKS = 2
+"""Chunks read ahead of the store (each ``STREAM_CHUNK_ITEMS``): enough to keep both busy."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +75,14 @@ async def add_specs(
 ) -> LoadResult:
     """Add validated specs in one transaction: all of them or none."""
     result = await store.add_jobs(
-        specs, replace=replace, manifest=", ".join(str(m) for m in manifests), budgets=budgets
+        specs, replace=replace, manifest=_named(manifests), budgets=budgets
     )
     batches = tuple(dict.fromkeys(s.batch for s in specs))
     return LoadResult(result.new, result.existing, result.replaced, batches)
+
+
+def _named(manifests: Sequence[Path]) -> str:
+    return ", ".join(str(m) for m in manifests)
 
 
 async def load_into_store(
@@ -70,10 +93,85 @@ async def load_into_store(
     replace: bool = False,
     route: Route | None = None,
 ) -> LoadResult:
-    # Validate before opening the database: a bad manifest must not even create it.
+    """Stream the manifests into the database: all of their jobs, or none (``ManifestError``
+    with every problem, and a database that did not exist is not created)."""
+    route = check_route(route or Route())  # a bad flag: before anything is opened
     with gc_paused():  # a one-shot load: nothing else runs meanwhile
-        loaded = await asyncio.to_thread(read_routed, list(manifests), batch=batch, route=route)
-    async with await Store.open(db_path) as store:
-        return await add_specs(
-            store, loaded.specs, manifests, replace=replace, budgets=loaded.budgets
-        )
+        if db_path.exists() or not db_path.parent.is_dir():
+            return await _load(db_path, manifests, batch, replace, route)
+        building = db_path.with_name(f".{db_path.name}.loading-{secrets.token_hex(4)}")
+        try:
+            result = await _load(building, manifests, batch, replace, route)
+            if _give_name(building, db_path):
+                return result
+        finally:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                Path(f"{building}{suffix}").unlink(missing_ok=True)
+        # Another process made the database meanwhile: load into it.
+        return await _load(db_path, manifests, batch, replace, route)
+
+
+def _give_name(building: Path, db_path: Path) -> bool:
+    """Give the committed (and closed) database its name, unless one took it meanwhile."""
+    try:
+        os.link(building, db_path)  # never over another's database
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links
+        if db_path.exists():
+            return False
+        os.replace(building, db_path)
+    fd = os.open(db_path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+async def _load(
+    db_path: Path, manifests: Sequence[Path], batch: str | None, replace: bool, route: Route
+) -> LoadResult:
+    async with (
+        await Store.open(db_path) as store,
+        store.loading(replace=replace, manifest=_named(manifests)) as session,
+    ):
+        budgets = await _stream_into(session, manifests, batch, route)
+        result = await session.finish(budgets)
+    return LoadResult(result.new, result.existing, result.replaced, tuple(session.batches))
+
+
+class _Stopped(Exception):
+    """The store stopped taking chunks (it failed): the reader stops too."""
+
+
+async def _stream_into(
+    session: LoadSession, manifests: Sequence[Path], batch: str | None, route: Route
+) -> dict[str, float]:
+    """Read the manifests on a thread into ``session``, chunk by chunk; their budgets."""
+    chunks: queue.Queue[list[Item] | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+    stop = threading.Event()
+
+    def take(items: list[Item]) -> None:
+        if stop.is_set():
+            raise _Stopped
+        chunks.put(items)
+
+    def read() -> dict[str, float]:
+        try:
+            return stream_manifests(list(manifests), take, batch=batch, route=route)
+        finally:
+            chunks.put(None)
+
+    reader = asyncio.ensure_future(asyncio.to_thread(read))
+    try:
+        while (items := await asyncio.to_thread(chunks.get)) is not None:
+            await session.add(items)
+    except BaseException:
+        stop.set()
+        while await asyncio.to_thread(chunks.get) is not None:
+            pass  # so that the reader, never blocked on a full queue, sees ``stop``
+        with contextlib.suppress(Exception):  # _Stopped, or what the reader met meanwhile
+            await reader
+        raise
+    return await reader

@@ -5,7 +5,10 @@
     schema.py ........ the SQLite needed, pragmas, migrations applied
     migrations.py .... the schema, append-only
     rows.py .......... Job, Event, TransitionEvent, Transition, AddResult; the column codec
-    loading.py ....... add_jobs: specs become rows, idempotent, all or nothing
+    loading.py ....... add_jobs, loading: specs become rows, idempotent, all or nothing,
+                       one transaction fed in chunks
+    loadrows.py ...... a load's SQL of one job: a new row, a replaced one, a rerouted one
+    outputcheck.py ... a load's videos against every job's, in the table (no folder clash)
     writes.py ........ transitions, retry and cancel: every state change, checked
     groupcommit.py ... writes waiting at the same moment share one statement
     claims.py ........ a submitter takes the next pending job, or hands it back

@@ -1,4 +1,4 @@
-"""Loading specs into the job table: idempotent, all or nothing, fast at 100k rows.
+"""Loading specs into the job table: idempotent, all or nothing, streamed.
 
 Loading a manifest twice adds nothing: a spec whose id is stored with the same
 content hash is counted as existing. Different content under the same id is
@@ -9,55 +9,55 @@ tell it (``reads.loaded_event``).
 A job's route is not part of its content (``spec``): a reload that gives a job another
 route changes the route of a job never sent (pending or cancelled: the latest load's word
 wins, as for budgets) and leaves a sent one where its operation is.
+
+A load is one transaction fed in chunks (``Loading.loading`` and ``LoadSession``): each
+chunk's new jobs are inserted as they come, so a million-row manifest is never held in
+memory, and any problem found on the way (the reader's, passed in with the chunk, or the
+store's: a duplicate id, an id stored with another spec) rolls the whole load back at
+``finish``. What the checks across the load need is kept in SQLite, not in Python: the
+job table itself finds a second job with the id of one this load inserted (the rowids
+above the load's ``watermark`` are its own), and two TEMP tables, made only when needed,
+hold the ids of stored jobs this load named (a reload) and the load's output names.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiosqlite
 
-from batchveo.errors import ManifestError, Problem, StaleTransition
-from batchveo.spec import JobSpec, params_json
-from batchveo.states import JobState, check_transition
+from batchveo.errors import MAX_PROBLEMS_KEPT, ManifestError, Problem
+from batchveo.manifest.show import show
+from batchveo.spec import JobSpec
+from batchveo.states import JobState
 from batchveo.store.budget import Budgets
-from batchveo.store.reads import chunks
-from batchveo.store.rows import (
-    RETURNING,
-    ROUTE_COLUMNS,
-    AddResult,
-    Job,
-    TransitionEvent,
-    route_parts,
+from batchveo.store.loadrows import (
+    INSERT_SQL,
+    TALLIED,
+    replace_job,
+    reroute_jobs,
+    spec_row,
 )
+from batchveo.store.outputcheck import load_output_clashes
+from batchveo.store.rows import AddResult, TransitionEvent, route_parts
 from batchveo.store.totals import NewJobs
 
 S = JobState
 _REPLACEABLE = (S.PENDING, S.CANCELLED)
 """A job may be replaced only while it was never sent."""
+CHUNK_SPECS = 2000
+"""Specs handed to ``LoadSession.add`` at a time (the lists ``add_jobs`` cuts; the
+streaming loader's chunks): under SQLite's 32,766 bound variables per statement."""
 
-
-@dataclass
-class _Sorted:
-    """The specs of one load, by what the database already holds under their ids."""
-
-    new: list[tuple[JobSpec, str]] = field(default_factory=list)
-    replacing: list[tuple[JobSpec, str, JobState]] = field(default_factory=list)
-    """``(spec, its hash, the stored job's state)``."""
-    rerouting: list[tuple[JobSpec, JobState]] = field(default_factory=list)
-    """Existing never-sent jobs this load sends another way: ``(spec, stored state)``."""
-    existing: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    def changed(self) -> list[JobSpec]:
-        return [s for s, _ in self.new] + [s for s, _, _ in self.replacing]
+LoadItem = JobSpec | Problem
+"""What a chunk holds, in file order: a valid job, or a problem the reader found."""
 
 
 class Loading(Budgets):
-    """``add_jobs``: the one way specs become rows."""
+    """``add_jobs`` and ``loading``: the one way specs become rows."""
 
     async def add_jobs(
         self,
@@ -74,239 +74,302 @@ class Loading(Budgets):
         under the same id is a problem, unless ``replace`` and the job has not
         been submitted yet.
         """
-        now = self.clock()
-        async with self._tx() as db:
-            empty = await _is_empty(db)
-            stored = {} if empty else await _stored(db, [s.id for s in specs])
-            sort = await _sort(db, specs, stored, replace=replace)
-            if not empty:  # no video to clash with (the loader checked the manifests' own)
-                sort.problems += await _output_clashes(db, sort.changed())
-            if sort.problems:
-                raise ManifestError(sort.problems)
-            await self._write_batches(db, sort.changed(), budgets, manifest=manifest, now=now)
-            new = NewJobs()
-            await db.executemany(
-                f"INSERT INTO jobs ({', '.join(_INSERTED)}, created_at, updated_at)"
-                f" VALUES ({', '.join('?' * (len(_INSERTED) + 2))})",
-                # Generators, not lists: 100k rows are built as SQLite takes them.
-                new.count(((*_spec_row(s, h), now, now) for s, h in sort.new), **_TALLIED),
-            )
-            await new.write(db)  # the running totals (no trigger counts an INSERT)
-            back = [await _replace(db, spec, h, old, now) for spec, h, old in sort.replacing]
-            await _reroute(db, sort.rerouting, now)
-        self._tell(e for e in back if e is not None)
-        return AddResult(
-            new=len(sort.new),
-            existing=sort.existing,
-            replaced=len(sort.replacing),
-            rerouted=len(sort.rerouting),
-        )
+        async with self.loading(replace=replace, manifest=manifest) as session:
+            for i in range(0, len(specs), CHUNK_SPECS):
+                await session.add(specs[i : i + CHUNK_SPECS])
+            return await session.finish(budgets)
 
-    async def _write_batches(
-        self,
-        db: aiosqlite.Connection,
-        specs: Sequence[JobSpec],
-        budgets: Mapping[str, float] | None,
-        *,
-        manifest: str | None,
-        now: float,
-    ) -> None:
-        batches = sorted({s.batch for s in specs})
-        await db.executemany(
-            "INSERT OR IGNORE INTO batches (name, created_at, manifest) VALUES (?, ?, ?)",
-            [(b, now, manifest) for b in batches],
+    @asynccontextmanager
+    async def loading(
+        self, *, replace: bool = False, manifest: str | None = None
+    ) -> AsyncIterator[LoadSession]:
+        """One load's transaction: ``add`` chunks, then ``finish`` (which raises
+        ``ManifestError`` with every problem); any exception rolls it all back."""
+        async with self._tx() as db:
+            session = await LoadSession.start(db, replace, manifest, self.clock())
+            yield session
+            if not session.finished:
+                raise RuntimeError("a load left without finish(): rolled back")
+            if session.budgets_written:
+                self._forget_caps()
+        self._tell(session.events)
+
+
+@dataclass
+class _Seen:
+    """A job id's first occurrence in this load: its hash and where it was."""
+
+    spec_hash: str
+    source: str
+
+
+@dataclass
+class LoadSession:
+    """The state of one load inside its transaction (see the module docstring)."""
+
+    db: aiosqlite.Connection
+    replace: bool
+    manifest: str | None
+    now: float
+    watermark: int
+    """The largest rowid before the load: rows above it are the load's own."""
+    empty: bool
+    """No job before the load: every spec is new, none needs looking up."""
+    new: int = 0
+    existing: int = 0
+    replaced: set[str] = field(default_factory=set)
+    rerouted: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    more_problems: int = 0
+    """Problems past ``MAX_PROBLEMS_KEPT``: counted, not kept."""
+    events: list[TransitionEvent] = field(default_factory=list)
+    batches: dict[str, None] = field(default_factory=dict)
+    """Every batch of the load's specs, in order."""
+    budgets_written: bool = False
+    finished: bool = False
+    _written_batches: set[str] = field(default_factory=set)
+    _totals: NewJobs = field(default_factory=NewJobs)
+    _seen_table: bool = False
+    _outputs_table: bool = False
+    _folders: bool = False
+    """Some new or replacing spec's output has a folder (or a stored job may have one)."""
+
+    @classmethod
+    async def start(
+        cls, db: aiosqlite.Connection, replace: bool, manifest: str | None, now: float
+    ) -> LoadSession:
+        async with db.execute("SELECT max(rowid) FROM jobs") as cur:
+            row = await cur.fetchone()
+        top = row[0] if row and row[0] is not None else None
+        return cls(db, replace, manifest, now, watermark=top or 0, empty=top is None)
+
+    def _problem(self, problem: Problem) -> None:
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append(problem)
+        else:
+            self.more_problems += 1
+
+    async def add(self, items: Sequence[LoadItem]) -> None:
+        """The next chunk of the load: specs to store, problems to report, in file order
+        (the store's problems of a spec are reported in its place)."""
+        specs = [it for it in items if isinstance(it, JobSpec)]
+        found = await self._add(specs) if specs else {}
+        for it in items:
+            if isinstance(it, Problem):
+                self._problem(it)
+            else:
+                for message in found.get(id(it), ()):
+                    self._problem(Problem(it.source or "manifest", it.id, message))
+
+    async def _add(self, specs: list[JobSpec]) -> dict[int, list[str]]:
+        """Store a chunk's specs; ``id(spec)`` -> its problems."""
+        db, out = self.db, dict[int, list[str]]()
+        hashes = [s.spec_hash() for s in specs]
+        for s in specs:
+            self.batches.setdefault(s.batch)
+        firsts: dict[str, int] = {}
+        for i, s in enumerate(specs):
+            firsts.setdefault(s.id, i)
+        stored = {} if self.empty else await self._stored(list(firsts))
+        earlier = await self._seen(stored, firsts, specs, hashes) if stored else {}
+        fresh = [i for job_id, i in firsts.items() if job_id not in stored]
+        if fresh:
+            earlier |= await self._insert(specs, hashes, fresh)
+        registered: dict[str, _Seen] = {}
+        rerouting: list[tuple[JobSpec, JobState]] = []
+        accepted: list[JobSpec] = []
+        for i, (spec, h) in enumerate(zip(specs, hashes, strict=True)):
+            first = registered.get(spec.id) or earlier.get(spec.id)
+            if first is not None:
+                out.setdefault(id(spec), []).append(_duplicate(spec.id, h, first))
+                registered.setdefault(spec.id, first)
+                continue
+            registered[spec.id] = _Seen(h, spec.source)
+            assert firsts[spec.id] == i
+            accepted.append(spec)
+            old = stored.get(spec.id)
+            if old is None:
+                self.new += 1
+            elif (why := await self._against_stored(spec, h, old, rerouting)) is not None:
+                out.setdefault(id(spec), []).append(why)
+        await reroute_jobs(db, rerouting, self.now)
+        self.rerouted += len(rerouting)
+        if any(s.output_name is not None for s in accepted):
+            for spec, why in await self._output_twice(accepted):
+                out.setdefault(id(spec), []).append(why)
+        return out
+
+    async def _stored(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        """``{id: (rowid, spec_hash, state, source, *route columns)}`` of the ids stored
+        before the load (only these: a reload of a million jobs must stay small)."""
+        sql = (
+            "SELECT id, rowid, spec_hash, state, source, provider, project, location,"
+            " storage_uri"
+            f" FROM jobs WHERE id IN ({','.join('?' * len(ids))}) AND rowid <= ?"
         )
+        async with self.db.execute(sql, [*ids, self.watermark]) as cur:
+            return {r[0]: tuple(r[1:]) for r in await cur.fetchall()}
+
+    async def _seen(
+        self,
+        stored: Mapping[str, tuple[Any, ...]],
+        firsts: Mapping[str, int],
+        specs: Sequence[JobSpec],
+        hashes: Sequence[str],
+    ) -> dict[str, _Seen]:
+        """Of the stored ids this chunk names, those an earlier chunk named already (their
+        first occurrence); the others are noted for the chunks after. Noted by the stored
+        job's rowid: a reload in the order of the load before appends to the table."""
+        db = self.db
+        if not self._seen_table:
+            await db.execute(
+                "CREATE TEMP TABLE load_seen (n INTEGER PRIMARY KEY, spec_hash TEXT, source TEXT)"
+            )
+            self._seen_table = True
+        by_rowid = {old[0]: job_id for job_id, old in stored.items()}
+        marks = ",".join("?" * len(by_rowid))
+        sql = f"SELECT n, spec_hash, source FROM temp.load_seen WHERE n IN ({marks})"
+        async with db.execute(sql, list(by_rowid)) as cur:
+            earlier = {by_rowid[r[0]]: _Seen(r[1], r[2]) for r in await cur.fetchall()}
+        await db.executemany(
+            "INSERT INTO temp.load_seen VALUES (?, ?, ?)",
+            [
+                (n, hashes[firsts[job_id]], specs[firsts[job_id]].source)
+                for n, job_id in sorted(by_rowid.items())
+                if job_id not in earlier
+            ],
+        )
+        return earlier
+
+    async def _insert(
+        self, specs: Sequence[JobSpec], hashes: Sequence[str], fresh: Sequence[int]
+    ) -> dict[str, _Seen]:
+        """Insert the new jobs (``fresh``: their indexes); of their ids, those an earlier
+        chunk of this load inserted already (their first occurrence)."""
+        db = self.db
+        await self._write_batches({specs[i].batch for i in fresh})
+        async with db.execute("SELECT max(rowid) FROM jobs") as cur:
+            row = await cur.fetchone()
+        top = row[0] if row and row[0] is not None else 0
+        before = db.total_changes
+        now = self.now
+        rows = ((*spec_row(specs[i], hashes[i]), now, now) for i in fresh)
+        # A generator, not a list: the rows are built as SQLite takes them.
+        await db.executemany(INSERT_SQL, self._totals.count(rows, **TALLIED))
+        if db.total_changes - before == len(fresh):
+            return {}
+        ids = [specs[i].id for i in fresh]
+        sql = (
+            f"SELECT id, spec_hash, source FROM jobs WHERE id IN ({','.join('?' * len(ids))})"
+            " AND rowid > ? AND rowid <= ?"
+        )
+        async with db.execute(sql, [*ids, self.watermark, top]) as cur:
+            return {r[0]: _Seen(r[1], r[2] or "") for r in await cur.fetchall()}
+
+    async def _write_batches(self, names: Iterable[str]) -> None:
+        todo = sorted(set(names) - self._written_batches)
+        if not todo:
+            return
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO batches (name, created_at, manifest) VALUES (?, ?, ?)",
+            [(b, self.now, self.manifest) for b in todo],
+        )
+        self._written_batches.update(todo)
+
+    async def _against_stored(
+        self,
+        spec: JobSpec,
+        spec_hash: str,
+        old: tuple[Any, ...],
+        rerouting: list[tuple[JobSpec, JobState]],
+    ) -> str | None:
+        """A spec whose id was stored before the load: existing, rerouted, replaced, or
+        the problem it is."""
+        stored_hash, state, where = old[1], JobState(old[2]), old[3] or "an earlier manifest"
+        if stored_hash == spec_hash:
+            self.existing += 1
+            if old[4:] != route_parts(spec.route) and state in _REPLACEABLE:
+                rerouting.append((spec, state))
+            return None
+        if not self.replace:
+            return (
+                f"already loaded from {where} with a different spec"
+                " (pass --replace to overwrite it)"
+            )
+        if state not in _REPLACEABLE:
+            return f"cannot replace: already submitted (state {state}, loaded from {where})"
+        await self._write_batches([spec.batch])
+        event = await replace_job(self.db, spec, spec_hash, state, self.now)
+        if event is not None:
+            self.events.append(event)
+        self.replaced.add(spec.id)
+        if spec.output_name is not None and "/" in spec.output_name:
+            self._folders = True
+        return None
+
+    async def _output_twice(self, specs: Sequence[JobSpec]) -> list[tuple[JobSpec, str]]:
+        """Specs whose output name an earlier spec of the load took (one video would
+        replace the other); the others' names are noted for the chunks after."""
+        db = self.db
+        if not self._outputs_table:
+            await db.execute("CREATE TEMP TABLE load_outputs (name TEXT PRIMARY KEY, source TEXT)")
+            self._outputs_table = True
+        named = [s for s in specs if s.output_name is not None]
+        if any("/" in (s.output_name or "") for s in named):
+            self._folders = True
+        names = list(dict.fromkeys(s.output_name for s in named))
+        marks = ",".join("?" * len(names))
+        sql = f"SELECT name, source FROM temp.load_outputs WHERE name IN ({marks})"
+        async with db.execute(sql, names) as cur:
+            taken: dict[str | None, str] = {r[0]: r[1] for r in await cur.fetchall()}
+        clashes, mine = [], []
+        for s in named:
+            other = taken.get(s.output_name)
+            if other is not None:
+                why = (
+                    f"output {show(s.output_name)} is also used by {other}:"
+                    " one video would replace the other"
+                )
+                clashes.append((s, why))
+                continue
+            taken[s.output_name] = s.source
+            mine.append((s.output_name, s.source))
+        await db.executemany("INSERT INTO temp.load_outputs VALUES (?, ?)", mine)
+        return clashes
+
+    async def finish(self, budgets: Mapping[str, float] | None = None) -> AddResult:
+        """The load's last checks and writes; ``ManifestError`` (rolling it all back)
+        if anything was wrong."""
+        db = self.db
+        changed = self.new or self.replaced
+        if changed and (self._folders or not self.empty):
+            for p in await load_output_clashes(db, self.watermark, self.replaced):
+                self._problem(p)
+        if self.problems:
+            raise ManifestError(self.problems, more=self.more_problems)
         if budgets:
-            self._forget_caps()
             # The manifest's latest word on a batch's budget wins.
             await db.executemany(
                 "INSERT INTO batches (name, created_at, manifest, budget_usd) VALUES (?,?,?,?)"
                 " ON CONFLICT(name) DO UPDATE SET budget_usd=excluded.budget_usd",
-                [(b, now, manifest, usd) for b, usd in budgets.items()],
+                [(b, self.now, self.manifest, usd) for b, usd in budgets.items()],
             )
-
-
-async def _is_empty(db: aiosqlite.Connection) -> bool:
-    """No job at all (the first load): every spec is new, nothing needs looking up."""
-    async with db.execute("SELECT EXISTS (SELECT 1 FROM jobs)") as cur:
-        row = await cur.fetchone()
-    return not (row and row[0])
-
-
-_Stored = tuple[Any, ...]
-"""A stored job as a reload compares it: ``(id, spec_hash, state, *its route's columns)``."""
-
-
-async def _stored(db: aiosqlite.Connection, ids: Sequence[str]) -> dict[str, _Stored]:
-    """``{id: (id, spec_hash, state, *route columns)}`` of the ids already stored.
-
-    Only these: a reload of 100k jobs must stay small; details are fetched for the few
-    conflicting ids.
-    """
-    stored: dict[str, _Stored] = {}
-    for chunk in chunks(ids):
-        sql = (
-            "SELECT id, spec_hash, state, provider, project, location, storage_uri FROM jobs"
-            f" WHERE id IN ({','.join('?' * len(chunk))})"
+            self.budgets_written = True
+        await self._totals.write(db)  # the running totals (no trigger counts an INSERT)
+        for table, made in (("load_seen", self._seen_table), ("load_outputs", self._outputs_table)):
+            if made:
+                await db.execute(f"DROP TABLE temp.{table}")
+        self.finished = True
+        return AddResult(
+            new=self.new,
+            existing=self.existing,
+            replaced=len(self.replaced),
+            rerouted=self.rerouted,
         )
-        async with db.execute(sql, chunk) as cur:
-            stored.update((r[0], tuple(r)) for r in await cur.fetchall())
-    return stored
 
 
-async def _sort(
-    db: aiosqlite.Connection,
-    specs: Sequence[JobSpec],
-    stored: Mapping[str, _Stored],
-    *,
-    replace: bool,
-) -> _Sorted:
-    out = _Sorted()
-    for spec in specs:
-        h = spec.spec_hash()
-        found = stored.get(spec.id)
-        if found is None:
-            out.new.append((spec, h))
-            continue
-        if found[1] == h:
-            out.existing += 1
-            if found[3:] != route_parts(spec.route):
-                state = JobState(found[2])
-                if state in _REPLACEABLE:
-                    out.rerouting.append((spec, state))
-            continue
-        async with db.execute("SELECT state, source FROM jobs WHERE id=?", (spec.id,)) as cur:
-            old = await cur.fetchone()
-        assert old is not None
-        state, where = JobState(old[0]), old[1] or "an earlier manifest"
-        if not replace:
-            message = (
-                f"already loaded from {where} with a different spec"
-                " (pass --replace to overwrite it)"
-            )
-        elif state not in _REPLACEABLE:
-            message = f"cannot replace: already submitted (state {state}, loaded from {where})"
-        else:
-            out.replacing.append((spec, h, state))
-            continue
-        out.problems.append(Problem(spec.source or "manifest", spec.id, message))
-    return out
-
-
-async def _replace(
-    db: aiosqlite.Connection, spec: JobSpec, spec_hash: str, old_state: JobState, now: float
-) -> TransitionEvent | None:
-    """Overwrite a never-sent job with its new spec; it starts over as pending.
-
-    A pending job stays pending: its state is not written, so no transition is logged.
-    A cancelled one comes back through the state table; its event is returned, to be
-    told once the load is committed.
-    """
-    _, batch, _, *content = _spec_row(spec, spec_hash)
-    sets = (
-        "batch=?, spec_hash=?, prompt=?, model=?, params=?, inputs=?, output_name=?, source=?,"
-        " cost_usd=?, provider=?, project=?, location=?, storage_uri=?, samples_requested=?,"
-        " sample_cost_usd=?, samples_returned=NULL, samples_filtered=NULL,"
-        " filtered_reasons=NULL, attempts=0, error_kind=NULL, error=NULL,"
-        " next_attempt_at=NULL, updated_at=?"
-    )
-    args = [batch, *content, now]
-    detail = f"replaced from {spec.source}"
-    if old_state is not S.PENDING:
-        check_transition(old_state, S.PENDING)
-        sets += ", state=?, last_detail=?"  # the trigger logs the event with this detail
-        args += [S.PENDING.value, detail]
-    sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
-    rows = list(await db.execute_fetchall(sql, [*args, spec.id, old_state.value]))
-    if not rows:
-        raise StaleTransition(f"job {spec.id} changed while being replaced")
-    if old_state is S.PENDING:
-        return None
-    return TransitionEvent.of(Job.from_row(rows[0]), old_state, now, detail)
-
-
-async def _output_clashes(db: aiosqlite.Connection, specs: Sequence[JobSpec]) -> list[Problem]:
-    """New or replacing specs whose video would stand where a stored job needs a folder, or
-    the other way round: the file system holds one or the other, so every run would fail
-    that download. Stored jobs without ``output`` are read only when they could clash."""
-    from batchveo.manifest import OutputTree, output_clashes
-
-    if not specs:
-        return []
-    sql = "SELECT id, output_name, source FROM jobs WHERE output_name IS NOT NULL"
-    async with db.execute(sql) as cur:
-        stored = [(str(i), o, s) for i, o, s in await cur.fetchall()]
-    names = [s.output_name for s in specs] + [o for _, o, _ in stored]
-    if not any(n and "/" in n for n in names):
-        return []  # no folders at all: nothing can stand where one must be
-    if OutputTree.plain_jobs_matter(names):
-        sql = "SELECT id, NULL, source FROM jobs WHERE output_name IS NULL"
-        async with db.execute(sql) as cur:
-            stored += [(str(i), None, s) for i, _, s in await cur.fetchall()]
-    changed = {s.id for s in specs}
-    return output_clashes([r for r in stored if r[0] not in changed], specs)
-
-
-async def _reroute(
-    db: aiosqlite.Connection, rerouting: Sequence[tuple[JobSpec, JobState]], now: float
-) -> None:
-    """Give never-sent jobs this load's route (guarded: still in the state that allowed it)."""
-    await db.executemany(
-        "UPDATE jobs SET provider=?, project=?, location=?, storage_uri=?, updated_at=?"
-        " WHERE id=? AND state=?",
-        [(*route_parts(spec.route), now, spec.id, state.value) for spec, state in rerouting],
-    )
-
-
-_INSERTED = (
-    "id",
-    "batch",
-    "state",
-    "spec_hash",
-    "prompt",
-    "model",
-    "params",
-    "inputs",
-    "output_name",
-    "source",
-    "cost_usd",
-    "provider",
-    "project",
-    "location",
-    "storage_uri",
-    "samples_requested",
-    "sample_cost_usd",
-)
-"""The columns of a new job's row that ``_spec_row`` gives, in its order."""
-_TALLIED = {
-    "batch": _INSERTED.index("batch"),
-    "state": _INSERTED.index("state"),
-    "cost": _INSERTED.index("cost_usd"),
-    "route": _INSERTED.index("provider"),
-}
-"""Where ``NewJobs.count`` finds what the running totals count in such a row."""
-assert _INSERTED[_TALLIED["route"] :][:4] == ROUTE_COLUMNS
-
-
-def _spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
-    """``_INSERTED``: a new job's row up to its times (the cost is the spec's own estimate,
-    every video it asks for; one video's is that over ``sampleCount``)."""
-    inputs = spec.inputs_json()
-    samples = int(spec.params.get("sampleCount", 1))
-    cost = spec.cost_usd
-    return (
-        spec.id,
-        spec.batch,
-        S.PENDING.value,
-        spec_hash,
-        spec.prompt,
-        spec.model,
-        params_json(spec.params),
-        json.dumps(inputs, separators=(",", ":"), sort_keys=True) if inputs else "{}",
-        spec.output_name,
-        spec.source,
-        cost,
-        *route_parts(spec.route),
-        samples,
-        cost / samples if samples > 1 else cost,
-    )
+def _duplicate(job_id: str, spec_hash: str, first: _Seen) -> str:
+    """A second job of the load with the id of ``first``."""
+    if first.spec_hash == spec_hash:
+        return f"duplicate of {first.source} (use repeat: N for variants)"
+    return f"id {job_id} is also used by a different job at {first.source}"
