@@ -398,8 +398,8 @@ async def test_repricing_keeps_a_partial_job_at_the_videos_it_returned(store: St
     # plan --prices reads the same from a snapshot.
     with Snapshot.open(store.path) as snap:
         assert snap is not None
-        priced = snap.committed(
+        priced = snap.committed_micro_usd(
             [S.DONE, S.PENDING], lambda m, p: estimate_params_cost_usd(m, p, prices)
         )
-        assert priced == {"b1": pytest.approx(16.0 + 24.0)}
-        assert snap.committed([S.DONE]) == {"b1": pytest.approx(16.0)}
+        assert priced == {"b1": (16 + 24) * 1_000_000}
+        assert snap.committed_micro_usd([S.DONE]) == {"b1": 16_000_000}

@@ -16,7 +16,13 @@
 Other packages import from here, not from the modules: the layout inside may change.
 """
 
-from batchveo.store.budget import COMMITTED_STATES, SPENT_STATES, BudgetRoom
+from batchveo.store.budget import (
+    COMMITTED_STATES,
+    MICRO_USD,
+    SPENT_STATES,
+    BudgetRoom,
+    micro_usd,
+)
 from batchveo.store.reads import Brief, Snapshot
 from batchveo.store.rows import (
     AddResult,
@@ -30,6 +36,7 @@ from batchveo.store.store import Store
 
 __all__ = [
     "COMMITTED_STATES",
+    "MICRO_USD",
     "SPENT_STATES",
     "AddResult",
     "Brief",
@@ -41,4 +48,5 @@ __all__ = [
     "Transition",
     "TransitionEvent",
     "TransitionObserver",
+    "micro_usd",
 ]
