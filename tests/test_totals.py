@@ -75,7 +75,7 @@ async def test_the_totals_follow_every_write_a_night_makes(store: Store) -> None
     assert_agree(store.path)
     # The user's word: retry (samples reset), and a reprice of every job.
     assert set(await store.requeue([S.FAILED, S.UNCERTAIN])) == {"v2", "g0"}
-    await store.reprice(lambda job: 2.0)
+    await store.reprice(lambda model, params: 2.0)
     assert_agree(store.path)
 
     data = await status_data(store)

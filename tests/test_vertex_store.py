@@ -391,7 +391,7 @@ async def test_repricing_keeps_a_partial_job_at_the_videos_it_returned(store: St
     await running(store, "v")
     await store.transition("v", S.RUNNING, S.DONE, samples_returned=2)
     prices = parse_prices({GA: 1.0}, "p.yaml")
-    await store.reprice(lambda j: estimate_params_cost_usd(j.model, j.params, prices))
+    await store.reprice(lambda m, p: estimate_params_cost_usd(m, p, prices))
     v, w = await store.jobs()
     assert (v.cost_usd, v.sample_cost_usd) == (16.0, 8.0)  # 2 of 3 videos at 8 s x $1
     assert w.cost_usd == 24.0

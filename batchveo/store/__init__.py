@@ -11,7 +11,9 @@
     claims.py ........ a submitter takes the next pending job, or hands it back
     reads.py ......... every query; Snapshot, a read-only look for plan
     totals.py ........ running totals per batch, state and route: status without a scan
-    budget.py ........ what counts against a budget, the one budget rule, costs
+    budget.py ........ what counts against a budget, the one budget rule (micro-dollars),
+                       the claims' filter, when the next pending job is due
+    pricing.py ....... reprice: the estimates from a price file (only new jobs if unchanged)
 
 Other packages import from here, not from the modules: the layout inside may change.
 """

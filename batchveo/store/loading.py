@@ -24,6 +24,7 @@ from batchveo.errors import ManifestError, Problem, StaleTransition
 from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
 from batchveo.store.budget import Budgets
+from batchveo.store.pricing import FORGET_PRICES_SQL
 from batchveo.store.reads import chunks
 from batchveo.store.rows import (
     RETURNING,
@@ -93,6 +94,8 @@ class Loading(Budgets):
             )
             await new.write(db)  # the running totals (no trigger counts an INSERT)
             back = [await _replace(db, spec, h, old, now) for spec, h, old in sort.replacing]
+            if sort.replacing:  # priced by the table again: the next reprice reads every job
+                await db.execute(FORGET_PRICES_SQL)
             await _reroute(db, sort.rerouting, now)
         self._tell(e for e in back if e is not None)
         return AddResult(

@@ -363,4 +363,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        # A restart reads in constant time, whatever the size of the table (issue 14).
+        # jobs_backoff: the few pending jobs waiting out a backoff, for when the next is due
+        # and for pull_in_schedules (partial: a load, every row NULL here, pays nothing).
+        # events_submits: the last submit, for the pacer's gap at a restart (one event in
+        # four or five is a submit; nothing else is read by it). prices_applied: the price
+        # file a run last applied to every job, and the last job it priced; the same prices
+        # again reprice only the jobs loaded since (a load forgets it when it replaces).
+        "010_restart_reads",
+        """
+        CREATE INDEX jobs_backoff ON jobs(next_attempt_at)
+            WHERE state = 'pending' AND next_attempt_at IS NOT NULL;
+        CREATE INDEX events_submits ON events(at) WHERE to_state = 'submitting';
+        CREATE TABLE prices_applied (
+            one             INTEGER PRIMARY KEY CHECK (one = 1),
+            prices          TEXT NOT NULL,
+            through_rowid   INTEGER NOT NULL
+        );
+        """,
+    ),
 )

@@ -162,8 +162,8 @@ class Reads(Core):
 
     async def last_submit_at(self) -> float | None:
         """When this database last let a submit start (any run, any process)."""
-        sql = "SELECT MAX(at) FROM events WHERE to_state=?"
-        value = await self._scalar(sql, (S.SUBMITTING.value,))
+        sql = f"SELECT MAX(at) FROM events WHERE to_state = '{S.SUBMITTING.value}'"
+        value = await self._scalar(sql)  # down events_submits (010): the state spelled out
         return None if value is None else float(value)
 
     async def counts(self) -> dict[str, dict[str, int]]:
@@ -219,8 +219,9 @@ class Reads(Core):
         makes a client, a pacer and submitters for. Sorted, so a run starts them in the
         same order every time.
         """
-        sql = (
-            f"SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} FROM jobs WHERE {in_states(list(states))}"
+        sql = (  # from the running totals: a few lines, whatever the number of jobs
+            f"SELECT {', '.join(ROUTE_COLUMNS)} FROM totals WHERE {in_states(list(states))}"
+            " GROUP BY route_key HAVING SUM(jobs) > 0"
         )
         stored = [None if r == (None,) * 4 else Route(*r) for r in await self._query(sql)]
         if default_route is not None:
