@@ -42,6 +42,7 @@ async def test_a_budget_reached_exactly_is_reached_after_any_number_of_moves(
     assert await store.next_attempt_at(budget_usd=0.7) is None
     assert await store.next_attempt_at(budget_usd=0.8) == 0.0  # one more fits
     assert (await store.costs())["b1"]["committed"] == 0.7
+    assert len(await store.claim_pending(3, budget_usd=1e300)) == 3  # past SQLite's integers
 
 
 async def test_next_attempt_at_is_the_earliest_backoff_of_the_jobs_that_fit(

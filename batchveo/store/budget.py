@@ -40,6 +40,9 @@ MICRO_USD = 1_000_000
 MICRO_USD_SQL = "CAST({} * 1000000 + 0.5 AS INTEGER)"
 """``micro_usd`` in SQL, of the column named in the braces: the same double arithmetic
 (times 10^6, plus a half, floored: costs are never negative), so SQL and Python agree."""
+SQL_BOUND = 2**62
+"""The budget left as an SQL argument is held within this (a ``--budget 1e15`` is 10^21
+micro-dollars, past SQLite's integers; every cost is far below)."""
 BACKOFF_INDEX = "jobs_backoff"
 """Pending jobs waiting out a backoff, by when they are due (migration 010): a few rows."""
 CAPS_MAX_AGE_S = 5.0
@@ -143,13 +146,19 @@ class BudgetRoom:
         total = self.total_left_micro_usd()
         if total is not None:
             sql += f" AND {cost} <= ?"
-            args.append(total)
+            args.append(_bounded(total))
         if self.caps:
             cases = " ".join("WHEN ? THEN ?" for _ in self.caps)
             sql += f" AND {cost} <= CASE batch {cases} ELSE 1e300 END"
             for name in self.caps:
-                args += [name, self.batch_left_micro_usd(name)]
+                left = self.batch_left_micro_usd(name)
+                assert left is not None
+                args += [name, _bounded(left)]
         return sql, args
+
+
+def _bounded(micro: int) -> int:
+    return max(-SQL_BOUND, min(SQL_BOUND, micro))
 
 
 class Budgets(Core):
