@@ -8,7 +8,7 @@ its exit. Work files (manifests, databases, videos, each child's stdout/stderr, 
 simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out/results.json``
 (parts run separately are merged into it, each stamped with its time). Several parts may be
 named at once (``python -m bench pipeline vertex``); ``all`` (the default) is every part:
-load, pipeline, vertex, pacing, polls.
+load, pipeline, vertex, pacing, reads, polls, restart.
 
 1. load (issues 2 and 14): ``batchveo load FILE --db fresh.db`` on a 100,000-row text-only
    CSV and its reload into the same database (must print "0 new, 100000 already loaded"),
@@ -83,6 +83,15 @@ load, pipeline, vertex, pacing, polls.
    the polls, a median delay no worse) and median 150 s ("one to six minutes"). About a
    minute.
 
+6. restart (issue 14): ``batchveo run`` restarted on a night half done (50% done with its
+   event log, 50% pending) of 1,000 and 1,000,000 jobs, against a simulator: the time
+   from spawning it to the simulator's first accepted submit, as a cron line restarts it,
+   with ``--budget``, and with ``--prices`` (new prices, then the same again); target
+   < 1 s at 1M for each. Then the hot queries timed in the store (``bench/claim_times.py``:
+   a claim with and without a budget, the next due, the poller's due query, the routes
+   with work, the last submit) at both sizes. ``--against DIR`` as for reads
+   (``bench/restart.py``).
+
 The machine may be shared: every part prints the load average around it, CPU per job is
 the figure least disturbed by other processes, and ``--repeat N`` keeps the fastest of N
 runs of each load case and pipeline setting. Missed targets print FAIL; the exit status is
@@ -107,9 +116,11 @@ from bench.polls import run_polls
 from bench.proc import OUT, machine_info
 from bench.reads import SIZES, run_reads
 from bench.report import PartResult, table
+from bench.restart import SIZES as RESTART_SIZES
+from bench.restart import run_restart
 from bench.vertex import run_vertex
 
-PARTS = ("load", "pipeline", "vertex", "pacing", "reads", "polls")
+PARTS = ("load", "pipeline", "vertex", "pacing", "reads", "polls", "restart")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -137,9 +148,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="reads: jobs of each night, comma-separated",
     )
     p.add_argument(
+        "--restart-sizes",
+        default=",".join(str(n) for n in RESTART_SIZES),
+        help="restart: jobs of each night, comma-separated",
+    )
+    p.add_argument(
         "--against",
         type=Path,
-        help="load, reads: also run each case in this checkout (before/after, interleaved)",
+        help="load, reads, restart: also run each case in this checkout (before/after)",
     )
     p.add_argument(
         "--million", action="store_true", help="load: add a 1,000,000-row CSV and its reload"
@@ -184,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             repeat=args.repeat,
         ),
         "polls": run_polls,
+        "restart": lambda: run_restart(
+            tuple(int(n) for n in args.restart_sizes.split(",")), against=args.against
+        ),
     }
     machine = machine_info()
     print(

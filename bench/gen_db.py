@@ -15,13 +15,21 @@ statement: a recursive CTE counts ``i`` from 1 to N and ``INSERT ... SELECT`` wr
   clips of the fast model, every 20th with an input image; distinct prompts like the
   load benchmark's.
 
-The file is cached beside its videos under a name that says N and the schema's migrations
-(``jobs-N-<hash>.db``): another branch with another schema gets its own copy, and nothing
-but the benchmark's commands reads it (export, report and status only read).
+Or a night in progress (``pending_from``, for the restart benchmark): every row from that
+percentile of the mix on is still pending (50: half the night done, half to send), and
+``events`` writes the history a night leaves in the event log, four or five lines per job
+that went (submitting, running, generated, then done or expired), as the transitions'
+trigger would have.
+
+The file is cached beside its videos under a name that says N, the mix and the schema's
+migrations (``jobs-N-<hash>.db``, ``jobs-N-p50e-<hash>.db``): another branch with another
+schema gets its own copy. The read benchmarks only read it; a benchmark that writes (a
+restart) copies it first.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import os
@@ -45,7 +53,7 @@ START = 1_760_000_000.0
 
 _INSERT = """
 WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :n),
-r AS (SELECT i, i % 100 AS k FROM n)
+r AS (SELECT i, IIF(i % 100 >= :pending_from, 98, i % 100) AS k FROM n)
 INSERT INTO jobs (
     id, batch, state, spec_hash, prompt, model, params, inputs, output_name, source,
     cost_usd, operation, video_uris, files, error_kind, error, attempts, polls,
@@ -102,14 +110,31 @@ FROM r
 """
 
 
+_EVENTS = """
+INSERT INTO events (job_id, from_state, to_state, at, attempt)
+SELECT id, 'pending', 'submitting', submitted_at, 1 FROM jobs WHERE submitted_at IS NOT NULL
+UNION ALL SELECT id, 'submitting', 'running', submitted_at + 1, 1 FROM jobs
+    WHERE operation IS NOT NULL
+UNION ALL SELECT id, 'running', 'generated', generated_at, 1 FROM jobs
+    WHERE generated_at IS NOT NULL
+UNION ALL SELECT id, 'generated', state, finished_at, 1 FROM jobs
+    WHERE generated_at IS NOT NULL AND state IN ('done', 'expired')
+"""
+FINISHED = 98
+"""``pending_from`` of a finished night: 2% pending."""
+
+
 def schema_tag() -> str:
     """What the cached file name says of the schema: the migrations this code applies."""
     names = "\n".join(m.name + m.sql for m in MIGRATIONS) + "|" + GENERATOR_VERSION
     return hashlib.sha256(names.encode()).hexdigest()[:8]
 
 
-def night_db(folder: Path, n_jobs: int) -> Path:
-    """The database of a finished night of ``n_jobs`` in ``folder`` (made once, then reused)."""
+def night_db(
+    folder: Path, n_jobs: int, *, pending_from: int = FINISHED, events: bool = False
+) -> Path:
+    """The database of a night of ``n_jobs`` in ``folder`` (made once, then reused):
+    finished, or pending from ``pending_from`` on, with its ``events`` or without."""
     folder.mkdir(parents=True, exist_ok=True)
     videos, images = folder / "videos", folder / "images"
     for d in (videos, images):
@@ -122,7 +147,8 @@ def night_db(folder: Path, n_jobs: int) -> Path:
         path = images / f"img{i}.png"
         if not path.exists():
             path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
-    db = folder / f"jobs-{n_jobs}-{schema_tag()}.db"
+    mix = "" if pending_from == FINISHED and not events else f"p{pending_from}{'e' * events}-"
+    db = folder / f"jobs-{n_jobs}-{mix}{schema_tag()}.db"
     if db.exists():
         return db
     tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
@@ -141,8 +167,11 @@ def night_db(folder: Path, n_jobs: int) -> Path:
             "files": VIDEO_FILES,
             "videos": str(videos.resolve()),
             "images": str(images.resolve()),
+            "pending_from": pending_from,
         }
         conn.execute(_INSERT, args)
+        if events:
+            conn.execute(_EVENTS)
         if has_totals(conn):  # rows written straight into the table: counted here
             conn.execute("DELETE FROM totals")
             conn.execute(RECOUNT_SQL)
@@ -166,9 +195,14 @@ async def _create(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    import sys
     import time
 
+    p = argparse.ArgumentParser(description="a night's job database, made by SQL")
+    p.add_argument("folder", type=Path)
+    p.add_argument("jobs", type=int)
+    p.add_argument("--pending-from", type=int, default=FINISHED, help="percentile (0-100)")
+    p.add_argument("--events", action="store_true", help="write the night's event log too")
+    a = p.parse_args()
     t0 = time.perf_counter()
-    made = night_db(Path(sys.argv[1]), int(sys.argv[2]))
+    made = night_db(a.folder, a.jobs, pending_from=a.pending_from, events=a.events)
     print(f"{made} in {time.perf_counter() - t0:.1f} s")

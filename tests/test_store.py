@@ -21,7 +21,15 @@ from batchveo.errors import (
     StoreError,
 )
 from batchveo.states import TRANSITIONS, JobState
-from batchveo.store import BudgetRoom, Job, Snapshot, Store, Transition, TransitionEvent
+from batchveo.store import (
+    BudgetRoom,
+    Job,
+    Snapshot,
+    Store,
+    Transition,
+    TransitionEvent,
+    micro_usd,
+)
 from batchveo.store.migrations import MIGRATIONS
 from tests.helpers import make_spec
 
@@ -513,7 +521,7 @@ async def test_an_sqlite_too_old_for_returning_is_named_not_a_syntax_error(
 
 def test_the_budget_rule_is_one_rule_for_the_claims_filter_and_the_plan() -> None:
     # --budget $5 with $1.50 committed in all; batch b capped at $3 with $1 committed.
-    room = BudgetRoom(5.0, {"b": 3.0}, {"b": 1.0, "c": 0.5})
+    room = BudgetRoom(5.0, {"b": 3.0}, {"b": 1_000_000, "c": 500_000})  # micro-dollars
     jobs = [("b", 2.0), ("b", 2.01), ("c", 3.5), ("c", 3.51), ("d", 3.5), ("b", 0.0)]
     verdicts = [None, "batch", None, "budget", None, None]
     assert [room.blocking(batch, usd) for batch, usd in jobs] == verdicts
@@ -527,9 +535,15 @@ def test_the_budget_rule_is_one_rule_for_the_claims_filter_and_the_plan() -> Non
     room.spend("b", 2.0)  # a claim commits its cost against both budgets
     assert room.blocking("b", 0.01) == "batch" and room.blocking("c", 1.5) is None
     assert room.blocking("c", 1.51) == "budget"
-    # Float sums that reach a budget exactly still fit it.
-    exact = BudgetRoom(0.3, {}, {"x": 0.1 + 0.1})
-    assert exact.blocking("x", 0.1) is None
+    # Sums that reach a budget exactly still fit it (0.1 + 0.1 + 0.1 > 0.3 in floats),
+    # and a micro-dollar more does not.
+    exact = BudgetRoom(0.3, {"x": 0.3}, {})
+    for _ in range(3):
+        assert exact.blocking("x", 0.1) is None
+        exact.spend("x", 0.1)
+    assert exact.committed_micro_usd == {"x": 300_000}
+    assert exact.blocking("x", 0.0) is None and exact.blocking("x", 0.000001) == "budget"
+    assert micro_usd(1.2) == 1_200_000 and micro_usd(0.0000005) == 1
 
 
 async def test_a_snapshot_reads_what_the_store_holds_and_writes_nothing(tmp_path: Path) -> None:
@@ -551,8 +565,8 @@ async def test_a_snapshot_reads_what_the_store_holds_and_writes_nothing(tmp_path
         ]
         assert snap.states_of(["a", "c", "zzz"]) == {"a": S.SUBMITTING, "c": S.PENDING}
         assert snap.caps() == {"b2": 5.0}
-        assert snap.committed() == {"b1": pytest.approx(3.2)}
-        assert snap.committed(cost_of=lambda model, params: 1.0) == {"b1": 1.0}
+        assert snap.committed_micro_usd() == {"b1": 3_200_000}
+        assert snap.committed_micro_usd(cost_of=lambda model, params: 1.0) == {"b1": 1_000_000}
     assert db.read_bytes() == before
 
 

@@ -391,15 +391,15 @@ async def test_repricing_keeps_a_partial_job_at_the_videos_it_returned(store: St
     await running(store, "v")
     await store.transition("v", S.RUNNING, S.DONE, samples_returned=2)
     prices = parse_prices({GA: 1.0}, "p.yaml")
-    await store.reprice(lambda j: estimate_params_cost_usd(j.model, j.params, prices))
+    await store.reprice(lambda m, p: estimate_params_cost_usd(m, p, prices))
     v, w = await store.jobs()
     assert (v.cost_usd, v.sample_cost_usd) == (16.0, 8.0)  # 2 of 3 videos at 8 s x $1
     assert w.cost_usd == 24.0
     # plan --prices reads the same from a snapshot.
     with Snapshot.open(store.path) as snap:
         assert snap is not None
-        priced = snap.committed(
+        priced = snap.committed_micro_usd(
             [S.DONE, S.PENDING], lambda m, p: estimate_params_cost_usd(m, p, prices)
         )
-        assert priced == {"b1": pytest.approx(16.0 + 24.0)}
-        assert snap.committed([S.DONE]) == {"b1": pytest.approx(16.0)}
+        assert priced == {"b1": (16 + 24) * 1_000_000}
+        assert snap.committed_micro_usd([S.DONE]) == {"b1": 16_000_000}

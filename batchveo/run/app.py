@@ -232,9 +232,12 @@ def _taken_over(previous: dict[str, object] | None) -> LockTakenOver | None:
 
 async def _reprice(store: Store, prices: Prices) -> None:
     """Every job's cost estimate from the user's price file (budgets compare these)."""
+    import json
+
     from batchveo.models import estimate_params_cost_usd
 
-    await store.reprice(lambda j: estimate_params_cost_usd(j.model, j.params, prices))
+    key = json.dumps(prices, sort_keys=True)  # the same prices as last run: only new jobs
+    await store.reprice(lambda m, p: estimate_params_cost_usd(m, p, prices), prices_key=key)
 
 
 async def _drive(

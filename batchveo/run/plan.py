@@ -26,7 +26,7 @@ from typing import Any
 from batchveo.models import Prices, estimate_params_cost_usd
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
-from batchveo.store import COMMITTED_STATES, BudgetRoom, Snapshot
+from batchveo.store import COMMITTED_STATES, MICRO_USD, BudgetRoom, Snapshot
 
 S = JobState
 
@@ -95,7 +95,7 @@ class _Stored:
     queued: list[tuple[str, _Candidate]] = field(default_factory=list)
     """The database's sendable jobs, oldest row first: ``(id, candidate)``."""
     caps: dict[str, float] = field(default_factory=dict)
-    committed: dict[str, float] = field(default_factory=dict)
+    committed_micro_usd: dict[str, int] = field(default_factory=dict)
 
 
 def _read(
@@ -111,7 +111,7 @@ def _read(
         out.caps = snap.caps()
         # Jobs the run sends again (--resubmit-uncertain) are pending, not committed, by then.
         still_committed = [s for s in COMMITTED_STATES if s not in sendable]
-        out.committed = snap.committed(still_committed, cost_of)
+        out.committed_micro_usd = snap.committed_micro_usd(still_committed, cost_of)
         for job in snap.costed(sendable):  # the claim's order
             usd = job.cost_usd if cost_of is None else cost_of(job.model, job.params)
             out.queued.append((job.id, _Candidate(job.batch, job.model, job.params, usd)))
@@ -149,14 +149,15 @@ def make_plan(
         cost = estimate_params_cost_usd(spec.model, spec.params, prices)
         candidates.append(_Candidate(spec.batch, spec.model, spec.params, cost))
     # Loading the manifests sets their batches' budgets (the manifest's latest word wins).
-    room = BudgetRoom(budget_usd, {**stored.caps, **(budgets or {})}, dict(stored.committed))
-    plan.committed_usd = sum(stored.committed.values())
+    committed = stored.committed_micro_usd
+    room = BudgetRoom(budget_usd, {**stored.caps, **(budgets or {})}, dict(committed))
+    plan.committed_usd = sum(committed.values()) / MICRO_USD
     for name in dict.fromkeys(c.batch for c in candidates):
         cap = room.caps.get(name)
         if cap is not None:
             plan.batch_budgets[name] = {
                 "budget_usd": cap,
-                "committed_usd": stored.committed.get(name, 0.0),
+                "committed_usd": committed.get(name, 0) / MICRO_USD,
             }
     for c in candidates:
         held = room.blocking(c.batch, c.cost_usd)

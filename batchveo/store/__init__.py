@@ -14,12 +14,20 @@
     claims.py ........ a submitter takes the next pending job, or hands it back
     reads.py ......... every query; Snapshot, a read-only look for plan
     totals.py ........ running totals per batch, state and route: status without a scan
-    budget.py ........ what counts against a budget, the one budget rule, costs
+    budget.py ........ what counts against a budget, the one budget rule (micro-dollars),
+                       the claims' filter, when the next pending job is due
+    pricing.py ....... reprice: the estimates from a price file (only new jobs if unchanged)
 
 Other packages import from here, not from the modules: the layout inside may change.
 """
 
-from batchveo.store.budget import COMMITTED_STATES, SPENT_STATES, BudgetRoom
+from batchveo.store.budget import (
+    COMMITTED_STATES,
+    MICRO_USD,
+    SPENT_STATES,
+    BudgetRoom,
+    micro_usd,
+)
 from batchveo.store.reads import Brief, Snapshot
 from batchveo.store.rows import (
     AddResult,
@@ -33,6 +41,7 @@ from batchveo.store.store import Store
 
 __all__ = [
     "COMMITTED_STATES",
+    "MICRO_USD",
     "SPENT_STATES",
     "AddResult",
     "Brief",
@@ -44,4 +53,5 @@ __all__ = [
     "Transition",
     "TransitionEvent",
     "TransitionObserver",
+    "micro_usd",
 ]

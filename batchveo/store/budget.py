@@ -5,12 +5,19 @@ price table in ``models``: every video a job asks for, with or without audio); t
 store stores, sums and compares them, and counts only the videos a job returned once
 it knows how many (``writes``: ``cost_usd`` is ``sample_cost_usd`` times those). The
 budgets are a run's ``--budget`` and each batch's own (a manifest's ``budget:``).
+
+The rule compares integer micro-dollars (``micro_usd``): each job's cost rounded once,
+and the committed cost of a batch the sum of those, kept by the running totals
+(``totals``, migration 009) so that a claim reads a few lines, never every committed
+job. Integer sums are exact in any order: $3 of $1.50 jobs fits a $3 budget, after a
+million moves as after one, where float sums kept by adding and taking away drift.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -20,7 +27,7 @@ from batchveo.routes import Route
 from batchveo.states import JobState
 from batchveo.store.db import Core
 from batchveo.store.routesql import route_filter
-from batchveo.store.rows import SELECT, Job, in_states
+from batchveo.store.rows import in_states
 
 S = JobState
 
@@ -28,30 +35,55 @@ SPENT_STATES: tuple[JobState, ...] = (S.GENERATED, S.DONE, S.EXPIRED)
 """Jobs whose video was made: billed (estimates; the service bills only on success)."""
 COMMITTED_STATES: tuple[JobState, ...] = (*SPENT_STATES, S.SUBMITTING, S.RUNNING, S.UNCERTAIN)
 """Jobs that are or may become billed; filtered and rejected jobs are not charged."""
-BUDGET_SLACK_USD = 1e-9
-"""Sums of float prices may land a hair above a budget they reach exactly: $3 of $1.50 jobs
-fits a $3 budget."""
+MICRO_USD = 1_000_000
+"""Micro-dollars per dollar: what the budget rule counts in."""
+MICRO_USD_SQL = "CAST({} * 1000000 + 0.5 AS INTEGER)"
+"""``micro_usd`` in SQL, of the column named in the braces: the same double arithmetic
+(times 10^6, plus a half, floored: costs are never negative), so SQL and Python agree."""
+SQL_BOUND = 2**62
+"""The budget left as an SQL argument is held within this (a ``--budget 1e15`` is 10^21
+micro-dollars, past SQLite's integers; every cost is far below)."""
+BACKOFF_INDEX = "jobs_backoff"
+"""Pending jobs waiting out a backoff, by when they are due (migration 010): a few rows."""
 CAPS_MAX_AGE_S = 5.0
 """How long a run trusts the batch budgets it read (another process may load a manifest)."""
 CAPS_SQL = "SELECT name, budget_usd FROM batches WHERE budget_usd IS NOT NULL"
 """The batches' budgets (from their manifests' ``budget:``)."""
 
 
+def micro_usd(usd: float) -> int:
+    """``usd`` in whole micro-dollars, to the nearest (``MICRO_USD_SQL`` in SQL)."""
+    return math.floor(usd * MICRO_USD + 0.5)
+
+
 def committed_sql(states: Sequence[JobState] = COMMITTED_STATES) -> str:
-    """Estimated cost committed per batch: ``(batch, usd)`` rows, one per batch."""
-    return f"SELECT batch, SUM(cost_usd) FROM jobs WHERE {in_states(states)} GROUP BY batch"
+    """Estimated cost of the jobs in ``states``, per batch, in micro-dollars: ``(batch,
+    micro_usd)`` rows, from the running totals (a few lines, whatever the number of jobs)."""
+    return (
+        f"SELECT batch, SUM(cost_micro_usd) FROM totals WHERE {in_states(states)}"
+        " GROUP BY batch HAVING SUM(jobs) > 0"
+    )
 
 
+def committed_rows_sql(states: Sequence[JobState] = COMMITTED_STATES) -> str:
+    """``committed_sql`` counted from the jobs themselves (a database before migration 009,
+    which ``plan`` reads as it is)."""
+    micro = MICRO_USD_SQL.format("cost_usd")
+    return f"SELECT batch, SUM({micro}) FROM jobs WHERE {in_states(states)} GROUP BY batch"
+
+
+_SPENT, _COMMITTED = in_states(SPENT_STATES), in_states(COMMITTED_STATES)
 COSTS_SQL = (
     "SELECT b.name, b.budget_usd,"
-    f" TOTAL(CASE WHEN t.{in_states(SPENT_STATES)} THEN t.cost_usd END),"
-    f" TOTAL(CASE WHEN t.{in_states(COMMITTED_STATES)} THEN t.cost_usd END),"
-    " TOTAL(t.cost_usd)"
+    f" TOTAL(CASE WHEN t.{_SPENT} THEN t.cost_micro_usd END) / {MICRO_USD},"
+    f" TOTAL(CASE WHEN t.{_COMMITTED} THEN t.cost_micro_usd END) / {MICRO_USD},"
+    f" TOTAL(t.cost_micro_usd) / {MICRO_USD}"
     " FROM batches b LEFT JOIN totals t ON t.batch=b.name AND t.jobs > 0"
     " GROUP BY b.name ORDER BY b.name"
 )
 """Per batch: its budget, then the estimated cost spent, committed and of all its jobs
-(from the running totals of migration 007: a few rows, whatever the number of jobs)."""
+(from the running totals: a few rows, whatever the number of jobs; the sums the budget
+rule reads)."""
 
 
 class Costed(NamedTuple):
@@ -70,56 +102,63 @@ class BudgetRoom:
 
     A pending job fits if its estimated cost is within what ``--budget`` leaves of all the
     cost committed in the database and within what its batch's budget leaves of that
-    batch's committed cost. A run claims one job at a time, oldest first, each claim
-    committing its cost: ``plan`` walks the same jobs in the same order with ``blocking``
-    and ``spend``; a claim filters the rows with ``sql``.
+    batch's committed cost, all in micro-dollars (``micro_usd``). A run claims one job at
+    a time, oldest first, each claim committing its cost: ``plan`` walks the same jobs in
+    the same order with ``blocking`` and ``spend``; a claim filters the rows with ``sql``.
     """
 
     budget_usd: float | None
     caps: Mapping[str, float]
     """Batch name -> its budget in USD (batches without one are capped by --budget only)."""
-    committed: dict[str, float]
-    """Batch name -> estimated cost committed (``COMMITTED_STATES``)."""
+    committed_micro_usd: dict[str, int]
+    """Batch name -> estimated cost committed (``COMMITTED_STATES``), in micro-dollars."""
 
-    def total_left_usd(self) -> float | None:
+    def total_left_micro_usd(self) -> int | None:
         if self.budget_usd is None:
             return None
-        return self.budget_usd - sum(self.committed.values())
+        return micro_usd(self.budget_usd) - sum(self.committed_micro_usd.values())
 
-    def batch_left_usd(self, batch: str) -> float | None:
+    def batch_left_micro_usd(self, batch: str) -> int | None:
         cap = self.caps.get(batch)
-        return None if cap is None else cap - self.committed.get(batch, 0.0)
+        return None if cap is None else micro_usd(cap) - self.committed_micro_usd.get(batch, 0)
 
     def blocking(self, batch: str, cost_usd: float) -> str | None:
         """None if a job of ``batch`` costing ``cost_usd`` fits; else the budget it would
         exceed: ``"budget"`` (the run's ``--budget``) or ``"batch"`` (its batch's)."""
-        total = self.total_left_usd()
-        if total is not None and cost_usd > total + BUDGET_SLACK_USD:
+        cost = micro_usd(cost_usd)
+        total = self.total_left_micro_usd()
+        if total is not None and cost > total:
             return "budget"
-        left = self.batch_left_usd(batch)
-        if left is not None and cost_usd > left + BUDGET_SLACK_USD:
+        left = self.batch_left_micro_usd(batch)
+        if left is not None and cost > left:
             return "batch"
         return None
 
     def spend(self, batch: str, cost_usd: float) -> None:
         """A job of ``batch`` was claimed: its cost is committed now."""
-        self.committed[batch] = self.committed.get(batch, 0.0) + cost_usd
+        committed = self.committed_micro_usd
+        committed[batch] = committed.get(batch, 0) + micro_usd(cost_usd)
 
     def sql(self) -> tuple[str, list[Any]]:
         """``blocking`` as SQL: a filter keeping the rows (``cost_usd``, ``batch``) that fit."""
         sql, args = "", list[Any]()
-        total = self.total_left_usd()
+        cost = MICRO_USD_SQL.format("cost_usd")
+        total = self.total_left_micro_usd()
         if total is not None:
-            sql += " AND cost_usd <= ?"
-            args.append(total + BUDGET_SLACK_USD)
+            sql += f" AND {cost} <= ?"
+            args.append(_bounded(total))
         if self.caps:
             cases = " ".join("WHEN ? THEN ?" for _ in self.caps)
-            sql += f" AND cost_usd <= CASE batch {cases} ELSE 1e300 END"
+            sql += f" AND {cost} <= CASE batch {cases} ELSE 1e300 END"
             for name in self.caps:
-                left = self.batch_left_usd(name)
+                left = self.batch_left_micro_usd(name)
                 assert left is not None
-                args += [name, left + BUDGET_SLACK_USD]
+                args += [name, _bounded(left)]
         return sql, args
+
+
+def _bounded(micro: int) -> int:
+    return max(-SQL_BOUND, min(SQL_BOUND, micro))
 
 
 class Budgets(Core):
@@ -151,7 +190,7 @@ class Budgets(Core):
         if budget_usd is None and not caps:
             return "", []
         async with db.execute(committed_sql()) as cur:
-            committed = {b: float(v or 0.0) for b, v in await cur.fetchall()}
+            committed = {b: int(v) for b, v in await cur.fetchall()}
         return BudgetRoom(budget_usd, caps, committed).sql()
 
     async def claimable_pending(
@@ -166,13 +205,16 @@ class Budgets(Core):
         route_sql, route_args = route_filter(route, default_route)
         pending = f"SELECT COUNT(*) FROM jobs WHERE {in_states([S.PENDING])}{route_sql}"
         async with self._lock:
-            fits, args = await self._budget_filter(self._db, budget_usd)
-            async with self._db.execute(pending + fits, [*route_args, *args]) as cur:
-                row = await cur.fetchone()
             async with self._db.execute(pending, route_args) as cur:
                 total = await cur.fetchone()
+            n_all = int(total[0]) if total else 0
+            fits, args = await self._budget_filter(self._db, budget_usd)
+            if not fits:
+                return n_all, 0
+            async with self._db.execute(pending + fits, [*route_args, *args]) as cur:
+                row = await cur.fetchone()
         n_fit = int(row[0]) if row else 0
-        return n_fit, (int(total[0]) if total else 0) - n_fit
+        return n_fit, n_all - n_fit
 
     async def next_attempt_at(
         self,
@@ -181,21 +223,27 @@ class Budgets(Core):
         route: Route | None = None,
         default_route: Route | None = None,
     ) -> float | None:
-        """When the earliest backed-off pending job that fits the budgets becomes due (of
-        ``route`` only, if given).
+        """When the earliest pending job that fits the budgets becomes due (of ``route``
+        only, if given): 0 if one is due without a backoff.
 
-        None when no pending job could ever be claimed (none left, or none fits).
+        None when no pending job could ever be claimed (none left, or none fits). Two
+        short reads: the oldest pending job without a backoff that fits (down the state
+        index, stopping at the first), else the earliest backoff among the few pending
+        jobs that have one (``jobs_backoff``, migration 010).
         """
         route_sql, route_args = route_filter(route, default_route)
+        where = f"WHERE {in_states([S.PENDING])} AND next_attempt_at IS {{}} NULL{route_sql}"
         async with self._lock:
             fits, args = await self._budget_filter(self._db, budget_usd)
-            sql = (
-                "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM jobs"
-                f" WHERE {in_states([S.PENDING])}{route_sql}{fits}"
+            due = f"SELECT 1 FROM jobs {where.format('')}{fits} LIMIT 1"
+            if await self._db.execute_fetchall(due, [*route_args, *args]):
+                return 0.0
+            later = (  # the planner, knowing no counts, would go down jobs_state instead
+                f"SELECT MIN(next_attempt_at) FROM jobs INDEXED BY {BACKOFF_INDEX}"
+                f" {where.format('NOT')}{fits}"
             )
-            async with self._db.execute(sql, [*route_args, *args]) as cur:
-                row = await cur.fetchone()
-        return row[0] if row else None
+            rows = list(await self._db.execute_fetchall(later, [*route_args, *args]))
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def costs(self) -> dict[str, dict[str, float | None]]:
         """Per batch: estimated ``spent`` (videos made), ``committed`` and the ``budget``."""
@@ -203,18 +251,3 @@ class Budgets(Core):
             name: {"budget": budget, "spent": spent, "committed": committed, "all_jobs": total}
             for name, budget, spent, committed, total in await self._query(COSTS_SQL)
         }
-
-    async def reprice(self, cost_of: Callable[[Job], float]) -> int:
-        """Recompute every job's cost estimate (after the user overrides prices).
-
-        ``cost_of`` prices the job's request, every video it asks for; a job that returned
-        fewer (partly filtered) costs what it returned, as everywhere."""
-        jobs = [Job.from_row(r) for r in await self._query(f"{SELECT} ORDER BY rowid")]
-        rows = []
-        for j in jobs:
-            one = cost_of(j) / max(1, j.samples_requested)
-            returned = j.samples_requested if j.samples_returned is None else j.samples_returned
-            rows.append((one * returned, one, j.id))
-        async with self._tx() as db:
-            await db.executemany("UPDATE jobs SET cost_usd=?, sample_cost_usd=? WHERE id=?", rows)
-        return len(jobs)

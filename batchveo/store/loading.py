@@ -42,6 +42,7 @@ from batchveo.store.loadrows import (
     spec_row,
 )
 from batchveo.store.outputcheck import load_output_clashes
+from batchveo.store.pricing import FORGET_PRICES_SQL
 from batchveo.store.rows import AddResult, TransitionEvent, route_parts
 from batchveo.store.totals import NewJobs
 
@@ -356,6 +357,8 @@ class LoadSession:
             )
             self.budgets_written = True
         await self._totals.write(db)  # the running totals (no trigger counts an INSERT)
+        if self.replaced:  # priced by the table again: the next reprice reads every job
+            await db.execute(FORGET_PRICES_SQL)
         for table, made in (("load_seen", self._seen_table), ("load_outputs", self._outputs_table)):
             if made:
                 await db.execute(f"DROP TABLE temp.{table}")

@@ -241,4 +241,146 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX jobs_generated_at ON jobs(generated_at) WHERE generated_at IS NOT NULL;
         """,
     ),
+    Migration(
+        # Budgets judged from the running totals (issue 14): a claim reads the committed
+        # cost of a few lines instead of summing every committed job. Float sums kept by
+        # adding and taking away drift (a line of 1M jobs at $1.20 holds about $1.2M,
+        # where one addition may be off by 1e-10), past the budget rule's tolerance; so
+        # the totals count integer micro-dollars instead, each job's cost rounded once
+        # (budget.micro_usd: CAST(cost_usd * 1000000 + 0.5 AS INTEGER)), and any sum of
+        # them is exact whatever the order of the moves. The table is made again with
+        # cost_micro_usd where cost_usd was, counted from the jobs, and so are the triggers
+        # (naming the columns they write).
+        "009_totals_micro_usd",
+        """
+        DROP TRIGGER jobs_totals_delete;
+        DROP TRIGGER jobs_totals_update;
+        DROP TABLE totals;
+        CREATE TABLE totals (
+            batch           TEXT NOT NULL,
+            state           TEXT NOT NULL,
+            route_key       TEXT NOT NULL,
+            provider        TEXT,
+            project         TEXT,
+            location        TEXT,
+            storage_uri     TEXT,
+            jobs            INTEGER NOT NULL,
+            cost_micro_usd  INTEGER NOT NULL,
+            answered        INTEGER NOT NULL,
+            requested       INTEGER NOT NULL,
+            returned        INTEGER NOT NULL,
+            filtered        INTEGER NOT NULL,
+            partial         INTEGER NOT NULL,
+            PRIMARY KEY (batch, state, route_key)
+        ) WITHOUT ROWID;
+        INSERT INTO totals
+            SELECT batch, state,
+                quote(provider) || ',' || quote(project) || ',' || quote(location)
+                    || ',' || quote(storage_uri),
+                provider, project, location, storage_uri,
+                COUNT(*), SUM(CAST(cost_usd * 1000000 + 0.5 AS INTEGER)),
+                SUM(samples_returned IS NOT NULL),
+                SUM(IIF(samples_returned IS NULL, 0, samples_requested)),
+                SUM(COALESCE(samples_returned, 0)),
+                SUM(IIF(samples_returned IS NULL, 0, COALESCE(samples_filtered, 0))),
+                SUM(IFNULL(samples_returned BETWEEN 1 AND samples_requested - 1, 0))
+            FROM jobs GROUP BY batch, state, provider, project, location, storage_uri;
+        CREATE TRIGGER jobs_totals_delete AFTER DELETE ON jobs
+        BEGIN
+            INSERT INTO totals (batch, state, route_key, provider, project, location, storage_uri,
+                jobs, cost_micro_usd, answered, requested, returned, filtered, partial)
+            VALUES (
+                OLD.batch, OLD.state,
+                quote(OLD.provider) || ',' || quote(OLD.project) || ',' || quote(OLD.location)
+                    || ',' || quote(OLD.storage_uri),
+                OLD.provider, OLD.project, OLD.location, OLD.storage_uri,
+                -1, -CAST(OLD.cost_usd * 1000000 + 0.5 AS INTEGER),
+                -(OLD.samples_returned IS NOT NULL),
+                -IIF(OLD.samples_returned IS NULL, 0, OLD.samples_requested),
+                -COALESCE(OLD.samples_returned, 0),
+                -IIF(OLD.samples_returned IS NULL, 0, COALESCE(OLD.samples_filtered, 0)),
+                -IFNULL(OLD.samples_returned BETWEEN 1 AND OLD.samples_requested - 1, 0)
+            ) ON CONFLICT (batch, state, route_key) DO UPDATE SET
+                jobs = jobs + excluded.jobs,
+                cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+                answered = answered + excluded.answered,
+                requested = requested + excluded.requested,
+                returned = returned + excluded.returned, filtered = filtered + excluded.filtered,
+                partial = partial + excluded.partial;
+        END;
+        CREATE TRIGGER jobs_totals_update AFTER UPDATE OF
+            batch, state, provider, project, location, storage_uri,
+            cost_usd, samples_requested, samples_returned, samples_filtered
+            ON jobs
+        WHEN OLD.batch IS NOT NEW.batch OR OLD.state IS NOT NEW.state
+            OR OLD.provider IS NOT NEW.provider OR OLD.project IS NOT NEW.project
+            OR OLD.location IS NOT NEW.location OR OLD.storage_uri IS NOT NEW.storage_uri
+            OR OLD.cost_usd IS NOT NEW.cost_usd
+            OR OLD.samples_requested IS NOT NEW.samples_requested
+            OR OLD.samples_returned IS NOT NEW.samples_returned
+            OR OLD.samples_filtered IS NOT NEW.samples_filtered
+        BEGIN
+            INSERT INTO totals (batch, state, route_key, provider, project, location, storage_uri,
+                jobs, cost_micro_usd, answered, requested, returned, filtered, partial)
+            VALUES (
+                OLD.batch, OLD.state,
+                quote(OLD.provider) || ',' || quote(OLD.project) || ',' || quote(OLD.location)
+                    || ',' || quote(OLD.storage_uri),
+                OLD.provider, OLD.project, OLD.location, OLD.storage_uri,
+                -1, -CAST(OLD.cost_usd * 1000000 + 0.5 AS INTEGER),
+                -(OLD.samples_returned IS NOT NULL),
+                -IIF(OLD.samples_returned IS NULL, 0, OLD.samples_requested),
+                -COALESCE(OLD.samples_returned, 0),
+                -IIF(OLD.samples_returned IS NULL, 0, COALESCE(OLD.samples_filtered, 0)),
+                -IFNULL(OLD.samples_returned BETWEEN 1 AND OLD.samples_requested - 1, 0)
+            ) ON CONFLICT (batch, state, route_key) DO UPDATE SET
+                jobs = jobs + excluded.jobs,
+                cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+                answered = answered + excluded.answered,
+                requested = requested + excluded.requested,
+                returned = returned + excluded.returned, filtered = filtered + excluded.filtered,
+                partial = partial + excluded.partial;
+            INSERT INTO totals (batch, state, route_key, provider, project, location, storage_uri,
+                jobs, cost_micro_usd, answered, requested, returned, filtered, partial)
+            VALUES (
+                NEW.batch, NEW.state,
+                quote(NEW.provider) || ',' || quote(NEW.project) || ',' || quote(NEW.location)
+                    || ',' || quote(NEW.storage_uri),
+                NEW.provider, NEW.project, NEW.location, NEW.storage_uri,
+                +1, +CAST(NEW.cost_usd * 1000000 + 0.5 AS INTEGER),
+                +(NEW.samples_returned IS NOT NULL),
+                +IIF(NEW.samples_returned IS NULL, 0, NEW.samples_requested),
+                +COALESCE(NEW.samples_returned, 0),
+                +IIF(NEW.samples_returned IS NULL, 0, COALESCE(NEW.samples_filtered, 0)),
+                +IFNULL(NEW.samples_returned BETWEEN 1 AND NEW.samples_requested - 1, 0)
+            ) ON CONFLICT (batch, state, route_key) DO UPDATE SET
+                jobs = jobs + excluded.jobs,
+                cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd,
+                answered = answered + excluded.answered,
+                requested = requested + excluded.requested,
+                returned = returned + excluded.returned, filtered = filtered + excluded.filtered,
+                partial = partial + excluded.partial;
+        END;
+        """,
+    ),
+    Migration(
+        # A restart reads in constant time, whatever the size of the table (issue 14).
+        # jobs_backoff: the few pending jobs waiting out a backoff, for when the next is due
+        # and for pull_in_schedules (partial: a load, every row NULL here, pays nothing).
+        # events_submits: the last submit, for the pacer's gap at a restart (one event in
+        # four or five is a submit; nothing else is read by it). prices_applied: the price
+        # file a run last applied to every job, and the last job it priced; the same prices
+        # again reprice only the jobs loaded since (a load forgets it when it replaces).
+        "010_restart_reads",
+        """
+        CREATE INDEX jobs_backoff ON jobs(next_attempt_at)
+            WHERE state = 'pending' AND next_attempt_at IS NOT NULL;
+        CREATE INDEX events_submits ON events(at) WHERE to_state = 'submitting';
+        CREATE TABLE prices_applied (
+            one             INTEGER PRIMARY KEY CHECK (one = 1),
+            prices          TEXT NOT NULL,
+            through_rowid   INTEGER NOT NULL
+        );
+        """,
+    ),
 )

@@ -16,7 +16,14 @@ from typing import Any, NamedTuple
 from batchveo.errors import StoreError
 from batchveo.routes import Route, resolve_route
 from batchveo.states import JobState
-from batchveo.store.budget import CAPS_SQL, COMMITTED_STATES, Costed, committed_sql
+from batchveo.store.budget import (
+    CAPS_SQL,
+    COMMITTED_STATES,
+    Costed,
+    committed_rows_sql,
+    committed_sql,
+    micro_usd,
+)
 from batchveo.store.db import Core
 from batchveo.store.migrations import MIGRATIONS
 from batchveo.store.rows import (
@@ -155,8 +162,8 @@ class Reads(Core):
 
     async def last_submit_at(self) -> float | None:
         """When this database last let a submit start (any run, any process)."""
-        sql = "SELECT MAX(at) FROM events WHERE to_state=?"
-        value = await self._scalar(sql, (S.SUBMITTING.value,))
+        sql = f"SELECT MAX(at) FROM events WHERE to_state = '{S.SUBMITTING.value}'"
+        value = await self._scalar(sql)  # down events_submits (010): the state spelled out
         return None if value is None else float(value)
 
     async def counts(self) -> dict[str, dict[str, int]]:
@@ -212,8 +219,9 @@ class Reads(Core):
         makes a client, a pacer and submitters for. Sorted, so a run starts them in the
         same order every time.
         """
-        sql = (
-            f"SELECT DISTINCT {', '.join(ROUTE_COLUMNS)} FROM jobs WHERE {in_states(list(states))}"
+        sql = (  # from the running totals: a few lines, whatever the number of jobs
+            f"SELECT {', '.join(ROUTE_COLUMNS)} FROM totals WHERE {in_states(list(states))}"
+            " GROUP BY route_key HAVING SUM(jobs) > 0"
         )
         stored = [None if r == (None,) * 4 else Route(*r) for r in await self._query(sql)]
         if default_route is not None:
@@ -341,19 +349,25 @@ class Snapshot:
         except sqlite3.OperationalError:  # a database older than batch budgets has none
             return {}
 
-    def committed(
+    def committed_micro_usd(
         self,
         states: Sequence[JobState] = COMMITTED_STATES,
         cost_of: Callable[[str, Mapping[str, Any]], float] | None = None,
-    ) -> dict[str, float]:
-        """Estimated cost of the jobs in ``states``, per batch.
+    ) -> dict[str, int]:
+        """Estimated cost of the jobs in ``states``, per batch, in micro-dollars (what the
+        budget rule counts: ``BudgetRoom``).
 
         With ``cost_of(model, params)``, priced by it instead of by the stored estimates
-        (``plan --prices``); jobs alike are priced once.
+        (``plan --prices``), each job as a run's reprice would store it; jobs alike are
+        priced once.
         """
         if cost_of is None:
-            return {b: float(v or 0.0) for b, v in self._conn.execute(committed_sql(states))}
-        out: dict[str, float] = {}
+            try:  # the running totals: a few lines
+                rows = self._conn.execute(committed_sql(states)).fetchall()
+            except sqlite3.OperationalError:  # a database before migration 009, as it is
+                rows = self._conn.execute(committed_rows_sql(states)).fetchall()
+            return {b: int(v) for b, v in rows}
+        out: dict[str, int] = {}
         # A partly filtered job costs the videos it returned: what a run's reprice stores.
         sql = (
             "SELECT batch, model, params, samples_requested,"
@@ -361,6 +375,6 @@ class Snapshot:
             f" WHERE {in_states(states)} GROUP BY 1, 2, 3, 4, 5"
         )
         for batch, model, params, asked, returned, n in self._conn.execute(sql):
-            usd = cost_of(model, decode("params", params)) * returned / max(1, asked) * n
-            out[batch] = out.get(batch, 0.0) + usd
+            one = cost_of(model, decode("params", params)) / max(1, asked)
+            out[batch] = out.get(batch, 0) + micro_usd(one * returned) * n
         return out

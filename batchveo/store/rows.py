@@ -96,8 +96,12 @@ def route_parts(route: Route | None) -> tuple[str | None, str | None, str | None
 
 
 def in_states(states: Iterable[JobState]) -> str:
-    """``state IN ('a','b')``: SQL text of states built from the enum, never typed by hand."""
-    return f"state IN ({','.join(repr(s.value) for s in states)})"
+    """``state IN ('a','b')``: SQL text of states built from the enum, never typed by hand.
+
+    One state is ``state = 'a'``: a partial index on one state (``jobs_backoff``) is
+    used only by a query whose terms imply its own, and SQLite sees that of ``=`` alone."""
+    values = [repr(s.value) for s in states]
+    return f"state = {values[0]}" if len(values) == 1 else f"state IN ({','.join(values)})"
 
 
 def encode(col: str, value: Any) -> Any:

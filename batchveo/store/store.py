@@ -19,11 +19,12 @@ from batchveo.store.claims import Claims
 from batchveo.store.db import Clock
 from batchveo.store.loading import Loading
 from batchveo.store.migrations import MIGRATIONS, Migration
+from batchveo.store.pricing import Pricing
 from batchveo.store.reads import Reads
 from batchveo.store.writes import Writes
 
 
-class Store(Loading, Claims, Writes, Reads):
+class Store(Loading, Claims, Writes, Reads, Pricing):
     """Async access to the job database; one instance per process."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):

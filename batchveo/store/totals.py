@@ -1,9 +1,10 @@
 """Running totals of the job table: what ``status`` counts without reading every job.
 
-The ``totals`` table (migration 007) holds a line per batch, state and stored route: how
-many jobs are there, their estimated cost, and of those the service answered with a count
-of videos, how many were asked for, returned and filtered. Reading it costs the same at
-1k and at 1M jobs.
+The ``totals`` table (migrations 007, 009) holds a line per batch, state and stored route:
+how many jobs are there, their estimated cost in integer micro-dollars (each job's rounded
+once, ``budget.micro_usd``: sums that never drift, for the budget rule), and of those the
+service answered with a count of videos, how many were asked for, returned and filtered.
+Reading it costs the same at 1k and at 1M jobs: ``status`` and every budgeted claim do.
 
 Who keeps it: the migration's triggers, on every UPDATE and DELETE of a column it counts
 (a transition, a replace, a reroute, a reprice), in the same statement as the change, so
@@ -21,6 +22,7 @@ from typing import Any
 
 import aiosqlite
 
+from batchveo.store.budget import MICRO_USD_SQL, micro_usd
 from batchveo.store.rows import ROUTE_COLUMNS
 
 _ROUTE_KEY = " || ',' || ".join(f"quote({c})" for c in ROUTE_COLUMNS)
@@ -31,14 +33,14 @@ COUNT_NEW_SQL = (
     + " || ',' || ".join("quote(?)" for _ in ROUTE_COLUMNS)
     + ", ?, ?, ?, ?, ?, ?, 0, 0, 0, 0, 0)"
     " ON CONFLICT (batch, state, route_key) DO UPDATE SET"
-    " jobs = jobs + excluded.jobs, cost_usd = cost_usd + excluded.cost_usd"
+    " jobs = jobs + excluded.jobs, cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd"
 )
-"""Adds ``(batch, state, *route, *route, jobs, cost_usd)``: jobs inserted unanswered."""
+"""Adds ``(batch, state, *route, *route, jobs, cost_micro_usd)``: jobs inserted unanswered."""
 
 RECOUNT_SQL = (
     "INSERT INTO totals SELECT batch, state,"
     f" {_ROUTE_KEY}, {', '.join(ROUTE_COLUMNS)},"
-    " COUNT(*), TOTAL(cost_usd), SUM(samples_returned IS NOT NULL),"
+    f" COUNT(*), SUM({MICRO_USD_SQL.format('cost_usd')}), SUM(samples_returned IS NOT NULL),"
     " SUM(IIF(samples_returned IS NULL, 0, samples_requested)),"
     " SUM(COALESCE(samples_returned, 0)),"
     " SUM(IIF(samples_returned IS NULL, 0, COALESCE(samples_filtered, 0))),"
@@ -83,15 +85,18 @@ class NewJobs:
             key = (row[batch], row[state], *row[route:end])
             line = self._lines.get(key)
             if line is None:
-                self._lines[key] = [1, row[cost]]
+                self._lines[key] = [1, micro_usd(row[cost])]
             else:
                 line[0] += 1
-                line[1] += row[cost]
+                line[1] += micro_usd(row[cost])
             yield row
 
     async def write(self, db: aiosqlite.Connection) -> None:
         """Add what was counted to ``totals`` (in the load's transaction)."""
         await db.executemany(
             COUNT_NEW_SQL,
-            [(b, s, *route, *route, n, usd) for (b, s, *route), (n, usd) in self._lines.items()],
+            [
+                (b, s, *route, *route, n, micro)
+                for (b, s, *route), (n, micro) in self._lines.items()
+            ],
         )

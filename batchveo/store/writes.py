@@ -37,9 +37,18 @@ import aiosqlite
 from batchveo.errors import StaleTransition, StoreError
 from batchveo.models import RETENTION_S
 from batchveo.states import ErrorKind, JobState, check_transition
+from batchveo.store.budget import BACKOFF_INDEX
 from batchveo.store.db import Core, describe
 from batchveo.store.groupcommit import GroupCommit
-from batchveo.store.rows import RETURNING, UPDATABLE, Job, Transition, TransitionEvent, encode
+from batchveo.store.rows import (
+    RETURNING,
+    UPDATABLE,
+    Job,
+    Transition,
+    TransitionEvent,
+    encode,
+    in_states,
+)
 
 S = JobState
 
@@ -137,9 +146,15 @@ class Writes(Core):
         """
         moved = 0
         async with self._tx() as db:
-            for col, state in (("next_poll_at", S.RUNNING), ("next_attempt_at", S.PENDING)):
-                sql = f"UPDATE jobs SET {col}=?, updated_at=? WHERE state=? AND {col}>?"
-                async with db.execute(sql, (now, now, state.value, latest)) as cur:
+            # Running jobs are few (the in-flight cap), found by their state; pending ones
+            # may be a million: only those waiting out a backoff, down their index.
+            for col, state, table in (
+                ("next_poll_at", S.RUNNING, "jobs"),
+                ("next_attempt_at", S.PENDING, f"jobs INDEXED BY {BACKOFF_INDEX}"),
+            ):
+                where = f"{in_states([state])} AND {col}>?"
+                sql = f"UPDATE {table} SET {col}=?, updated_at=? WHERE {where}"
+                async with db.execute(sql, (now, now, latest)) as cur:
                     moved += cur.rowcount
         return moved
 
