@@ -13,14 +13,13 @@ URLs). A base URL with a query or user info is refused, and the message shows ne
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from yarl import URL
 
 from batchveo.api.texts import show_url
-from batchveo.api.urls import host_key, parse_url
+from batchveo.api.urls import host_key, plain_base_url
 from batchveo.errors import ConfigError
 from batchveo.redact import REDACTED, Secret
 
@@ -108,23 +107,13 @@ def _check_base_url(base_url: str) -> str:
     A query (``?key=``) or user info is where a secret travels: never accepted, and never
     shown in the message (it goes to stderr, so to cron.log).
     """
-    text = base_url.strip()
-    url = parse_url(text)
-    if (
-        url is None
-        or url.scheme not in ("http", "https")
-        or not url.raw_host
-        or url.raw_query_string
-        or url.raw_fragment
-        or url.raw_user is not None
-        or url.raw_password is not None
-        or re.search(r"[?#@]", text)
-    ):
+    checked = plain_base_url(base_url)
+    if checked is None:
         raise ConfigError(
-            f"base URL must look like https://host[:port], got {show_url(text)!r} "
+            f"base URL must look like https://host[:port], got {show_url(base_url.strip())!r} "
             "(query and user info not shown; the key goes in BATCHVEO_API_KEY, never in a URL)"
         )
-    return str(url).rstrip("/")
+    return checked
 
 
 def resolve_api_key(provider_name: str, env: Mapping[str, str] = os.environ) -> str:

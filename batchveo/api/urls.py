@@ -43,6 +43,26 @@ def is_web_url(url: URL | None) -> bool:
     return url is not None and url.scheme in ("http", "https") and bool(url.raw_host)
 
 
+def plain_base_url(text: str) -> str | None:
+    """``text`` as a base URL of scheme, host, port and path only (trailing ``/`` dropped),
+    or None if it holds anything else: a query (``?key=``) or user info is where a secret
+    travels, so a base URL with one is never accepted (``--base-url``,
+    ``--storage-base-url``; the caller says which, without showing the secret)."""
+    stripped = text.strip()
+    url = parse_url(stripped)
+    if (
+        not is_web_url(url)
+        or url is None
+        or url.raw_query_string
+        or url.raw_fragment
+        or url.raw_user is not None
+        or url.raw_password is not None
+        or re.search(r"[?#@]", stripped)
+    ):
+        return None
+    return str(url).rstrip("/")
+
+
 def host_key(url: URL) -> str:
     """``host`` or ``host:port`` (port only when not the scheme's default), lowercased."""
     host = (url.raw_host or "").lower()

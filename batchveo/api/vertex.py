@@ -53,7 +53,7 @@ from batchveo.api.gcs import STORAGE_BASE, CloudStorage
 from batchveo.api.results import DownloadResult, OperationStatus
 from batchveo.api.texts import clip, show_url
 from batchveo.api.transport import Reply, Transport
-from batchveo.api.urls import parse_url
+from batchveo.api.urls import plain_base_url
 from batchveo.api.vertex_wire import (
     OperationName,
     VertexOutcome,
@@ -136,22 +136,13 @@ def _needs_thread(spec: JobSpec) -> bool:
 
 def _check_base_url(text: str, what: str) -> str:
     """A base URL of scheme, host, port and path only (``--base-url``, ``--storage-base-url``)."""
-    url = parse_url(text.strip())
-    if (
-        url is None
-        or url.scheme not in ("http", "https")
-        or not url.raw_host
-        or url.raw_query_string
-        or url.raw_fragment
-        or url.raw_user is not None
-        or url.raw_password is not None
-        or re.search(r"[?#@]", text)
-    ):
+    checked = plain_base_url(text)
+    if checked is None:
         raise ConfigError(
             f"{what} must look like https://host[:port], got {show_url(text)!r} "
             "(query and user info not shown; credentials never go in a URL)"
         )
-    return str(url).rstrip("/")
+    return checked
 
 
 class VertexClient:

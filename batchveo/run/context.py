@@ -249,10 +249,6 @@ class RunContext:
         elif event.to_state == S.RUNNING:
             self.new_operation.fire()
 
-    def still_watching(self) -> bool:
-        """A ``--watch`` run waits for new work, until it stops submitting for good."""
-        return self.config.watch_dir is not None and not self.stop.submits_stopped()
-
     def backoff_s(self, attempt: int) -> float:
         """Exponential backoff with full jitter, for retrying one job."""
         c = self.config

@@ -49,7 +49,7 @@ def validate(body: Any, info: ModelInfo, files: Container[str]) -> str | None:
 
     ``files`` holds the ids of videos this service made and still keeps (extension).
     """
-    if err := _shape(body):
+    if err := request_shape(body, _INSTANCE_KEYS, _PARAMS):
         return err
     inst: dict[str, Any] = body["instances"][0]
     params: dict[str, Any] = body.get("parameters", {})
@@ -66,8 +66,11 @@ def validate(body: Any, info: ModelInfo, files: Container[str]) -> str | None:
     )
 
 
-def _shape(body: Any) -> str | None:
-    """One object of known keys, holding one instance with a prompt, and parameters."""
+def request_shape(
+    body: Any, instance_keys: Container[str], param_keys: Container[str]
+) -> str | None:
+    """One object of known keys, holding one instance with a prompt, and parameters (the
+    same shape on both formats; each names the keys it takes)."""
     if not isinstance(body, dict):
         return "Invalid JSON payload received. Expected an object."
     if has_key(body, "inlineData"):
@@ -78,7 +81,7 @@ def _shape(body: Any) -> str | None:
     if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
         return "instances must hold exactly one instance."
     inst = instances[0]
-    if err := unknown_key("instances[0]", inst, _INSTANCE_KEYS):
+    if err := unknown_key("instances[0]", inst, instance_keys):
         return err
     prompt = inst.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -86,7 +89,7 @@ def _shape(body: Any) -> str | None:
     params = body.get("parameters", {})
     if not isinstance(params, dict):
         return "parameters must be an object."
-    return unknown_key("parameters", params, _PARAMS)
+    return unknown_key("parameters", params, param_keys)
 
 
 def _output(params: dict[str, Any], info: ModelInfo) -> str | None:

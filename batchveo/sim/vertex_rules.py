@@ -35,7 +35,7 @@ from batchveo.models import (
     RESOLUTIONS,
 )
 from batchveo.sim.gcs import split_gcs_uri
-from batchveo.sim.rules import has_key, image_type_mismatch, unknown_key
+from batchveo.sim.rules import image_type_mismatch, request_shape, unknown_key
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def fetch_operation_name(body: Any) -> str:
 
 def validate(body: Any, model: VertexModel) -> str | VertexRequest:
     """The message of the first rule this submit body breaks, or what it asks for."""
-    if err := _shape(body):
+    if err := request_shape(body, _INSTANCE_KEYS, _PARAMS):
         return err
     inst: dict[str, Any] = body["instances"][0]
     params: dict[str, Any] = body.get("parameters", {})
@@ -202,29 +202,6 @@ def check_media(raw: bytes, mime: str, where: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- groups
-
-
-def _shape(body: Any) -> str | None:
-    """One object of known keys, holding one instance with a prompt, and parameters."""
-    if not isinstance(body, dict):
-        return "Invalid JSON payload received. Expected an object."
-    if has_key(body, "inlineData"):
-        return "inlineData isn't supported by this model."
-    if err := unknown_key("request", body, ("instances", "parameters")):
-        return err
-    instances = body.get("instances")
-    if not isinstance(instances, list) or len(instances) != 1 or not isinstance(instances[0], dict):
-        return "instances must hold exactly one instance."
-    inst = instances[0]
-    if err := unknown_key("instances[0]", inst, _INSTANCE_KEYS):
-        return err
-    prompt = inst.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        return "instances[0].prompt is required and must be a non-empty string."
-    params = body.get("parameters", {})
-    if not isinstance(params, dict):
-        return "parameters must be an object."
-    return unknown_key("parameters", params, _PARAMS)
 
 
 def _output(params: dict[str, Any], model: VertexModel) -> str | None:
