@@ -28,6 +28,9 @@
         │   ├── ModelUnavailable ... unknown or retired model
         │   └── QuotaExhausted ..... a per-day quota: nothing until tomorrow
         ├── MalformedAnswer ........ the server's answer is not what the API sends (too big, ...)
+        │   └── VerdictUnusable .... a review's answer is no verdict (breaks the schema, a
+        │                            refusal): kept as a review error, the video stays done
+        ├── TooLargeToReview ....... a video the route cannot be shown inline (over the budget)
         └── SubmitOutcomeUnknown ... the submit may have reached the server: never resend silently
     OutputUnusable ................. one job's output file cannot be written (name too long,
                                      a file where a folder must be): that job only, not the disk
@@ -54,6 +57,8 @@ against ``REACTIONS``):
     MalformedAnswer       raise         count         try-again
     SubmitOutcomeUnknown  uncertain     count         raise
     OutputUnusable        raise         raise         fail
+    VerdictUnusable       raise         raise         raise
+    TooLargeToReview      raise         raise         raise
 
     raise         not expected from this stage's calls: a bug. The stage's exception ends
                   the run (the runner lets the submits in flight be recorded first); the
@@ -246,6 +251,23 @@ class MalformedAnswer(ApiError):
     """The server answered something the API never sends (a body over the size cap, say)."""
 
 
+class VerdictUnusable(MalformedAnswer):
+    """A review's answer that is no verdict: text that breaks the schema, or a refusal.
+
+    ``text`` is what the model said (redacted like any message): the review is recorded as
+    an error with it, and the video it was about stays done.
+    """
+
+    def __init__(self, message: str, *, text: str = ""):
+        self.text = text
+        super().__init__(message)
+
+
+class TooLargeToReview(ApiError):
+    """A video too large to send inline, on a route with no other way to show it to the
+    model: the review is skipped (recorded), the video stays done."""
+
+
 class SubmitOutcomeUnknown(ApiError):
     """The request may have reached the server and created a paid operation."""
 
@@ -300,6 +322,8 @@ REACTIONS: dict[type[BatchveoError], tuple[Reaction, Reaction, Reaction]] = {
     MalformedAnswer:        (_R.RAISE,        _R.COUNT,        _R.TRY_AGAIN),
     SubmitOutcomeUnknown:   (_R.UNCERTAIN,    _R.COUNT,        _R.RAISE),
     OutputUnusable:         (_R.RAISE,        _R.RAISE,        _R.FAIL),
+    VerdictUnusable:        (_R.RAISE,        _R.RAISE,        _R.RAISE),
+    TooLargeToReview:       (_R.RAISE,        _R.RAISE,        _R.RAISE),
 }  # fmt: skip
 """The table of this module's docstring: one row per class that decides for itself."""
 

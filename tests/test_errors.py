@@ -48,6 +48,8 @@ EXPECTED: dict[str, tuple[Reaction, Reaction, Reaction]] = {
     "MalformedAnswer":      (R.RAISE,         R.COUNT,         R.TRY_AGAIN),
     "SubmitOutcomeUnknown": (R.UNCERTAIN,     R.COUNT,         R.RAISE),
     "OutputUnusable":       (R.RAISE,         R.RAISE,         R.FAIL),
+    "VerdictUnusable":      (R.RAISE,         R.RAISE,         R.RAISE),
+    "TooLargeToReview":     (R.RAISE,         R.RAISE,         R.RAISE),
 }  # fmt: skip
 
 ERROR_CLASSES = {
