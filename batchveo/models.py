@@ -253,7 +253,7 @@ def parse_prices(data: object, source: str) -> dict[str, dict[str, float]]:
         for res, usd in table.items():
             if isinstance(usd, bool) or not isinstance(usd, int | float) or usd < 0:
                 unit = "per million tokens" if model in REVIEW_MODELS else "per second"
-            raise ValueError(f"{source}: price of {model} {res} must be USD {unit}")
+                raise ValueError(f"{source}: price of {model} {res} must be USD {unit}")
             prices[str(res)] = float(usd)
         out[str(model)] = prices
     return out

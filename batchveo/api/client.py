@@ -274,7 +274,7 @@ class VeoClient:
         """One take watched by ``ask.model`` (``review.ReviewClient.review``)."""
         url = URL(self.provider.submit_base + review_path(ask.model))
         payload = await review_payload(ask)
-        reply = await self._http.call("POST", url, "review", payload)
+        reply = await self._http.call("POST", url, "review", payload, streamed=True)
         del payload
         if not reply.ok:
             raise self._http.http_error(reply, "review")

@@ -392,7 +392,7 @@ class VertexClient:
         payload = await review_payload(ask)
 
         async def attempt() -> Reply:
-            reply = await self._http.call("POST", url, "review", payload)
+            reply = await self._http.call("POST", url, "review", payload, streamed=True)
             if reply.status == 401:
                 raise Unauthorized(reply)
             return reply
