@@ -31,6 +31,7 @@ from batchveo.api.review_wire import review_question
 from batchveo.errors import (
     AccountError,
     ApiError,
+    BadRequest,
     ModelUnavailable,
     RateLimited,
     TooLargeToReview,
@@ -256,6 +257,34 @@ async def test_a_video_too_large_to_send_inline_is_never_sent(route: Route, tmp_
     assert "huge.mp4" in str(exc) and "not sent" in str(exc)
     assert route.reviews() == {}
     assert not any(":generateContent" in url for url in route.urls)
+
+
+async def test_vertex_reads_a_take_in_a_bucket_itself_whatever_its_size(
+    route: Route, tmp_path: Path
+) -> None:
+    """On Vertex a take Vertex wrote to a bucket is named, not sent; the Gemini format has
+    no ``gs://`` and sends the file (too large here)."""
+    video = tmp_path / "huge.mp4"
+    with video.open("wb") as f:
+        f.truncate(INLINE_LIMIT_BYTES)
+    take_bytes = with_duration(SAMPLE_MP4, 8.0)
+    route.sim.objects.put("takes", "night/j1.mp4", take_bytes)
+    ask = ask_for(video, "a fox [sim:review=3]", video_uri="gs://takes/night/j1.mp4")
+    if route.name == "gemini":
+        await route.expect(TooLargeToReview, route.review(ask))
+        assert route.reviews() == {}
+        return
+    verdict = await route.review(ask)
+    assert verdict.score == 3.0
+    question = review_question(ask.prompt, ask.rubric)
+    assert verdict.tokens_in == review_tokens_in(8.0, 4.0, "low", len(question))
+    digest = hashlib.sha256(take_bytes).hexdigest()[:16]
+    assert route.sim.stats()["reviews_by_video"] == {digest: 1}
+    missing = ask_for(video, video_uri="gs://takes/night/gone.mp4")
+    exc = await route.expect(BadRequest, route.review(missing))
+    assert "gs://takes/night/gone.mp4" in str(exc)
+    await route.expect(BadRequest, route.review(ask_for(video, video_uri="https://x/y.mp4")))
+    assert route.reviews() == {"200": 1, "400": 1}
 
 
 async def test_a_429_says_when_to_retry_and_the_retry_gets_the_verdict(

@@ -16,11 +16,13 @@ from batchveo.api.review_wire import (
     RESPONSE_SCHEMA,
     check_fps,
     encode_review_body,
+    file_review_body,
     inline_request_bytes,
     parse_review_answer,
     review_body,
     review_path,
 )
+from batchveo.api.wire import encode_body
 from batchveo.errors import BadRequest, ModelUnavailable, NotFound, VerdictUnusable
 from batchveo.models import (
     PROVIDER_MODELS,
@@ -130,6 +132,19 @@ def test_the_simulator_refuses_what_the_service_refuses(mutate: Any, said: str) 
     mutate(body)
     problem = check_review(json.dumps(body).encode())
     assert isinstance(problem, str) and said in problem
+
+
+def test_only_vertex_takes_a_video_named_by_its_gs_uri() -> None:
+    named = ask(video_uri="gs://takes/j1.mp4")
+    body = encode_body(file_review_body(named, "gs://takes/j1.mp4"))
+    part = json.loads(body)["contents"][0]["parts"][0]
+    assert part == {
+        "fileData": {"mimeType": "video/mp4", "fileUri": "gs://takes/j1.mp4"},
+        "videoMetadata": {"fps": 4.0},
+    }
+    asked = check_review(body, files=True)
+    assert not isinstance(asked, str) and asked.file_uri == "gs://takes/j1.mp4"
+    assert "inlineData" in str(check_review(body, files=False))
 
 
 def test_frames_per_second_are_checked_before_anything_is_read() -> None:

@@ -6,14 +6,16 @@ The stage is typed against ``ReviewClient``: ``VeoClient`` (the Gemini-format ro
 ``VertexClient`` (Vertex AI) satisfy it, each sending ``review_wire``'s body to its own
 path with its own credential. Both read the video off the event loop, and check the
 request's size before reading it: a video whose base64, with the question, would pass
-``INLINE_LIMIT_BYTES`` is ``TooLargeToReview`` and nothing is sent (the Files API, or a
-``gs://`` video on Vertex, is not used yet).
+``INLINE_LIMIT_BYTES`` is ``TooLargeToReview`` and nothing is sent. On Vertex a take in a
+bucket (``ReviewAsk.video_uri``) is named, not sent (``file_payload``), whatever its size;
+the Gemini API's Files API is not used (yet).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -21,12 +23,16 @@ from typing import Protocol
 from batchveo.api.review_wire import (
     check_fps,
     encode_review_body,
+    file_review_body,
     inline_request_bytes,
     parse_review_answer,
 )
-from batchveo.api.texts import clip
+from batchveo.api.texts import clip, show_url
+from batchveo.api.wire import encode_body
 from batchveo.errors import BadRequest, TooLargeToReview, Transient
 from batchveo.verdicts import INLINE_LIMIT_BYTES, ReviewAsk, Verdict
+
+_GS_OBJECT = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,221}/\S+$")
 
 
 class ReviewClient(Protocol):
@@ -71,6 +77,21 @@ def read_review_payload(ask: ReviewAsk, limit_bytes: int = INLINE_LIMIT_BYTES) -
     if len(video) != size and inline_request_bytes(ask, len(video)) > limit_bytes:
         raise TooLargeToReview(f"{path.name} grew past the inline budget while read")
     return encode_review_body(ask, video)
+
+
+def file_payload(ask: ReviewAsk) -> bytes | None:
+    """The request naming ``ask.video_uri`` (``gs://``), checked; None without one."""
+    if ask.video_uri is None:
+        return None
+    try:
+        check_fps(ask.fps)
+    except ValueError as e:
+        raise BadRequest(f"review of {ask.video_path}: {e}") from None
+    if not _GS_OBJECT.match(ask.video_uri):
+        raise BadRequest(
+            f"review of {ask.video_path}: not a gs:// object: {show_url(ask.video_uri)}"
+        )
+    return encode_body(file_review_body(ask, ask.video_uri))
 
 
 def read_verdict(body: bytes, scrub: Callable[[str], str]) -> Verdict:

@@ -12,7 +12,9 @@ directly:
   prompt verbatim, then the rubric, and asks for ``MM:SS`` timestamps.
   ``generationConfig`` asks for JSON matching ``RESPONSE_SCHEMA`` at the media
   resolution asked for. The body's size is known before the video is read
-  (``inline_request_bytes``), so a video over the inline budget is never encoded.
+  (``inline_request_bytes``), so a video over the inline budget is never encoded. On
+  Vertex, a take already in a bucket goes as ``fileData.fileUri`` (``gs://``) instead:
+  Vertex reads it, and its size is no limit (``file_review_body``).
 * **The answer**: ``candidates[0].content.parts`` (thought parts skipped) hold the JSON
   text; it must match the schema (a score 0-10, ``matches_prompt`` a boolean, each
   defect an ``MM:SS`` and an issue, a summary). Anything else, a refusal (a prompt
@@ -93,10 +95,17 @@ def review_question(prompt: str, rubric: str) -> str:
 
 def review_body(ask: ReviewAsk, video_b64: str) -> dict[str, Any]:
     """The ``generateContent`` body of ``ask`` with the video's base64 inline."""
-    video_part = {
-        "inlineData": {"mimeType": VIDEO_MIME_TYPE, "data": video_b64},
-        "videoMetadata": {"fps": ask.fps},
-    }
+    video = {"inlineData": {"mimeType": VIDEO_MIME_TYPE, "data": video_b64}}
+    return _body(ask, video)
+
+
+def file_review_body(ask: ReviewAsk, uri: str) -> dict[str, Any]:
+    """The body of ``ask`` naming the video by its ``gs://`` URI (Vertex reads it)."""
+    return _body(ask, {"fileData": {"mimeType": VIDEO_MIME_TYPE, "fileUri": uri}})
+
+
+def _body(ask: ReviewAsk, video: dict[str, Any]) -> dict[str, Any]:
+    video_part = {**video, "videoMetadata": {"fps": ask.fps}}
     return {
         "contents": [
             {

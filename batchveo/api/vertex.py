@@ -29,7 +29,7 @@ itself is ``vertex_wire`` (pure), and the facts are ``docs/veo-api.md``, "Vertex
   count only with the metadata's size and checksum.
 * **Reviews** (``review``, a ``review.ReviewClient``) are a ``generateContent`` on the
   Gemini model's publisher path in the identity's project, in ``review_location`` (the
-  client's region unless told otherwise), with the token as every request.
+  client's region unless told otherwise); a take in a bucket is named by its URI.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ from batchveo.api.errormap import Kind, vertex_error_for_status
 from batchveo.api.gauth import GoogleIdentity, TokenSource
 from batchveo.api.gcs import STORAGE_BASE, CloudStorage
 from batchveo.api.results import DownloadResult, OperationStatus
-from batchveo.api.review import read_verdict, review_payload
+from batchveo.api.review import file_payload, read_verdict, review_payload
 from batchveo.api.texts import clip, show_url
 from batchveo.api.transport import Reply, Transport
 from batchveo.api.urls import plain_base_url
@@ -386,10 +386,10 @@ class VertexClient:
 
     async def review(self, ask: ReviewAsk) -> Verdict:
         """One take watched by ``ask.model`` (``review.ReviewClient.review``)."""
-        project, location = self.identity.project, self.review_location
-        path = model_path(project, location, ask.model) + ":generateContent"
+        location = self.review_location
+        path = model_path(self.identity.project, location, ask.model) + ":generateContent"
         url = URL(self._vertex_base(location) + path)
-        payload = await review_payload(ask)
+        payload = file_payload(ask) or await review_payload(ask)
 
         async def attempt() -> Reply:
             reply = await self._http.call("POST", url, "review", payload, streamed=True)
@@ -397,16 +397,11 @@ class VertexClient:
                 raise Unauthorized(reply)
             return reply
 
-        try:
-            reply = await self._credential.with_token(attempt)
-        except Unauthorized as e:
-            reply = e.reply
+        reply = await self._authorized(attempt, "review")
         if not reply.ok:
-            raise vertex_error_for_status(
-                reply.status, reply.headers, reply.body, "review", reply.reason,
-                scrub=self._credential.scrub, model=ask.model,
-                served_models=PROVIDER_MODELS["vertex"].review_model_ids,
-            )  # fmt: skip
+            raise self._error(
+                reply, "review", ask.model, PROVIDER_MODELS["vertex"].review_model_ids
+            )
         return read_verdict(reply.body, self._credential.scrub)
 
     # ----------------------------------------------------------------------- shared
@@ -428,7 +423,9 @@ class VertexClient:
         except Unauthorized as e:
             raise self._error(e.reply, kind, spec.model if spec else None) from None
 
-    def _error(self, reply: Reply, kind: Kind, model: str | None = None) -> ApiError:
+    def _error(
+        self, reply: Reply, kind: Kind, model: str | None = None, served: Sequence[str] = ()
+    ) -> ApiError:
         return vertex_error_for_status(
             reply.status,
             reply.headers,
@@ -437,5 +434,5 @@ class VertexClient:
             reply.reason,
             scrub=self._credential.scrub,
             model=model,
-            served_models=self._served,
+            served_models=served or self._served,
         )

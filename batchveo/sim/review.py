@@ -7,10 +7,12 @@ publishers/google/models/{m}:generateContent`` (``vertex_review``, a bearer toke
 by ``vertex_auth`` as every Vertex call). A review is checked in this order: host, key or
 token (401, 403), model (404: the review models of ``batchveo.models``, less
 ``retired_models``), the request (400, ``check_review``: under the inline budget, JSON,
-the video first as base64 ``video/mp4`` inline data that is an MP4, ``videoMetadata.fps``
-more than 0 and at most 24, a text part after it, ``responseMimeType`` JSON and a
-``responseSchema``, a known ``mediaResolution``), counted faults from the question's
-markers, then the random faults (``rate_reset``, ``rate_5xx``, ``rate_429``).
+the video first as base64 ``video/mp4`` inline data that is an MP4, or on Vertex a
+``fileData.fileUri`` ``gs://`` object it can read (``vertex_storage``) that is one,
+``videoMetadata.fps`` more than 0 and at most 24, a text part after it,
+``responseMimeType`` JSON and a ``responseSchema``, a known ``mediaResolution``), counted
+faults from the question's markers, then the random faults (``rate_reset``, ``rate_5xx``,
+``rate_429``).
 
 Markers in the question (which quotes the job's prompt):
 
@@ -19,6 +21,8 @@ Markers in the question (which quotes the job's prompt):
 - ``[sim:review=bad-json]``: JSON that breaks the schema (the score a word, no defects);
   ``[sim:review=not-json]``: prose instead of JSON.
 - ``[sim:review=refuse]``: a candidate stopped for ``SAFETY``, with no text.
+- Vertex may name the video by ``fileData.fileUri``: a ``gs://`` object it reads from
+  the simulator's own Cloud Storage (or ``storage_upload_base``'s), counted the same way.
 - ``[sim:review=429]``, ``[sim:review=503]`` (and 500, 502, 504; ``x2`` for the first
   two): the first reviews of that question get the status, as a quota or an overloaded
   model answers; then the marker's other outcomes apply.
@@ -38,8 +42,8 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import web
@@ -73,19 +77,33 @@ _SAFETY_RATINGS = [
 ]
 
 
+_NOT_MP4 = "Unable to process input video: it is not an MP4."
+ReadObject = Callable[[SimConfig, str], Awaitable[bytes | None]]
+
+
 @dataclass(frozen=True)
 class ReviewRequest:
     """What a valid review asked: the video, how to look at it, and the question."""
 
     video: bytes
+    """The video's bytes (empty until read when it is named by ``file_uri``)."""
     seconds: float
     fps: float
     media_resolution: str
     question: str
+    file_uri: str | None = None
+
+    def with_video(self, video: bytes) -> ReviewRequest | str:
+        """This request with the bytes of its ``file_uri``, or why they are no video."""
+        try:
+            return replace(self, video=video, seconds=duration_s(video))
+        except NotAnMp4:
+            return _NOT_MP4
 
 
-def check_review(raw: bytes) -> ReviewRequest | str:
-    """The request, or what is wrong with it (a 400's message, as the service words it)."""
+def check_review(raw: bytes, *, files: bool = False) -> ReviewRequest | str:
+    """The request, or what is wrong with it (a 400's message, as the service words it).
+    ``files``: a ``gs://`` ``fileData`` may name the video (Vertex), to be read after."""
     if len(raw) > INLINE_LIMIT_BYTES:
         return f"Request payload size exceeds the limit: {INLINE_LIMIT_BYTES} bytes."
     try:
@@ -98,14 +116,25 @@ def check_review(raw: bytes) -> ReviewRequest | str:
     if not isinstance(parts, list) or len(parts) != 2:
         return "contents must be one user turn of two parts: the video, then the question."
     video_part, text_part = parts
-    inline = video_part.get("inlineData") if isinstance(video_part, dict) else None
-    if not isinstance(inline, dict) or inline.get("mimeType") != "video/mp4":
+    if not isinstance(video_part, dict):
+        return "The first part must be the video."
+    named = video_part.get("fileData")
+    file_uri = named.get("fileUri") if isinstance(named, dict) else None
+    inline = video_part.get("inlineData")
+    video, seconds = b"", 0.0
+    if files and isinstance(named, dict) and str(file_uri).startswith("gs://"):
+        if named.get("mimeType") != "video/mp4":
+            return "fileData.mimeType must be video/mp4."
+        file_uri = str(file_uri)
+    elif not isinstance(inline, dict) or inline.get("mimeType") != "video/mp4":
         return "The first part must be inlineData of mimeType video/mp4 (the video first)."
-    try:
-        video = base64.b64decode(str(inline.get("data", "")), validate=True)
-        seconds = duration_s(video)
-    except (binascii.Error, ValueError, NotAnMp4):
-        return "Unable to process input video: inlineData is not a base64 MP4."
+    else:
+        file_uri = None
+        try:
+            video = base64.b64decode(str(inline.get("data", "")), validate=True)
+            seconds = duration_s(video)
+        except (binascii.Error, ValueError, NotAnMp4):
+            return "Unable to process input video: inlineData is not a base64 MP4."
     meta = video_part.get("videoMetadata", {})
     fps = meta.get("fps", 1) if isinstance(meta, dict) else None
     if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 24:
@@ -121,7 +150,7 @@ def check_review(raw: bytes) -> ReviewRequest | str:
     resolution = MEDIA_RESOLUTIONS.get(str(config.get("mediaResolution", "")))
     if resolution is None and "mediaResolution" in config:
         return f"Invalid value at 'generation_config.media_resolution': {config['mediaResolution']}"
-    return ReviewRequest(video, seconds, float(fps), resolution or "medium", question)
+    return ReviewRequest(video, seconds, float(fps), resolution or "medium", question, file_uri)
 
 
 def review_markers(text: str) -> dict[str, int]:
@@ -179,10 +208,12 @@ class ReviewService:
         faults: Faults,
         stats: Stats,
         accounts: VertexAccounts,
+        read_object: ReadObject,
     ) -> None:
         self._config = config
         self._faults, self._stats = faults, stats
         self._accounts = accounts
+        self._read_object = read_object
         self._seen: dict[str, int] = {}  # question -> reviews of it received
 
     async def gemini(self, request: web.Request) -> web.StreamResponse:
@@ -215,7 +246,15 @@ class ReviewService:
     async def _review(
         self, request: web.Request, cfg: SimConfig, *, vertex: bool
     ) -> web.StreamResponse:
-        asked = check_review(await request.read())
+        asked = check_review(await request.read(), files=vertex)
+        if not isinstance(asked, str) and asked.file_uri is not None:
+            data = await self._read_object(cfg, asked.file_uri)
+            asked = (
+                asked.with_video(data)
+                if data is not None
+                else f"fileData.fileUri: cannot read {asked.file_uri}: no such object, or "
+                "the Vertex AI service agent may not read it."
+            )
         if isinstance(asked, str):
             return vw.bad_request(asked) if vertex else wire.bad_request(asked)
         marks = review_markers(asked.question)

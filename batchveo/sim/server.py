@@ -110,6 +110,7 @@ class Simulator:
             faults=self._faults,
             stats=self._stats,
             accounts=self._vertex.accounts,
+            read_object=self._vertex.read_object,
         )
         self._trust_key_files(self.config.vertex_keys)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
