@@ -118,9 +118,7 @@ async def route(
     tokens: set[str] = set()
 
     @web.middleware
-    async def record(
-        req: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    ) -> web.StreamResponse:
+    async def record(req: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
         urls.append(str(req.url))
         auth = req.headers.get("Authorization", "")
         if auth.startswith("Bearer "):
