@@ -296,6 +296,23 @@ async def test_a_429_says_when_to_retry_and_the_retry_gets_the_verdict(
     assert route.reviews() == {"429": 1, "200": 1}
 
 
+async def test_the_reviews_own_quota_says_when_a_slot_frees_up(
+    route: Route, tmp_path: Path
+) -> None:
+    now = [5000.0]
+    route.sim.configure(review_rpm_limit=2, clock=lambda: now[0])
+    video = take(tmp_path)
+    for _ in range(2):
+        await route.review(ask_for(video))
+    now[0] += 15
+    exc = await route.expect(RateLimited, route.review(ask_for(video)))
+    assert isinstance(exc, RateLimited) and exc.retry_after_s == 45.0
+    assert "generate_content_requests" in str(exc)
+    now[0] += 45
+    assert (await route.review(ask_for(video))).score == 8.0
+    assert route.reviews() == {"200": 3, "429": 1}
+
+
 async def test_a_5xx_is_transient(route: Route, tmp_path: Path) -> None:
     ask = ask_for(take(tmp_path), "a fox [sim:review=503x2]")
     await route.expect(Transient, route.review(ask))

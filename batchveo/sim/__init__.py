@@ -7,7 +7,7 @@ work against the real service, so the simulator never offers a convenience the s
 lacks (it is, if anything, stricter). Everything test-only lives under ``/__sim/``. It
 imports nothing of the client or the runner: only the model table (``batchveo.models``),
 which the Gemini format's rules and the reviews read (Vertex's catalogue is its own,
-``vertex_rules``), and the shared ``mp4`` and ``verdicts``.
+``vertex_rules``), and ``mp4`` to read a reviewed video's length.
 
 - ``server``: ``Simulator``, the aiohttp app: routes, what every request counts, the
   ``/__sim/`` controls; ``serve_forever``.

@@ -12,7 +12,9 @@ the video first as base64 ``video/mp4`` inline data that is an MP4, or on Vertex
 ``videoMetadata.fps`` more than 0 and at most 24, a text part after it,
 ``responseMimeType`` JSON and a ``responseSchema``, a known ``mediaResolution``), counted
 faults from the question's markers, then the random faults (``rate_reset``, ``rate_5xx``,
-``rate_429``).
+``rate_429``), then ``review_rpm_limit`` (reviews answered in the last ``rate_window_s``,
+per format: a 429 whose QuotaFailure names the ``generateContent`` quota, its delay the
+time to a free slot).
 
 Markers in the question (which quotes the job's prompt):
 
@@ -42,6 +44,7 @@ import hashlib
 import json
 import math
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -55,11 +58,14 @@ from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.faults import Faults
 from batchveo.sim.gemini import key_ok
+from batchveo.sim.quota import Violation
 from batchveo.sim.stats import Stats
 from batchveo.sim.storage import on_files_host
 from batchveo.sim.vertex_auth import VertexAccounts
-from batchveo.verdicts import INLINE_LIMIT_BYTES
 
+INLINE_LIMIT_BYTES = 20 * 1024 * 1024
+"""The service's budget for a request with inline data (its own figure here, not the
+client's: a client that misjudges it must meet the service's 400)."""
 THOUGHTS_TOKENS = 120
 """The thinking tokens every simulated review reports (billed as output)."""
 PASSING_SCORE = 8
@@ -72,6 +78,17 @@ MEDIA_RESOLUTIONS = {
 _MARKER = re.compile(r"\[sim:review=([a-z0-9-]+?)(?:x(\d+))?\]")
 _FAULTS = ("429", "500", "502", "503", "504")
 _GENERATE = "PredictionService.GenerateContent"
+_QUOTAS = {
+    False: (
+        "generativelanguage.googleapis.com/generate_content_requests",
+        "GenerateContentRequestsPerMinutePerProjectPerModel",
+    ),
+    True: (
+        "aiplatform.googleapis.com/generate_content_requests_per_base_model",
+        "GenerateContentRequestsPerMinutePerProjectPerBaseModel",
+    ),
+}
+"""Each format's name of the reviews' per-minute quota (metric, quota id)."""
 _SAFETY_RATINGS = [
     {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
 ]
@@ -215,6 +232,8 @@ class ReviewService:
         self._accounts = accounts
         self._read_object = read_object
         self._seen: dict[str, int] = {}  # question -> reviews of it received
+        self._answered: dict[bool, deque[float]] = {False: deque(), True: deque()}
+        """Per format (Vertex or not): when each review in the rate window was answered."""
 
     async def gemini(self, request: web.Request) -> web.StreamResponse:
         cfg = self._config()
@@ -262,9 +281,31 @@ class ReviewService:
             return counted
         if (fault := self._faults.submit_fault(cfg, request, vertex=vertex)) is not None:
             return fault
+        if (quota := self._quota(cfg, request.match_info["model"], vertex)) is not None:
+            return quota
         digest = hashlib.sha256(asked.video).hexdigest()[:16]
         self._stats.reviewed(digest)
         return web.json_response(answer_body(asked, answer_text(marks)))
+
+    def _quota(self, cfg: SimConfig, model: str, vertex: bool) -> web.Response | None:
+        """A 429 if ``review_rpm_limit`` reviews were answered within the window, else
+        None and this one counted."""
+        now, window = cfg.clock(), self._answered[vertex]
+        while window and window[0] <= now - cfg.rate_window_s:
+            window.popleft()
+        limit = cfg.review_rpm_limit
+        if limit is None or len(window) < limit:
+            window.append(now)
+            return None
+        self._stats.counters["quota_violations"] += 1
+        metric, quota_id = _QUOTAS[vertex]
+        dims = {"base_model" if vertex else "model": model}
+        quota = {"quotaMetric": metric, "quotaId": quota_id, "quotaDimensions": dims,
+                 "quotaValue": str(limit)}  # fmt: skip
+        delay_s = window[0] + cfg.rate_window_s - now
+        if vertex:
+            return vw.quota_exceeded(Violation(quota, delay_s), model, cfg.vertex_retry_after_style)
+        return wire.quota_exceeded(quota, delay_s, cfg.retry_after_style)
 
     def _counted_fault(
         self, cfg: SimConfig, question: str, marks: dict[str, int], vertex: bool
