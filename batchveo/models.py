@@ -8,10 +8,15 @@ one entry here, and nothing else changes. Prices are public estimates per second
 generated video, billed only on success and per video returned; Vertex prices a video
 without audio (``generateAudio: false``) lower. Users override them with their own figures
 (``--prices``).
+
+The review models (the Gemini models that watch a finished take, ``REVIEW_MODELS``) are
+priced per million tokens in and out; a review's tokens follow the video's length, the
+frames sampled per second and the media resolution (``review_tokens_in``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -133,6 +138,8 @@ class ProviderModels:
     retired: Mapping[str, str] = field(default_factory=dict)
     """Ids it no longer serves -> the id that replaces each."""
     retired_on: str | None = None
+    review_model_ids: tuple[str, ...] = ("gemini-3.5-flash",)
+    """The Gemini models it serves for reviews (``generateContent``)."""
 
 
 _GEMINI_FORMAT_IDS = (
@@ -144,9 +151,21 @@ _GEMINI_FORMAT_IDS = (
 PROVIDER_MODELS: dict[str, ProviderModels] = {
     p.name: p
     for p in (
-        ProviderModels("gptproto", "GPTProto", _GEMINI_FORMAT_IDS, DEFAULT_MODEL),
+        ProviderModels(
+            "gptproto",
+            "GPTProto",
+            _GEMINI_FORMAT_IDS,
+            DEFAULT_MODEL,
+            review_model_ids=("gemini-3.5-flash", "gemini-3-flash-preview"),
+        ),
         ProviderModels("gemini", "the Gemini API", _GEMINI_FORMAT_IDS, DEFAULT_MODEL),
-        ProviderModels("custom", "a custom server", _GEMINI_FORMAT_IDS, DEFAULT_MODEL),
+        ProviderModels(
+            "custom",
+            "a custom server",
+            _GEMINI_FORMAT_IDS,
+            DEFAULT_MODEL,
+            review_model_ids=("gemini-3.5-flash", "gemini-3-flash-preview"),
+        ),
         ProviderModels(
             "vertex",
             "Vertex AI",
@@ -233,7 +252,108 @@ def parse_prices(data: object, source: str) -> dict[str, dict[str, float]]:
         prices: dict[str, float] = {}
         for res, usd in table.items():
             if isinstance(usd, bool) or not isinstance(usd, int | float) or usd < 0:
-                raise ValueError(f"{source}: price of {model} {res} must be USD per second")
+                unit = "per million tokens" if model in REVIEW_MODELS else "per second"
+                raise ValueError(f"{source}: price of {model} {res} must be USD {unit}")
             prices[str(res)] = float(usd)
         out[str(model)] = prices
     return out
+
+
+# --- review models: Gemini watching a take, priced per token --------------------------
+
+DEFAULT_REVIEW_MODEL = "gemini-3.5-flash"
+
+
+@dataclass(frozen=True)
+class ReviewModel:
+    """A Gemini model that reviews videos, and its price per million tokens.
+
+    Output tokens include the model's thinking (Google bills ``thoughtsTokenCount`` at the
+    output price), which is why a review's answer costs more than its few words."""
+
+    name: str
+    label: str
+    usd_per_m_input: float
+    usd_per_m_output: float
+
+
+REVIEW_MODELS: dict[str, ReviewModel] = {
+    m.name: m
+    for m in (
+        # Public list prices (estimates, unverified): 3.5 Flash went GA in 2026-05 at three
+        # times the preview's price; the preview id is still sold by the reseller.
+        ReviewModel("gemini-3.5-flash", "Gemini 3.5 Flash", 1.50, 9.00),
+        ReviewModel("gemini-3-flash-preview", "Gemini 3 Flash (preview)", 0.50, 3.00),
+    )
+}
+"""Every review model; which provider serves which is ``ProviderModels.review_model_ids``.
+A ``--prices`` file overrides them as ``{model: {input: USD, output: USD}}`` per million."""
+
+AUDIO_TOKENS_PER_S = 32
+"""The audio track, tokenized at a fixed rate whatever the media resolution (Google)."""
+FRAME_TOKENS: Mapping[str, int] = {"low": 68, "medium": 268, "high": 568}
+"""Tokens per sampled frame, by media resolution (``verdicts.MediaResolution`` values).
+
+Low and medium are the seed page's figures at the default 1 frame per second (about 100
+and about 300 tokens per second of video) less the audio's 32. High has no published
+figure for video: it is taken as twice medium's per second (568 + 32 = 600), so that a
+plan's estimate errs high rather than under a budget; the real count is the answer's
+``usageMetadata``, which is what a review is charged."""
+QUESTION_CHARS_PER_TOKEN = 4
+"""A rough tokenizer for the question's text (English averages about 4 characters)."""
+REVIEW_QUESTION_TOKENS = 200
+"""The question's tokens when its text is not known yet (``plan``): the rubric, the
+instructions and a prompt of a few hundred characters."""
+REVIEW_OUTPUT_TOKENS = 1_000
+"""A review's answer as estimated before it is given: the JSON verdict (a hundred or two
+tokens) and the model's thinking, billed as output."""
+
+
+def review_frames(seconds: float, fps: float) -> int:
+    """The frames the model samples from ``seconds`` of video at ``fps`` (at least one)."""
+    return max(1, math.ceil(round(seconds * fps, 6)))
+
+
+def review_tokens_in(
+    seconds: float, fps: float, media_resolution: str, question_chars: int | None = None
+) -> int:
+    """A review's input tokens: the sampled frames at ``media_resolution``, the audio, and
+    the question (``question_chars`` long, or ``REVIEW_QUESTION_TOKENS`` if unknown).
+
+    The simulator counts ``promptTokenCount`` with this same rule."""
+    frames = review_frames(seconds, fps) * FRAME_TOKENS.get(str(media_resolution), 268)
+    audio = math.ceil(round(seconds, 6)) * AUDIO_TOKENS_PER_S
+    if question_chars is None:
+        question = REVIEW_QUESTION_TOKENS
+    else:
+        question = math.ceil(question_chars / QUESTION_CHARS_PER_TOKEN)
+    return frames + audio + question
+
+
+def review_price_per_m(model: str, prices: Prices | None = None) -> tuple[float, float]:
+    """USD per million (input, output) tokens: the user's ``input``/``output`` figures,
+    else the table's; an unknown model prices as zero."""
+    own = (prices or {}).get(model) or {}
+    info = REVIEW_MODELS.get(model)
+    table = (info.usd_per_m_input, info.usd_per_m_output) if info else (0.0, 0.0)
+    return float(own.get("input", table[0])), float(own.get("output", table[1]))
+
+
+def review_cost_usd(
+    model: str, tokens_in: int, tokens_out: int, prices: Prices | None = None
+) -> float:
+    """What a review's tokens cost (the answer's ``usageMetadata``, or an estimate)."""
+    usd_in, usd_out = review_price_per_m(model, prices)
+    return round((tokens_in * usd_in + tokens_out * usd_out) / 1_000_000, 6)
+
+
+def estimate_review_cost_usd(
+    model: str,
+    seconds: float,
+    fps: float,
+    media_resolution: str,
+    prices: Prices | None = None,
+) -> float:
+    """What one review of a ``seconds`` long take is expected to cost (``plan``)."""
+    tokens_in = review_tokens_in(seconds, fps, media_resolution)
+    return review_cost_usd(model, tokens_in, REVIEW_OUTPUT_TOKENS, prices)

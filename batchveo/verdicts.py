@@ -61,6 +61,9 @@ class ReviewAsk:
     model: str
     fps: float
     media_resolution: MediaResolution
+    video_uri: str | None = None
+    """The take's ``gs://`` object, when Vertex wrote it to a bucket: Vertex then reads it
+    itself (``fileData``), so its size is no limit. Other routes send the file inline."""
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,8 @@ def modules(package: str) -> list[Path]:
 def test_the_simulator_imports_only_the_model_table(path: Path) -> None:
     ours = {m for m in imports_of(path) if m == "batchveo" or m.startswith("batchveo.")}
     outside = {m for m in ours if not m.startswith("batchveo.sim")}
-    assert outside <= {"batchveo.models", "batchveo.errors"}, outside
+    # mp4: reading a video's length from its boxes, as the service does of what it is sent.
+    assert outside <= {"batchveo.models", "batchveo.errors", "batchveo.mp4"}, outside
 
 
 @pytest.mark.parametrize("path", modules("api"), ids=lambda p: p.name)

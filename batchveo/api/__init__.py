@@ -8,6 +8,9 @@ from the client down:
 - ``vertex``: ``VertexClient``, Vertex AI (a bearer token; videos inline or in a bucket).
 - ``wire``: the Gemini format as pure functions: request bodies, operation names, polls.
 - ``vertex_wire``: the Vertex format as pure functions: parameters, operation names, polls.
+- ``review``: ``ReviewClient``, what the review stage needs of either client, and the steps
+  both share (the video read off the loop, its size checked first; the verdict read).
+- ``review_wire``: the review's ``generateContent`` as pure functions: body, verdict.
 - ``providers``: ``Provider`` (hosts, key variable, model ids as data), ``ApiKey``.
 - ``gauth``, ``bearer``: Google credentials and tokens; the token as a transport credential.
 - ``gcs``: ``gs://`` videos: metadata, bytes, size and checksum verified before they count.
@@ -43,6 +46,8 @@ from batchveo.api.providers import (
     resolve_provider,
 )
 from batchveo.api.results import DownloadResult, OperationStatus
+from batchveo.api.review import ReviewClient
+from batchveo.api.review_wire import RESPONSE_SCHEMA, parse_review_answer, review_question
 from batchveo.api.texts import MAX_MESSAGE_CHARS
 from batchveo.api.vertex import (
     MAX_INLINE_VIDEO_BYTES,
@@ -70,6 +75,7 @@ __all__ = [
     "MAX_REDIRECTS",
     "MAX_VIDEO_BYTES",
     "PROVIDERS",
+    "RESPONSE_SCHEMA",
     "STORAGE_BASE",
     "VERTEX_MODEL_IDS",
     "BearerToken",
@@ -78,6 +84,7 @@ __all__ = [
     "Kind",
     "OperationStatus",
     "Provider",
+    "ReviewClient",
     "VeoClient",
     "VertexClient",
     "build_parameters",
@@ -87,9 +94,11 @@ __all__ = [
     "load_image",
     "parse_envelope",
     "parse_operation",
+    "parse_review_answer",
     "resolve_api_key",
     "resolve_provider",
     "retry_after_s",
+    "review_question",
     "split_operation_name",
     "vertex_error_for_status",
 ]

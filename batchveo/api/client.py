@@ -1,7 +1,8 @@
 """The client for Veo in the Gemini v1beta format: the Gemini API, GPTProto, the simulator.
 
-One ``VeoClient`` does three things, each one request and nothing more: ``submit`` a job
-(``predictLongRunning``), ``poll`` an operation, ``download`` a finished video. It never
+One ``VeoClient`` does four things, each one request and nothing more: ``submit`` a job
+(``predictLongRunning``), ``poll`` an operation, ``download`` a finished video, and
+``review`` one (``generateContent``, ``review_wire``; a ``review.ReviewClient``). It never
 retries and never sleeps: it turns every outcome into either a value or one exception from
 ``batchveo.errors`` that tells the runner what to do (wait, back off, fail the job, stop the
 run, or hold a possibly-paid submit for a human). The wire contract is ``docs/veo-api.md``.
@@ -42,6 +43,8 @@ from batchveo.api.bounded import MAX_JSON_BYTES
 from batchveo.api.download import MAX_VIDEO_BYTES, VideoDownloads
 from batchveo.api.providers import ApiKey, Provider
 from batchveo.api.results import DownloadResult, OperationStatus
+from batchveo.api.review import read_verdict, review_payload
+from batchveo.api.review_wire import review_path
 from batchveo.api.texts import clip, show_url
 from batchveo.api.transport import Reply, Transport
 from batchveo.api.urls import host_key, is_segment, is_web_url, parse_url, strip_key
@@ -65,6 +68,7 @@ from batchveo.errors import (
     UnusableVideo,
 )
 from batchveo.spec import JobSpec
+from batchveo.verdicts import ReviewAsk, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +267,18 @@ class VeoClient:
         """A video that came inline, made durable at ``dest`` (no Gemini-format route sends
         one today; the runner asks every client the same way)."""
         return await self._videos.save(data, dest)
+
+    # ----------------------------------------------------------------------- review
+
+    async def review(self, ask: ReviewAsk) -> Verdict:
+        """One take watched by ``ask.model`` (``review.ReviewClient.review``)."""
+        url = URL(self.provider.submit_base + review_path(ask.model))
+        payload = await review_payload(ask)
+        reply = await self._http.call("POST", url, "review", payload, streamed=True)
+        del payload
+        if not reply.ok:
+            raise self._http.http_error(reply, "review")
+        return read_verdict(reply.body, self._key.scrub)
 
     def _download_refused(self, reply: Reply, url: URL) -> ApiError:
         """What a download's non-200 answer means, by who said it."""

@@ -53,8 +53,12 @@ from batchveo.errors import (
     Transient,
 )
 
-Kind = Literal["submit", "poll", "download"]
-"""Which of the three requests failed: the same status means different things to each."""
+Kind = Literal["submit", "poll", "download", "review"]
+"""Which request failed: the same status means different things to each (a review is a
+``generateContent``: free of the submit's doubts, since sending it twice pays twice for
+tokens but creates nothing, and its 404 is the model's, as a submit's is)."""
+_NAMES_MODEL: tuple[Kind, ...] = ("submit", "review")
+"""The requests whose path names the model: a 404 there means the model is not served."""
 
 GATEWAY_STATUSES = frozenset({502, 504})
 """A proxy's "bad gateway" and "gateway timeout": it may have passed a submit on before it
@@ -120,7 +124,7 @@ def error_for_status(
     if status == 400:
         if _is_bad_key(env):  # Google answers a wrong key with 400 INVALID_ARGUMENT
             return AccountError(message, status=status)
-        if kind == "submit" and env.status == "FAILED_PRECONDITION":
+        if kind in _NAMES_MODEL and env.status == "FAILED_PRECONDITION":
             # Said of the project, not the job (a location the API does not serve, no
             # billing): every submit would get it, so stop at the first one.
             return AccountError(f"{message} ({_precondition_hint(env.message)})", status=status)
@@ -130,7 +134,7 @@ def error_for_status(
     if status in (401, 403):
         return AccountError(message, status=status)
     if status == 404:
-        cls404 = ModelUnavailable if kind == "submit" else NotFound
+        cls404 = ModelUnavailable if kind in _NAMES_MODEL else NotFound
         return cls404(message, status=status)
     if kind == "submit" and status in GATEWAY_STATUSES:
         return SubmitOutcomeUnknown(
@@ -194,7 +198,7 @@ def vertex_error_for_status(
             "project and region)",
             status=status,
         )
-    if status == 404 and kind == "submit" and not storage:
+    if status == 404 and kind in _NAMES_MODEL and not storage:
         served = ", ".join(served_models) or "see the Vertex AI model garden"
         named = f"model {model}" if model else "the model"
         return ModelUnavailable(
@@ -202,7 +206,7 @@ def vertex_error_for_status(
             f"retired; Vertex serves: {served})",
             status=status,
         )
-    if status == 400 and kind == "submit" and env.status == "FAILED_PRECONDITION":
+    if status == 400 and kind in _NAMES_MODEL and env.status == "FAILED_PRECONDITION":
         return AccountError(
             f"{message} (enable billing and the Vertex AI API on the Google Cloud project)",
             status=status,

@@ -15,6 +15,7 @@ signatures travel).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -111,21 +112,34 @@ class Transport:
             await session.close()
 
     async def call(
-        self, method: str, url: URL, kind: Kind, body: bytes | None, *, cap: int | None = None
+        self,
+        method: str,
+        url: URL,
+        kind: Kind,
+        body: bytes | None,
+        *,
+        cap: int | None = None,
+        streamed: bool = False,
     ) -> Reply:
         """One request with the credential: the whole answer, or a mapped network error.
 
         ``cap`` replaces the transport's cap on a success's answer for this one request
-        (Vertex's poll answers carry inline videos; everything else keeps the default)."""
+        (Vertex's poll answers carry inline videos; everything else keeps the default).
+        ``streamed`` sends the body from a buffer in chunks, its length still declared
+        (a review's megabytes of video: aiohttp warns that one write of them blocks the
+        loop); a submit keeps its one write, which ``probe``'s rules rely on."""
         headers = {**self.credential.headers_for(url), "Accept-Encoding": JSON_ENCODINGS}
+        data: bytes | io.BytesIO | None = body
         if body is not None:
             headers["Content-Type"] = "application/json"
+            if streamed:
+                data = io.BytesIO(body)
         with probing() as probe:
             try:
                 async with self.session().request(
                     method,
                     url,
-                    data=body,
+                    data=data,
                     headers=headers,
                     allow_redirects=False,
                     timeout=self._timeout,

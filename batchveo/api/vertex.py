@@ -27,6 +27,9 @@ itself is ``vertex_wire`` (pure), and the facts are ``docs/veo-api.md``, "Vertex
   again by itself.
 * **Downloads** are of ``gs://`` objects only (``gcs``): metadata, then the bytes, which
   count only with the metadata's size and checksum.
+* **Reviews** (``review``, a ``review.ReviewClient``) are a ``generateContent`` on the
+  Gemini model's publisher path in the identity's project, in ``review_location`` (the
+  client's region unless told otherwise); a take in a bucket is named by its URI.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from batchveo.api.errormap import Kind, vertex_error_for_status
 from batchveo.api.gauth import GoogleIdentity, TokenSource
 from batchveo.api.gcs import STORAGE_BASE, CloudStorage
 from batchveo.api.results import DownloadResult, OperationStatus
+from batchveo.api.review import file_payload, read_verdict, review_payload
 from batchveo.api.texts import clip, show_url
 from batchveo.api.transport import Reply, Transport
 from batchveo.api.urls import plain_base_url
@@ -72,9 +76,10 @@ from batchveo.errors import (
     SubmitOutcomeUnknown,
     Transient,
 )
-from batchveo.models import MODELS
+from batchveo.models import MODELS, PROVIDER_MODELS
 from batchveo.routes import DEFAULT_LOCATION
 from batchveo.spec import ImageRef, JobSpec
+from batchveo.verdicts import ReviewAsk, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +177,11 @@ class VertexClient:
         max_poll_bytes: int = MAX_POLL_ANSWER_BYTES,
         max_video_bytes: int = MAX_VIDEO_BYTES,
         served_models: Sequence[str] = VERTEX_MODEL_IDS,
+        review_location: str | None = None,
     ):
         self.identity = identity
         self.location_default = location_default
+        self.review_location = review_location or location_default
         self.storage_uri_default = storage_uri_default
         self.base_url = _check_base_url(base_url, "--base-url") if base_url else None
         storage = _check_base_url(storage_base_url or STORAGE_BASE, "--storage-base-url")
@@ -375,6 +382,28 @@ class VertexClient:
         download is (checked, fsynced, never over another video)."""
         return await self._videos.save(data, dest)
 
+    # ----------------------------------------------------------------------- review
+
+    async def review(self, ask: ReviewAsk) -> Verdict:
+        """One take watched by ``ask.model`` (``review.ReviewClient.review``)."""
+        location = self.review_location
+        path = model_path(self.identity.project, location, ask.model) + ":generateContent"
+        url = URL(self._vertex_base(location) + path)
+        payload = file_payload(ask) or await review_payload(ask)
+
+        async def attempt() -> Reply:
+            reply = await self._http.call("POST", url, "review", payload, streamed=True)
+            if reply.status == 401:
+                raise Unauthorized(reply)
+            return reply
+
+        reply = await self._authorized(attempt, "review")
+        if not reply.ok:
+            raise self._error(
+                reply, "review", ask.model, PROVIDER_MODELS["vertex"].review_model_ids
+            )
+        return read_verdict(reply.body, self._credential.scrub)
+
     # ----------------------------------------------------------------------- shared
 
     def _vertex_base(self, location: str) -> str:
@@ -394,7 +423,9 @@ class VertexClient:
         except Unauthorized as e:
             raise self._error(e.reply, kind, spec.model if spec else None) from None
 
-    def _error(self, reply: Reply, kind: Kind, model: str | None = None) -> ApiError:
+    def _error(
+        self, reply: Reply, kind: Kind, model: str | None = None, served: Sequence[str] = ()
+    ) -> ApiError:
         return vertex_error_for_status(
             reply.status,
             reply.headers,
@@ -403,5 +434,5 @@ class VertexClient:
             reply.reason,
             scrub=self._credential.scrub,
             model=model,
-            served_models=self._served,
+            served_models=served or self._served,
         )

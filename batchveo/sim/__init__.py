@@ -6,7 +6,8 @@ v1beta format and Vertex AI on one port, and nothing more: a client that works h
 work against the real service, so the simulator never offers a convenience the service
 lacks (it is, if anything, stricter). Everything test-only lives under ``/__sim/``. It
 imports nothing of the client or the runner: only the model table (``batchveo.models``),
-which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_rules``).
+which the Gemini format's rules and the reviews read (Vertex's catalogue is its own,
+``vertex_rules``), and ``mp4`` to read a reviewed video's length.
 
 - ``server``: ``Simulator``, the aiohttp app: routes, what every request counts, the
   ``/__sim/`` controls; ``serve_forever``.
@@ -29,6 +30,8 @@ which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_ru
   answers.
 - ``tokens``: the OAuth token endpoint and throwaway service-account keys.
 - ``gcs``: the simulator's own Cloud Storage, and writes into another (an emulator).
+- ``review``: ``generateContent`` on both formats: a review's checks, its marker-made
+  verdicts and token counts.
 """
 
 from batchveo.sim.config import SimConfig

@@ -8,7 +8,7 @@ and changed at runtime. Each field is coerced by its kind (``_COERCERS``) and ch
 What each knob fakes is told where it is served: ``server`` (faults, quotas, downloads,
 polls), ``quota`` (rate and day limits), ``markers`` (outcomes a prompt forces),
 ``vertex`` (the Vertex AI knobs: tokens, keys trusted, where videos are written, project
-numbers, permission, the 429's delay, empty answers).
+numbers, permission, the 429's delay, empty answers), ``review`` (the reviews' quota).
 """
 
 from __future__ import annotations
@@ -54,7 +54,14 @@ _FLOATS = (
     "early_404_s",
     "token_lifetime_s",
 )
-_OPT_INTS = ("rpm_limit", "rpd_limit", "max_concurrent_ops", "balance_submits", "seed")
+_OPT_INTS = (
+    "rpm_limit",
+    "rpd_limit",
+    "max_concurrent_ops",
+    "balance_submits",
+    "seed",
+    "review_rpm_limit",
+)
 _INTS = ("fail_first_polls", "fail_first_polls_status")
 _BOOLS = (
     "count_polls_in_rpm",
@@ -111,6 +118,8 @@ class SimConfig:
     vertex_permission_denied: bool = False
     vertex_retry_after_style: str = "retryinfo"
     rate_empty: float = 0.0
+    # -- reviews (``review``): ``generateContent``'s own quota, per format.
+    review_rpm_limit: int | None = None
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:

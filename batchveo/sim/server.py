@@ -9,6 +9,7 @@ each service owns its handlers:
 - ``downloads``: the videos, ``/v1beta/files/{id}:download``, the signed storage URLs of
   ``/__storage/``, and the simulator's own Cloud Storage at ``/storage/v1/b/...``.
 - ``vertex``: Vertex AI, ``/v1/projects/...``, and ``POST /token``.
+- ``review``: both formats' ``generateContent`` (a Gemini model reviewing a video).
 - here, test-only: ``GET /__sim/stats``, ``GET /__sim/operations`` (when each operation
   was created and finished), ``POST /__sim/finish_all``,
   ``GET|POST /__sim/config``, ``POST /__sim/expire_tokens`` (every bearer token handed out
@@ -43,6 +44,7 @@ from batchveo.sim.faults import Dropped, Faults
 from batchveo.sim.gcs import ObjectStore
 from batchveo.sim.gemini import GeminiService
 from batchveo.sim.ops import Operations
+from batchveo.sim.review import ReviewService
 from batchveo.sim.stats import GEMINI_ENDPOINTS, VERTEX_ENDPOINTS, Stats
 from batchveo.sim.storage import VideoStore, on_files_host
 from batchveo.sim.tokens import TokenIssuer, make_service_account_key
@@ -103,6 +105,13 @@ class Simulator:
             objects=self.objects,
             sample=self._videos.sample,
         )
+        self._review = ReviewService(
+            lambda: self.config,
+            faults=self._faults,
+            stats=self._stats,
+            accounts=self._vertex.accounts,
+            read_object=self._vertex.read_object,
+        )
         self._trust_key_files(self.config.vertex_keys)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
         self._add_routes()
@@ -114,6 +123,11 @@ class Simulator:
         downloads = self._downloads
         download = self._counted("download", downloads.download)
         add("POST", "/v1beta/models/{model}:predictLongRunning", submit)
+        add(
+            "POST",
+            "/v1beta/models/{model}:generateContent",
+            self._counted("review", self._review.gemini),
+        )
         for path in ("/v1beta/models/{model}/operations/{op}", "/v1beta/operations/{op}"):
             add("GET", path, poll)
             add("POST", path, poll)
@@ -136,6 +150,8 @@ class Simulator:
         model = "/v1/projects/{project}/locations/{location}/publishers/google/models/{model}"
         add("POST", f"{model}:predictLongRunning", self._counted("vertex_submit", vertex.submit))
         add("POST", f"{model}:fetchPredictOperation", self._counted("vertex_poll", vertex.fetch))
+        review = self._counted("vertex_review", self._review.vertex)
+        add("POST", f"{model}:generateContent", review)
         operation = self._counted("vertex_operation", vertex.operation)
         for path in (
             f"{model}/operations/{{op}}",

@@ -7,7 +7,9 @@ not belong (``key_leaks``, ``key_in_url``, ``bearer_leaks``), and high-water mar
 ``max_concurrent_ops`` (the most in one quota scope: the Gemini format's, or one Vertex
 project and region). ``vertex`` holds what only Vertex has (``VertexService.snapshot``):
 submits per project and region, samples requested/returned/filtered, partial and empty
-results, objects written, tokens issued and assertions refused.
+results, objects written, tokens issued and assertions refused. Reviews (``generateContent``,
+``review``) are counted per video reviewed, by its digest (``reviews_by_video``), and in
+``reviews``.
 """
 
 from __future__ import annotations
@@ -15,12 +17,20 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-GEMINI_ENDPOINTS = ("submit", "poll", "download")
-VERTEX_ENDPOINTS = ("vertex_submit", "vertex_poll", "vertex_operation", "gcs", "token")
+GEMINI_ENDPOINTS = ("submit", "poll", "download", "review")
+VERTEX_ENDPOINTS = (
+    "vertex_submit",
+    "vertex_poll",
+    "vertex_operation",
+    "vertex_review",
+    "gcs",
+    "token",
+)
 ENDPOINTS = (*GEMINI_ENDPOINTS, "storage", *VERTEX_ENDPOINTS)
 """``storage`` is the signed storage URL a redirected download points to (either format);
 ``vertex_operation`` a GET on an operation name (404 on Vertex); ``gcs`` the simulator's
-own Cloud Storage; ``token`` the OAuth token endpoint."""
+own Cloud Storage; ``token`` the OAuth token endpoint; ``review`` and ``vertex_review``
+each format's ``generateContent``."""
 COUNTERS: tuple[str, ...] = (
     "polls_after_done",
     "key_leaks",
@@ -32,6 +42,7 @@ COUNTERS: tuple[str, ...] = (
     "truncated_downloads",
     "early_404s",
     "per_day_quota_429s",
+    "reviews",
 )
 ACCEPTED_TIMES_KEPT = 10_000
 """The most recent accepted submits' times kept for ``accepted_submit_times`` (pacing tests)."""
@@ -44,6 +55,8 @@ class Stats:
         self.requests: dict[str, dict[str, int]] = {k: {} for k in ENDPOINTS}
         self.received: dict[str, int] = {}
         self.accepted: dict[str, int] = {}
+        self.reviews: dict[str, int] = {}
+        """Reviews answered (a verdict or a refusal), by the reviewed video's digest."""
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._times: deque[float] = deque(maxlen=ACCEPTED_TIMES_KEPT)
 
@@ -60,6 +73,10 @@ class Stats:
         self._times.append(now)
         return count
 
+    def reviewed(self, video_digest: str) -> None:
+        self.reviews[video_digest] = self.reviews.get(video_digest, 0) + 1
+        self.counters["reviews"] += 1
+
     def high_water(self, counter: str, value: int) -> None:
         self.counters[counter] = max(self.counters[counter], value)
 
@@ -72,6 +89,7 @@ class Stats:
             "requests": {kind: dict(counts) for kind, counts in self.requests.items()},
             "submits_by_prompt": dict(self.accepted),
             "received_by_prompt": dict(self.received),
+            "reviews_by_video": dict(self.reviews),
             "operations": dict(operations),
             **self.counters,
             "running_ops": running,

@@ -339,6 +339,10 @@ class VertexService:
         self._stats.counters["quota_violations"] += 1
         return vw.quota_exceeded(violation, model, cfg.vertex_retry_after_style)
 
+    async def read_object(self, cfg: SimConfig, uri: str) -> bytes | None:
+        """A ``gs://`` object as Vertex reads it (a review's ``fileData``), or None."""
+        return await self._storage.read(cfg, uri)
+
     async def close(self) -> None:
         await self._storage.close()
 

@@ -59,6 +59,10 @@ class VertexStorage:
                 return err
         return None
 
+    async def read(self, cfg: SimConfig, uri: str) -> bytes | None:
+        """An object's bytes as the service reads them (a review's ``fileData``), or None."""
+        return await self._read_object(cfg, uri)
+
     async def _read_object(self, cfg: SimConfig, uri: str) -> bytes | None:
         if cfg.storage_upload_base is None:
             obj = self.objects.get_object(uri)
