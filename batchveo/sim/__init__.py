@@ -19,9 +19,10 @@ which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_ru
 - ``ops``: the operations, generated lazily by the clock.
 - ``faults``: injected failures (resets, 5xx, 429s, the first polls).
 - ``downloads``: the download handlers (videos, signed storage URLs, Cloud Storage reads);
-  ``storage``: the videos' URIs, signatures and bytes.
+  ``storage``: the videos' URIs, signatures and bytes (each as long as it should last).
 - ``wire``: Google's and the reseller's envelopes, and the operation bodies.
-- ``stats``: what the simulator counts (``GET /__sim/stats``).
+- ``stats``: what the simulator counts (``GET /__sim/stats``); ``chains``: where each
+  extension stands in its scene chain, and the hops per chain.
 - ``vertex``: the Vertex AI service (submit, fetch, outputs inline or to Cloud Storage).
 - ``vertex_auth``: who may call it, on which project; ``vertex_storage``: its Cloud Storage
   reads and writes.

@@ -101,7 +101,6 @@ class Simulator:
             stats=self._stats,
             issuer=self.issuer,
             objects=self.objects,
-            sample=self._videos.sample,
         )
         self._trust_key_files(self.config.vertex_keys)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)

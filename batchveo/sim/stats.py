@@ -7,13 +7,16 @@ not belong (``key_leaks``, ``key_in_url``, ``bearer_leaks``), and high-water mar
 ``max_concurrent_ops`` (the most in one quota scope: the Gemini format's, or one Vertex
 project and region). ``vertex`` holds what only Vertex has (``VertexService.snapshot``):
 submits per project and region, samples requested/returned/filtered, partial and empty
-results, objects written, tokens issued and assertions refused.
+results, objects written, tokens issued and assertions refused. ``extensions`` and
+``chains`` count scene chains' hops (``chains.Chains``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from typing import Any
+
+from batchveo.sim.chains import Chains
 
 GEMINI_ENDPOINTS = ("submit", "poll", "download")
 VERTEX_ENDPOINTS = ("vertex_submit", "vertex_poll", "vertex_operation", "gcs", "token")
@@ -46,6 +49,7 @@ class Stats:
         self.accepted: dict[str, int] = {}
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._times: deque[float] = deque(maxlen=ACCEPTED_TIMES_KEPT)
+        self.chains = Chains()
 
     def answered(self, endpoint: str, outcome: str) -> None:
         counts = self.requests[endpoint]
@@ -76,4 +80,5 @@ class Stats:
             **self.counters,
             "running_ops": running,
             "accepted_submit_times": list(self._times),
+            **self.chains.snapshot(),
         }
