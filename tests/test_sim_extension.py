@@ -13,8 +13,10 @@ import hashlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+import google_crc32c
 import pytest
 
 from batchveo import mp4
@@ -27,6 +29,7 @@ from tests.helpers import FakeClock
 from tests.pipeline_helpers import SAMPLE_MP4
 from tests.test_sim_vertex import PARAMS, V, videos_of
 from tests.test_sim_vertex import _no_machine_credentials as _no_machine_credentials
+from tests.test_sim_vertex import emulator as emulator  # a Cloud Storage emulator
 from tests.test_sim_vertex import make as make  # the Vertex fixture
 from tests.test_simulator import KEY, MODEL, Client, uri_of
 
@@ -123,6 +126,15 @@ async def test_branches_count_in_their_roots_chain(gemini: GeminiSim) -> None:
     stats = sim.stats()
     assert stats["extensions"] == 4
     assert stats["chains"] == {file_id(root): 3, file_id(other): 1}
+
+
+async def test_a_redirected_download_serves_the_extensions_length(gemini: GeminiSim) -> None:
+    _, c = await gemini(files_host="localhost", redirect_downloads=True)
+    hop = await extend(c, uri_of(await c.run()))
+    status, _, headers = await c.get(uri_of(hop), allow_redirects=False)
+    assert status == 302 and "/__storage/" in headers["Location"]
+    status, data, _ = await c.get(headers["Location"], key=None)
+    assert status == 200 and mp4.duration_s(data) == 15
 
 
 def uri_of_flat(op: dict[str, Any]) -> str:
@@ -272,6 +284,8 @@ async def object_bytes(v: V, uri: str) -> bytes:
     data: bytes = media.body
     assert int(meta.body["size"]) == len(data)
     assert meta.body["md5Hash"] == base64.b64encode(hashlib.md5(data).digest()).decode()
+    crc = google_crc32c.value(data).to_bytes(4, "big")
+    assert meta.body["crc32c"] == base64.b64encode(crc).decode()
     return data
 
 
@@ -323,6 +337,23 @@ async def test_vertex_refuses_a_missing_or_foreign_object(make: VertexSim) -> No
     own = {"gcsUri": "gs://bkt/in/clip.mp4", "mimeType": "video/mp4"}
     done = await v.run("an MP4 of 10 s that is in the bucket", params=STORED, video=own)
     assert mp4.duration_s(await object_bytes(v, gcs_video(done)["gcsUri"])) == 17
+
+
+async def test_vertex_extends_a_video_in_another_cloud_storage(
+    make: VertexSim, emulator: str
+) -> None:
+    """With ``storage_upload_base`` the videos go to an emulator; an extension's input is
+    read back from there, its length and chain from its own bytes."""
+    sim, v = await make(storage_upload_base=emulator)
+    root = await v.run("root", params=STORED)
+    hop = await v.run("hop", params=STORED, video=gcs_video(root))
+    async with aiohttp.ClientSession() as http:
+        bucket, name = gcs_video(hop)["gcsUri"].removeprefix("gs://").split("/", 1)
+        url = f"{emulator}/storage/v1/b/{bucket}/o/{quote(name, safe='')}"
+        async with http.get(url, params={"alt": "media"}) as r:
+            assert r.status == 200 and mp4.duration_s(await r.read()) == 15
+    root_tag = f"{root['name'].rsplit('/', 1)[1]}/sample_0"
+    assert sim.stats()["chains"] == {root_tag: 1}
 
 
 @pytest.mark.parametrize(
