@@ -6,7 +6,8 @@ v1beta format and Vertex AI on one port, and nothing more: a client that works h
 work against the real service, so the simulator never offers a convenience the service
 lacks (it is, if anything, stricter). Everything test-only lives under ``/__sim/``. It
 imports nothing of the client or the runner: only the model table (``batchveo.models``),
-which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_rules``).
+which the Gemini format's rules read (Vertex's catalogue is its own, ``vertex_rules``), and
+``batchveo.mp4``, which makes its videos last what they should and reads an input's length.
 
 - ``server``: ``Simulator``, the aiohttp app: routes, what every request counts, the
   ``/__sim/`` controls; ``serve_forever``.

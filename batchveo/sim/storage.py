@@ -23,7 +23,7 @@ import secrets
 
 from aiohttp import web
 
-from batchveo import mp4
+from batchveo.mp4 import with_duration
 from batchveo.sim.config import SimConfig
 
 LENGTHS_CACHED = 64
@@ -40,7 +40,7 @@ def sample_bytes() -> bytes:
 @functools.lru_cache(maxsize=LENGTHS_CACHED)
 def sample_lasting(length_s: float) -> bytes:
     """The sample made to last ``length_s`` (headers and sample table say so); cached."""
-    return mp4.with_duration(_sample(), length_s)
+    return with_duration(_sample(), length_s)
 
 
 @functools.lru_cache(maxsize=1)

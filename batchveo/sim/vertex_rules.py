@@ -35,7 +35,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from batchveo import mp4
 from batchveo.models import (
     ASPECT_RATIOS,
     DURATIONS_S,
@@ -44,6 +43,7 @@ from batchveo.models import (
     PERSON_GENERATION,
     RESOLUTIONS,
 )
+from batchveo.mp4 import NotAnMp4, duration_s
 from batchveo.sim.gcs import split_gcs_uri
 from batchveo.sim.rules import image_type_mismatch, request_shape, unknown_key
 
@@ -215,8 +215,8 @@ def extension_input(raw: bytes, where: str = VIDEO_WHERE) -> str | float:
     if err := check_media(raw, VIDEO_MIME_TYPE, where):
         return err
     try:
-        length_s = mp4.duration_s(raw)
-    except mp4.NotAnMp4:
+        length_s = duration_s(raw)
+    except NotAnMp4:
         return f"{where}: the data is not a valid MP4 video (its length cannot be read)."
     if not MIN_INPUT_S <= length_s <= MAX_INPUT_S or length_s + EXTENSION_S > MAX_OUTPUT_S:
         return (
