@@ -181,8 +181,9 @@ class GeminiService:
             return wire.bad_request(err)
         return None
 
-    def _kept(self, request: web.Request) -> KeptVideos:  # only for an extension: cheap, not free
-        """The videos an extension sent in ``request`` may name (``rules.KeptVideos``)."""
+    def _kept(self, request: web.Request) -> KeptVideos:
+        """The videos an extension sent in ``request`` may name (``rules.KeptVideos``);
+        built only for a body that extends (cheap, but not free on every submit)."""
         cfg = self._config()
         now, chains = cfg.clock(), self._stats.chains
 
