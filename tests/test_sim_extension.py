@@ -12,6 +12,7 @@ import base64
 import hashlib
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,8 +26,10 @@ from batchveo.sim.chains import Chains
 from batchveo.sim.rules import KeptVideos, Source, extension_limits, own_file_id, validate
 from batchveo.sim.storage import sample_lasting, tag_of, video_tail
 from batchveo.sim.vertex_rules import extension_input
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, make_spec
 from tests.pipeline_helpers import SAMPLE_MP4
+from tests.test_api import simulated
+from tests.test_api import uri_of as status_uri
 from tests.test_sim_vertex import PARAMS, V, videos_of
 from tests.test_sim_vertex import _no_machine_credentials as _no_machine_credentials
 from tests.test_sim_vertex import emulator as emulator  # a Cloud Storage emulator
@@ -135,6 +138,20 @@ async def test_a_redirected_download_serves_the_extensions_length(gemini: Gemini
     assert status == 302 and "/__storage/" in headers["Location"]
     status, data, _ = await c.get(headers["Location"], key=None)
     assert status == 200 and mp4.duration_s(data) == 15
+
+
+async def test_the_clients_own_extension_request_is_accepted(tmp_path: Path) -> None:
+    """What ``VeoClient`` sends for a job that extends (``instances[0].video.uri``) is what
+    this simulator accepts, and the hop it downloads lasts 15 s."""
+    async with simulated() as (sim, client):
+        root = status_uri(await client.poll(await client.submit(make_spec("root")), MODEL))
+        hop = make_spec("hop", prompt="and then", video_uri=root)
+        name = await client.submit(hop)
+        result = await client.download(
+            status_uri(await client.poll(name, MODEL)), tmp_path / "h.mp4"
+        )
+        assert sim.stats()["chains"] == {file_id(root): 1}
+    assert mp4.duration_s(result.path.read_bytes()) == 15
 
 
 def uri_of_flat(op: dict[str, Any]) -> str:
