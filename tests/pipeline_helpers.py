@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from batchveo import mp4
 from batchveo.api import VeoClient, resolve_provider
 from batchveo.run.context import RunConfig
 from batchveo.run.runner import Runner, RunResult
@@ -19,12 +20,23 @@ KEY = "test-key-5f1d9c"
 SAMPLE_MP4 = (Path(__file__).parent.parent / "batchveo" / "data" / "sample.mp4").read_bytes()
 
 
+def sim_head(data: bytes) -> bytes:
+    """How a simulator video as long as ``data`` says it lasts begins: the sample MP4 made
+    to last that long (``batchveo.sim.storage.sample_lasting``); NotAnMp4 for other bytes."""
+    return mp4.with_duration(SAMPLE_MP4, mp4.duration_s(data))
+
+
 def is_sim_video(path: Path) -> bool:
-    """A whole video from the simulator: its sample MP4, then a ``free`` box naming the file
-    (so that, as with the real service, no two videos have the same bytes)."""
+    """A whole video from the simulator: its sample MP4 (made to last the video's length),
+    then a ``free`` box naming the file (so that, as with the real service, no two videos
+    have the same bytes)."""
     data = path.read_bytes()
-    tail = data[len(SAMPLE_MP4) :]
-    return data.startswith(SAMPLE_MP4) and tail[4:21] == b"freebatchveo-sim "
+    try:
+        head = sim_head(data)
+    except mp4.NotAnMp4:
+        return False
+    tail = data[len(head) :]
+    return data.startswith(head) and tail[4:21] == b"freebatchveo-sim "
 
 
 def fast_sim(**overrides: Any) -> Simulator:

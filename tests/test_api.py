@@ -59,7 +59,7 @@ from batchveo.redact import REDACTED, Secret
 from batchveo.sim import SimConfig, Simulator
 from batchveo.spec import ImageRef
 from tests.helpers import make_spec
-from tests.pipeline_helpers import SAMPLE_MP4
+from tests.pipeline_helpers import SAMPLE_MP4, is_sim_video
 
 KEY = "sk-test-7f3a9c0e51b24d6e8a1f-SECRET"
 MODEL = "veo-3.1-generate-preview"
@@ -71,8 +71,7 @@ def whole_sim_video(result: DownloadResult) -> bool:
     and the size and sha256 the client reported are those of the file on disk."""
     data = result.path.read_bytes()
     return (
-        data.startswith(VIDEO)
-        and data[len(VIDEO) + 4 : len(VIDEO) + 8] == b"free"
+        is_sim_video(result.path)
         and result.size == len(data)
         and result.sha256 == hashlib.sha256(data).hexdigest()
     )

@@ -1,7 +1,8 @@
 """The client's and the simulator's import boundaries, read from their source.
 
 The simulator stands in for the service, so it may share nothing with the client or the
-runner but the model table (a client bug copied into the simulator would pass every test).
+runner but the model table and the MP4 box reader (a client bug copied into the simulator
+would pass every test).
 The client knows nothing of the run. And aiohttp's internals are touched in one module only,
 ``api/probe.py``, the one whose tests say which aiohttp versions it works with.
 """
@@ -36,7 +37,8 @@ def modules(package: str) -> list[Path]:
 def test_the_simulator_imports_only_the_model_table(path: Path) -> None:
     ours = {m for m in imports_of(path) if m == "batchveo" or m.startswith("batchveo.")}
     outside = {m for m in ours if not m.startswith("batchveo.sim")}
-    # mp4: reading a video's length from its boxes, as the service does of what it is sent.
+    # batchveo.mp4 reads and sets an MP4's length from its boxes: the simulator's videos
+    # must really last what they should (issue 15), and it holds nothing of the client.
     assert outside <= {"batchveo.models", "batchveo.errors", "batchveo.mp4"}, outside
 
 

@@ -49,7 +49,7 @@ from batchveo.sim.tokens import ServiceAccountKey, make_service_account_key
 from batchveo.sim.vertex import project_number
 from batchveo.sim.vertex_rules import VERTEX_MODELS, storage_target, validate
 from tests.helpers import FakeClock
-from tests.pipeline_helpers import SAMPLE_MP4
+from tests.pipeline_helpers import SAMPLE_MP4, sim_head
 
 PROJECT = "proj-vsim"
 LOCATION = "us-central1"
@@ -65,8 +65,9 @@ def img(data: bytes = PNG, mime: str = "image/png") -> dict[str, str]:
 
 def tag_of(video: bytes) -> str:
     """What the simulator's ``free`` box names: each video's bytes are its own."""
-    assert video.startswith(SAMPLE_MP4)
-    tail = video[len(SAMPLE_MP4) :]
+    head = sim_head(video)
+    assert video.startswith(head)
+    tail = video[len(head) :]
     assert int.from_bytes(tail[:4], "big") == len(tail) and tail[4:8] == b"free"
     payload = tail[8:].decode()
     assert payload.startswith("batchveo-sim ")

@@ -642,17 +642,17 @@ def test_the_first_rule_broken_is_the_one_reported() -> None:
         "instances": [{"prompt": "p", "lastFrame": img()}],
         "parameters": {"durationSeconds": 5, "personGeneration": "allow_all", "seed": -1},
     }
-    assert validate(body, info, ()) == "durationSeconds must be one of [4, 6, 8]."
+    assert validate(body, info) == "durationSeconds must be one of [4, 6, 8]."
     body["parameters"]["durationSeconds"] = 8
-    assert validate(body, info, ()) == "lastFrame requires image (the first frame)."
+    assert validate(body, info) == "lastFrame requires image (the first frame)."
     body["instances"][0]["image"] = img()
-    assert validate(body, info, ()) == (
+    assert validate(body, info) == (
         "personGeneration allow_all is not allowed for this mode; use allow_adult."
     )
     body["parameters"]["personGeneration"] = "allow_adult"
-    assert validate(body, info, ()) == "seed must be an unsigned 32-bit integer."
+    assert validate(body, info) == "seed must be an unsigned 32-bit integer."
     body["parameters"]["seed"] = 1
-    assert validate(body, info, ()) is None
+    assert validate(body, info) is None
 
 
 async def test_latency_is_added(make: MakeSim) -> None:

@@ -33,9 +33,9 @@ from batchveo.cli import main
 from batchveo.run.app import RunOptions, run_night
 from batchveo.run.downloader import DOWNLOAD_SAME_ANSWER_TRIES
 from batchveo.sim import Simulator
-from batchveo.sim.storage import video_tail
+from batchveo.sim.storage import sample_lasting, video_tail
 from tests.helpers import FakeClock, db_states, wait_until
-from tests.pipeline_helpers import SAMPLE_MP4, fast_config, fast_sim, sha256_file
+from tests.pipeline_helpers import fast_config, fast_sim, sha256_file
 
 PROJECT = "vsafe-proj"
 BUCKET = "vsafe-videos"
@@ -101,10 +101,11 @@ def operations(db: Path) -> dict[str, str]:
 
 def expected_video(sim: Simulator, operation: str, inline: bool) -> bytes:
     """The bytes of sample 0 of ``operation``: the object in the simulator's bucket, or
-    (inline) the sample with the ``free`` box naming it, as the simulator sends them."""
+    (inline) the sample made to last 8 s (the default length) with the ``free`` box naming
+    it, as the simulator sends them."""
     op_id = operation.rsplit("/", 1)[1]
     if inline:
-        return SAMPLE_MP4 + video_tail(f"{op_id}/sample_0")
+        return sample_lasting(8) + video_tail(f"{op_id}/sample_0")
     [obj] = [o for (b, n), o in sim.objects.objects.items() if n.endswith(f"{op_id}/sample_0.mp4")]
     return obj.data
 

@@ -179,10 +179,11 @@ async def until(cond: Callable[[], bool], timeout_s: float = 20, what: str = "")
 def video_tag(data: bytes) -> str:
     """What a simulator video's ``free`` box names (``<operation id>/sample_<n>``): the
     sample MP4, then a box of its own, so no two videos have the same bytes."""
-    from tests.pipeline_helpers import SAMPLE_MP4
+    from tests.pipeline_helpers import sim_head
 
-    assert data.startswith(SAMPLE_MP4), "not a video of the simulator's"
-    tail = data[len(SAMPLE_MP4) :]
+    head = sim_head(data)
+    assert data.startswith(head), "not a video of the simulator's"
+    tail = data[len(head) :]
     assert int.from_bytes(tail[:4], "big") == len(tail) and tail[4:8] == b"free"
     payload = tail[8:].decode()
     assert payload.startswith("batchveo-sim ")

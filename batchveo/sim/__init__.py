@@ -7,7 +7,8 @@ work against the real service, so the simulator never offers a convenience the s
 lacks (it is, if anything, stricter). Everything test-only lives under ``/__sim/``. It
 imports nothing of the client or the runner: only the model table (``batchveo.models``),
 which the Gemini format's rules and the reviews read (Vertex's catalogue is its own,
-``vertex_rules``), and ``mp4`` to read a reviewed video's length.
+``vertex_rules``), and ``batchveo.mp4``, which makes its videos last what they should and
+reads an input's (or a reviewed video's) length.
 
 - ``server``: ``Simulator``, the aiohttp app: routes, what every request counts, the
   ``/__sim/`` controls; ``serve_forever``.
@@ -20,9 +21,10 @@ which the Gemini format's rules and the reviews read (Vertex's catalogue is its 
 - ``ops``: the operations, generated lazily by the clock.
 - ``faults``: injected failures (resets, 5xx, 429s, the first polls).
 - ``downloads``: the download handlers (videos, signed storage URLs, Cloud Storage reads);
-  ``storage``: the videos' URIs, signatures and bytes.
+  ``storage``: the videos' URIs, signatures and bytes (each as long as it should last).
 - ``wire``: Google's and the reseller's envelopes, and the operation bodies.
-- ``stats``: what the simulator counts (``GET /__sim/stats``).
+- ``stats``: what the simulator counts (``GET /__sim/stats``); ``chains``: where each
+  extension stands in its scene chain, and the hops per chain.
 - ``vertex``: the Vertex AI service (submit, fetch, outputs inline or to Cloud Storage).
 - ``vertex_auth``: who may call it, on which project; ``vertex_storage``: its Cloud Storage
   reads and writes.

@@ -59,12 +59,8 @@ class Downloads:
     # -- Gemini-format videos ----------------------------------------------------------------
 
     def _live_file(self, file_id: str) -> Op | None:
-        op = self._ops.files.get(file_id)
         cfg = self._config()
-        now = cfg.clock()
-        if op is None or now < op.done_at or op.expired(now, cfg.retention_s):
-            return None
-        return op
+        return self._ops.live_file(file_id, cfg.clock(), cfg.retention_s)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         cfg = self._config()
@@ -100,7 +96,7 @@ class Downloads:
         if truncate:
             op.trunc = max(op.trunc - 1, 0)
             self._counters["truncated_downloads"] += 1
-        return await self._videos.send(request, file_id, truncate)
+        return await self._videos.send(request, file_id, op.length_s, truncate)
 
     # -- Cloud Storage ----------------------------------------------------------------------
 

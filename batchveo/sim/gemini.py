@@ -20,6 +20,12 @@ Google answers every request of a project it will not serve ("User location is n
 for the API use.", or a project without billing). ``early_404_s``: for that long after its
 creation, polling an operation answers 404, as Google warns can happen right after a submit.
 
+An extension (``instances[0].video.uri``) must name a video this service made and still
+keeps, on one of the hosts its URIs name (``rules``: 400 otherwise); its answer lasts the
+input's length plus 7 s, and counts as one more hop of the input's chain
+(``chains.Chains``). A root lasts its ``durationSeconds``. Extending a video does not
+reset its retention (reported by Google, not documented).
+
 The videos a finished operation names are served by ``downloads``.
 """
 
@@ -41,7 +47,14 @@ from batchveo.sim.generation import draw_generation_s
 from batchveo.sim.markers import Marks, parse_markers
 from batchveo.sim.ops import Op, Operations, Outcome
 from batchveo.sim.quota import Quotas
-from batchveo.sim.rules import validate
+from batchveo.sim.rules import (
+    EXTENSION_S,
+    KeptVideos,
+    Source,
+    input_video,
+    requested_length_s,
+    validate,
+)
 from batchveo.sim.stats import Stats
 from batchveo.sim.storage import VideoStore, on_files_host
 from batchveo.sim.wire import KEY_HEADER
@@ -50,6 +63,14 @@ from batchveo.sim.wire import KEY_HEADER
 def key_ok(cfg: SimConfig, request: web.Request) -> bool:
     """Only the header counts: ``?key=`` works on Google but leaks, so it is refused here."""
     return hmac.compare_digest(request.headers.get(KEY_HEADER, "").encode(), cfg.api_key.encode())
+
+
+def _extends(body: Any) -> bool:
+    """Whether a body names a video to extend (only then are the kept videos looked at)."""
+    inst = body.get("instances") if isinstance(body, dict) else None
+    return (
+        isinstance(inst, list) and bool(inst) and isinstance(inst[0], dict) and "video" in inst[0]
+    )
 
 
 class GeminiService:
@@ -98,7 +119,7 @@ class GeminiService:
         model = request.match_info["model"]
         if (refusal := self._refuse_submit(request, model, body)) is not None:
             return refusal
-        assert isinstance(prompt, str)  # validate() checked it
+        assert isinstance(prompt, str) and isinstance(body, dict)  # validate() checked it
         marks = parse_markers(prompt)
         if "bad_request" in marks:
             return wire.bad_request("Request contains an invalid argument.")
@@ -112,7 +133,10 @@ class GeminiService:
             return quota
         if "content_policy" in marks or self._faults.injected(cfg.rate_content_policy):
             return wire.bad_request(wire.CONTENT_POLICY_MESSAGE)
-        op = self._create(now, model, prompt, marks)
+        video = body["instances"][0].get("video")
+        source = None if video is None else input_video(video, self._kept(request))
+        assert not isinstance(source, str)  # validate() checked it
+        op = self._create(now, model, prompt, marks, requested_length_s(body), source)
         if self._stats.accepted[prompt] <= marks.get("lost", 0):
             return self._faults.drop(request)
         return web.json_response({"name": op.name})
@@ -153,11 +177,34 @@ class GeminiService:
             )
         if body is None:
             return wire.bad_request("Invalid JSON payload received.")
-        if err := validate(body, info, self._ops.files):
+        if err := validate(body, info, self._kept(request) if _extends(body) else None):
             return wire.bad_request(err)
         return None
 
-    def _create(self, now: float, model: str, prompt: str, marks: Marks) -> Op:
+    def _kept(self, request: web.Request) -> KeptVideos:
+        """The videos an extension sent in ``request`` may name (``rules.KeptVideos``);
+        built only for a body that extends (cheap, but not free on every submit)."""
+        cfg = self._config()
+        now, chains = cfg.clock(), self._stats.chains
+
+        def find(file_id: str) -> Source | None:
+            op = self._ops.live_file(file_id, now, cfg.retention_s)
+            if op is None:
+                return None
+            return Source(file_id, op.length_s, chains.link(file_id).hop, op.name)
+
+        return KeptVideos(self._videos.hosts(cfg, request), find)
+
+    def _create(
+        self,
+        now: float,
+        model: str,
+        prompt: str,
+        marks: Marks,
+        length_s: float,
+        source: Source | None,
+    ) -> Op:
+        """A new operation; an extension of ``source`` lasts its length plus 7 s."""
         cfg = self._config()
         gen = draw_generation_s(cfg.generation_s, self._rng, slow="slow" in marks)
         outcome: Outcome
@@ -179,9 +226,15 @@ class GeminiService:
             trunc=marks.get("truncated", 0),
             created_at=now,
             file403="file403" in marks,
+            length_s=length_s if source is None else source.length_s + EXTENSION_S,
+            extends=None if source is None else source.uri,
+            parent=None if source is None else source.op_name,
         )
         if outcome == "ok":
             op.file_id = f"{self._ids.getrandbits(48):012x}"
+        if source is not None:
+            outputs = () if op.file_id is None else (op.file_id,)
+            self._stats.chains.extended(source.file_id, outputs)
         self._ops.add(op, now, cfg.retention_s)
         in_window = self._quotas.count_submit(cfg, now)
         self._stats.accept(prompt, now)

@@ -35,10 +35,33 @@ class Op:
     reported: bool = False  # a poll has already been told done
     created_at: float = 0.0
     file403: bool = False  # downloads answer 403 PERMISSION_DENIED ([sim:file403])
+    length_s: float = 8.0
+    """How long its videos last: the asked duration, or an extension's input plus 7 s."""
+    extends: str | None = None
+    """An extension's input video as the request named it (a URI, or ``inline``)."""
+    parent: str | None = None
+    """The name of the operation that made that input, when this service made it."""
 
     def expired(self, now: float, retention_s: float) -> bool:
-        """Past retention: the service has deleted the operation and its video."""
+        """Past retention: the service has deleted the operation and its video.
+
+        Counted from when it finished, and never reset: Google reports that extending a
+        video resets its retention timer, but does not document it, so the simulator does
+        not (a client must not rely on it)."""
         return now >= self.done_at + retention_s
+
+    def entry(self) -> dict[str, object]:
+        """Its line in ``GET /__sim/operations``; an extension also names its input video
+        (``extends``) and the operation that made it (``parent``): the proof that a hop
+        was submitted only once its parent was done."""
+        line: dict[str, object] = {
+            "name": self.name, "created_at": self.created_at, "done_at": self.done_at,
+            "polls": self.polls, "outcome": self.outcome,
+        }  # fmt: skip
+        if self.extends is not None:
+            line["extends"] = self.extends
+            line["parent"] = self.parent
+        return line
 
 
 @dataclass(slots=True)
@@ -109,11 +132,7 @@ class Operations:
     def timeline(self) -> list[dict[str, object]]:
         """When each kept operation was created and finished (or will), on the simulator's
         clock, and how often it was polled: ``GET /__sim/operations``."""
-        return [
-            {"name": op.name, "created_at": op.created_at, "done_at": op.done_at,
-             "polls": op.polls, "outcome": op.outcome}
-            for op in self._order
-        ]  # fmt: skip
+        return [op.entry() for op in self._order]
 
     def fresh_id(self, ids: random.Random) -> str:
         """A new operation id (64 random bits in hex) that no kept operation has."""
@@ -137,6 +156,14 @@ class Operations:
     def next_done_at(self) -> float | None:
         """When the first operation still generating finishes (after ``running``)."""
         return self._running[0][0] if self._running else None
+
+    def live_file(self, file_id: str, now: float, retention_s: float) -> Op | None:
+        """The operation whose video ``file_id`` is, if that video exists now: finished,
+        and not past retention (what a download and an extension both need)."""
+        op = self.files.get(file_id)
+        if op is None or now < op.done_at or op.expired(now, retention_s):
+            return None
+        return op
 
     def advance(self, now: float) -> None:
         """Count the operations that have finished by ``now``."""

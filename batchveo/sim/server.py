@@ -103,7 +103,6 @@ class Simulator:
             stats=self._stats,
             issuer=self.issuer,
             objects=self.objects,
-            sample=self._videos.sample,
         )
         self._review = ReviewService(
             lambda: self.config,

@@ -9,13 +9,15 @@ project and region). ``vertex`` holds what only Vertex has (``VertexService.snap
 submits per project and region, samples requested/returned/filtered, partial and empty
 results, objects written, tokens issued and assertions refused. Reviews (``generateContent``,
 ``review``) are counted per video reviewed, by its digest (``reviews_by_video``), and in
-``reviews``.
+``reviews``. ``extensions`` and ``chains`` count scene chains' hops (``chains.Chains``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from typing import Any
+
+from batchveo.sim.chains import Chains
 
 GEMINI_ENDPOINTS = ("submit", "poll", "download", "review")
 VERTEX_ENDPOINTS = (
@@ -59,6 +61,7 @@ class Stats:
         """Reviews answered (a verdict or a refusal), by the reviewed video's digest."""
         self.counters = dict.fromkeys(COUNTERS, 0)
         self._times: deque[float] = deque(maxlen=ACCEPTED_TIMES_KEPT)
+        self.chains = Chains()
 
     def answered(self, endpoint: str, outcome: str) -> None:
         counts = self.requests[endpoint]
@@ -94,4 +97,5 @@ class Stats:
             **self.counters,
             "running_ops": running,
             "accepted_submit_times": list(self._times),
+            **self.chains.snapshot(),
         }

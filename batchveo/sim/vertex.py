@@ -32,8 +32,16 @@ Outputs: with ``storageUri`` each returned sample is written, when a poll first 
 operation done, as ``gs://BUCKET/PREFIX/<operation id>/sample_<n>.mp4`` (``vertex_storage``:
 into the simulator's own Cloud Storage, or with ``storage_upload_base`` into another); a
 write that fails makes the operation fail. Without ``storageUri`` the videos come back
-inline. Every video is the sample plus a ``free`` box naming it
-(``<operation id>/sample_<n>``).
+inline. Every video is the sample, made to last the operation's length, plus a ``free``
+box naming it (``<operation id>/sample_<n>``).
+
+Extension (``instances[0].video``, ``vertex_rules.extension_input``): the input object is
+read like any ``gs://`` input (400 if it cannot be), or sent inline; an MP4 of 1-30 s by
+its own header. The answer lasts the input plus 7 s; a video the simulator made (its
+``free`` box names it) continues that video's chain (``chains.Chains``), any other MP4
+starts one. The operation's line in ``GET /__sim/operations`` names its input
+(``extends``: the ``gcsUri``, or ``inline``) and, when the simulator still keeps it, the
+operation that made it (``parent``).
 
 Outcomes: the markers and rates of the Gemini format (``op_error``, ``filtered``,
 ``content_policy``, ``bad_request``, ``slow``, ``lost``, the counted faults; ``rate_5xx``,
@@ -67,18 +75,19 @@ from batchveo.sim.markers import Marks, filtered_samples, parse_markers
 from batchveo.sim.ops import Operations, Outcome, VertexOp
 from batchveo.sim.quota import VERTEX_NAMES, Quotas
 from batchveo.sim.stats import Stats
-from batchveo.sim.storage import on_files_host, video_tail
+from batchveo.sim.storage import on_files_host, sample_lasting, video_tail
 from batchveo.sim.tokens import TokenIssuer
 from batchveo.sim.vertex_auth import VertexAccounts
 from batchveo.sim.vertex_auth import project_number as project_number  # re-exported
 from batchveo.sim.vertex_rules import (
+    EXTENSION_S,
     VERTEX_MODELS,
     VertexRequest,
     fetch_operation_name,
     parse_operation_name,
     validate,
 )
-from batchveo.sim.vertex_storage import VertexStorage
+from batchveo.sim.vertex_storage import InputVideo, VertexStorage, input_video
 
 _SUBMIT = "PredictionService.PredictLongRunning"
 _FETCH = "PredictionService.FetchPredictOperation"
@@ -116,17 +125,15 @@ class VertexService:
         stats: Stats,
         issuer: TokenIssuer,
         objects: ObjectStore,
-        sample: bytes,
     ) -> None:
         self._config = config
         self._rng, self._ids = rng, ids
         self._faults, self._stats = faults, stats
         self.issuer, self.objects = issuer, objects
-        self._sample = sample
         self._scopes: dict[tuple[str, str], Scope] = {}
         self.accounts = VertexAccounts(config, issuer)
         """Who may act on which project (``vertex_auth``); its ``token`` is ``POST /token``."""
-        self._storage = VertexStorage(objects, sample)
+        self._storage = VertexStorage(objects)
         self._counts = _Counts()
 
     # -- submit --------------------------------------------------------------------------------
@@ -148,8 +155,12 @@ class VertexService:
         asked = validate(body, info)
         if isinstance(asked, str):
             return vw.bad_request(asked)
-        if err := await self._storage.check_refs(cfg, asked.gcs_refs):
-            return vw.bad_request(err)
+        read = await self._storage.read_refs(cfg, asked.gcs_refs)
+        if isinstance(read, str):
+            return vw.bad_request(read)
+        source = input_video(asked, read)
+        if isinstance(source, str):
+            return vw.bad_request(source)
         assert prompt is not None  # validate() checked it
         marks = parse_markers(prompt)
         if "bad_request" in marks:
@@ -164,7 +175,7 @@ class VertexService:
             return quota
         if "content_policy" in marks or self._faults.injected(cfg.rate_content_policy):
             return vw.bad_request(vw.CONTENT_POLICY_MESSAGE)
-        op = self._create(cfg, now, scope, (project, location, model), asked, marks)
+        op = self._create(cfg, now, scope, (project, location, model), asked, marks, source)
         if self._stats.accepted[prompt] <= marks.get("lost", 0):
             return self._faults.drop(request)
         return web.json_response({"name": op.name})
@@ -183,6 +194,13 @@ class VertexService:
         self._stats.receive(prompt)
         return body, prompt
 
+    def _name_of(self, op_id: str | None) -> str | None:
+        """The name of a kept operation, whichever scope it is in."""
+        if op_id is None:
+            return None
+        ops = (scope.ops.by_id.get(op_id) for scope in self._scopes.values())
+        return next((op.name for op in ops if op is not None), None)
+
     def _create(
         self,
         cfg: SimConfig,
@@ -191,6 +209,7 @@ class VertexService:
         path: tuple[str, str, str],
         asked: VertexRequest,
         marks: Marks,
+        source: InputVideo | None,
     ) -> VertexOp:
         project, location, model = path
         gen = draw_generation_s(cfg.generation_s, self._rng, slow="slow" in marks)
@@ -225,7 +244,12 @@ class VertexService:
             filtered=filtered,
             storage=asked.storage,
             corrupt=marks.get("corrupt", 0),
+            length_s=asked.duration_s if source is None else source.length_s + EXTENSION_S,
+            extends=None if source is None else source.named,
+            parent=None if source is None else self._name_of(source.op_id),
         )
+        if source is not None:
+            self._stats.chains.extended(source.key, [op.tag(n) for n in range(op.returned)])
         scope.ops.add(op, now, cfg.retention_s)
         in_window = scope.quotas.count_submit(cfg, now)
         scope.submits += 1
@@ -303,7 +327,8 @@ class VertexService:
             if op.storage is not None:
                 videos.append(vw.gcs_video(f"gs://{op.storage[0]}/{op.object_name(n)}"))
             else:
-                videos.append(vw.inline_video(self._sample + video_tail(op.tag(n))))
+                video = sample_lasting(op.length_s) + video_tail(op.tag(n))
+                videos.append(vw.inline_video(video))
         return vw.done_body(op.name, videos, op.filtered)
 
     # -- other ---------------------------------------------------------------------------------

@@ -15,7 +15,16 @@ its preview ids on 2026-04-02; any id not in the catalogue (a retired preview id
 answers the 404 "Publisher Model ... was not found".
 
 A valid submit comes back as a ``VertexRequest``: what the service then acts on (the
-prompt, how many samples, where the videos go, the ``gs://`` media it must read).
+prompt, how many samples, where the videos go, the ``gs://`` media it must read, the video
+to extend).
+
+Extension (``docs/veo-api.md``, "Extension"; Google's "Extend Veo videos" page): the input
+is an MP4 (``video/mp4``, bytes starting with ``ftyp``) of 1 to 30 s, named by ``gcsUri``
+(an object the service can read: in the simulator, one in its Cloud Storage, else 400 as
+for any unreadable input) or sent inline; its length is read from the MP4's own header
+(``mp4.duration_s``), and the answer lasts 7 s longer, at most 37 s (``extension_input``).
+Unlike the Gemini format, any MP4 of the right length may be extended, not only one Veo
+made.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from batchveo.models import (
     PERSON_GENERATION,
     RESOLUTIONS,
 )
+from batchveo.mp4 import NotAnMp4, duration_s
 from batchveo.sim.gcs import split_gcs_uri
 from batchveo.sim.rules import image_type_mismatch, request_shape, unknown_key
 
@@ -64,9 +74,15 @@ VERTEX_MODELS: dict[str, VertexModel] = {
 }
 """The Veo ids Vertex serves (GA since its preview ids were retired on 2026-04-02)."""
 
+EXTENSION_S = 7.0
+"""How much longer an extension's answer is than its input."""
+MIN_INPUT_S = 1.0
+MAX_INPUT_S = 30.0
+MAX_OUTPUT_S = 37.0
 MAX_SAMPLES = 4
 """Vertex: "maximum videos returned per request: 4"."""
 VIDEO_MIME_TYPE = "video/mp4"
+VIDEO_WHERE = "instances[0].video"
 
 _INSTANCE_KEYS = ("prompt", "image", "lastFrame", "referenceImages", "video")
 _PARAMS = frozenset(
@@ -110,6 +126,10 @@ class VertexRequest:
     storage: tuple[str, str] | None
     """(bucket, prefix ending in ``/`` or empty) of ``storageUri``; None: inline videos."""
     gcs_refs: tuple[GcsRef, ...]
+    video: GcsRef | bytes | None = None
+    """The video to extend: its ``gs://`` object (one of ``gcs_refs``) or its inline bytes."""
+    duration_s: int = 8
+    """``durationSeconds``: how long a video that extends none lasts."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +190,40 @@ def validate(body: Any, model: VertexModel) -> str | VertexRequest:
     storage = storage_target(params.get("storageUri"))
     if isinstance(storage, str):
         return storage
-    return VertexRequest(inst["prompt"], params.get("sampleCount", 1), storage, tuple(refs))
+    return VertexRequest(
+        inst["prompt"],
+        params.get("sampleCount", 1),
+        storage,
+        tuple(refs),
+        _video_to_extend(inst.get("video"), refs),
+        duration,
+    )
+
+
+def _video_to_extend(video: Any, refs: list[GcsRef]) -> GcsRef | bytes | None:
+    """The input of a valid extension: its ``gs://`` ref, or its decoded inline bytes."""
+    if not isinstance(video, dict):
+        return None
+    ref = next((r for r in refs if r.where == VIDEO_WHERE), None)
+    return ref or base64.b64decode(video["bytesBase64Encoded"])
+
+
+def extension_input(raw: bytes, where: str = VIDEO_WHERE) -> str | float:
+    """The length in seconds of the video to extend, or the 400's message: an MP4 whose
+    header gives its length, of ``MIN_INPUT_S`` to ``MAX_INPUT_S``, so that the answer
+    lasts at most ``MAX_OUTPUT_S``."""
+    if err := check_media(raw, VIDEO_MIME_TYPE, where):
+        return err
+    try:
+        length_s = duration_s(raw)
+    except NotAnMp4:
+        return f"{where}: the data is not a valid MP4 video (its length cannot be read)."
+    if not MIN_INPUT_S <= length_s <= MAX_INPUT_S or length_s + EXTENSION_S > MAX_OUTPUT_S:
+        return (
+            f"{where}: the video lasts {length_s:g} s; Veo extends videos of {MIN_INPUT_S:g}"
+            f" to {MAX_INPUT_S:g} s, to at most {MAX_OUTPUT_S:g} s in all."
+        )
+    return length_s
 
 
 def storage_target(uri: Any) -> str | tuple[str, str] | None:
@@ -267,7 +320,7 @@ def _extension(video: Any, model: VertexModel, refs: list[GcsRef]) -> str | None
         return None
     if not model.supports_extension:
         return f"video extension is not supported by {model.name}."
-    return _media(video, "instances[0].video", (VIDEO_MIME_TYPE,), refs)
+    return _media(video, VIDEO_WHERE, (VIDEO_MIME_TYPE,), refs)
 
 
 def _options(params: dict[str, Any]) -> str | None:

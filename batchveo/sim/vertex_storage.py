@@ -7,27 +7,31 @@ own socket: into the simulator's own Cloud Storage (``gcs.ObjectStore``, served 
 emulator), through one client session closed with the simulator.
 
 Inputs: a submit's ``gs://`` images and videos are read before anything else counts; one
-that cannot be read, or is not what its ``mimeType`` says, refuses the submit (400).
+that cannot be read, or is not what its ``mimeType`` says, refuses the submit (400). Their
+bytes are handed back (``read_refs``): a video to extend is judged by its own header.
 
 Outputs: with ``storageUri`` each returned sample is written, when a poll first finds the
 operation done, as ``gs://BUCKET/PREFIX/<operation id>/sample_<n>.mp4``, once (under a
 lock: polls may overlap). A write that fails makes the operation fail, with a message
 naming where it could not write. Objects in the simulator's own store carry the
 operation's ``[sim:truncatedxN]``, ``[sim:corruptxN]`` and ``[sim:file403]`` to their reads.
+Each video lasts its operation's length (``storage.sample_lasting``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from dataclasses import dataclass
 
 import aiohttp
 
 from batchveo.sim.config import SimConfig
 from batchveo.sim.gcs import ObjectStore, read_object, split_gcs_uri, upload_object
 from batchveo.sim.ops import Operations, VertexOp
-from batchveo.sim.storage import video_tail
-from batchveo.sim.vertex_rules import GcsRef, check_media
+from batchveo.sim.storage import sample_lasting, tag_of, video_tail
+from batchveo.sim.vertex_rules import GcsRef, VertexRequest, check_media, extension_input
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +39,54 @@ STORAGE_TIMEOUT_S = 30.0
 """How long one read or write of the simulator's to another Cloud Storage may take."""
 
 
+@dataclass(frozen=True)
+class InputVideo:
+    """The video an extension extends, as the service found it."""
+
+    key: str
+    """Its key in ``chains.Chains``: what its ``free`` box names (``<operation id>/
+    sample_<n>``), else its URI (or a digest of its inline bytes)."""
+    length_s: float
+    named: str
+    """How the request named it: its ``gcsUri``, or ``inline``."""
+    op_id: str | None
+    """The operation that made it, when the simulator did."""
+
+
+def input_video(asked: VertexRequest, read: dict[str, bytes]) -> InputVideo | str | None:
+    """The video ``asked`` extends (None if none; ``read``: what ``read_refs`` read), or
+    the 400's message (``vertex_rules.extension_input``)."""
+    if asked.video is None:
+        return None
+    if isinstance(asked.video, bytes):
+        data, named = asked.video, "inline"
+    else:
+        data, named = read[asked.video.uri], asked.video.uri
+    length_s = extension_input(data)
+    if isinstance(length_s, str):
+        return length_s
+    tag = tag_of(data)
+    if tag is not None:
+        return InputVideo(tag, length_s, named, tag.split("/", 1)[0])
+    key = named if named != "inline" else f"inline:{hashlib.sha256(data).hexdigest()[:16]}"
+    return InputVideo(key, length_s, named, None)
+
+
 class VertexStorage:
     """Reads the media a request names; writes a finished operation's videos."""
 
-    def __init__(self, objects: ObjectStore, sample: bytes) -> None:
+    def __init__(self, objects: ObjectStore) -> None:
         self.objects = objects
-        self._sample = sample
         self._write_lock = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
         self.objects_written = 0
         self.write_failures = 0
 
-    async def check_refs(self, cfg: SimConfig, refs: tuple[GcsRef, ...]) -> str | None:
-        """The service reads every ``gs://`` image or video a request names, first."""
+    async def read_refs(self, cfg: SimConfig, refs: tuple[GcsRef, ...]) -> str | dict[str, bytes]:
+        """The service reads every ``gs://`` image or video a request names, first: their
+        bytes by URI, or the 400's message for the first that cannot be read or is not
+        what its ``mimeType`` says."""
+        found: dict[str, bytes] = {}
         for ref in refs:
             data = await self._read_object(cfg, ref.uri)
             if data is None:
@@ -57,7 +96,8 @@ class VertexStorage:
                 )
             if err := check_media(data, ref.mime, ref.where):
                 return err
-        return None
+            found[ref.uri] = data
+        return found
 
     async def read(self, cfg: SimConfig, uri: str) -> bytes | None:
         """An object's bytes as the service reads them (a review's ``fileData``), or None."""
@@ -79,17 +119,17 @@ class VertexStorage:
         async with self._write_lock:
             if op.written:
                 return
-            bucket = op.storage[0]
+            bucket, head = op.storage[0], sample_lasting(op.length_s)
             try:
                 for n in range(op.returned):
                     name, tail = op.object_name(n), video_tail(op.tag(n))
                     if cfg.storage_upload_base is None:
-                        self.objects.put(bucket, name, self._sample, tail=tail,
+                        self.objects.put(bucket, name, head, tail=tail,
                                          truncate=op.trunc, corrupt=op.corrupt,
                                          forbidden=op.file403)  # fmt: skip
                     else:
                         await upload_object(
-                            self._http(), cfg.storage_upload_base, bucket, name, self._sample + tail
+                            self._http(), cfg.storage_upload_base, bucket, name, head + tail
                         )
                     self.objects_written += 1
             except (RuntimeError, aiohttp.ClientError, OSError) as e:
