@@ -22,7 +22,8 @@ job when it is given just one), and owns how a run ends:
 * a spent daily quota: as an account error, but exit 75 (``--watch``: wait for the reset).
 
 Whether a run is over is decided in one place, ``_drained`` (arq's "burst" check): no
-job is submitting, running or generated, and nothing more will be sent (submits
+job is submitting, running or generated, no review is due (``reviewer``: it never changes
+the exit code), and nothing more will be sent (submits
 stopped on every route, ``--max-jobs`` spent, or no pending job that a route still
 submitting could ever claim). The
 stages never decide it for themselves: they wait for work until the stop level tells
@@ -55,9 +56,10 @@ from batchveo.run.lanes import Lanes
 from batchveo.run.loading import LoadResult, add_specs, load_into_store
 from batchveo.run.poller import Poller
 from batchveo.run.pollplan import HISTORY_ROWS, PollPlan
+from batchveo.run.reviewer import ReviewClient, Reviewer, review_client_of
 from batchveo.run.submitter import lane_next_attempt_at, submitter
 from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
-from batchveo.store import Store, TransitionEvent
+from batchveo.store import Job, Store, TransitionEvent
 
 __all__ = [
     "ClientsByRoute",
@@ -149,9 +151,11 @@ class Runner:
         observer: Observer | None = None,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        review_client: ReviewClient | None = None,
     ):
         """``clients``: one client for every job (a single route, as the tests build it),
-        or the run's clients by route (``run.app`` builds one per route with work)."""
+        or the run's clients by route (``run.app`` builds one per route with work);
+        ``review_client``: every review's (by default each route's client)."""
         self.store = store
         if not isinstance(clients, ClientsByRoute):
             clients = ClientsByRoute.single(clients)
@@ -164,6 +168,9 @@ class Runner:
         store's wall clock. Tests pass their own to make time pass (with ``call_at``, see
         ``batchveo.clock.Alarms``, to own every due time of the run)."""
         self.ctx: RunContext | None = None
+        self.review_client = review_client
+        self.reviewer: Reviewer | None = None
+        """The review stage, when a batch's videos are reviewed (``run.reviewer``)."""
         self._stop_requests = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._early_stop: str | None = None
@@ -205,7 +212,10 @@ class Runner:
             ctx, downloads = await self._context()
             self.ctx = ctx
             open_work = OpenWork(ctx, await store.count_states(IN_PROGRESS))
-            watchers = (ctx.lanes.observe, ctx.observe, open_work.observe)
+            self.reviewer = await self._reviewer(ctx)
+            watchers = [ctx.lanes.observe, ctx.observe, open_work.observe]
+            if self.reviewer is not None:
+                watchers.append(self.reviewer.observe)
             store.observers.extend(watchers)
             try:
                 if self._early_stop:
@@ -251,6 +261,28 @@ class Runner:
         )  # fmt: skip
         return ctx, downloads
 
+    async def _reviewer(self, ctx: RunContext) -> Reviewer | None:
+        """The review stage, with the reviews already due, if any batch is reviewed."""
+        flags, stored = ctx.config.review, await self.store.review_settings()
+        if not flags.review_all and not stored:
+            return None
+        fixed = self.review_client
+        if fixed is None:
+            for lane in ctx.lanes.all:
+                review_client_of(lane.client)  # a route that cannot review: told before any send
+
+        def client_for(job: Job) -> ReviewClient:
+            return fixed if fixed is not None else review_client_of(ctx.lane_for(job).client)
+
+        reviewer = Reviewer(
+            self.store, ctx.clock, flags, stored, client_for, ended=ctx.stop.ended,
+            changed=ctx.may_be_drained.fire, backoff_s=ctx.backoff_s,
+            note_error=ctx.stats.note_error,
+        )  # fmt: skip
+        ctx.stop.on_change(reviewer.wake_all)
+        await reviewer.load_due()
+        return reviewer
+
     async def _restart_gap_s(self) -> float:
         """Wait out the pacing gap since the last submit, even one from a previous run
         (of any route: every route waits it out, at most one period)."""
@@ -283,6 +315,10 @@ class Runner:
         ]
         if config.watch_dir is not None:
             others.append(asyncio.create_task(watch_folder(ctx, config.watch_dir)))
+        if self.reviewer is not None:
+            others += [
+                asyncio.create_task(self.reviewer.worker()) for _ in range(config.review.in_flight)
+            ]
         self._tasks = subs + others
         for t in self._tasks:  # arq's done-callback: an ended stage is looked at at once
             t.add_done_callback(lambda _: ctx.may_be_drained.fire())
@@ -353,7 +389,7 @@ class Runner:
     async def _drained(self, ctx: RunContext, open_work: OpenWork) -> bool:
         """arq's burst check: nothing in flight or to download, and nothing more to send."""
         while True:
-            if open_work.jobs:
+            if open_work.jobs or (self.reviewer is not None and self.reviewer.busy()):
                 return False
             if ctx.stop.submits_stopped() or ctx.lanes.sends_spent():
                 return True
