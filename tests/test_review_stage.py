@@ -1,0 +1,185 @@
+"""The review stage: every done video gets a verdict, and nothing about it changes the run.
+
+The videos are made by the simulator over real sockets; the reviews are answered by an
+in-process client (``FakeReviews``: the route clients' ``review`` is r16api's, wired at
+merge), through the run's own reviewer, pacer and drain check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+
+from batchveo.errors import AccountError, RateLimited, TooLargeToReview, VerdictUnusable
+from batchveo.exitcodes import ExitCode
+from batchveo.run.config import ReviewFlags
+from batchveo.run.reviewer import Reviewer, review_until_idle
+from batchveo.states import JobState
+from batchveo.store import ReviewStatus, Store
+from batchveo.verdicts import ReviewSettings
+from tests.helpers import FakeClock, make_spec
+from tests.pipeline_helpers import fast_config, fast_sim, run_batch
+from tests.review_helpers import FakeReviews, done_jobs
+
+S = JobState
+RUBRIC = "No extra limbs."
+REVIEWED = {"b1": ReviewSettings(rubric=RUBRIC, threshold=7, fps=4)}
+
+
+async def reviewed_run(
+    store: Store, tmp_path: Path, prompts: dict[str, str], reviews: FakeReviews, **kw: object
+) -> tuple[ExitCode, dict[str, ReviewStatus | None]]:
+    await store.set_review_settings(REVIEWED)
+    specs = [make_spec(job_id, prompt) for job_id, prompt in prompts.items()]
+    config = fast_config(tmp_path / "v", review=ReviewFlags(rpm=0, **kw))  # type: ignore[arg-type]
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, config, specs, review_client=reviews)
+    assert {k: n for k, n in result.states.items() if n} == {"done": len(prompts)}  # every video is done, whatever its review
+    statuses = {r.job_id: r.status for r in await store.reviews_of()}
+    return result.exit_code, statuses
+
+
+async def test_done_videos_get_verdicts_and_a_bad_one_is_flagged(
+    store: Store, tmp_path: Path
+) -> None:
+    reviews = FakeReviews()
+    code, statuses = await reviewed_run(
+        store, tmp_path, {"good": "a calm sea [review=9]", "bad": "a hand [review=3]"}, reviews
+    )
+    assert code == ExitCode.OK  # a flagged take is still a done video
+    assert statuses == {"good": ReviewStatus.PASSED, "bad": ReviewStatus.FLAGGED}
+    bad = await store.review_of("bad")
+    assert bad is not None and bad.score == 3.0 and bad.summary == "scored 3"
+    assert [(d.at, d.issue) for d in bad.defects] == [("00:05", "an extra finger")]
+    assert (bad.tokens_in, bad.tokens_out, bad.model) == (1000, 50, "gemini-3.5-flash")
+    assert bad.cost_usd > 0
+    # The question quotes the prompt verbatim, with the batch's rubric and frame rate, and
+    # the file sent is the verified one on disk.
+    ask = next(a for a in reviews.asks if a.prompt == "a hand [review=3]")
+    job = await store.get("bad")
+    assert job is not None and str(ask.video_path) == job.files[0]["path"]
+    assert (ask.rubric, ask.fps) == (RUBRIC, 4)
+    assert sorted(reviews.prompts()) == ["a calm sea [review=9]", "a hand [review=3]"]
+
+
+async def test_an_unusable_verdict_is_a_review_error_with_the_text_and_too_large_is_skipped(
+    store: Store, tmp_path: Path
+) -> None:
+    reviews = FakeReviews(
+        {
+            "junk": lambda: VerdictUnusable("no verdict", text="I cannot rate this video."),
+            "huge": lambda: TooLargeToReview("23 MB is over the inline budget"),
+        }
+    )
+    code, statuses = await reviewed_run(
+        store, tmp_path, {"junk": "x [review=junk]", "huge": "y [review=huge]"}, reviews
+    )
+    assert code == ExitCode.OK
+    assert statuses == {"junk": ReviewStatus.ERROR, "huge": ReviewStatus.SKIPPED}
+    junk, huge = await store.review_of("junk"), await store.review_of("huge")
+    assert junk is not None and junk.error == "no verdict: I cannot rate this video."
+    assert huge is not None and huge.error == "review skipped: too large"
+
+
+async def test_an_account_error_on_review_stops_reviews_not_downloads(
+    store: Store, tmp_path: Path
+) -> None:
+    reviews = FakeReviews({"denied": lambda: AccountError("403 the key cannot use Gemini")})
+    prompts = {f"j{i}": f"take {i} [review=denied]" for i in range(4)}
+    code, statuses = await reviewed_run(store, tmp_path, prompts, reviews, in_flight=1)
+    assert code == ExitCode.OK  # not 4: the videos are all done
+    assert len(reviews.asks) == 1  # stopped at the first refusal
+    assert statuses == {f"j{i}": None for i in range(4)}  # all still due for the next run
+    assert set(await store.due_reviews(["b1"])) == set(prompts)
+
+
+async def test_a_batch_without_review_settings_is_not_reviewed(
+    store: Store, tmp_path: Path
+) -> None:
+    reviews = FakeReviews()
+    specs = [make_spec("other", "not reviewed", batch="b2")]
+    await store.set_review_settings(REVIEWED)
+    async with fast_sim() as sim:
+        config = fast_config(tmp_path / "v", review=ReviewFlags(rpm=0))
+        result = await run_batch(store, sim, config, specs, review_client=reviews)
+    assert result.exit_code == ExitCode.OK and reviews.asks == []
+    # --review reviews every batch, the flags over the defaults.
+    config = fast_config(tmp_path / "v", review=ReviewFlags(review_all=True, rpm=0, fps=2))
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, config, review_client=reviews)
+    assert [a.fps for a in reviews.asks] == [2]
+    assert (await store.review_of("other")).status is ReviewStatus.PASSED  # type: ignore[union-attr]
+
+
+async def test_a_429_pauses_the_reviews_on_the_run_clock(store: Store, tmp_path: Path) -> None:
+    await done_jobs(store, tmp_path, {"a": "a [review=slow]", "b": "b [review=8]"})
+    clock = FakeClock()
+    answers: list[RateLimited | None] = [RateLimited("429 slow down", retry_after_s=30.0)]
+    reviews = FakeReviews({"slow": lambda: answers.pop() if answers else None}, clock=clock)
+    flags = ReviewFlags(rpm=0, in_flight=1)
+    reviewer = Reviewer(store, clock, flags, REVIEWED, lambda job: reviews, ended=lambda: False)
+    assert await reviewer.load_due() == 2
+    task = asyncio.create_task(review_until_idle(reviewer))
+    for _ in range(200):  # a is answered 429; b waits for the pacer's turn
+        if clock.next_alarm_s() is not None:
+            break
+        await asyncio.sleep(0)
+    assert clock.next_alarm_s() == 1030.0
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert reviews.asked_at == [1000.0]  # nothing is sent during the pause
+    clock.advance(30.0)
+    await asyncio.wait_for(task, 5)
+    assert reviews.asked_at == [1000.0, 1030.0, 1030.0]  # b, then a again: no try spent
+    statuses = {r.job_id: r.status for r in await store.reviews_of()}
+    assert statuses == {"a": ReviewStatus.PASSED, "b": ReviewStatus.PASSED}
+
+
+async def test_a_review_cut_off_by_a_kill_is_asked_again_and_recorded_once(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "jobs.db"
+    store = await Store.open(db)
+    await done_jobs(store, tmp_path, {"a": "a take [review=8]"})
+    await store.set_review_settings(REVIEWED)
+    clock = FakeClock()
+    first = FakeReviews(clock=clock)
+    first.hold = asyncio.Event()  # never set: the answer never comes before the kill
+    flags = ReviewFlags(rpm=0)
+    reviewer = Reviewer(store, clock, flags, REVIEWED, lambda job: first, ended=lambda: False)
+    await reviewer.load_due()
+    task = asyncio.create_task(review_until_idle(reviewer))
+    await asyncio.wait_for(first.sent.wait(), 5)
+    task.cancel()  # killed mid-review: the verdict never written
+    await asyncio.gather(task, return_exceptions=True)
+    await store.close()
+
+    store = await Store.open(db)
+    try:
+        assert await store.due_reviews(["b1"]) == ["a"]
+        second = FakeReviews(clock=clock)
+        stored = await store.review_settings()
+        reviewer = Reviewer(store, clock, flags, stored, lambda job: second, ended=lambda: False)
+        assert await reviewer.load_due() == 1
+        await asyncio.wait_for(review_until_idle(reviewer), 5)
+        assert second.prompts() == ["a take [review=8]"]
+        (review,) = await store.reviews_of()
+        assert review.status is ReviewStatus.PASSED and review.score == 8.0
+        # A third run finds nothing due: recorded once, never asked again.
+        assert await store.due_reviews(["b1"]) == []
+    finally:
+        await store.close()
+
+
+async def test_run_waits_for_due_reviews_of_videos_done_in_an_earlier_run(
+    store: Store, tmp_path: Path
+) -> None:
+    await done_jobs(store, tmp_path, {"old": "made last night [review=4]"})
+    await store.set_review_settings(REVIEWED)
+    reviews = FakeReviews()
+    async with fast_sim() as sim:
+        config = replace(fast_config(tmp_path / "v"), review=ReviewFlags(rpm=0))
+        result = await run_batch(store, sim, config, review_client=reviews)
+    assert result.exit_code == ExitCode.OK
+    assert (await store.review_of("old")).status is ReviewStatus.FLAGGED  # type: ignore[union-attr]
