@@ -2,7 +2,8 @@
 
 ``FakeReviews`` stands in for a route's ``review`` (r16api builds the real one): it answers
 from the job's prompt, ``[review=N]`` scoring N with a defect at ``00:05``, ``[review=E]``
-raising the error registered as ``E`` (none: a 9 this time); it records every ask and when (on ``clock``).
+raising the error registered as ``E`` (none: a 9 this time); it records every ask and
+when (on ``clock``).
 """
 
 from __future__ import annotations

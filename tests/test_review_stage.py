@@ -35,7 +35,8 @@ async def reviewed_run(
     config = fast_config(tmp_path / "v", review=ReviewFlags(rpm=0, **kw))  # type: ignore[arg-type]
     async with fast_sim() as sim:
         result = await run_batch(store, sim, config, specs, review_client=reviews)
-    assert {k: n for k, n in result.states.items() if n} == {"done": len(prompts)}  # every video is done, whatever its review
+    # Every video is done, whatever its review.
+    assert {k: n for k, n in result.states.items() if n} == {"done": len(prompts)}
     statuses = {r.job_id: r.status for r in await store.reviews_of()}
     return result.exit_code, statuses
 

@@ -198,7 +198,7 @@ async def run_night(
 
                 added = await add_specs(
                     store, manifests.specs, o.manifests, replace=o.replace,
-                    budgets=manifests.budgets,
+                    budgets=manifests.budgets, reviews=manifests.reviews,
                 )  # fmt: skip
                 loaded = ManifestsLoaded(added)
                 if tell is not None:

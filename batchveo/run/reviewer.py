@@ -34,6 +34,7 @@ from batchveo.errors import (
 )
 from batchveo.observe.text import one_line
 from batchveo.run.config import ReviewFlags
+from batchveo.run.context import RunContext
 from batchveo.run.pacing import Pacer
 from batchveo.run.review_cost import review_cost_usd
 from batchveo.run.review_queue import ReviewQueue
@@ -131,7 +132,8 @@ class Reviewer:
 
     def busy(self) -> bool:
         """Reviews are due or on their way, and will be asked in this run."""
-        return self.stopped is None and not self._ended() and bool(len(self.queue) or self.in_flight)
+        due = bool(len(self.queue) or self.in_flight)
+        return due and self.stopped is None and not self._ended()
 
     def wake_all(self) -> None:
         """Every waiting worker looks at its stop condition again (the run is stopping)."""
@@ -270,3 +272,26 @@ async def review_until_idle(reviewer: Reviewer) -> None:
     finally:
         for w in workers:
             w.cancel()
+
+
+async def run_reviewer(ctx: RunContext, fixed: ReviewClient | None = None) -> Reviewer | None:
+    """A run's review stage, with the reviews already due, if any batch is reviewed
+    (``fixed``: every review's client; by default each route's own)."""
+    flags, stored = ctx.config.review, await ctx.store.review_settings()
+    if not flags.review_all and not stored:
+        return None
+    if fixed is None:
+        for lane in ctx.lanes.all:
+            review_client_of(lane.client)  # a route that cannot review: told before any send
+
+    def client_for(job: Job) -> ReviewClient:
+        return fixed if fixed is not None else review_client_of(ctx.lane_for(job).client)
+
+    reviewer = Reviewer(
+        ctx.store, ctx.clock, flags, stored, client_for, ended=ctx.stop.ended,
+        changed=ctx.may_be_drained.fire, backoff_s=ctx.backoff_s,
+        note_error=ctx.stats.note_error,
+    )  # fmt: skip
+    ctx.stop.on_change(reviewer.wake_all)
+    await reviewer.load_due()
+    return reviewer

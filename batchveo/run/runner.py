@@ -56,10 +56,10 @@ from batchveo.run.lanes import Lanes
 from batchveo.run.loading import LoadResult, add_specs, load_into_store
 from batchveo.run.poller import Poller
 from batchveo.run.pollplan import HISTORY_ROWS, PollPlan
-from batchveo.run.reviewer import ReviewClient, Reviewer, review_client_of
+from batchveo.run.reviewer import ReviewClient, Reviewer, run_reviewer
 from batchveo.run.submitter import lane_next_attempt_at, submitter
 from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
-from batchveo.store import Job, Store, TransitionEvent
+from batchveo.store import Store, TransitionEvent
 
 __all__ = [
     "ClientsByRoute",
@@ -212,7 +212,7 @@ class Runner:
             ctx, downloads = await self._context()
             self.ctx = ctx
             open_work = OpenWork(ctx, await store.count_states(IN_PROGRESS))
-            self.reviewer = await self._reviewer(ctx)
+            self.reviewer = await run_reviewer(ctx, self.review_client)
             watchers = [ctx.lanes.observe, ctx.observe, open_work.observe]
             if self.reviewer is not None:
                 watchers.append(self.reviewer.observe)
@@ -260,28 +260,6 @@ class Runner:
             observer=self.observer, rng=self.rng, polls=PollPlan(config, self.rng, history),
         )  # fmt: skip
         return ctx, downloads
-
-    async def _reviewer(self, ctx: RunContext) -> Reviewer | None:
-        """The review stage, with the reviews already due, if any batch is reviewed."""
-        flags, stored = ctx.config.review, await self.store.review_settings()
-        if not flags.review_all and not stored:
-            return None
-        fixed = self.review_client
-        if fixed is None:
-            for lane in ctx.lanes.all:
-                review_client_of(lane.client)  # a route that cannot review: told before any send
-
-        def client_for(job: Job) -> ReviewClient:
-            return fixed if fixed is not None else review_client_of(ctx.lane_for(job).client)
-
-        reviewer = Reviewer(
-            self.store, ctx.clock, flags, stored, client_for, ended=ctx.stop.ended,
-            changed=ctx.may_be_drained.fire, backoff_s=ctx.backoff_s,
-            note_error=ctx.stats.note_error,
-        )  # fmt: skip
-        ctx.stop.on_change(reviewer.wake_all)
-        await reviewer.load_due()
-        return reviewer
 
     async def _restart_gap_s(self) -> float:
         """Wait out the pacing gap since the last submit, even one from a previous run

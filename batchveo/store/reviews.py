@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
+import aiosqlite
+
 from batchveo.store.db import Core
 from batchveo.verdicts import Defect, MediaResolution, ReviewSettings
 
@@ -115,6 +117,17 @@ def settings_of(text: str) -> ReviewSettings:
     return ReviewSettings(**d)
 
 
+async def write_review_settings(
+    db: aiosqlite.Connection, settings: Mapping[str, ReviewSettings]
+) -> None:
+    """``settings`` over the batches' (in the caller's transaction: a load's own)."""
+    await db.executemany(
+        "INSERT INTO review_settings VALUES (?, ?)"
+        " ON CONFLICT (batch) DO UPDATE SET settings = excluded.settings",
+        [(batch, settings_json(s)) for batch, s in settings.items()],
+    )
+
+
 class Reviews(Core):
     """The store's reviews: the due ones, the verdicts, the batches' settings."""
 
@@ -188,9 +201,7 @@ class Reviews(Core):
             " WHERE status IS NOT NULL GROUP BY batch, status ORDER BY batch"
         )
         for batch, status, n, cost in rows:
-            line = counts.setdefault(
-                batch, {**{s.value: 0 for s in ReviewStatus}, "cost_usd": 0.0}
-            )
+            line = counts.setdefault(batch, {**{s.value: 0 for s in ReviewStatus}, "cost_usd": 0.0})
             line[status] = n
             line["cost_usd"] += cost
         return counts
@@ -205,8 +216,4 @@ class Reviews(Core):
         if not settings:
             return
         async with self._tx() as db:
-            await db.executemany(
-                "INSERT INTO review_settings VALUES (?, ?)"
-                " ON CONFLICT (batch) DO UPDATE SET settings = excluded.settings",
-                [(batch, settings_json(s)) for batch, s in settings.items()],
-            )
+            await write_review_settings(db, settings)
