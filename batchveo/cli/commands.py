@@ -23,7 +23,7 @@ from batchveo.states import JobState
 
 if TYPE_CHECKING:
     from batchveo.report import ReportSummary
-    from batchveo.store import Event, Job, Store
+    from batchveo.store import Event, Job, Review, Store
 
 
 async def _open_store(db_path: Path) -> Store:
@@ -100,16 +100,17 @@ def status(as_json: bool, db_path: Path) -> None:
 def show(job_id: str, db_path: Path) -> None:
     """One job with its full event history."""
     from batchveo.cli.display import job_lines
+    from batchveo.cli.review import review_lines
 
-    async def go() -> tuple[Job, list[Event]]:
+    async def go() -> tuple[Job, list[Event], Review | None]:
         async with await _open_store(db_path) as store:
             job = await store.get(job_id)
             if job is None:
                 raise UserError(f"{db_path}: no job {job_id!r}")
-            return job, await store.history(job)
+            return job, await store.history(job), await store.review_of(job_id)
 
-    job, events = run_async(go, db_path)
-    for line in job_lines(job, events):
+    job, events, review = run_async(go, db_path)
+    for line in [*job_lines(job, events), *review_lines(review)]:
         click.echo(line)
 
 

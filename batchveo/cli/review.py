@@ -10,13 +10,17 @@ database.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from batchveo.cli.boundary import main, run_async
 from batchveo.cli.params import F, db_option, provider_options
+
+if TYPE_CHECKING:
+    from batchveo.store import Review
 
 _RESOLUTIONS = ("low", "medium", "high")
 
@@ -103,3 +107,25 @@ def review(
     )  # fmt: skip
     tally = run_async(lambda: review_finished(request), db_path, races=True)
     click.echo(tally.summary())
+
+
+def review_lines(review: Review | None) -> Iterator[str]:
+    """``batchveo show``: the take's review, its defects at ``MM:SS``, its summary."""
+    from batchveo.observe.text import utc_seconds, visible
+
+    if review is None or review.status is None:
+        if review is not None:
+            yield "review: due (not reviewed yet)"
+        return
+    score = "" if review.score is None else f", score {review.score:g}/10"
+    yield f"review: {review.status.value}{score} ({review.model}, ${review.cost_usd:.4f})"
+    if review.matches_prompt is not None:
+        yield f"  matches the prompt: {'yes' if review.matches_prompt else 'no'}"
+    for defect in review.defects:
+        yield f"  {defect.at}  {visible(defect.issue)}"
+    if review.summary:
+        yield f"  summary: {visible(review.summary)}"
+    if review.error:
+        yield f"  {visible(review.error)}"
+    if review.reviewed_at is not None:
+        yield f"  reviewed at {utc_seconds(review.reviewed_at)}"

@@ -149,7 +149,7 @@ async def plan_night(
         loaded = read_routed(manifests, batch=batch, route=route)
     return make_plan(
         loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
-        budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain,
+        budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain, reviews=loaded.reviews,
     )  # fmt: skip
 
 

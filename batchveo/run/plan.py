@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from batchveo.models import Prices, estimate_params_cost_usd
+from batchveo.run.review_cost import estimate_review_usd
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store import COMMITTED_STATES, MICRO_USD, BudgetRoom, Snapshot
+from batchveo.verdicts import ReviewSettings
 
 S = JobState
 
@@ -53,6 +55,13 @@ class Plan:
     batch_budgets: dict[str, dict[str, float]] = field(default_factory=dict)
     """The budgets of the batches with jobs to send: ``{batch: {budget_usd, committed_usd}}``."""
     by_model: Counter[str] = field(default_factory=Counter)
+    reviews: int = 0
+    """Videos of the jobs to send that their batch's ``review:`` has a model watch."""
+    review_cost_usd: float = 0.0
+    """Their reviews' estimated cost (``review_cost``: tokens from seconds of video)."""
+    retakes_worst_usd: float = 0.0
+    """If every reviewed job were flagged and retaken ``retakes`` times: the extra takes'
+    cost with their reviews (a worst case; a budget caps what is actually sent)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +84,9 @@ class Plan:
                 for name, b in self.batch_budgets.items()
             },
             "by_model": dict(self.by_model),
+            "reviews": self.reviews,
+            "estimated_review_cost_usd": round(self.review_cost_usd, 4),
+            "retakes_worst_case_usd": round(self.retakes_worst_usd, 2),
         }
 
 
@@ -131,6 +143,7 @@ def make_plan(
     prices: Prices | None = None,
     budget_usd: float | None = None,
     resubmit_uncertain: bool = False,
+    reviews: Mapping[str, ReviewSettings] | None = None,
 ) -> Plan:
     """What ``batchveo run`` with these manifests (``specs`` and their batches' ``budgets``)
     and flags would send from ``db``, and what its budgets would keep pending."""
@@ -175,4 +188,15 @@ def make_plan(
         )
         plan.cost_usd += c.cost_usd
         plan.by_model[c.model] += 1
+        if (settings := (reviews or {}).get(c.batch)) is not None:
+            _add_reviews(plan, c, settings)
     return plan
+
+
+def _add_reviews(plan: Plan, c: _Candidate, settings: ReviewSettings) -> None:
+    """A job to send whose batch is reviewed: its videos' reviews, its retakes' worst case."""
+    videos = int(c.params.get("sampleCount", 1))
+    review_usd = videos * estimate_review_usd(settings, int(c.params.get("durationSeconds", 8)))
+    plan.reviews += videos
+    plan.review_cost_usd += review_usd
+    plan.retakes_worst_usd += settings.retakes * (c.cost_usd + review_usd)

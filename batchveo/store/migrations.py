@@ -389,7 +389,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         # transition's own statement (the trigger); the review writes the verdict over it in
         # one statement. So a review cut off by a kill stays due and is asked again, and
         # none is recorded twice (one row per job id). reviews_due: the due rows by batch,
-        # what a run reads at its start (partial: every reviewed row costs it nothing).
+        # what a run reads at its start (partial: every reviewed row costs it nothing);
+        # reviews_status: the counts of status and the flagged takes it lists.
         # review_settings: a batch's ``defaults: review:`` (JSON), the latest load's word.
         "012_reviews",
         """
@@ -409,7 +410,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             reviewed_at     REAL
         );
         CREATE INDEX reviews_due ON reviews(batch) WHERE status IS NULL;
-        CREATE INDEX reviews_batch ON reviews(batch, status);
+        CREATE INDEX reviews_status ON reviews(status, batch);
         CREATE TABLE review_settings (
             batch       TEXT PRIMARY KEY,
             settings    TEXT NOT NULL

@@ -286,14 +286,18 @@ class Snapshot:
         states: Iterable[JobState] | None = None,
         *,
         batch: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """``jobs``, as ``{column: value}`` of ``columns`` only (JSON columns decoded,
-        the state as stored): what an export needs, without building whole ``Job``s."""
+        the state as stored): what an export needs, without building whole ``Job``s.
+        ``extra``: more values by name, each an SQL expression of the job's row (its
+        review's verdict)."""
         unknown = set(columns) - set(COLUMNS)
         if unknown:
             raise StoreError(f"no such columns: {', '.join(sorted(unknown))}")
-        names = tuple(columns)
-        select = f"SELECT {', '.join(names)} FROM jobs"
+        names = (*columns, *(extra or {}))
+        exprs = (*columns, *(extra or {}).values())
+        select = f"SELECT {', '.join(exprs)} FROM jobs"
         sql, args = jobs_sql(states, batch=batch, select=select)
         json_at = [(i, c) for i, c in enumerate(names) if c in JSON_COLUMNS]
         for row in self._conn.execute(sql, args):

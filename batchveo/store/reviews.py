@@ -39,6 +39,12 @@ REVIEW_COLUMNS = (
     "reviewed_at",
 )
 _SELECT = f"SELECT {', '.join(REVIEW_COLUMNS)} FROM reviews"
+EXPORT_SQL: dict[str, str] = {
+    f"review_{c}" if c != "reviewed_at" else c: f"(SELECT {c} FROM reviews WHERE job_id = jobs.id)"
+    for c in REVIEW_COLUMNS[2:]
+}
+"""The verdict columns of an export: each job's review, found by its id (``Snapshot.rows``'
+``extra``: one index lookup per row, in SQLite)."""
 _SQL_CHUNK = 500
 
 
@@ -205,6 +211,17 @@ class Reviews(Core):
             line[status] = n
             line["cost_usd"] += cost
         return counts
+
+    async def flagged(self, limit: int) -> list[tuple[str, str, float | None]]:
+        """The first ``limit`` flagged takes: ``(job id, batch, score)``, lowest score first."""
+        return [
+            (job_id, batch, score)
+            for job_id, batch, score in await self._query(
+                "SELECT job_id, batch, score FROM reviews WHERE status = 'flagged'"
+                " ORDER BY score, rowid LIMIT ?",
+                (limit,),
+            )
+        ]
 
     async def review_settings(self) -> dict[str, ReviewSettings]:
         """Batch name -> its review settings, for the batches whose manifest sets them."""
