@@ -28,8 +28,8 @@ def _number(key: str, v: object, low: float, high: float, *, low_open: bool = Fa
     if isinstance(v, bool | HugeInt) or not isinstance(v, int | float):
         raise Bad(f"review: {key} must be a number, not {show(v)}")
     if v > high or v < low or (low_open and v == low):
-        above = "above" if low_open else "from"
-        raise Bad(f"review: {key} must be {above} {low:g} to {high:g}, not {show(v)}")
+        span = f"more than {low:g} and at most" if low_open else f"between {low:g} and"
+        raise Bad(f"review: {key} must be {span} {high:g}, not {show(v)}")
     return float(v)
 
 
