@@ -184,3 +184,20 @@ async def test_run_waits_for_due_reviews_of_videos_done_in_an_earlier_run(
         result = await run_batch(store, sim, config, review_client=reviews)
     assert result.exit_code == ExitCode.OK
     assert (await store.review_of("old")).status is ReviewStatus.FLAGGED  # type: ignore[union-attr]
+
+
+async def test_a_review_that_would_pass_the_budget_is_left_due(
+    store: Store, tmp_path: Path
+) -> None:
+    await done_jobs(store, tmp_path, {"a": "a take [review=8]"})
+    await store.reprice(lambda model, params: 1.0)  # the video: $1.00 of a $1.00 budget
+    reviews = FakeReviews()
+    flags = ReviewFlags(rpm=0)
+    reviewer = Reviewer(
+        store, FakeClock(), flags, REVIEWED, lambda job: reviews, ended=lambda: False,
+        budget_usd=1.0,
+    )  # fmt: skip
+    await reviewer.load_due()
+    await asyncio.wait_for(review_until_idle(reviewer), 5)
+    assert reviews.asks == [] and reviewer.over_budget == 1
+    assert await store.due_reviews() == ["a"]  # asked by a run with room for it

@@ -93,3 +93,22 @@ async def test_the_review_reads_go_down_their_indexes(store: Store, tmp_path: Pa
             plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args)]
             assert any(p.startswith(wanted) for p in plan), (name, plan)
             assert not any(p.startswith("SCAN reviews") for p in plan), (name, plan)
+
+
+async def test_what_reviews_cost_counts_against_the_budgets(store: Store, tmp_path: Path) -> None:
+    await done_jobs(store, tmp_path, {"a": "one", "b": "two"})
+    await store.add_jobs([make_spec(f"p{i}") for i in range(5)])
+    await store.reprice(lambda model, params: 0.1)  # $0.20 done, five pending at $0.10
+    assert await store.claimable_pending(budget_usd=1.0) == (5, 0)
+    paid = Review("a", "b1", ReviewStatus.PASSED, 9.0, True, (), "ok", cost_usd=0.4)
+    assert await store.record_review(paid)
+    assert (await store.costs())["b1"]["committed"] == 0.6
+    assert (await store.costs())["b1"]["spent"] == 0.6
+    assert await store.claimable_pending(budget_usd=1.0) == (5, 0)  # $0.40 left
+    assert await store.review_fits("b1", 0.4, 1.0)
+    # Reviewed again (--force): paid twice, counted twice; the new verdict replaces the old.
+    await store.reopen_reviews(["a"])
+    assert await store.record_review(paid)
+    assert await store.claimable_pending(budget_usd=1.0) == (0, 5)  # nothing left
+    assert not await store.review_fits("b1", 0.01, 1.0)
+    assert await store.review_fits("b1", 5.0, None)  # no budget at all

@@ -36,7 +36,7 @@ from batchveo.observe.text import one_line
 from batchveo.run.config import ReviewFlags
 from batchveo.run.context import RunContext
 from batchveo.run.pacing import Pacer
-from batchveo.run.review_cost import review_cost_usd
+from batchveo.run.review_cost import estimate_review_usd, review_cost_usd
 from batchveo.run.review_queue import ReviewQueue
 from batchveo.states import JobState
 from batchveo.store import Job, Review, ReviewStatus, Store, TransitionEvent
@@ -83,10 +83,12 @@ class Reviewer:
         changed: Callable[[], None] = lambda: None,
         backoff_s: Callable[[int], float] = lambda attempt: min(300.0, 2.0**attempt),
         note_error: Callable[[str], None] = lambda message: None,
+        budget_usd: float | None = None,
     ) -> None:
         """``stored``: the batches' own settings (their manifests'); ``ended``: the run is
         over for every stage; ``changed`` is called whenever ``busy()`` may have turned
-        false (the runner's drain check)."""
+        false (the runner's drain check); ``budget_usd``: the run's ``--budget`` (a review
+        is asked only if its estimate fits it and its batch's budget)."""
         self.store = store
         self.clock = clock
         self.flags = flags
@@ -97,6 +99,9 @@ class Reviewer:
         self._changed = changed
         self._backoff_s = backoff_s
         self._note_error = note_error
+        self._budget_usd = budget_usd
+        self.over_budget = 0
+        """Reviews left due because their estimate would pass a budget."""
         self.queue = ReviewQueue(clock)
         self.pacer = Pacer(flags.rpm, clock=clock)
         self.in_flight = 0
@@ -162,6 +167,14 @@ class Reviewer:
         path = Path(job.files[0]["path"]) if job.files else None
         if path is None or not path.is_file():
             await self._record(job, settings, ReviewStatus.ERROR, error="no video on disk")
+            return
+        video_s = float(job.params.get("durationSeconds", 8))
+        if not await self.store.review_fits(
+            job.batch, estimate_review_usd(settings, video_s), self._budget_usd
+        ):
+            self.over_budget += 1  # left due: a run with room for it asks it
+            self.queue.forget(job_id)
+            self._note_error(f"{job_id}: review left for later: over the budget")
             return
         async with self.pacer.turn(self._done) as turn:
             if not turn.granted:
@@ -290,7 +303,7 @@ async def run_reviewer(ctx: RunContext, fixed: ReviewClient | None = None) -> Re
     reviewer = Reviewer(
         ctx.store, ctx.clock, flags, stored, client_for, ended=ctx.stop.ended,
         changed=ctx.may_be_drained.fire, backoff_s=ctx.backoff_s,
-        note_error=ctx.stats.note_error,
+        note_error=ctx.stats.note_error, budget_usd=ctx.config.budget_usd,
     )  # fmt: skip
     ctx.stop.on_change(reviewer.wake_all)
     await reviewer.load_due()

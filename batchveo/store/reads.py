@@ -381,4 +381,9 @@ class Snapshot:
         for batch, model, params, asked, returned, n in self._conn.execute(sql):
             one = cost_of(model, decode("params", params)) / max(1, asked)
             out[batch] = out.get(batch, 0) + micro_usd(one * returned) * n
+        try:  # what the reviews cost, as recorded (a price file prices videos only)
+            for batch, micro in self._conn.execute("SELECT * FROM review_costs"):
+                out[batch] = out.get(batch, 0) + int(micro)
+        except sqlite3.OperationalError:  # a database before migration 012
+            pass
         return out
