@@ -15,6 +15,7 @@ from batchveo.errors import AccountError, RateLimited, TooLargeToReview, Verdict
 from batchveo.exitcodes import ExitCode
 from batchveo.run.config import ReviewFlags
 from batchveo.run.reviewer import Reviewer, review_until_idle
+from batchveo.run.runner import RunResult
 from batchveo.states import JobState
 from batchveo.store import ReviewStatus, Store
 from batchveo.verdicts import ReviewSettings
@@ -29,7 +30,7 @@ REVIEWED = {"b1": ReviewSettings(rubric=RUBRIC, threshold=7, fps=4)}
 
 async def reviewed_run(
     store: Store, tmp_path: Path, prompts: dict[str, str], reviews: FakeReviews, **kw: object
-) -> tuple[ExitCode, dict[str, ReviewStatus | None]]:
+) -> tuple[RunResult, dict[str, ReviewStatus | None]]:
     await store.set_review_settings(REVIEWED)
     specs = [make_spec(job_id, prompt) for job_id, prompt in prompts.items()]
     config = fast_config(tmp_path / "v", review=ReviewFlags(rpm=0, **kw))  # type: ignore[arg-type]
@@ -38,17 +39,18 @@ async def reviewed_run(
     # Every video is done, whatever its review.
     assert {k: n for k, n in result.states.items() if n} == {"done": len(prompts)}
     statuses = {r.job_id: r.status for r in await store.reviews_of()}
-    return result.exit_code, statuses
+    return result, statuses
 
 
 async def test_done_videos_get_verdicts_and_a_bad_one_is_flagged(
     store: Store, tmp_path: Path
 ) -> None:
     reviews = FakeReviews()
-    code, statuses = await reviewed_run(
+    result, statuses = await reviewed_run(
         store, tmp_path, {"good": "a calm sea [review=9]", "bad": "a hand [review=3]"}, reviews
     )
-    assert code == ExitCode.OK  # a flagged take is still a done video
+    assert result.exit_code == ExitCode.OK  # a flagged take is still a done video
+    assert result.summary() == "2 done; reviews: 1 passed, 1 flagged"
     assert statuses == {"good": ReviewStatus.PASSED, "bad": ReviewStatus.FLAGGED}
     bad = await store.review_of("bad")
     assert bad is not None and bad.score == 3.0 and bad.summary == "scored 3"
@@ -73,10 +75,10 @@ async def test_an_unusable_verdict_is_a_review_error_with_the_text_and_too_large
             "huge": lambda: TooLargeToReview("23 MB is over the inline budget"),
         }
     )
-    code, statuses = await reviewed_run(
+    result, statuses = await reviewed_run(
         store, tmp_path, {"junk": "x [review=junk]", "huge": "y [review=huge]"}, reviews
     )
-    assert code == ExitCode.OK
+    assert result.exit_code == ExitCode.OK
     assert statuses == {"junk": ReviewStatus.ERROR, "huge": ReviewStatus.SKIPPED}
     junk, huge = await store.review_of("junk"), await store.review_of("huge")
     assert junk is not None and junk.error == "no verdict: I cannot rate this video."
@@ -88,8 +90,11 @@ async def test_an_account_error_on_review_stops_reviews_not_downloads(
 ) -> None:
     reviews = FakeReviews({"denied": lambda: AccountError("403 the key cannot use Gemini")})
     prompts = {f"j{i}": f"take {i} [review=denied]" for i in range(4)}
-    code, statuses = await reviewed_run(store, tmp_path, prompts, reviews, in_flight=1)
-    assert code == ExitCode.OK  # not 4: the videos are all done
+    result, statuses = await reviewed_run(store, tmp_path, prompts, reviews, in_flight=1)
+    assert result.exit_code == ExitCode.OK  # not 4: the videos are all done
+    assert result.summary() == (
+        "4 done; reviews: none (reviews stopped: 403 the key cannot use Gemini)"
+    )
     assert len(reviews.asks) == 1  # stopped at the first refusal
     assert statuses == {f"j{i}": None for i in range(4)}  # all still due for the next run
     assert set(await store.due_reviews(["b1"])) == set(prompts)

@@ -91,6 +91,10 @@ class RunResult:
     cleaned_partials: int = 0
     over_budget: int = 0
     """Pending jobs left alone because their estimated cost would exceed a budget."""
+    reviews: dict[str, int] = field(default_factory=dict)
+    """Reviews recorded in this run, by outcome (``passed``, ``flagged``, ...): told, never
+    part of the exit code."""
+    reviews_stopped: str | None = None
 
     @property
     def work_left(self) -> int:
@@ -108,6 +112,10 @@ class RunResult:
     def summary(self) -> str:
         parts = [f"{n} {state}" for state, n in self.states.items() if n]
         text = ", ".join(parts) or "no jobs"
+        if self.reviews or self.reviews_stopped:
+            told = ", ".join(f"{n} {outcome}" for outcome, n in self.reviews.items())
+            text += f"; reviews: {told or 'none'}"
+            text += f" ({self.reviews_stopped})" if self.reviews_stopped else ""
         if self.account_error:
             return f"stopped: {self.account_error}; jobs left pending ({text})"
         if self.over_budget:
@@ -238,6 +246,10 @@ class Runner:
                 recovered_uncertain=recovered,
                 cleaned_partials=cleaned or 0,
             )
+            if self.reviewer is not None:
+                recorded = self.reviewer.recorded.items()
+                result.reviews = {status.value: n for status, n in recorded if n}
+                result.reviews_stopped = self.reviewer.stopped
             ctx.emit("run_finished", states=states, exit_code=result.exit_code)
         return result
 
