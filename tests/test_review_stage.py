@@ -8,6 +8,7 @@ merge), through the run's own reviewer, pacer and drain check.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -206,3 +207,29 @@ async def test_a_review_that_would_pass_the_budget_is_left_due(
     await asyncio.wait_for(review_until_idle(reviewer), 5)
     assert reviews.asks == [] and reviewer.over_budget == 1
     assert await store.due_reviews() == ["a"]  # asked by a run with room for it
+
+
+async def test_a_reviewing_run_reads_nothing_in_proportion_to_the_tables(
+    store: Store, tmp_path: Path
+) -> None:
+    """Every statement of a run that reviews finds its rows by an index or reads a few
+    lines (the totals, the settings, the review costs): no scan of jobs, events or reviews."""
+    await done_jobs(store, tmp_path, {f"old{i}": f"last night {i} [review=8]" for i in range(3)})
+    await store.set_review_settings(REVIEWED)
+    await store.add_jobs([make_spec(f"new{i}", f"tonight {i} [review=4]") for i in range(3)])
+    seen: list[str] = []
+    await store._db.set_trace_callback(seen.append)
+    try:
+        config = fast_config(tmp_path / "v", budget_usd=100.0, review=ReviewFlags(rpm=0))
+        async with fast_sim() as sim:
+            result = await run_batch(store, sim, config, review_client=FakeReviews())
+    finally:
+        await store._db.set_trace_callback(None)
+    assert result.reviews == {"passed": 3, "flagged": 3}
+    statements = {q.strip() for q in seen if q.lstrip()[:6].upper() in ("SELECT", "UPDATE")}
+    assert any("reviews" in q for q in statements)
+    with sqlite3.connect(store.path) as conn:
+        for sql in statements:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+            scans = [p for p in plan if p.startswith(("SCAN jobs", "SCAN events", "SCAN reviews"))]
+            assert not scans, (sql, plan)

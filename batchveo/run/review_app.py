@@ -73,9 +73,9 @@ async def review_finished(request: ReviewRequest) -> ReviewTally:
     )  # fmt: skip
     with lock.acquire(request.db_path):
         async with await Store.open(request.db_path) as store:
-            ids = await _chosen(store, request)
-            access = RouteAccess(options)
+            access = RouteAccess(options)  # before --force clears a verdict
             routes = await access.prepare(await _routes_of_done(store))
+            ids = await _chosen(store, request)
             async with contextlib.AsyncExitStack() as stack:
                 clients = await open_clients(stack, access, routes)
                 return await _review(store, request, ids, clients)
