@@ -191,3 +191,15 @@ def test_status_show_and_export_tell_the_verdicts(fake: FakeReviews) -> None:
     assert json.loads(table["bad"]["review_defects"]) == [
         {"at": "00:05", "issue": "an extra finger"}
     ]
+
+
+def test_review_without_a_key_is_exit_2_and_force_clears_no_verdict(
+    fake: FakeReviews, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done_db({"a": "x [review=8]"}, ReviewSettings())
+    assert invoke("review", "--db", "jobs.db", "--review-rpm", "0").exit_code == 0
+    for var in ("BATCHVEO_API_KEY", "GPTPROTO_API_KEY", "GEMINI_API_KEY"):
+        monkeypatch.delenv(var, raising=False)
+    result = invoke("review", "a", "--force", "--db", "jobs.db")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert statuses() == {"a": ReviewStatus.PASSED}  # the verdict is kept
