@@ -203,3 +203,16 @@ def test_review_without_a_key_is_exit_2_and_force_clears_no_verdict(
     result = invoke("review", "a", "--force", "--db", "jobs.db")
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
     assert statuses() == {"a": ReviewStatus.PASSED}  # the verdict is kept
+
+
+def test_plan_and_dry_run_with_review_count_every_batchs_reviews() -> None:
+    Path("night.yaml").write_text("jobs:\n  - id: a\n    prompt: x\n  - id: b\n    prompt: y\n")
+    without = json.loads(invoke("plan", "night.yaml", "--db", "jobs.db", "--json").stdout)
+    assert without["reviews"] == 0 and without["estimated_review_cost_usd"] == 0
+    data = json.loads(invoke("plan", "night.yaml", "--review", "--db", "jobs.db", "--json").stdout)
+    # The defaults: medium, 300 tokens a second of video; no retakes.
+    assert data["reviews"] == 2 and data["estimated_review_cost_usd"] == 0.0051
+    assert data["retakes_worst_case_usd"] == 0
+    dry = invoke("run", "night.yaml", "--review", "--dry-run", "--db", "jobs.db")
+    assert dry.exit_code == 0 and "reviews:             2 video(s), estimated $0.0051" in dry.stdout
+    assert not Path("jobs.db").exists()

@@ -272,6 +272,7 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
     "--resubmit-uncertain", is_flag=True, help="Plan as `run --resubmit-uncertain` would."
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--review", "review_all", is_flag=True, help="Count every batch's reviews.")
 @prices_option
 @route_options
 @db_option
@@ -287,6 +288,7 @@ def plan(
     location: str | None,
     storage_uri: str | None,
     db_path: Path,
+    review_all: bool = False,
 ) -> None:
     """Validate MANIFESTS and show what a run would submit and cost; sends nothing.
 
@@ -299,7 +301,7 @@ def plan(
     result = run_async(
         lambda: plan_night(
             manifests, db_path, batch=batch, budget_usd=budget_usd, prices_path=prices_path,
-            resubmit_uncertain=resubmit_uncertain, route=route,
+            resubmit_uncertain=resubmit_uncertain, route=route, review_all=review_all,
         ),
         db_path,
     )  # fmt: skip

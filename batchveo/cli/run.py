@@ -200,6 +200,7 @@ def run(
             plan, manifests=manifests, batch=batch, budget_usd=budget_usd, as_json=False,
             prices_path=prices_path, db_path=db_path, resubmit_uncertain=resubmit_uncertain,
             provider=provider, project=project, location=location, storage_uri=storage_uri,
+            review_all=review_all,
         )  # fmt: skip
         return
 

@@ -138,6 +138,7 @@ async def plan_night(
     prices_path: Path | None = None,
     resubmit_uncertain: bool = False,
     route: Route | None = None,
+    review_all: bool = False,
 ) -> Plan:
     """What ``run`` would submit and cost with these manifests and flags; sends nothing."""
     from batchveo.manifest import gc_paused
@@ -150,6 +151,7 @@ async def plan_night(
     return make_plan(
         loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
         budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain, reviews=loaded.reviews,
+        review_all=review_all,
     )  # fmt: skip
 
 

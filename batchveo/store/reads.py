@@ -26,6 +26,7 @@ from batchveo.store.budget import (
 )
 from batchveo.store.db import Core
 from batchveo.store.migrations import MIGRATIONS
+from batchveo.store.reviews import settings_of
 from batchveo.store.rows import (
     COLUMNS,
     JSON_COLUMNS,
@@ -38,6 +39,7 @@ from batchveo.store.rows import (
 )
 from batchveo.store.schema import applied_migrations
 from batchveo.store.totals import COUNTS_SQL, ROUTES_SQL, SAMPLES_SQL
+from batchveo.verdicts import ReviewSettings
 
 S = JobState
 WORK_STATES: tuple[JobState, ...] = (S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED)
@@ -345,6 +347,14 @@ class Snapshot:
             sql = f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(chunk))})"
             out.update((i, JobState(s)) for i, s in self._conn.execute(sql, chunk))
         return out
+
+    def review_settings(self) -> dict[str, ReviewSettings]:
+        """The batches' review settings (none in a database before migration 012)."""
+        try:
+            rows = self._conn.execute("SELECT batch, settings FROM review_settings").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {batch: settings_of(text) for batch, text in rows}
 
     def caps(self) -> dict[str, float]:
         """The batches' budgets."""
