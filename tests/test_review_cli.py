@@ -8,6 +8,9 @@ import asyncio
 import csv
 import io
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +21,7 @@ from batchveo.errors import AccountError
 from batchveo.run import reviewer
 from batchveo.store import ReviewStatus, Store
 from batchveo.verdicts import MediaResolution, ReviewSettings
-from tests.pipeline_helpers import KEY
+from tests.pipeline_helpers import KEY, fast_sim
 from tests.review_helpers import FakeReviews, done_jobs
 
 MANIFEST = """\
@@ -216,3 +219,45 @@ def test_plan_and_dry_run_with_review_count_every_batchs_reviews() -> None:
     dry = invoke("run", "night.yaml", "--review", "--dry-run", "--db", "jobs.db")
     assert dry.exit_code == 0 and "reviews:             2 video(s), estimated $0.0051" in dry.stdout
     assert not Path("jobs.db").exists()
+
+
+@contextmanager
+def sim_in_a_thread() -> Iterator[str]:
+    """The simulator on its own loop in a thread (``run`` needs the main thread for its
+    signal handlers); its URL."""
+    ready = threading.Event()
+    held: list[tuple[str, asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    async def serve() -> None:
+        done = asyncio.Event()
+        async with fast_sim() as sim:
+            held.append((sim.url, asyncio.get_running_loop(), done))
+            ready.set()
+            await done.wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()))
+    thread.start()
+    try:
+        assert ready.wait(30)
+        yield held[0][0]
+    finally:
+        if held:
+            _, loop, done = held[0]
+            loop.call_soon_threadsafe(done.set)
+        thread.join(30)
+
+
+def test_run_review_reviews_the_nights_videos_and_keeps_exit_0(fake: FakeReviews) -> None:
+    Path("night.yaml").write_text(MANIFEST.replace("a hand", "a hand [review=3]"))
+    fast = ["--rpm", "0", "--first-poll", "0.01", "--poll-interval", "0.02", "--review-rpm", "0"]
+    with sim_in_a_thread() as url:
+        result = CliRunner().invoke(
+            main,
+            ["run", "night.yaml", "--db", "jobs.db", "--base-url", url, "-q", *fast,
+             "--review-threshold", "2", "--review-fps", "2"],
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stderr.strip().endswith("2 done; reviews: 2 passed"), result.stderr
+    assert statuses() == {"a": ReviewStatus.PASSED, "b": ReviewStatus.PASSED}  # 3 >= 2
+    assert sorted(a.fps for a in fake.asks) == [2.0, 2.0]  # the flag over the manifest's 4
+    assert {a.rubric for a in fake.asks} == {"No extra limbs."}
