@@ -15,6 +15,7 @@ from pathlib import Path
 from batchveo.errors import AccountError, RateLimited, TooLargeToReview, VerdictUnusable
 from batchveo.exitcodes import ExitCode
 from batchveo.run.config import ReviewFlags
+from batchveo.run.context import Observer
 from batchveo.run.reviewer import Reviewer, review_until_idle
 from batchveo.run.runner import RunResult
 from batchveo.states import JobState
@@ -30,13 +31,20 @@ REVIEWED = {"b1": ReviewSettings(rubric=RUBRIC, threshold=7, fps=4)}
 
 
 async def reviewed_run(
-    store: Store, tmp_path: Path, prompts: dict[str, str], reviews: FakeReviews, **kw: object
+    store: Store,
+    tmp_path: Path,
+    prompts: dict[str, str],
+    reviews: FakeReviews,
+    observer: Observer | None = None,
+    **kw: object,
 ) -> tuple[RunResult, dict[str, ReviewStatus | None]]:
     await store.set_review_settings(REVIEWED)
     specs = [make_spec(job_id, prompt) for job_id, prompt in prompts.items()]
     config = fast_config(tmp_path / "v", review=ReviewFlags(rpm=0, **kw))  # type: ignore[arg-type]
     async with fast_sim() as sim:
-        result = await run_batch(store, sim, config, specs, review_client=reviews)
+        result = await run_batch(
+            store, sim, config, specs, review_client=reviews, observer=observer
+        )
     # Every video is done, whatever its review.
     assert {k: n for k, n in result.states.items() if n} == {"done": len(prompts)}
     statuses = {r.job_id: r.status for r in await store.reviews_of()}
@@ -47,11 +55,15 @@ async def test_done_videos_get_verdicts_and_a_bad_one_is_flagged(
     store: Store, tmp_path: Path
 ) -> None:
     reviews = FakeReviews()
+    events: list[tuple[str, dict[str, object]]] = []
     result, statuses = await reviewed_run(
-        store, tmp_path, {"good": "a calm sea [review=9]", "bad": "a hand [review=3]"}, reviews
-    )
+        store, tmp_path, {"good": "a calm sea [review=9]", "bad": "a hand [review=3]"}, reviews,
+        observer=lambda name, details: events.append((name, details)),
+    )  # fmt: skip
     assert result.exit_code == ExitCode.OK  # a flagged take is still a done video
     assert result.summary() == "2 done; reviews: 1 passed, 1 flagged"
+    told = {d["job"]: (d["status"], d["score"]) for name, d in events if name == "reviewed"}
+    assert told == {"good": ("passed", 9.0), "bad": ("flagged", 3.0)}  # the JSON log's lines
     assert statuses == {"good": ReviewStatus.PASSED, "bad": ReviewStatus.FLAGGED}
     bad = await store.review_of("bad")
     assert bad is not None and bad.score == 3.0 and bad.summary == "scored 3"
@@ -91,7 +103,14 @@ async def test_an_account_error_on_review_stops_reviews_not_downloads(
 ) -> None:
     reviews = FakeReviews({"denied": lambda: AccountError("403 the key cannot use Gemini")})
     prompts = {f"j{i}": f"take {i} [review=denied]" for i in range(4)}
-    result, statuses = await reviewed_run(store, tmp_path, prompts, reviews, in_flight=1)
+    events: list[tuple[str, dict[str, object]]] = []
+    result, statuses = await reviewed_run(
+        store, tmp_path, prompts, reviews, in_flight=1,
+        observer=lambda name, details: events.append((name, details)),
+    )  # fmt: skip
+    assert ("reviews_stopped", {"reason": "reviews stopped: 403 the key cannot use Gemini"}) in (
+        events
+    )
     assert result.exit_code == ExitCode.OK  # not 4: the videos are all done
     assert result.summary() == (
         "4 done; reviews: none (reviews stopped: 403 the key cannot use Gemini)"

@@ -84,6 +84,7 @@ class Reviewer:
         backoff_s: Callable[[int], float] = lambda attempt: min(300.0, 2.0**attempt),
         note_error: Callable[[str], None] = lambda message: None,
         budget_usd: float | None = None,
+        emit: Callable[..., None] = lambda event, **details: None,
     ) -> None:
         """``stored``: the batches' own settings (their manifests'); ``ended``: the run is
         over for every stage; ``changed`` is called whenever ``busy()`` may have turned
@@ -100,6 +101,8 @@ class Reviewer:
         self._backoff_s = backoff_s
         self._note_error = note_error
         self._budget_usd = budget_usd
+        self._emit = emit
+        """The run's events (the JSON log): ``reviewed`` per take, ``reviews_stopped``."""
         self.over_budget = 0
         """Reviews left due because their estimate would pass a budget."""
         self.queue = ReviewQueue(clock)
@@ -229,6 +232,7 @@ class Reviewer:
         if self.stopped is None:
             self.stopped = why
             self._note_error(why)
+            self._emit("reviews_stopped", reason=why)
         self.wake_all()
         self._changed()
 
@@ -260,6 +264,10 @@ class Reviewer:
         )
         if await self.store.record_review(review):
             self.recorded[status] += 1
+            self._emit(
+                "reviewed", job=job.id, status=status.value, score=review.score,
+                defects=len(review.defects), error=error, cost_usd=review.cost_usd,
+            )  # fmt: skip
         if error is not None:
             self._note_error(f"{job.id}: {error}")
         self.queue.forget(job.id)
@@ -303,7 +311,7 @@ async def run_reviewer(ctx: RunContext, fixed: ReviewClient | None = None) -> Re
     reviewer = Reviewer(
         ctx.store, ctx.clock, flags, stored, client_for, ended=ctx.stop.ended,
         changed=ctx.may_be_drained.fire, backoff_s=ctx.backoff_s,
-        note_error=ctx.stats.note_error, budget_usd=ctx.config.budget_usd,
+        note_error=ctx.stats.note_error, budget_usd=ctx.config.budget_usd, emit=ctx.emit,
     )  # fmt: skip
     ctx.stop.on_change(reviewer.wake_all)
     await reviewer.load_due()
