@@ -252,3 +252,21 @@ async def test_a_reviewing_run_reads_nothing_in_proportion_to_the_tables(
             plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
             scans = [p for p in plan if p.startswith(("SCAN jobs", "SCAN events", "SCAN reviews"))]
             assert not scans, (sql, plan)
+
+
+async def test_a_watching_run_reviews_a_batch_whose_manifest_came_after_its_start(
+    store: Store, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    reviews = FakeReviews(clock=clock)
+    reviewer = Reviewer(
+        store, clock, ReviewFlags(rpm=0), {}, lambda job: reviews, ended=lambda: False,
+        watching=True,
+    )  # fmt: skip
+    store.observers.append(reviewer.observe)
+    assert await reviewer.load_due() == 0
+    await store.set_review_settings(REVIEWED)  # a manifest dropped in the folder
+    await done_jobs(store, tmp_path, {"late": "dropped at night [review=8]"})
+    await asyncio.wait_for(review_until_idle(reviewer), 5)
+    assert reviews.prompts() == ["dropped at night [review=8]"]
+    assert (await store.review_of("late")).status is ReviewStatus.PASSED  # type: ignore[union-attr]

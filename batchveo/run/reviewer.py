@@ -85,6 +85,7 @@ class Reviewer:
         note_error: Callable[[str], None] = lambda message: None,
         budget_usd: float | None = None,
         emit: Callable[..., None] = lambda event, **details: None,
+        watching: bool = False,
     ) -> None:
         """``stored``: the batches' own settings (their manifests'); ``ended``: the run is
         over for every stage; ``changed`` is called whenever ``busy()`` may have turned
@@ -102,6 +103,9 @@ class Reviewer:
         self._note_error = note_error
         self._budget_usd = budget_usd
         self._emit = emit
+        self._watching = watching
+        """A ``--watch`` run: a manifest dropped meanwhile may ask for its batch's reviews
+        (a done job of a batch without settings makes them be read again)."""
         """The run's events (the JSON log): ``reviewed`` per take, ``reviews_stopped``."""
         self.over_budget = 0
         """Reviews left due because their estimate would pass a budget."""
@@ -119,6 +123,15 @@ class Reviewer:
             self._settings[batch] = self.flags.settings_for(self._stored.get(batch))
         return self._settings[batch]
 
+    async def _settings_of(self, batch: str) -> ReviewSettings | None:
+        """``settings_for``; in a watching run, read again for a batch that had none."""
+        settings = self.settings_for(batch)
+        if settings is None and self._watching:
+            self._stored = await self.store.review_settings()
+            self._settings.clear()
+            settings = self.settings_for(batch)
+        return settings
+
     def reviewed_batches(self) -> list[str] | None:
         """The batches reviewed (None: every batch, ``--review``)."""
         return None if self.flags.review_all else sorted(self._stored)
@@ -135,7 +148,9 @@ class Reviewer:
 
     def observe(self, event: TransitionEvent) -> None:
         """A store observer: a job that became done is due for review (if its batch is)."""
-        if event.to_state == JobState.DONE.value and self.settings_for(event.batch) is not None:
+        if event.to_state != JobState.DONE.value:
+            return
+        if self._watching or self.settings_for(event.batch) is not None:
             self.queue.add(event.job_id)
 
     def busy(self) -> bool:
@@ -163,7 +178,7 @@ class Reviewer:
 
     async def _review_one(self, job_id: str) -> None:
         job = await self.store.get(job_id)
-        settings = None if job is None else self.settings_for(job.batch)
+        settings = None if job is None else await self._settings_of(job.batch)
         if job is None or settings is None or job.state is not JobState.DONE:
             self.queue.forget(job_id)  # not a take to review (any more)
             return
@@ -299,9 +314,10 @@ async def run_reviewer(ctx: RunContext, fixed: ReviewClient | None = None) -> Re
     """A run's review stage, with the reviews already due, if any batch is reviewed
     (``fixed``: every review's client; by default each route's own)."""
     flags, stored = ctx.config.review, await ctx.store.review_settings()
-    if not flags.review_all and not stored:
+    watching = ctx.config.watch_dir is not None
+    if not flags.review_all and not stored and not watching:
         return None
-    if fixed is None:
+    if fixed is None and (flags.review_all or stored):
         for lane in ctx.lanes.all:
             review_client_of(lane.client)  # a route that cannot review: told before any send
 
@@ -312,6 +328,7 @@ async def run_reviewer(ctx: RunContext, fixed: ReviewClient | None = None) -> Re
         ctx.store, ctx.clock, flags, stored, client_for, ended=ctx.stop.ended,
         changed=ctx.may_be_drained.fire, backoff_s=ctx.backoff_s,
         note_error=ctx.stats.note_error, budget_usd=ctx.config.budget_usd, emit=ctx.emit,
+        watching=watching,
     )  # fmt: skip
     ctx.stop.on_change(reviewer.wake_all)
     await reviewer.load_due()
