@@ -12,17 +12,18 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+from batchveo.api import VeoClient, resolve_provider
 from batchveo.errors import AccountError, RateLimited, TooLargeToReview, VerdictUnusable
 from batchveo.exitcodes import ExitCode
 from batchveo.run.config import ReviewFlags
 from batchveo.run.context import Observer
 from batchveo.run.reviewer import Reviewer, review_until_idle
-from batchveo.run.runner import RunResult
+from batchveo.run.runner import Runner, RunResult
 from batchveo.states import JobState
 from batchveo.store import ReviewStatus, Store
 from batchveo.verdicts import ReviewSettings
 from tests.helpers import FakeClock, make_spec
-from tests.pipeline_helpers import fast_config, fast_sim, run_batch
+from tests.pipeline_helpers import KEY, fast_config, fast_sim, run_batch
 from tests.review_helpers import FakeReviews, done_jobs
 
 S = JobState
@@ -270,3 +271,28 @@ async def test_a_watching_run_reviews_a_batch_whose_manifest_came_after_its_star
     await asyncio.wait_for(review_until_idle(reviewer), 5)
     assert reviews.prompts() == ["dropped at night [review=8]"]
     assert (await store.review_of("late")).status is ReviewStatus.PASSED  # type: ignore[union-attr]
+
+
+async def test_a_run_stopped_mid_review_leaves_it_due_and_the_next_run_records_it_once(
+    store: Store, tmp_path: Path
+) -> None:
+    await store.set_review_settings(REVIEWED)
+    await store.add_jobs([make_spec("a", "a take [review=8]")])
+    stuck = FakeReviews()
+    stuck.hold = asyncio.Event()  # the answer never comes
+    config = fast_config(tmp_path / "v", review=ReviewFlags(rpm=0))
+    async with fast_sim() as sim:
+        async with VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
+            runner = Runner(store, client, config, review_client=stuck)
+            night = asyncio.create_task(runner.run())
+            await asyncio.wait_for(stuck.sent.wait(), 30)
+            assert not night.done()  # a due review keeps the run from draining
+            runner.request_stop()
+            runner.request_stop()  # a second signal: everything stops at once
+            first = await asyncio.wait_for(night, 30)
+        assert first.exit_code == ExitCode.OK and first.states["done"] == 1
+        assert await store.due_reviews() == ["a"]
+        again = FakeReviews()
+        second = await run_batch(store, sim, config, review_client=again)
+    assert second.reviews == {"passed": 1} and again.prompts() == ["a take [review=8]"]
+    assert [r.status for r in await store.reviews_of()] == [ReviewStatus.PASSED]
