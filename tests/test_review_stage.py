@@ -13,11 +13,17 @@ from dataclasses import replace
 from pathlib import Path
 
 from batchveo.api import VeoClient, resolve_provider
-from batchveo.errors import AccountError, RateLimited, TooLargeToReview, VerdictUnusable
+from batchveo.errors import (
+    AccountError,
+    RateLimited,
+    TooLargeToReview,
+    Transient,
+    VerdictUnusable,
+)
 from batchveo.exitcodes import ExitCode
 from batchveo.run.config import ReviewFlags
 from batchveo.run.context import Observer
-from batchveo.run.reviewer import Reviewer, review_until_idle
+from batchveo.run.reviewer import REVIEW_TRIES, Reviewer, review_until_idle
 from batchveo.run.runner import Runner, RunResult
 from batchveo.states import JobState
 from batchveo.store import ReviewStatus, Store
@@ -296,3 +302,37 @@ async def test_a_run_stopped_mid_review_leaves_it_due_and_the_next_run_records_i
         second = await run_batch(store, sim, config, review_client=again)
     assert second.reviews == {"passed": 1} and again.prompts() == ["a take [review=8]"]
     assert [r.status for r in await store.reviews_of()] == [ReviewStatus.PASSED]
+
+
+async def test_5xx_on_review_are_retried_after_a_backoff_then_recorded_as_an_error(
+    store: Store, tmp_path: Path
+) -> None:
+    await done_jobs(store, tmp_path, {"flaky": "f [review=flaky]", "down": "d [review=down]"})
+    clock = FakeClock()
+    flaky: list[Transient | None] = [Transient("503 overloaded"), Transient("reset")]
+    reviews = FakeReviews(
+        {
+            "flaky": lambda: flaky.pop() if flaky else None,
+            "down": lambda: Transient("500 internal"),
+        },
+        clock=clock,
+    )
+    reviewer = Reviewer(
+        store, clock, ReviewFlags(rpm=0), REVIEWED, lambda job: reviews, ended=lambda: False,
+        backoff_s=lambda attempt: 10.0 * attempt,
+    )  # fmt: skip
+    await reviewer.load_due()
+    task = asyncio.create_task(review_until_idle(reviewer))
+    while not task.done():
+        for _ in range(50):
+            await asyncio.sleep(0)
+        if not task.done() and clock.next_alarm_s() is not None:
+            clock.advance_to_next_alarm()
+    await task
+    asked = [(a.prompt[:1], t) for a, t in zip(reviews.asks, reviews.asked_at, strict=True)]
+    assert [t for p, t in asked if p == "f"] == [1000.0, 1010.0, 1030.0]  # 10 s, then 20 s
+    assert len([p for p, _ in asked if p == "d"]) == REVIEW_TRIES
+    down, ok = await store.review_of("down"), await store.review_of("flaky")
+    assert down is not None and down.status is ReviewStatus.ERROR
+    assert down.error == f"review failed after {REVIEW_TRIES} tries: 500 internal"
+    assert ok is not None and ok.status is ReviewStatus.PASSED
