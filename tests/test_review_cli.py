@@ -261,3 +261,15 @@ def test_run_review_reviews_the_nights_videos_and_keeps_exit_0(fake: FakeReviews
     assert statuses() == {"a": ReviewStatus.PASSED, "b": ReviewStatus.PASSED}  # 3 >= 2
     assert sorted(a.fps for a in fake.asks) == [2.0, 2.0]  # the flag over the manifest's 4
     assert {a.rubric for a in fake.asks} == {"No extra limbs."}
+
+
+def test_review_while_a_run_holds_the_database_is_exit_3_and_asks_nothing(
+    fake: FakeReviews,
+) -> None:
+    from batchveo import lock
+
+    done_db({"a": "x [review=8]"}, ReviewSettings())
+    with lock.acquire(Path("jobs.db")):  # a run reviewing the same takes would ask twice
+        result = invoke("review", "--db", "jobs.db")
+    assert result.exit_code == 3 and len(result.stderr.strip().splitlines()) == 1
+    assert fake.asks == [] and statuses() == {"a": None}
