@@ -44,21 +44,21 @@ nearest class above it that has one (``reaction(stage, error)``; a stage catches
 tests/test_errors.py walks every class and stage against this table, and the table
 against ``REACTIONS``):
 
-    error                 submit        poll          download
-    BatchveoError         raise         raise         raise
-    ApiError              raise         count         raise
-    RetryLater            retry         retry         try-again
-    RateLimited           rate-limited  rate-limited  try-again
-    NotSent               not-sent      retry         try-again
-    NotFound              retry         not-found     try-again
-    JobRejected           fail          count         try-again
-    StopRun               stop          halt          halt
-    QuotaExhausted        quota         quota         quota
-    MalformedAnswer       raise         count         try-again
-    SubmitOutcomeUnknown  uncertain     count         raise
-    OutputUnusable        raise         raise         fail
-    VerdictUnusable       raise         raise         raise
-    TooLargeToReview      raise         raise         raise
+    error                 submit        poll          download      review
+    BatchveoError         raise         raise         raise         raise
+    ApiError              raise         count         raise         record
+    RetryLater            retry         retry         try-again     retry
+    RateLimited           rate-limited  rate-limited  try-again     rate-limited
+    NotSent               not-sent      retry         try-again     retry
+    NotFound              retry         not-found     try-again     retry
+    JobRejected           fail          count         try-again     record
+    StopRun               stop          halt          halt          stop-reviews
+    QuotaExhausted        quota         quota         quota         stop-reviews
+    MalformedAnswer       raise         count         try-again     record
+    SubmitOutcomeUnknown  uncertain     count         raise         record
+    OutputUnusable        raise         raise         fail          raise
+    VerdictUnusable       raise         raise         raise         record
+    TooLargeToReview      raise         raise         raise         skip
 
     raise         not expected from this stage's calls: a bug. The stage's exception ends
                   the run (the runner lets the submits in flight be recorded first); the
@@ -88,6 +88,15 @@ against ``REACTIONS``):
                   failed (operation_error) after a few in a row.
     try-again     (download) a failed try: again after a backoff, until the downloader's
                   rules give up (failed) or the video is gone past the retention (expired).
+
+    The review column (``run.reviewer``): a review never changes its job's state, nor the
+    run's exit code (a video on disk and verified is done). ``retry`` there: asked again
+    after a backoff, recorded as a review error after a few tries; ``rate-limited``: every
+    review pauses (the reviews' own pacer), asked again after it, no try spent.
+    record        the review is kept as an error, with the model's text if it said any.
+    skip          the review is kept as skipped (``review skipped: too large``).
+    stop-reviews  no more reviews this run (the account or model refused them); submits,
+                  polls and downloads go on; the reviews left are asked next run.
 """
 
 from __future__ import annotations
@@ -288,6 +297,7 @@ class Stage(StrEnum):
     SUBMIT = "submit"
     POLL = "poll"
     DOWNLOAD = "download"
+    REVIEW = "review"
 
 
 class Reaction(StrEnum):
@@ -305,25 +315,28 @@ class Reaction(StrEnum):
     NOT_FOUND = "not-found"
     COUNT = "count"
     TRY_AGAIN = "try-again"
+    RECORD = "record"
+    SKIP = "skip"
+    STOP_REVIEWS = "stop-reviews"
 
 
 _R = Reaction
-REACTIONS: dict[type[BatchveoError], tuple[Reaction, Reaction, Reaction]] = {
-    # error class:          (submit,          poll,            download)
-    BatchveoError:          (_R.RAISE,        _R.RAISE,        _R.RAISE),
-    ApiError:               (_R.RAISE,        _R.COUNT,        _R.RAISE),
-    RetryLater:             (_R.RETRY,        _R.RETRY,        _R.TRY_AGAIN),
-    RateLimited:            (_R.RATE_LIMITED, _R.RATE_LIMITED, _R.TRY_AGAIN),
-    NotSent:                (_R.NOT_SENT,     _R.RETRY,        _R.TRY_AGAIN),
-    NotFound:               (_R.RETRY,        _R.NOT_FOUND,    _R.TRY_AGAIN),
-    JobRejected:            (_R.FAIL,         _R.COUNT,        _R.TRY_AGAIN),
-    StopRun:                (_R.STOP,         _R.HALT,         _R.HALT),
-    QuotaExhausted:         (_R.QUOTA,        _R.QUOTA,        _R.QUOTA),
-    MalformedAnswer:        (_R.RAISE,        _R.COUNT,        _R.TRY_AGAIN),
-    SubmitOutcomeUnknown:   (_R.UNCERTAIN,    _R.COUNT,        _R.RAISE),
-    OutputUnusable:         (_R.RAISE,        _R.RAISE,        _R.FAIL),
-    VerdictUnusable:        (_R.RAISE,        _R.RAISE,        _R.RAISE),
-    TooLargeToReview:       (_R.RAISE,        _R.RAISE,        _R.RAISE),
+REACTIONS: dict[type[BatchveoError], tuple[Reaction, Reaction, Reaction, Reaction]] = {
+    # error class:          (submit,          poll,            download,     review)
+    BatchveoError:          (_R.RAISE,        _R.RAISE,        _R.RAISE,     _R.RAISE),
+    ApiError:               (_R.RAISE,        _R.COUNT,        _R.RAISE,     _R.RECORD),
+    RetryLater:             (_R.RETRY,        _R.RETRY,        _R.TRY_AGAIN, _R.RETRY),
+    RateLimited:            (_R.RATE_LIMITED, _R.RATE_LIMITED, _R.TRY_AGAIN, _R.RATE_LIMITED),
+    NotSent:                (_R.NOT_SENT,     _R.RETRY,        _R.TRY_AGAIN, _R.RETRY),
+    NotFound:               (_R.RETRY,        _R.NOT_FOUND,    _R.TRY_AGAIN, _R.RETRY),
+    JobRejected:            (_R.FAIL,         _R.COUNT,        _R.TRY_AGAIN, _R.RECORD),
+    StopRun:                (_R.STOP,         _R.HALT,         _R.HALT,      _R.STOP_REVIEWS),
+    QuotaExhausted:         (_R.QUOTA,        _R.QUOTA,        _R.QUOTA,     _R.STOP_REVIEWS),
+    MalformedAnswer:        (_R.RAISE,        _R.COUNT,        _R.TRY_AGAIN, _R.RECORD),
+    SubmitOutcomeUnknown:   (_R.UNCERTAIN,    _R.COUNT,        _R.RAISE,     _R.RECORD),
+    OutputUnusable:         (_R.RAISE,        _R.RAISE,        _R.FAIL,      _R.RAISE),
+    VerdictUnusable:        (_R.RAISE,        _R.RAISE,        _R.RAISE,     _R.RECORD),
+    TooLargeToReview:       (_R.RAISE,        _R.RAISE,        _R.RAISE,     _R.SKIP),
 }  # fmt: skip
 """The table of this module's docstring: one row per class that decides for itself."""
 

@@ -15,41 +15,41 @@ import pytest
 
 import batchveo.errors as errors
 from batchveo.errors import REACTIONS, BatchveoError, Reaction, Stage, reaction
-from batchveo.run import downloader, poller, submitter
+from batchveo.run import downloader, poller, reviewer, submitter
 
 R = Reaction
 
-EXPECTED: dict[str, tuple[Reaction, Reaction, Reaction]] = {
-    # class:                (submit,          poll,            download)
-    "BatchveoError":        (R.RAISE,         R.RAISE,         R.RAISE),
-    "UserError":            (R.RAISE,         R.RAISE,         R.RAISE),
-    "ManifestError":        (R.RAISE,         R.RAISE,         R.RAISE),
-    "ConfigError":          (R.RAISE,         R.RAISE,         R.RAISE),
-    "StoreError":           (R.RAISE,         R.RAISE,         R.RAISE),
-    "DatabaseUnusable":     (R.RAISE,         R.RAISE,         R.RAISE),
-    "IllegalTransition":    (R.RAISE,         R.RAISE,         R.RAISE),
-    "StaleTransition":      (R.RAISE,         R.RAISE,         R.RAISE),
-    "ApiError":             (R.RAISE,         R.COUNT,         R.RAISE),
-    "RetryLater":           (R.RETRY,         R.RETRY,         R.TRY_AGAIN),
-    "RateLimited":          (R.RATE_LIMITED,  R.RATE_LIMITED,  R.TRY_AGAIN),
-    "Transient":            (R.RETRY,         R.RETRY,         R.TRY_AGAIN),
-    "NotSent":              (R.NOT_SENT,      R.RETRY,         R.TRY_AGAIN),
-    "WrongBytes":           (R.RETRY,         R.RETRY,         R.TRY_AGAIN),
-    "NotFound":             (R.RETRY,         R.NOT_FOUND,     R.TRY_AGAIN),
-    "FileRefused":          (R.RETRY,         R.RETRY,         R.TRY_AGAIN),
-    "JobRejected":          (R.FAIL,          R.COUNT,         R.TRY_AGAIN),
-    "ContentRejected":      (R.FAIL,          R.COUNT,         R.TRY_AGAIN),
-    "BadRequest":           (R.FAIL,          R.COUNT,         R.TRY_AGAIN),
-    "UnusableVideo":        (R.FAIL,          R.COUNT,         R.TRY_AGAIN),
-    "StopRun":              (R.STOP,          R.HALT,          R.HALT),
-    "AccountError":         (R.STOP,          R.HALT,          R.HALT),
-    "ModelUnavailable":     (R.STOP,          R.HALT,          R.HALT),
-    "QuotaExhausted":       (R.QUOTA,         R.QUOTA,         R.QUOTA),
-    "MalformedAnswer":      (R.RAISE,         R.COUNT,         R.TRY_AGAIN),
-    "SubmitOutcomeUnknown": (R.UNCERTAIN,     R.COUNT,         R.RAISE),
-    "OutputUnusable":       (R.RAISE,         R.RAISE,         R.FAIL),
-    "VerdictUnusable":      (R.RAISE,         R.RAISE,         R.RAISE),
-    "TooLargeToReview":     (R.RAISE,         R.RAISE,         R.RAISE),
+EXPECTED: dict[str, tuple[Reaction, Reaction, Reaction, Reaction]] = {
+    # class:                (submit,          poll,            download,     review)
+    "BatchveoError":        (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "UserError":            (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "ManifestError":        (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "ConfigError":          (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "StoreError":           (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "DatabaseUnusable":     (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "IllegalTransition":    (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "StaleTransition":      (R.RAISE,         R.RAISE,         R.RAISE,      R.RAISE),
+    "ApiError":             (R.RAISE,         R.COUNT,         R.RAISE,      R.RECORD),
+    "RetryLater":           (R.RETRY,         R.RETRY,         R.TRY_AGAIN,  R.RETRY),
+    "RateLimited":          (R.RATE_LIMITED,  R.RATE_LIMITED,  R.TRY_AGAIN,  R.RATE_LIMITED),
+    "Transient":            (R.RETRY,         R.RETRY,         R.TRY_AGAIN,  R.RETRY),
+    "NotSent":              (R.NOT_SENT,      R.RETRY,         R.TRY_AGAIN,  R.RETRY),
+    "WrongBytes":           (R.RETRY,         R.RETRY,         R.TRY_AGAIN,  R.RETRY),
+    "NotFound":             (R.RETRY,         R.NOT_FOUND,     R.TRY_AGAIN,  R.RETRY),
+    "FileRefused":          (R.RETRY,         R.RETRY,         R.TRY_AGAIN,  R.RETRY),
+    "JobRejected":          (R.FAIL,          R.COUNT,         R.TRY_AGAIN,  R.RECORD),
+    "ContentRejected":      (R.FAIL,          R.COUNT,         R.TRY_AGAIN,  R.RECORD),
+    "BadRequest":           (R.FAIL,          R.COUNT,         R.TRY_AGAIN,  R.RECORD),
+    "UnusableVideo":        (R.FAIL,          R.COUNT,         R.TRY_AGAIN,  R.RECORD),
+    "StopRun":              (R.STOP,          R.HALT,          R.HALT,       R.STOP_REVIEWS),
+    "AccountError":         (R.STOP,          R.HALT,          R.HALT,       R.STOP_REVIEWS),
+    "ModelUnavailable":     (R.STOP,          R.HALT,          R.HALT,       R.STOP_REVIEWS),
+    "QuotaExhausted":       (R.QUOTA,         R.QUOTA,         R.QUOTA,      R.STOP_REVIEWS),
+    "MalformedAnswer":      (R.RAISE,         R.COUNT,         R.TRY_AGAIN,  R.RECORD),
+    "SubmitOutcomeUnknown": (R.UNCERTAIN,     R.COUNT,         R.RAISE,      R.RECORD),
+    "OutputUnusable":       (R.RAISE,         R.RAISE,         R.FAIL,       R.RAISE),
+    "VerdictUnusable":      (R.RAISE,         R.RAISE,         R.RAISE,      R.RECORD),
+    "TooLargeToReview":     (R.RAISE,         R.RAISE,         R.RAISE,      R.SKIP),
 }  # fmt: skip
 
 ERROR_CLASSES = {
@@ -61,6 +61,7 @@ STAGE_CODE = {
     Stage.SUBMIT: submitter._refused,
     Stage.POLL: poller.Poller._failed,
     Stage.DOWNLOAD: downloader._failed,
+    Stage.REVIEW: reviewer.Reviewer._failed,
 }
 """The one function of each stage that turns an error into what it does."""
 
@@ -79,7 +80,7 @@ def test_every_class_and_stage_reacts_as_specified(name: str, stage: Stage) -> N
 
 def test_the_documented_table_is_the_code() -> None:
     doc = errors.__doc__ or ""
-    rows = re.findall(r"^    (\w+) +([\w-]+) +([\w-]+) +([\w-]+)$", doc, re.MULTILINE)
+    rows = re.findall(r"^    (\w+) +([\w-]+) +([\w-]+) +([\w-]+) +([\w-]+)$", doc, re.MULTILINE)
     documented = {name: tuple(Reaction(r) for r in row) for name, *row in rows if name != "error"}
     assert documented == {cls.__name__: row for cls, row in REACTIONS.items()}
 

@@ -255,9 +255,11 @@ def test_load_and_plan_read_the_manifests_with_the_route(
         routes.append(route)
         return real(paths, batch=batch, route=route)
 
-    def stream_manifests(paths: Any, take: Any, *, batch: str | None = None, route: Route) -> Any:
-        routes.append(route)  # load streams the manifests
-        return real_stream(paths, take, batch=batch, route=route)
+    def stream_manifests(
+        paths: Any, take: Any, *, batch: str | None = None, route: Route, **kw: Any
+    ) -> Any:
+        routes.append(route)  # load streams the manifests (and hands on their reviews)
+        return real_stream(paths, take, batch=batch, route=route, **kw)
 
     monkeypatch.setattr(loading, "read_manifests", read_manifests)
     monkeypatch.setattr(loading, "stream_manifests", stream_manifests)

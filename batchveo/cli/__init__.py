@@ -4,12 +4,13 @@
   ``ExitCode`` (a bug: exit 70, its traceback in a file, see ``crash``).
 * ``commands``: load, status, show, export, retry, cancel, plan, report, simulate.
 * ``run``: the run command (flags in, ``run.app.run_night``, the last line out).
+* ``review``: the review command, and the review flags ``run`` shares.
 * ``params``: ``Duration`` and the options several commands share.
 * ``display`` and ``export``: what ``status``, ``show``, ``plan`` and ``export`` print.
 * ``demo``: ``make demo``, a real batch on the simulator.
 """
 
-from batchveo.cli import commands, run  # noqa: F401  (importing them adds the commands)
+from batchveo.cli import commands, review, run  # noqa: F401  (importing them adds the commands)
 from batchveo.cli.boundary import main
 
 __all__ = ["main"]

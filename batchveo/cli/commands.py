@@ -23,7 +23,7 @@ from batchveo.states import JobState
 
 if TYPE_CHECKING:
     from batchveo.report import ReportSummary
-    from batchveo.store import Event, Job, Store
+    from batchveo.store import Event, Job, Review, Store
 
 
 async def _open_store(db_path: Path) -> Store:
@@ -100,16 +100,17 @@ def status(as_json: bool, db_path: Path) -> None:
 def show(job_id: str, db_path: Path) -> None:
     """One job with its full event history."""
     from batchveo.cli.display import job_lines
+    from batchveo.cli.review import review_lines
 
-    async def go() -> tuple[Job, list[Event]]:
+    async def go() -> tuple[Job, list[Event], Review | None]:
         async with await _open_store(db_path) as store:
             job = await store.get(job_id)
             if job is None:
                 raise UserError(f"{db_path}: no job {job_id!r}")
-            return job, await store.history(job)
+            return job, await store.history(job), await store.review_of(job_id)
 
-    job, events = run_async(go, db_path)
-    for line in job_lines(job, events):
+    job, events, review = run_async(go, db_path)
+    for line in [*job_lines(job, events), *review_lines(review)]:
         click.echo(line)
 
 
@@ -271,6 +272,7 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
     "--resubmit-uncertain", is_flag=True, help="Plan as `run --resubmit-uncertain` would."
 )
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--review", "review_all", is_flag=True, help="Count every batch's reviews.")
 @prices_option
 @route_options
 @db_option
@@ -286,6 +288,7 @@ def plan(
     location: str | None,
     storage_uri: str | None,
     db_path: Path,
+    review_all: bool = False,
 ) -> None:
     """Validate MANIFESTS and show what a run would submit and cost; sends nothing.
 
@@ -298,7 +301,7 @@ def plan(
     result = run_async(
         lambda: plan_night(
             manifests, db_path, batch=batch, budget_usd=budget_usd, prices_path=prices_path,
-            resubmit_uncertain=resubmit_uncertain, route=route,
+            resubmit_uncertain=resubmit_uncertain, route=route, review_all=review_all,
         ),
         db_path,
     )  # fmt: skip

@@ -66,6 +66,7 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
         parts.append(partial)
     if (routes := routes_table(data)) is not None:
         parts.append(routes)
+    parts += review_renderables(data.get("reviews"))
     if data["at_risk"]:
         parts.append(Text("Videos at risk of expiry (download them soon):", style="bold red"))
         for j in data["at_risk"]:
@@ -83,6 +84,27 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
         if (more := len(data["uncertain"]) - MAX_LISTED) > 0:
             parts.append(Text(f"  ... and {more:,} more (`batchveo export --state uncertain`)"))
     return Group(*parts)
+
+
+def review_renderables(reviews: dict[str, Any] | None) -> list[RenderableType]:
+    """The reviews' counts per batch and the flagged takes: nothing if none was reviewed."""
+    if not reviews or not reviews["batches"]:
+        return []
+    table = Table(title="reviews (a model watched each take)", title_justify="left")
+    for col in ("batch", "passed", "flagged", "errors", "skipped", "cost"):
+        table.add_column(col, justify="left" if col == "batch" else "right")
+    for name, b in reviews["batches"].items():
+        counts = [str(b[k]) for k in ("passed", "flagged", "error", "skipped")]
+        table.add_row(name, *counts, f"${b['cost_usd']:,.4f}")
+    parts: list[RenderableType] = [table]
+    if reviews["flagged_takes"]:
+        parts.append(Text("Flagged takes (see `batchveo show ID` for the defects):", style="bold"))
+        for t in reviews["flagged_takes"]:
+            score = "-" if t["score"] is None else f"{t['score']:g}"
+            parts.append(Text(f"  {t['id']} ({t['batch']}): score {score}"))
+        if (more := reviews["flagged"] - len(reviews["flagged_takes"])) > 0:
+            parts.append(Text(f"  ... and {more:,} more (`batchveo export`)"))
+    return parts
 
 
 def partial_table(data: dict[str, Any]) -> Table | None:
@@ -183,5 +205,14 @@ def plan_text(plan: Plan) -> str:
             for name, n in plan.over_batch_budget.items()
         ]
         lines.append(f"would stay pending:  {plan.over_budget} over budget ({', '.join(why)})")
+    if plan.reviews:
+        lines.append(
+            f"reviews:             {plan.reviews} video(s), estimated"
+            f" ${plan.review_cost_usd:,.4f} (a model watching each take)"
+        )
+        lines.append(
+            f"retakes, worst case: ${plan.retakes_worst_usd:,.2f} more (every reviewed job"
+            " flagged and retaken as often as its retakes allow; a budget caps it)"
+        )
     lines.append("nothing was sent and nothing was written")
     return "\n".join(lines)

@@ -59,6 +59,21 @@ EXPORT_FIELDS = (
 )
 """What a row says; ``samples_returned`` etc. are empty until the service answered, and
 the route's parts are empty where the load left them to the run (``--provider``, ...)."""
+REVIEW_FIELDS = (
+    "review_status",
+    "review_score",
+    "review_matches_prompt",
+    "review_defects",
+    "review_summary",
+    "review_error",
+    "review_model",
+    "review_tokens_in",
+    "review_tokens_out",
+    "review_cost_usd",
+    "reviewed_at",
+)
+"""The verdict of each take (``store.reviews``): empty for a take not reviewed (yet);
+``review_defects`` a list of ``{at: "MM:SS", issue}``."""
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
@@ -73,10 +88,10 @@ def write_export(out: IO[str], rows: Iterable[dict[str, Any]], fmt: str) -> int:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
         return n
-    writer = csv.DictWriter(out, fieldnames=list(EXPORT_FIELDS))
+    writer = csv.DictWriter(out, fieldnames=[*EXPORT_FIELDS, *REVIEW_FIELDS])
     writer.writeheader()
     for row in rows:
-        for k in ("params", "inputs", "files", "filtered_reasons"):
+        for k in ("params", "inputs", "files", "filtered_reasons", "review_defects"):
             row[k] = json.dumps(row[k], ensure_ascii=False)
         writer.writerow({k: csv_cell(v) for k, v in row.items()})
         n += 1
@@ -90,11 +105,22 @@ def export_database(
     one moment of the database; how many rows. Blocking: run it in a worker thread, with
     the store open (its migrations applied)."""
     from batchveo.store import Snapshot
+    from batchveo.store.reviews import EXPORT_SQL
 
     with Snapshot.open(db) as snap:
         if snap is None:
             raise StoreError(f"{db}: not set up although open")
-        return write_export(out, snap.rows(EXPORT_FIELDS, states, batch=batch), fmt)
+        rows = snap.rows(EXPORT_FIELDS, states, batch=batch, extra=EXPORT_SQL)
+        return write_export(out, (_with_verdict(row) for row in rows), fmt)
+
+
+def _with_verdict(row: dict[str, Any]) -> dict[str, Any]:
+    """The review's values as an export shows them (defects a list, a yes/no a bool)."""
+    defects = row["review_defects"]
+    row["review_defects"] = [] if defects is None else json.loads(defects)
+    matches = row["review_matches_prompt"]
+    row["review_matches_prompt"] = None if matches is None else bool(matches)
+    return row
 
 
 def csv_cell(value: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from click.core import ParameterSource
@@ -18,6 +19,7 @@ from click.core import ParameterSource
 from batchveo.cli.boundary import MAX_PROBLEMS_SHOWN, fail, main, run_async, say
 from batchveo.cli.commands import plan
 from batchveo.cli.params import DURATION, db_option, prices_option, provider_options
+from batchveo.cli.review import review_flags, review_options
 
 
 @main.command()
@@ -129,6 +131,8 @@ from batchveo.cli.params import DURATION, db_option, prices_option, provider_opt
 @click.option("-v", "--verbose", is_flag=True, help="Progress lines every 10 s, not every 60 s.")
 @click.option("--submitters", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--downloaders", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--review", "review_all", is_flag=True, help="Review every done video (a model).")
+@review_options
 @provider_options
 @db_option
 def run(
@@ -167,6 +171,8 @@ def run(
     base_url: str | None,
     storage_base_url: str | None,
     db_path: Path,
+    review_all: bool,
+    **review_given: Any,
 ) -> None:
     """Load MANIFESTS (if any) and drive every job of the database to the end.
 
@@ -194,6 +200,7 @@ def run(
             plan, manifests=manifests, batch=batch, budget_usd=budget_usd, as_json=False,
             prices_path=prices_path, db_path=db_path, resubmit_uncertain=resubmit_uncertain,
             provider=provider, project=project, location=location, storage_uri=storage_uri,
+            review_all=review_all,
         )  # fmt: skip
         return
 
@@ -217,6 +224,7 @@ def run(
         polls_count_against_rpm=rate_polls,
         watch_dir=watch_dir,
         watch_interval_s=max(watch_interval, 0.01),
+        review=review_flags(review_all=review_all, **review_given),
     )
     options = RunOptions(
         db_path=db_path, config=config, manifests=manifests, batch=batch, replace=replace,

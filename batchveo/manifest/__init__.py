@@ -12,6 +12,7 @@ The modules, in the order a row meets them:
 - ``images``: an image's type (bytes, then Pillow's header) and its sha256.
 - ``rules``: the API's cross-field rules and each provider's, checked before paying.
 - ``routing``: a job's route (``defaults:`` over the loading command's flags).
+- ``review``: ``defaults: review:``, a batch's review settings.
 - ``output_paths``: videos the file system could not take, found at load.
 - ``show``: how a message quotes a value; ``gcpause``: ``gc_paused()`` for one-shot loads.
 """

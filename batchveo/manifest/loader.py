@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from batchveo.manifest.show import show
 from batchveo.manifest.yamlfile import read_yaml
 from batchveo.routes import Route
 from batchveo.spec import JobSpec
+from batchveo.verdicts import ReviewSettings
 
 _SUFFIXES = (".yaml", ".yml", ".csv")
 
@@ -51,6 +52,8 @@ class Manifests:
     specs: list[JobSpec]
     budgets: dict[str, float]
     """Batch name -> budget in USD, for the batches whose manifest sets one."""
+    reviews: dict[str, ReviewSettings] = field(default_factory=dict)
+    """Batch name -> review settings, for the batches whose manifest sets them."""
 
 
 def read_manifests(
@@ -73,7 +76,7 @@ def read_manifests(
     loader.problems += output_problems(loader.specs)
     if loader.problems:
         raise ManifestError(loader.problems)
-    return Manifests(loader.specs, loader.budgets)
+    return Manifests(loader.specs, loader.budgets, loader.reviews)
 
 
 STREAM_CHUNK_ITEMS = 1000
@@ -87,6 +90,7 @@ def stream_manifests(
     *,
     batch: str | None = None,
     route: Route | None = None,
+    reviews: dict[str, ReviewSettings] | None = None,
 ) -> dict[str, float]:
     """Every job and every problem of every manifest, in file order, handed to ``take`` a
     chunk at a time (a list of at most about ``STREAM_CHUNK_ITEMS``); the batches' budgets.
@@ -95,12 +99,14 @@ def stream_manifests(
     is left to whoever takes them (the store, where they go anyway): a second job with an
     id or output name of an earlier one, and videos where another needs a folder. Each
     job's own checks are all made here, its output's length too. ``batch`` and ``route``
-    as for ``read_manifests``.
+    as for ``read_manifests``. ``reviews``, if given, gets the batches' review settings.
     """
     loader = _Loader(batch, Route() if route is None else check_route(route), take)
     for path in paths:
         loader.load(path)
     loader.flush()
+    if reviews is not None:
+        reviews.update(loader.reviews)
     return loader.budgets
 
 
@@ -125,6 +131,8 @@ class _Loader:
         self.specs: list[JobSpec] = []
         self.budgets: dict[str, float] = {}
         """Per-batch budgets in USD from the manifests' ``defaults: budget``."""
+        self.reviews: dict[str, ReviewSettings] = {}
+        """Per-batch review settings from the manifests' ``defaults: review``."""
         self._ids: dict[str, JobSpec] = {}
         self._outputs: dict[str, str] = {}
         """Rendered output name -> where its job is."""
@@ -171,6 +179,8 @@ class _Loader:
             os.close(fd)
         if defaults is not None and defaults.budget_usd is not None:
             self.budgets[batch] = defaults.budget_usd
+        if defaults is not None and defaults.review is not None:
+            self.reviews[batch] = defaults.review
         return None
 
     def _yaml(self, name: str, fd: int, size: int) -> Defaults | None:

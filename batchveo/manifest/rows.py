@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from batchveo import models
 from batchveo.manifest.show import MAX_SHOWN_CHARS, show
 from batchveo.routes import Route
+from batchveo.verdicts import ReviewSettings
 
 PARAM_KEYS = (
     "aspectRatio",
@@ -33,7 +34,7 @@ PARAM_KEYS = (
 ROUTE_KEYS = ("provider", "project", "location", "storageUri")
 """Where the file's jobs go (``defaults:`` only), over the loading command's flags."""
 TOP_KEYS = ("defaults", "jobs")
-DEFAULT_KEYS = (*PARAM_KEYS, "model", "output", "budget", *ROUTE_KEYS)
+DEFAULT_KEYS = (*PARAM_KEYS, "model", "output", "budget", "review", *ROUTE_KEYS)
 JOB_KEYS = (
     "prompt",
     "id",
@@ -86,6 +87,8 @@ class Defaults:
     params: dict[str, Any] = field(default_factory=lambda: dict(models.DEFAULT_PARAMS))
     output: str | None = None
     budget_usd: float | None = None
+    review: ReviewSettings | None = None
+    """``review:``: the batch's videos are reviewed with these (``manifest.review``)."""
     route: Route = field(default_factory=Route)
     """The file's own route parts (``provider``, ``project``, ...); None parts come from
     the loading command."""

@@ -21,6 +21,7 @@ import yaml
 from batchveo.errors import Problem
 from batchveo.manifest import fields
 from batchveo.manifest.fields import MAX_NUMBER_DIGITS, Bad, HugeInt
+from batchveo.manifest.review import review_settings
 from batchveo.manifest.rows import (
     DEFAULT_KEYS,
     JOB_KEY_SET,
@@ -345,5 +346,7 @@ def _set_default(d: Defaults, key: str, v: object) -> None:
         d.output = fields.template(v)
     elif key == "budget":
         d.budget_usd = fields.budget_usd(v)
+    elif key == "review":
+        d.review = review_settings(v)
     elif (value := fields.COERCE[key](v)) is not None:
         d.params[key] = value

@@ -44,7 +44,30 @@ def empty_status_data() -> dict[str, Any]:
         "at_risk": [],
         "uncertain": [],
         "routes": [],
+        "reviews": _review_data({}, []),
     }
+
+
+FLAGGED_LISTED = 50
+"""Flagged takes ``status`` names (lowest score first); the rest are counted."""
+_REVIEW_OUTCOMES = ("passed", "flagged", "error", "skipped")
+
+
+def _review_data(
+    per_batch: dict[str, dict[str, Any]], flagged: list[tuple[str, str, float | None]]
+) -> dict[str, Any]:
+    """The reviews' counts (overall and per batch), their cost, the flagged takes."""
+    data: dict[str, Any] = {k: sum(b[k] for b in per_batch.values()) for k in _REVIEW_OUTCOMES}
+    # A review costs a fraction of a cent: four decimals, not two.
+    data["cost_usd"] = round(sum(b["cost_usd"] for b in per_batch.values()), 4)
+    data["batches"] = {
+        name: {**{k: b[k] for k in _REVIEW_OUTCOMES}, "cost_usd": round(b["cost_usd"], 4)}
+        for name, b in per_batch.items()
+    }
+    data["flagged_takes"] = [
+        {"id": job_id, "batch": batch, "score": score} for job_id, batch, score in flagged
+    ]
+    return data
 
 
 def route_label(route: Route | None) -> str:
@@ -142,6 +165,7 @@ async def status_data(
         "at_risk": at_risk,
         "uncertain": uncertain,
         "routes": [_route_row(r, counts) for r, counts in await store.route_counts()],
+        "reviews": _review_data(await store.review_counts(), await store.flagged(FLAGGED_LISTED)),
     }
 
 

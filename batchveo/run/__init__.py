@@ -22,6 +22,11 @@ pollplan.py ... which rule each poll follows; the samples it learns from, per mo
 submitter.py .. pending -> submitting -> running (the numbered steps)
 poller.py ..... running -> generated / done (videos sent inline) / failed / expired
 downloader.py . generated -> done (its DownloadQueue and failure counts)
+reviewer.py ... done takes watched by a model: the review stage (its pacer, workers,
+                reaction table), run_reviewer for a run, ReviewClient
+review_queue.py the reviews due now or later (a backoff, a 429's pause)
+review_cost.py  what a review costs: tokens from seconds of video, dollars from tokens
+review_app.py . batchveo review: the review stage alone, over videos finished earlier
 dropfolder.py . --watch: manifests dropped in a folder
 loading.py .... manifests into the store (load, run MANIFEST, the drop folder)
 plan.py ....... what a run would send and cost (--dry-run, plan)

@@ -138,6 +138,7 @@ async def plan_night(
     prices_path: Path | None = None,
     resubmit_uncertain: bool = False,
     route: Route | None = None,
+    review_all: bool = False,
 ) -> Plan:
     """What ``run`` would submit and cost with these manifests and flags; sends nothing."""
     from batchveo.manifest import gc_paused
@@ -149,7 +150,8 @@ async def plan_night(
         loaded = read_routed(manifests, batch=batch, route=route)
     return make_plan(
         loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
-        budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain,
+        budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain, reviews=loaded.reviews,
+        review_all=review_all,
     )  # fmt: skip
 
 
@@ -198,7 +200,7 @@ async def run_night(
 
                 added = await add_specs(
                     store, manifests.specs, o.manifests, replace=o.replace,
-                    budgets=manifests.budgets,
+                    budgets=manifests.budgets, reviews=manifests.reviews,
                 )  # fmt: skip
                 loaded = ManifestsLoaded(added)
                 if tell is not None:

@@ -7,10 +7,42 @@ environment or the clock: a config is the same value however often it is looked 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from batchveo.models import RETENTION_S
+from batchveo.verdicts import MediaResolution, ReviewSettings
+
+
+@dataclass(frozen=True)
+class ReviewFlags:
+    """``run --review`` and its flags: which batches' videos are reviewed, and how."""
+
+    review_all: bool = False
+    """``--review``: every batch (its manifest's ``review:`` or the defaults); without it,
+    only the batches whose manifest asks for reviews."""
+    model: str | None = None
+    rubric: str | None = None
+    threshold: float | None = None
+    fps: float | None = None
+    media_resolution: MediaResolution | None = None
+    """The flags that override a batch's settings (None: not given)."""
+    rpm: float = 10.0
+    """``--review-rpm``: review requests per minute (their own pacer; 0: unpaced)."""
+    in_flight: int = 2
+    """``--review-inflight``: reviews on their way at once."""
+
+    def settings_for(self, stored: ReviewSettings | None) -> ReviewSettings | None:
+        """A batch's review settings (its manifest's ``stored`` ones, with the flags over
+        them); None if its videos are not reviewed."""
+        if stored is None and not self.review_all:
+            return None
+        given = {
+            name: value
+            for name in ("model", "rubric", "threshold", "fps", "media_resolution")
+            if (value := getattr(self, name)) is not None
+        }
+        return replace(stored or ReviewSettings(), **given)
 
 
 @dataclass(frozen=True)
@@ -79,6 +111,8 @@ class RunConfig:
     """How often the drop folder (and the database, for another process's loads) is read."""
     budget_usd: float | None = None
     """Cap on the estimated cost of every job ever submitted from this database."""
+    review: ReviewFlags = field(default_factory=ReviewFlags)
+    """The review stage's flags (``run.reviewer``)."""
 
     @property
     def schedule_horizon_s(self) -> float:

@@ -51,7 +51,9 @@ async def _load_if_new(ctx: RunContext, path: Path, seen: dict[Path, tuple[float
     seen[path] = version
     try:
         loaded = await asyncio.to_thread(read_routed, [path], route=ctx.default_route)
-        result = await add_specs(ctx.store, loaded.specs, [path], budgets=loaded.budgets)
+        result = await add_specs(
+            ctx.store, loaded.specs, [path], budgets=loaded.budgets, reviews=loaded.reviews
+        )
     except ManifestError as e:
         ctx.stats.note_error(f"{path.name}: {len(e.problems)} problem(s)")
         ctx.emit("manifest_rejected", path=str(path), problems=[str(p) for p in e.problems])

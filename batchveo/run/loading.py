@@ -37,6 +37,8 @@ from batchveo.routes import Route
 from batchveo.spec import JobSpec
 from batchveo.store import Store
 from batchveo.store.loading import LoadSession
+from batchveo.store.reviews import write_review_settings
+from batchveo.verdicts import ReviewSettings
 
 _QUEUED_CHUNKS = 2
 """Chunks read ahead of the store (each ``STREAM_CHUNK_ITEMS``): enough to keep both busy."""
@@ -72,11 +74,14 @@ async def add_specs(
     *,
     replace: bool = False,
     budgets: Mapping[str, float] | None = None,
+    reviews: Mapping[str, ReviewSettings] | None = None,
 ) -> LoadResult:
-    """Add validated specs in one transaction: all of them or none."""
+    """Add validated specs in one transaction: all of them or none (then the batches'
+    review settings, ``reviews``: a load asked again writes them again)."""
     result = await store.add_jobs(
         specs, replace=replace, manifest=_named(manifests), budgets=budgets
     )
+    await store.set_review_settings(reviews or {})
     batches = tuple(dict.fromkeys(s.batch for s in specs))
     return LoadResult(result.new, result.existing, result.replaced, batches)
 
@@ -136,7 +141,9 @@ async def _load(
         await Store.open(db_path) as store,
         store.loading(replace=replace, manifest=_named(manifests)) as session,
     ):
-        budgets = await _stream_into(session, manifests, batch, route)
+        reviews: dict[str, ReviewSettings] = {}
+        budgets = await _stream_into(session, manifests, batch, route, reviews)
+        await write_review_settings(session.db, reviews)  # in the load's transaction
         result = await session.finish(budgets)
     return LoadResult(result.new, result.existing, result.replaced, tuple(session.batches))
 
@@ -146,9 +153,14 @@ class _Stopped(Exception):
 
 
 async def _stream_into(
-    session: LoadSession, manifests: Sequence[Path], batch: str | None, route: Route
+    session: LoadSession,
+    manifests: Sequence[Path],
+    batch: str | None,
+    route: Route,
+    reviews: dict[str, ReviewSettings],
 ) -> dict[str, float]:
-    """Read the manifests on a thread into ``session``, chunk by chunk; their budgets."""
+    """Read the manifests on a thread into ``session``, chunk by chunk; their budgets (and
+    their review settings into ``reviews``)."""
     chunks: queue.Queue[list[Item] | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
     stop = threading.Event()
 
@@ -159,7 +171,9 @@ async def _stream_into(
 
     def read() -> dict[str, float]:
         try:
-            return stream_manifests(list(manifests), take, batch=batch, route=route)
+            return stream_manifests(
+                list(manifests), take, batch=batch, route=route, reviews=reviews
+            )
         finally:
             chunks.put(None)
 

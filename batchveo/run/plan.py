@@ -24,9 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from batchveo.models import Prices, estimate_params_cost_usd
+from batchveo.run.config import ReviewFlags
+from batchveo.run.review_cost import estimate_review_usd
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store import COMMITTED_STATES, MICRO_USD, BudgetRoom, Snapshot
+from batchveo.verdicts import ReviewSettings
 
 S = JobState
 
@@ -53,6 +56,13 @@ class Plan:
     batch_budgets: dict[str, dict[str, float]] = field(default_factory=dict)
     """The budgets of the batches with jobs to send: ``{batch: {budget_usd, committed_usd}}``."""
     by_model: Counter[str] = field(default_factory=Counter)
+    reviews: int = 0
+    """Videos of the jobs to send that their batch's ``review:`` has a model watch."""
+    review_cost_usd: float = 0.0
+    """Their reviews' estimated cost (``review_cost``: tokens from seconds of video)."""
+    retakes_worst_usd: float = 0.0
+    """If every reviewed job were flagged and retaken ``retakes`` times: the extra takes'
+    cost with their reviews (a worst case; a budget caps what is actually sent)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,6 +85,9 @@ class Plan:
                 for name, b in self.batch_budgets.items()
             },
             "by_model": dict(self.by_model),
+            "reviews": self.reviews,
+            "estimated_review_cost_usd": round(self.review_cost_usd, 4),
+            "retakes_worst_case_usd": round(self.retakes_worst_usd, 2),
         }
 
 
@@ -96,6 +109,8 @@ class _Stored:
     """The database's sendable jobs, oldest row first: ``(id, candidate)``."""
     caps: dict[str, float] = field(default_factory=dict)
     committed_micro_usd: dict[str, int] = field(default_factory=dict)
+    reviews: dict[str, ReviewSettings] = field(default_factory=dict)
+    """The batches' review settings stored by earlier loads."""
 
 
 def _read(
@@ -116,6 +131,7 @@ def _read(
             usd = job.cost_usd if cost_of is None else cost_of(job.model, job.params)
             out.queued.append((job.id, _Candidate(job.batch, job.model, job.params, usd)))
         out.states = snap.states_of(ids)
+        out.reviews = snap.review_settings()
     return out
 
 
@@ -131,9 +147,13 @@ def make_plan(
     prices: Prices | None = None,
     budget_usd: float | None = None,
     resubmit_uncertain: bool = False,
+    reviews: Mapping[str, ReviewSettings] | None = None,
+    review_all: bool = False,
 ) -> Plan:
-    """What ``batchveo run`` with these manifests (``specs`` and their batches' ``budgets``)
-    and flags would send from ``db``, and what its budgets would keep pending."""
+    """What ``batchveo run`` with these manifests (``specs``, their batches' ``budgets``
+    and ``reviews``) and flags would send from ``db``, what its budgets would keep pending,
+    and what reviewing the videos would cost (``review_all``: every batch's, as
+    ``run --review``)."""
     sendable = (S.PENDING, S.UNCERTAIN, S.SUBMITTING) if resubmit_uncertain else (S.PENDING,)
     stored = _read(db, [s.id for s in specs], prices, sendable)
     plan = Plan(jobs=len(specs), budget_usd=budget_usd)
@@ -148,7 +168,14 @@ def make_plan(
         plan.new += 1
         cost = estimate_params_cost_usd(spec.model, spec.params, prices)
         candidates.append(_Candidate(spec.batch, spec.model, spec.params, cost))
-    # Loading the manifests sets their batches' budgets (the manifest's latest word wins).
+    # Loading the manifests sets their batches' budgets and review settings (the
+    # manifest's latest word wins).
+    known = {**stored.reviews, **(reviews or {})}
+    flags = ReviewFlags(review_all=review_all)
+
+    def review_of(batch: str) -> ReviewSettings | None:
+        return flags.settings_for(known.get(batch))
+
     committed = stored.committed_micro_usd
     room = BudgetRoom(budget_usd, {**stored.caps, **(budgets or {})}, dict(committed))
     plan.committed_usd = sum(committed.values()) / MICRO_USD
@@ -175,4 +202,15 @@ def make_plan(
         )
         plan.cost_usd += c.cost_usd
         plan.by_model[c.model] += 1
+        if (settings := review_of(c.batch)) is not None:
+            _add_reviews(plan, c, settings)
     return plan
+
+
+def _add_reviews(plan: Plan, c: _Candidate, settings: ReviewSettings) -> None:
+    """A job to send whose batch is reviewed: its videos' reviews, its retakes' worst case."""
+    videos = int(c.params.get("sampleCount", 1))
+    review_usd = videos * estimate_review_usd(settings, int(c.params.get("durationSeconds", 8)))
+    plan.reviews += videos
+    plan.review_cost_usd += review_usd
+    plan.retakes_worst_usd += settings.retakes * (c.cost_usd + review_usd)

@@ -22,7 +22,8 @@ job when it is given just one), and owns how a run ends:
 * a spent daily quota: as an account error, but exit 75 (``--watch``: wait for the reset).
 
 Whether a run is over is decided in one place, ``_drained`` (arq's "burst" check): no
-job is submitting, running or generated, and nothing more will be sent (submits
+job is submitting, running or generated, no review is due (``reviewer``: it never changes
+the exit code), and nothing more will be sent (submits
 stopped on every route, ``--max-jobs`` spent, or no pending job that a route still
 submitting could ever claim). The
 stages never decide it for themselves: they wait for work until the stop level tells
@@ -55,6 +56,7 @@ from batchveo.run.lanes import Lanes
 from batchveo.run.loading import LoadResult, add_specs, load_into_store
 from batchveo.run.poller import Poller
 from batchveo.run.pollplan import HISTORY_ROWS, PollPlan
+from batchveo.run.reviewer import ReviewClient, Reviewer, run_reviewer
 from batchveo.run.submitter import lane_next_attempt_at, submitter
 from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
 from batchveo.store import Store, TransitionEvent
@@ -89,6 +91,10 @@ class RunResult:
     cleaned_partials: int = 0
     over_budget: int = 0
     """Pending jobs left alone because their estimated cost would exceed a budget."""
+    reviews: dict[str, int] = field(default_factory=dict)
+    """Reviews recorded in this run, by outcome (``passed``, ``flagged``, ...): told, never
+    part of the exit code."""
+    reviews_stopped: str | None = None
 
     @property
     def work_left(self) -> int:
@@ -106,6 +112,10 @@ class RunResult:
     def summary(self) -> str:
         parts = [f"{n} {state}" for state, n in self.states.items() if n]
         text = ", ".join(parts) or "no jobs"
+        if self.reviews or self.reviews_stopped:
+            told = ", ".join(f"{n} {outcome}" for outcome, n in self.reviews.items())
+            text += f"; reviews: {told or 'none'}"
+            text += f" ({self.reviews_stopped})" if self.reviews_stopped else ""
         if self.account_error:
             return f"stopped: {self.account_error}; jobs left pending ({text})"
         if self.over_budget:
@@ -149,9 +159,11 @@ class Runner:
         observer: Observer | None = None,
         rng: random.Random | None = None,
         clock: Clock | None = None,
+        review_client: ReviewClient | None = None,
     ):
         """``clients``: one client for every job (a single route, as the tests build it),
-        or the run's clients by route (``run.app`` builds one per route with work)."""
+        or the run's clients by route (``run.app`` builds one per route with work);
+        ``review_client``: every review's (by default each route's client)."""
         self.store = store
         if not isinstance(clients, ClientsByRoute):
             clients = ClientsByRoute.single(clients)
@@ -164,6 +176,9 @@ class Runner:
         store's wall clock. Tests pass their own to make time pass (with ``call_at``, see
         ``batchveo.clock.Alarms``, to own every due time of the run)."""
         self.ctx: RunContext | None = None
+        self.review_client = review_client
+        self.reviewer: Reviewer | None = None
+        """The review stage, when a batch's videos are reviewed (``run.reviewer``)."""
         self._stop_requests = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._early_stop: str | None = None
@@ -205,7 +220,10 @@ class Runner:
             ctx, downloads = await self._context()
             self.ctx = ctx
             open_work = OpenWork(ctx, await store.count_states(IN_PROGRESS))
-            watchers = (ctx.lanes.observe, ctx.observe, open_work.observe)
+            self.reviewer = await run_reviewer(ctx, self.review_client)
+            watchers = [ctx.lanes.observe, ctx.observe, open_work.observe]
+            if self.reviewer is not None:
+                watchers.append(self.reviewer.observe)
             store.observers.extend(watchers)
             try:
                 if self._early_stop:
@@ -228,6 +246,10 @@ class Runner:
                 recovered_uncertain=recovered,
                 cleaned_partials=cleaned or 0,
             )
+            if self.reviewer is not None:
+                recorded = self.reviewer.recorded.items()
+                result.reviews = {status.value: n for status, n in recorded if n}
+                result.reviews_stopped = self.reviewer.stopped
             ctx.emit("run_finished", states=states, exit_code=result.exit_code)
         return result
 
@@ -283,6 +305,10 @@ class Runner:
         ]
         if config.watch_dir is not None:
             others.append(asyncio.create_task(watch_folder(ctx, config.watch_dir)))
+        if self.reviewer is not None:
+            others += [
+                asyncio.create_task(self.reviewer.worker()) for _ in range(config.review.in_flight)
+            ]
         self._tasks = subs + others
         for t in self._tasks:  # arq's done-callback: an ended stage is looked at at once
             t.add_done_callback(lambda _: ctx.may_be_drained.fire())
@@ -353,7 +379,7 @@ class Runner:
     async def _drained(self, ctx: RunContext, open_work: OpenWork) -> bool:
         """arq's burst check: nothing in flight or to download, and nothing more to send."""
         while True:
-            if open_work.jobs:
+            if open_work.jobs or (self.reviewer is not None and self.reviewer.busy()):
                 return False
             if ctx.stop.submits_stopped() or ctx.lanes.sends_spent():
                 return True

@@ -17,6 +17,7 @@
     budget.py ........ what counts against a budget, the one budget rule (micro-dollars),
                        the claims' filter, when the next pending job is due
     pricing.py ....... reprice: the estimates from a price file (only new jobs if unchanged)
+    reviews.py ....... one review per take (due, then its verdict), batches' review settings
 
 Other packages import from here, not from the modules: the layout inside may change.
 """
@@ -29,6 +30,7 @@ from batchveo.store.budget import (
     micro_usd,
 )
 from batchveo.store.reads import Brief, Snapshot
+from batchveo.store.reviews import Review, ReviewStatus
 from batchveo.store.rows import (
     AddResult,
     Event,
@@ -48,6 +50,8 @@ __all__ = [
     "BudgetRoom",
     "Event",
     "Job",
+    "Review",
+    "ReviewStatus",
     "Snapshot",
     "Store",
     "Transition",

@@ -11,6 +11,10 @@ and the committed cost of a batch the sum of those, kept by the running totals
 (``totals``, migration 009) so that a claim reads a few lines, never every committed
 job. Integer sums are exact in any order: $3 of $1.50 jobs fits a $3 budget, after a
 million moves as after one, where float sums kept by adding and taking away drift.
+
+What a batch's reviews cost counts too (``review_costs``, migration 012: each review as it
+is recorded, from the tokens its answer counted), with the batch's committed cost; a
+review is asked only if its estimate fits (``review_fits``), as a claim is made.
 """
 
 from __future__ import annotations
@@ -57,11 +61,14 @@ def micro_usd(usd: float) -> int:
 
 
 def committed_sql(states: Sequence[JobState] = COMMITTED_STATES) -> str:
-    """Estimated cost of the jobs in ``states``, per batch, in micro-dollars: ``(batch,
-    micro_usd)`` rows, from the running totals (a few lines, whatever the number of jobs)."""
+    """Estimated cost of the jobs in ``states``, per batch, in micro-dollars, with what the
+    batch's reviews cost (``review_costs``, migration 012): ``(batch, micro_usd)`` rows,
+    from the running totals (a few lines, whatever the number of jobs)."""
     return (
-        f"SELECT batch, SUM(cost_micro_usd) FROM totals WHERE {in_states(states)}"
-        " GROUP BY batch HAVING SUM(jobs) > 0"
+        "SELECT batch, SUM(micro) FROM ("
+        f"SELECT batch, cost_micro_usd AS micro, jobs FROM totals WHERE {in_states(states)}"
+        " UNION ALL SELECT batch, cost_micro_usd, 0 FROM review_costs"
+        ") GROUP BY batch HAVING SUM(jobs) > 0"
     )
 
 
@@ -73,17 +80,18 @@ def committed_rows_sql(states: Sequence[JobState] = COMMITTED_STATES) -> str:
 
 
 _SPENT, _COMMITTED = in_states(SPENT_STATES), in_states(COMMITTED_STATES)
+_REVIEWS = "IFNULL((SELECT cost_micro_usd FROM review_costs r WHERE r.batch = b.name), 0)"
 COSTS_SQL = (
     "SELECT b.name, b.budget_usd,"
-    f" TOTAL(CASE WHEN t.{_SPENT} THEN t.cost_micro_usd END) / {MICRO_USD},"
-    f" TOTAL(CASE WHEN t.{_COMMITTED} THEN t.cost_micro_usd END) / {MICRO_USD},"
+    f" (TOTAL(CASE WHEN t.{_SPENT} THEN t.cost_micro_usd END) + {_REVIEWS}) / {MICRO_USD},"
+    f" (TOTAL(CASE WHEN t.{_COMMITTED} THEN t.cost_micro_usd END) + {_REVIEWS}) / {MICRO_USD},"
     f" TOTAL(t.cost_micro_usd) / {MICRO_USD}"
     " FROM batches b LEFT JOIN totals t ON t.batch=b.name AND t.jobs > 0"
     " GROUP BY b.name ORDER BY b.name"
 )
-"""Per batch: its budget, then the estimated cost spent, committed and of all its jobs
-(from the running totals: a few rows, whatever the number of jobs; the sums the budget
-rule reads)."""
+"""Per batch: its budget, then the estimated cost spent and committed (with what its
+reviews cost) and of all its jobs (from the running totals: a few rows, whatever the
+number of jobs; the sums the budget rule reads)."""
 
 
 class Costed(NamedTuple):
@@ -244,6 +252,17 @@ class Budgets(Core):
             )
             rows = list(await self._db.execute_fetchall(later, [*route_args, *args]))
         return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    async def review_fits(self, batch: str, cost_usd: float, budget_usd: float | None) -> bool:
+        """Whether a review of a take of ``batch`` estimated at ``cost_usd`` fits what the
+        budgets leave (``--budget`` and the batch's): the rule of claims, for a review."""
+        async with self._lock:
+            caps = await self._batch_caps(self._db)
+            if budget_usd is None and batch not in caps:
+                return True
+            async with self._db.execute(committed_sql()) as cur:
+                committed = {b: int(v) for b, v in await cur.fetchall()}
+        return BudgetRoom(budget_usd, caps, committed).blocking(batch, cost_usd) is None
 
     async def costs(self) -> dict[str, dict[str, float | None]]:
         """Per batch: estimated ``spent`` (videos made), ``committed`` and the ``budget``."""

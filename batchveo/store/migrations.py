@@ -383,4 +383,60 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        # Review (issue 16): one verdict per take, a take being a job row (a retake will be
+        # its own row). A job entering done gets its row here, status NULL ("due"), in the
+        # transition's own statement (the trigger); the review writes the verdict over it in
+        # one statement. So a review cut off by a kill stays due and is asked again, and
+        # none is recorded twice (one row per job id). reviews_due: the due rows by batch,
+        # what a run reads at its start (partial: every reviewed row costs it nothing);
+        # reviews_status: the counts of status and the flagged takes it lists.
+        # review_settings: a batch's ``defaults: review:`` (JSON), the latest load's word.
+        # review_costs: what each batch's reviews cost, in micro-dollars, kept by a trigger
+        # as each is recorded and never taken back (a take reviewed again with --force was
+        # paid twice): the budgets count it with the jobs' committed cost (budget.py).
+        "012_reviews",
+        """
+        CREATE TABLE reviews (
+            job_id          TEXT PRIMARY KEY REFERENCES jobs(id),
+            batch           TEXT NOT NULL,
+            status          TEXT CHECK (status IN ('passed', 'flagged', 'error', 'skipped')),
+            score           REAL,
+            matches_prompt  INTEGER,
+            defects         TEXT,
+            summary         TEXT,
+            error           TEXT,
+            model           TEXT,
+            tokens_in       INTEGER NOT NULL DEFAULT 0,
+            tokens_out      INTEGER NOT NULL DEFAULT 0,
+            cost_usd        REAL NOT NULL DEFAULT 0,
+            reviewed_at     REAL
+        );
+        CREATE INDEX reviews_due ON reviews(batch) WHERE status IS NULL;
+        CREATE INDEX reviews_status ON reviews(status, batch);
+        CREATE TABLE review_settings (
+            batch       TEXT PRIMARY KEY,
+            settings    TEXT NOT NULL
+        );
+        CREATE TABLE review_costs (
+            batch           TEXT PRIMARY KEY,
+            cost_micro_usd  INTEGER NOT NULL
+        );
+        INSERT INTO reviews (job_id, batch) SELECT id, batch FROM jobs WHERE state = 'done';
+        CREATE TRIGGER jobs_review_due AFTER UPDATE OF state ON jobs
+        WHEN NEW.state = 'done' AND OLD.state IS NOT 'done'
+        BEGIN
+            INSERT INTO reviews (job_id, batch) VALUES (NEW.id, NEW.batch)
+                ON CONFLICT (job_id) DO NOTHING;
+        END;
+        CREATE TRIGGER reviews_cost AFTER UPDATE OF cost_usd ON reviews
+        WHEN NEW.cost_usd > 0
+        BEGIN
+            INSERT INTO review_costs
+                VALUES (NEW.batch, CAST(NEW.cost_usd * 1000000 + 0.5 AS INTEGER))
+                ON CONFLICT (batch) DO UPDATE
+                SET cost_micro_usd = cost_micro_usd + excluded.cost_micro_usd;
+        END;
+        """,
+    ),
 )

@@ -26,6 +26,7 @@ from batchveo.store.budget import (
 )
 from batchveo.store.db import Core
 from batchveo.store.migrations import MIGRATIONS
+from batchveo.store.reviews import settings_of
 from batchveo.store.rows import (
     COLUMNS,
     JSON_COLUMNS,
@@ -38,6 +39,7 @@ from batchveo.store.rows import (
 )
 from batchveo.store.schema import applied_migrations
 from batchveo.store.totals import COUNTS_SQL, ROUTES_SQL, SAMPLES_SQL
+from batchveo.verdicts import ReviewSettings
 
 S = JobState
 WORK_STATES: tuple[JobState, ...] = (S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED)
@@ -286,14 +288,18 @@ class Snapshot:
         states: Iterable[JobState] | None = None,
         *,
         batch: str | None = None,
+        extra: Mapping[str, str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """``jobs``, as ``{column: value}`` of ``columns`` only (JSON columns decoded,
-        the state as stored): what an export needs, without building whole ``Job``s."""
+        the state as stored): what an export needs, without building whole ``Job``s.
+        ``extra``: more values by name, each an SQL expression of the job's row (its
+        review's verdict)."""
         unknown = set(columns) - set(COLUMNS)
         if unknown:
             raise StoreError(f"no such columns: {', '.join(sorted(unknown))}")
-        names = tuple(columns)
-        select = f"SELECT {', '.join(names)} FROM jobs"
+        names = (*columns, *(extra or {}))
+        exprs = (*columns, *(extra or {}).values())
+        select = f"SELECT {', '.join(exprs)} FROM jobs"
         sql, args = jobs_sql(states, batch=batch, select=select)
         json_at = [(i, c) for i, c in enumerate(names) if c in JSON_COLUMNS]
         for row in self._conn.execute(sql, args):
@@ -342,6 +348,14 @@ class Snapshot:
             out.update((i, JobState(s)) for i, s in self._conn.execute(sql, chunk))
         return out
 
+    def review_settings(self) -> dict[str, ReviewSettings]:
+        """The batches' review settings (none in a database before migration 012)."""
+        try:
+            rows = self._conn.execute("SELECT batch, settings FROM review_settings").fetchall()
+        except sqlite3.OperationalError:
+            return {}
+        return {batch: settings_of(text) for batch, text in rows}
+
     def caps(self) -> dict[str, float]:
         """The batches' budgets."""
         try:
@@ -377,4 +391,9 @@ class Snapshot:
         for batch, model, params, asked, returned, n in self._conn.execute(sql):
             one = cost_of(model, decode("params", params)) / max(1, asked)
             out[batch] = out.get(batch, 0) + micro_usd(one * returned) * n
+        try:  # what the reviews cost, as recorded (a price file prices videos only)
+            for batch, micro in self._conn.execute("SELECT * FROM review_costs"):
+                out[batch] = out.get(batch, 0) + int(micro)
+        except sqlite3.OperationalError:  # a database before migration 012
+            pass
         return out
