@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from batchveo import models
 from batchveo.cli import main
 from batchveo.errors import AccountError
 from batchveo.run import reviewer
@@ -124,12 +125,13 @@ def test_plan_shows_the_reviews_cost_and_the_retakes_worst_case_apart() -> None:
     Path("night.yaml").write_text(MANIFEST)
     result = invoke("plan", "night.yaml", "--db", "jobs.db")
     assert result.exit_code == 0, result.output
-    assert "reviews:             2 video(s), estimated $0.0035" in result.stdout
+    # 8 s sampled at 4 fps, low resolution, the question and the answer: models' rule.
+    one = models.estimate_review_cost_usd("gemini-3.5-flash", 8, 4, "low")
+    assert f"reviews:             2 video(s), estimated ${2 * one:.4f}" in result.stdout
     assert "retakes, worst case: $" in result.stdout
     data = json.loads(invoke("plan", "night.yaml", "--db", "jobs.db", "--json").stdout)
-    # 8 s at low (100 tokens/s) + the question, and the answer, at the stand-in prices.
-    assert data["reviews"] == 2 and data["estimated_review_cost_usd"] == 0.0035
-    per_take = data["estimated_cost_usd"] / 2 + 0.00175
+    assert data["reviews"] == 2 and data["estimated_review_cost_usd"] == round(2 * one, 4)
+    per_take = data["estimated_cost_usd"] / 2 + one
     assert data["retakes_worst_case_usd"] == round(2 * per_take, 2)
     assert not Path("jobs.db").exists()
 
@@ -213,11 +215,13 @@ def test_plan_and_dry_run_with_review_count_every_batchs_reviews() -> None:
     without = json.loads(invoke("plan", "night.yaml", "--db", "jobs.db", "--json").stdout)
     assert without["reviews"] == 0 and without["estimated_review_cost_usd"] == 0
     data = json.loads(invoke("plan", "night.yaml", "--review", "--db", "jobs.db", "--json").stdout)
-    # The defaults: medium, 300 tokens a second of video; no retakes.
-    assert data["reviews"] == 2 and data["estimated_review_cost_usd"] == 0.0051
+    # The defaults: 1 fps at medium resolution; no retakes.
+    one = models.estimate_review_cost_usd("gemini-3.5-flash", 8, 1, "medium")
+    assert data["reviews"] == 2 and data["estimated_review_cost_usd"] == round(2 * one, 4)
     assert data["retakes_worst_case_usd"] == 0
     dry = invoke("run", "night.yaml", "--review", "--dry-run", "--db", "jobs.db")
-    assert dry.exit_code == 0 and "reviews:             2 video(s), estimated $0.0051" in dry.stdout
+    assert dry.exit_code == 0
+    assert f"reviews:             2 video(s), estimated ${2 * one:.4f}" in dry.stdout
     assert not Path("jobs.db").exists()
 
 

@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from batchveo.api.review_wire import (
     check_fps,
@@ -35,6 +35,7 @@ from batchveo.verdicts import INLINE_LIMIT_BYTES, ReviewAsk, Verdict
 _GS_OBJECT = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,221}/\S+$")
 
 
+@runtime_checkable
 class ReviewClient(Protocol):
     """A route's client as the review stage uses it."""
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
+from batchveo.api.review import ReviewClient
 from batchveo.clock import Alarms
 from batchveo.errors import (
     BatchveoError,
@@ -50,19 +50,11 @@ TEXT_KEPT = 500
 TOO_LARGE = "review skipped: too large"
 
 
-@runtime_checkable
-class ReviewClient(Protocol):
-    """The part of a route's client the review stage uses (``api``'s clients at merge)."""
-
-    async def review(self, ask: ReviewAsk) -> Verdict: ...
-
-
 def review_client_of(client: object) -> ReviewClient:
     """A route's client as a review client; ``ConfigError`` if it cannot review.
 
-    LEAD: the one place that wires the route clients in: once r16api's clients have
-    ``review``, this check passes for them as they are (delete the ``ConfigError`` branch
-    if nothing is left without it)."""
+    The one place the route clients come in: both of ``api``'s clients review; the branch
+    is for a client made for something else (a test's, say), told in one line."""
     if not isinstance(client, ReviewClient):
         raise ConfigError(f"reviews are not supported on this route ({type(client).__name__})")
     return client

@@ -38,6 +38,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
+from batchveo.api.review import ReviewClient
 from batchveo.clock import Alarm, Clock, RunClock, alarms_for
 from batchveo.exitcodes import ExitCode
 from batchveo.files import output_folder
@@ -56,7 +57,7 @@ from batchveo.run.lanes import Lanes
 from batchveo.run.loading import LoadResult, add_specs, load_into_store
 from batchveo.run.poller import Poller
 from batchveo.run.pollplan import HISTORY_ROWS, PollPlan
-from batchveo.run.reviewer import ReviewClient, Reviewer, run_reviewer
+from batchveo.run.reviewer import Reviewer, run_reviewer
 from batchveo.run.submitter import lane_next_attempt_at, submitter
 from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
 from batchveo.store import Store, TransitionEvent
