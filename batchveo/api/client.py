@@ -300,12 +300,15 @@ class VeoClient:
         """One take watched by ``ask.model`` (``review.ReviewClient.review``): inline, or
         through the Files API when it is over the inline budget and the route has one."""
         url = URL(self.provider.submit_base + review_path(ask.model))
+        files = self._files
         try:
             payload = await review_payload(ask, self._review_inline_limit_bytes)
         except TooLargeToReview:
-            if self._files is None:
+            if files is None:
                 raise
-            return await self._review_uploaded(ask, url, self._files)
+            payload = None  # through the Files API, outside this handler (nothing chained)
+        if payload is None and files is not None:
+            return await self._review_uploaded(ask, url, files)
         reply = await self._http.call("POST", url, "review", payload, streamed=True)
         del payload
         if not reply.ok:
