@@ -32,6 +32,8 @@ which the Gemini format's rules and the reviews read (Vertex's catalogue is its 
 - ``gcs``: the simulator's own Cloud Storage, and writes into another (an emulator).
 - ``review``: ``generateContent`` on both formats: a review's checks, its marker-made
   verdicts and token counts.
+- ``files``: the Gemini API's Files API (resumable uploads of videos to review, their
+  processing, ``GET`` and ``DELETE``).
 """
 
 from batchveo.sim.config import SimConfig

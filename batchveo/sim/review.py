@@ -25,6 +25,9 @@ Markers in the question (which quotes the job's prompt):
 - ``[sim:review=refuse]``: a candidate stopped for ``SAFETY``, with no text.
 - Vertex may name the video by ``fileData.fileUri``: a ``gs://`` object it reads from
   the simulator's own Cloud Storage (or ``storage_upload_base``'s), counted the same way.
+  The Gemini format may name an ``ACTIVE`` file of this simulator's Files API by its
+  ``uri`` (``files.FileService.video``: a foreign URI 400, an unknown file 403, one still
+  processing 400 ``FAILED_PRECONDITION``), counted the same way.
 - ``[sim:review=429]``, ``[sim:review=503]`` (and 500, 502, 504; ``x2`` for the first
   two): the first reviews of that question get the status, as a quota or an overloaded
   model answers; then the marker's other outcomes apply.
