@@ -44,7 +44,11 @@ class ReviewClient(Protocol):
         ``batchveo.errors``: ``TooLargeToReview`` (nothing sent), ``VerdictUnusable``
         (a refusal or an answer off the schema, with the model's text), ``RateLimited``
         (429, its delay), ``Transient`` (5xx, network), ``AccountError`` (401/403),
-        ``ModelUnavailable`` (404 for the model), ``BadRequest``/``ContentRejected`` (400)."""
+        ``ModelUnavailable`` (404 for the model), ``BadRequest``/``ContentRejected`` (400).
+        Through the Files API (a take over the inline budget, on a route that has it) also
+        ``BadRequest`` (the service failed to process the video), ``Transient`` (still
+        processing when the wait is up), ``FileRefused`` (the uploaded file gone: 403),
+        ``MalformedAnswer`` (an upload URL off the provider's hosts: nothing sent there)."""
         ...
 
 
