@@ -57,6 +57,7 @@ class Seen:
 
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     review_bodies: list[dict[str, Any]] = field(default_factory=list)
+    before_review: Callable[[], None] = lambda: None
 
     def middleware(self) -> Any:
         @web.middleware
@@ -64,6 +65,7 @@ class Seen:
             self.requests.append((req.method, str(req.url), req.headers.get("x-goog-api-key")))
             if req.path.endswith(":generateContent"):
                 self.review_bodies.append(json.loads(await req.read()))
+                self.before_review()
             return await handler(req)
 
         return record
@@ -268,6 +270,15 @@ async def test_a_file_gone_while_waiting_is_that_files_trouble_not_the_accounts(
     assert "PERMISSION_DENIED" in str(info.value)
     assert files.requests("file") == {"403": 2}  # the state, then the deletion
     assert any("could not delete files/" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_file_gone_by_the_review_is_that_files_trouble_too(files: Files) -> None:
+    files.seen.before_review = lambda: files.clock.advance(48 * 3600)  # expired on the way
+    async with files.client() as client:
+        with pytest.raises(FileRefused) as info:
+            await client.review(ask_for(files.take()))
+    assert "PERMISSION_DENIED" in str(info.value) and "the uploaded files/" in str(info.value)
+    assert files.requests("review") == {"403": 1}
 
 
 async def test_gptproto_has_no_files_api_so_a_large_take_is_not_sent(files: Files) -> None:
