@@ -140,6 +140,11 @@ class ProviderModels:
     retired_on: str | None = None
     review_model_ids: tuple[str, ...] = ("gemini-3.5-flash",)
     """The Gemini models it serves for reviews (``generateContent``)."""
+    files_api: bool = False
+    """Whether it has the Gemini API's Files API (``/upload/v1beta/files``): a take over
+    the inline budget is then uploaded and reviewed by its ``fileUri``; without it, such a
+    take is not reviewed (``TooLargeToReview``). GPTProto's pages document none; Vertex
+    names a take in a bucket by its ``gs://`` URI instead."""
 
 
 _GEMINI_FORMAT_IDS = (
@@ -158,13 +163,16 @@ PROVIDER_MODELS: dict[str, ProviderModels] = {
             DEFAULT_MODEL,
             review_model_ids=("gemini-3.5-flash", "gemini-3-flash-preview"),
         ),
-        ProviderModels("gemini", "the Gemini API", _GEMINI_FORMAT_IDS, DEFAULT_MODEL),
+        ProviderModels(
+            "gemini", "the Gemini API", _GEMINI_FORMAT_IDS, DEFAULT_MODEL, files_api=True
+        ),
         ProviderModels(
             "custom",
             "a custom server",
             _GEMINI_FORMAT_IDS,
             DEFAULT_MODEL,
             review_model_ids=("gemini-3.5-flash", "gemini-3-flash-preview"),
+            files_api=True,
         ),
         ProviderModels(
             "vertex",
@@ -184,6 +192,13 @@ PROVIDER_MODELS: dict[str, ProviderModels] = {
     )
 }
 """Every provider's ids and limits (``routes.PROVIDER_WIRE`` says which wire each speaks)."""
+
+
+def has_files_api(provider: str) -> bool:
+    """Whether ``provider`` has the Files API (``ProviderModels.files_api``; an unknown
+    name has not)."""
+    entry = PROVIDER_MODELS.get(provider)
+    return entry is not None and entry.files_api
 
 
 Prices = Mapping[str, Mapping[str, float]]

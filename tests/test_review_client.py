@@ -129,7 +129,9 @@ async def route(
     await sim.start()
     client: VeoClient | VertexClient
     if request.param == "gemini":
-        client = VeoClient(resolve_provider("custom", sim.url), KEY)
+        # The reseller's route, rehearsed on the simulator: no Files API, so a take over
+        # the inline budget is not sent (tests/test_review_files.py has the Files API).
+        client = VeoClient(resolve_provider("gptproto", sim.url), KEY)
     else:
         info = {**_shared_key().info, "token_uri": f"{sim.url}/token"}
         sim.trust_key(info)

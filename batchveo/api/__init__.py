@@ -11,6 +11,8 @@ from the client down:
 - ``review``: ``ReviewClient``, what the review stage needs of either client, and the steps
   both share (the video read off the loop, its size checked first; the verdict read).
 - ``review_wire``: the review's ``generateContent`` as pure functions: body, verdict.
+- ``files``: the Gemini API's Files API, for a take over the inline budget: a resumable
+  upload streamed from disk, the wait until it is active, its deletion.
 - ``providers``: ``Provider`` (hosts, key variable, model ids as data), ``ApiKey``.
 - ``gauth``, ``bearer``: Google credentials and tokens; the token as a transport credential.
 - ``gcs``: ``gs://`` videos: metadata, bytes, size and checksum verified before they count.

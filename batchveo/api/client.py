@@ -6,6 +6,10 @@ One ``VeoClient`` does four things, each one request and nothing more: ``submit`
 retries and never sleeps: it turns every outcome into either a value or one exception from
 ``batchveo.errors`` that tells the runner what to do (wait, back off, fail the job, stop the
 run, or hold a possibly-paid submit for a human). The wire contract is ``docs/veo-api.md``.
+One exception: a take over the inline budget, on a route with the Files API
+(``models.has_files_api``), is uploaded, waited for on the injected ``clock`` and
+``sleep`` until the service has processed it, reviewed by its URI and deleted (``files``);
+on a route without one it is ``TooLargeToReview`` and nothing is sent.
 
 It is the Gemini format's routes and rules over the shared parts: ``wire`` builds and reads
 the bodies, ``transport`` makes each request (probe, bounded reading, error mapping),
@@ -34,6 +38,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,10 +47,11 @@ from yarl import URL
 
 from batchveo.api.bounded import MAX_JSON_BYTES
 from batchveo.api.download import MAX_VIDEO_BYTES, VideoDownloads
+from batchveo.api.files import DEFAULT_READY, Files, ReadyPolicy, RemoteFile
 from batchveo.api.providers import ApiKey, Provider
 from batchveo.api.results import DownloadResult, OperationStatus
 from batchveo.api.review import read_verdict, review_payload
-from batchveo.api.review_wire import review_path
+from batchveo.api.review_wire import file_review_body, review_path
 from batchveo.api.texts import clip, show_url
 from batchveo.api.transport import Reply, Transport
 from batchveo.api.urls import host_key, is_segment, is_web_url, parse_url, strip_key
@@ -64,11 +71,13 @@ from batchveo.errors import (
     NotSent,
     StopRun,
     SubmitOutcomeUnknown,
+    TooLargeToReview,
     Transient,
     UnusableVideo,
 )
+from batchveo.models import has_files_api
 from batchveo.spec import JobSpec
-from batchveo.verdicts import ReviewAsk, Verdict
+from batchveo.verdicts import INLINE_LIMIT_BYTES, ReviewAsk, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +100,10 @@ class VeoClient:
         user_agent: str = "batchveo/0.1",
         max_json_bytes: int = MAX_JSON_BYTES,
         max_video_bytes: int = MAX_VIDEO_BYTES,
+        review_inline_limit_bytes: int = INLINE_LIMIT_BYTES,
+        files_ready: ReadyPolicy = DEFAULT_READY,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ):
         self.provider = provider
         self._key = ApiKey(provider, api_key)
@@ -104,6 +117,19 @@ class VeoClient:
         )
         self._videos = VideoDownloads(
             self._http, timeout_s=download_timeout_s, max_video_bytes=max_video_bytes
+        )
+        self._review_inline_limit_bytes = review_inline_limit_bytes
+        self._files = (
+            Files(
+                self._http,
+                provider.submit_base,
+                clock=clock,
+                sleep=sleep,
+                ready=files_ready,
+                upload_timeout_s=download_timeout_s,
+            )
+            if has_files_api(provider.name)
+            else None
         )
         self._poll_method: str = "GET"
         self._poll_method_settled = False
@@ -271,11 +297,45 @@ class VeoClient:
     # ----------------------------------------------------------------------- review
 
     async def review(self, ask: ReviewAsk) -> Verdict:
-        """One take watched by ``ask.model`` (``review.ReviewClient.review``)."""
+        """One take watched by ``ask.model`` (``review.ReviewClient.review``): inline, or
+        through the Files API when it is over the inline budget and the route has one."""
         url = URL(self.provider.submit_base + review_path(ask.model))
-        payload = await review_payload(ask)
+        files = self._files
+        try:
+            payload = await review_payload(ask, self._review_inline_limit_bytes)
+        except TooLargeToReview:
+            if files is None:
+                raise
+            payload = None  # through the Files API, outside this handler (nothing chained)
+        if payload is None and files is not None:
+            return await self._review_uploaded(ask, url, files)
         reply = await self._http.call("POST", url, "review", payload, streamed=True)
         del payload
+        if not reply.ok:
+            raise self._http.http_error(reply, "review")
+        return read_verdict(reply.body, self._key.scrub)
+
+    async def _review_uploaded(self, ask: ReviewAsk, url: URL, files: Files) -> Verdict:
+        """Upload the take, wait until it is active, review it by its URI, delete it."""
+        uploaded = await files.upload(ask.video_path)
+        try:
+            verdict = await self._review_file(ask, url, await files.wait_active(uploaded))
+        except asyncio.CancelledError:
+            raise  # no request on the way out: the file expires on its own within 48 h
+        except BaseException:
+            await files.delete(uploaded)
+            raise
+        await files.delete(uploaded)
+        return verdict
+
+    async def _review_file(self, ask: ReviewAsk, url: URL, file: RemoteFile) -> Verdict:
+        payload = encode_body(file_review_body(ask, file.uri))
+        reply = await self._http.call("POST", url, "review", payload)
+        if reply.status == 403:
+            # Just uploaded with this key: a 403 now is the Files API's word for a file
+            # missing or expired, that file's trouble, not the account's.
+            message = str(self._http.http_error(reply, "review"))
+            raise FileRefused(f"{message} (the uploaded {file.name})", status=403)
         if not reply.ok:
             raise self._http.http_error(reply, "review")
         return read_verdict(reply.body, self._key.scrub)

@@ -53,10 +53,11 @@ from batchveo.errors import (
     Transient,
 )
 
-Kind = Literal["submit", "poll", "download", "review"]
+Kind = Literal["submit", "poll", "download", "review", "file"]
 """Which request failed: the same status means different things to each (a review is a
 ``generateContent``: free of the submit's doubts, since sending it twice pays twice for
-tokens but creates nothing, and its 404 is the model's, as a submit's is)."""
+tokens but creates nothing, and its 404 is the model's, as a submit's is; ``file`` is a
+Files API call of a review, an upload or a file's state, whose 404 is the file's)."""
 _NAMES_MODEL: tuple[Kind, ...] = ("submit", "review")
 """The requests whose path names the model: a 404 there means the model is not served."""
 

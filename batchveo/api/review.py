@@ -7,8 +7,9 @@ The stage is typed against ``ReviewClient``: ``VeoClient`` (the Gemini-format ro
 path with its own credential. Both read the video off the event loop, and check the
 request's size before reading it: a video whose base64, with the question, would pass
 ``INLINE_LIMIT_BYTES`` is ``TooLargeToReview`` and nothing is sent. On Vertex a take in a
-bucket (``ReviewAsk.video_uri``) is named, not sent (``file_payload``), whatever its size;
-the Gemini API's Files API is not used (yet).
+bucket (``ReviewAsk.video_uri``) is named, not sent (``file_payload``), whatever its size.
+On a Gemini-format route with the Files API (``models.has_files_api``), ``VeoClient``
+catches ``TooLargeToReview`` and uploads the take instead (``files``).
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ class ReviewClient(Protocol):
         ``batchveo.errors``: ``TooLargeToReview`` (nothing sent), ``VerdictUnusable``
         (a refusal or an answer off the schema, with the model's text), ``RateLimited``
         (429, its delay), ``Transient`` (5xx, network), ``AccountError`` (401/403),
-        ``ModelUnavailable`` (404 for the model), ``BadRequest``/``ContentRejected`` (400)."""
+        ``ModelUnavailable`` (404 for the model), ``BadRequest``/``ContentRejected`` (400).
+        Through the Files API (a take over the inline budget, on a route that has it) also
+        ``BadRequest`` (the service failed to process the video), ``Transient`` (still
+        processing when the wait is up), ``FileRefused`` (the uploaded file gone: 403),
+        ``MalformedAnswer`` (an upload URL off the provider's hosts: nothing sent there)."""
         ...
 
 

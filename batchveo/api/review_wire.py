@@ -14,7 +14,8 @@ directly:
   resolution asked for. The body's size is known before the video is read
   (``inline_request_bytes``), so a video over the inline budget is never encoded. On
   Vertex, a take already in a bucket goes as ``fileData.fileUri`` (``gs://``) instead:
-  Vertex reads it, and its size is no limit (``file_review_body``).
+  Vertex reads it, and its size is no limit (``file_review_body``); on the Gemini API a
+  take uploaded to its Files API goes the same way, by the file's ``uri`` (``files``).
 * **The answer**: ``candidates[0].content.parts`` (thought parts skipped) hold the JSON
   text; it must match the schema (a score 0-10, ``matches_prompt`` a boolean, each
   defect an ``MM:SS`` and an issue, a summary). Anything else, a refusal (a prompt
@@ -100,7 +101,8 @@ def review_body(ask: ReviewAsk, video_b64: str) -> dict[str, Any]:
 
 
 def file_review_body(ask: ReviewAsk, uri: str) -> dict[str, Any]:
-    """The body of ``ask`` naming the video by its ``gs://`` URI (Vertex reads it)."""
+    """The body of ``ask`` naming the video by ``uri``: a ``gs://`` object (Vertex reads
+    it) or a file uploaded to the Gemini API's Files API."""
     return _body(ask, {"fileData": {"mimeType": VIDEO_MIME_TYPE, "fileUri": uri}})
 
 

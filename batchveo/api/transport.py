@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -116,10 +117,12 @@ class Transport:
         method: str,
         url: URL,
         kind: Kind,
-        body: bytes | None,
+        body: bytes | BinaryIO | None,
         *,
         cap: int | None = None,
         streamed: bool = False,
+        headers: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> Reply:
         """One request with the credential: the whole answer, or a mapped network error.
 
@@ -127,22 +130,30 @@ class Transport:
         (Vertex's poll answers carry inline videos; everything else keeps the default).
         ``streamed`` sends the body from a buffer in chunks, its length still declared
         (a review's megabytes of video: aiohttp warns that one write of them blocks the
-        loop); a submit keeps its one write, which ``probe``'s rules rely on."""
-        headers = {**self.credential.headers_for(url), "Accept-Encoding": JSON_ENCODINGS}
-        data: bytes | io.BytesIO | None = body
-        if body is not None:
-            headers["Content-Type"] = "application/json"
+        loop); a submit keeps its one write, which ``probe``'s rules rely on. A ``bytes``
+        body is JSON. A binary file as ``body`` (an upload to the Files API) is sent as
+        it is, read in chunks on a worker thread, its length from the file: never whole in
+        memory. ``headers`` are added to the credential's (never over them); ``timeout_s``
+        replaces the request timeout for this one request (an upload of a long take)."""
+        sent = {**(headers or {}), **self.credential.headers_for(url)}
+        sent["Accept-Encoding"] = JSON_ENCODINGS
+        data: bytes | BinaryIO | io.BytesIO | None = body
+        if isinstance(body, bytes):
+            sent["Content-Type"] = "application/json"
             if streamed:
                 data = io.BytesIO(body)
+        timeout = self._timeout
+        if timeout_s is not None:
+            timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self.connect_timeout_s)
         with probing() as probe:
             try:
                 async with self.session().request(
                     method,
                     url,
                     data=data,
-                    headers=headers,
+                    headers=sent,
                     allow_redirects=False,
-                    timeout=self._timeout,
+                    timeout=timeout,
                     trace_request_ctx=probe,
                 ) as resp:
                     log.debug("%s %s -> %s", method, url.with_query(None), resp.status)

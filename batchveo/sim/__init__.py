@@ -34,6 +34,8 @@ reads an input's (or a reviewed video's) length.
 - ``gcs``: the simulator's own Cloud Storage, and writes into another (an emulator).
 - ``review``: ``generateContent`` on both formats: a review's checks, its marker-made
   verdicts and token counts.
+- ``files``: the Gemini API's Files API (resumable uploads of videos to review, their
+  processing, ``GET`` and ``DELETE``).
 """
 
 from batchveo.sim.config import SimConfig

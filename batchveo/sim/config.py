@@ -8,7 +8,9 @@ and changed at runtime. Each field is coerced by its kind (``_COERCERS``) and ch
 What each knob fakes is told where it is served: ``server`` (faults, quotas, downloads,
 polls), ``quota`` (rate and day limits), ``markers`` (outcomes a prompt forces),
 ``vertex`` (the Vertex AI knobs: tokens, keys trusted, where videos are written, project
-numbers, permission, the 429's delay, empty answers), ``review`` (the reviews' quota).
+numbers, permission, the 429's delay, empty answers), ``review`` (the reviews' quota),
+``files`` (the Files API: the largest upload, the GETs a file stays ``PROCESSING``, a
+foreign upload URL).
 """
 
 from __future__ import annotations
@@ -62,14 +64,14 @@ _OPT_INTS = (
     "seed",
     "review_rpm_limit",
 )
-_INTS = ("fail_first_polls", "fail_first_polls_status")
+_INTS = ("fail_first_polls", "fail_first_polls_status", "upload_max_bytes", "file_processing_polls")
 _BOOLS = (
     "count_polls_in_rpm",
     "redirect_downloads",
     "project_number_names",
     "vertex_permission_denied",
 )
-_OPT_STRS = ("files_host", "precondition_failure", "storage_upload_base")
+_OPT_STRS = ("files_host", "precondition_failure", "storage_upload_base", "upload_host")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -120,6 +122,15 @@ class SimConfig:
     rate_empty: float = 0.0
     # -- reviews (``review``): ``generateContent``'s own quota, per format.
     review_rpm_limit: int | None = None
+    # -- the Files API (``files``): uploads of videos too large to review inline.
+    upload_max_bytes: int = 256 * 1024 * 1024
+    """The largest upload kept (its own figure, under the service's 2 GB: the bytes are
+    held in memory; a 148 s take is about 130 MB)."""
+    file_processing_polls: int = 1
+    """GETs of an uploaded file that still say ``PROCESSING`` (then ``ACTIVE``)."""
+    upload_host: str | None = None
+    """The host the upload URL names (default: the one asked): another one fakes a server
+    handing out a foreign upload URL."""
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
 
     def __post_init__(self) -> None:
@@ -141,6 +152,8 @@ class SimConfig:
             raise ValueError("rate_window_s must be > 0, retry_after_s and retention_s >= 0")
         if self.day_s <= 0 or self.early_404_s < 0:
             raise ValueError("day_s must be > 0 and early_404_s >= 0")
+        if self.upload_max_bytes < 1 or self.file_processing_polls < 0:
+            raise ValueError("upload_max_bytes must be >= 1 and file_processing_polls >= 0")
         if self.token_lifetime_s <= 0:
             raise ValueError("token_lifetime_s must be > 0")
         if self.fail_first_polls < 0 or self.fail_first_polls_status not in FAULT_STATUSES:

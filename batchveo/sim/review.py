@@ -25,6 +25,9 @@ Markers in the question (which quotes the job's prompt):
 - ``[sim:review=refuse]``: a candidate stopped for ``SAFETY``, with no text.
 - Vertex may name the video by ``fileData.fileUri``: a ``gs://`` object it reads from
   the simulator's own Cloud Storage (or ``storage_upload_base``'s), counted the same way.
+  The Gemini format may name an ``ACTIVE`` file of this simulator's Files API by its
+  ``uri`` (``files.FileService.video``: a foreign URI 400, an unknown file 403, one still
+  processing 400 ``FAILED_PRECONDITION``), counted the same way.
 - ``[sim:review=429]``, ``[sim:review=503]`` (and 500, 502, 504; ``x2`` for the first
   two): the first reviews of that question get the status, as a quota or an overloaded
   model answers; then the marker's other outcomes apply.
@@ -57,6 +60,7 @@ from batchveo.sim import vertex_wire as vw
 from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.faults import Faults
+from batchveo.sim.files import FileService
 from batchveo.sim.gemini import key_ok
 from batchveo.sim.quota import Violation
 from batchveo.sim.stats import Stats
@@ -118,9 +122,10 @@ class ReviewRequest:
             return _NOT_MP4
 
 
-def check_review(raw: bytes, *, files: bool = False) -> ReviewRequest | str:
+def check_review(raw: bytes, *, files: bool = False, uploads: bool = False) -> ReviewRequest | str:
     """The request, or what is wrong with it (a 400's message, as the service words it).
-    ``files``: a ``gs://`` ``fileData`` may name the video (Vertex), to be read after."""
+    ``files``: a ``gs://`` ``fileData`` may name the video (Vertex); ``uploads``: an
+    http(s) ``fileData`` may (the Gemini API's Files API); either is read after."""
     if len(raw) > INLINE_LIMIT_BYTES:
         return f"Request payload size exceeds the limit: {INLINE_LIMIT_BYTES} bytes."
     try:
@@ -139,7 +144,10 @@ def check_review(raw: bytes, *, files: bool = False) -> ReviewRequest | str:
     file_uri = named.get("fileUri") if isinstance(named, dict) else None
     inline = video_part.get("inlineData")
     video, seconds = b"", 0.0
-    if files and isinstance(named, dict) and str(file_uri).startswith("gs://"):
+    scheme = str(file_uri).partition("://")[0]
+    if isinstance(named, dict) and (
+        (files and scheme == "gs") or (uploads and scheme in ("http", "https"))
+    ):
         if named.get("mimeType") != "video/mp4":
             return "fileData.mimeType must be video/mp4."
         file_uri = str(file_uri)
@@ -226,11 +234,13 @@ class ReviewService:
         stats: Stats,
         accounts: VertexAccounts,
         read_object: ReadObject,
+        files: FileService,
     ) -> None:
         self._config = config
         self._faults, self._stats = faults, stats
         self._accounts = accounts
         self._read_object = read_object
+        self._files = files
         self._seen: dict[str, int] = {}  # question -> reviews of it received
         self._answered: dict[bool, deque[float]] = {False: deque(), True: deque()}
         """Per format (Vertex or not): when each review in the rate window was answered."""
@@ -265,8 +275,13 @@ class ReviewService:
     async def _review(
         self, request: web.Request, cfg: SimConfig, *, vertex: bool
     ) -> web.StreamResponse:
-        asked = check_review(await request.read(), files=vertex)
-        if not isinstance(asked, str) and asked.file_uri is not None:
+        asked = check_review(await request.read(), files=vertex, uploads=not vertex)
+        if not isinstance(asked, str) and asked.file_uri is not None and not vertex:
+            uploaded = self._files.video(cfg, request, asked.file_uri)
+            if isinstance(uploaded, web.Response):
+                return uploaded
+            asked = asked.with_video(uploaded)
+        elif not isinstance(asked, str) and asked.file_uri is not None:
             data = await self._read_object(cfg, asked.file_uri)
             asked = (
                 asked.with_video(data)

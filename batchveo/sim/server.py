@@ -10,6 +10,8 @@ each service owns its handlers:
   ``/__storage/``, and the simulator's own Cloud Storage at ``/storage/v1/b/...``.
 - ``vertex``: Vertex AI, ``/v1/projects/...``, and ``POST /token``.
 - ``review``: both formats' ``generateContent`` (a Gemini model reviewing a video).
+- ``files``: the Files API a review's large video is uploaded to: ``/upload/v1beta/files``
+  (start, then the bytes), ``GET|DELETE /v1beta/files/{id}``.
 - here, test-only: ``GET /__sim/stats``, ``GET /__sim/operations`` (when each operation
   was created and finished), ``POST /__sim/finish_all``,
   ``GET|POST /__sim/config``, ``POST /__sim/expire_tokens`` (every bearer token handed out
@@ -41,6 +43,7 @@ from batchveo.sim import wire
 from batchveo.sim.config import SimConfig
 from batchveo.sim.downloads import Downloads
 from batchveo.sim.faults import Dropped, Faults
+from batchveo.sim.files import FileService
 from batchveo.sim.gcs import ObjectStore
 from batchveo.sim.gemini import GeminiService
 from batchveo.sim.ops import Operations
@@ -104,12 +107,14 @@ class Simulator:
             issuer=self.issuer,
             objects=self.objects,
         )
+        self._files = FileService(lambda: self.config, stats=self._stats, seed=self.config.seed)
         self._review = ReviewService(
             lambda: self.config,
             faults=self._faults,
             stats=self._stats,
             accounts=self._vertex.accounts,
             read_object=self._vertex.read_object,
+            files=self._files,
         )
         self._trust_key_files(self.config.vertex_keys)
         self.app = web.Application(client_max_size=MAX_BODY_BYTES)
@@ -132,6 +137,11 @@ class Simulator:
             add("POST", path, poll)
         add("GET", "/v1beta/files/{file}:download", download)
         add("GET", "/upload/v1beta/files/{file}:download", download)
+        upload = self._counted("upload", self._files.upload)
+        add("POST", "/upload/v1beta/files", upload)
+        add("PUT", "/upload/v1beta/files", upload)
+        add("GET", "/v1beta/files/{file}", self._counted("file", self._files.get))
+        add("DELETE", "/v1beta/files/{file}", self._counted("file", self._files.delete))
         add("GET", "/__storage/{file}", self._counted("storage", downloads.storage))
         signed_gcs = self._counted("storage", downloads.gcs_signed)
         add("GET", "/__storage/gcs/{bucket}/{object:.+}", signed_gcs)

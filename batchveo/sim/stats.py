@@ -9,7 +9,8 @@ project and region). ``vertex`` holds what only Vertex has (``VertexService.snap
 submits per project and region, samples requested/returned/filtered, partial and empty
 results, objects written, tokens issued and assertions refused. Reviews (``generateContent``,
 ``review``) are counted per video reviewed, by its digest (``reviews_by_video``), and in
-``reviews``. ``extensions`` and ``chains`` count scene chains' hops (``chains.Chains``).
+``reviews``; the Files API's uploads finished in ``files_uploaded``, its deletions in
+``files_deleted``. ``extensions`` and ``chains`` count scene chains' hops (``chains.Chains``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from batchveo.sim.chains import Chains
 
-GEMINI_ENDPOINTS = ("submit", "poll", "download", "review")
+GEMINI_ENDPOINTS = ("submit", "poll", "download", "review", "upload", "file")
 VERTEX_ENDPOINTS = (
     "vertex_submit",
     "vertex_poll",
@@ -32,7 +33,8 @@ ENDPOINTS = (*GEMINI_ENDPOINTS, "storage", *VERTEX_ENDPOINTS)
 """``storage`` is the signed storage URL a redirected download points to (either format);
 ``vertex_operation`` a GET on an operation name (404 on Vertex); ``gcs`` the simulator's
 own Cloud Storage; ``token`` the OAuth token endpoint; ``review`` and ``vertex_review``
-each format's ``generateContent``."""
+each format's ``generateContent``; ``upload`` the Files API's upload starts and uploads,
+``file`` its GETs and DELETEs of a file."""
 COUNTERS: tuple[str, ...] = (
     "polls_after_done",
     "key_leaks",
@@ -45,6 +47,8 @@ COUNTERS: tuple[str, ...] = (
     "early_404s",
     "per_day_quota_429s",
     "reviews",
+    "files_uploaded",
+    "files_deleted",
 )
 ACCEPTED_TIMES_KEPT = 10_000
 """The most recent accepted submits' times kept for ``accepted_submit_times`` (pacing tests)."""
