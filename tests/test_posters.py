@@ -4,15 +4,19 @@ sizes, and files that are no video; what lands on disk, and what never does."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import shutil
 from fractions import Fraction
 from pathlib import Path
+from typing import Any, cast
 
 import av
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from batchveo.api import DownloadResult, OperationStatus, VeoClient, resolve_provider
 from batchveo.mp4 import with_duration
 from batchveo.posters import (
     POSTER_AT_S,
@@ -25,7 +29,13 @@ from batchveo.posters import (
     poster_path,
     still_image,
 )
-from tests.pipeline_helpers import SAMPLE_MP4
+from batchveo.run import downloader
+from batchveo.run.runner import Runner
+from batchveo.spec import JobSpec
+from batchveo.states import JobState as S
+from batchveo.store import Job, Store
+from tests.helpers import make_spec, without_posters
+from tests.pipeline_helpers import SAMPLE_MP4, fast_config, fast_sim, run_batch
 
 
 def sample(folder: Path, name: str = "clip.mp4", data: bytes = SAMPLE_MP4) -> Path:
@@ -182,3 +192,159 @@ async def test_posters_are_made_off_the_event_loop(tmp_path: Path) -> None:
     videos = [sample(tmp_path, f"v{i}.mp4") for i in range(3)]
     posters = await make_posters([*videos, tmp_path / "none.mp4"])
     assert [p.path for p in posters] == [tmp_path / f"v{i}.jpg" for i in range(3)] + [None]
+
+
+# -- in a run: every done video gets its poster before the job is done ----------------
+
+
+def garbled(data: bytes = SAMPLE_MP4) -> bytes:
+    """The sample with every byte of its frames zeroed: an MP4 by its boxes (it downloads
+    and verifies), but no frame decodes."""
+    at = data.index(b"mdat") - 4
+    size = int.from_bytes(data[at : at + 4], "big")
+    return data[: at + 8] + bytes(size - 8) + data[at + size :]
+
+
+def assert_poster_of(video: Path, name: str = "") -> None:
+    """``video`` plays (PyAV) and has its poster beside it: a JPEG Pillow opens, 320x180."""
+    with av.open(str(video)) as c:
+        assert c.streams.video and next(c.decode(video=0)).width == 320
+    poster = video.with_name(name or video.with_suffix(".jpg").name)
+    with Image.open(poster) as im:
+        assert (im.format, im.size) == ("JPEG", (320, 180)) and is_poster(poster)
+
+
+async def test_a_run_leaves_a_poster_beside_every_done_video(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "videos"
+    specs = [make_spec(f"ok{i}") for i in range(3)]
+    specs += [make_spec("bad", "a glacier calving [sim:op_error]")]
+    specs += [make_spec("named", output_name="shots/named-take")]
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, fast_config(out), specs)
+    assert result.exit_code == 1  # the failed job
+    jobs = {j.id: j for j in await store.jobs()}
+    for job_id in ("ok0", "ok1", "ok2", "named"):
+        job = jobs[job_id]
+        video = Path(job.files[0]["path"])
+        assert job.state is S.DONE and job.posters == [video.with_suffix(".jpg").name]
+        assert_poster_of(video)
+    assert jobs["named"].files[0]["path"] == str(out / "shots" / "named-take.mp4")
+    assert jobs["bad"].state is S.FAILED and jobs["bad"].posters == []
+    assert sorted(p.name for p in out.rglob("*.jpg")) == [
+        "named-take.jpg", "ok0.jpg", "ok1.jpg", "ok2.jpg"
+    ]  # fmt: skip
+
+
+class Crash(Exception):
+    """The process dies here (a kill -9, as far as the database and the disk see)."""
+
+
+async def test_a_kill_between_video_and_poster_leaves_no_dangling_poster_and_the_rerun_makes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "videos"
+    real = downloader.make_posters
+
+    async def dies(videos: list[Path]) -> list[Poster]:
+        raise Crash("killed with the video on disk, before its poster")
+
+    store = await Store.open(tmp_path / "jobs.db")
+    try:
+        async with fast_sim() as sim:
+            monkeypatch.setattr(downloader, "make_posters", dies)
+            with pytest.raises(Crash):
+                await run_batch(store, sim, fast_config(out), [make_spec("a")])
+            job = await store.get("a")
+            assert job is not None and job.state is S.GENERATED
+            assert job.posters == [] and job.files == []  # nothing names a poster
+            assert (out / "a.mp4").exists() and not (out / "a.jpg").exists()
+
+            monkeypatch.setattr(downloader, "make_posters", real)
+            result = await run_batch(store, sim, fast_config(out))
+            job = await store.get("a")
+    finally:
+        await store.close()
+    assert result.exit_code == 0 and job is not None and job.state is S.DONE
+    assert job.posters == ["a.jpg"] and without_posters(p.name for p in out.iterdir()) == ["a.mp4"]
+    assert_poster_of(out / "a.mp4")
+
+
+class CrashingStore(Store):
+    """The real store, dying once before the job is recorded done."""
+
+    async def transition(
+        self, job_id: str, src: S, dst: S, *, detail: str | None = None, **fields: Any
+    ) -> Job:
+        if dst is S.DONE and not getattr(self, "crashed", False):
+            self.crashed = True
+            raise Crash(f"{job_id}: died before {src.value} -> {dst.value}")
+        return await super().transition(job_id, src, dst, detail=detail, **fields)
+
+
+async def test_a_kill_after_the_poster_before_done_makes_it_again_in_its_place(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "videos"
+    store = cast(CrashingStore, await CrashingStore.open(tmp_path / "jobs.db"))
+    try:
+        async with fast_sim() as sim:
+            with pytest.raises(Crash):
+                await run_batch(store, sim, fast_config(out), [make_spec("a")])
+            job = await store.get("a")
+            assert job is not None and job.state is S.GENERATED and job.posters == []
+            assert is_poster(out / "a.jpg")  # on disk, named by nothing yet
+            result = await run_batch(store, sim, fast_config(out))
+            job = await store.get("a")
+    finally:
+        await store.close()
+    assert result.exit_code == 0 and job is not None and job.posters == ["a.jpg"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "a.mp4"]  # no a.poster.jpg
+
+
+class FakeVertex:
+    """Every submit accepted, the first poll done with ``videos`` inline (Vertex AI without
+    a bucket), saved by the real client."""
+
+    def __init__(self, saver: VeoClient, videos: tuple[bytes, ...]):
+        self.saver = saver
+        self.answer = OperationStatus("done", inline_videos=videos, samples_requested=2)
+
+    async def submit(self, spec: JobSpec) -> str:
+        return f"projects/p/locations/us-central1/publishers/google/models/m/operations/{spec.id}"
+
+    async def poll(self, operation_name: str, model: str) -> OperationStatus:
+        return self.answer
+
+    async def download(self, uri: str, dest: Path) -> DownloadResult:
+        raise AssertionError("inline videos are never downloaded")
+
+    async def save(self, data: bytes, dest: Path) -> DownloadResult:
+        return await self.saver.save(data, dest)
+
+
+async def test_an_unreadable_video_gets_no_poster_and_its_job_is_done_with_the_reason(
+    store: Store, tmp_path: Path
+) -> None:
+    """Vertex AI's inline samples (the poller's save path): the second one verifies as an
+    MP4 but no frame of it decodes."""
+    out = tmp_path / "v"
+    events: list[tuple[str, dict[str, Any]]] = []
+    await store.add_jobs([make_spec("a")])
+    async with VeoClient(resolve_provider("custom", "http://127.0.0.1:9"), "k" * 8) as saver:
+        client = FakeVertex(saver, (SAMPLE_MP4 + b"\0\0\0\x0cfree1234", garbled()))
+        runner = Runner(
+            store, client, fast_config(out), rng=random.Random(1),
+            observer=lambda name, details: events.append((name, details)),
+        )  # fmt: skip
+        result = await asyncio.wait_for(runner.run(), 60)
+    job = await store.get("a")
+    assert result.exit_code == 0 and job is not None and job.state is S.DONE
+    assert len(job.files) == 2 and job.posters == ["a_1.jpg", None]
+    assert_poster_of(out / "a_1.mp4")
+    assert sorted(p.name for p in out.iterdir()) == ["a_1.jpg", "a_1.mp4", "a_2.mp4"]
+    done = [e for e in await store.events("a") if e.to_state == "done"]
+    assert done[0].detail is not None
+    assert "no poster frame for a_2.mp4: cannot read the video: " in done[0].detail
+    failed = [d for name, d in events if name == "poster_failed"]
+    assert [(d["job"], Path(d["path"]).name) for d in failed] == [("a", "a_2.mp4")]
+    assert failed[0]["reason"].startswith("cannot read the video: ")
