@@ -11,6 +11,7 @@ import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import unquote
 
 import av
 import pytest
@@ -29,6 +30,9 @@ from batchveo.posters import (
     poster_path,
     still_image,
 )
+from batchveo.report import build_report
+from batchveo.report.cards import NO_POSTER
+from batchveo.report.posters import PosterCounts
 from batchveo.run import downloader
 from batchveo.run.runner import Runner
 from batchveo.spec import JobSpec
@@ -36,6 +40,8 @@ from batchveo.states import JobState as S
 from batchveo.store import Job, Store
 from tests.helpers import make_spec, without_posters
 from tests.pipeline_helpers import SAMPLE_MP4, fast_config, fast_sim, run_batch
+from tests.test_report import EXPECTED, run_night
+from tests.test_report import Page as ReportHtml
 
 
 def sample(folder: Path, name: str = "clip.mp4", data: bytes = SAMPLE_MP4) -> Path:
@@ -348,3 +354,79 @@ async def test_an_unreadable_video_gets_no_poster_and_its_job_is_done_with_the_r
     failed = [d for name, d in events if name == "poster_failed"]
     assert [(d["job"], Path(d["path"]).name) for d in failed] == [("a", "a_2.mp4")]
     assert failed[0]["reason"].startswith("cannot read the video: ")
+
+
+# -- in the report: every card shows its poster; the report makes the missing ones -----
+
+DONE_IN_NIGHT = [i for i, s in EXPECTED.items() if s is S.DONE]
+
+
+def card_videos(report: Path) -> dict[str, dict[str, str]]:
+    """Each card's ``<video>`` attributes, by job id."""
+    html = report.read_text(encoding="utf-8")
+    out = {}
+    for job_id in EXPECTED:
+        start = html.index(f'id="job-{job_id}"')
+        card = html[start : html.index("</article>", start)]
+        page = parse_html(card)
+        if page.videos:
+            out[job_id] = page.videos[0]
+    return out
+
+
+def parse_html(text: str) -> ReportHtml:
+    page = ReportHtml()
+    page.feed(text)
+    page.close()
+    return page
+
+
+async def test_each_card_shows_its_poster_by_a_relative_url(store: Store, tmp_path: Path) -> None:
+    out = tmp_path / "my videos"
+    await run_night(store, tmp_path, out)
+    for report in (out / "report.html", tmp_path / "elsewhere" / "deep" / "r.html"):
+        summary = await build_report(store, report)
+        assert summary.posters == PosterCounts()  # the run made every one
+        videos = card_videos(report)
+        assert sorted(videos) == sorted(DONE_IN_NIGHT)
+        for job_id, video in videos.items():
+            url = video["poster"]
+            assert not url.startswith(("/", "file:", "data:")) and " " not in url
+            assert video["preload"] == "none" and "src" not in video
+            poster = (report.parent / unquote(url)).resolve()
+            assert poster == (out / f"{job_id}.jpg").resolve() and is_poster(poster)
+            assert (
+                poster.with_suffix(".mp4") == (report.parent / unquote(video["data-src"])).resolve()
+            )
+
+
+async def test_the_report_makes_the_posters_of_videos_done_without_them(
+    store: Store, tmp_path: Path
+) -> None:
+    """Videos downloaded before posters existed (the column NULL, no JPEG), one whose
+    poster was deleted since, and one that is no video any more."""
+    out = tmp_path / "videos"
+    await run_night(store, tmp_path, out)
+    for job_id in DONE_IN_NIGHT:
+        (out / f"{job_id}.jpg").unlink()
+        if job_id != "sea":  # sea keeps its name: only its file is gone
+            await store.update(job_id, S.DONE, posters=None)
+    (out / "fox.mp4").write_bytes(garbled())
+    report = out / "report.html"
+    summary = await build_report(store, report)
+    assert summary.posters is not None
+    assert (summary.posters.made, summary.posters.unreadable) == (len(DONE_IN_NIGHT) - 1, 1)
+    assert summary.posters.problems == [
+        "job fox: fox.mp4: cannot read the video: Invalid data found when processing input"
+    ]
+    jobs = {j.id: j for j in await store.jobs()}
+    for job_id in DONE_IN_NIGHT:
+        want = None if job_id == "fox" else f"{job_id}.jpg"
+        assert jobs[job_id].state is S.DONE and jobs[job_id].posters == [want]
+        if want:
+            assert_poster_of(out / f"{job_id}.mp4")
+    videos = card_videos(report)
+    assert videos["fox"]["poster"] == NO_POSTER
+    assert videos["sea"]["poster"] == "sea.jpg"
+    again = await build_report(store, report)  # nothing left to make; fox is tried again
+    assert again.posters is not None and (again.posters.made, again.posters.unreadable) == (0, 1)

@@ -60,9 +60,7 @@ ROUTE_COLUMNS = ("provider", "project", "location", "storage_uri")
 RETURNING = ", ".join(COLUMNS)
 """The columns of a ``Job``, in order: for ``SELECT`` and ``RETURNING``."""
 SELECT = f"SELECT {RETURNING} FROM jobs"
-JSON_COLUMNS = frozenset(
-    {"params", "inputs", "video_uris", "files", "filtered_reasons", "posters"}
-)
+JSON_COLUMNS = frozenset({"params", "inputs", "video_uris", "files", "filtered_reasons", "posters"})
 _LIST_COLUMNS = frozenset({"video_uris", "files", "filtered_reasons", "posters"})
 UPDATABLE = frozenset(
     {
