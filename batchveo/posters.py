@@ -13,8 +13,9 @@ the ones missing (videos done before posters existed, a poster deleted since).
   shorter than that gives its last frame.
 * **Size**: at most ``POSTER_MAX_PX`` on its longer side (320x180 for 16:9, 180x320 for
   9:16: sharp in a card, ~10 kB), JPEG quality ``POSTER_QUALITY``.
-* **Where**: ``<video stem>.jpg`` beside the video, written to a temporary name, fsynced,
-  renamed over, the folder fsynced. A file of that name that batchveo did not write (a
+* **Where**: ``<video stem>.jpg`` beside the video, written to a temporary name (a
+  ``.part`` the next run cleans up after a kill), fsynced, renamed over, the folder
+  fsynced. A file of that name that batchveo did not write (a
   user's own image of the same name: an input image beside the videos) is never replaced:
   every poster carries a JPEG comment (``POSTER_MARK``), and a file without it sends the
   poster to ``<video stem>.poster.jpg`` instead.
@@ -38,6 +39,8 @@ from pathlib import Path
 import av
 from av.video.frame import VideoFrame
 from PIL import Image, UnidentifiedImageError
+
+from batchveo.outfolder import PART_SUFFIX
 
 POSTER_AT_S = 1.0
 """The moment of the video the poster shows (see the module docstring)."""
@@ -134,8 +137,10 @@ def poster_jpeg(image: Image.Image) -> bytes:
 
 def write_file_atomic(path: Path, data: bytes) -> None:
     """``data`` to a new temporary name beside ``path`` (never following a link planted
-    there), fsynced, renamed over ``path``, the folder fsynced: whole or absent."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    there), fsynced, renamed over ``path``, the folder fsynced: whole or absent. The
+    temporary name is one the next run cleans if this process dies meanwhile
+    (``outfolder.OUR_PARTS``: ``NAME.jpg.<8 hex>.part``)."""
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}{PART_SUFFIX}")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(tmp, flags, 0o644)
     try:

@@ -73,7 +73,7 @@ def mean_diff(a: Image.Image, b: Image.Image) -> float:
 
 
 def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith((".part", ".tmp")))
 
 
 def test_the_sample_gives_a_marked_jpeg_of_the_frame_at_one_second(tmp_path: Path) -> None:
@@ -275,6 +275,19 @@ async def test_a_kill_between_video_and_poster_leaves_no_dangling_poster_and_the
     assert_poster_of(out / "a.mp4")
 
 
+async def test_a_poster_left_half_written_by_a_dead_process_is_cleaned_by_the_next_run(
+    store: Store, tmp_path: Path
+) -> None:
+    out = tmp_path / "videos"
+    out.mkdir()
+    (out / "a.jpg.0123abcd.part").write_bytes(b"\xff\xd8 half a poster")  # ours
+    (out / "holiday.jpg.part").write_bytes(b"a browser's download")  # not ours
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, fast_config(out), [make_spec("a")])
+    assert result.exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "a.mp4", "holiday.jpg.part"]
+
+
 class CrashingStore(Store):
     """The real store, dying once before the job is recorded done."""
 
@@ -421,8 +434,8 @@ async def test_the_report_makes_the_posters_of_videos_done_without_them(
     ]
     jobs = {j.id: j for j in await store.jobs()}
     for job_id in DONE_IN_NIGHT:
-        want = None if job_id == "fox" else f"{job_id}.jpg"
-        assert jobs[job_id].state is S.DONE and jobs[job_id].posters == [want]
+        want = [] if job_id == "fox" else [f"{job_id}.jpg"]  # fox: nothing to record
+        assert jobs[job_id].state is S.DONE and jobs[job_id].posters == want
         if want:
             assert_poster_of(out / f"{job_id}.mp4")
     videos = card_videos(report)
@@ -430,3 +443,11 @@ async def test_the_report_makes_the_posters_of_videos_done_without_them(
     assert videos["sea"]["poster"] == "sea.jpg"
     again = await build_report(store, report)  # nothing left to make; fox is tried again
     assert again.posters is not None and (again.posters.made, again.posters.unreadable) == (0, 1)
+
+    # A job that names a poster no longer there, of a video that gives none: the name goes.
+    (out / "sea.mp4").write_bytes(garbled())
+    (out / "sea.jpg").unlink()
+    await build_report(store, report)
+    sea = await store.get("sea")
+    assert sea is not None and sea.posters == [None]
+    assert card_videos(report)["sea"]["poster"] == NO_POSTER

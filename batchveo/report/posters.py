@@ -5,7 +5,8 @@ before it writes a page (``backfill_posters``): videos done before posters exist
 (``posters`` empty: NULL in the table), a poster deleted since, one the run could not
 write. Each is made beside its video and recorded with its job; the report then links
 what the database says. A video that still gives none (not readable) is counted, and its
-card shows a placeholder.
+card shows a placeholder; a report tries it again (a failed decode costs ~50 µs), and
+writes nothing for it unless the job named a poster that is gone.
 
 The jobs are read one at a time from a read-only snapshot in a worker thread (as the
 pages are); each job's posters are written through the store, on the event loop, as they
@@ -117,8 +118,8 @@ async def backfill_posters(store: Store, *, batch: str | None = None) -> PosterC
                 videos, posters = video_paths(row["files"], base), list(row["posters"])
                 if _wanted(videos, posters):
                     new = _remake(str(row["id"]), videos, posters, counts)
-                    if new != posters:
-                        record(str(row["id"]), new)
+                    if new != posters + [None] * (len(new) - len(posters)):
+                        record(str(row["id"]), new)  # not when only "none" is learnt
 
     await asyncio.to_thread(scan)
     return counts
