@@ -34,8 +34,6 @@ window.addEventListener("load", () => {
     if (--left === 0) document.documentElement.dataset.posters = "1";
   };
   for (const v of videos) {
-    const r = v.getBoundingClientRect();
-    v.dataset.box = [r.left, r.top, r.right, r.bottom].map(Math.round).join(",");
     const img = new Image();
     img.onload = () => {
       v.dataset.natural = img.naturalWidth + "x" + img.naturalHeight;
@@ -51,6 +49,10 @@ window.addEventListener("load", () => {
   // how much of each video the browser has (0: nothing, not even its metadata).
   setTimeout(() => {
     for (const v of videos) {
+      // Measured late: cards off screen have an estimated height until first painted
+      // (content-visibility), so the boxes below them move once they are.
+      const r = v.getBoundingClientRect();
+      v.dataset.box = [r.left, r.top, r.right, r.bottom].map(Math.round).join(",");
       v.dataset.readyState = v.readyState;
       v.dataset.hasSrc = v.getAttribute("src") ? "1" : "0";
     }

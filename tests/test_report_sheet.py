@@ -27,6 +27,8 @@ from batchveo.report.sheet import (
 from batchveo.states import JobState
 from batchveo.store import Store
 from tests.helpers import make_spec
+from tests.pipeline_helpers import fast_config, fast_sim, run_batch
+from tests.test_posters import garbled
 from tests.test_report import EXPECTED, run_night
 
 DONE = [i for i, s in EXPECTED.items() if s is JobState.DONE]
@@ -181,3 +183,22 @@ def test_a_bad_sheet_path_is_one_line_exit_2_and_nothing_written(
     assert result.stderr.splitlines() == [f"batchveo: {message.format(base=copy)}"]
     assert not (copy / "report.html").exists()
     assert not (copy / "sheet.png").exists()
+
+
+def test_a_video_that_gives_no_poster_is_one_line_and_the_report_is_written(
+    tmp_path: Path,
+) -> None:
+    async def night() -> None:
+        async with await Store.open(tmp_path / "jobs.db") as store, fast_sim() as sim:
+            await run_batch(store, sim, fast_config(tmp_path / "v"), [make_spec("a")])
+
+    asyncio.run(night())
+    (tmp_path / "v" / "a.jpg").unlink()
+    (tmp_path / "v" / "a.mp4").write_bytes(garbled())
+    result = invoke(tmp_path, "--sheet", str(tmp_path / "s.jpg"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "batchveo: 1 video(s) gave no poster frame: job a: a.mp4: cannot read the video:"
+        " Invalid data found when processing input"
+    ]
+    assert (tmp_path / "report.html").is_file() and (tmp_path / "s.jpg").is_file()
