@@ -69,9 +69,7 @@ async def build_report(
     """
     when = store.clock() if now is None else now
     base = store.path.absolute().parent
-    if batch is not None:
-        await asyncio.to_thread(_check_batch, store.path, batch)  # nothing made for no batch
-    posters = await backfill_posters(store, batch=batch)
+    posters = await backfill_posters(store, batch=batch)  # of no job, if no such batch
     summary = await asyncio.to_thread(
         _build, store.path, Path(out_path), batch, when, base, max(1, cards_per_page)
     )
@@ -119,13 +117,6 @@ def _video_folders(db: Path, batch: str | None, base: Path) -> set[str]:
         }
 
 
-def _check_batch(db: Path, batch: str) -> None:
-    with _snapshot(db) as snap:
-        if not snap.batch_jobs(batch):
-            known = ", ".join(snap.batch_jobs()) or "none"
-            raise UserError(f"no jobs in batch {batch!r} (batches: {known})")
-
-
 def _chunks(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
     while chunk := list(islice(jobs, size)):
         yield chunk
@@ -137,7 +128,8 @@ def _build(
     with _snapshot(db) as snap, snap.one_moment():
         batches = snap.batch_jobs(batch)
         if batch is not None and not batches:
-            _check_batch(db, batch)
+            known = ", ".join(snap.batch_jobs()) or "none"
+            raise UserError(f"no jobs in batch {batch!r} (batches: {known})")
         total = sum(batches.values())
         files = PageFiles(out_path, max(1, -(-total // per_page)))
         night = Night(batches, batch)
