@@ -85,6 +85,7 @@ def sheet_size(cells: int, columns: int = SHEET_COLUMNS) -> tuple[int, int]:
 
 
 Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
+Colour = tuple[int, int, int]
 
 
 def _font(size: int) -> Font:
@@ -92,6 +93,15 @@ def _font(size: int) -> Font:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow before 10.1: the small bitmap font only
         return ImageFont.load_default()
+
+
+def _text(
+    draw: ImageDraw.ImageDraw, x: float, mid_y: float, text: str, font: Font, fill: Colour
+) -> None:
+    """``text`` from ``x`` on, centred on the line ``mid_y`` (placed by its box, not by
+    ``anchor``: a bitmap font, all a Pillow without FreeType has, takes no anchor)."""
+    left, top, _, bottom = draw.textbbox((0, 0), text, font=font)
+    draw.text((x - left, mid_y - (top + bottom) / 2), text, font=font, fill=fill)
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: float) -> str:
@@ -130,19 +140,19 @@ def render_sheet(
         picture = _picture(cell)
         if picture is None:
             draw.rectangle((x, y, x + CELL_PX[0] - 1, y + CELL_PX[1] - 1), fill=NO_POSTER_FILL)
-            cx, cy = x + CELL_PX[0] // 2, y + CELL_PX[1] // 2
-            draw.text((cx, cy), "no poster frame", font=small, fill=MUTED, anchor="mm")
+            text = "no poster frame"
+            left = x + (CELL_PX[0] - draw.textlength(text, font=small)) / 2
+            _text(draw, left, y + CELL_PX[1] / 2, text, small, MUTED)
         else:
             dx, dy = (CELL_PX[0] - picture.width) // 2, (CELL_PX[1] - picture.height) // 2
             sheet.paste(picture, (x + dx, y + dy))
         score = "" if scores is None or cell.job_id not in scores else f"{scores[cell.job_id]:g}"
-        room = CELL_PX[0] - 4
+        room, line = CELL_PX[0] - 4, y + CELL_PX[1] + LABEL_PX / 2
         if score:
-            room -= int(draw.textlength(score, font=font)) + 8
-            right = (x + CELL_PX[0] - 2, y + CELL_PX[1] + LABEL_PX // 2)
-            draw.text(right, score, font=font, fill=TEXT, anchor="rm")
-        label = _fit(draw, cell.job_id, font, room)
-        draw.text((x + 2, y + CELL_PX[1] + LABEL_PX // 2), label, font=font, fill=TEXT, anchor="lm")
+            width = draw.textlength(score, font=font)
+            room -= int(width) + 8
+            _text(draw, x + CELL_PX[0] - 2 - width, line, score, font, TEXT)
+        _text(draw, x + 2, line, _fit(draw, cell.job_id, font, room), font, TEXT)
     buf = io.BytesIO()
     sheet.save(buf, "JPEG", quality=SHEET_QUALITY, optimize=True)
     return buf.getvalue()
