@@ -6,14 +6,16 @@ The night is ``tests/test_report.py``'s, run once on the simulator for the modul
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageFont, ImageStat
 
 from batchveo.cli import main
+from batchveo.report import sheet
 from batchveo.report.sheet import (
     BACKGROUND,
     CELL_PX,
@@ -202,3 +204,18 @@ def test_a_video_that_gives_no_poster_is_one_line_and_the_report_is_written(
         " Invalid data found when processing input"
     ]
     assert (tmp_path / "report.html").is_file() and (tmp_path / "s.jpg").is_file()
+
+
+@pytest.mark.parametrize("bitmap", [False, True])
+def test_long_and_non_latin_ids_are_cut_to_fit_whatever_the_font(
+    monkeypatch: pytest.MonkeyPatch, bitmap: bool
+) -> None:
+    """A Pillow without FreeType has only a Latin-1 bitmap font: ids still draw."""
+    if bitmap:
+        monkeypatch.setattr(sheet, "_font", lambda size: ImageFont.load_default_imagefont())
+    cells = [sheet.SheetCell("x" * 80, None), sheet.SheetCell("日本語-ü-id", None)]
+    data = sheet.render_sheet(cells, {"x" * 80: 9.5})
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == sheet_size(2)
+        label = im.crop(label_box(0, 2))
+        assert max(label.convert("L").getextrema()) > 150

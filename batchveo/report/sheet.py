@@ -104,13 +104,22 @@ def _text(
     draw.text((x - left, mid_y - (top + bottom) / 2), text, font=font, fill=fill)
 
 
+def _printable(text: str, font: Font) -> str:
+    """``text`` as ``font`` can draw it: a bitmap font knows Latin-1 only (``?`` for the rest)."""
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return text
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
 def _fit(draw: ImageDraw.ImageDraw, text: str, font: Font, width: float) -> str:
     """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
+    text = _printable(text, font)
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "…", font=font) > width:
+    dots = _printable("…", font)
+    while text and draw.textlength(text + dots, font=font) > width:
         text = text[:-1]
-    return text + "…"
+    return text + dots
 
 
 def _picture(cell: SheetCell) -> Image.Image | None:
