@@ -11,8 +11,8 @@ can; a ``PartFile(dest)`` made by one of the run's own tasks without it (the api
 client's download, today) finds it through a context variable that only the tasks of
 that run see, never another run's folder in the same process.
 
-A dead run's ``.part`` leftovers are cleaned when a run starts, but only batchveo's own,
-and only if no live run is writing there (see ``output_folder``).
+A dead run's ``.part`` leftovers (videos, poster frames) are cleaned when a run starts,
+but only batchveo's own, and only if no live run is writing there (see ``output_folder``).
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from pathlib import Path
 from batchveo.errors import ConfigError
 
 PART_SUFFIX = ".part"
-OUR_PARTS = re.compile(r"\.mp4(?:\.[0-9a-f]{8})?\.part$")
-"""batchveo's own partial files: ``NAME.mp4.<8 hex>.part`` (``NAME.mp4.part`` once)."""
+OUR_PARTS = re.compile(r"\.mp4(?:\.[0-9a-f]{8})?\.part$|\.jpg\.[0-9a-f]{8}\.part$")
+"""batchveo's own partial files: ``NAME.mp4.<8 hex>.part`` (``NAME.mp4.part`` once), and
+``NAME.jpg.<8 hex>.part``, a poster frame being written (``posters``)."""
 _PROBE_PREFIX = ".batchveo-probe-"
 
 FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC

@@ -8,7 +8,8 @@ statement: a recursive CTE counts ``i`` from 1 to N and ``INSERT ... SELECT`` wr
 
 * 90% done, each with one video file (``files``: path, size, sha256); the paths cycle over
   ``VIDEO_FILES`` real small files under the database's folder, so the report finds
-  them on disk (it checks every one) without a million files being made;
+  them on disk (it checks every one) without a million files being made; each with its
+  poster frame (``posters``, ``vNNN.jpg`` beside it: what the report then finds made);
 * 4% failed (filtered, operation error, content policy, retries exhausted, with their
   messages), 1% uncertain, 1% expired, 2% cancelled, 2% pending;
 * one batch in ten thousand rows is ``night-2``, the rest ``night-1``; 720p 16:9 8 s
@@ -36,6 +37,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from PIL import Image
+
 from batchveo.store import Store
 from batchveo.store.migrations import MIGRATIONS
 
@@ -46,7 +49,7 @@ except ImportError:  # a batchveo before running totals (an A/B run against olde
 
 VIDEO_FILES = 100
 """Real files the done jobs' paths cycle over."""
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 """Bumped when the rows below change: a cached database of another version is remade."""
 START = 1_760_000_000.0
 """The night's first load (a fixed time, so reports of the same N are alike)."""
@@ -110,6 +113,13 @@ FROM r
 """
 
 
+_POSTERS = """
+UPDATE jobs SET posters = '["' || replace(substr(json_extract(files, '$[0].path'), -8), '.mp4',
+    '.jpg') || '"]' WHERE state = 'done'
+"""
+"""Each done video's poster frame, as a run records it (migration 013; vNNN.jpg beside it)."""
+
+
 _EVENTS = """
 INSERT INTO events (job_id, from_state, to_state, at, attempt)
 SELECT id, 'pending', 'submitting', submitted_at, 1 FROM jobs WHERE submitted_at IS NOT NULL
@@ -143,6 +153,9 @@ def night_db(
         path = videos / f"v{i:03d}.mp4"
         if not path.exists():
             path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(1000))
+        poster = path.with_suffix(".jpg")  # as a run leaves it (read only by newer code)
+        if not poster.exists():
+            Image.new("RGB", (320, 180), (40, 90, 160)).save(poster, "JPEG")
     for i in range(10):
         path = images / f"img{i}.png"
         if not path.exists():
@@ -170,6 +183,8 @@ def night_db(
             "pending_from": pending_from,
         }
         conn.execute(_INSERT, args)
+        if "posters" in {row[1] for row in conn.execute("PRAGMA table_info(jobs)")}:
+            conn.execute(_POSTERS)
         if events:
             conn.execute(_EVENTS)
         if has_totals(conn):  # rows written straight into the table: counted here

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Check the HTML report in a real headless Chromium (tests/test_report_browser.py).
+# Check the HTML report in a real headless Chromium (the tests marked browser:
+# tests/test_report_browser.py, tests/test_report_posters_browser.py).
 # Installs Debian's chromium when no browser is found (needs root and the Debian mirrors).
 # Extra arguments go to pytest, e.g. scripts/browser-test.sh -k filters
 # BATCHVEO_UPDATE_SCREENSHOT=1 scripts/browser-test.sh  also refreshes docs/report.png.
@@ -28,4 +29,4 @@ if [ ! -x .venv/bin/python ]; then
     echo "browser-test: no .venv; run make venv first" >&2
     exit 2
 fi
-exec .venv/bin/python -m pytest tests/test_report_browser.py -v "$@"
+exec .venv/bin/python -m pytest -m browser tests -v "$@"

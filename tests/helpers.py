@@ -13,7 +13,7 @@ import itertools
 import sqlite3
 import struct
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,15 @@ async def wait_until(
         if loop.time() >= end:
             raise AssertionError(f"condition not reached{': ' + what if what else ''}")
         await asyncio.sleep(0.005)
+
+
+def without_posters(names: Iterable[str]) -> list[str]:
+    """File names of a folder of videos, sorted, less the poster frame beside each video
+    (``NAME.jpg`` beside ``NAME.mp4``: ``batchveo.posters``; tests/test_posters.py checks them)."""
+    listed = set(names)
+    return sorted(
+        n for n in listed if not (n.endswith(".jpg") and n[: -len(".jpg")] + ".mp4" in listed)
+    )
 
 
 def db_states(db: Path) -> dict[str, str]:

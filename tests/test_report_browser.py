@@ -123,7 +123,7 @@ async def test_the_script_runs_and_loads_the_visible_videos(
         src = re.search(r' src="([^"]+)"', tag)
         data_src = re.search(r'data-src="([^"]+)"', tag)
         assert src and data_src and src.group(1) == data_src.group(1)
-        assert 'preload="metadata"' in tag
+        assert 'preload="none"' in tag and ' poster="' in tag  # nothing loads until played
     # The prompt holding HTML stayed text: its script and onerror never ran.
     assert dom.count("<script") == 1 and '<img src="x"' not in dom
     assert not re.search(r"<(html|body)[^>]*data-pwned", dom)

@@ -33,7 +33,7 @@ from click.testing import CliRunner, Result
 
 from batchveo.cli import main
 from batchveo.sim.vertex_wire import PARTIAL_SUPPORT_CODE
-from tests.helpers import FakeClock
+from tests.helpers import FakeClock, without_posters
 from tests.vertex_helpers import (
     LOCATION,
     PROJECT,
@@ -111,7 +111,8 @@ def status() -> dict[str, Any]:
 
 
 def on_disk() -> list[str]:
-    return sorted(str(p.relative_to("videos")) for p in Path("videos").rglob("*") if p.is_file())
+    files = (str(p.relative_to("videos")) for p in Path("videos").rglob("*") if p.is_file())
+    return without_posters(files)
 
 
 def operation_id(row: dict[str, Any]) -> str:

@@ -72,9 +72,9 @@ def _run_batch(manifest: Path, out: Path, env: dict[str, str], *route: str) -> i
         "--first-poll", "2s", "--poll-interval", "2s", *route, env=env,
     )  # fmt: skip
     _batchveo("status", env=env)
-    report = out / "report.html"
-    if _batchveo("report", "--out", str(report), env=env) == 0:
-        print(f"demo: report written to {report}")
+    report, sheet = out / "report.html", out / "sheet.jpg"
+    if _batchveo("report", "--out", str(report), "--sheet", str(sheet), env=env) == 0:
+        print(f"demo: report written to {report} (contact sheet: {sheet})")
     return code
 
 

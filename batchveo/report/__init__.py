@@ -8,6 +8,9 @@
 * ``pages``: a report of several pages (``CARDS_PER_PAGE`` cards each): their files,
   links and atomic writing.
 * ``paths``: where a job's files are, and the relative URLs the pages link them with.
+* ``posters``: each video's poster frame as the cards show it, and ``backfill_posters``,
+  which makes and records the ones missing before a report is written.
+* ``sheet``: ``write_contact_sheet``, one JPEG of the posters with ids (and scores).
 """
 
 from batchveo.report.build import ReportSummary, build_report, default_report_path

@@ -9,6 +9,8 @@
   the value of any key-like environment variable (``redact``).
 * They are written atomically (``pages.PageWriter``): a crash never leaves a half page
   in place of the previous report.
+* First, every done video without a poster frame on disk gets one (``posters``): the
+  cards show pictures, whichever batchveo downloaded the videos.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from batchveo.report.night import Night
 from batchveo.report.page import Page
 from batchveo.report.pages import CARDS_PER_PAGE, PageFiles, Pager, PageWriter
 from batchveo.report.paths import locate
+from batchveo.report.posters import PosterCounts, backfill_posters
 from batchveo.states import JobState
 from batchveo.store import Job, Snapshot, Store
 
@@ -47,6 +50,8 @@ class ReportSummary:
     pages: int = 1
     pages_folder: Path | None = None
     """Where the pages after the first are (None: the night is one page)."""
+    posters: PosterCounts | None = None
+    """Poster frames the report made, and videos that gave none."""
 
 
 async def build_report(
@@ -64,9 +69,11 @@ async def build_report(
     """
     when = store.clock() if now is None else now
     base = store.path.absolute().parent
-    return await asyncio.to_thread(
+    posters = await backfill_posters(store, batch=batch)  # of no job, if no such batch
+    summary = await asyncio.to_thread(
         _build, store.path, Path(out_path), batch, when, base, max(1, cards_per_page)
     )
+    return replace(summary, posters=posters)
 
 
 async def default_report_path(store: Store, *, batch: str | None = None) -> Path:

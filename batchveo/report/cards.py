@@ -3,8 +3,10 @@
 Every prompt, message, id and path goes through ``html.escape``; files are linked with
 relative URLs from the folder of the page the card is on (``paths.rel_url``). The markup
 is terse (well under a kilobyte a card). Videos are ``preload="none"`` with their path in
-``data-src`` (the page's script gives them ``src`` near the viewport), input images
-``loading="lazy"``.
+``data-src`` (the page's script gives them ``src`` near the viewport) and their poster
+frame (``report.posters``) as ``poster``: every card shows a picture at once, and no
+video is fetched or decoded until it is played. A video without a poster shows
+``NO_POSTER``. Input images are ``loading="lazy"``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from batchveo.report.paths import locate, rel_url
+from batchveo.report.posters import poster_file
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
@@ -43,6 +46,14 @@ HINTS: Mapping[JobState, str] = {
     S.EXPIRED: "The server deleted the video before it was downloaded; a retry generates "
     "(and bills) it again.",
 }
+
+NO_POSTER = (
+    "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 320 180'%3E"
+    "%3Crect width='320' height='180' fill='%2311141a'/%3E%3Ctext x='160' y='96' "
+    "fill='%239aa3b2' font-family='sans-serif' font-size='15' text-anchor='middle'%3E"
+    "no poster frame: press play%3C/text%3E%3C/svg%3E"
+)
+"""The picture of a video that has no poster frame (one it could not be made from)."""
 
 _FILTER_PREFIX = re.compile(r"^blocked by the safety filter \(not charged\):\s*")
 
@@ -131,11 +142,20 @@ class Cards:
                 main = '<div class="ph">video file missing</div>'
             else:
                 src = escape(rel_url(files[0], self.folder))
-                main = f'<video controls preload="none" data-src="{src}"></video>'
+                poster = self.poster(files[0], job.posters[0] if job.posters else None)
+                main = (
+                    f'<video controls preload="none" poster="{escape(poster)}" '
+                    f'data-src="{src}"></video>'
+                )
         else:
             label = {S.DONE: "no video file"}.get(job.state, job.state.value)
             main = f'<div class="ph">{escape(label)}</div>'
         return f'<div class="media">{main}{self.inputs(job.inputs)}</div>'
+
+    def poster(self, video: str, name: str | None) -> str:
+        """The URL of the poster of ``video`` (``NO_POSTER`` if it has none)."""
+        path = poster_file(video, name)
+        return NO_POSTER if path is None else rel_url(path, self.folder)
 
     def inputs(self, inputs: Mapping[str, Any]) -> str:
         figs: list[tuple[str, str]] = []

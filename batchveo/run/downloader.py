@@ -19,6 +19,11 @@ too long) is saved as ``OUT/<id>.mp4`` instead, and the job records that name.
 (``save_files`` is that rule, shared with the poller, which saves the videos Vertex AI
 sends inline in a poll's answer the same way.)
 
+Each video on disk gets its poster frame (``batchveo.posters``) before the job is ``done``,
+recorded in the same statement as its files: a poster the database names exists, and a
+run that dies in between fetches the video again and makes it then. A video that gives no
+poster is still done; why is in the job's history and the log (``poster_failed``).
+
 A video in the user's own Cloud Storage bucket (a ``gs://`` URI: Vertex AI with a
 ``storageUri``) has no retention: the objects stay until the user deletes them. Such a
 job is never ``expired`` by the clock, and a 404 there is an answer like any other: it
@@ -58,6 +63,7 @@ from batchveo.errors import (
     reaction,
 )
 from batchveo.outputs import fallback_video_paths, video_paths
+from batchveo.posters import make_posters
 from batchveo.run.context import RunContext, StopLevel
 from batchveo.run.wakeups import Waiters
 from batchveo.states import ErrorKind, JobState
@@ -259,13 +265,19 @@ async def download_one(ctx: RunContext, queue: DownloadQueue, item: DueJob) -> N
         return result
 
     try:
-        files, notes = await save_files(ctx, job, len(job.video_uris), fetch)
+        files, posters, notes = await save_files(ctx, job, len(job.video_uris), fetch)
     except BatchveoError as e:
         await _failed(ctx, queue, item, e, now, expires_at)
         return
     detail = "; ".join([f"{len(files)} file(s)", *notes])
     await ctx.store.transition(
-        job.id, S.GENERATED, S.DONE, files=files, finished_at=ctx.now(), detail=detail
+        job.id,
+        S.GENERATED,
+        S.DONE,
+        files=files,
+        posters=posters,
+        finished_at=ctx.now(),
+        detail=detail,
     )
     queue.forget(job.id)
     ctx.stats.downloaded += 1
@@ -306,8 +318,9 @@ Fetch = Callable[[int, Path], Awaitable[DownloadResult]]
 
 async def save_files(
     ctx: RunContext, job: Job, n_videos: int, fetch: Fetch
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every video of ``job`` on disk: the records of its files, and notes on names changed.
+) -> tuple[list[dict[str, Any]], list[str | None], list[str]]:
+    """Every video of ``job`` on disk: the records of its files, their posters (names in
+    the video's folder, None for none) and notes on names changed and posters not made.
 
     A video whose own path cannot be written is saved under its fallback name instead
     (the paid video matters more than its name); OutputUnusable if that fails too.
@@ -332,7 +345,13 @@ async def save_files(
         files.append(
             {"path": os.path.abspath(result.path), "size": result.size, "sha256": result.sha256}
         )
-    return files, notes
+    posters: list[str | None] = []
+    for poster in await make_posters([Path(str(f["path"])) for f in files]):
+        posters.append(None if poster.path is None else poster.path.name)
+        if poster.problem is not None:
+            notes.append(f"no poster frame for {poster.video.name}: {poster.problem}")
+            ctx.emit("poster_failed", job=job.id, path=str(poster.video), reason=poster.problem)
+    return files, posters, notes
 
 
 async def _failed_try(

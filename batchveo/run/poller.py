@@ -143,7 +143,7 @@ class Poller:
             return result
 
         try:
-            files, notes = await save_files(ctx, job, len(videos), save)
+            files, posters, notes = await save_files(ctx, job, len(videos), save)
         except BatchveoError as e:
             await self._unsaved_answer(job, e, now)
             return
@@ -154,6 +154,7 @@ class Poller:
             S.RUNNING,
             S.DONE,
             files=files,
+            posters=posters,
             generated_at=now,
             finished_at=ctx.now(),
             polls=job.polls + 1,

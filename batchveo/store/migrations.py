@@ -439,4 +439,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         END;
         """,
     ),
+    Migration(
+        # Poster frames (issue 16): each video's still (a JPEG beside it, batchveo/posters.py)
+        # as a path relative to the video's folder, in the order of ``files``; null for a
+        # video that gave none. Written in the same statement as ``files`` (the poster file
+        # exists first), or later by the report for videos done before it: NULL is "none
+        # made yet".
+        "013_posters",
+        """
+        ALTER TABLE jobs ADD COLUMN posters TEXT;
+        """,
+    ),
 )

@@ -52,6 +52,7 @@ COLUMNS = (
     "samples_filtered",
     "filtered_reasons",
     "sample_cost_usd",
+    "posters",
 )
 _COLUMNS_BEFORE_006 = COLUMNS.index("finished_at") + 1
 ROUTE_COLUMNS = ("provider", "project", "location", "storage_uri")
@@ -59,8 +60,8 @@ ROUTE_COLUMNS = ("provider", "project", "location", "storage_uri")
 RETURNING = ", ".join(COLUMNS)
 """The columns of a ``Job``, in order: for ``SELECT`` and ``RETURNING``."""
 SELECT = f"SELECT {RETURNING} FROM jobs"
-JSON_COLUMNS = frozenset({"params", "inputs", "video_uris", "files", "filtered_reasons"})
-_LIST_COLUMNS = frozenset({"video_uris", "files", "filtered_reasons"})
+JSON_COLUMNS = frozenset({"params", "inputs", "video_uris", "files", "filtered_reasons", "posters"})
+_LIST_COLUMNS = frozenset({"video_uris", "files", "filtered_reasons", "posters"})
 UPDATABLE = frozenset(
     {
         "operation",
@@ -78,6 +79,7 @@ UPDATABLE = frozenset(
         "samples_returned",
         "samples_filtered",
         "filtered_reasons",
+        "posters",
     }
 )
 """The bookkeeping a transition or ``update`` may set; what a job asks for is fixed at load.
@@ -163,13 +165,17 @@ class Job:
     sample_cost_usd: float
     """Estimated cost of one returned video; ``cost_usd`` is it times the videos returned
     (or asked for, until the answer)."""
+    posters: list[str | None]
+    """Each video's poster frame (migration 013), in the order of ``files``: its path
+    relative to the video's folder (its name: it lies beside the video, and moves with
+    it), None for a video that gave none; empty until made."""
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Job:
         """A row of ``COLUMNS``; a row of the columns before migration 006 (a literal row
         written before routes) gets that migration's defaults."""
         if len(row) == _COLUMNS_BEFORE_006:
-            row = (*row, None, None, None, None, 1, None, None, None, row[10])
+            row = (*row, None, None, None, None, 1, None, None, None, row[10], None)
         d = dict(zip(COLUMNS, row, strict=True))
         d["state"] = JobState(d["state"])
         for col in JSON_COLUMNS:

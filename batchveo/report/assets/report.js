@@ -67,11 +67,11 @@
     grid.appendChild(frag);
   }
 
-  // A video gets its src (and starts loading its metadata) only near the viewport.
+  // A video gets its src only near the viewport, and loads nothing until it is played:
+  // its poster frame (a small JPEG beside it) is what the card shows.
   function load(card) {
     for (const video of card.querySelectorAll("video[data-src]")) {
       if (!video.getAttribute("src")) {
-        video.preload = "metadata";
         video.src = video.dataset.src;
       }
     }
