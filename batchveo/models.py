@@ -112,6 +112,40 @@ VERTEX_RETIRED_ON = "2026-04-02"
 
 
 @dataclass(frozen=True)
+class ExtensionLimits:
+    """What one route takes of a scene chain (``chains``): each hop is an extension
+    request whose answer is the parent's video ``added_s`` longer (the API contract's
+    "Extension" table). The limits are on the video sent (``input``) and the one made
+    (``output``); extensions are counted after the root."""
+
+    added_s: int = 7
+    """What one extension adds to the video."""
+    request_duration_s: int = 8
+    """The ``durationSeconds`` an extension request carries (the Gemini format takes 8)."""
+    min_input_s: int = 1
+    max_input_s: int = 141
+    max_output_s: int = 148
+    max_extensions: int | None = 20
+    resolutions: tuple[str, ...] = ("720p",)
+    """The resolutions an extension may have (the root's: a hop inherits it)."""
+    needs_storage: bool = False
+    """The parent's video must be in the user's bucket (Vertex's ``gcsUri``)."""
+
+
+GEMINI_EXTENSION = ExtensionLimits()
+"""Gemini format: 720p only, input at most 141 s, at most 20 extensions, 148 s in all."""
+VERTEX_EXTENSION = ExtensionLimits(
+    min_input_s=1,
+    max_input_s=30,
+    max_output_s=37,
+    max_extensions=None,
+    resolutions=RESOLUTIONS,
+    needs_storage=True,
+)
+"""Vertex AI: input 1-30 s, output at most 37 s; the input a ``gs://`` object."""
+
+
+@dataclass(frozen=True)
 class ProviderModels:
     """What one provider serves and takes: its model ids and its limits, as data.
 
@@ -133,6 +167,8 @@ class ProviderModels:
     retired: Mapping[str, str] = field(default_factory=dict)
     """Ids it no longer serves -> the id that replaces each."""
     retired_on: str | None = None
+    extension: ExtensionLimits = GEMINI_EXTENSION
+    """What a scene chain may be on this provider."""
 
 
 _GEMINI_FORMAT_IDS = (
@@ -161,6 +197,7 @@ PROVIDER_MODELS: dict[str, ProviderModels] = {
                 "veo-3.1-lite-generate-preview": "veo-3.1-lite-generate-001",
             },
             retired_on=VERTEX_RETIRED_ON,
+            extension=VERTEX_EXTENSION,
         ),
     )
 }

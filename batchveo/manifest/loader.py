@@ -15,11 +15,12 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from batchveo.errors import ManifestError, Problem
+from batchveo.manifest.chaining import Links, chain_entries, hop_spec, link_of, provider_name
 from batchveo.manifest.csvfile import read_csv
 from batchveo.manifest.images import ImageFiles
 from batchveo.manifest.job import (
@@ -130,6 +131,8 @@ class _Loader:
         """Rendered output name -> where its job is."""
         self._files: set[Path] = set()
         self._images = ImageFiles()
+        self._links = Links()
+        """Jobs a later hop may extend (``chaining``)."""
         self._file_batch = ""
         self._base = Path()
         """The folder of the manifest being read: its image paths are relative to it."""
@@ -211,15 +214,81 @@ class _Loader:
     def job(self, raw: Mapping[str, Any], where: str, defaults: Defaults, bad: list[str]) -> None:
         """Validate one job, then register its spec(s), or its problems."""
         route = self._route_of(defaults)
+        if raw.get("extends") is not None:
+            return self._extends(raw, where, defaults, route, bad)
         f = parse_fields(raw, defaults, bad)
         inputs = parse_inputs(raw, self._images, self._base, bad)
         bad += route_problems(f, inputs, route.provider)
         bad += rule_problems(f, inputs)
+        chain = raw.get("chain")
+        if chain is not None and f.repeat is not None:
+            bad.append("chain and repeat cannot be combined: give each chain its own root")
         if bad:
             for message in bad:
                 self.problem(where, f.job_id, message)
-            return
+            return None
         specs = variants(f, inputs, self._file_batch, where, route.route)
+        if chain is not None:
+            specs = self._chain(specs[0], chain, where, defaults, route)
+            if not specs:
+                return None
+        self._register(specs, where, provider_name(route), named=f.job_id is not None)
+        return None
+
+    def _extends(
+        self,
+        raw: Mapping[str, Any],
+        where: str,
+        defaults: Defaults,
+        route: FileRoute,
+        bad: list[str],
+    ) -> None:
+        """A job that extends another's video (``chaining``)."""
+        parent_id, own_id = str(raw["extends"]), raw.get("id")
+        parent = self._links.get(parent_id)
+        if parent_id == own_id:
+            bad.append(f"extends itself: a chain cannot be a cycle ({parent_id})")
+        elif parent is None:
+            bad.append(
+                f"extends {show(parent_id)}, which is not a job with an id loaded before it"
+                " (a parent comes before its hops, so a chain never loops)"
+            )
+        spec = None
+        if parent is not None and not bad:
+            spec = hop_spec(raw, parent, route, defaults, self._file_batch, where, bad, own_file=True)
+        if spec is None or bad:
+            job_id = own_id if isinstance(own_id, str) else None
+            for message in bad:
+                self.problem(where, job_id, message)
+            return
+        self._register([spec], where, provider_name(route), named=True)
+
+    def _chain(
+        self, root: JobSpec, chain: object, where: str, defaults: Defaults, route: FileRoute
+    ) -> list[JobSpec]:
+        """A root and the hops its ``chain:`` lists; [] with their problems reported."""
+        root = replace(root, chain_root=root.id, hop=1)
+        bad: list[str] = []
+        entries = chain_entries(chain, root.id, bad)
+        specs, parent = [root], link_of(root, provider_name(route))
+        for hop_id, entry in entries:
+            hop_bad: list[str] = []
+            spec = hop_spec(entry, parent, route, defaults, self._file_batch, where, hop_bad, hop_id=hop_id)
+            bad += [m if m.startswith("hop ") else f"hop {hop_id}: {m}" for m in hop_bad]
+            if spec is None:
+                break  # the hops after it extend a video that cannot be made
+            specs.append(spec)
+            parent = link_of(spec, parent.provider)
+        for message in bad:
+            self.problem(where, root.id, message)
+        return [] if bad else specs
+
+    def _register(self, specs: list[JobSpec], where: str, provider: str, *, named: bool) -> None:
+        """Hand on or keep a job's specs (unless they clash), and note those a later hop
+        may extend: the jobs ``named`` by an id of their own, and chains' members."""
+        for spec in specs:
+            if named or spec.chain_root is not None:
+                self._links.note(spec, provider)
         if self._take is not None:
             return self._hand_on(specs, where)
         for spec in specs:

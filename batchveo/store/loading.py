@@ -34,6 +34,7 @@ from batchveo.manifest.show import show
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store.budget import Budgets
+from batchveo.store.chainwrites import settle
 from batchveo.store.loadrows import (
     INSERT_SQL,
     TALLIED,
@@ -134,6 +135,8 @@ class LoadSession:
     _outputs_table: bool = False
     _folders: bool = False
     """Some new or replacing spec's output has a folder (or a stored job may have one)."""
+    _hops: bool = False
+    """Some spec is a hop of a scene chain: its parent may be done already."""
 
     @classmethod
     async def start(
@@ -168,6 +171,8 @@ class LoadSession:
         hashes = [s.spec_hash() for s in specs]
         for s in specs:
             self.batches.setdefault(s.batch)
+            if s.extends is not None:
+                self._hops = True
         firsts: dict[str, int] = {}
         for i, s in enumerate(specs):
             firsts.setdefault(s.id, i)
@@ -357,6 +362,9 @@ class LoadSession:
             )
             self.budgets_written = True
         await self._totals.write(db)  # the running totals (no trigger counts an INSERT)
+        if self._hops:  # a hop whose parent is done already is released at once
+            for job, src, detail in await settle(db, self.now):
+                self.events.append(TransitionEvent.of(job, src, self.now, detail))
         if self.replaced:  # priced by the table again: the next reprice reads every job
             await db.execute(FORGET_PRICES_SQL)
         for table, made in (("load_seen", self._seen_table), ("load_outputs", self._outputs_table)):

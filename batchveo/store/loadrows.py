@@ -38,6 +38,9 @@ INSERTED = (
     "storage_uri",
     "samples_requested",
     "sample_cost_usd",
+    "extends",
+    "chain_root",
+    "hop",
 )
 """The columns of a new job's row that ``spec_row`` gives, in its order."""
 TALLIED = {
@@ -59,14 +62,15 @@ counts the rows inserted, and reports the second as a duplicate)."""
 
 def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
     """``INSERTED``: a new job's row up to its times (the cost is the spec's own estimate,
-    every video it asks for; one video's is that over ``sampleCount``)."""
+    every video it asks for; one video's is that over ``sampleCount``). A hop of a scene
+    chain starts ``waiting`` (the load releases it if its parent is already done)."""
     inputs = spec.inputs_json()
     samples = int(spec.params.get("sampleCount", 1))
     cost = spec.cost_usd
     return (
         spec.id,
         spec.batch,
-        S.PENDING.value,
+        S.PENDING.value if spec.extends is None else S.WAITING.value,
         spec_hash,
         spec.prompt,
         spec.model,
@@ -78,6 +82,9 @@ def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
         *route_parts(spec.route),
         samples,
         cost / samples if samples > 1 else cost,
+        spec.extends,
+        spec.chain_root,
+        spec.hop,
     )
 
 
@@ -90,7 +97,7 @@ async def replace_job(
     A cancelled one comes back through the state table; its event is returned, to be
     told once the load is committed.
     """
-    _, batch, _, *content = spec_row(spec, spec_hash)
+    _, batch, _, *content = spec_row(spec, spec_hash)[:-3]  # a chain stays as it was loaded
     sets = (
         "batch=?, spec_hash=?, prompt=?, model=?, params=?, inputs=?, output_name=?, source=?,"
         " cost_usd=?, provider=?, project=?, location=?, storage_uri=?, samples_requested=?,"

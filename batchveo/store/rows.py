@@ -52,8 +52,14 @@ COLUMNS = (
     "samples_filtered",
     "filtered_reasons",
     "sample_cost_usd",
+    "extends",
+    "chain_root",
+    "hop",
+    "parent_generated_at",
 )
 _COLUMNS_BEFORE_006 = COLUMNS.index("finished_at") + 1
+_CHAIN_COLUMNS = 4
+"""Migration 011's columns, the last ones: a row written before chains has none."""
 ROUTE_COLUMNS = ("provider", "project", "location", "storage_uri")
 """A job's stored route, in ``Route``'s order (migration 006; NULL: the run's)."""
 RETURNING = ", ".join(COLUMNS)
@@ -78,11 +84,14 @@ UPDATABLE = frozenset(
         "samples_returned",
         "samples_filtered",
         "filtered_reasons",
+        "inputs",
+        "parent_generated_at",
     }
 )
 """The bookkeeping a transition or ``update`` may set; what a job asks for is fixed at load.
 Setting ``samples_returned`` also sets ``cost_usd`` (``writes``): a job costs the videos
-it returned."""
+it returned. ``inputs`` and ``parent_generated_at`` are a hop's, set once its parent's
+video is known (``chainwrites``): the video it extends is known only then."""
 
 
 _NO_ROUTE = (None, None, None, None)
@@ -163,6 +172,12 @@ class Job:
     sample_cost_usd: float
     """Estimated cost of one returned video; ``cost_usd`` is it times the videos returned
     (or asked for, until the answer)."""
+    extends: str | None = None
+    """A hop of a scene chain: the job whose video it extends (migration 011)."""
+    chain_root: str | None = None
+    hop: int | None = None
+    parent_generated_at: float | None = None
+    """When the parent's video was made, written as the hop is released."""
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Job:
@@ -170,6 +185,8 @@ class Job:
         written before routes) gets that migration's defaults."""
         if len(row) == _COLUMNS_BEFORE_006:
             row = (*row, None, None, None, None, 1, None, None, None, row[10])
+        if len(row) == len(COLUMNS) - _CHAIN_COLUMNS:
+            row = (*row, *(None,) * _CHAIN_COLUMNS)
         d = dict(zip(COLUMNS, row, strict=True))
         d["state"] = JobState(d["state"])
         for col in JSON_COLUMNS:
@@ -207,6 +224,9 @@ class Job:
             output_name=self.output_name,
             source=self.source or "",
             route=self.route if default_route is None else self.resolved_route(default_route),
+            extends=self.extends,
+            chain_root=self.chain_root,
+            hop=self.hop,
         )
 
     def as_dict(self) -> dict[str, Any]:

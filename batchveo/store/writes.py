@@ -38,7 +38,8 @@ from batchveo.errors import StaleTransition, StoreError
 from batchveo.models import RETENTION_S
 from batchveo.states import ErrorKind, JobState, check_transition
 from batchveo.store.budget import BACKOFF_INDEX
-from batchveo.store.db import Core, describe
+from batchveo.store.chainwrites import ENDS, Moved, reopened, settle
+from batchveo.store.db import Core, describe, immediate
 from batchveo.store.groupcommit import GroupCommit
 from batchveo.store.rows import (
     RETURNING,
@@ -91,19 +92,27 @@ class Writes(Core):
             # transitions of other jobs asked for at the same moment (see the end).
             return [await self._transitions.submit(transitions[0])]
         now = self.clock()
-        out: list[Job] = []
         async with self._tx() as db:
-            for t in transitions:
-                sql, args = _update_sql(t, now)
-                rows = await db.execute_fetchall(sql, args)
-                if not rows:
-                    raise StaleTransition(await _stale(db, t))
-                out.append(Job.from_row(next(iter(rows))))
+            out, hops = await _apply_in(db, transitions, now)
         self._tell(
             TransitionEvent.of(j, t.src, now, t.detail)
             for t, j in zip(transitions, out, strict=True)
         )
+        self._tell_hops(hops, now)
         return out
+
+    def _tell_hops(self, hops: Sequence[Moved], now: float) -> None:
+        """The hops a transition moved on (``chainwrites``), once committed."""
+        self._tell(TransitionEvent.of(j, src, now, detail) for j, src, detail in hops)
+
+    async def settle_chains(self) -> int:
+        """Every waiting hop whose parent has ended, moved on (a run's start: idempotent,
+        for what a version without chains or a hand left behind); how many moved."""
+        now = self.clock()
+        async with self._tx() as db:
+            hops = await settle(db, now)
+        self._tell_hops(hops, now)
+        return len(hops)
 
     async def update(self, job_id: str, state: JobState, **fields: Any) -> Job:
         """Change bookkeeping fields of a job that stays in ``state`` (e.g. the next poll)."""
@@ -174,7 +183,7 @@ class Writes(Core):
         """
         wanted = [s.value for s in states]
         rows = await self._query(
-            "SELECT id, state, error_kind, generated_at, video_uris FROM jobs"
+            "SELECT id, state, error_kind, generated_at, video_uris, extends FROM jobs"
             f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY rowid",
             wanted,
         )
@@ -184,8 +193,16 @@ class Writes(Core):
         now = self.clock()
         again = {"error_kind": None, "error": None}
         moves = []
-        for job_id, state, error_kind, generated_at, video_uris in rows:
+        for job_id, state, error_kind, generated_at, video_uris, extends in rows:
             src = JobState(state)
+            if extends is not None and src in (S.FAILED, S.CANCELLED):
+                # A hop never sent (or failed of its own): it waits for its parent's video
+                # again, released at once if the parent is done.
+                fields = {**again, **_RESET_SAMPLES, "attempts": 0, "next_attempt_at": None}
+                fields |= {"inputs": {}, "parent_generated_at": None}
+                detail = "retry requested by the user: waits for its parent's video"
+                moves.append(Transition(job_id, src, S.WAITING, fields, detail))
+                continue
             uris = json.loads(video_uris or "[]")
             in_bucket = all(str(u).startswith("gs://") for u in uris)  # the user's: no retention
             paid_video = (
@@ -202,7 +219,20 @@ class Writes(Core):
                 fields = {**again, **_RESET_SAMPLES, "attempts": 0, "next_attempt_at": None}
                 detail = "retry requested by the user"
                 moves.append(Transition(job_id, src, S.PENDING, fields, detail))
-        await self.apply(moves)
+        if not moves:
+            return []
+        async with self._tx() as db:
+            # The hops that failed because of a retried job wait for it again.
+            named = {t.job_id for t in moves}
+            moves += [t for t in await reopened(db, sorted(named)) if t.job_id not in named]
+            for t in moves:
+                check_transition(t.src, t.dst)
+                _check_fields(t.fields)
+            out, hops = await _apply_in(db, moves, now)
+        self._tell(
+            TransitionEvent.of(j, t.src, now, t.detail) for t, j in zip(moves, out, strict=True)
+        )
+        self._tell_hops(hops, now)
         return [t.job_id for t in moves]
 
     async def cancel(
@@ -236,7 +266,16 @@ class Writes(Core):
         """
         now = self.clock()
         sql, args = _grouped_update_sql(transitions, now)
-        rows = await self._db.execute_fetchall(sql, args)
+        hops: list[Moved] = []
+        if any(t.dst in ENDS for t in transitions):
+            # A job that ends may move its chain's waiting hops: in the same transaction,
+            # so no crash can leave a parent done and its hop waiting.
+            async with immediate(self._db) as db:
+                rows = await db.execute_fetchall(sql, args)
+                ended = [r[0] for r in rows if JobState(r[2]) in ENDS]
+                hops = await settle(db, now, ended) if ended else []
+        else:
+            rows = await self._db.execute_fetchall(sql, args)
         by_id = {row[0]: row for row in rows}
         out: list[Job | BaseException] = []
         for t in transitions:
@@ -253,7 +292,26 @@ class Writes(Core):
             for t, j in zip(transitions, out, strict=True)
             if isinstance(j, Job)
         )
+        self._tell_hops(hops, now)
         return out
+
+
+async def _apply_in(
+    db: aiosqlite.Connection, transitions: Sequence[Transition], now: float
+) -> tuple[list[Job], list[Moved]]:
+    """Guarded transitions inside the caller's transaction, and the chains' hops they
+    move on (a parent ended, or a hop back to waiting whose parent is done)."""
+    out: list[Job] = []
+    for t in transitions:
+        sql, args = update_sql(t, now)
+        rows = await db.execute_fetchall(sql, args)
+        if not rows:
+            raise StaleTransition(await _stale(db, t))
+        out.append(Job.from_row(next(iter(rows))))
+    parents = {j.id for j in out if j.state in ENDS}
+    parents |= {j.extends for j in out if j.state is S.WAITING and j.extends is not None}
+    hops = await settle(db, now, sorted(parents)) if parents else []
+    return out, hops
 
 
 def _check_fields(fields: Mapping[str, Any]) -> None:
@@ -278,7 +336,7 @@ async def _stale(db: aiosqlite.Connection, t: Transition) -> str:
     )
 
 
-def _update_sql(t: Transition, now: float) -> tuple[str, list[Any]]:
+def update_sql(t: Transition, now: float) -> tuple[str, list[Any]]:
     """One guarded UPDATE: the row changes only if it is still in ``t.src``.
 
     Every UPDATE that sets ``state`` sets ``last_detail`` too: the trigger of
@@ -295,7 +353,7 @@ def _update_sql(t: Transition, now: float) -> tuple[str, list[Any]]:
 
 
 def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[str, list[Any]]:
-    """``_update_sql`` for transitions of distinct jobs at once, each with its own fields.
+    """``update_sql`` for transitions of distinct jobs at once, each with its own fields.
 
     A column set by only some of the rows carries a flag per row: the others keep
     their value. The trigger logs one event per changed row.

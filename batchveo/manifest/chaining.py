@@ -1,0 +1,171 @@
+"""Scene chains in a manifest: ``extends: ID`` and the shorthand ``chain: [...]``.
+
+A hop names the job whose video it extends (``extends``); a root may list its hops
+instead (``chain``: each entry a prompt, or a mapping of the keys a hop may set), ids
+``ID-2``, ``ID-3``, ... each extending the one before. A hop takes its root's model,
+aspect ratio and resolution, says only what happens next (``chains.HOP_KEYS``) and is
+checked against its route's extension limits here, at load (``chains.hop_problems``):
+a chain that would break them is one line naming the hop where it breaks.
+
+The parent of an ``extends`` must come earlier in the load (the same manifest or one
+named before it): the loader keeps a ``Link`` of every job a hop may name (``Links``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from batchveo import chains, models
+from batchveo.manifest.job import parse_fields, render
+from batchveo.manifest.routing import FileRoute
+from batchveo.manifest.rows import Defaults
+from batchveo.manifest.show import show
+from batchveo.routes import DEFAULT_PROVIDER
+from batchveo.spec import JobSpec, content_hash
+
+_OWN_KEYS = frozenset({*chains.HOP_KEYS, "id", "extends"})
+CHAIN_ENTRY_KEYS = chains.HOP_KEYS
+
+
+class Links:
+    """Every job of the load a later hop may name: jobs with an id of their own, and the
+    members of chains (an auto id is a content hash, named only once it is stored)."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, chains.Link] = {}
+
+    def get(self, job_id: str) -> chains.Link | None:
+        return self._links.get(job_id)
+
+    def note(self, spec: JobSpec, provider: str) -> None:
+        self._links[spec.id] = link_of(spec, provider)
+
+
+def link_of(spec: JobSpec, provider: str) -> chains.Link:
+    """What a hop needs of ``spec`` (a root's hop is 1, its video as long as it asks)."""
+    return chains.Link(
+        spec.id,
+        provider,
+        spec.model,
+        str(spec.params.get("aspectRatio", "16:9")),
+        str(spec.params.get("resolution", "720p")),
+        spec.output_s or int(spec.params.get("durationSeconds", 8)),
+        spec.hop or 1,
+        spec.chain_root or spec.id,
+    )
+
+
+def provider_name(fr: FileRoute) -> str:
+    return (fr.route.provider if fr.route else None) or DEFAULT_PROVIDER
+
+
+def chain_entries(v: object, root_id: str, bad: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """The hops a root's ``chain:`` lists: ``(id, own keys)`` each."""
+    if not isinstance(v, list) or not v:
+        bad.append("chain must be a list of prompts (or of mappings with prompt:)")
+        return []
+    out = []
+    for i, entry in enumerate(v, 2):
+        hop_id = f"{root_id}-{i}"
+        if isinstance(entry, str):
+            out.append((hop_id, {"prompt": entry}))
+        elif isinstance(entry, Mapping):
+            extra = [str(k) for k in entry if k not in CHAIN_ENTRY_KEYS]
+            if extra:
+                bad.append(
+                    f"hop {hop_id}: a hop may set only {', '.join(CHAIN_ENTRY_KEYS)}, not"
+                    f" {', '.join(show(k) for k in extra)} (the rest is its root's)"
+                )
+            out.append((hop_id, {k: entry[k] for k in CHAIN_ENTRY_KEYS if k in entry}))
+        else:
+            bad.append(f"hop {hop_id}: a chain entry must be a prompt or a mapping, not {show(entry)}")
+    return out
+
+
+def hop_spec(
+    raw: Mapping[str, Any],
+    parent: chains.Link,
+    fr: FileRoute,
+    defaults: Defaults,
+    batch: str,
+    where: str,
+    bad: list[str],
+    *,
+    hop_id: str | None = None,
+    own_file: bool = False,
+) -> JobSpec | None:
+    """The spec of a hop extending ``parent`` (``bad`` gets what is wrong with it).
+
+    ``own_file``: an ``extends`` in a file of its own, whose defaults must agree with the
+    parent's model family and aspect ratio (a ``chain`` entry is its root's row)."""
+    set_keys = [str(k) for k, v in raw.items() if v is not None and k not in _OWN_KEYS]
+    if set_keys:
+        bad.append(
+            f"a hop may set only {', '.join(chains.HOP_KEYS)}, not"
+            f" {', '.join(set_keys)} (its model, aspectRatio and resolution are its root's)"
+        )
+    f = parse_fields({k: raw[k] for k in _OWN_KEYS - {"extends"} if k in raw}, defaults, bad)
+    provider = provider_name(fr)
+    limits = fr.provider.extension
+    bad += chains.hop_problems(parent, hop_id or f.job_id or "(this job)", limits, provider)
+    info = models.MODELS.get(parent.model)
+    if info is not None and not info.supports_extension:
+        bad.append(f"extends {parent.id}: model {parent.model} does not support video extension")
+    if own_file:
+        bad += _defaults_problems(parent, defaults)
+    if limits.needs_storage and (fr.route is None or fr.route.storage_uri is None):
+        bad.append(
+            f"a chain on provider {provider} needs a storage uri (--storage-uri or"
+            " storageUri in defaults:): each hop sends its parent's gs:// video"
+        )
+    params: dict[str, Any] = {
+        "aspectRatio": parent.aspect_ratio,
+        "resolution": parent.resolution,
+        "durationSeconds": limits.request_duration_s,
+    }
+    for key in ("negativePrompt", "seed"):
+        if key in f.params:
+            params[key] = f.params[key]
+    if bad:
+        return None
+    job_id = hop_id or f.job_id
+    if job_id is None:
+        digest = content_hash(
+            f.prompt, parent.model, params, None, None, (), None, f.output, parent.id
+        )
+        job_id = "j" + digest[:16]
+    link = parent.child(job_id, limits)
+    return JobSpec(
+        id=job_id,
+        batch=batch,
+        prompt=f.prompt,
+        model=parent.model,
+        params=params,
+        output_name=None if f.output is None else render(f.output, job_id, batch, None),
+        route=fr.route,
+        source=where,
+        extends=parent.id,
+        chain_root=parent.chain_root,
+        hop=link.hop,
+        output_s=link.output_s,
+    )
+
+
+def _defaults_problems(parent: chains.Link, defaults: Defaults) -> list[str]:
+    """An ``extends`` whose file would make another kind of video than its parent's."""
+    bad = []
+    if defaults.model is not None and chains.family(defaults.model) != chains.family(
+        parent.model
+    ):
+        bad.append(
+            f"extends {parent.id}, a {parent.model} video: this file's model {defaults.model}"
+            " is another family (a chain keeps its root's model)"
+        )
+    aspect = defaults.params.get("aspectRatio")
+    if aspect is not None and aspect != parent.aspect_ratio:
+        bad.append(
+            f"extends {parent.id}, a {parent.aspect_ratio} video: this file's aspectRatio is"
+            f" {aspect} (a chain keeps its root's)"
+        )
+    return bad
