@@ -1,0 +1,123 @@
+"""Scene chains end to end over real sockets: manifest -> store -> runner -> simulator.
+
+The simulator accepts an extension only for a video it generated and still holds, so a
+hop that reaches it with a wrong uri fails. A middleware added to the simulator's app
+(before it starts; nothing of ``sim/`` changes) logs, in the order the server saw them,
+each submit's prompt and ``instances[0].video.uri`` and each video download: the proof
+that a hop carried its parent's uri and was sent only after its parent was done.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from batchveo.manifest import read_manifests
+from batchveo.sim import Simulator
+from batchveo.store import Store
+from tests.pipeline_helpers import fast_config, fast_sim, is_sim_video, run_batch, sha256_file
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def recorded(sim: Simulator) -> list[tuple[str, str, str | None]]:
+    """Log ``("submit", prompt, video uri)`` and ``("download", path, None)``."""
+    log: list[tuple[str, str, str | None]] = []
+
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.method == "POST" and request.path.endswith(":predictLongRunning"):
+            body = json.loads(await request.read())
+            inst = body["instances"][0]
+            log.append(("submit", inst["prompt"], (inst.get("video") or {}).get("uri")))
+        elif request.method == "GET" and "download" in request.path + request.query_string:
+            log.append(("download", request.path, None))
+        return await handler(request)
+
+    sim.app.middlewares.append(record)
+    return log
+
+
+def chains_yaml(path: Path) -> Path:
+    path.write_text(
+        "jobs:\n"
+        "  - id: a\n    prompt: chain a hop 1\n"
+        "    chain: [chain a hop 2, chain a hop 3, chain a hop 4]\n"
+        "  - id: b\n    prompt: chain b hop 1\n"
+        "    chain:\n      - chain b hop 2\n      - {prompt: chain b hop 3, seed: 5}\n"
+        "      - chain b hop 4\n"
+        "  - id: c\n    prompt: branch root\n"
+        "  - {id: c-left, extends: c, prompt: branch left}\n"
+        "  - {id: c-right, extends: c, prompt: branch right}\n"
+        "  - {id: c-left-2, extends: c-left, prompt: branch left again}\n"
+        "  - {id: plain, prompt: not a chain}\n"
+    )
+    return path
+
+
+def rows(db: Path) -> dict[str, dict[str, Any]]:
+    with sqlite3.connect(db) as conn:
+        conn.row_factory = sqlite3.Row
+        return {r["id"]: dict(r) for r in conn.execute("SELECT * FROM jobs")}
+
+
+def events(db: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.execute("SELECT job_id, to_state FROM events ORDER BY rowid"))
+
+
+PARENTS = {
+    "a-2": "a", "a-3": "a-2", "a-4": "a-3",
+    "b-2": "b", "b-3": "b-2", "b-4": "b-3",
+    "c-left": "c", "c-right": "c", "c-left-2": "c-left",
+}  # fmt: skip
+
+
+async def test_two_linear_chains_and_a_branching_one_run_to_the_end(tmp_path: Path) -> None:
+    specs = read_manifests([chains_yaml(tmp_path / "jobs.yaml")]).specs
+    db, out = tmp_path / "jobs.db", tmp_path / "out"
+    async with await Store.open(db) as store:
+        sim = fast_sim()
+        log = recorded(sim)  # before the server starts: its middlewares are fixed then
+        async with sim:
+            result = await run_batch(store, sim, fast_config(out), specs)
+            stats = sim.stats()
+    assert result.exit_code == 0, result.summary()
+    jobs = rows(db)
+    assert {j["state"] for j in jobs.values()} == {"done"}
+    prompts = {j["prompt"]: i for i, j in jobs.items()}
+    sent = [(prompts[p], uri) for kind, p, uri in log if kind == "submit"]
+    assert sorted(i for i, _ in sent) == sorted(jobs)  # every job sent exactly once
+    assert max(stats["submits_by_prompt"].values()) == 1
+    for hop, parent in PARENTS.items():
+        [uri] = [u for i, u in sent if i == hop]
+        assert uri == json.loads(jobs[parent]["video_uris"])[0]  # the parent's own video
+        assert jobs[hop]["extends"] == parent
+    for root in ("a", "b", "c", "plain"):
+        assert [u for i, u in sent if i == root] == [None]
+    # Order: a hop's submit comes after its parent is done (in the server's log, after
+    # the parent's download; in the database, after the parent's done event).
+    submits = [i for i, (kind, _, _) in enumerate(log) if kind == "submit"]
+    for hop, parent in PARENTS.items():
+        file_id = json.loads(jobs[parent]["video_uris"])[0].split("/files/")[1].split(":")[0]
+        fetched = [i for i, (kind, path, _) in enumerate(log) if kind == "download" and file_id in path]
+        [hop_sent] = [i for i in submits if prompts[log[i][1]] == hop]
+        assert fetched and fetched[0] < hop_sent
+    order = events(db)
+    for hop, parent in PARENTS.items():
+        done_at = order.index((parent, "done"))
+        assert order.index((hop, "submitting")) > done_at
+    assert jobs["a-4"]["chain_root"] == "a" and jobs["a-4"]["hop"] == 4
+    assert jobs["c-left-2"]["chain_root"] == "c" and jobs["c-left-2"]["hop"] == 3
+    for job_id, job in jobs.items():
+        [f] = json.loads(job["files"])
+        assert Path(f["path"]) == out / f"{job_id}.mp4" and is_sim_video(Path(f["path"]))
+        assert f["sha256"] == sha256_file(Path(f["path"]))
+    # A hop costs a whole video of its length: 8 s + 7 s a hop, at 0.40 USD a second.
+    assert jobs["a-4"]["cost_usd"] == pytest.approx(0.40 * (8 + 3 * 7))
