@@ -82,8 +82,8 @@ def hop_problems(parent: Link, hop_id: str, limits: ExtensionLimits, provider: s
         bad.append(
             f"the chain breaks at hop {hop_id}: at most {limits.max_extensions} extensions"
             f" on provider {provider}, this is extension {extensions}"
-        )
-    if not limits.min_input_s <= parent.output_s <= limits.max_input_s:
+        )  # one line for the hop where it breaks: its other limits go with it
+    elif not limits.min_input_s <= parent.output_s <= limits.max_input_s:
         bad.append(
             f"the chain breaks at hop {hop_id}: it would extend a {parent.output_s} s video,"
             f" provider {provider} extends {limits.min_input_s}-{limits.max_input_s} s"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,7 @@ async def test_two_linear_chains_and_a_branching_one_run_to_the_end(tmp_path: Pa
     submits = [i for i, (kind, _, _) in enumerate(log) if kind == "submit"]
     for hop, parent in PARENTS.items():
         file_id = json.loads(jobs[parent]["video_uris"])[0].split("/files/")[1].split(":")[0]
-        fetched = [i for i, (kind, path, _) in enumerate(log) if kind == "download" and file_id in path]
+        fetched = [i for i, (k, path, _) in enumerate(log) if k == "download" and file_id in path]
         [hop_sent] = [i for i in submits if prompts[log[i][1]] == hop]
         assert fetched and fetched[0] < hop_sent
     order = events(db)
@@ -121,3 +122,50 @@ async def test_two_linear_chains_and_a_branching_one_run_to_the_end(tmp_path: Pa
         assert f["sha256"] == sha256_file(Path(f["path"]))
     # A hop costs a whole video of its length: 8 s + 7 s a hop, at 0.40 USD a second.
     assert jobs["a-4"]["cost_usd"] == pytest.approx(0.40 * (8 + 3 * 7))
+
+
+async def test_a_rejected_root_sends_none_of_its_hops(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        "jobs:\n  - id: r\n    prompt: '[sim:content_policy] a root refused'\n"
+        "    chain: [refused hop two, refused hop three]\n"
+        "  - {id: r-branch, extends: r-2, prompt: refused branch}\n"
+        "  - {id: fine, prompt: a fine job}\n"
+    )
+    db, out = tmp_path / "jobs.db", tmp_path / "out"
+    async with await Store.open(db) as store, fast_sim() as sim:
+        result = await run_batch(store, sim, fast_config(out), read_manifests([path]).specs)
+        received = sim.stats()["received_by_prompt"]
+    jobs = rows(db)
+    assert result.exit_code == 1  # failures
+    assert jobs["r"]["error_kind"] == "content_policy" and jobs["fine"]["state"] == "done"
+    for hop in ("r-2", "r-3", "r-branch"):
+        assert (jobs[hop]["state"], jobs[hop]["error_kind"]) == ("failed", "parent_failed")
+        assert "the chain broke at r," in jobs[hop]["error"]
+        assert jobs[hop]["attempts"] == 0 and jobs[hop]["submitted_at"] is None
+    assert not any("refused" in p and "root" not in p for p in received)  # no hop reached it
+    assert not list(out.glob("r-*"))
+
+
+async def test_a_hop_whose_parent_expired_meanwhile_is_never_sent(tmp_path: Path) -> None:
+    """The parent was done (its hop released) two days and more before the run that would
+    send the hop: the claim looks again, and nothing is sent."""
+    path = tmp_path / "jobs.yaml"
+    path.write_text("jobs:\n  - id: old\n    prompt: an old root\n    chain: [too late]\n")
+    db, out = tmp_path / "jobs.db", tmp_path / "out"
+    async with await Store.open(db) as store, fast_sim() as sim:
+        first = await run_batch(
+            store, sim, fast_config(out, max_jobs=1), read_manifests([path]).specs
+        )
+        assert first.exit_code == 75  # the hop is left for the next run
+        assert rows(db)["old-2"]["state"] == "pending"
+        three_days_s = 3 * 24 * 3600.0
+        later = await run_batch(
+            store, sim, fast_config(out), clock=lambda: time.time() + three_days_s
+        )
+        received = sim.stats()["received_by_prompt"]
+    hop = rows(db)["old-2"]
+    assert (hop["state"], hop["error_kind"]) == ("failed", "parent_expired")
+    assert "parent old was generated more than 48 h ago" in hop["error"]
+    assert "too late" not in received and later.exit_code == 1
+    assert not (out / "old-2.mp4").exists()

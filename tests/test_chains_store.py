@@ -68,7 +68,8 @@ async def test_a_load_puts_hops_waiting_and_a_done_parent_releases_its_child(
         assert hop.inputs == {"video": {"uri": URI.format("a")}}
         assert hop.spec().video_uri == URI.format("a") and hop.spec().extends == "a"
         assert (await states(store))["a-3"] == "waiting"
-        assert ("a-2", "waiting", "pending") in {(e.job_id, e.from_state, e.to_state) for e in heard}
+        moves = {(e.job_id, e.from_state, e.to_state) for e in heard}
+        assert ("a-2", "waiting", "pending") in moves
 
 
 async def test_a_failed_parent_fails_every_waiting_descendant_naming_it(tmp_path: Path) -> None:

@@ -78,7 +78,7 @@ def test_every_state_is_terminal_in_progress_or_pending_and_only_one() -> None:
     # is pending, which waits for a submitter (and counts as work left).
     # A hop waiting on its parent is held: neither (its parent moves it on).
     assert not (TERMINAL & IN_PROGRESS) and S.PENDING not in TERMINAL | IN_PROGRESS
-    assert not (HELD & (TERMINAL | IN_PROGRESS | WORK_LEFT)) and HELD == {S.WAITING}
+    assert not (HELD & (TERMINAL | IN_PROGRESS | WORK_LEFT)) and {S.WAITING} == HELD
     assert TERMINAL | IN_PROGRESS | {S.PENDING} | HELD == set(S)
     assert set(S) - TERMINAL - HELD == WORK_LEFT and IN_FLIGHT <= IN_PROGRESS
     # A job in progress only ever moves on by itself: never back to pending from

@@ -24,8 +24,10 @@ from batchveo.manifest.show import show
 from batchveo.routes import DEFAULT_PROVIDER
 from batchveo.spec import JobSpec, content_hash
 
-_OWN_KEYS = frozenset({*chains.HOP_KEYS, "id", "extends"})
-CHAIN_ENTRY_KEYS = chains.HOP_KEYS
+_ENTRY_KEYS = frozenset(chains.HOP_KEYS)
+"""What an entry of ``chain:`` may hold."""
+_OWN_KEYS = _ENTRY_KEYS | {"id", "extends"}
+"""What a job with ``extends`` may hold."""
 
 
 class Links:
@@ -71,15 +73,11 @@ def chain_entries(v: object, root_id: str, bad: list[str]) -> list[tuple[str, di
         if isinstance(entry, str):
             out.append((hop_id, {"prompt": entry}))
         elif isinstance(entry, Mapping):
-            extra = [str(k) for k in entry if k not in CHAIN_ENTRY_KEYS]
-            if extra:
-                bad.append(
-                    f"hop {hop_id}: a hop may set only {', '.join(CHAIN_ENTRY_KEYS)}, not"
-                    f" {', '.join(show(k) for k in extra)} (the rest is its root's)"
-                )
-            out.append((hop_id, {k: entry[k] for k in CHAIN_ENTRY_KEYS if k in entry}))
+            out.append((hop_id, dict(entry)))  # hop_spec refuses the keys it may not set
         else:
-            bad.append(f"hop {hop_id}: a chain entry must be a prompt or a mapping, not {show(entry)}")
+            bad.append(
+                f"hop {hop_id}: a chain entry must be a prompt or a mapping, not {show(entry)}"
+            )
     return out
 
 
@@ -99,13 +97,14 @@ def hop_spec(
 
     ``own_file``: an ``extends`` in a file of its own, whose defaults must agree with the
     parent's model family and aspect ratio (a ``chain`` entry is its root's row)."""
-    set_keys = [str(k) for k, v in raw.items() if v is not None and k not in _OWN_KEYS]
+    allowed = _OWN_KEYS if hop_id is None else _ENTRY_KEYS  # a chain entry's id is given
+    set_keys = [str(k) for k, v in raw.items() if v is not None and k not in allowed]
     if set_keys:
         bad.append(
             f"a hop may set only {', '.join(chains.HOP_KEYS)}, not"
             f" {', '.join(set_keys)} (its model, aspectRatio and resolution are its root's)"
         )
-    f = parse_fields({k: raw[k] for k in _OWN_KEYS - {"extends"} if k in raw}, defaults, bad)
+    f = parse_fields({k: raw[k] for k in allowed - {"extends"} if k in raw}, defaults, bad)
     provider = provider_name(fr)
     limits = fr.provider.extension
     bad += chains.hop_problems(parent, hop_id or f.job_id or "(this job)", limits, provider)
@@ -155,9 +154,7 @@ def hop_spec(
 def _defaults_problems(parent: chains.Link, defaults: Defaults) -> list[str]:
     """An ``extends`` whose file would make another kind of video than its parent's."""
     bad = []
-    if defaults.model is not None and chains.family(defaults.model) != chains.family(
-        parent.model
-    ):
+    if defaults.model is not None and chains.family(defaults.model) != chains.family(parent.model):
         bad.append(
             f"extends {parent.id}, a {parent.model} video: this file's model {defaults.model}"
             " is another family (a chain keeps its root's model)"

@@ -255,7 +255,8 @@ class _Loader:
             )
         spec = None
         if parent is not None and not bad:
-            spec = hop_spec(raw, parent, route, defaults, self._file_batch, where, bad, own_file=True)
+            batch = self._file_batch
+            spec = hop_spec(raw, parent, route, defaults, batch, where, bad, own_file=True)
         if spec is None or bad:
             job_id = own_id if isinstance(own_id, str) else None
             for message in bad:
@@ -270,17 +271,20 @@ class _Loader:
         root = replace(root, chain_root=root.id, hop=1)
         bad: list[str] = []
         entries = chain_entries(chain, root.id, bad)
+        for message in bad:
+            self.problem(where, root.id, message)
         specs, parent = [root], link_of(root, provider_name(route))
         for hop_id, entry in entries:
             hop_bad: list[str] = []
-            spec = hop_spec(entry, parent, route, defaults, self._file_batch, where, hop_bad, hop_id=hop_id)
-            bad += [m if m.startswith("hop ") else f"hop {hop_id}: {m}" for m in hop_bad]
+            spec = hop_spec(
+                entry, parent, route, defaults, self._file_batch, where, hop_bad, hop_id=hop_id
+            )
+            for message in hop_bad:
+                self.problem(where, hop_id, message)
             if spec is None:
-                break  # the hops after it extend a video that cannot be made
+                return []  # the hops after it would extend a video that cannot be made
             specs.append(spec)
             parent = link_of(spec, parent.provider)
-        for message in bad:
-            self.problem(where, root.id, message)
         return [] if bad else specs
 
     def _register(self, specs: list[JobSpec], where: str, provider: str, *, named: bool) -> None:

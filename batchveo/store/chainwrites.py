@@ -30,7 +30,7 @@ import aiosqlite
 from batchveo import chains
 from batchveo.routes import Wire
 from batchveo.states import ErrorKind, JobState, check_transition
-from batchveo.store.rows import RETURNING, Job, Transition
+from batchveo.store.rows import Job, Transition
 
 S = JobState
 BROKEN = (S.FAILED, S.EXPIRED, S.CANCELLED)
@@ -68,15 +68,14 @@ async def settle(
                 row = await _broken_row(db, broken)
                 detail = chains.parent_failed_message(broken, *row)
                 fields = {"error_kind": ErrorKind.PARENT_FAILED.value, "error": detail}
-                moved.append(await _move(db, now, Transition(child, S.WAITING, S.FAILED, fields, detail)))
+                t = Transition(child, S.WAITING, S.FAILED, fields, detail)
+                moved.append(await _move(db, now, t))
                 failed_now.append(child)
         todo = failed_now
     return moved
 
 
-async def _waiting_children(
-    db: aiosqlite.Connection, parents: Collection[str] | None
-) -> list[Any]:
+async def _waiting_children(db: aiosqlite.Connection, parents: Collection[str] | None) -> list[Any]:
     sql = (
         "SELECT c.id, p.id, p.state, p.error_kind, p.video_uris, p.generated_at"
         " FROM jobs c INDEXED BY jobs_children JOIN jobs p ON p.id = c.extends"
@@ -113,9 +112,9 @@ async def _release(
                 f"parent {parent} is done but its video is on no server a hop can send"
                 " (a Vertex chain needs --storage-uri): nothing was sent"
             )
-        fields = {"error_kind": ErrorKind.PARENT_EXPIRED.value, "error": detail}
-        return await _move(db, now, Transition(child, S.WAITING, S.FAILED, fields, detail))
-    fields = {
+        failed = {"error_kind": ErrorKind.PARENT_EXPIRED.value, "error": detail}
+        return await _move(db, now, Transition(child, S.WAITING, S.FAILED, failed, detail))
+    fields: dict[str, Any] = {
         "inputs": {"video": {"uri": uri}},
         "parent_generated_at": generated_at,
         "error_kind": None,
@@ -166,17 +165,19 @@ async def _move(db: aiosqlite.Connection, now: float, t: Transition) -> Moved:
 async def reopened(db: aiosqlite.Connection, parents: Sequence[str]) -> list[Transition]:
     """``retry`` of ``parents``: their descendants that failed because of them (the chain
     broke there), back to waiting; released when the parent is done again."""
-    if not parents:
-        return []
-    marks = ",".join("?" * len(parents))
-    sql = (
-        "WITH RECURSIVE d(id) AS ("
-        f" SELECT id FROM jobs INDEXED BY jobs_children WHERE extends IN ({marks})"
-        " UNION SELECT j.id FROM jobs j INDEXED BY jobs_children JOIN d ON j.extends = d.id)"
-        f" SELECT {RETURNING} FROM jobs WHERE id IN d AND state = ? AND error_kind IN (?, ?)"
-        " ORDER BY rowid"
-    )
-    rows = await db.execute_fetchall(sql, [*parents, S.FAILED.value, *_CAUSED])
+    rows: list[Any] = []
+    for i in range(0, len(parents), _MAX_PARAMS):
+        part = list(parents[i : i + _MAX_PARAMS])
+        marks = ",".join("?" * len(part))
+        sql = (
+            "WITH RECURSIVE d(id) AS ("
+            f" SELECT id FROM jobs INDEXED BY jobs_children WHERE extends IN ({marks})"
+            " UNION SELECT j.id FROM jobs j INDEXED BY jobs_children JOIN d ON j.extends = d.id)"
+            " SELECT id FROM jobs WHERE id IN d AND state = ? AND error_kind IN (?, ?)"
+            " ORDER BY rowid"
+        )
+        rows += await db.execute_fetchall(sql, [*part, S.FAILED.value, *_CAUSED])
     detail = "its chain reopened by a retry of an earlier hop"
-    reset = {"error_kind": None, "error": None, "inputs": {}, "parent_generated_at": None}
-    return [Transition(Job.from_row(r).id, S.FAILED, S.WAITING, reset, detail) for r in rows]
+    reset: dict[str, Any] = {"error_kind": None, "error": None, "inputs": {}}
+    reset["parent_generated_at"] = None
+    return [Transition(r[0], S.FAILED, S.WAITING, reset, detail) for r in rows]

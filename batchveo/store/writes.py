@@ -198,8 +198,8 @@ class Writes(Core):
             if extends is not None and src in (S.FAILED, S.CANCELLED):
                 # A hop never sent (or failed of its own): it waits for its parent's video
                 # again, released at once if the parent is done.
-                fields = {**again, **_RESET_SAMPLES, "attempts": 0, "next_attempt_at": None}
-                fields |= {"inputs": {}, "parent_generated_at": None}
+                fields: dict[str, Any] = {**again, **_RESET_SAMPLES, "attempts": 0}
+                fields |= {"next_attempt_at": None, "inputs": {}, "parent_generated_at": None}
                 detail = "retry requested by the user: waits for its parent's video"
                 moves.append(Transition(job_id, src, S.WAITING, fields, detail))
                 continue
