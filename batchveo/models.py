@@ -239,6 +239,13 @@ def estimate_cost_usd(
     return round(price_per_s(model, resolution, prices, audio=audio) * duration_s * samples, 6)
 
 
+def billed_params(params: Mapping[str, object], output_s: int | None) -> Mapping[str, object]:
+    """What a job is billed as: its parameters, with a scene chain's hop (``output_s``: its
+    video's whole length, the parent's and the extension's) priced as a generation that
+    long. A hop's request says ``durationSeconds: 8``; its answer is the longer video."""
+    return params if output_s is None else {**params, "durationSeconds": output_s}
+
+
 def estimate_params_cost_usd(
     model: str, params: Mapping[str, object], prices: Prices | None = None
 ) -> float:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from batchveo.models import estimate_params_cost_usd
+from batchveo.models import billed_params, estimate_params_cost_usd
 from batchveo.routes import Route
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
@@ -164,11 +164,7 @@ class JobSpec:
     def cost_usd(self) -> float:
         """What this job is estimated to cost at the price table's rates: stored with it
         (a run with ``--prices`` reprices the stored jobs)."""
-        if self.output_s is not None:
-            return estimate_params_cost_usd(
-                self.model, {**self.params, "durationSeconds": self.output_s}
-            )
-        return estimate_params_cost_usd(self.model, self.params)
+        return estimate_params_cost_usd(self.model, billed_params(self.params, self.output_s))
 
     def content_key(self) -> dict[str, Any]:
         """What makes two jobs the same request: content, not paths or names.

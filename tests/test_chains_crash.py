@@ -37,7 +37,7 @@ def descendants(job: str) -> set[str]:
     "kill_when",
     [
         pytest.param(lambda s: s.get("a-2") in ("submitting", "running"), id="hop-in-flight"),
-        pytest.param(lambda s: s.get("a-3") == "pending", id="hop-just-released"),
+        pytest.param(lambda s: s.get("a-2") == "done", id="hop-just-released"),
         pytest.param(lambda s: s.get("b-2") == "generated", id="hop-before-download"),
     ],
 )

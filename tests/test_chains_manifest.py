@@ -201,3 +201,14 @@ def test_the_streaming_load_stores_hops_waiting(tmp_path: Path) -> None:
     ]
     again = CliRunner().invoke(main, ["load", str(path), "--db", str(db)])
     assert again.exit_code == 0 and "0 new, 3 already loaded" in again.output
+
+
+def test_plan_counts_each_hop_as_a_whole_video_of_its_length(tmp_path: Path) -> None:
+    from batchveo.run.plan import make_plan
+
+    path = write(tmp_path / "c.yaml", "jobs:\n" + _chain(2))  # 8 s, 15 s, 22 s
+    plan = make_plan(read_manifests([path]).specs, tmp_path / "none.db")
+    assert plan.to_submit == 3 and plan.video_s == 8 + 15 + 22
+    assert plan.cost_usd == pytest.approx(0.40 * (8 + 15 + 22))
+    held = make_plan(read_manifests([path]).specs, tmp_path / "none.db", budget_usd=10.0)
+    assert (held.to_submit, held.over_budget) == (2, 1)  # 3.20 + 6.00, then 8.80 is over 10

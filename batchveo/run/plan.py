@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from batchveo.models import Prices, estimate_params_cost_usd
+from batchveo.models import Prices, billed_params, estimate_params_cost_usd
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store import COMMITTED_STATES, MICRO_USD, BudgetRoom, Snapshot
@@ -134,7 +134,10 @@ def make_plan(
 ) -> Plan:
     """What ``batchveo run`` with these manifests (``specs`` and their batches' ``budgets``)
     and flags would send from ``db``, and what its budgets would keep pending."""
-    sendable = (S.PENDING, S.UNCERTAIN, S.SUBMITTING) if resubmit_uncertain else (S.PENDING,)
+    # A hop waiting on its parent is sent this run too, once the parent is done.
+    sendable: tuple[JobState, ...] = (S.WAITING, S.PENDING)
+    if resubmit_uncertain:
+        sendable += (S.UNCERTAIN, S.SUBMITTING)
     stored = _read(db, [s.id for s in specs], prices, sendable)
     plan = Plan(jobs=len(specs), budget_usd=budget_usd)
     mine = {s.id for s in specs}
@@ -146,8 +149,9 @@ def make_plan(
             plan.already[state] += 1
             continue
         plan.new += 1
-        cost = estimate_params_cost_usd(spec.model, spec.params, prices)
-        candidates.append(_Candidate(spec.batch, spec.model, spec.params, cost))
+        billed = billed_params(spec.params, spec.output_s)  # a hop: its whole video
+        cost = estimate_params_cost_usd(spec.model, billed, prices)
+        candidates.append(_Candidate(spec.batch, spec.model, billed, cost))
     # Loading the manifests sets their batches' budgets (the manifest's latest word wins).
     committed = stored.committed_micro_usd
     room = BudgetRoom(budget_usd, {**stored.caps, **(budgets or {})}, dict(committed))

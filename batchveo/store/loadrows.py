@@ -41,6 +41,7 @@ INSERTED = (
     "extends",
     "chain_root",
     "hop",
+    "output_s",
 )
 """The columns of a new job's row that ``spec_row`` gives, in its order."""
 TALLIED = {
@@ -85,6 +86,7 @@ def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
         spec.extends,
         spec.chain_root,
         spec.hop,
+        spec.output_s,
     )
 
 
@@ -97,7 +99,7 @@ async def replace_job(
     A cancelled one comes back through the state table; its event is returned, to be
     told once the load is committed.
     """
-    _, batch, _, *content = spec_row(spec, spec_hash)[:-3]  # a chain stays as it was loaded
+    _, batch, _, *content = spec_row(spec, spec_hash)[:-4]  # a chain stays as it was loaded
     sets = (
         "batch=?, spec_hash=?, prompt=?, model=?, params=?, inputs=?, output_name=?, source=?,"
         " cost_usd=?, provider=?, project=?, location=?, storage_uri=?, samples_requested=?,"

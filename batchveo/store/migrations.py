@@ -389,12 +389,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         # is when the parent's video was made, written as the hop is released, checked
         # against the retention again at claim. jobs_children: the hops of a parent, for
         # the release in the parent's own transaction (partial: other jobs pay nothing).
+        # output_s: a hop's video length, what it is priced as (models.billed_params).
         "011_chains",
         """
         ALTER TABLE jobs ADD COLUMN extends TEXT;
         ALTER TABLE jobs ADD COLUMN chain_root TEXT;
         ALTER TABLE jobs ADD COLUMN hop INTEGER;
         ALTER TABLE jobs ADD COLUMN parent_generated_at REAL;
+        ALTER TABLE jobs ADD COLUMN output_s INTEGER;
         CREATE INDEX jobs_children ON jobs(extends) WHERE extends IS NOT NULL;
         """,
     ),

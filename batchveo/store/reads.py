@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from batchveo.errors import StoreError
+from batchveo.models import billed_params
 from batchveo.routes import Route, resolve_route
 from batchveo.states import JobState
 from batchveo.store.budget import (
@@ -325,13 +326,19 @@ class Snapshot:
         """
         wanted = [s.value for s in states]
         sql = (
-            "SELECT id, batch, model, params, cost_usd FROM jobs"
+            "SELECT id, batch, model, params, cost_usd, output_s FROM jobs"
             f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY rowid"
         )
         params: dict[str, dict[str, Any]] = {}  # a batch shares a handful: decode each once
         return [
-            Costed(i, b, m, params.get(p) or params.setdefault(p, decode("params", p)), usd)
-            for i, b, m, p, usd in self._conn.execute(sql, wanted)
+            Costed(
+                i,
+                b,
+                m,
+                billed_params(params.get(p) or params.setdefault(p, decode("params", p)), out_s),
+                usd,
+            )
+            for i, b, m, p, usd, out_s in self._conn.execute(sql, wanted)
         ]
 
     def states_of(self, ids: Sequence[str]) -> dict[str, JobState]:

@@ -56,9 +56,10 @@ COLUMNS = (
     "chain_root",
     "hop",
     "parent_generated_at",
+    "output_s",
 )
 _COLUMNS_BEFORE_006 = COLUMNS.index("finished_at") + 1
-_CHAIN_COLUMNS = 4
+_CHAIN_COLUMNS = 5
 """Migration 011's columns, the last ones: a row written before chains has none."""
 ROUTE_COLUMNS = ("provider", "project", "location", "storage_uri")
 """A job's stored route, in ``Route``'s order (migration 006; NULL: the run's)."""
@@ -178,6 +179,8 @@ class Job:
     hop: int | None = None
     parent_generated_at: float | None = None
     """When the parent's video was made, written as the hop is released."""
+    output_s: int | None = None
+    """A hop's video length (what it is priced as); None for any other job."""
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Job:
