@@ -44,6 +44,7 @@ def empty_status_data() -> dict[str, Any]:
         "at_risk": [],
         "uncertain": [],
         "routes": [],
+        "chains": [],
     }
 
 
@@ -142,6 +143,9 @@ async def status_data(
         "at_risk": at_risk,
         "uncertain": uncertain,
         "routes": [_route_row(r, counts) for r, counts in await store.route_counts()],
+        "chains": [
+            {"root": c.root, "done": c.done, "total": c.total} for c in await store.chain_counts()
+        ],
     }
 
 

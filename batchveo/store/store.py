@@ -15,6 +15,7 @@ import aiosqlite
 
 from batchveo.errors import DatabaseUnusable
 from batchveo.store import schema
+from batchveo.store.chainreads import ChainReads
 from batchveo.store.claims import Claims
 from batchveo.store.db import Clock
 from batchveo.store.loading import Loading
@@ -24,7 +25,7 @@ from batchveo.store.reads import Reads
 from batchveo.store.writes import Writes
 
 
-class Store(Loading, Claims, Writes, Reads, Pricing):
+class Store(Loading, Claims, Writes, Reads, Pricing, ChainReads):
     """Async access to the job database; one instance per process."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):
