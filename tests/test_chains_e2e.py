@@ -169,3 +169,30 @@ async def test_a_hop_whose_parent_expired_meanwhile_is_never_sent(tmp_path: Path
     assert "parent old was generated more than 48 h ago" in hop["error"]
     assert "too late" not in received and later.exit_code == 1
     assert not (out / "old-2.mp4").exists()
+
+
+async def test_a_hop_extends_a_job_already_in_the_database(tmp_path: Path) -> None:
+    """Last night's video, extended tonight: the parent is found in the database, the hop
+    is released at load (its parent is done) and sent with the parent's uri."""
+    from batchveo.run.loading import load_into_store
+
+    first = tmp_path / "night1.yaml"
+    first.write_text("jobs:\n  - {id: dawn, prompt: the sun rises}\n")
+    second = tmp_path / "night2.yaml"
+    second.write_text("jobs:\n  - {id: dawn-2, extends: dawn, prompt: the sun climbs}\n")
+    db, out = tmp_path / "jobs.db", tmp_path / "out"
+    assert (await load_into_store(db, [first])).new == 1
+    sim = fast_sim()
+    log = recorded(sim)
+    async with sim:
+        async with await Store.open(db) as store:
+            assert (await run_batch(store, sim, fast_config(out))).exit_code == 0
+        assert (await load_into_store(db, [second])).new == 1
+        assert rows(db)["dawn-2"]["state"] == "pending"  # its parent is done already
+        async with await Store.open(db) as store:
+            assert (await run_batch(store, sim, fast_config(out))).exit_code == 0
+    jobs = rows(db)
+    assert jobs["dawn-2"]["state"] == "done" and jobs["dawn-2"]["hop"] == 2
+    parent_uri = json.loads(jobs["dawn"]["video_uris"])[0]
+    assert ("submit", "the sun climbs", parent_uri) in log
+    assert (await load_into_store(db, [second])).existing == 1  # a reload adds nothing

@@ -86,12 +86,14 @@ def _chain(n: int, root: str = "  - id: a\n    prompt: p\n") -> str:
 VERTEX = "defaults: {provider: vertex, project: my-proj-1, storageUri: gs://bkt/night/}\njobs:\n"
 BAD = [
     ("unknown parent", "jobs:\n  - {id: b, extends: nobody, prompt: p}\n",
-     "c.yaml:2, job b: extends 'nobody', which is not a job with an id loaded before it"),
+     "c.yaml:2, job b: extends 'nobody', which is neither in the database nor a job with an id"
+     " loaded before it"),
     ("cycle", "jobs:\n  - {id: b, extends: b, prompt: p}\n",
      "c.yaml:2, job b: extends itself: a chain cannot be a cycle (b)"),
     ("a forward reference cannot loop",
      "jobs:\n  - {id: b, extends: c, prompt: p}\n  - {id: c, extends: b, prompt: q}\n",
-     "c.yaml:2, job b: extends 'c', which is not a job with an id loaded before it"),
+     "c.yaml:2, job b: extends 'c', which is neither in the database nor a job with an id"
+     " loaded before it"),
     ("a hop sets its model", "jobs:\n  - {id: a, prompt: p}\n"
      "  - {id: b, extends: a, prompt: q, resolution: 720p}\n",
      "c.yaml:3, job b: a hop may set only prompt, negativePrompt, seed, output, not resolution"),

@@ -8,7 +8,8 @@ checked against its route's extension limits here, at load (``chains.hop_problem
 a chain that would break them is one line naming the hop where it breaks.
 
 The parent of an ``extends`` must come earlier in the load (the same manifest or one
-named before it): the loader keeps a ``Link`` of every job a hop may name (``Links``).
+named before it), or be in the database already (the loader's ``parents``): the loader
+keeps a ``Link`` of every job of the load a hop may name (``Links``).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from batchveo.chains import Link
 from batchveo.errors import ManifestError, Problem
 from batchveo.manifest.chaining import Links, chain_entries, hop_spec, link_of, provider_name
 from batchveo.manifest.csvfile import read_csv
@@ -55,7 +56,11 @@ class Manifests:
 
 
 def read_manifests(
-    paths: Sequence[Path | str], *, batch: str | None = None, route: Route | None = None
+    paths: Sequence[Path | str],
+    *,
+    batch: str | None = None,
+    route: Route | None = None,
+    parents: Parents | None = None,
 ) -> Manifests:
     """Every job of every manifest, in order, with the batches' budgets; or ``ManifestError``
     listing every problem.
@@ -66,9 +71,10 @@ def read_manifests(
     ``defaults:`` override it part by part, and a job's checks and stored route follow
     (``routing``). A part of ``route`` that is not a valid name raises ``ConfigError``
     naming its flag. A one-shot load of many rows is faster inside ``gc_paused()`` (the
-    caller's choice: it pauses the whole process's collector).
+    caller's choice: it pauses the whole process's collector). ``parents`` finds a stored
+    job a scene chain's hop extends (``extends:`` a job not in the load).
     """
-    loader = _Loader(batch, Route() if route is None else check_route(route))
+    loader = _Loader(batch, Route() if route is None else check_route(route), parents=parents)
     for path in paths:
         loader.load(path)
     loader.problems += output_problems(loader.specs)
@@ -80,6 +86,8 @@ def read_manifests(
 STREAM_CHUNK_ITEMS = 1000
 """Specs and problems ``stream_manifests`` hands on at a time."""
 Item = JobSpec | Problem
+Parents = Callable[[str], Link | None]
+"""A stored job by its id, as a hop extending it needs it (None: no such job)."""
 
 
 def stream_manifests(
@@ -88,6 +96,7 @@ def stream_manifests(
     *,
     batch: str | None = None,
     route: Route | None = None,
+    parents: Parents | None = None,
 ) -> dict[str, float]:
     """Every job and every problem of every manifest, in file order, handed to ``take`` a
     chunk at a time (a list of at most about ``STREAM_CHUNK_ITEMS``); the batches' budgets.
@@ -98,7 +107,7 @@ def stream_manifests(
     job's own checks are all made here, its output's length too. ``batch`` and ``route``
     as for ``read_manifests``.
     """
-    loader = _Loader(batch, Route() if route is None else check_route(route), take)
+    loader = _Loader(batch, Route() if route is None else check_route(route), take, parents)
     for path in paths:
         loader.load(path)
     loader.flush()
@@ -112,7 +121,11 @@ class _Loader:
     are made."""
 
     def __init__(
-        self, batch: str | None, route: Route, take: Callable[[list[Item]], None] | None = None
+        self,
+        batch: str | None,
+        route: Route,
+        take: Callable[[list[Item]], None] | None = None,
+        parents: Parents | None = None,
     ) -> None:
         self.batch = batch
         self.route = route
@@ -133,6 +146,8 @@ class _Loader:
         self._images = ImageFiles()
         self._links = Links()
         """Jobs a later hop may extend (``chaining``)."""
+        self._parents = parents
+        """Stored jobs a hop may extend (the database's; None: there is none)."""
         self._file_batch = ""
         self._base = Path()
         """The folder of the manifest being read: its image paths are relative to it."""
@@ -246,12 +261,14 @@ class _Loader:
         """A job that extends another's video (``chaining``)."""
         parent_id, own_id = str(raw["extends"]), raw.get("id")
         parent = self._links.get(parent_id)
+        if parent is None and self._parents is not None and parent_id != own_id:
+            parent = self._parents(parent_id)
         if parent_id == own_id:
             bad.append(f"extends itself: a chain cannot be a cycle ({parent_id})")
         elif parent is None:
             bad.append(
-                f"extends {show(parent_id)}, which is not a job with an id loaded before it"
-                " (a parent comes before its hops, so a chain never loops)"
+                f"extends {show(parent_id)}, which is neither in the database nor a job with an"
+                " id loaded before it (a parent comes before its hops, so a chain never loops)"
             )
         spec = None
         if parent is not None and not bad:

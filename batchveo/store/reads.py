@@ -281,6 +281,11 @@ class Snapshot:
         for row in self._conn.execute(sql, args):
             yield Job.from_row(row)
 
+    def job(self, job_id: str) -> Job | None:
+        """One job by its id (a load looks up the stored parent of a scene chain's hop)."""
+        row = self._conn.execute(f"{SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else Job.from_row(row)
+
     def rows(
         self,
         columns: Sequence[str],
