@@ -57,6 +57,8 @@ def test_status_and_show_tell_the_chains(tmp_path: Path) -> None:
         ["3.", "a-3", "waiting"],
     ]
     assert "extends a-2" in shown[-1]
+    history = shown[shown.index("history:") + 1 : at]
+    assert "- -> waiting" in history[0] and "waiting -> pending" in history[1]
     rows = [json.loads(line) for line in invoke("export", "--db", str(db)).output.splitlines()]
     by_id = {r["id"]: r for r in rows}
     assert (by_id["a-3"]["extends"], by_id["a-3"]["chain_root"]) == ("a-2", "a")

@@ -108,9 +108,11 @@ def _route_order(route: Route | None) -> tuple[str, ...]:
 
 
 def loaded_event(job: Job) -> Event:
-    """A job's first line of history, told by its row: no event is written per job at load."""
+    """A job's first line of history, told by its row: no event is written per job at load
+    (a scene chain's hop is loaded waiting for its parent)."""
     detail = f"loaded from {job.source}" if job.source else "loaded"
-    return Event(job.id, None, S.PENDING.value, job.created_at, 0, detail)
+    first = S.PENDING if job.extends is None else S.WAITING
+    return Event(job.id, None, first.value, job.created_at, 0, detail)
 
 
 class Reads(Core):
