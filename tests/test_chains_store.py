@@ -155,3 +155,17 @@ async def test_a_cancelled_or_expired_parent_breaks_the_chain(tmp_path: Path, st
             await store.transition("a", S.GENERATED, S.EXPIRED, error_kind="expired")
         assert {j.error_kind for j in await store.jobs([S.FAILED])} == {"parent_failed"}
         assert len(await store.jobs([S.FAILED])) == 3
+
+
+async def test_cancelling_a_waiting_hop_breaks_the_chain_after_it(tmp_path: Path) -> None:
+    async with await Store.open(tmp_path / "j.db") as store:
+        await store.add_jobs(chain_specs(tmp_path))
+        assert await store.cancel(["a-3"]) == ["a-3"]
+        jobs = {j.id: j for j in await store.jobs(list(S))}
+        assert (jobs["a-2"].state, jobs["a-3"].state) == (S.WAITING, S.CANCELLED)
+        assert jobs["a-4"].error_kind == "parent_failed" and "broke at a-3" in (
+            jobs["a-4"].error or ""
+        )
+        # retry of the cancelled hop: it waits again, and so does the one after it.
+        assert sorted(await store.requeue([S.CANCELLED], ["a-3"])) == ["a-3", "a-4"]
+        assert {j.id for j in await store.jobs([S.WAITING])} == {"a-2", "a-3", "a-4"}

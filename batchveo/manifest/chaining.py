@@ -31,18 +31,34 @@ _OWN_KEYS = _ENTRY_KEYS | {"id", "extends"}
 """What a job with ``extends`` may hold."""
 
 
+Shape = tuple[str, str, str, str, int]
+"""What a hop needs of a plain job: provider, model, aspect ratio, resolution, length."""
+
+
 class Links:
     """Every job of the load a later hop may name: jobs with an id of their own, and the
-    members of chains (an auto id is a content hash, named only once it is stored)."""
+    members of chains (an auto id is a content hash, named only once it is stored).
+
+    A plain job is kept as its id and a shared ``Shape`` (a night has a handful), so a
+    million-row manifest with ids costs a dict entry a job, not a ``Link``."""
 
     def __init__(self) -> None:
         self._links: dict[str, chains.Link] = {}
+        self._plain: dict[str, Shape] = {}
+        self._shapes: dict[Shape, Shape] = {}
 
     def get(self, job_id: str) -> chains.Link | None:
+        if (shape := self._plain.get(job_id)) is not None:
+            return chains.Link(job_id, *shape, hop=1, chain_root=job_id)
         return self._links.get(job_id)
 
     def note(self, spec: JobSpec, provider: str) -> None:
-        self._links[spec.id] = link_of(spec, provider)
+        link = link_of(spec, provider)
+        if spec.chain_root is not None:
+            self._links[spec.id] = link
+            return
+        shape = (link.provider, link.model, link.aspect_ratio, link.resolution, link.output_s)
+        self._plain[spec.id] = self._shapes.setdefault(shape, shape)
 
 
 def link_of(spec: JobSpec, provider: str) -> chains.Link:

@@ -238,18 +238,20 @@ class Writes(Core):
     async def cancel(
         self, ids: Sequence[str] | None = None, *, batch: str | None = None
     ) -> list[str]:
-        """Cancel pending jobs (all, those of ``batch``, or those of ``ids``); the ids moved."""
-        sql = "SELECT id FROM jobs WHERE state=?"
-        args: list[Any] = [S.PENDING.value]
+        """Cancel pending jobs (all, those of ``batch``, or those of ``ids``), and waiting hops
+        of scene chains (their own waiting hops then fail: the chain broke there); the ids
+        moved."""
+        sql = "SELECT id, state FROM jobs WHERE state IN (?, ?)"
+        args: list[Any] = [S.PENDING.value, S.WAITING.value]
         if batch is not None:
             sql += " AND batch=?"
             args.append(batch)
         rows = await self._query(sql + " ORDER BY rowid", args)
         keep = None if ids is None else set(ids)
-        moved = [r[0] for r in rows if keep is None or r[0] in keep]
+        moved = [(r[0], JobState(r[1])) for r in rows if keep is None or r[0] in keep]
         detail = "cancelled by the user"
-        await self.apply([Transition(i, S.PENDING, S.CANCELLED, {}, detail) for i in moved])
-        return moved
+        await self.apply([Transition(i, src, S.CANCELLED, {}, detail) for i, src in moved])
+        return [i for i, _ in moved]
 
     # -- grouping: how single transitions share a statement ------------------------
 
