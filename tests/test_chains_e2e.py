@@ -122,6 +122,10 @@ async def test_two_linear_chains_and_a_branching_one_run_to_the_end(tmp_path: Pa
         assert f["sha256"] == sha256_file(Path(f["path"]))
     # A hop costs a whole video of its length: 8 s + 7 s a hop, at 0.40 USD a second.
     assert jobs["a-4"]["cost_usd"] == pytest.approx(0.40 * (8 + 3 * 7))
+    # Reloading the manifest once every hop ran adds nothing.
+    async with await Store.open(db) as store:
+        again = await store.add_jobs(read_manifests([tmp_path / "jobs.yaml"]).specs)
+    assert (again.new, again.existing) == (0, len(jobs))
 
 
 async def test_a_rejected_root_sends_none_of_its_hops(tmp_path: Path) -> None:

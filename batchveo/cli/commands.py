@@ -238,7 +238,8 @@ def retry(ids: tuple[str, ...], states: tuple[str, ...], db_path: Path) -> None:
 @click.option("--all", "all_", is_flag=True, help="Cancel every pending job.")
 @db_option
 def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -> None:
-    """Cancel pending jobs. Running operations cannot be cancelled on this API."""
+    """Cancel pending jobs (and scene chains' waiting hops). Running operations cannot be
+    cancelled on this API."""
     if not (ids or batch or all_):
         fail("say which jobs: IDs, --batch B or --all")
 
@@ -259,7 +260,7 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
         why = (
             "its operation is running on the server and this API cannot cancel it"
             if job.state in (JobState.SUBMITTING, JobState.RUNNING)
-            else f"it is {job.state.value}, only pending jobs can be cancelled"
+            else f"it is {job.state.value}, only pending (or waiting) jobs can be cancelled"
         )
         click.echo(f"not cancelled: {job.id}: {why}", err=True)
 
