@@ -7,11 +7,14 @@ nothing on a table of plain jobs, however large.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from batchveo.states import JobState
 from batchveo.store.db import Core
 from batchveo.store.rows import SELECT, Job
 
+_CHUNK = 500
 _SUMMARY_SQL = (
     "SELECT chain_root, COUNT(*), SUM(state = 'done') FROM jobs INDEXED BY jobs_children"
     " WHERE extends IS NOT NULL GROUP BY chain_root ORDER BY MIN(rowid)"
@@ -34,7 +37,7 @@ class ChainCount:
 
 
 class ChainReads(Core):
-    """``chain_counts`` and ``chain_members``."""
+    """``chain_counts``, ``chain_members`` and ``states_of``."""
 
     async def chain_counts(self) -> list[ChainCount]:
         """Every chain of the database, in load order."""
@@ -53,6 +56,16 @@ class ChainReads(Core):
             ChainCount(root, int(done or 0) + (root in done_roots), int(n) + 1)
             for root, n, done in rows
         ]
+
+    async def states_of(self, ids: Sequence[str]) -> dict[str, JobState]:
+        """The state of each of ``ids`` (what a retry's moves came to: a hop reopened may
+        wait, or fail again at once when its parent is still failed)."""
+        out: dict[str, JobState] = {}
+        for i in range(0, len(ids), _CHUNK):
+            part = list(ids[i : i + _CHUNK])
+            sql = f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(part))})"
+            out.update((r[0], JobState(r[1])) for r in await self._query(sql, part))
+        return out
 
     async def chain_members(self, job: Job) -> list[Job]:
         """The chain ``job`` is part of (its root, then every hop in hop order); [] for a

@@ -30,6 +30,7 @@ import aiosqlite
 from batchveo import chains
 from batchveo.routes import Wire
 from batchveo.states import ErrorKind, JobState, check_transition
+from batchveo.store.guarded import update_sql
 from batchveo.store.rows import Job, Transition
 
 S = JobState
@@ -152,8 +153,6 @@ async def _broken_row(db: aiosqlite.Connection, job_id: str) -> tuple[str, str |
 
 async def _move(db: aiosqlite.Connection, now: float, t: Transition) -> Moved:
     """One guarded transition of a hop (the caller's transaction)."""
-    from batchveo.store.writes import update_sql  # the one guarded UPDATE
-
     check_transition(t.src, t.dst)
     sql, args = update_sql(t, now)
     rows = list(await db.execute_fetchall(sql, args))

@@ -41,6 +41,7 @@ from batchveo.store.budget import BACKOFF_INDEX
 from batchveo.store.chainwrites import ENDS, Moved, reopened, settle
 from batchveo.store.db import Core, describe, immediate
 from batchveo.store.groupcommit import GroupCommit
+from batchveo.store.guarded import COST_OF_RETURNED, update_sql
 from batchveo.store.rows import (
     RETURNING,
     UPDATABLE,
@@ -55,8 +56,6 @@ S = JobState
 
 _BATCH_ROWS = 256
 """Transitions in one grouped UPDATE: at most 4 + 2*15 parameters each."""
-_COST_OF_RETURNED = "sample_cost_usd * COALESCE({}, samples_requested)"
-"""The cost of a job whose ``samples_returned`` becomes ``{}`` (None: as asked)."""
 _RESET_SAMPLES = {"samples_returned": None, "samples_filtered": None, "filtered_reasons": None}
 """A job sent again has no answer yet: every video it asks for counts again."""
 
@@ -123,7 +122,7 @@ class Writes(Core):
         sets_list = ["updated_at=?", *[f"{c}=?" for c in cols]]
         values = [self.clock(), *[encode(c, fields[c]) for c in cols]]
         if "samples_returned" in fields:
-            sets_list.append("cost_usd=" + _COST_OF_RETURNED.format("?"))
+            sets_list.append("cost_usd=" + COST_OF_RETURNED.format("?"))
             values.append(fields["samples_returned"])
         sets = ", ".join(sets_list)
         async with self._statement() as db:
@@ -338,22 +337,6 @@ async def _stale(db: aiosqlite.Connection, t: Transition) -> str:
     )
 
 
-def update_sql(t: Transition, now: float) -> tuple[str, list[Any]]:
-    """One guarded UPDATE: the row changes only if it is still in ``t.src``.
-
-    Every UPDATE that sets ``state`` sets ``last_detail`` too: the trigger of
-    migration 005 logs it as the event's detail.
-    """
-    cols = list(t.fields)
-    sets = ["state=?", "updated_at=?", "last_detail=?", *[f"{c}=?" for c in cols]]
-    values = [t.dst.value, now, t.detail, *[encode(c, t.fields[c]) for c in cols]]
-    if "samples_returned" in t.fields:  # SET reads the row as it was: one statement
-        sets.append("cost_usd=" + _COST_OF_RETURNED.format("?"))
-        values.append(t.fields["samples_returned"])
-    sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state=? RETURNING {RETURNING}"
-    return sql, [*values, t.job_id, t.src.value]
-
-
 def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[str, list[Any]]:
     """``update_sql`` for transitions of distinct jobs at once, each with its own fields.
 
@@ -367,7 +350,7 @@ def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[
         names += [f"v_{c}", f"v_has_{c}"]
         sets.append(f"{c}=CASE WHEN v_has_{c} THEN v_{c} ELSE {c} END")
     if "samples_returned" in cols:
-        cost = _COST_OF_RETURNED.format("v_samples_returned")
+        cost = COST_OF_RETURNED.format("v_samples_returned")
         sets.append(f"cost_usd=CASE WHEN v_has_samples_returned THEN {cost} ELSE cost_usd END")
     row_marks = "(" + ",".join("?" * len(names)) + ")"
     args: list[Any] = []
