@@ -21,8 +21,9 @@ from batchveo.routes import Wire
 
 HOP_KEYS = ("prompt", "negativePrompt", "seed", "output")
 """What a hop may set of its own; the rest is its root's."""
-INHERITED_PARAMS = ("aspectRatio", "resolution")
-"""What a hop takes of its parent's parameters (its model too)."""
+INHERITED_PARAMS = ("aspectRatio", "resolution", "generateAudio")
+"""What a hop takes of its parent's parameters (its model too; ``generateAudio`` where the
+root set it, on Vertex: the combined video keeps its sound, or its silence, and price)."""
 
 
 def family(model: str) -> str:
@@ -47,6 +48,8 @@ class Link:
     hop: int
     """1 for a chain's root (or any job extended), 2 for its first extension, ..."""
     chain_root: str
+    generate_audio: bool | None = None
+    """The root's ``generateAudio`` (Vertex), None where it set none."""
 
     def child(self, child_id: str, limits: ExtensionLimits) -> Link:
         """The link of a hop extending this job."""
@@ -59,6 +62,7 @@ class Link:
             self.output_s + limits.added_s,
             self.hop + 1,
             self.chain_root,
+            self.generate_audio,
         )
 
 

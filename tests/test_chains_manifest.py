@@ -214,3 +214,14 @@ def test_plan_counts_each_hop_as_a_whole_video_of_its_length(tmp_path: Path) -> 
     assert plan.cost_usd == pytest.approx(0.40 * (8 + 15 + 22))
     held = make_plan(read_manifests([path]).specs, tmp_path / "none.db", budget_usd=10.0)
     assert (held.to_submit, held.over_budget) == (2, 1)  # 3.20 + 6.00, then 8.80 is over 10
+
+
+def test_a_vertex_hop_keeps_its_roots_audio_choice_and_price(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "v.yaml",
+        "defaults: {provider: vertex, project: my-proj-1, storageUri: gs://my-bucket/n/}\n"
+        "jobs:\n  - id: r\n    prompt: p\n    generateAudio: false\n    chain: [q]\n",
+    )
+    _, hop = read_manifests([path]).specs
+    assert hop.params["generateAudio"] is False and hop.model == "veo-3.1-generate-001"
+    assert hop.cost_usd == pytest.approx(0.20 * 15)  # video only, 15 s

@@ -31,8 +31,9 @@ _OWN_KEYS = _ENTRY_KEYS | {"id", "extends"}
 """What a job with ``extends`` may hold."""
 
 
-Shape = tuple[str, str, str, str, int]
-"""What a hop needs of a plain job: provider, model, aspect ratio, resolution, length."""
+Shape = tuple[str, str, str, str, int, bool | None]
+"""What a hop needs of a plain job: provider, model, aspect ratio, resolution, length,
+audio."""
 
 
 class Links:
@@ -49,7 +50,10 @@ class Links:
 
     def get(self, job_id: str) -> chains.Link | None:
         if (shape := self._plain.get(job_id)) is not None:
-            return chains.Link(job_id, *shape, hop=1, chain_root=job_id)
+            provider, model, aspect, resolution, length_s, audio = shape
+            return chains.Link(
+                job_id, provider, model, aspect, resolution, length_s, 1, job_id, audio
+            )
         return self._links.get(job_id)
 
     def note(self, spec: JobSpec, provider: str) -> None:
@@ -57,7 +61,14 @@ class Links:
         if spec.chain_root is not None:
             self._links[spec.id] = link
             return
-        shape = (link.provider, link.model, link.aspect_ratio, link.resolution, link.output_s)
+        shape = (
+            link.provider,
+            link.model,
+            link.aspect_ratio,
+            link.resolution,
+            link.output_s,
+            link.generate_audio,
+        )
         self._plain[spec.id] = self._shapes.setdefault(shape, shape)
 
 
@@ -72,7 +83,14 @@ def link_of(spec: JobSpec, provider: str) -> chains.Link:
         spec.output_s or int(spec.params.get("durationSeconds", 8)),
         spec.hop or 1,
         spec.chain_root or spec.id,
+        audio_of(spec.params),
     )
+
+
+def audio_of(params: Mapping[str, Any]) -> bool | None:
+    """A job's ``generateAudio``, which its hops keep (None: it set none)."""
+    audio = params.get("generateAudio")
+    return None if audio is None else bool(audio)
 
 
 def provider_name(fr: FileRoute) -> str:
@@ -140,6 +158,8 @@ def hop_spec(
         "resolution": parent.resolution,
         "durationSeconds": limits.request_duration_s,
     }
+    if parent.generate_audio is not None:
+        params["generateAudio"] = parent.generate_audio
     for key in ("negativePrompt", "seed"):
         if key in f.params:
             params[key] = f.params[key]

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from batchveo.chains import Link
 from batchveo.manifest import Manifests, check_route, gc_paused, read_manifests, stream_manifests
+from batchveo.manifest.chaining import audio_of
 from batchveo.manifest.loader import Item, Parents
 from batchveo.routes import DEFAULT_PROVIDER, Route
 from batchveo.spec import JobSpec
@@ -90,6 +91,7 @@ def stored_parents(db: Path) -> Parents:
             job.output_s or int(job.params.get("durationSeconds", 8)),
             job.hop or 1,
             job.chain_root or job.id,
+            audio_of(job.params),
         )
 
     return lookup
