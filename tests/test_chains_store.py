@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from batchveo.errors import ManifestError
 from batchveo.manifest import read_manifests
 from batchveo.models import RETENTION_S
 from batchveo.states import JobState
@@ -169,3 +170,24 @@ async def test_cancelling_a_waiting_hop_breaks_the_chain_after_it(tmp_path: Path
         # retry of the cancelled hop: it waits again, and so does the one after it.
         assert sorted(await store.requeue([S.CANCELLED], ["a-3"])) == ["a-3", "a-4"]
         assert {j.id for j in await store.jobs([S.WAITING])} == {"a-2", "a-3", "a-4"}
+
+
+async def test_replace_rewrites_a_waiting_hop_and_refuses_to_change_its_kind(
+    tmp_path: Path,
+) -> None:
+    async with await Store.open(tmp_path / "j.db") as store:
+        await store.add_jobs(chain_specs(tmp_path))
+        await finish(store, "a", store.clock())  # a-2 is released: pending
+        path = tmp_path / "c2.yaml"
+        path.write_text(
+            "jobs:\n  - id: a\n    prompt: a root\n    chain: [hop two, hop THREE, hop four]\n"
+        )
+        result = await store.add_jobs(read_manifests([path]).specs, replace=True)
+        assert result.replaced == 1
+        [hop] = [j for j in await store.jobs([S.WAITING]) if j.id == "a-3"]
+        assert (hop.prompt, hop.extends, hop.hop) == ("hop THREE", "a-2", 3)
+        # a hop cannot become a plain job (nor the reverse) under the same id
+        plain = tmp_path / "p.yaml"
+        plain.write_text("jobs:\n  - {id: a-4, prompt: not a hop any more}\n")
+        with pytest.raises(ManifestError, match="cannot replace: a job and a hop"):
+            await store.add_jobs(read_manifests([plain]).specs, replace=True)

@@ -48,7 +48,7 @@ from batchveo.store.rows import AddResult, TransitionEvent, route_parts
 from batchveo.store.totals import NewJobs
 
 S = JobState
-_REPLACEABLE = (S.PENDING, S.CANCELLED)
+_REPLACEABLE = (S.PENDING, S.CANCELLED, S.WAITING)
 """A job may be replaced only while it was never sent."""
 CHUNK_SPECS = 2000
 """Specs handed to ``LoadSession.add`` at a time (the lists ``add_jobs`` cuts; the
@@ -304,6 +304,11 @@ class LoadSession:
             )
         if state not in _REPLACEABLE:
             return f"cannot replace: already submitted (state {state}, loaded from {where})"
+        if (state is S.WAITING) != (spec.extends is not None) and state is not S.CANCELLED:
+            return (
+                f"cannot replace: a job and a hop of a scene chain are not the same kind of"
+                f" job (state {state}, loaded from {where}): give it a new id"
+            )
         await self._write_batches([spec.batch])
         event = await replace_job(self.db, spec, spec_hash, state, self.now)
         if event is not None:

@@ -93,31 +93,34 @@ def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
 async def replace_job(
     db: aiosqlite.Connection, spec: JobSpec, spec_hash: str, old_state: JobState, now: float
 ) -> TransitionEvent | None:
-    """Overwrite a never-sent job with its new spec; it starts over as pending.
+    """Overwrite a never-sent job with its new spec; it starts over as pending (a hop of a
+    scene chain: waiting, its chain's columns the new spec's; the caller refuses to make
+    a job a hop or a hop a job in place).
 
     A pending job stays pending: its state is not written, so no transition is logged.
     A cancelled one comes back through the state table; its event is returned, to be
     told once the load is committed.
     """
-    _, batch, _, *content = spec_row(spec, spec_hash)[:-4]  # a chain stays as it was loaded
+    _, batch, _, *content = spec_row(spec, spec_hash)
+    start = S.PENDING if spec.extends is None else S.WAITING
     sets = (
         "batch=?, spec_hash=?, prompt=?, model=?, params=?, inputs=?, output_name=?, source=?,"
         " cost_usd=?, provider=?, project=?, location=?, storage_uri=?, samples_requested=?,"
-        " sample_cost_usd=?, samples_returned=NULL, samples_filtered=NULL,"
-        " filtered_reasons=NULL, attempts=0, error_kind=NULL, error=NULL,"
-        " next_attempt_at=NULL, updated_at=?"
+        " sample_cost_usd=?, extends=?, chain_root=?, hop=?, output_s=?, samples_returned=NULL,"
+        " samples_filtered=NULL, filtered_reasons=NULL, attempts=0, error_kind=NULL,"
+        " error=NULL, next_attempt_at=NULL, parent_generated_at=NULL, updated_at=?"
     )
     args = [batch, *content, now]
     detail = f"replaced from {spec.source}"
-    if old_state is not S.PENDING:
-        check_transition(old_state, S.PENDING)
+    if old_state is not start:
+        check_transition(old_state, start)
         sets += ", state=?, last_detail=?"  # the trigger logs the event with this detail
-        args += [S.PENDING.value, detail]
+        args += [start.value, detail]
     sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
     rows = list(await db.execute_fetchall(sql, [*args, spec.id, old_state.value]))
     if not rows:
         raise StaleTransition(f"job {spec.id} changed while being replaced")
-    if old_state is S.PENDING:
+    if old_state is start:
         return None
     return TransitionEvent.of(Job.from_row(rows[0]), old_state, now, detail)
 
