@@ -67,7 +67,7 @@ class Tally:
         self.states[dst] = self.states.get(dst, 0) + 1
         if dst == S.PENDING and src not in (S.SUBMITTING, S.WAITING):
             self.total += 1
-        elif src == S.PENDING and dst == S.CANCELLED:
+        elif src in (S.PENDING, S.WAITING) and dst == S.CANCELLED:
             self.total = max(0, self.total - 1)
         if dst in ENDED_STATES:
             self.ended[dst] += 1
