@@ -100,13 +100,20 @@ def hop_problems(parent: Link, hop_id: str, limits: ExtensionLimits, provider: s
     return bad
 
 
+SEND_MARGIN_S = 600.0
+"""A parent's video must have at least this long left on the server when its hop is
+released or claimed: the request takes time to arrive, and the server's clock is not
+this machine's."""
+
+
 def parent_expired(parent_generated_at: float | None, now: float, wire: Wire) -> bool:
-    """Whether the parent's video is gone from the server: the Gemini-format routes delete
-    videos after ``RETENTION_S`` (using one for an extension is reported to reset that, but
-    nothing here relies on it); Vertex's are objects in the user's bucket, which stay."""
+    """Whether the parent's video is gone from the server (or about to be, within
+    ``SEND_MARGIN_S``): the Gemini-format routes delete videos after ``RETENTION_S`` (using
+    one for an extension is reported to reset that, but nothing here relies on it);
+    Vertex's are objects in the user's bucket, which stay."""
     if wire is Wire.VERTEX or parent_generated_at is None:
         return False
-    return now >= parent_generated_at + RETENTION_S
+    return now >= parent_generated_at + RETENTION_S - SEND_MARGIN_S
 
 
 def parent_failed_message(broken_id: str, state: str, kind: str | None) -> str:

@@ -225,3 +225,15 @@ def test_a_vertex_hop_keeps_its_roots_audio_choice_and_price(tmp_path: Path) -> 
     _, hop = read_manifests([path]).specs
     assert hop.params["generateAudio"] is False and hop.model == "veo-3.1-generate-001"
     assert hop.cost_usd == pytest.approx(0.20 * 15)  # video only, 15 s
+
+
+def test_a_parents_video_is_live_until_the_retention_less_a_margin() -> None:
+    from batchveo.chains import SEND_MARGIN_S, parent_expired
+    from batchveo.models import RETENTION_S
+    from batchveo.routes import Wire
+
+    made = 1_000.0
+    last = made + RETENTION_S - SEND_MARGIN_S
+    assert not parent_expired(made, last - 1, Wire.GEMINI)
+    assert parent_expired(made, last, Wire.GEMINI)
+    assert not parent_expired(made, made + 10 * RETENTION_S, Wire.VERTEX)  # the user's bucket
