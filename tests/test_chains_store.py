@@ -191,3 +191,8 @@ async def test_replace_rewrites_a_waiting_hop_and_refuses_to_change_its_kind(
         plain.write_text("jobs:\n  - {id: a-4, prompt: not a hop any more}\n")
         with pytest.raises(ManifestError, match="cannot replace: a job and a hop"):
             await store.add_jobs(read_manifests([plain]).specs, replace=True)
+        # nor can a hop be given another parent (a chain could loop)
+        moved = tmp_path / "m.yaml"
+        moved.write_text("jobs:\n  - {id: x, prompt: x}\n  - {id: a-3, extends: x, prompt: p}\n")
+        with pytest.raises(ManifestError, match=r"a hop keeps the job it extends \(a-2,"):
+            await store.add_jobs(read_manifests([moved]).specs, replace=True)

@@ -206,11 +206,11 @@ class LoadSession:
         return out
 
     async def _stored(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-        """``{id: (rowid, spec_hash, state, source, *route columns)}`` of the ids stored
-        before the load (only these: a reload of a million jobs must stay small)."""
+        """``{id: (rowid, spec_hash, state, source, *route columns, extends)}`` of the ids
+        stored before the load (only these: a reload of a million jobs must stay small)."""
         sql = (
             "SELECT id, rowid, spec_hash, state, source, provider, project, location,"
-            " storage_uri"
+            " storage_uri, extends"
             f" FROM jobs WHERE id IN ({','.join('?' * len(ids))}) AND rowid <= ?"
         )
         async with self.db.execute(sql, [*ids, self.watermark]) as cur:
@@ -294,7 +294,7 @@ class LoadSession:
         stored_hash, state, where = old[1], JobState(old[2]), old[3] or "an earlier manifest"
         if stored_hash == spec_hash:
             self.existing += 1
-            if old[4:] != route_parts(spec.route) and state in _REPLACEABLE:
+            if old[4:8] != route_parts(spec.route) and state in _REPLACEABLE:
                 rerouting.append((spec, state))
             return None
         if not self.replace:
@@ -308,6 +308,11 @@ class LoadSession:
             return (
                 f"cannot replace: a job and a hop of a scene chain are not the same kind of"
                 f" job (state {state}, loaded from {where}): give it a new id"
+            )
+        if old[8] != spec.extends and old[8] is not None:  # nor could a chain loop then
+            return (
+                f"cannot replace: a hop keeps the job it extends ({old[8]}, loaded from"
+                f" {where}), not {spec.extends}: give it a new id"
             )
         await self._write_batches([spec.batch])
         event = await replace_job(self.db, spec, spec_hash, state, self.now)
