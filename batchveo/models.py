@@ -4,7 +4,8 @@
 These tables are data on purpose: Google retires preview ids and adds new ones, and each
 route to Veo serves its own ids (the Gemini-format providers the preview ids, Vertex AI
 the GA ids since it retired its preview ones on 2026-04-02), so supporting a new model is
-one entry here, and nothing else changes. Prices are public estimates per second of
+one entry here, and nothing else changes. What a scene chain may be on each route (its
+extension limits, ``ExtensionLimits``) is data here too. Prices are public estimates per second of
 generated video, billed only on success and per video returned; Vertex prices a video
 without audio (``generateAudio: false``) lower. Users override them with their own figures
 (``--prices``).
