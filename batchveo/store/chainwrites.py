@@ -1,8 +1,11 @@
 """Scene chains in the job table: a hop released, failed or reopened with its parent.
 
 A hop waits (``waiting``) until its parent's video is known. ``settle`` is the one rule
-that moves waiting hops on, run inside the transaction that moved their parent, so a
-``kill -9`` can never leave a parent done and its hop waiting forever:
+that moves waiting hops on: inside the transaction that moved their parent where that is
+one (``Writes.apply``, ``retry``, a load), right after it for the pipeline's single
+transitions (whose statement says which jobs have waiting hops, ``HAS_WAITING_HOPS``, so
+a plain job pays nothing), and over the whole table at every run's start, so a ``kill -9``
+can never leave a parent done and its hop waiting for good:
 
 - parent ``done`` with a video still on the server: the hop becomes ``pending`` and
   carries the parent's video uri (Gemini format: its first ``video_uris``; Vertex: its
@@ -38,6 +41,12 @@ BROKEN = (S.FAILED, S.EXPIRED, S.CANCELLED)
 """A parent in one of these will never have a video: its waiting hops fail."""
 ENDS = frozenset({S.DONE, *BROKEN})
 """States whose arrival may move a job's waiting hops."""
+HAS_WAITING_HOPS = (
+    "EXISTS (SELECT 1 FROM jobs c INDEXED BY jobs_children"
+    " WHERE c.extends = jobs.id AND c.state = 'waiting')"
+)
+"""A column for an UPDATE's ``RETURNING`` on ``jobs``: whether the row has waiting hops
+(read in the statement's own transaction: a hop committed before it is seen)."""
 _CAUSED = (ErrorKind.PARENT_FAILED.value, ErrorKind.PARENT_EXPIRED.value)
 _MAX_PARAMS = 500
 

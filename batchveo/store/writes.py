@@ -38,7 +38,7 @@ from batchveo.errors import StaleTransition, StoreError
 from batchveo.models import RETENTION_S
 from batchveo.states import ErrorKind, JobState, check_transition
 from batchveo.store.budget import BACKOFF_INDEX
-from batchveo.store.chainwrites import ENDS, Moved, reopened, settle
+from batchveo.store.chainwrites import ENDS, HAS_WAITING_HOPS, Moved, reopened, settle
 from batchveo.store.db import Core, describe, immediate
 from batchveo.store.groupcommit import GroupCommit
 from batchveo.store.guarded import COST_OF_RETURNED, update_sql
@@ -266,17 +266,24 @@ class Writes(Core):
         statement is atomic: every caller learns whether its own row changed.
         """
         now = self.clock()
-        sql, args = _grouped_update_sql(transitions, now)
+        ending = any(t.dst in ENDS for t in transitions)
+        sql, args = _grouped_update_sql(transitions, now, flag_hops=ending)
+        rows: list[Sequence[Any]] = list(await self._db.execute_fetchall(sql, args))
         hops: list[Moved] = []
-        if any(t.dst in ENDS for t in transitions):
-            # A job that ends may move its chain's waiting hops: in the same transaction,
-            # so no crash can leave a parent done and its hop waiting.
-            async with immediate(self._db) as db:
-                rows = await db.execute_fetchall(sql, args)
-                ended = [r[0] for r in rows if JobState(r[2]) in ENDS]
-                hops = await settle(db, now, ended) if ended else []
-        else:
-            rows = await self._db.execute_fetchall(sql, args)
+        if ending:
+            # A job that ends may move its chain's waiting hops. The statement itself said
+            # which have any (a plain job costs no extra trip); they are moved at once, in a
+            # transaction of their own: a crash in between is redone at the next run's
+            # start (``settle_chains``), and a hop loaded meanwhile by another process was
+            # either seen by the statement or sees its parent ended.
+            parents = [r[0] for r in rows if r[-1]]
+            rows = [r[:-1] for r in rows]
+            if parents:
+                try:
+                    async with immediate(self._db) as db:
+                        hops = await settle(db, now, parents)
+                except Exception:  # the transitions above are committed: theirs stand
+                    hops = []  # the hops are moved by the next settle (a run's start)
         by_id = {row[0]: row for row in rows}
         out: list[Job | BaseException] = []
         for t in transitions:
@@ -337,11 +344,14 @@ async def _stale(db: aiosqlite.Connection, t: Transition) -> str:
     )
 
 
-def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[str, list[Any]]:
+def _grouped_update_sql(
+    transitions: Sequence[Transition], now: float, *, flag_hops: bool = False
+) -> tuple[str, list[Any]]:
     """``update_sql`` for transitions of distinct jobs at once, each with its own fields.
 
     A column set by only some of the rows carries a flag per row: the others keep
-    their value. The trigger logs one event per changed row.
+    their value. The trigger logs one event per changed row. ``flag_hops``: each row
+    returned ends with whether the job has waiting hops (``HAS_WAITING_HOPS``).
     """
     cols = sorted({c for t in transitions for c in t.fields})
     names = ["v_id", "v_src", "v_dst", "v_detail"]
@@ -362,6 +372,6 @@ def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[
     sql = (
         f"WITH v({','.join(names)}) AS (VALUES {','.join([row_marks] * len(transitions))})"
         f" UPDATE jobs SET {', '.join(sets)} FROM v WHERE id=v_id AND state=v_src"
-        f" RETURNING {RETURNING}"
+        f" RETURNING {RETURNING}{', ' + HAS_WAITING_HOPS if flag_hops else ''}"
     )
     return sql, [*args, now]  # the VALUES come first in the text, then updated_at=?
