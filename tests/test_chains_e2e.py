@@ -200,3 +200,23 @@ async def test_a_hop_extends_a_job_already_in_the_database(tmp_path: Path) -> No
     parent_uri = json.loads(jobs["dawn"]["video_uris"])[0]
     assert ("submit", "the sun climbs", parent_uri) in log
     assert (await load_into_store(db, [second])).existing == 1  # a reload adds nothing
+
+
+async def test_a_run_moves_on_a_hop_its_parent_left_waiting(tmp_path: Path) -> None:
+    """A crash right after a parent's done was committed, before its hop was released:
+    the next run releases it at its start and sends it."""
+    path = tmp_path / "jobs.yaml"
+    path.write_text("jobs:\n  - id: p\n    prompt: a parent\n    chain: [its hop]\n")
+    db, out = tmp_path / "jobs.db", tmp_path / "out"
+    async with await Store.open(db) as store, fast_sim() as sim:
+        first = await run_batch(
+            store, sim, fast_config(out, max_jobs=1), read_manifests([path]).specs
+        )
+        assert first.exit_code == 75
+        async with store._tx() as conn:  # as the crash left it: the release undone
+            await conn.execute(
+                "UPDATE jobs SET state='waiting', inputs='{}', parent_generated_at=NULL"
+                " WHERE id='p-2'"
+            )
+        result = await run_batch(store, sim, fast_config(out))
+    assert result.exit_code == 0 and rows(db)["p-2"]["state"] == "done"
