@@ -119,10 +119,11 @@ def parent_expired(parent_generated_at: float | None, now: float, wire: Wire) ->
 def parent_failed_message(broken_id: str, state: str, kind: str | None) -> str:
     """The error of a hop whose chain broke at ``broken_id``."""
     why = state if kind is None else f"{state} ({kind})"
-    return (
-        f"the chain broke at {broken_id}, which ended {why}: nothing of this hop was sent;"
-        f" `batchveo retry {broken_id}` reopens it"
-    )
+    if kind == "parent_expired":  # a retry cannot bring back a video the server deleted
+        todo = f"load the chain again from {broken_id}'s parent under new ids"
+    else:
+        todo = f"`batchveo retry {broken_id}` reopens it"
+    return f"the chain broke at {broken_id}, which ended {why}: nothing of it was sent; {todo}"
 
 
 def parent_expired_message(parent_id: str) -> str:

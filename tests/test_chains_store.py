@@ -116,9 +116,10 @@ async def test_a_parent_older_than_the_retention_fails_its_hop_parent_expired(
         assert jobs["a-2"].state is S.FAILED and jobs["a-2"].error_kind == "parent_expired"
         assert "parent a was generated more than 48 h ago" in (jobs["a-2"].error or "")
         assert jobs["a-2"].inputs == {}  # no dead uri kept to be sent
-        assert jobs["a-3"].error_kind == "parent_failed" and "broke at a-2" in (
-            jobs["a-3"].error or ""
-        )
+        assert jobs["a-3"].error_kind == "parent_failed" and (
+            "broke at a-2, which ended failed (parent_expired): nothing of it was sent;"
+            " load the chain again from a-2's parent under new ids"
+        ) in (jobs["a-3"].error or "")
 
 
 async def test_settle_at_run_start_redoes_a_cascade_a_crash_left_undone(tmp_path: Path) -> None:
