@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import db_states as states
-from tests.pipeline_helpers import fast_sim, is_sim_video, sha256_file
+from tests.pipeline_helpers import fast_sim, sha256_file
+from tests.test_chains_e2e import is_mp4
 from tests.test_crash import start_run, wait_for
 
 CHAINS = ("a", "b")
@@ -71,5 +72,5 @@ async def test_kill_9_in_the_middle_of_a_chain_then_rerun(
     for job in done:
         [f] = files[job]
         path = tmp_path / "out" / f"{job}.mp4"
-        assert f["path"] == str(path) and f["sha256"] == sha256_file(path) and is_sim_video(path)
+        assert f["path"] == str(path) and f["sha256"] == sha256_file(path) and is_mp4(path)
     assert len({files[j][0]["sha256"] for j in done}) == len(done)
