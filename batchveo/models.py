@@ -4,7 +4,8 @@
 These tables are data on purpose: Google retires preview ids and adds new ones, and each
 route to Veo serves its own ids (the Gemini-format providers the preview ids, Vertex AI
 the GA ids since it retired its preview ones on 2026-04-02), so supporting a new model is
-one entry here, and nothing else changes. Prices are public estimates per second of
+one entry here, and nothing else changes. What a scene chain may be on each route (its
+extension limits, ``ExtensionLimits``) is data here too. Prices are public estimates per second of
 generated video, billed only on success and per video returned; Vertex prices a video
 without audio (``generateAudio: false``) lower. Users override them with their own figures
 (``--prices``).
@@ -117,6 +118,40 @@ VERTEX_RETIRED_ON = "2026-04-02"
 
 
 @dataclass(frozen=True)
+class ExtensionLimits:
+    """What one route takes of a scene chain (``chains``): each hop is an extension
+    request whose answer is the parent's video ``added_s`` longer (the API contract's
+    "Extension" table). The limits are on the video sent (``input``) and the one made
+    (``output``); extensions are counted after the root."""
+
+    added_s: int = 7
+    """What one extension adds to the video."""
+    request_duration_s: int = 8
+    """The ``durationSeconds`` an extension request carries (the Gemini format takes 8)."""
+    min_input_s: int = 1
+    max_input_s: int = 141
+    max_output_s: int = 148
+    max_extensions: int | None = 20
+    resolutions: tuple[str, ...] = ("720p",)
+    """The resolutions an extension may have (the root's: a hop inherits it)."""
+    needs_storage: bool = False
+    """The parent's video must be in the user's bucket (Vertex's ``gcsUri``)."""
+
+
+GEMINI_EXTENSION = ExtensionLimits()
+"""Gemini format: 720p only, input at most 141 s, at most 20 extensions, 148 s in all."""
+VERTEX_EXTENSION = ExtensionLimits(
+    min_input_s=1,
+    max_input_s=30,
+    max_output_s=37,
+    max_extensions=None,
+    resolutions=RESOLUTIONS,
+    needs_storage=True,
+)
+"""Vertex AI: input 1-30 s, output at most 37 s; the input a ``gs://`` object."""
+
+
+@dataclass(frozen=True)
 class ProviderModels:
     """What one provider serves and takes: its model ids and its limits, as data.
 
@@ -145,6 +180,8 @@ class ProviderModels:
     the inline budget is then uploaded and reviewed by its ``fileUri``; without it, such a
     take is not reviewed (``TooLargeToReview``). GPTProto's pages document none; Vertex
     names a take in a bucket by its ``gs://`` URI instead."""
+    extension: ExtensionLimits = GEMINI_EXTENSION
+    """What a scene chain may be on this provider."""
 
 
 _GEMINI_FORMAT_IDS = (
@@ -188,6 +225,7 @@ PROVIDER_MODELS: dict[str, ProviderModels] = {
                 "veo-3.1-lite-generate-preview": "veo-3.1-lite-generate-001",
             },
             retired_on=VERTEX_RETIRED_ON,
+            extension=VERTEX_EXTENSION,
         ),
     )
 }
@@ -234,6 +272,13 @@ def estimate_cost_usd(
     """What a successful job is expected to cost, ``samples`` videos returned (the service
     bills each video it returns); unknown models estimate as zero."""
     return round(price_per_s(model, resolution, prices, audio=audio) * duration_s * samples, 6)
+
+
+def billed_params(params: Mapping[str, object], output_s: int | None) -> Mapping[str, object]:
+    """What a job is billed as: its parameters, with a scene chain's hop (``output_s``: its
+    video's whole length, the parent's and the extension's) priced as a generation that
+    long. A hop's request says ``durationSeconds: 8``; its answer is the longer video."""
+    return params if output_s is None else {**params, "durationSeconds": output_s}
 
 
 def estimate_params_cost_usd(

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from batchveo.models import estimate_params_cost_usd
+from batchveo.models import billed_params, estimate_params_cost_usd
 from batchveo.routes import Route
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
@@ -54,6 +54,7 @@ def content_hash(
     reference_images: Sequence[ImageRef],
     video_uri: str | None,
     output_name: str | None,
+    extends: str | None = None,
 ) -> str:
     """``JobSpec.spec_hash()`` of these fields (``JobSpec``'s own, in its order), for the
     loader, which needs the hash to name a job before the job exists.
@@ -62,10 +63,13 @@ def content_hash(
     separators=(",", ":"))``, built by hand: ``json.dumps`` per job would be most of the time
     of loading a 100k-row manifest. ``tests/test_spec.py`` holds the two equal and pins the
     values: a changed hash changes every auto id, and a reloaded manifest would be paid again.
+    A hop of a scene chain (``extends``) has its parent's id in its identity (the key
+    ``extends``, absent from every other job's, whose hash is therefore unchanged).
     """
     refs = ",".join([_json_str(r.identity) for r in reference_images]) if reference_images else ""
+    hop = "" if extends is None else f'"extends":{_json_str(extends)},'
     blob = (
-        f'{{"image":{"null" if image is None else _json_str(image.identity)},'
+        f'{{{hop}"image":{"null" if image is None else _json_str(image.identity)},'
         f'"lastFrame":{"null" if last_frame is None else _json_str(last_frame.identity)},'
         f'"model":{_json_str(model)},'
         f'"output":{"null" if output_name is None else _json_str(output_name)},'
@@ -134,6 +138,14 @@ class JobSpec:
     per load: hashing is a large part of loading 100k jobs."""
     route: Route | None = None
     """Where the job goes (None: the run's route, as for jobs loaded before routes)."""
+    extends: str | None = None
+    """A hop of a scene chain: the id of the job whose video it extends (``chains``)."""
+    chain_root: str | None = None
+    """The first job of the hop's chain (a chain's root names itself)."""
+    hop: int | None = None
+    """The hop's place in its chain: 1 for the root, 2 for the first extension, ..."""
+    output_s: int | None = field(default=None, compare=False)
+    """A hop's video length (the root's plus one extension per hop): what it costs."""
 
     def inputs_json(self) -> dict[str, Any]:
         """The job's inputs as stored (paths and hashes, not bytes)."""
@@ -152,7 +164,7 @@ class JobSpec:
     def cost_usd(self) -> float:
         """What this job is estimated to cost at the price table's rates: stored with it
         (a run with ``--prices`` reprices the stored jobs)."""
-        return estimate_params_cost_usd(self.model, self.params)
+        return estimate_params_cost_usd(self.model, billed_params(self.params, self.output_s))
 
     def content_key(self) -> dict[str, Any]:
         """What makes two jobs the same request: content, not paths or names.
@@ -160,7 +172,8 @@ class JobSpec:
         The readable definition of a job's identity: ``spec_hash()`` is the sha256 of this
         as canonical JSON (``content_hash`` builds that JSON by hand, for speed).
         """
-        return {
+        hop = {} if self.extends is None else {"extends": self.extends}
+        return hop | {
             "prompt": self.prompt,
             "model": self.model,
             "params": self.params,
@@ -184,6 +197,7 @@ class JobSpec:
             self.reference_images,
             self.video_uri,
             self.output_name,
+            self.extends,
         )
 
     @classmethod
@@ -199,6 +213,9 @@ class JobSpec:
         output_name: str | None,
         source: str = "",
         route: Route | None = None,
+        extends: str | None = None,
+        chain_root: str | None = None,
+        hop: int | None = None,
     ) -> JobSpec:
         img = inputs.get("image")
         last = inputs.get("lastFrame")
@@ -217,6 +234,9 @@ class JobSpec:
             output_name=output_name,
             route=route,
             source=source,
+            extends=extends,
+            chain_root=chain_root,
+            hop=hop,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -4,14 +4,23 @@ This module is the single owner of the state machine: the store refuses any
 transition that is not listed here, so a bug elsewhere cannot quietly move a
 job from, say, ``running`` back to ``pending`` (which would submit it twice).
 
-    pending ──► submitting ──► running ──► generated ──► done
-       │  ▲          │            │            │  ▲
-       │  └─(retry)──┤            ├─► failed   │  └─(retry)── failed (at download)
-       ▼             │            └─► expired  ├─► failed (at download)
-   cancelled         ├─► uncertain             └─► expired
-                     └─► failed
+    waiting ──► pending ──► submitting ──► running ──► generated ──► done
+       │  ▲        │  ▲          │            │            │  ▲
+       │  │        │  └─(retry)──┤            ├─► failed   │  └─(retry)── failed (at download)
+       │  │        ▼             │            └─► expired  ├─► failed (at download)
+       │  │    cancelled         ├─► uncertain             └─► expired
+       │  │                      └─► failed
+       │  └─(retry of its parent, or its own)── failed / cancelled
+       ├─► failed (parent_failed, parent_expired)
+       └─► cancelled
 
 (uncertain: a submit in flight when we died, or whose outcome is unknown.)
+``waiting``: a hop of a scene chain whose parent's video is not known yet (``chains``).
+It becomes pending once its parent is done (carrying the parent's video uri), and ends
+failed (``parent_failed``) when its parent ends failed, expired or cancelled, or
+(``parent_expired``) when the parent's video is past the server's retention. An
+uncertain parent holds it: neither the run nor the store moves it until the user
+decides on the parent. ``retry`` of a parent sends its failed descendants back here.
 ``running -> expired``: polled only after the retention, the operation is gone
 with its video (the machine was off for days); no poll can bring it back.
 ``running -> done``: the poll's answer carried the videos themselves (Vertex AI
@@ -29,6 +38,7 @@ from enum import StrEnum
 
 
 class JobState(StrEnum):
+    WAITING = "waiting"
     PENDING = "pending"
     SUBMITTING = "submitting"
     RUNNING = "running"
@@ -43,6 +53,9 @@ class JobState(StrEnum):
 S = JobState
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # waiting -> pending: the parent is done and its video still live (the store, in the
+    # parent's own transaction); -> failed: the parent broke or its video is gone.
+    S.WAITING: frozenset({S.PENDING, S.FAILED, S.CANCELLED}),
     S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED}),
     # submitting -> pending: the request provably never reached the server.
     S.SUBMITTING: frozenset({S.RUNNING, S.PENDING, S.FAILED, S.UNCERTAIN}),
@@ -55,10 +68,12 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.DONE: frozenset(),
     # The user's word (`batchveo retry`) sends these back to pending; a failed
     # download of a video still on the server goes back to generated (nothing billed).
-    S.FAILED: frozenset({S.PENDING, S.GENERATED}),
+    # A hop goes back to waiting instead: its parent's video is known again only once
+    # the parent is done (the store releases it then).
+    S.FAILED: frozenset({S.PENDING, S.GENERATED, S.WAITING}),
     S.UNCERTAIN: frozenset({S.PENDING, S.CANCELLED}),
     S.EXPIRED: frozenset({S.PENDING}),
-    S.CANCELLED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset({S.PENDING, S.WAITING}),
 }
 
 TERMINAL: frozenset[JobState] = frozenset({S.DONE, S.FAILED, S.EXPIRED, S.CANCELLED, S.UNCERTAIN})
@@ -72,6 +87,11 @@ IN_PROGRESS: frozenset[JobState] = frozenset({S.SUBMITTING, S.RUNNING, S.GENERAT
 
 WORK_LEFT: frozenset[JobState] = IN_PROGRESS | {S.PENDING}
 """States that mean "run again to continue" when a run ends with jobs in them (exit 75)."""
+
+HELD: frozenset[JobState] = frozenset({S.WAITING})
+"""Neither terminal nor work left: a hop waits on its parent (released in the parent's
+own transaction, so a run that ends with one waiting has its parent uncertain: the
+user's to decide, not a reason to run again)."""
 
 
 class ErrorKind(StrEnum):
@@ -87,6 +107,10 @@ class ErrorKind(StrEnum):
     INTERRUPTED = "interrupted"
     EXPIRED = "expired"
     DOWNLOAD = "download"
+    PARENT_FAILED = "parent_failed"
+    """A hop of a scene chain whose parent (or an earlier hop) ended without a video."""
+    PARENT_EXPIRED = "parent_expired"
+    """A hop whose parent's video is past the server's retention: it cannot be extended."""
 
 
 def is_allowed(src: JobState, dst: JobState) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from batchveo.cli.demo import MANIFEST, vertex_manifest
+from batchveo.cli.demo import MANIFEST, VERTEX_BUCKET, vertex_manifest
 from batchveo.errors import ManifestError
 from batchveo.manifest import read_manifests
 from batchveo.routes import Route
@@ -20,14 +20,14 @@ def test_the_example_batch_loads_on_vertex_once_its_ids_are_the_ga_ones(tmp_path
     original = (REPO / MANIFEST).read_text()
     shutil.copytree(REPO / "examples", tmp_path / "examples")  # the images it names
     copy = tmp_path / "jobs.yaml"
-    vertex = Route("vertex", "batchveo-demo")
+    vertex = Route("vertex", "batchveo-demo", storage_uri=VERTEX_BUCKET)  # its chain needs it
     copy.write_text(original)
     with pytest.raises(ManifestError, match="retired on Vertex AI on 2026-04-02"):
         read_manifests([copy], route=vertex)
     copy.write_text(vertex_manifest(original))
     loaded = read_manifests([copy], route=vertex)
     gemini = read_manifests([REPO / MANIFEST])
-    assert len(loaded.specs) == len(gemini.specs) == 12
+    assert len(loaded.specs) == len(gemini.specs) == 15
     assert {s.model for s in loaded.specs} == {"veo-3.1-fast-generate-001"}
     # Nothing else differs: the same prompts, the same parameters (Vertex adds its audio).
     assert [s.prompt for s in loaded.specs] == [s.prompt for s in gemini.specs]

@@ -251,9 +251,9 @@ def test_load_and_plan_read_the_manifests_with_the_route(
     routes: list[Route] = []
     real, real_stream = loading.read_manifests, loading.stream_manifests
 
-    def read_manifests(paths: Any, *, batch: str | None = None, route: Route) -> Any:
-        routes.append(route)
-        return real(paths, batch=batch, route=route)
+    def read_manifests(paths: Any, *, batch: str | None = None, route: Route, **kw: Any) -> Any:
+        routes.append(route)  # kw: the database's jobs a scene chain's hop may extend
+        return real(paths, batch=batch, route=route, **kw)
 
     def stream_manifests(
         paths: Any, take: Any, *, batch: str | None = None, route: Route, **kw: Any

@@ -8,6 +8,7 @@ import pytest
 
 from batchveo.errors import IllegalTransition
 from batchveo.states import (
+    HELD,
     IN_FLIGHT,
     IN_PROGRESS,
     TERMINAL,
@@ -20,6 +21,11 @@ from batchveo.states import (
 S = JobState
 
 ALLOWED = {
+    (S.WAITING, S.PENDING),  # a hop's parent is done
+    (S.WAITING, S.FAILED),  # parent_failed, parent_expired
+    (S.WAITING, S.CANCELLED),
+    (S.FAILED, S.WAITING),  # retry of a hop's parent (or of the hop)
+    (S.CANCELLED, S.WAITING),
     (S.PENDING, S.SUBMITTING),
     (S.PENDING, S.CANCELLED),
     (S.SUBMITTING, S.RUNNING),
@@ -70,9 +76,11 @@ def test_done_is_final_and_in_flight_states_are_not_terminal() -> None:
 def test_every_state_is_terminal_in_progress_or_pending_and_only_one() -> None:
     # A run is over when no job is in progress; what is neither terminal nor in progress
     # is pending, which waits for a submitter (and counts as work left).
+    # A hop waiting on its parent is held: neither (its parent moves it on).
     assert not (TERMINAL & IN_PROGRESS) and S.PENDING not in TERMINAL | IN_PROGRESS
-    assert TERMINAL | IN_PROGRESS | {S.PENDING} == set(S)
-    assert set(S) - TERMINAL == WORK_LEFT and IN_FLIGHT <= IN_PROGRESS
+    assert not (HELD & (TERMINAL | IN_PROGRESS | WORK_LEFT)) and {S.WAITING} == HELD
+    assert TERMINAL | IN_PROGRESS | {S.PENDING} | HELD == set(S)
+    assert set(S) - TERMINAL - HELD == WORK_LEFT and IN_FLIGHT <= IN_PROGRESS
     # A job in progress only ever moves on by itself: never back to pending from
     # running or generated (that would pay twice).
     assert all(S.PENDING not in TRANSITIONS[s] for s in IN_PROGRESS - {S.SUBMITTING})

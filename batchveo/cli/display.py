@@ -67,6 +67,10 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
     if (routes := routes_table(data)) is not None:
         parts.append(routes)
     parts += review_renderables(data.get("reviews"))
+    if chains := data.get("chains"):
+        line = ", ".join(f"{c['root']} {c['done']}/{c['total']}" for c in chains[:MAX_LISTED])
+        rest = f" and {len(chains) - MAX_LISTED:,} more" if len(chains) > MAX_LISTED else ""
+        parts.append(Text(f"Scene chains (hops done/total): {line}{rest}"))
     if data["at_risk"]:
         parts.append(Text("Videos at risk of expiry (download them soon):", style="bold red"))
         for j in data["at_risk"]:
@@ -152,8 +156,9 @@ def routes_table(data: dict[str, Any]) -> Table | None:
     return table
 
 
-def job_lines(job: Job, events: Sequence[Event]) -> Iterator[str]:
-    """``batchveo show``: the job's fields that are set, then its history, one per line."""
+def job_lines(job: Job, events: Sequence[Event], chain: Sequence[Job] = ()) -> Iterator[str]:
+    """``batchveo show``: the job's fields that are set, then its history, one per line;
+    for a job of a scene chain, the chain's hops in order after."""
     for key, value in job.as_dict().items():
         if value in (None, [], {}, ""):
             continue
@@ -167,6 +172,13 @@ def job_lines(job: Job, events: Sequence[Event]) -> Iterator[str]:
         src = e.from_state or "-"
         detail = f"  ({visible(e.detail)})" if e.detail else ""
         yield f"  {utc_seconds(e.at)}  {src:>10} -> {e.to_state:<10} #{e.attempt}{detail}"
+    if chain:
+        done = sum(j.state is JobState.DONE for j in chain)
+        yield f"chain {chain[0].id} ({done}/{len(chain)} done):"
+        for j in chain:
+            mark = "*" if j.id == job.id else " "
+            after = f" extends {j.extends}" if j.extends else ""
+            yield f" {mark}{j.hop or 1:>3}. {j.id:<20} {j.state.value:<10}{after}"
 
 
 def plan_text(plan: Plan) -> str:

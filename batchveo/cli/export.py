@@ -2,7 +2,8 @@
 
 Each row also says how many videos the job asked for, got back and had kept back by the
 safety filter (with its reasons), and its route as stored (provider, project, region,
-bucket; empty: the run's).
+bucket; empty: the run's), and for a hop of a scene chain the job it extends and its
+chain's root.
 
 JSONL keeps every text exact. CSV is for spreadsheets, which run a cell that looks like
 a formula: such a text cell is made plain text (OWASP's advice), so a prompt or a
@@ -56,6 +57,8 @@ EXPORT_FIELDS = (
     "project",
     "location",
     "storage_uri",
+    "extends",
+    "chain_root",
 )
 """What a row says; ``samples_returned`` etc. are empty until the service answered, and
 the route's parts are empty where the load left them to the run (``--provider``, ...)."""

@@ -8,6 +8,8 @@ The modules, in the order a row meets them:
 - ``yamlfile`` and ``csvfile``: the two formats, their syntax and where a problem is.
 - ``rows``: the keys a row may have, the file's defaults, what a reader hands the loader.
 - ``job``: one job, in four steps: fields -> inputs -> rules -> variants.
+- ``chaining``: scene chains, ``extends: ID`` and ``chain: [...]`` (hops checked against
+  their route's extension limits, ``chains``).
 - ``fields``: one value checked and made canonical (coercion, prompt, model, id, output).
 - ``images``: an image's type (bytes, then Pillow's header) and its sha256.
 - ``rules``: the API's cross-field rules and each provider's, checked before paying.

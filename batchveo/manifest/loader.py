@@ -15,11 +15,13 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from batchveo.chains import Link
 from batchveo.errors import ManifestError, Problem
+from batchveo.manifest.chaining import Links, chain_entries, hop_spec, link_of, provider_name
 from batchveo.manifest.csvfile import read_csv
 from batchveo.manifest.images import ImageFiles
 from batchveo.manifest.job import (
@@ -57,7 +59,11 @@ class Manifests:
 
 
 def read_manifests(
-    paths: Sequence[Path | str], *, batch: str | None = None, route: Route | None = None
+    paths: Sequence[Path | str],
+    *,
+    batch: str | None = None,
+    route: Route | None = None,
+    parents: Parents | None = None,
 ) -> Manifests:
     """Every job of every manifest, in order, with the batches' budgets; or ``ManifestError``
     listing every problem.
@@ -68,9 +74,10 @@ def read_manifests(
     ``defaults:`` override it part by part, and a job's checks and stored route follow
     (``routing``). A part of ``route`` that is not a valid name raises ``ConfigError``
     naming its flag. A one-shot load of many rows is faster inside ``gc_paused()`` (the
-    caller's choice: it pauses the whole process's collector).
+    caller's choice: it pauses the whole process's collector). ``parents`` finds a stored
+    job a scene chain's hop extends (``extends:`` a job not in the load).
     """
-    loader = _Loader(batch, Route() if route is None else check_route(route))
+    loader = _Loader(batch, Route() if route is None else check_route(route), parents=parents)
     for path in paths:
         loader.load(path)
     loader.problems += output_problems(loader.specs)
@@ -82,6 +89,8 @@ def read_manifests(
 STREAM_CHUNK_ITEMS = 1000
 """Specs and problems ``stream_manifests`` hands on at a time."""
 Item = JobSpec | Problem
+Parents = Callable[[str], Link | None]
+"""A stored job by its id, as a hop extending it needs it (None: no such job)."""
 
 
 def stream_manifests(
@@ -91,6 +100,7 @@ def stream_manifests(
     batch: str | None = None,
     route: Route | None = None,
     reviews: dict[str, ReviewSettings] | None = None,
+    parents: Parents | None = None,
 ) -> dict[str, float]:
     """Every job and every problem of every manifest, in file order, handed to ``take`` a
     chunk at a time (a list of at most about ``STREAM_CHUNK_ITEMS``); the batches' budgets.
@@ -101,7 +111,7 @@ def stream_manifests(
     job's own checks are all made here, its output's length too. ``batch`` and ``route``
     as for ``read_manifests``. ``reviews``, if given, gets the batches' review settings.
     """
-    loader = _Loader(batch, Route() if route is None else check_route(route), take)
+    loader = _Loader(batch, Route() if route is None else check_route(route), take, parents)
     for path in paths:
         loader.load(path)
     loader.flush()
@@ -117,7 +127,11 @@ class _Loader:
     are made."""
 
     def __init__(
-        self, batch: str | None, route: Route, take: Callable[[list[Item]], None] | None = None
+        self,
+        batch: str | None,
+        route: Route,
+        take: Callable[[list[Item]], None] | None = None,
+        parents: Parents | None = None,
     ) -> None:
         self.batch = batch
         self.route = route
@@ -138,6 +152,10 @@ class _Loader:
         """Rendered output name -> where its job is."""
         self._files: set[Path] = set()
         self._images = ImageFiles()
+        self._links = Links()
+        """Jobs a later hop may extend (``chaining``)."""
+        self._parents = parents
+        """Stored jobs a hop may extend (the database's; None: there is none)."""
         self._file_batch = ""
         self._base = Path()
         """The folder of the manifest being read: its image paths are relative to it."""
@@ -221,15 +239,87 @@ class _Loader:
     def job(self, raw: Mapping[str, Any], where: str, defaults: Defaults, bad: list[str]) -> None:
         """Validate one job, then register its spec(s), or its problems."""
         route = self._route_of(defaults)
+        if raw.get("extends") is not None:
+            return self._extends(raw, where, defaults, route, bad)
         f = parse_fields(raw, defaults, bad)
         inputs = parse_inputs(raw, self._images, self._base, bad)
         bad += route_problems(f, inputs, route.provider)
         bad += rule_problems(f, inputs)
+        chain = raw.get("chain")
+        if chain is not None and f.repeat is not None:
+            bad.append("chain and repeat cannot be combined: give each chain its own root")
         if bad:
             for message in bad:
                 self.problem(where, f.job_id, message)
-            return
+            return None
         specs = variants(f, inputs, self._file_batch, where, route.route)
+        if chain is not None:
+            specs = self._chain(specs[0], chain, where, defaults, route)
+            if not specs:
+                return None
+        self._register(specs, where, provider_name(route), named=f.job_id is not None)
+        return None
+
+    def _extends(
+        self,
+        raw: Mapping[str, Any],
+        where: str,
+        defaults: Defaults,
+        route: FileRoute,
+        bad: list[str],
+    ) -> None:
+        """A job that extends another's video (``chaining``)."""
+        parent_id, own_id = str(raw["extends"]), raw.get("id")
+        parent = self._links.get(parent_id)
+        if parent is None and self._parents is not None and parent_id != own_id:
+            parent = self._parents(parent_id)
+        if parent_id == own_id:
+            bad.append(f"extends itself: a chain cannot be a cycle ({parent_id})")
+        elif parent is None:
+            bad.append(
+                f"extends {show(parent_id)}, which is neither in the database nor a job with an"
+                " id loaded before it (a parent comes before its hops, so a chain never loops)"
+            )
+        spec = None
+        if parent is not None and not bad:
+            batch = self._file_batch
+            spec = hop_spec(raw, parent, route, defaults, batch, where, bad, own_file=True)
+        if spec is None or bad:
+            job_id = own_id if isinstance(own_id, str) else None
+            for message in bad:
+                self.problem(where, job_id, message)
+            return
+        self._register([spec], where, provider_name(route), named=True)
+
+    def _chain(
+        self, root: JobSpec, chain: object, where: str, defaults: Defaults, route: FileRoute
+    ) -> list[JobSpec]:
+        """A root and the hops its ``chain:`` lists; [] with their problems reported."""
+        root = replace(root, chain_root=root.id, hop=1)
+        bad: list[str] = []
+        entries = chain_entries(chain, root.id, bad)
+        for message in bad:
+            self.problem(where, root.id, message)
+        specs, parent = [root], link_of(root, provider_name(route))
+        for hop_id, entry in entries:
+            hop_bad: list[str] = []
+            spec = hop_spec(
+                entry, parent, route, defaults, self._file_batch, where, hop_bad, hop_id=hop_id
+            )
+            for message in hop_bad:
+                self.problem(where, hop_id, message)
+            if spec is None:
+                return []  # the hops after it would extend a video that cannot be made
+            specs.append(spec)
+            parent = link_of(spec, parent.provider)
+        return [] if bad else specs
+
+    def _register(self, specs: list[JobSpec], where: str, provider: str, *, named: bool) -> None:
+        """Hand on or keep a job's specs (unless they clash), and note those a later hop
+        may extend: the jobs ``named`` by an id of their own, and chains' members."""
+        for spec in specs:
+            if named or spec.chain_root is not None:
+                self._links.note(spec, provider)
         if self._take is not None:
             return self._hand_on(specs, where)
         for spec in specs:

@@ -45,6 +45,8 @@ JOB_KEYS = (
     "model",
     "output",
     "repeat",
+    "extends",
+    "chain",
     *PARAM_KEYS,
 )
 SNAKE_CASE = {
@@ -59,8 +61,9 @@ SNAKE_CASE = {
     "last_frame": "lastFrame",
     "reference_images": "referenceImages",
 }
-CSV_COLUMNS = {k.lower(): k for k in JOB_KEYS} | SNAKE_CASE
-"""A CSV header cell, lower-cased, -> the key it names."""
+CSV_COLUMNS = {k.lower(): k for k in JOB_KEYS if k != "chain"} | SNAKE_CASE
+"""A CSV header cell, lower-cased, -> the key it names (``chain:`` is a YAML list: a CSV
+row extends another with ``extends``)."""
 JOB_KEY_SET = frozenset(JOB_KEYS)
 
 

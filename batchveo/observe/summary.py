@@ -45,6 +45,7 @@ def empty_status_data() -> dict[str, Any]:
         "uncertain": [],
         "routes": [],
         "reviews": _review_data({}, []),
+        "chains": [],
     }
 
 
@@ -166,6 +167,9 @@ async def status_data(
         "uncertain": uncertain,
         "routes": [_route_row(r, counts) for r, counts in await store.route_counts()],
         "reviews": _review_data(await store.review_counts(), await store.flagged(FLAGGED_LISTED)),
+        "chains": [
+            {"root": c.root, "done": c.done, "total": c.total} for c in await store.chain_counts()
+        ],
     }
 
 

@@ -18,8 +18,9 @@ from batchveo.store import TransitionEvent
 
 S = JobState
 
-TODO_STATES = (S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED)
-"""Jobs in these states at the start of a run are the run's work ("total to do")."""
+TODO_STATES = (S.WAITING, S.PENDING, S.SUBMITTING, S.RUNNING, S.GENERATED)
+"""Jobs in these states at the start of a run are the run's work ("total to do"; a scene
+chain's waiting hops too: the run sends them once their parent is done)."""
 ERROR_STATES = frozenset({S.FAILED, S.UNCERTAIN, S.EXPIRED})
 ENDED_STATES = frozenset({S.DONE, *ERROR_STATES})
 
@@ -64,9 +65,9 @@ class Tally:
         src, dst = e.from_state, e.to_state
         self.states[src] = max(0, self.states.get(src, 0) - 1)
         self.states[dst] = self.states.get(dst, 0) + 1
-        if dst == S.PENDING and src != S.SUBMITTING:
+        if dst == S.PENDING and src not in (S.SUBMITTING, S.WAITING):
             self.total += 1
-        elif src == S.PENDING and dst == S.CANCELLED:
+        elif src in (S.PENDING, S.WAITING) and dst == S.CANCELLED:
             self.total = max(0, self.total - 1)
         if dst in ENDED_STATES:
             self.ended[dst] += 1
@@ -102,7 +103,7 @@ class Tally:
     @property
     def submitted(self) -> int:
         """Jobs of this run past the submit step (accepted, or finished at submit)."""
-        waiting = self.states.get(S.PENDING, 0) + self.states.get(S.SUBMITTING, 0)
+        waiting = sum(self.states.get(s, 0) for s in (S.WAITING, S.PENDING, S.SUBMITTING))
         return max(0, self.total - waiting)
 
     @property

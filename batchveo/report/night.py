@@ -22,6 +22,7 @@ BAR_ORDER: tuple[JobState, ...] = (
     S.RUNNING,
     S.SUBMITTING,
     S.PENDING,
+    S.WAITING,
     S.CANCELLED,
     S.EXPIRED,
     S.UNCERTAIN,

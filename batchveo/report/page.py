@@ -40,11 +40,18 @@ COLORS: Mapping[JobState, str] = {
     S.RUNNING: "#3b7ddd",
     S.SUBMITTING: "#6aa3f0",
     S.PENDING: "#aab3bf",
+    S.WAITING: "#c4cad3",
     S.CANCELLED: "#7d8794",
     S.EXPIRED: "#9062cf",
     S.UNCERTAIN: "#d9961a",
     S.FAILED: "#d64545",
 }
+
+CHAIN_CSS = (
+    ".chain{grid-column:1/-1}.chain .hops{display:flex;gap:.75rem;overflow-x:auto}"
+    ".chain .hops>.card{flex:0 0 18rem}.chain-title{font-size:1rem;margin:.25rem 0}"
+)
+"""A scene chain's row: its hops side by side, the longest finished cut first."""
 
 EMPTY = '<p class="empty">No jobs yet.</p>'
 
@@ -104,7 +111,7 @@ class Page:
     # -- the whole page -------------------------------------------------------------
 
     def render(self) -> str:
-        cards = "\n".join(self.cards.card(job) for job in self.jobs)  # counts missing files
+        cards = "\n".join(self.items())  # counts missing files
         title = self.night.title()
         order = " ".join(state.value for state in SORT_ORDER)
         nav = self.nav()
@@ -116,13 +123,51 @@ class Page:
             '<meta name="viewport" content="width=device-width,initial-scale=1">'
             '<meta name="generator" content="batchveo">'
             f"<title>{escape(title)}{page} · batchveo report</title>"
-            f"<style>{asset('report.css')}{self.state_css()}</style></head>\n<body>\n"
+            f"<style>{asset('report.css')}{self.state_css()}{CHAIN_CSS}</style></head>\n<body>\n"
             f"{head}\n{self.tools()}\n{nav}"
             f'<main id="grid" class="grid" data-state-order="{order}">\n{cards}\n</main>\n'
             f"{EMPTY if not self.jobs else ''}{nav}"
             "<footer>Made by batchveo. Costs are estimates from public prices; "
             "only successful jobs are billed.</footer>\n"
             f"<script>{asset('report.js')}</script>\n</body></html>\n"
+        )
+
+    def items(self) -> list[str]:
+        """The grid's items: a card per job, and a scene chain's jobs on this page as one
+        row (``chain_row``), where its first job is."""
+        roots = {j.chain_root for j in self.jobs if j.chain_root is not None}
+
+        def chain_of(job: Job) -> str | None:  # a plain job that hops extend roots a chain
+            return job.chain_root or (job.id if job.id in roots else None)
+
+        chains: dict[str, list[Job]] = {}
+        for job in self.jobs:
+            if (root := chain_of(job)) is not None:
+                chains.setdefault(root, []).append(job)
+        out: list[str] = []
+        for job in self.jobs:
+            if (root := chain_of(job)) is None:
+                out.append(self.cards.card(job))
+            elif (members := chains.pop(root, None)) is not None:
+                out.append(self.chain_row(root, members))
+        return out
+
+    def chain_row(self, root: str, members: Sequence[Job]) -> str:
+        """One scene chain: its longest finished cut first, then every hop in order."""
+        hops = sorted(members, key=lambda j: j.hop or 1)
+        done = [j for j in hops if j.state is S.DONE]
+        longest = [done[-1]] if done else []
+        rest = [j for j in hops if j not in longest]
+        open_ = next((j for j in hops if j.state is not S.DONE), None)
+        st = (open_ or hops[-1]).state.value  # the chain's progress, for the filters
+        cards = "".join(self.cards.card(j) for j in [*longest, *rest])
+        title = f"chain {root}: {len(done)}/{len(hops)} hops done"
+        if longest:
+            title += f", longest cut {longest[0].id}"
+        return (
+            f'<section class="chain s-{st}" data-state="{st}"'
+            f' data-batch="{escape(hops[0].batch)}" data-gen="">'
+            f'<h3 class="chain-title">{escape(title)}</h3><div class="hops">{cards}</div></section>'
         )
 
     @staticmethod

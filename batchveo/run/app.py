@@ -147,7 +147,7 @@ async def plan_night(
 
     prices = read_prices(prices_path)
     with gc_paused():  # a one-shot read: nothing else runs meanwhile
-        loaded = read_routed(manifests, batch=batch, route=route)
+        loaded = read_routed(manifests, batch=batch, route=route, db=db_path)
     return make_plan(
         loaded.specs, db_path, budgets=loaded.budgets, prices=prices,
         budget_usd=budget_usd, resubmit_uncertain=resubmit_uncertain, reviews=loaded.reviews,
@@ -181,7 +181,9 @@ async def run_night(
     o, config = options, options.config
     prices = read_prices(o.prices_path)
     with gc_paused():  # before any task of the run starts
-        manifests = await asyncio.to_thread(read_routed, o.manifests, batch=o.batch, route=o.route)
+        manifests = await asyncio.to_thread(
+            read_routed, o.manifests, batch=o.batch, route=o.route, db=o.db_path
+        )
     if not o.manifests and not config.watch_dir and not o.db_path.exists():
         raise UserError(f"{o.db_path}: no such database; give a manifest to run")
     if config.out_dir.exists() and not config.out_dir.is_dir():

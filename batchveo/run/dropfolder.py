@@ -50,7 +50,9 @@ async def _load_if_new(ctx: RunContext, path: Path, seen: dict[Path, tuple[float
         return
     seen[path] = version
     try:
-        loaded = await asyncio.to_thread(read_routed, [path], route=ctx.default_route)
+        loaded = await asyncio.to_thread(
+            read_routed, [path], route=ctx.default_route, db=ctx.store.path
+        )
         result = await add_specs(
             ctx.store, loaded.specs, [path], budgets=loaded.budgets, reviews=loaded.reviews
         )

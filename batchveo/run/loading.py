@@ -31,11 +31,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from batchveo.chains import Link
 from batchveo.manifest import Manifests, check_route, gc_paused, read_manifests, stream_manifests
-from batchveo.manifest.loader import Item
-from batchveo.routes import Route
+from batchveo.manifest.chaining import audio_of
+from batchveo.manifest.loader import Item, Parents
+from batchveo.routes import DEFAULT_PROVIDER, Route
 from batchveo.spec import JobSpec
-from batchveo.store import Store
+from batchveo.store import Snapshot, Store
 from batchveo.store.loading import LoadSession
 from batchveo.store.reviews import write_review_settings
 from batchveo.verdicts import ReviewSettings
@@ -61,10 +63,40 @@ class LoadResult:
 
 
 def read_routed(
-    paths: Sequence[Path | str], *, batch: str | None = None, route: Route | None = None
+    paths: Sequence[Path | str],
+    *,
+    batch: str | None = None,
+    route: Route | None = None,
+    db: Path | None = None,
 ) -> Manifests:
-    """``read_manifests`` with the loading command's route (blocking: it reads files)."""
-    return read_manifests(paths, batch=batch, route=route or Route())
+    """``read_manifests`` with the loading command's route (blocking: it reads files); a
+    hop may extend a job of ``db``."""
+    parents = None if db is None else stored_parents(db)
+    return read_manifests(paths, batch=batch, route=route or Route(), parents=parents)
+
+
+def stored_parents(db: Path) -> Parents:
+    """The jobs of ``db`` a scene chain's hop may extend, looked up one at a time (a
+    read-only connection of its own: a load in progress on the store's is not seen)."""
+
+    def lookup(job_id: str) -> Link | None:
+        with Snapshot.open(db) as snap:
+            job = None if snap is None else snap.job(job_id)
+        if job is None:
+            return None
+        return Link(
+            job.id,
+            job.provider or DEFAULT_PROVIDER,
+            job.model,
+            str(job.params.get("aspectRatio", "16:9")),
+            str(job.params.get("resolution", "720p")),
+            job.output_s or int(job.params.get("durationSeconds", 8)),
+            job.hop or 1,
+            job.chain_root or job.id,
+            audio_of(job.params),
+        )
+
+    return lookup
 
 
 async def add_specs(
@@ -142,7 +174,9 @@ async def _load(
         store.loading(replace=replace, manifest=_named(manifests)) as session,
     ):
         reviews: dict[str, ReviewSettings] = {}
-        budgets = await _stream_into(session, manifests, batch, route, reviews)
+        budgets = await _stream_into(
+            session, manifests, batch, route, reviews, stored_parents(db_path)
+        )
         await write_review_settings(session.db, reviews)  # in the load's transaction
         result = await session.finish(budgets)
     return LoadResult(result.new, result.existing, result.replaced, tuple(session.batches))
@@ -158,6 +192,7 @@ async def _stream_into(
     batch: str | None,
     route: Route,
     reviews: dict[str, ReviewSettings],
+    parents: Parents,
 ) -> dict[str, float]:
     """Read the manifests on a thread into ``session``, chunk by chunk; their budgets (and
     their review settings into ``reviews``)."""
@@ -172,7 +207,12 @@ async def _stream_into(
     def read() -> dict[str, float]:
         try:
             return stream_manifests(
-                list(manifests), take, batch=batch, route=route, reviews=reviews
+                list(manifests),
+                take,
+                batch=batch,
+                route=route,
+                reviews=reviews,
+                parents=parents,
             )
         finally:
             chunks.put(None)

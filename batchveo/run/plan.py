@@ -23,7 +23,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from batchveo.models import Prices, estimate_params_cost_usd
+from batchveo.models import Prices, billed_params, estimate_params_cost_usd
 from batchveo.run.config import ReviewFlags
 from batchveo.run.review_cost import estimate_review_usd
 from batchveo.spec import JobSpec
@@ -154,7 +154,10 @@ def make_plan(
     and ``reviews``) and flags would send from ``db``, what its budgets would keep pending,
     and what reviewing the videos would cost (``review_all``: every batch's, as
     ``run --review``)."""
-    sendable = (S.PENDING, S.UNCERTAIN, S.SUBMITTING) if resubmit_uncertain else (S.PENDING,)
+    # A hop waiting on its parent is sent this run too, once the parent is done.
+    sendable: tuple[JobState, ...] = (S.WAITING, S.PENDING)
+    if resubmit_uncertain:
+        sendable += (S.UNCERTAIN, S.SUBMITTING)
     stored = _read(db, [s.id for s in specs], prices, sendable)
     plan = Plan(jobs=len(specs), budget_usd=budget_usd)
     mine = {s.id for s in specs}
@@ -166,8 +169,9 @@ def make_plan(
             plan.already[state] += 1
             continue
         plan.new += 1
-        cost = estimate_params_cost_usd(spec.model, spec.params, prices)
-        candidates.append(_Candidate(spec.batch, spec.model, spec.params, cost))
+        billed = billed_params(spec.params, spec.output_s)  # a hop: its whole video
+        cost = estimate_params_cost_usd(spec.model, billed, prices)
+        candidates.append(_Candidate(spec.batch, spec.model, billed, cost))
     # Loading the manifests sets their batches' budgets and review settings (the
     # manifest's latest word wins).
     known = {**stored.reviews, **(reviews or {})}

@@ -212,6 +212,7 @@ class Runner:
     async def _run(self) -> RunResult:
         store, config = self.store, self.config
         recovered = await store.recover_interrupted()
+        await store.settle_chains()  # hops whose parent ended before a crash: moved on now
         now = store.clock()
         await store.pull_in_schedules(now + config.schedule_horizon_s, now)
         if config.resubmit_uncertain:

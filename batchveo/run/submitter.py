@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 
+from batchveo import chains
 from batchveo.errors import (
     BatchveoError,
     JobRejected,
@@ -102,9 +103,16 @@ async def lane_next_attempt_at(ctx: RunContext, lane: Lane) -> float | None:
 
 
 async def submit_one(ctx: RunContext, lane: Lane, job: Job) -> None:
-    """Steps 3 and 4."""
+    """Steps 3 and 4 (a hop whose parent's video is gone meanwhile is never sent)."""
+    route = routed.resolve(routed.job_route(job), ctx.default_route)
+    if job.extends is not None and chains.parent_expired(
+        job.parent_generated_at, ctx.now(), route.wire
+    ):
+        detail = chains.parent_expired_message(job.extends)
+        await ctx.end_job(job, S.SUBMITTING, S.FAILED, ErrorKind.PARENT_EXPIRED, detail)
+        return
     try:
-        spec = routed.routed_spec(job, routed.resolve(routed.job_route(job), ctx.default_route))
+        spec = routed.routed_spec(job, route)
         operation = await lane.client.submit(spec)
     except BatchveoError as e:
         await _refused(ctx, lane, job, e)

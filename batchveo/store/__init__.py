@@ -10,6 +10,9 @@
     loadrows.py ...... a load's SQL of one job: a new row, a replaced one, a rerouted one
     outputcheck.py ... a load's videos against every job's, in the table (no folder clash)
     writes.py ........ transitions, retry and cancel: every state change, checked
+    guarded.py ....... the guarded UPDATE of one transition (writes, chainwrites)
+    chainwrites.py ... scene chains: a hop released, failed or reopened with its parent
+    chainreads.py .... scene chains as status, show and the report read them
     groupcommit.py ... writes waiting at the same moment share one statement
     claims.py ........ a submitter takes the next pending job, or hands it back
     reads.py ......... every query; Snapshot, a read-only look for plan

@@ -34,6 +34,7 @@ from batchveo.manifest.show import show
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store.budget import Budgets
+from batchveo.store.chainwrites import settle
 from batchveo.store.loadrows import (
     INSERT_SQL,
     TALLIED,
@@ -47,7 +48,7 @@ from batchveo.store.rows import AddResult, TransitionEvent, route_parts
 from batchveo.store.totals import NewJobs
 
 S = JobState
-_REPLACEABLE = (S.PENDING, S.CANCELLED)
+_REPLACEABLE = (S.PENDING, S.CANCELLED, S.WAITING)
 """A job may be replaced only while it was never sent."""
 CHUNK_SPECS = 2000
 """Specs handed to ``LoadSession.add`` at a time (the lists ``add_jobs`` cuts; the
@@ -134,6 +135,8 @@ class LoadSession:
     _outputs_table: bool = False
     _folders: bool = False
     """Some new or replacing spec's output has a folder (or a stored job may have one)."""
+    _hops: bool = False
+    """Some spec is a hop of a scene chain: its parent may be done already."""
 
     @classmethod
     async def start(
@@ -168,6 +171,8 @@ class LoadSession:
         hashes = [s.spec_hash() for s in specs]
         for s in specs:
             self.batches.setdefault(s.batch)
+            if s.extends is not None:
+                self._hops = True
         firsts: dict[str, int] = {}
         for i, s in enumerate(specs):
             firsts.setdefault(s.id, i)
@@ -201,11 +206,11 @@ class LoadSession:
         return out
 
     async def _stored(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
-        """``{id: (rowid, spec_hash, state, source, *route columns)}`` of the ids stored
-        before the load (only these: a reload of a million jobs must stay small)."""
+        """``{id: (rowid, spec_hash, state, source, *route columns, extends)}`` of the ids
+        stored before the load (only these: a reload of a million jobs must stay small)."""
         sql = (
             "SELECT id, rowid, spec_hash, state, source, provider, project, location,"
-            " storage_uri"
+            " storage_uri, extends"
             f" FROM jobs WHERE id IN ({','.join('?' * len(ids))}) AND rowid <= ?"
         )
         async with self.db.execute(sql, [*ids, self.watermark]) as cur:
@@ -289,7 +294,7 @@ class LoadSession:
         stored_hash, state, where = old[1], JobState(old[2]), old[3] or "an earlier manifest"
         if stored_hash == spec_hash:
             self.existing += 1
-            if old[4:] != route_parts(spec.route) and state in _REPLACEABLE:
+            if old[4:8] != route_parts(spec.route) and state in _REPLACEABLE:
                 rerouting.append((spec, state))
             return None
         if not self.replace:
@@ -299,6 +304,16 @@ class LoadSession:
             )
         if state not in _REPLACEABLE:
             return f"cannot replace: already submitted (state {state}, loaded from {where})"
+        if (state is S.WAITING) != (spec.extends is not None) and state is not S.CANCELLED:
+            return (
+                f"cannot replace: a job and a hop of a scene chain are not the same kind of"
+                f" job (state {state}, loaded from {where}): give it a new id"
+            )
+        if old[8] != spec.extends and old[8] is not None:  # nor could a chain loop then
+            return (
+                f"cannot replace: a hop keeps the job it extends ({old[8]}, loaded from"
+                f" {where}), not {spec.extends}: give it a new id"
+            )
         await self._write_batches([spec.batch])
         event = await replace_job(self.db, spec, spec_hash, state, self.now)
         if event is not None:
@@ -357,6 +372,9 @@ class LoadSession:
             )
             self.budgets_written = True
         await self._totals.write(db)  # the running totals (no trigger counts an INSERT)
+        if self._hops:  # a hop whose parent is done already is released at once
+            for job, src, detail in await settle(db, self.now):
+                self.events.append(TransitionEvent.of(job, src, self.now, detail))
         if self.replaced:  # priced by the table again: the next reprice reads every job
             await db.execute(FORGET_PRICES_SQL)
         for table, made in (("load_seen", self._seen_table), ("load_outputs", self._outputs_table)):

@@ -38,6 +38,10 @@ INSERTED = (
     "storage_uri",
     "samples_requested",
     "sample_cost_usd",
+    "extends",
+    "chain_root",
+    "hop",
+    "output_s",
 )
 """The columns of a new job's row that ``spec_row`` gives, in its order."""
 TALLIED = {
@@ -59,14 +63,15 @@ counts the rows inserted, and reports the second as a duplicate)."""
 
 def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
     """``INSERTED``: a new job's row up to its times (the cost is the spec's own estimate,
-    every video it asks for; one video's is that over ``sampleCount``)."""
+    every video it asks for; one video's is that over ``sampleCount``). A hop of a scene
+    chain starts ``waiting`` (the load releases it if its parent is already done)."""
     inputs = spec.inputs_json()
     samples = int(spec.params.get("sampleCount", 1))
     cost = spec.cost_usd
     return (
         spec.id,
         spec.batch,
-        S.PENDING.value,
+        S.PENDING.value if spec.extends is None else S.WAITING.value,
         spec_hash,
         spec.prompt,
         spec.model,
@@ -78,37 +83,44 @@ def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
         *route_parts(spec.route),
         samples,
         cost / samples if samples > 1 else cost,
+        spec.extends,
+        spec.chain_root,
+        spec.hop,
+        spec.output_s,
     )
 
 
 async def replace_job(
     db: aiosqlite.Connection, spec: JobSpec, spec_hash: str, old_state: JobState, now: float
 ) -> TransitionEvent | None:
-    """Overwrite a never-sent job with its new spec; it starts over as pending.
+    """Overwrite a never-sent job with its new spec; it starts over as pending (a hop of a
+    scene chain: waiting, its chain's columns the new spec's; the caller refuses to make
+    a job a hop or a hop a job in place).
 
     A pending job stays pending: its state is not written, so no transition is logged.
     A cancelled one comes back through the state table; its event is returned, to be
     told once the load is committed.
     """
     _, batch, _, *content = spec_row(spec, spec_hash)
+    start = S.PENDING if spec.extends is None else S.WAITING
     sets = (
         "batch=?, spec_hash=?, prompt=?, model=?, params=?, inputs=?, output_name=?, source=?,"
         " cost_usd=?, provider=?, project=?, location=?, storage_uri=?, samples_requested=?,"
-        " sample_cost_usd=?, samples_returned=NULL, samples_filtered=NULL,"
-        " filtered_reasons=NULL, attempts=0, error_kind=NULL, error=NULL,"
-        " next_attempt_at=NULL, updated_at=?"
+        " sample_cost_usd=?, extends=?, chain_root=?, hop=?, output_s=?, samples_returned=NULL,"
+        " samples_filtered=NULL, filtered_reasons=NULL, attempts=0, error_kind=NULL,"
+        " error=NULL, next_attempt_at=NULL, parent_generated_at=NULL, updated_at=?"
     )
     args = [batch, *content, now]
     detail = f"replaced from {spec.source}"
-    if old_state is not S.PENDING:
-        check_transition(old_state, S.PENDING)
+    if old_state is not start:
+        check_transition(old_state, start)
         sets += ", state=?, last_detail=?"  # the trigger logs the event with this detail
-        args += [S.PENDING.value, detail]
+        args += [start.value, detail]
     sql = f"UPDATE jobs SET {sets} WHERE id=? AND state=? RETURNING {RETURNING}"
     rows = list(await db.execute_fetchall(sql, [*args, spec.id, old_state.value]))
     if not rows:
         raise StaleTransition(f"job {spec.id} changed while being replaced")
-    if old_state is S.PENDING:
+    if old_state is start:
         return None
     return TransitionEvent.of(Job.from_row(rows[0]), old_state, now, detail)
 

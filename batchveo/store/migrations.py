@@ -384,6 +384,23 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     Migration(
+        # Scene chains (issue 15): a hop names the job it extends (extends), its chain's
+        # first job (chain_root) and its place (hop: 1 for the root); parent_generated_at
+        # is when the parent's video was made, written as the hop is released, checked
+        # against the retention again at claim. jobs_children: the hops of a parent, for
+        # the release in the parent's own transaction (partial: other jobs pay nothing).
+        # output_s: a hop's video length, what it is priced as (models.billed_params).
+        "011_chains",
+        """
+        ALTER TABLE jobs ADD COLUMN extends TEXT;
+        ALTER TABLE jobs ADD COLUMN chain_root TEXT;
+        ALTER TABLE jobs ADD COLUMN hop INTEGER;
+        ALTER TABLE jobs ADD COLUMN parent_generated_at REAL;
+        ALTER TABLE jobs ADD COLUMN output_s INTEGER;
+        CREATE INDEX jobs_children ON jobs(extends) WHERE extends IS NOT NULL;
+        """,
+    ),
+    Migration(
         # Review (issue 16): one verdict per take, a take being a job row (a retake will be
         # its own row). A job entering done gets its row here, status NULL ("due"), in the
         # transition's own statement (the trigger); the review writes the verdict over it in

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiosqlite
 
+from batchveo.models import billed_params
 from batchveo.store.db import Core
 from batchveo.store.rows import decode
 
@@ -29,7 +30,7 @@ PAGE_ROWS = 10_000
 """Jobs read, priced and written back at a time."""
 _PAGE_SQL = (
     "SELECT rowid, model, params, samples_requested, samples_returned, cost_usd,"
-    " sample_cost_usd FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?"
+    " sample_cost_usd, output_s FROM jobs WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
 FORGET_PRICES_SQL = "DELETE FROM prices_applied"
 """Every row is priced again by the next reprice (a load that replaced jobs runs it)."""
@@ -48,8 +49,8 @@ class Pricing(Core):
         """
 
         @lru_cache(maxsize=4096)  # a night's jobs share a handful of requests' shapes
-        def price(model: str, params: str) -> float:
-            return cost_of(model, decode("params", params))
+        def price(model: str, params: str, output_s: int | None) -> float:
+            return cost_of(model, billed_params(decode("params", params), output_s))
 
         async with self._tx() as db:
             start = 0 if prices_key is None else await _applied_through(db, prices_key)
@@ -70,7 +71,7 @@ async def _applied_through(db: aiosqlite.Connection, prices_key: str) -> int:
 
 
 async def _reprice_from(
-    db: aiosqlite.Connection, start: int, price: Callable[[str, str], float]
+    db: aiosqlite.Connection, start: int, price: Callable[[str, str, int | None], float]
 ) -> tuple[int, int]:
     """Reprice the rows after rowid ``start``: (the last rowid seen, rows read)."""
     last, read = start, 0
@@ -79,8 +80,8 @@ async def _reprice_from(
         if not rows:
             return last, read
         changed = []
-        for rowid, model, params, asked, returned, cost_was, one_was in rows:
-            one = price(model, params) / max(1, asked)
+        for rowid, model, params, asked, returned, cost_was, one_was, output_s in rows:
+            one = price(model, params, output_s) / max(1, asked)
             cost = one * (asked if returned is None else returned)
             if cost != cost_was or one != one_was:
                 changed.append((cost, one, rowid))

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from batchveo.errors import StoreError
+from batchveo.models import billed_params
 from batchveo.routes import Route, resolve_route
 from batchveo.states import JobState
 from batchveo.store.budget import (
@@ -109,9 +110,11 @@ def _route_order(route: Route | None) -> tuple[str, ...]:
 
 
 def loaded_event(job: Job) -> Event:
-    """A job's first line of history, told by its row: no event is written per job at load."""
+    """A job's first line of history, told by its row: no event is written per job at load
+    (a scene chain's hop is loaded waiting for its parent)."""
     detail = f"loaded from {job.source}" if job.source else "loaded"
-    return Event(job.id, None, S.PENDING.value, job.created_at, 0, detail)
+    first = S.PENDING if job.extends is None else S.WAITING
+    return Event(job.id, None, first.value, job.created_at, 0, detail)
 
 
 class Reads(Core):
@@ -282,6 +285,11 @@ class Snapshot:
         for row in self._conn.execute(sql, args):
             yield Job.from_row(row)
 
+    def job(self, job_id: str) -> Job | None:
+        """One job by its id (a load looks up the stored parent of a scene chain's hop)."""
+        row = self._conn.execute(f"{SELECT} WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else Job.from_row(row)
+
     def rows(
         self,
         columns: Sequence[str],
@@ -331,13 +339,19 @@ class Snapshot:
         """
         wanted = [s.value for s in states]
         sql = (
-            "SELECT id, batch, model, params, cost_usd FROM jobs"
+            "SELECT id, batch, model, params, cost_usd, output_s FROM jobs"
             f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY rowid"
         )
         params: dict[str, dict[str, Any]] = {}  # a batch shares a handful: decode each once
         return [
-            Costed(i, b, m, params.get(p) or params.setdefault(p, decode("params", p)), usd)
-            for i, b, m, p, usd in self._conn.execute(sql, wanted)
+            Costed(
+                i,
+                b,
+                m,
+                billed_params(params.get(p) or params.setdefault(p, decode("params", p)), out_s),
+                usd,
+            )
+            for i, b, m, p, usd, out_s in self._conn.execute(sql, wanted)
         ]
 
     def states_of(self, ids: Sequence[str]) -> dict[str, JobState]:

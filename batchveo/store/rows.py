@@ -52,9 +52,17 @@ COLUMNS = (
     "samples_filtered",
     "filtered_reasons",
     "sample_cost_usd",
+    "extends",
+    "chain_root",
+    "hop",
+    "parent_generated_at",
+    "output_s",
     "posters",
 )
 _COLUMNS_BEFORE_006 = COLUMNS.index("finished_at") + 1
+_LATER_COLUMNS = 6
+"""Migration 011's five columns and 013's one, the last ones: a row written before chains
+and posters has none."""
 ROUTE_COLUMNS = ("provider", "project", "location", "storage_uri")
 """A job's stored route, in ``Route``'s order (migration 006; NULL: the run's)."""
 RETURNING = ", ".join(COLUMNS)
@@ -80,11 +88,14 @@ UPDATABLE = frozenset(
         "samples_filtered",
         "filtered_reasons",
         "posters",
+        "inputs",
+        "parent_generated_at",
     }
 )
 """The bookkeeping a transition or ``update`` may set; what a job asks for is fixed at load.
 Setting ``samples_returned`` also sets ``cost_usd`` (``writes``): a job costs the videos
-it returned."""
+it returned. ``inputs`` and ``parent_generated_at`` are a hop's, set once its parent's
+video is known (``chainwrites``): the video it extends is known only then."""
 
 
 _NO_ROUTE = (None, None, None, None)
@@ -169,13 +180,23 @@ class Job:
     """Each video's poster frame (migration 013), in the order of ``files``: its path
     relative to the video's folder (its name: it lies beside the video, and moves with
     it), None for a video that gave none; empty until made."""
+    extends: str | None = None
+    """A hop of a scene chain: the job whose video it extends (migration 011)."""
+    chain_root: str | None = None
+    hop: int | None = None
+    parent_generated_at: float | None = None
+    """When the parent's video was made, written as the hop is released."""
+    output_s: int | None = None
+    """A hop's video length (what it is priced as); None for any other job."""
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Job:
         """A row of ``COLUMNS``; a row of the columns before migration 006 (a literal row
         written before routes) gets that migration's defaults."""
         if len(row) == _COLUMNS_BEFORE_006:
-            row = (*row, None, None, None, None, 1, None, None, None, row[10], None)
+            row = (*row, None, None, None, None, 1, None, None, None, row[10])
+        if len(row) == len(COLUMNS) - _LATER_COLUMNS:
+            row = (*row, *(None,) * _LATER_COLUMNS)
         d = dict(zip(COLUMNS, row, strict=True))
         d["state"] = JobState(d["state"])
         for col in JSON_COLUMNS:
@@ -213,6 +234,9 @@ class Job:
             output_name=self.output_name,
             source=self.source or "",
             route=self.route if default_route is None else self.resolved_route(default_route),
+            extends=self.extends,
+            chain_root=self.chain_root,
+            hop=self.hop,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import aiosqlite
 
 from batchveo.errors import DatabaseUnusable
 from batchveo.store import schema
+from batchveo.store.chainreads import ChainReads
 from batchveo.store.claims import Claims
 from batchveo.store.db import Clock
 from batchveo.store.loading import Loading
@@ -25,7 +26,7 @@ from batchveo.store.reviews import Reviews
 from batchveo.store.writes import Writes
 
 
-class Store(Loading, Claims, Writes, Reads, Pricing, Reviews):
+class Store(Loading, Claims, Writes, Reads, Pricing, ChainReads, Reviews):
     """Async access to the job database; one instance per process."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):

@@ -38,8 +38,10 @@ from batchveo.errors import StaleTransition, StoreError
 from batchveo.models import RETENTION_S
 from batchveo.states import ErrorKind, JobState, check_transition
 from batchveo.store.budget import BACKOFF_INDEX
-from batchveo.store.db import Core, describe
+from batchveo.store.chainwrites import ENDS, HAS_WAITING_HOPS, Moved, reopened, settle
+from batchveo.store.db import Core, describe, immediate
 from batchveo.store.groupcommit import GroupCommit
+from batchveo.store.guarded import COST_OF_RETURNED, update_sql
 from batchveo.store.rows import (
     RETURNING,
     UPDATABLE,
@@ -54,8 +56,6 @@ S = JobState
 
 _BATCH_ROWS = 256
 """Transitions in one grouped UPDATE: at most 4 + 2*15 parameters each."""
-_COST_OF_RETURNED = "sample_cost_usd * COALESCE({}, samples_requested)"
-"""The cost of a job whose ``samples_returned`` becomes ``{}`` (None: as asked)."""
 _RESET_SAMPLES = {"samples_returned": None, "samples_filtered": None, "filtered_reasons": None}
 """A job sent again has no answer yet: every video it asks for counts again."""
 
@@ -91,19 +91,27 @@ class Writes(Core):
             # transitions of other jobs asked for at the same moment (see the end).
             return [await self._transitions.submit(transitions[0])]
         now = self.clock()
-        out: list[Job] = []
         async with self._tx() as db:
-            for t in transitions:
-                sql, args = _update_sql(t, now)
-                rows = await db.execute_fetchall(sql, args)
-                if not rows:
-                    raise StaleTransition(await _stale(db, t))
-                out.append(Job.from_row(next(iter(rows))))
+            out, hops = await _apply_in(db, transitions, now)
         self._tell(
             TransitionEvent.of(j, t.src, now, t.detail)
             for t, j in zip(transitions, out, strict=True)
         )
+        self._tell_hops(hops, now)
         return out
+
+    def _tell_hops(self, hops: Sequence[Moved], now: float) -> None:
+        """The hops a transition moved on (``chainwrites``), once committed."""
+        self._tell(TransitionEvent.of(j, src, now, detail) for j, src, detail in hops)
+
+    async def settle_chains(self) -> int:
+        """Every waiting hop whose parent has ended, moved on (a run's start: idempotent,
+        for what a version without chains or a hand left behind); how many moved."""
+        now = self.clock()
+        async with self._tx() as db:
+            hops = await settle(db, now)
+        self._tell_hops(hops, now)
+        return len(hops)
 
     async def update(self, job_id: str, state: JobState, **fields: Any) -> Job:
         """Change bookkeeping fields of a job that stays in ``state`` (e.g. the next poll)."""
@@ -114,7 +122,7 @@ class Writes(Core):
         sets_list = ["updated_at=?", *[f"{c}=?" for c in cols]]
         values = [self.clock(), *[encode(c, fields[c]) for c in cols]]
         if "samples_returned" in fields:
-            sets_list.append("cost_usd=" + _COST_OF_RETURNED.format("?"))
+            sets_list.append("cost_usd=" + COST_OF_RETURNED.format("?"))
             values.append(fields["samples_returned"])
         sets = ", ".join(sets_list)
         async with self._statement() as db:
@@ -174,7 +182,7 @@ class Writes(Core):
         """
         wanted = [s.value for s in states]
         rows = await self._query(
-            "SELECT id, state, error_kind, generated_at, video_uris FROM jobs"
+            "SELECT id, state, error_kind, generated_at, video_uris, extends FROM jobs"
             f" WHERE state IN ({','.join('?' * len(wanted))}) ORDER BY rowid",
             wanted,
         )
@@ -184,8 +192,16 @@ class Writes(Core):
         now = self.clock()
         again = {"error_kind": None, "error": None}
         moves = []
-        for job_id, state, error_kind, generated_at, video_uris in rows:
+        for job_id, state, error_kind, generated_at, video_uris, extends in rows:
             src = JobState(state)
+            if extends is not None and src in (S.FAILED, S.CANCELLED):
+                # A hop never sent (or failed of its own): it waits for its parent's video
+                # again, released at once if the parent is done.
+                fields: dict[str, Any] = {**again, **_RESET_SAMPLES, "attempts": 0}
+                fields |= {"next_attempt_at": None, "inputs": {}, "parent_generated_at": None}
+                detail = "retry requested by the user: waits for its parent's video"
+                moves.append(Transition(job_id, src, S.WAITING, fields, detail))
+                continue
             uris = json.loads(video_uris or "[]")
             in_bucket = all(str(u).startswith("gs://") for u in uris)  # the user's: no retention
             paid_video = (
@@ -202,24 +218,39 @@ class Writes(Core):
                 fields = {**again, **_RESET_SAMPLES, "attempts": 0, "next_attempt_at": None}
                 detail = "retry requested by the user"
                 moves.append(Transition(job_id, src, S.PENDING, fields, detail))
-        await self.apply(moves)
+        if not moves:
+            return []
+        async with self._tx() as db:
+            # The hops that failed because of a retried job wait for it again.
+            named = {t.job_id for t in moves}
+            moves += [t for t in await reopened(db, sorted(named)) if t.job_id not in named]
+            for t in moves:
+                check_transition(t.src, t.dst)
+                _check_fields(t.fields)
+            out, hops = await _apply_in(db, moves, now)
+        self._tell(
+            TransitionEvent.of(j, t.src, now, t.detail) for t, j in zip(moves, out, strict=True)
+        )
+        self._tell_hops(hops, now)
         return [t.job_id for t in moves]
 
     async def cancel(
         self, ids: Sequence[str] | None = None, *, batch: str | None = None
     ) -> list[str]:
-        """Cancel pending jobs (all, those of ``batch``, or those of ``ids``); the ids moved."""
-        sql = "SELECT id FROM jobs WHERE state=?"
-        args: list[Any] = [S.PENDING.value]
+        """Cancel pending jobs (all, those of ``batch``, or those of ``ids``), and waiting hops
+        of scene chains (their own waiting hops then fail: the chain broke there); the ids
+        moved."""
+        sql = "SELECT id, state FROM jobs WHERE state IN (?, ?)"
+        args: list[Any] = [S.PENDING.value, S.WAITING.value]
         if batch is not None:
             sql += " AND batch=?"
             args.append(batch)
         rows = await self._query(sql + " ORDER BY rowid", args)
         keep = None if ids is None else set(ids)
-        moved = [r[0] for r in rows if keep is None or r[0] in keep]
+        moved = [(r[0], JobState(r[1])) for r in rows if keep is None or r[0] in keep]
         detail = "cancelled by the user"
-        await self.apply([Transition(i, S.PENDING, S.CANCELLED, {}, detail) for i in moved])
-        return moved
+        await self.apply([Transition(i, src, S.CANCELLED, {}, detail) for i, src in moved])
+        return [i for i, _ in moved]
 
     # -- grouping: how single transitions share a statement ------------------------
 
@@ -235,8 +266,24 @@ class Writes(Core):
         statement is atomic: every caller learns whether its own row changed.
         """
         now = self.clock()
-        sql, args = _grouped_update_sql(transitions, now)
-        rows = await self._db.execute_fetchall(sql, args)
+        ending = any(t.dst in ENDS for t in transitions)
+        sql, args = _grouped_update_sql(transitions, now, flag_hops=ending)
+        rows: list[Sequence[Any]] = list(await self._db.execute_fetchall(sql, args))
+        hops: list[Moved] = []
+        if ending:
+            # A job that ends may move its chain's waiting hops. The statement itself said
+            # which have any (a plain job costs no extra trip); they are moved at once, in a
+            # transaction of their own: a crash in between is redone at the next run's
+            # start (``settle_chains``), and a hop loaded meanwhile by another process was
+            # either seen by the statement or sees its parent ended.
+            parents = [r[0] for r in rows if r[-1]]
+            rows = [r[:-1] for r in rows]
+            if parents:
+                try:
+                    async with immediate(self._db) as db:
+                        hops = await settle(db, now, parents)
+                except Exception:  # the transitions above are committed: theirs stand
+                    hops = []  # the hops are moved by the next settle (a run's start)
         by_id = {row[0]: row for row in rows}
         out: list[Job | BaseException] = []
         for t in transitions:
@@ -253,7 +300,26 @@ class Writes(Core):
             for t, j in zip(transitions, out, strict=True)
             if isinstance(j, Job)
         )
+        self._tell_hops(hops, now)
         return out
+
+
+async def _apply_in(
+    db: aiosqlite.Connection, transitions: Sequence[Transition], now: float
+) -> tuple[list[Job], list[Moved]]:
+    """Guarded transitions inside the caller's transaction, and the chains' hops they
+    move on (a parent ended, or a hop back to waiting whose parent is done)."""
+    out: list[Job] = []
+    for t in transitions:
+        sql, args = update_sql(t, now)
+        rows = await db.execute_fetchall(sql, args)
+        if not rows:
+            raise StaleTransition(await _stale(db, t))
+        out.append(Job.from_row(next(iter(rows))))
+    parents = {j.id for j in out if j.state in ENDS}
+    parents |= {j.extends for j in out if j.state is S.WAITING and j.extends is not None}
+    hops = await settle(db, now, sorted(parents)) if parents else []
+    return out, hops
 
 
 def _check_fields(fields: Mapping[str, Any]) -> None:
@@ -278,27 +344,14 @@ async def _stale(db: aiosqlite.Connection, t: Transition) -> str:
     )
 
 
-def _update_sql(t: Transition, now: float) -> tuple[str, list[Any]]:
-    """One guarded UPDATE: the row changes only if it is still in ``t.src``.
-
-    Every UPDATE that sets ``state`` sets ``last_detail`` too: the trigger of
-    migration 005 logs it as the event's detail.
-    """
-    cols = list(t.fields)
-    sets = ["state=?", "updated_at=?", "last_detail=?", *[f"{c}=?" for c in cols]]
-    values = [t.dst.value, now, t.detail, *[encode(c, t.fields[c]) for c in cols]]
-    if "samples_returned" in t.fields:  # SET reads the row as it was: one statement
-        sets.append("cost_usd=" + _COST_OF_RETURNED.format("?"))
-        values.append(t.fields["samples_returned"])
-    sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id=? AND state=? RETURNING {RETURNING}"
-    return sql, [*values, t.job_id, t.src.value]
-
-
-def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[str, list[Any]]:
-    """``_update_sql`` for transitions of distinct jobs at once, each with its own fields.
+def _grouped_update_sql(
+    transitions: Sequence[Transition], now: float, *, flag_hops: bool = False
+) -> tuple[str, list[Any]]:
+    """``update_sql`` for transitions of distinct jobs at once, each with its own fields.
 
     A column set by only some of the rows carries a flag per row: the others keep
-    their value. The trigger logs one event per changed row.
+    their value. The trigger logs one event per changed row. ``flag_hops``: each row
+    returned ends with whether the job has waiting hops (``HAS_WAITING_HOPS``).
     """
     cols = sorted({c for t in transitions for c in t.fields})
     names = ["v_id", "v_src", "v_dst", "v_detail"]
@@ -307,7 +360,7 @@ def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[
         names += [f"v_{c}", f"v_has_{c}"]
         sets.append(f"{c}=CASE WHEN v_has_{c} THEN v_{c} ELSE {c} END")
     if "samples_returned" in cols:
-        cost = _COST_OF_RETURNED.format("v_samples_returned")
+        cost = COST_OF_RETURNED.format("v_samples_returned")
         sets.append(f"cost_usd=CASE WHEN v_has_samples_returned THEN {cost} ELSE cost_usd END")
     row_marks = "(" + ",".join("?" * len(names)) + ")"
     args: list[Any] = []
@@ -319,6 +372,6 @@ def _grouped_update_sql(transitions: Sequence[Transition], now: float) -> tuple[
     sql = (
         f"WITH v({','.join(names)}) AS (VALUES {','.join([row_marks] * len(transitions))})"
         f" UPDATE jobs SET {', '.join(sets)} FROM v WHERE id=v_id AND state=v_src"
-        f" RETURNING {RETURNING}"
+        f" RETURNING {RETURNING}{', ' + HAS_WAITING_HOPS if flag_hops else ''}"
     )
     return sql, [*args, now]  # the VALUES come first in the text, then updated_at=?
