@@ -23,6 +23,7 @@ from batchveo.errors import ManifestError, Problem
 from batchveo.manifest.csvfile import read_csv
 from batchveo.manifest.images import ImageFiles
 from batchveo.manifest.job import (
+    Shapes,
     parse_fields,
     parse_inputs,
     route_problems,
@@ -121,6 +122,8 @@ class _Loader:
         """Streaming: what is found and not handed on yet."""
         self._tree = OutputTree()
         self._file_route: tuple[Defaults, FileRoute] | None = None
+        self._shapes: Shapes | None = None
+        """The text jobs' shapes of the file being read (its ``defaults``)."""
         self.problems: list[Problem] = []
         self.specs: list[JobSpec] = []
         self.budgets: dict[str, float] = {}
@@ -211,6 +214,12 @@ class _Loader:
     def job(self, raw: Mapping[str, Any], where: str, defaults: Defaults, bad: list[str]) -> None:
         """Validate one job, then register its spec(s), or its problems."""
         route = self._route_of(defaults)
+        if not bad:  # the common row: its shape is checked already, or now for the rest
+            shapes = self._shapes
+            if shapes is None or shapes.defaults is not defaults:
+                shapes = self._shapes = Shapes(defaults, route.provider)
+            if (spec := shapes.spec(raw, self._file_batch, where, route.route)) is not None:
+                return self._register([spec], where)
         f = parse_fields(raw, defaults, bad)
         inputs = parse_inputs(raw, self._images, self._base, bad)
         bad += route_problems(f, inputs, route.provider)
@@ -218,18 +227,22 @@ class _Loader:
         if bad:
             for message in bad:
                 self.problem(where, f.job_id, message)
-            return
-        specs = variants(f, inputs, self._file_batch, where, route.route)
+            return None
+        return self._register(variants(f, inputs, self._file_batch, where, route.route), where)
+
+    def _register(self, specs: list[JobSpec], where: str) -> None:
+        """A valid job's specs: handed on (streaming), or kept unless one clashes."""
         if self._take is not None:
             return self._hand_on(specs, where)
         for spec in specs:
             if self._clashes(spec, where):
-                return
+                return None
         for spec in specs:
             self._ids[spec.id] = spec
             if spec.output_name is not None:
                 self._outputs[spec.output_name] = where
         self.specs += specs
+        return None
 
     def _hand_on(self, specs: list[JobSpec], where: str) -> None:
         """Streaming: a job's specs, unless its output cannot be a file name at all."""

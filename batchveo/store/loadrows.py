@@ -1,19 +1,23 @@
 """A load's writes of one job: a new row, a replaced one, a rerouted one.
 
 ``loading`` decides which each spec of a load is; this module holds the SQL and the row
-layout: ``spec_row`` gives a new job's columns in ``INSERTED``'s order, and ``TALLIED``
-says where ``NewJobs.count`` (``totals``) finds what the running totals count in it.
+layout: ``new_row`` gives a new job's columns in ``NEW_ROW``'s order (``spec_row`` a
+replaced one's, in ``INSERTED``'s), and ``TALLIED`` says where ``NewJobs.count``
+(``totals``) finds what the running totals count in it. What a job's parameters make of
+its row (their JSON, its estimate) is worked out once per distinct parameters.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import aiosqlite
 
 from batchveo.errors import StaleTransition
+from batchveo.models import estimate_params_cost_usd
 from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
 from batchveo.store.rows import RETURNING, ROUTE_COLUMNS, Job, TransitionEvent, route_parts
@@ -39,30 +43,61 @@ INSERTED = (
     "samples_requested",
     "sample_cost_usd",
 )
-"""The columns of a new job's row that ``spec_row`` gives, in its order."""
+"""The columns of a job's content that ``spec_row`` gives, in its order (a replace's)."""
+NEW_ROW = tuple(c for c in INSERTED if c != "state")
+"""The columns of a new job's row that ``new_row`` gives, in its order, then its time: the
+state of every new job is pending, written by the statement (one value less to bind for
+each of a million rows)."""
 TALLIED = {
-    "batch": INSERTED.index("batch"),
-    "state": INSERTED.index("state"),
-    "cost": INSERTED.index("cost_usd"),
-    "route": INSERTED.index("provider"),
+    "batch": NEW_ROW.index("batch"),
+    "cost": NEW_ROW.index("cost_usd"),
+    "route": NEW_ROW.index("provider"),
 }
-"""Where ``NewJobs.count`` finds what the running totals count in such a row."""
-assert INSERTED[TALLIED["route"] :][:4] == ROUTE_COLUMNS
+"""Where ``NewJobs.count`` finds what the running totals count in a ``new_row``."""
+assert NEW_ROW[TALLIED["route"] :][:4] == ROUTE_COLUMNS
 
 INSERT_SQL = (
-    f"INSERT INTO jobs ({', '.join(INSERTED)}, created_at, updated_at)"
-    f" VALUES ({', '.join('?' * (len(INSERTED) + 2))}) ON CONFLICT(id) DO NOTHING"
+    f"INSERT INTO jobs ({', '.join(NEW_ROW)}, state, created_at, updated_at)"
+    f" VALUES ({', '.join(f'?{i}' for i in range(1, len(NEW_ROW) + 1))},"
+    f" '{S.PENDING.value}', ?{len(NEW_ROW) + 1}, ?{len(NEW_ROW) + 1})"
+    " ON CONFLICT(id) DO NOTHING"
 )
-"""A new job (with its times); an id this load already inserted is left alone (the caller
-counts the rows inserted, and reports the second as a duplicate)."""
+"""A new job, pending, created and updated at its time; an id this load already inserted
+is left alone (the caller counts the rows inserted, and reports the second as a duplicate)."""
+
+
+@lru_cache(maxsize=4096)
+def _request_of(model: str, items: tuple[tuple[str, Any], ...]) -> tuple[str, float, int, float]:
+    """``_request`` of hashable parameters (a load's jobs share a handful)."""
+    return _request(model, dict(items))
+
+
+def _request(model: str, params: dict[str, Any]) -> tuple[str, float, int, float]:
+    """A job's parameters as stored, its estimate (every video it asks for), how many
+    videos it asks for, and one video's estimate (the estimate over ``sampleCount``)."""
+    cost = estimate_params_cost_usd(model, params)
+    samples = int(params.get("sampleCount", 1))
+    return params_json(params), cost, samples, cost / samples if samples > 1 else cost
+
+
+def _request_columns(spec: JobSpec) -> tuple[str, float, int, float]:
+    try:
+        return _request_of(spec.model, tuple(spec.params.items()))
+    except TypeError:  # an unhashable value: priced directly
+        return _request(spec.model, spec.params)
+
+
+def _inputs_json(spec: JobSpec) -> str:
+    if spec.image is None and spec.last_frame is None and not spec.reference_images:
+        if spec.video_uri is None:
+            return "{}"  # a text job's
+    return json.dumps(spec.inputs_json(), separators=(",", ":"), sort_keys=True)
 
 
 def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
-    """``INSERTED``: a new job's row up to its times (the cost is the spec's own estimate,
-    every video it asks for; one video's is that over ``sampleCount``)."""
-    inputs = spec.inputs_json()
-    samples = int(spec.params.get("sampleCount", 1))
-    cost = spec.cost_usd
+    """``INSERTED``: a job's row up to its times (the cost is the spec's own estimate, every
+    video it asks for; one video's is that over ``sampleCount``)."""
+    params, cost, samples, one = _request_columns(spec)
     return (
         spec.id,
         spec.batch,
@@ -70,14 +105,35 @@ def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
         spec_hash,
         spec.prompt,
         spec.model,
-        params_json(spec.params),
-        json.dumps(inputs, separators=(",", ":"), sort_keys=True) if inputs else "{}",
+        params,
+        _inputs_json(spec),
         spec.output_name,
         spec.source,
         cost,
         *route_parts(spec.route),
         samples,
-        cost / samples if samples > 1 else cost,
+        one,
+    )
+
+
+def new_row(spec: JobSpec, spec_hash: str, now: float) -> tuple[Any, ...]:
+    """``NEW_ROW`` and the time: a new job's values for ``INSERT_SQL``."""
+    params, cost, samples, one = _request_columns(spec)
+    return (
+        spec.id,
+        spec.batch,
+        spec_hash,
+        spec.prompt,
+        spec.model,
+        params,
+        _inputs_json(spec),
+        spec.output_name,
+        spec.source,
+        cost,
+        *route_parts(spec.route),
+        samples,
+        one,
+        now,
     )
 
 
