@@ -46,7 +46,7 @@ except ImportError:  # a batchveo before running totals (an A/B run against olde
 
 VIDEO_FILES = 100
 """Real files the done jobs' paths cycle over."""
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 """Bumped when the rows below change: a cached database of another version is remade."""
 START = 1_760_000_000.0
 """The night's first load (a fixed time, so reports of the same N are alike)."""
@@ -120,6 +120,16 @@ UNION ALL SELECT id, 'running', 'generated', generated_at, 1 FROM jobs
 UNION ALL SELECT id, 'generated', state, finished_at, 1 FROM jobs
     WHERE generated_at IS NOT NULL AND state IN ('done', 'expired')
 """
+_PRICE_SHAPES = (
+    "INSERT INTO price_shapes (model, resolution, duration_s, samples, audio, request_usd)"
+    " VALUES ('veo-3.1-fast-generate-preview', '720p', 8, 1, 1, 1.2)"
+)
+_PRICES_APPLIED = (
+    "INSERT INTO prices_applied (one, prices, through_rowid)"
+    " VALUES (1, '', (SELECT max(rowid) FROM jobs))"
+)
+"""Every row's price shape and its price, the table's (migration 014): what ``batchveo
+load`` of the night's manifest into a fresh database remembers (``pricing.note_load``)."""
 FINISHED = 98
 """``pending_from`` of a finished night: 2% pending."""
 
@@ -175,6 +185,9 @@ def night_db(
         if has_totals(conn):  # rows written straight into the table: counted here
             conn.execute("DELETE FROM totals")
             conn.execute(RECOUNT_SQL)
+        if _has_table(conn, "price_shapes"):  # what a load into a fresh database remembers
+            conn.execute(_PRICE_SHAPES)
+            conn.execute(_PRICES_APPLIED)
     with sqlite3.connect(tmp) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for suffix in ("-wal", "-shm"):
@@ -185,8 +198,12 @@ def night_db(
 
 def has_totals(conn: sqlite3.Connection) -> bool:
     """Whether the schema under test keeps running totals (migration 007 and later)."""
-    sql = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='totals'"
-    return conn.execute(sql).fetchone() is not None
+    return _has_table(conn, "totals")
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    sql = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+    return conn.execute(sql, (name,)).fetchone() is not None
 
 
 async def _create(path: Path) -> None:

@@ -34,9 +34,9 @@ from batchveo.manifest.show import show
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store.budget import Budgets
-from batchveo.store.loadrows import INSERT_SQL, TALLIED, new_row, replace_job, reroute_jobs
+from batchveo.store.loadrows import INSERT_SQL, TALLIED, NewRows, replace_job, reroute_jobs
 from batchveo.store.outputcheck import load_output_clashes
-from batchveo.store.pricing import FORGET_PRICES_SQL
+from batchveo.store.pricing import forget_prices, note_load
 from batchveo.store.rows import AddResult, TransitionEvent, route_parts
 from batchveo.store.totals import NewJobs
 
@@ -124,6 +124,7 @@ class LoadSession:
     finished: bool = False
     _written_batches: set[str] = field(default_factory=set)
     _totals: NewJobs = field(default_factory=NewJobs)
+    _rows: NewRows = field(default_factory=NewRows)
     _seen_table: bool = False
     _outputs_table: bool = False
     _folders: bool = False
@@ -160,7 +161,7 @@ class LoadSession:
 
     async def _add(self, specs: list[JobSpec]) -> dict[int, list[str]]:
         """Store a chunk's specs; ``id(spec)`` -> its problems."""
-        db, out = self.db, dict[int, list[str]]()
+        out = dict[int, list[str]]()
         hashes = [s.spec_hash() for s in specs]
         for s in specs:
             self.batches.setdefault(s.batch)
@@ -269,7 +270,8 @@ class LoadSession:
         top = row[0] if row and row[0] is not None else 0
         before = db.total_changes
         now = self.now
-        rows = (new_row(specs[i], hashes[i], now) for i in fresh)
+        new_rows = self._rows
+        rows = (new_rows.row(specs[i], hashes[i], now) for i in fresh)
         # A generator, not a list: the rows are built as SQLite takes them.
         counted = self._totals.count(rows, state=S.PENDING.value, **TALLIED)
         await db.executemany(INSERT_SQL, counted)
@@ -365,7 +367,9 @@ class LoadSession:
             self.budgets_written = True
         await self._totals.write(db)  # the running totals (no trigger counts an INSERT)
         if self.replaced:  # priced by the table again: the next reprice reads every job
-            await db.execute(FORGET_PRICES_SQL)
+            await forget_prices(db)
+        elif self.new:
+            await note_load(db, self.watermark, self._rows.shapes)
         for table, made in (("load_seen", self._seen_table), ("load_outputs", self._outputs_table)):
             if made:
                 await db.execute(f"DROP TABLE temp.{table}")

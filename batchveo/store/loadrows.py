@@ -1,7 +1,7 @@
 """A load's writes of one job: a new row, a replaced one, a rerouted one.
 
 ``loading`` decides which each spec of a load is; this module holds the SQL and the row
-layout: ``new_row`` gives a new job's columns in ``NEW_ROW``'s order (``spec_row`` a
+layout: ``NewRows.row`` gives a new job's columns in ``NEW_ROW``'s order (``spec_row`` a
 replaced one's, in ``INSERTED``'s), and ``TALLIED`` says where ``NewJobs.count``
 (``totals``) finds what the running totals count in it. What a job's parameters make of
 its row (their JSON, its estimate) is worked out once per distinct parameters.
@@ -17,9 +17,10 @@ from typing import Any
 import aiosqlite
 
 from batchveo.errors import StaleTransition
-from batchveo.models import estimate_params_cost_usd
+from batchveo.models import estimate_params_cost_usd, price_inputs
 from batchveo.spec import JobSpec, params_json
 from batchveo.states import JobState, check_transition
+from batchveo.store.pricing import Shape
 from batchveo.store.rows import RETURNING, ROUTE_COLUMNS, Job, TransitionEvent, route_parts
 
 S = JobState
@@ -66,21 +67,26 @@ INSERT_SQL = (
 is left alone (the caller counts the rows inserted, and reports the second as a duplicate)."""
 
 
+Request = tuple[str, float, int, float, Shape]
+"""What a job's request makes of its row: its parameters as stored, its estimate (every
+video it asks for), how many videos it asks for, one video's estimate (the estimate over
+``sampleCount``), and its price shape."""
+
+
 @lru_cache(maxsize=4096)
-def _request_of(model: str, items: tuple[tuple[str, Any], ...]) -> tuple[str, float, int, float]:
+def _request_of(model: str, items: tuple[tuple[str, Any], ...]) -> Request:
     """``_request`` of hashable parameters (a load's jobs share a handful)."""
     return _request(model, dict(items))
 
 
-def _request(model: str, params: dict[str, Any]) -> tuple[str, float, int, float]:
-    """A job's parameters as stored, its estimate (every video it asks for), how many
-    videos it asks for, and one video's estimate (the estimate over ``sampleCount``)."""
+def _request(model: str, params: dict[str, Any]) -> Request:
     cost = estimate_params_cost_usd(model, params)
     samples = int(params.get("sampleCount", 1))
-    return params_json(params), cost, samples, cost / samples if samples > 1 else cost
+    shape = (model, *price_inputs(params))
+    return params_json(params), cost, samples, cost / samples if samples > 1 else cost, shape
 
 
-def _request_columns(spec: JobSpec) -> tuple[str, float, int, float]:
+def _request_columns(spec: JobSpec) -> Request:
     try:
         return _request_of(spec.model, tuple(spec.params.items()))
     except TypeError:  # an unhashable value: priced directly
@@ -88,16 +94,17 @@ def _request_columns(spec: JobSpec) -> tuple[str, float, int, float]:
 
 
 def _inputs_json(spec: JobSpec) -> str:
-    if spec.image is None and spec.last_frame is None and not spec.reference_images:
-        if spec.video_uri is None:
-            return "{}"  # a text job's
+    """The inputs column: a text job's without building its (empty) dict."""
+    image, last = spec.image, spec.last_frame
+    if image is None and last is None and not spec.reference_images and spec.video_uri is None:
+        return "{}"
     return json.dumps(spec.inputs_json(), separators=(",", ":"), sort_keys=True)
 
 
 def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
     """``INSERTED``: a job's row up to its times (the cost is the spec's own estimate, every
     video it asks for; one video's is that over ``sampleCount``)."""
-    params, cost, samples, one = _request_columns(spec)
+    params, cost, samples, one, _ = _request_columns(spec)
     return (
         spec.id,
         spec.batch,
@@ -116,25 +123,37 @@ def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
     )
 
 
-def new_row(spec: JobSpec, spec_hash: str, now: float) -> tuple[Any, ...]:
-    """``NEW_ROW`` and the time: a new job's values for ``INSERT_SQL``."""
-    params, cost, samples, one = _request_columns(spec)
-    return (
-        spec.id,
-        spec.batch,
-        spec_hash,
-        spec.prompt,
-        spec.model,
-        params,
-        _inputs_json(spec),
-        spec.output_name,
-        spec.source,
-        cost,
-        *route_parts(spec.route),
-        samples,
-        one,
-        now,
-    )
+class NewRows:
+    """A load's new rows, and the price shapes of their requests, each at the table's price
+    (what ``pricing.note_load`` remembers of them)."""
+
+    def __init__(self) -> None:
+        self.shapes: dict[Shape, float] = {}
+        self._last: Request | None = None
+
+    def row(self, spec: JobSpec, spec_hash: str, now: float) -> tuple[Any, ...]:
+        """``NEW_ROW`` and the time: a new job's values for ``INSERT_SQL``."""
+        request = _request_columns(spec)
+        params, cost, samples, one, shape = request
+        if request is not self._last:  # rows alike follow each other: noted once
+            self.shapes[shape] = cost
+            self._last = request
+        return (
+            spec.id,
+            spec.batch,
+            spec_hash,
+            spec.prompt,
+            spec.model,
+            params,
+            _inputs_json(spec),
+            spec.output_name,
+            spec.source,
+            cost,
+            *route_parts(spec.route),
+            samples,
+            one,
+            now,
+        )
 
 
 async def replace_job(
