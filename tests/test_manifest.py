@@ -962,3 +962,50 @@ def test_a_hash_carried_from_loading_equals_the_recomputed_one(tmp_path: Path) -
     for spec in specs:
         recomputed = dataclasses.replace(spec, known_hash=None).spec_hash()
         assert spec.spec_hash() == recomputed
+
+
+def test_rows_alike_make_the_specs_the_whole_checks_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text job's shape is checked once per file (``job.Shapes``); the specs are those of
+    checking every row the whole way, field for field."""
+    from batchveo.manifest import job
+
+    rows = ["prompt,aspect_ratio,durationSeconds,id,output,model"]
+    rows += [f"take {i},16:9,8,,,veo-3.1-fast-generate-preview" for i in range(3)]
+    rows += ["named,9:16,6,my-id,,", "out,16:9,8,,{batch}/{id},", "  spaced  ,16:9,8,,,"]
+    csv_path = write(tmp_path / "a.csv", "\n".join(rows) + "\n")
+    yaml_path = write(
+        tmp_path / "b.yaml",
+        "defaults: {aspectRatio: '9:16', output: 'y/{id}'}\njobs:\n"
+        "  - prompt: one\n  - prompt: two\n    seed: 4\n  - {prompt: three, id: 7}\n",
+    )
+    fast = read_manifests([csv_path, yaml_path]).specs
+    monkeypatch.setattr(job.Shapes, "spec", lambda *a, **k: None)  # every row the whole way
+    whole = read_manifests([csv_path, yaml_path]).specs
+    assert [vars(s) for s in fast] == [vars(s) for s in whole] and len(fast) == 9
+
+
+def test_rows_alike_still_report_each_rows_own_problems(tmp_path: Path) -> None:
+    """After a valid row of a shape, a row of it with a bad prompt or id is reported; a shape
+    with a problem is reported at every row of it; a value equal to a valid one but of
+    another type (8.0 for 8) is not taken for it."""
+    write(
+        tmp_path / "m.yaml",
+        "- {prompt: fine, durationSeconds: 8}\n"
+        "- {prompt: '', durationSeconds: 8}\n"
+        "- {prompt: ok, id: 'a/b', durationSeconds: 8}\n"
+        "- {prompt: float, durationSeconds: 8.0}\n"
+        "- {prompt: hd, resolution: 1080p, durationSeconds: 4}\n"
+        "- {prompt: hd again, resolution: 1080p, durationSeconds: 4}\n"
+        "- {prompt: audio, generateAudio: true}\n"
+        "- {prompt: audio one, generateAudio: 1}\n",
+    )
+    with pytest.raises(ManifestError) as e:
+        read_manifests([tmp_path / "m.yaml"])
+    lines = [str(p) for p in e.value.problems]
+    assert [line.split(":")[1].split(",")[0] for line in lines] == [str(n) for n in range(2, 9)]
+    assert "prompt is empty" in lines[0] and "must not be '.' or '..'" in lines[1]
+    assert "durationSeconds must be a whole number, not 8.0" in lines[2]
+    assert all("durationSeconds must be 8 for resolution 1080p" in s for s in lines[3:5])
+    assert all("provider gptproto does not take it" in s for s in lines[5:])
