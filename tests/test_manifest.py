@@ -1009,3 +1009,18 @@ def test_rows_alike_still_report_each_rows_own_problems(tmp_path: Path) -> None:
     assert "durationSeconds must be a whole number, not 8.0" in lines[2]
     assert all("durationSeconds must be 8 for resolution 1080p" in s for s in lines[3:5])
     assert all("provider gptproto does not take it" in s for s in lines[5:])
+
+
+def test_a_yaml_job_built_alone_reports_what_building_the_whole_file_did(tmp_path: Path) -> None:
+    """Without anchors, aliases or tags each job is built when its turn comes (``yamlfile``:
+    the values of every job are never all in memory); one that cannot be built is the same
+    one line as before, at its line, and the whole load is refused."""
+    write(tmp_path / "m.yaml", "- prompt: a\n- {prompt: b, referenceImages: [{[x]: y}]}\n")
+    with pytest.raises(ManifestError) as e:
+        read_manifests([tmp_path / "m.yaml"])
+    assert [str(p) for p in e.value.problems] == [
+        f"{tmp_path / 'm.yaml'}:2: not valid YAML: found unhashable key"
+    ]
+    write(tmp_path / "ok.yaml", "defaults: {seed: 3}\njobs:\n  - prompt: a\n  - prompt: b\n")
+    specs = read_manifests([tmp_path / "ok.yaml"]).specs
+    assert [(s.prompt, s.params["seed"]) for s in specs] == [("a", 3), ("b", 3)]
