@@ -8,6 +8,7 @@ import struct
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -1024,3 +1025,25 @@ def test_a_yaml_job_built_alone_reports_what_building_the_whole_file_did(tmp_pat
     write(tmp_path / "ok.yaml", "defaults: {seed: 3}\njobs:\n  - prompt: a\n  - prompt: b\n")
     specs = read_manifests([tmp_path / "ok.yaml"]).specs
     assert [(s.prompt, s.params["seed"]) for s in specs] == [("a", 3), ("b", 3)]
+
+
+def test_rows_that_all_differ_keep_no_shape_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seed per row makes every row a shape of its own: past ``MAX_SHAPES`` a file keeps
+    no more of them (memory stays flat), and those rows are checked the whole way."""
+    from batchveo.manifest import job
+
+    monkeypatch.setattr(job, "MAX_SHAPES", 2)
+    kept: list[int] = []
+    real_spec = job.Shapes.spec
+
+    def spec(self: job.Shapes, *a: Any, **k: Any) -> JobSpec | None:
+        made = real_spec(self, *a, **k)
+        kept.append(len(self._known))
+        return made
+
+    monkeypatch.setattr(job.Shapes, "spec", spec)
+    rows = "prompt,seed\n" + "".join(f"take {i},{i}\n" for i in range(6))
+    specs = read_manifests([write(tmp_path / "m.csv", rows)]).specs
+    assert [s.params["seed"] for s in specs] == list(range(6)) and max(kept) == 2

@@ -252,6 +252,11 @@ _SHAPE_KEYS = frozenset({*_PER_ROW, *COERCE, "model", "output"})
 """The keys of a job the shapes may hold: a text job's (no inputs, no ``repeat``)."""
 
 
+MAX_SHAPES = 1024
+"""Shapes kept per file: a manifest whose rows all differ (a seed each) must not keep one
+per row; past this many, a row of a new shape goes the whole way."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Shape:
     """What the rows of one shape share: valid fields, and their hash but for the prompt."""
@@ -290,6 +295,8 @@ class Shapes:
         try:
             shape = self._known[key]
         except KeyError:
+            if len(self._known) >= MAX_SHAPES:
+                return None  # a seed per row, say: no two rows alike to share the checks
             shape = self._known[key] = self._shape(raw)
         except TypeError:  # an unhashable value
             return None
