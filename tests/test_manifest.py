@@ -1013,9 +1013,9 @@ def test_rows_alike_still_report_each_rows_own_problems(tmp_path: Path) -> None:
 
 
 def test_a_yaml_job_built_alone_reports_what_building_the_whole_file_did(tmp_path: Path) -> None:
-    """Without anchors, aliases or tags each job is built when its turn comes (``yamlfile``:
-    the values of every job are never all in memory); one that cannot be built is the same
-    one line as before, at its line, and the whole load is refused."""
+    """Without anchors, aliases or tags a document is composed job by job (``yamlstream``:
+    its whole tree is never in memory); a job that cannot be built is the same one line as
+    reading the whole way gives, at its line, and the whole load is refused."""
     write(tmp_path / "m.yaml", "- prompt: a\n- {prompt: b, referenceImages: [{[x]: y}]}\n")
     with pytest.raises(ManifestError) as e:
         read_manifests([tmp_path / "m.yaml"])
@@ -1047,3 +1047,31 @@ def test_rows_that_all_differ_keep_no_shape_each(
     rows = "prompt,seed\n" + "".join(f"take {i},{i}\n" for i in range(6))
     specs = read_manifests([write(tmp_path / "m.csv", rows)]).specs
     assert [s.params["seed"] for s in specs] == list(range(6)) and max(kept) == 2
+
+
+STREAMED_DOCUMENTS = [
+    "defaults:\n  aspectRatio: '9:16'\njobs:\n  - prompt: a\n  - prompt: b\n    seed: 4\n",
+    "- prompt: a\n- {prompt: b, referenceImages: [x.png, y.png]}\n- just text\n",
+    "jobs:\n- prompt: a\n  prompt: again\n- prompt: b\n  <<: {seed: 2}\nextra: 1\n",
+    "jobs: []\n",
+    "jobs: {prompt: not a list}\n",
+    "defaults: {model: veo}\nnotes: |\n  - prompt: not a job\n"
+    "jobs:\n  - prompt: |\n      two\n      lines\n",
+    "# only a comment\n",
+    "just a scalar\n",
+]
+
+
+@pytest.mark.parametrize("text", STREAMED_DOCUMENTS)
+def test_a_document_composed_job_by_job_is_the_whole_documents(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``yamlstream`` (no anchor, alias or tag: each job's node built alone, the tree never
+    held) gives the values, lines and keys written twice that reading the whole way does."""
+    from batchveo.manifest import yamlfile
+
+    streamed = yamlfile._streamed(text)
+    assert streamed is not None  # taken, not handed to the whole way
+    monkeypatch.setattr(yamlfile, "_streamed", lambda text: None)
+    whole = yamlfile._parse("m.yaml", text)
+    assert vars(streamed) == vars(whole)

@@ -5,9 +5,9 @@ starts (or where the key in ``defaults:`` or at the top is). The document is com
 nodes first, to take what the built values forget (lines, keys written twice, which PyYAML
 silently keeps the last of) and to refuse alias bombs before anything is built; then the
 nodes are let go, before the jobs are: for 100k jobs they are the largest thing in memory.
-A document without anchors, aliases or tags (most) builds each job only when its turn
-comes and lets its node go then (``_JobNodes``), so the values of every job are never
-held at once (100k jobs: 60 MB less at the peak).
+A document without anchors, aliases or tags (most) is composed one job at a time instead
+(``yamlstream``): nothing is shared between its nodes, so each job's node is built and let
+go at once, and the whole document's tree is never held (100k jobs: 120 MB less).
 
 ``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
 read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!python``).
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 
 from batchveo.errors import Problem
 from batchveo.manifest import fields
@@ -34,6 +35,7 @@ from batchveo.manifest.rows import (
     unknown_key,
 )
 from batchveo.manifest.show import show
+from batchveo.manifest.yamlstream import compose_streamed, duplicate_keys, line_of
 
 # --- the YAML 1.2 loader ------------------------------------------------------------------
 
@@ -162,8 +164,7 @@ def _anchor_before(text: str, node: yaml.Node) -> str | None:
 # --- what the nodes tell and the values forget ------------------------------------------------
 
 
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
+_line = line_of
 
 
 def _key_nodes(node: yaml.Node | None) -> dict[str, yaml.Node]:
@@ -187,16 +188,7 @@ def _job_nodes(root: yaml.Node | None) -> list[yaml.Node]:
     return root.value if isinstance(root, yaml.SequenceNode) else []
 
 
-def _duplicate_keys(node: yaml.Node) -> list[str]:
-    """Keys written twice in one mapping (PyYAML silently keeps the last one); call it before
-    constructing, which rewrites mappings that use ``<<`` merge keys."""
-    if not isinstance(node, yaml.MappingNode) or len(node.value) < 2:
-        return []
-    keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
-    if len(keys) == len(set(keys)) or "<<" in keys:
-        return []
-    seen: set[str] = set()
-    return [k for k in keys if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+_duplicate_keys = duplicate_keys
 
 
 @dataclass
@@ -227,36 +219,43 @@ class _Document:
         )
 
 
-class _JobNodes(list[Any]):
-    """The ``jobs`` of a document without anchors, aliases or tags, each built when its
-    turn comes (``build``) and let go after: the values of 100k jobs are not all in memory
-    at once, and their nodes go as they are read (``_jobs``)."""
+class _StreamLoader(_YamlLoader, Composer):
+    """The C parser's events, composed by PyYAML's own composer (``yamlstream``)."""
 
-    def __init__(self, nodes: list[yaml.Node], build: Any) -> None:
-        super().__init__(nodes)
-        self.build = build
+    def __init__(self, text: str) -> None:
+        _YamlLoader.__init__(self, text)  # type: ignore[call-arg]  # the C loader's own...
+        Composer.__init__(self)  # ...which does not call the composer's
 
 
-def _lazy(loader: Any, root: yaml.Node) -> object:
-    """The document's values with its jobs left as ``_JobNodes``, or None (build it all):
-    with nothing shared between nodes (no anchor, alias or tag), each top-level value and
-    each job builds alone to what building the whole document gives."""
-    build = loader.construct_document
-    if isinstance(root, yaml.SequenceNode):
-        return _JobNodes(root.value, build)
-    if not isinstance(root, yaml.MappingNode):
+def _streamed(text: str) -> _Document | None:
+    """The document composed job by job (``yamlstream``), or None: read it the whole way."""
+    loader = _StreamLoader(text)
+    try:
+        streamed = compose_streamed(loader)
+        if streamed is None:
+            return _Document()
+        document = _Document.of(streamed.root)
+        data = loader.construct_document(streamed.root)
+        if streamed.jobs is not None:
+            document.job_lines, document.duplicates = streamed.job_lines, streamed.duplicates
+            if isinstance(data, dict):
+                data["jobs"] = streamed.jobs
+            else:
+                data = streamed.jobs
+        document.data = data
+        return document
+    except Exception:  # NotPlain, or an error: the whole way says what it is
         return None
-    if not all(isinstance(k, yaml.ScalarNode) and k.value != "<<" for k, _ in root.value):
-        return None
-    data: dict[Any, Any] = {}
-    for k, v in root.value:
-        key = build(k)
-        data[key] = _JobNodes(v.value, build) if key == "jobs" and v.id == "sequence" else build(v)
-    return data
+    finally:
+        loader.dispose()
 
 
 def _parse(name: str, text: str) -> _Document | Problem:
     """The document, or the one problem that stops it being read."""
+    if "&" not in text and "*" not in text and "!" not in text:
+        document = _streamed(text)  # nothing shared between nodes: one job at a time
+        if document is not None:
+            return document
     loader = _YamlLoader(text)
     try:
         root = loader.get_single_node()
@@ -265,8 +264,7 @@ def _parse(name: str, text: str) -> _Document | Problem:
         if _is_bomb(root, text):
             return Problem(name, None, _BOMB)
         document = _Document.of(root)  # before constructing, which rewrites merge keys
-        lazy = None if "&" in text or "*" in text or "!" in text else _lazy(loader, root)
-        document.data = loader.construct_document(root) if lazy is None else lazy
+        document.data = loader.construct_document(root)
         return document
     except yaml.YAMLError as e:
         return Problem(*_yaml_problem(name, e))
@@ -331,15 +329,8 @@ def _jobs(name: str, jobs: list[Any], document: _Document, d: Defaults, sink: Si
     if len(lines) != len(jobs):  # only with exotic merge keys: locate the list instead
         lines = [document.jobs_line] * len(jobs)
     duplicates = document.duplicates
-    build = jobs.build if isinstance(jobs, _JobNodes) else None
     for i, (job, line) in enumerate(zip(jobs, lines, strict=True)):
         where = f"{name}:{line}"
-        if build is not None:
-            jobs[i] = None  # the node goes: its job is built below
-            try:
-                job = build(job)
-            except yaml.YAMLError as e:  # what building the whole document would have met
-                return sink.problem(*_yaml_problem(name, e))
         if not isinstance(job, dict):
             sink.problem(where, None, "a job must be a mapping with at least 'prompt:'")
             continue
