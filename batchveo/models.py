@@ -281,15 +281,24 @@ def billed_params(params: Mapping[str, object], output_s: int | None) -> Mapping
     return params if output_s is None else {**params, "durationSeconds": output_s}
 
 
+def price_inputs(params: Mapping[str, object]) -> tuple[str, int, int, bool]:
+    """What a request's estimate depends on besides its model: ``(resolution, duration_s,
+    samples, audio)``, absent parameters at the API's defaults (audio unless
+    ``generateAudio`` is false). The store reprices by these (``store/pricing.py``)."""
+    return (
+        str(params.get("resolution", "720p")),
+        int(params.get("durationSeconds", 8)),  # type: ignore[call-overload]
+        int(params.get("sampleCount", 1)),  # type: ignore[call-overload]
+        params.get("generateAudio", True) is not False,
+    )
+
+
 def estimate_params_cost_usd(
     model: str, params: Mapping[str, object], prices: Prices | None = None
 ) -> float:
     """``estimate_cost_usd`` of a job's API parameters (absent ones at the API's defaults):
     every video ``sampleCount`` asks for, with audio unless ``generateAudio`` is false."""
-    resolution = str(params.get("resolution", "720p"))
-    duration_s = int(params.get("durationSeconds", 8))  # type: ignore[call-overload]
-    samples = int(params.get("sampleCount", 1))  # type: ignore[call-overload]
-    audio = params.get("generateAudio", True) is not False
+    resolution, duration_s, samples, audio = price_inputs(params)
     if prices is None:  # the table's prices: a load asks 100k times for a handful of answers
         return _table_cost_usd(model, resolution, duration_s, samples, audio)
     return estimate_cost_usd(model, resolution, duration_s, samples, prices, audio=audio)

@@ -130,6 +130,16 @@ UNION ALL SELECT id, 'running', 'generated', generated_at, 1 FROM jobs
 UNION ALL SELECT id, 'generated', state, finished_at, 1 FROM jobs
     WHERE generated_at IS NOT NULL AND state IN ('done', 'expired')
 """
+_PRICE_SHAPES = (
+    "INSERT INTO price_shapes (model, resolution, duration_s, samples, audio, request_usd)"
+    " VALUES ('veo-3.1-fast-generate-preview', '720p', 8, 1, 1, 1.2)"
+)
+_PRICES_APPLIED = (
+    "INSERT INTO prices_applied (one, prices, through_rowid)"
+    " VALUES (1, '', (SELECT max(rowid) FROM jobs))"
+)
+"""Every row's price shape and its price, the table's (migration 014): what ``batchveo
+load`` of the night's manifest into a fresh database remembers (``pricing.note_load``)."""
 FINISHED = 98
 """``pending_from`` of a finished night: 2% pending."""
 
@@ -190,6 +200,9 @@ def night_db(
         if has_totals(conn):  # rows written straight into the table: counted here
             conn.execute("DELETE FROM totals")
             conn.execute(RECOUNT_SQL)
+        if _has_table(conn, "price_shapes"):  # what a load into a fresh database remembers
+            conn.execute(_PRICE_SHAPES)
+            conn.execute(_PRICES_APPLIED)
     with sqlite3.connect(tmp) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     for suffix in ("-wal", "-shm"):
@@ -200,8 +213,12 @@ def night_db(
 
 def has_totals(conn: sqlite3.Connection) -> bool:
     """Whether the schema under test keeps running totals (migration 007 and later)."""
-    sql = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='totals'"
-    return conn.execute(sql).fetchone() is not None
+    return _has_table(conn, "totals")
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    sql = "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?"
+    return conn.execute(sql, (name,)).fetchone() is not None
 
 
 async def _create(path: Path) -> None:

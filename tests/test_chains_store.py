@@ -197,3 +197,24 @@ async def test_replace_rewrites_a_waiting_hop_and_refuses_to_change_its_kind(
         moved.write_text("jobs:\n  - {id: x, prompt: x}\n  - {id: a-3, extends: x, prompt: p}\n")
         with pytest.raises(ManifestError, match=r"a hop keeps the job it extends \(a-2,"):
             await store.add_jobs(read_manifests([moved]).specs, replace=True)
+
+
+async def test_new_prices_price_each_hop_as_its_whole_video_on_both_reprice_paths(
+    tmp_path: Path,
+) -> None:
+    """A hop asks for ``durationSeconds: 8`` but is billed as its whole video (8 s + 7 s
+    per hop): a reprice reading the rows, and one rewriting remembered price shapes, must
+    both price it so (an hour of hops priced as 8 s clips would pass any budget)."""
+
+    def per_second(usd: float):  # type: ignore[no-untyped-def]
+        return lambda model, params: usd * int(params.get("durationSeconds", 8))
+
+    async with await Store.open(tmp_path / "j.db") as store:
+        await store.add_jobs(chain_specs(tmp_path))
+        await store.reprice(per_second(1.0))  # no prices' name: reads every row
+        costs = {j.id: j.cost_usd for j in await store.jobs(list(S))}
+        assert costs == {"a": 8.0, "a-2": 15.0, "a-3": 22.0, "a-4": 29.0, "plain": 8.0}
+        await store.reprice(per_second(1.0), prices_key="A")  # read again, shapes remembered
+        await store.reprice(per_second(2.0), prices_key="B")  # rewrites the shapes it knows
+        costs = {j.id: j.cost_usd for j in await store.jobs(list(S))}
+        assert costs == {"a": 16.0, "a-2": 30.0, "a-3": 44.0, "a-4": 58.0, "plain": 16.0}

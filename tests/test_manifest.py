@@ -8,6 +8,7 @@ import struct
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -962,3 +963,115 @@ def test_a_hash_carried_from_loading_equals_the_recomputed_one(tmp_path: Path) -
     for spec in specs:
         recomputed = dataclasses.replace(spec, known_hash=None).spec_hash()
         assert spec.spec_hash() == recomputed
+
+
+def test_rows_alike_make_the_specs_the_whole_checks_make(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text job's shape is checked once per file (``job.Shapes``); the specs are those of
+    checking every row the whole way, field for field."""
+    from batchveo.manifest import job
+
+    rows = ["prompt,aspect_ratio,durationSeconds,id,output,model"]
+    rows += [f"take {i},16:9,8,,,veo-3.1-fast-generate-preview" for i in range(3)]
+    rows += ["named,9:16,6,my-id,,", "out,16:9,8,,{batch}/{id},", "  spaced  ,16:9,8,,,"]
+    csv_path = write(tmp_path / "a.csv", "\n".join(rows) + "\n")
+    yaml_path = write(
+        tmp_path / "b.yaml",
+        "defaults: {aspectRatio: '9:16', output: 'y/{id}'}\njobs:\n"
+        "  - prompt: one\n  - prompt: two\n    seed: 4\n  - {prompt: three, id: 7}\n",
+    )
+    fast = read_manifests([csv_path, yaml_path]).specs
+    monkeypatch.setattr(job.Shapes, "spec", lambda *a, **k: None)  # every row the whole way
+    whole = read_manifests([csv_path, yaml_path]).specs
+    assert [vars(s) for s in fast] == [vars(s) for s in whole] and len(fast) == 9
+
+
+def test_rows_alike_still_report_each_rows_own_problems(tmp_path: Path) -> None:
+    """After a valid row of a shape, a row of it with a bad prompt or id is reported; a shape
+    with a problem is reported at every row of it; a value equal to a valid one but of
+    another type (8.0 for 8) is not taken for it."""
+    write(
+        tmp_path / "m.yaml",
+        "- {prompt: fine, durationSeconds: 8}\n"
+        "- {prompt: '', durationSeconds: 8}\n"
+        "- {prompt: ok, id: 'a/b', durationSeconds: 8}\n"
+        "- {prompt: float, durationSeconds: 8.0}\n"
+        "- {prompt: hd, resolution: 1080p, durationSeconds: 4}\n"
+        "- {prompt: hd again, resolution: 1080p, durationSeconds: 4}\n"
+        "- {prompt: audio, generateAudio: true}\n"
+        "- {prompt: audio one, generateAudio: 1}\n",
+    )
+    with pytest.raises(ManifestError) as e:
+        read_manifests([tmp_path / "m.yaml"])
+    lines = [str(p) for p in e.value.problems]
+    assert [line.split(":")[1].split(",")[0] for line in lines] == [str(n) for n in range(2, 9)]
+    assert "prompt is empty" in lines[0] and "must not be '.' or '..'" in lines[1]
+    assert "durationSeconds must be a whole number, not 8.0" in lines[2]
+    assert all("durationSeconds must be 8 for resolution 1080p" in s for s in lines[3:5])
+    assert all("provider gptproto does not take it" in s for s in lines[5:])
+
+
+def test_a_yaml_job_built_alone_reports_what_building_the_whole_file_did(tmp_path: Path) -> None:
+    """Without anchors, aliases or tags a document is composed job by job (``yamlstream``:
+    its whole tree is never in memory); a job that cannot be built is the same one line as
+    reading the whole way gives, at its line, and the whole load is refused."""
+    write(tmp_path / "m.yaml", "- prompt: a\n- {prompt: b, referenceImages: [{[x]: y}]}\n")
+    with pytest.raises(ManifestError) as e:
+        read_manifests([tmp_path / "m.yaml"])
+    assert [str(p) for p in e.value.problems] == [
+        f"{tmp_path / 'm.yaml'}:2: not valid YAML: found unhashable key"
+    ]
+    write(tmp_path / "ok.yaml", "defaults: {seed: 3}\njobs:\n  - prompt: a\n  - prompt: b\n")
+    specs = read_manifests([tmp_path / "ok.yaml"]).specs
+    assert [(s.prompt, s.params["seed"]) for s in specs] == [("a", 3), ("b", 3)]
+
+
+def test_rows_that_all_differ_keep_no_shape_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A seed per row makes every row a shape of its own: past ``MAX_SHAPES`` a file keeps
+    no more of them (memory stays flat), and those rows are checked the whole way."""
+    from batchveo.manifest import job
+
+    monkeypatch.setattr(job, "MAX_SHAPES", 2)
+    kept: list[int] = []
+    real_spec = job.Shapes.spec
+
+    def spec(self: job.Shapes, *a: Any, **k: Any) -> JobSpec | None:
+        made = real_spec(self, *a, **k)
+        kept.append(len(self._known))
+        return made
+
+    monkeypatch.setattr(job.Shapes, "spec", spec)
+    rows = "prompt,seed\n" + "".join(f"take {i},{i}\n" for i in range(6))
+    specs = read_manifests([write(tmp_path / "m.csv", rows)]).specs
+    assert [s.params["seed"] for s in specs] == list(range(6)) and max(kept) == 2
+
+
+STREAMED_DOCUMENTS = [
+    "defaults:\n  aspectRatio: '9:16'\njobs:\n  - prompt: a\n  - prompt: b\n    seed: 4\n",
+    "- prompt: a\n- {prompt: b, referenceImages: [x.png, y.png]}\n- just text\n",
+    "jobs:\n- prompt: a\n  prompt: again\n- prompt: b\n  <<: {seed: 2}\nextra: 1\n",
+    "jobs: []\n",
+    "jobs: {prompt: not a list}\n",
+    "defaults: {model: veo}\nnotes: |\n  - prompt: not a job\n"
+    "jobs:\n  - prompt: |\n      two\n      lines\n",
+    "# only a comment\n",
+    "just a scalar\n",
+]
+
+
+@pytest.mark.parametrize("text", STREAMED_DOCUMENTS)
+def test_a_document_composed_job_by_job_is_the_whole_documents(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``yamlstream`` (no anchor, alias or tag: each job's node built alone, the tree never
+    held) gives the values, lines and keys written twice that reading the whole way does."""
+    from batchveo.manifest import yamlfile
+
+    streamed = yamlfile._streamed(text)
+    assert streamed is not None  # taken, not handed to the whole way
+    monkeypatch.setattr(yamlfile, "_streamed", lambda text: None)
+    whole = yamlfile._parse("m.yaml", text)
+    assert vars(streamed) == vars(whole)

@@ -176,3 +176,54 @@ def test_the_hot_queries_go_down_their_indexes(tmp_path: Path) -> None:
             plan = [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", sql_args)]
             for w in wanted:
                 assert any(p.startswith(w) for p in plan), (name, plan)
+
+
+async def test_new_prices_rewrite_the_jobs_of_the_shapes_they_change_and_read_none(
+    store: Store,
+) -> None:
+    """A loaded night remembers its price shapes: new prices rewrite, in one statement, the
+    jobs of each shape whose price changed (partly returned ones at what they returned),
+    read no page of jobs, and leave the totals what counting the jobs says."""
+    from batchveo.models import estimate_params_cost_usd
+    from tests.test_totals import TRIPLE, VERTEX, assert_agree
+
+    ga, hd = "veo-3.1-generate-001", {"durationSeconds": 8, "resolution": "1080p"}
+    await store.add_jobs(
+        [make_spec(f"t{i}", model=ga, params=TRIPLE, route=VERTEX) for i in range(3)]
+        + [make_spec(f"h{i}", model=ga, params=hd, route=VERTEX) for i in range(2)]
+    )
+    claimed = await store.claim_pending(1)
+    await store.transition(claimed[0].id, S.SUBMITTING, S.RUNNING, operation="op")
+    await store.transition(claimed[0].id, S.RUNNING, S.DONE, samples_returned=1)
+
+    def prices(usd_per_s: float) -> dict[str, dict[str, float]]:
+        return {ga: {"720p": usd_per_s, "1080p": 0.4}}  # 1080p at the table's price
+
+    pages: list[str] = []
+    await store._db.set_trace_callback(
+        lambda sql: pages.append(sql) if "LIMIT" in sql and "FROM jobs" in sql else None
+    )
+    try:
+        cheap = prices(0.1)
+        rewritten = await store.reprice(
+            lambda m, p: estimate_params_cost_usd(m, p, cheap), prices_key="cheap"
+        )
+        again = await store.reprice(
+            lambda m, p: estimate_params_cost_usd(m, p, cheap), prices_key="cheap"
+        )
+    finally:
+        await store._db.set_trace_callback(None)
+    assert (rewritten, again) == (3, 0)  # the three 720p jobs; the 1080p ones kept theirs
+    assert pages and all("rowid > 0 " not in sql for sql in pages)  # none from the first
+    costs = {j.id: round(j.cost_usd, 9) for j in await store.jobs()}
+    assert costs[claimed[0].id] == 0.8  # one of the three videos it asked for: $0.10 x 8 s
+    assert sorted(costs.values()) == [0.8, 2.4, 2.4, 3.2, 3.2]
+    assert_agree(store.path)
+    # A job loaded since is read (priced by the table, not by these prices), and only it.
+    await store.add_jobs([make_spec("late", model=ga, params=TRIPLE, route=VERTEX)])
+    assert (
+        await store.reprice(lambda m, p: estimate_params_cost_usd(m, p, cheap), prices_key="cheap")
+        == 1
+    )
+    assert round((await store.get("late")).cost_usd, 9) == 2.4  # type: ignore[union-attr]
+    assert_agree(store.path)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from batchveo.manifest import read_manifests
-from batchveo.spec import ImageRef, JobSpec, content_hash, params_json
+from batchveo.spec import ImageRef, JobSpec, content_hash, params_json, text_hasher
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -161,3 +161,27 @@ def test_params_json_is_canonical_whatever_the_order() -> None:
         == '{"a":"\\u00e9","b":1}'
     )
     assert params_json({"a": [1, 2]}) == '{"a":[1,2]}'  # an unhashable value is encoded too
+
+
+@pytest.mark.parametrize(("label", "change"), VARIED, ids=[v[0] for v in VARIED])
+def test_a_text_jobs_hash_from_its_shape_is_its_content_hash(
+    label: str, change: dict[str, Any]
+) -> None:
+    """``text_hasher`` (a manifest's text jobs alike but for the prompt) builds the same
+    blob as ``content_hash``."""
+    spec = dataclasses.replace(TEXT_ONLY, **change)
+    if spec.video_uri is not None:
+        return  # not a text-only job
+    hash_of = text_hasher(spec.model, spec.params, spec.output_name)
+    assert hash_of(spec.prompt) == reference_hash(spec)
+
+
+@pytest.mark.parametrize("base", [TEXT_ONLY, WITH_IMAGES, WITH_REFERENCES, EVERY_PARAMETER])
+def test_a_spec_made_in_one_go_is_the_dataclasss_own(base: JobSpec) -> None:
+    hop_fields = ("extends", "chain_root", "hop", "output_s")  # a hop is made the long way
+    assert all(getattr(base, name) is None for name in hop_fields)
+    fields = [f.name for f in dataclasses.fields(JobSpec) if f.name not in hop_fields]
+    made = JobSpec.made(**{name: getattr(base, name) for name in fields})
+    assert made == base and vars(made) == vars(base)  # source and known_hash too
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.id = "other"  # type: ignore[misc]

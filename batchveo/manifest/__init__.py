@@ -5,7 +5,8 @@ The modules, in the order a row meets them:
 - ``loader``: ``read_manifests`` and ``Manifests``; every file, every row, every problem
   (``stream_manifests``: the same handed on in chunks, for a load that keeps none).
 - ``opening``: reading a file at all (a regular file, at most ``MAX_MANIFEST_BYTES``).
-- ``yamlfile`` and ``csvfile``: the two formats, their syntax and where a problem is.
+- ``yamlfile`` and ``csvfile``: the two formats, their syntax and where a problem is;
+  ``yamlstream``: a YAML document without anchors composed one job at a time.
 - ``rows``: the keys a row may have, the file's defaults, what a reader hands the loader.
 - ``job``: one job, in four steps: fields -> inputs -> rules -> variants.
 - ``chaining``: scene chains, ``extends: ID`` and ``chain: [...]`` (hops checked against

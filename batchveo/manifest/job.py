@@ -42,7 +42,7 @@ from batchveo.manifest.rules import (
 )
 from batchveo.manifest.show import show
 from batchveo.routes import Route
-from batchveo.spec import ImageRef, JobSpec, content_hash
+from batchveo.spec import ImageRef, JobSpec, TextHasher, content_hash, text_hasher
 
 # --- 1. fields ----------------------------------------------------------------------------
 
@@ -245,6 +245,102 @@ def variants(
     ]
 
 
+# --- the rows alike: a text job's shape checked once ------------------------------------
+
+_PER_ROW = frozenset({"prompt", "id"})
+_SHAPE_KEYS = frozenset({*_PER_ROW, *COERCE, "model", "output"})
+"""The keys of a job the shapes may hold: a text job's (no inputs, no ``repeat``)."""
+
+
+MAX_SHAPES = 1024
+"""Shapes kept per file: a manifest whose rows all differ (a seed each) must not keep one
+per row; past this many, a row of a new shape goes the whole way."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What the rows of one shape share: valid fields, and their hash but for the prompt."""
+
+    model: str
+    params: dict[str, Any]
+    output: str | None
+    hash_of: TextHasher
+
+
+class Shapes:
+    """A file's text jobs by shape: the values of every key but ``prompt`` and ``id``.
+
+    A 100k-row CSV has a handful of shapes (its ``aspect_ratio`` and ``durationSeconds``
+    columns), and a shape's checks (fields, the route's, the API's rules) give the same
+    answer for every row of it: they are made once per shape, on its first row, and each
+    row checks only its prompt and id. A shape with a problem, a row with inputs or
+    ``repeat``, or a value that cannot be a key (a YAML list), goes the whole way
+    (``parse_fields`` ... ``variants``), which reports every problem in order. One
+    ``Shapes`` per file: the shapes hold its defaults and its route.
+    """
+
+    def __init__(self, defaults: Defaults, provider: models.ProviderModels) -> None:
+        self.defaults = defaults
+        self._provider = provider
+        self._known: dict[tuple[Any, ...], _Shape | None] = {}
+
+    def spec(
+        self, raw: Mapping[str, Any], batch: str, where: str, route: Route | None
+    ) -> JobSpec | None:
+        """The row's spec, if its shape is valid and so are its prompt and id; None: check
+        the row the whole way."""
+        if not raw.keys() <= _SHAPE_KEYS:
+            return None
+        key = tuple([(k, v.__class__, v) for k, v in raw.items() if k not in _PER_ROW])
+        try:
+            shape = self._known[key]
+        except KeyError:
+            if len(self._known) >= MAX_SHAPES:
+                return None  # a seed per row, say: no two rows alike to share the checks
+            shape = self._known[key] = self._shape(raw)
+        except TypeError:  # an unhashable value
+            return None
+        if shape is None:
+            return None
+        try:
+            prompt = fields.prompt(raw.get("prompt"))
+            job_id = None if (given := raw.get("id")) is None else fields.job_id(given)
+        except Bad:
+            return None
+        known_hash = None
+        if job_id is None:
+            digest = shape.hash_of(prompt)
+            job_id = "j" + digest[:16]
+            if shape.output is None:
+                known_hash = digest
+        return JobSpec.made(
+            job_id,
+            batch,
+            prompt,
+            shape.model,
+            dict(shape.params),
+            None,
+            None,
+            (),
+            None,
+            None if shape.output is None else render(shape.output, job_id, batch, None),
+            where,
+            known_hash,
+            route,
+        )
+
+    def _shape(self, raw: Mapping[str, Any]) -> _Shape | None:
+        """The shape's checks on a stand-in prompt (None: a problem, the row's own)."""
+        bad: list[str] = []
+        probe = {k: v for k, v in raw.items() if k not in _PER_ROW} | {"prompt": "x"}
+        f = parse_fields(probe, self.defaults, bad)
+        bad += route_problems(f, NO_INPUTS, self._provider)
+        bad += rule_problems(f, NO_INPUTS)
+        if bad or f.model is None:
+            return None
+        return _Shape(f.model, f.params, f.output, text_hasher(f.model, f.params, f.output))
+
+
 def _spec(
     f: Fields,
     inputs: Inputs,
@@ -257,20 +353,20 @@ def _spec(
     route: Route | None,
 ) -> JobSpec:
     assert f.model is not None
-    return JobSpec(
-        id=job_id,
-        batch=batch,
-        prompt=f.prompt,
-        model=f.model,
-        params=params,
-        image=inputs.image,
-        last_frame=inputs.last_frame,
-        reference_images=inputs.reference_images,
-        video_uri=inputs.video_uri,
-        output_name=None if f.output is None else render(f.output, job_id, batch, variant),
-        route=route,
-        source=where,
-        known_hash=known_hash,
+    return JobSpec.made(
+        job_id,
+        batch,
+        f.prompt,
+        f.model,
+        params,
+        inputs.image,
+        inputs.last_frame,
+        inputs.reference_images,
+        inputs.video_uri,
+        None if f.output is None else render(f.output, job_id, batch, variant),
+        where,
+        known_hash,
+        route,
     )
 
 

@@ -25,6 +25,7 @@ from batchveo.manifest.chaining import Links, chain_entries, hop_spec, link_of, 
 from batchveo.manifest.csvfile import read_csv
 from batchveo.manifest.images import ImageFiles
 from batchveo.manifest.job import (
+    Shapes,
     parse_fields,
     parse_inputs,
     route_problems,
@@ -141,6 +142,8 @@ class _Loader:
         """Streaming: what is found and not handed on yet."""
         self._tree = OutputTree()
         self._file_route: tuple[Defaults, FileRoute] | None = None
+        self._shapes: Shapes | None = None
+        """The text jobs' shapes of the file being read (its ``defaults``)."""
         self.problems: list[Problem] = []
         self.specs: list[JobSpec] = []
         self.budgets: dict[str, float] = {}
@@ -241,6 +244,14 @@ class _Loader:
         route = self._route_of(defaults)
         if raw.get("extends") is not None:
             return self._extends(raw, where, defaults, route, bad)
+        if not bad:  # the common row: its shape is checked already, or now for the rest
+            shapes = self._shapes
+            if shapes is None or shapes.defaults is not defaults:
+                shapes = self._shapes = Shapes(defaults, route.provider)
+            if (spec := shapes.spec(raw, self._file_batch, where, route.route)) is not None:
+                return self._register(
+                    [spec], where, provider_name(route), named=raw.get("id") is not None
+                )
         f = parse_fields(raw, defaults, bad)
         inputs = parse_inputs(raw, self._images, self._base, bad)
         bad += route_problems(f, inputs, route.provider)
@@ -324,12 +335,13 @@ class _Loader:
             return self._hand_on(specs, where)
         for spec in specs:
             if self._clashes(spec, where):
-                return
+                return None
         for spec in specs:
             self._ids[spec.id] = spec
             if spec.output_name is not None:
                 self._outputs[spec.output_name] = where
         self.specs += specs
+        return None
 
     def _hand_on(self, specs: list[JobSpec], where: str) -> None:
         """Streaming: a job's specs, unless its output cannot be a file name at all."""

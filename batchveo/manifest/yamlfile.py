@@ -5,6 +5,9 @@ starts (or where the key in ``defaults:`` or at the top is). The document is com
 nodes first, to take what the built values forget (lines, keys written twice, which PyYAML
 silently keeps the last of) and to refuse alias bombs before anything is built; then the
 nodes are let go, before the jobs are: for 100k jobs they are the largest thing in memory.
+A document without anchors, aliases or tags (most) is composed one job at a time instead
+(``yamlstream``): nothing is shared between its nodes, so each job's node is built and let
+go at once, and the whole document's tree is never held (100k jobs: 120 MB less).
 
 ``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
 read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!python``).
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
 
 from batchveo.errors import Problem
 from batchveo.manifest import fields
@@ -32,6 +36,7 @@ from batchveo.manifest.rows import (
     unknown_key,
 )
 from batchveo.manifest.show import show
+from batchveo.manifest.yamlstream import compose_streamed, duplicate_keys, line_of
 
 # --- the YAML 1.2 loader ------------------------------------------------------------------
 
@@ -160,8 +165,7 @@ def _anchor_before(text: str, node: yaml.Node) -> str | None:
 # --- what the nodes tell and the values forget ------------------------------------------------
 
 
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
+_line = line_of
 
 
 def _key_nodes(node: yaml.Node | None) -> dict[str, yaml.Node]:
@@ -185,16 +189,7 @@ def _job_nodes(root: yaml.Node | None) -> list[yaml.Node]:
     return root.value if isinstance(root, yaml.SequenceNode) else []
 
 
-def _duplicate_keys(node: yaml.Node) -> list[str]:
-    """Keys written twice in one mapping (PyYAML silently keeps the last one); call it before
-    constructing, which rewrites mappings that use ``<<`` merge keys."""
-    if not isinstance(node, yaml.MappingNode) or len(node.value) < 2:
-        return []
-    keys = [k.value for k, _ in node.value if isinstance(k, yaml.ScalarNode)]
-    if len(keys) == len(set(keys)) or "<<" in keys:
-        return []
-    seen: set[str] = set()
-    return [k for k in keys if k in seen or seen.add(k)]  # type: ignore[func-returns-value]
+_duplicate_keys = duplicate_keys
 
 
 @dataclass
@@ -225,8 +220,43 @@ class _Document:
         )
 
 
+class _StreamLoader(_YamlLoader, Composer):
+    """The C parser's events, composed by PyYAML's own composer (``yamlstream``)."""
+
+    def __init__(self, text: str) -> None:
+        _YamlLoader.__init__(self, text)  # type: ignore[call-arg]  # the C loader's own...
+        Composer.__init__(self)  # ...which does not call the composer's
+
+
+def _streamed(text: str) -> _Document | None:
+    """The document composed job by job (``yamlstream``), or None: read it the whole way."""
+    loader = _StreamLoader(text)
+    try:
+        streamed = compose_streamed(loader)
+        if streamed is None:
+            return _Document()
+        document = _Document.of(streamed.root)
+        data = loader.construct_document(streamed.root)
+        if streamed.jobs is not None:
+            document.job_lines, document.duplicates = streamed.job_lines, streamed.duplicates
+            if isinstance(data, dict):
+                data["jobs"] = streamed.jobs
+            else:
+                data = streamed.jobs
+        document.data = data
+        return document
+    except Exception:  # NotPlain, or an error: the whole way says what it is
+        return None
+    finally:
+        loader.dispose()
+
+
 def _parse(name: str, text: str) -> _Document | Problem:
     """The document, or the one problem that stops it being read."""
+    if "&" not in text and "*" not in text and "!" not in text:
+        document = _streamed(text)  # nothing shared between nodes: one job at a time
+        if document is not None:
+            return document
     loader = _YamlLoader(text)
     try:
         root = loader.get_single_node()
@@ -237,12 +267,8 @@ def _parse(name: str, text: str) -> _Document | Problem:
         document = _Document.of(root)  # before constructing, which rewrites merge keys
         document.data = loader.construct_document(root)
         return document
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"{name}:{mark.line + 1}" if mark else name
-        return Problem(where, None, f"not valid YAML: {e.problem or e.context}")
     except yaml.YAMLError as e:
-        return Problem(name, None, f"not valid YAML: {e}")
+        return Problem(*_yaml_problem(name, e))
     except _Endless as e:
         anchor = _anchor_before(text, e.node)
         named = f" (*{anchor} inside &{anchor})" if anchor else ""
@@ -253,6 +279,15 @@ def _parse(name: str, text: str) -> _Document | Problem:
         )
     finally:
         loader.dispose()
+
+
+def _yaml_problem(name: str, e: yaml.YAMLError) -> tuple[str, None, str]:
+    """Where and what a YAML error is, as a problem."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        where = f"{name}:{mark.line + 1}" if mark else name
+        return where, None, f"not valid YAML: {e.problem or e.context}"
+    return name, None, f"not valid YAML: {e}"
 
 
 # --- the manifest's shape -------------------------------------------------------------------

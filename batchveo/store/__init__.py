@@ -19,7 +19,8 @@
     totals.py ........ running totals per batch, state and route: status without a scan
     budget.py ........ what counts against a budget, the one budget rule (micro-dollars),
                        the claims' filter, when the next pending job is due
-    pricing.py ....... reprice: the estimates from a price file (only new jobs if unchanged)
+    pricing.py ....... reprice: the estimates from a price file, by price shape (only the
+                       jobs of shapes whose price changed, and the jobs loaded since)
     reviews.py ....... one review per take (due, then its verdict), batches' review settings
 
 Other packages import from here, not from the modules: the layout inside may change.

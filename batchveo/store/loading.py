@@ -36,14 +36,15 @@ from batchveo.states import JobState
 from batchveo.store.budget import Budgets
 from batchveo.store.chainwrites import settle
 from batchveo.store.loadrows import (
+    INSERT_HOP_SQL,
     INSERT_SQL,
     TALLIED,
+    NewRows,
     replace_job,
     reroute_jobs,
-    spec_row,
 )
 from batchveo.store.outputcheck import load_output_clashes
-from batchveo.store.pricing import FORGET_PRICES_SQL
+from batchveo.store.pricing import forget_prices, note_load
 from batchveo.store.rows import AddResult, TransitionEvent, route_parts
 from batchveo.store.totals import NewJobs
 
@@ -131,6 +132,7 @@ class LoadSession:
     finished: bool = False
     _written_batches: set[str] = field(default_factory=set)
     _totals: NewJobs = field(default_factory=NewJobs)
+    _rows: NewRows = field(default_factory=NewRows)
     _seen_table: bool = False
     _outputs_table: bool = False
     _folders: bool = False
@@ -158,6 +160,8 @@ class LoadSession:
         (the store's problems of a spec are reported in its place)."""
         specs = [it for it in items if isinstance(it, JobSpec)]
         found = await self._add(specs) if specs else {}
+        if not found and len(specs) == len(items):
+            return  # the common chunk: nothing to report
         for it in items:
             if isinstance(it, Problem):
                 self._problem(it)
@@ -167,7 +171,7 @@ class LoadSession:
 
     async def _add(self, specs: list[JobSpec]) -> dict[int, list[str]]:
         """Store a chunk's specs; ``id(spec)`` -> its problems."""
-        db, out = self.db, dict[int, list[str]]()
+        out = dict[int, list[str]]()
         hashes = [s.spec_hash() for s in specs]
         for s in specs:
             self.batches.setdefault(s.batch)
@@ -181,29 +185,48 @@ class LoadSession:
         fresh = [i for job_id, i in firsts.items() if job_id not in stored]
         if fresh:
             earlier |= await self._insert(specs, hashes, fresh)
-        registered: dict[str, _Seen] = {}
-        rerouting: list[tuple[JobSpec, JobState]] = []
-        accepted: list[JobSpec] = []
-        for i, (spec, h) in enumerate(zip(specs, hashes, strict=True)):
-            first = registered.get(spec.id) or earlier.get(spec.id)
-            if first is not None:
-                out.setdefault(id(spec), []).append(_duplicate(spec.id, h, first))
-                registered.setdefault(spec.id, first)
-                continue
-            registered[spec.id] = _Seen(h, spec.source)
-            assert firsts[spec.id] == i
-            accepted.append(spec)
-            old = stored.get(spec.id)
-            if old is None:
-                self.new += 1
-            elif (why := await self._against_stored(spec, h, old, rerouting)) is not None:
-                out.setdefault(id(spec), []).append(why)
-        await reroute_jobs(db, rerouting, self.now)
-        self.rerouted += len(rerouting)
+        if not stored and not earlier and len(firsts) == len(specs):
+            self.new += len(specs)  # the common chunk: every spec new, no id twice
+            accepted = specs
+        else:
+            accepted = await self._check_each(specs, hashes, stored, earlier, firsts, out)
         if any(s.output_name is not None for s in accepted):
             for spec, why in await self._output_twice(accepted):
                 out.setdefault(id(spec), []).append(why)
         return out
+
+    async def _check_each(
+        self,
+        specs: list[JobSpec],
+        hashes: list[str],
+        stored: Mapping[str, tuple[Any, ...]],
+        earlier: Mapping[str, _Seen],
+        firsts: Mapping[str, int],
+        out: dict[int, list[str]],
+    ) -> list[JobSpec]:
+        """The chunk's specs one by one: a second of an id (``out``), existing, rerouted,
+        replaced or new; those accepted (each id's first)."""
+        rerouting: list[tuple[JobSpec, JobState]] = []
+        accepted: list[JobSpec] = []
+        for i, (spec, h) in enumerate(zip(specs, hashes, strict=True)):
+            if (first := earlier.get(spec.id)) is None and (j := firsts[spec.id]) != i:
+                first = _Seen(hashes[j], specs[j].source)  # this chunk's first of the id
+            if first is not None:
+                out.setdefault(id(spec), []).append(_duplicate(spec.id, h, first))
+                continue
+            accepted.append(spec)
+            old = stored.get(spec.id)
+            if old is None:
+                self.new += 1
+            elif old[1] == h:  # as stored: existing (a reload), perhaps on another route
+                self.existing += 1
+                if old[4:8] != route_parts(spec.route) and (state := S(old[2])) in _REPLACEABLE:
+                    rerouting.append((spec, state))
+            elif (why := await self._against_stored(spec, h, old)) is not None:
+                out.setdefault(id(spec), []).append(why)
+        await reroute_jobs(self.db, rerouting, self.now)
+        self.rerouted += len(rerouting)
+        return accepted
 
     async def _stored(self, ids: list[str]) -> dict[str, tuple[Any, ...]]:
         """``{id: (rowid, spec_hash, state, source, *route columns, extends)}`` of the ids
@@ -259,9 +282,20 @@ class LoadSession:
         top = row[0] if row and row[0] is not None else 0
         before = db.total_changes
         now = self.now
-        rows = ((*spec_row(specs[i], hashes[i]), now, now) for i in fresh)
-        # A generator, not a list: the rows are built as SQLite takes them.
-        await db.executemany(INSERT_SQL, self._totals.count(rows, **TALLIED))
+        new_rows = self._rows
+        plain, hops = fresh, []
+        if self._hops:  # a scene chain's hops start waiting for their parents' videos
+            plain = [i for i in fresh if specs[i].extends is None]
+            hops = [i for i in fresh if specs[i].extends is not None]
+        for state, sql, which in (
+            (S.PENDING, INSERT_SQL, plain),
+            (S.WAITING, INSERT_HOP_SQL, hops),
+        ):
+            if not which:
+                continue
+            rows = (new_rows.row(specs[i], hashes[i], now) for i in which)
+            # A generator, not a list: the rows are built as SQLite takes them.
+            await db.executemany(sql, self._totals.count(rows, state=state.value, **TALLIED))
         if db.total_changes - before == len(fresh):
             return {}
         ids = [specs[i].id for i in fresh]
@@ -283,20 +317,11 @@ class LoadSession:
         self._written_batches.update(todo)
 
     async def _against_stored(
-        self,
-        spec: JobSpec,
-        spec_hash: str,
-        old: tuple[Any, ...],
-        rerouting: list[tuple[JobSpec, JobState]],
+        self, spec: JobSpec, spec_hash: str, old: tuple[Any, ...]
     ) -> str | None:
-        """A spec whose id was stored before the load: existing, rerouted, replaced, or
-        the problem it is."""
-        stored_hash, state, where = old[1], JobState(old[2]), old[3] or "an earlier manifest"
-        if stored_hash == spec_hash:
-            self.existing += 1
-            if old[4:8] != route_parts(spec.route) and state in _REPLACEABLE:
-                rerouting.append((spec, state))
-            return None
+        """A spec whose id was stored before the load with another spec: replaced, or the
+        problem it is."""
+        state, where = JobState(old[2]), old[3] or "an earlier manifest"
         if not self.replace:
             return (
                 f"already loaded from {where} with a different spec"
@@ -376,7 +401,9 @@ class LoadSession:
             for job, src, detail in await settle(db, self.now):
                 self.events.append(TransitionEvent.of(job, src, self.now, detail))
         if self.replaced:  # priced by the table again: the next reprice reads every job
-            await db.execute(FORGET_PRICES_SQL)
+            await forget_prices(db)
+        elif self.new:
+            await note_load(db, self.watermark, self._rows.shapes)
         for table, made in (("load_seen", self._seen_table), ("load_outputs", self._outputs_table)):
             if made:
                 await db.execute(f"DROP TABLE temp.{table}")

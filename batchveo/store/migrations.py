@@ -467,4 +467,24 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE jobs ADD COLUMN posters TEXT;
         """,
     ),
+    Migration(
+        # A reprice with new prices reads only what it must (issue 14): the price of one
+        # request of each price shape (model, resolution, length, videos, audio) that the
+        # jobs up to prices_applied.through_rowid hold (store/pricing.py). What 010 kept
+        # (the last price file's text) no longer says that: forgotten, so the first
+        # reprice reads every job once.
+        "014_price_shapes",
+        """
+        CREATE TABLE price_shapes (
+            model       TEXT NOT NULL,
+            resolution  TEXT NOT NULL,
+            duration_s  INTEGER NOT NULL,
+            samples     INTEGER NOT NULL,
+            audio       INTEGER NOT NULL,
+            request_usd REAL NOT NULL,
+            PRIMARY KEY (model, resolution, duration_s, samples, audio)
+        );
+        DELETE FROM prices_applied;
+        """,
+    ),
 )

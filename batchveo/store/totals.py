@@ -73,30 +73,30 @@ class NewJobs:
     """The lines a load adds to: counts the rows of new jobs as they go by to the INSERT."""
 
     def __init__(self) -> None:
-        self._lines: dict[tuple[Any, ...], list[Any]] = {}
+        self._lines: dict[tuple[Any, ...], int] = {}
+        """``(batch, state, *route, estimate)`` -> jobs: each estimate is rounded to
+        micro-dollars once, as many times as jobs have it, when the lines are written."""
 
     def count(
-        self, rows: Iterable[tuple[Any, ...]], *, batch: int, state: int, cost: int, route: int
+        self, rows: Iterable[tuple[Any, ...]], *, state: str, batch: int, cost: int, route: int
     ) -> Iterator[tuple[Any, ...]]:
-        """``rows`` unchanged, each counted: its batch, state, cost and route (the four
-        columns from index ``route``) are at those indexes."""
+        """``rows`` unchanged, each counted in ``state``: its batch, cost and route (the
+        four columns from index ``route``) are at those indexes."""
         end = route + len(ROUTE_COLUMNS)
+        lines = self._lines
         for row in rows:
-            key = (row[batch], row[state], *row[route:end])
-            line = self._lines.get(key)
-            if line is None:
-                self._lines[key] = [1, micro_usd(row[cost])]
-            else:
-                line[0] += 1
-                line[1] += micro_usd(row[cost])
+            key = (row[batch], state, *row[route:end], row[cost])
+            lines[key] = lines.get(key, 0) + 1
             yield row
 
     async def write(self, db: aiosqlite.Connection) -> None:
         """Add what was counted to ``totals`` (in the load's transaction)."""
+        summed: dict[tuple[Any, ...], list[int]] = {}
+        for (*line, usd), jobs in self._lines.items():
+            total = summed.setdefault(tuple(line), [0, 0])
+            total[0] += jobs
+            total[1] += jobs * micro_usd(usd)
         await db.executemany(
             COUNT_NEW_SQL,
-            [
-                (b, s, *route, *route, n, micro)
-                for (b, s, *route), (n, micro) in self._lines.items()
-            ],
+            [(b, s, *route, *route, n, micro) for (b, s, *route), (n, micro) in summed.items()],
         )
