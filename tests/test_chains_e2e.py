@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from batchveo import mp4
 from batchveo.manifest import read_manifests
 from batchveo.sim import Simulator
 from batchveo.store import Store
@@ -127,6 +128,9 @@ async def test_two_linear_chains_and_a_branching_one_run_to_the_end(tmp_path: Pa
         [f] = json.loads(job["files"])
         assert Path(f["path"]) == out / f"{job_id}.mp4" and is_mp4(Path(f["path"]))
         assert f["sha256"] == sha256_file(Path(f["path"]))
+        # Each cut is the whole chain so far: 8 s, then 7 s more a hop, in its MP4.
+        hop = job["hop"] or 1
+        assert mp4.duration_s(Path(f["path"]).read_bytes()) == 8 + 7 * (hop - 1), job_id
     # A hop costs a whole video of its length: 8 s + 7 s a hop, at 0.40 USD a second.
     assert jobs["a-4"]["cost_usd"] == pytest.approx(0.40 * (8 + 3 * 7))
     # Reloading the manifest once every hop ran adds nothing.

@@ -178,7 +178,8 @@ class Reviewer:
         if path is None or not path.is_file():
             await self._record(job, settings, ReviewStatus.ERROR, error="no video on disk")
             return
-        video_s = float(job.params.get("durationSeconds", 8))
+        # A hop of a scene chain is its whole cut (output_s), longer than what it asked.
+        video_s = float(job.output_s or job.params.get("durationSeconds", 8))
         if not await self.store.review_fits(
             job.batch, estimate_review_usd(settings, video_s), self._budget_usd
         ):
