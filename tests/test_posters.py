@@ -5,6 +5,7 @@ sizes, and files that are no video; what lands on disk, and what never does."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import shutil
@@ -239,6 +240,25 @@ async def test_a_run_leaves_a_poster_beside_every_done_video(store: Store, tmp_p
     assert sorted(p.name for p in out.rglob("*.jpg")) == [
         "named-take.jpg", "ok0.jpg", "ok1.jpg", "ok2.jpg"
     ]  # fmt: skip
+
+
+async def test_a_run_without_posters_leaves_only_videos_and_the_report_makes_them(
+    store: Store, tmp_path: Path
+) -> None:
+    """``run --no-posters``: the run decodes nothing; ``report`` makes what is missing."""
+    out = tmp_path / "videos"
+    specs = [make_spec(f"ok{i}") for i in range(3)]
+    async with fast_sim() as sim:
+        config = dataclasses.replace(fast_config(out), posters=False)
+        result = await run_batch(store, sim, config, specs)
+    assert result.exit_code == 0
+    assert list(out.rglob("*.jpg")) == []
+    assert all(j.state is S.DONE and j.posters == [] for j in await store.jobs())
+    summary = await build_report(store, out / "report.html")
+    assert summary.posters is not None and summary.posters.made == 3
+    for job in await store.jobs():
+        assert job.posters == [f"{job.id}.jpg"]
+        assert_poster_of(Path(job.files[0]["path"]))
 
 
 class Crash(Exception):

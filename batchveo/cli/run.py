@@ -132,6 +132,13 @@ from batchveo.cli.review import review_flags, review_options
 @click.option("--submitters", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--downloaders", default=4, show_default=True, type=click.IntRange(min=1))
 @click.option("--review", "review_all", is_flag=True, help="Review every done video (a model).")
+@click.option(
+    "--posters/--no-posters",
+    default=True,
+    show_default=True,
+    help="Make each video's poster frame (a small JPEG beside it) as it is saved; without, "
+    "`batchveo report` makes them.",
+)
 @review_options
 @provider_options
 @db_option
@@ -172,6 +179,7 @@ def run(
     storage_base_url: str | None,
     db_path: Path,
     review_all: bool,
+    posters: bool,
     **review_given: Any,
 ) -> None:
     """Load MANIFESTS (if any) and drive every job of the database to the end.
@@ -225,6 +233,7 @@ def run(
         watch_dir=watch_dir,
         watch_interval_s=max(watch_interval, 0.01),
         review=review_flags(review_all=review_all, **review_given),
+        posters=posters,
     )
     options = RunOptions(
         db_path=db_path, config=config, manifests=manifests, batch=batch, replace=replace,

@@ -113,6 +113,10 @@ class RunConfig:
     """Cap on the estimated cost of every job ever submitted from this database."""
     review: ReviewFlags = field(default_factory=ReviewFlags)
     """The review stage's flags (``run.reviewer``)."""
+    posters: bool = True
+    """Make each video's poster frame as it is saved (``--no-posters``: not now; ``report``
+    makes the missing ones when it is written). Decoding a frame is most of a saved video's
+    CPU on a fast simulator; against a real quota it is nothing."""
 
     @property
     def schedule_horizon_s(self) -> float:

@@ -346,6 +346,8 @@ async def save_files(
             {"path": os.path.abspath(result.path), "size": result.size, "sha256": result.sha256}
         )
     posters: list[str | None] = []
+    if not ctx.config.posters:  # none made yet: the report makes them
+        return files, posters, notes
     for poster in await make_posters([Path(str(f["path"])) for f in files]):
         posters.append(None if poster.path is None else poster.path.name)
         if poster.problem is not None:
