@@ -95,11 +95,19 @@ def fixed_polls(dist: LogNormal) -> float:
     return evaluate(ages, dist).polls
 
 
-async def night(store: Store, sim: Simulator, out: Path, jobs: list[str]) -> Runner:
+async def night(
+    store: Store, sim: Simulator, out: Path, jobs: list[str], log: list[Any] | None = None
+) -> Runner:
     await store.add_jobs([make_spec(j) for j in jobs])
     config = RunConfig(out_dir=out, rpm=0, max_inflight=100, max_notice_delay_s=10.0)
+
+    def observer(event: str, details: dict[str, Any]) -> None:
+        if log is not None:
+            log.append((event, details))
+
     async with VeoClient(resolve_provider("gptproto", sim.url), KEY) as client:
-        runner = Runner(store, client, config, clock=RunClock(store.clock, rate=RATE))
+        clock = RunClock(store.clock, rate=RATE)
+        runner = Runner(store, client, config, clock=clock, observer=observer)
         result = await asyncio.wait_for(runner.run(), 60)
     assert result.exit_code == 0, result
     return runner
@@ -122,8 +130,15 @@ async def test_two_nights_poll_less_than_the_fixed_schedule_and_learn_from_the_s
         learned_tonight = first.ctx.polls.schedule(group_of(MODEL, "720p")).dist
         assert learned_tonight.median_s > 80  # from this night's own jobs (the prior: 60)
 
-        # The next run starts from what the first left in the store.
-        second = await night(store, sim, tmp_path / "v2", [])
+        # The next run starts from what the first left in the store, and its log says
+        # what it learned: a user can see why a night polled when it did.
+        log: list[Any] = []
+        second = await night(store, sim, tmp_path / "v2", ["b0"], log)
+        schedules = [d for e, d in log if e == "poll_schedule"]
+        assert schedules and schedules[0]["model"] == MODEL and schedules[0]["samples"] >= 40
+        first_logged = schedules[0]
+        assert first_logged["median_s"] > 80 and first_logged["max_notice_delay_s"] == 10.0
+        assert first_logged["poll_ages_s"][0] == first_logged["first_poll_s"] > 0
         assert second.ctx is not None
         read_back = second.ctx.polls.schedule(group_of(MODEL, "720p")).dist
         assert read_back.median_s > 80  # its 40 jobs, read at the start (the prior: 60)

@@ -30,7 +30,7 @@ from batchveo.clock import Alarms
 from batchveo.routes import Route
 from batchveo.run.config import RunConfig
 from batchveo.run.lanes import ClientsByRoute, Lane, Lanes
-from batchveo.run.pollplan import PollPlan
+from batchveo.run.pollplan import PollPlan, schedule_details
 from batchveo.run.wakeups import Signal
 from batchveo.spec import JobSpec
 from batchveo.states import ErrorKind, JobState
@@ -180,6 +180,9 @@ class RunContext:
         self.lanes = lanes or Lanes.build(clients, config, clock, rng=self.rng)
         self.polls = polls or PollPlan(config, self.rng)
         """When each operation is polled (the first poll, the next after a running answer)."""
+        self.polls.on_learned = lambda key, learned, samples: self.emit(
+            "poll_schedule", **schedule_details(key, learned, samples)
+        )
         self.default_route: Route = self.lanes.default
         """The run's own route (its flags): fills what a job's stored route leaves unset."""
         self.downloads = downloads

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from batchveo.models import DEFAULT_PARAMS
@@ -37,6 +37,31 @@ HISTORY_ROWS = 2000
 """How many finished jobs a run reads from the store at its start (the latest)."""
 REBUILD_EVERY = 32
 """Past 32 samples, a group's schedule is rebuilt every this many new ones."""
+LOGGED_POLLS = 6
+"""Poll ages a learned schedule's log line lists (its first polls: where it differs)."""
+
+Learner = Callable[[GroupKey, Learned, int], None]
+"""Told of every schedule built: its group, the schedule, how many samples it came from."""
+
+
+def schedule_details(key: GroupKey, schedule: Learned, samples: int) -> dict[str, object]:
+    """What the run log says of a learned schedule (``poll_schedule``): whom it is for,
+    what it learned from, and when it polls, so a night's polls can be explained."""
+    ages = []
+    for age in schedule.ages():
+        ages.append(round(age, 1))
+        if len(ages) == LOGGED_POLLS:
+            break
+    return {
+        "model": key[0],
+        "resolution": key[1],
+        "samples": samples,
+        "median_s": round(schedule.dist.median_s, 1),
+        "sigma": round(schedule.dist.sigma, 3),
+        "first_poll_s": round(schedule.first_s, 1),
+        "poll_ages_s": ages,
+        "max_notice_delay_s": schedule.bound_s,
+    }
 
 
 def group_of(model: str, resolution: object) -> GroupKey:
@@ -73,6 +98,8 @@ class PollPlan:
         self._rng = rng
         self._prior = prior
         self._groups: dict[GroupKey, _Group] = {}
+        self.on_learned: Learner | None = None
+        """Told of every schedule built (the run logs it)."""
         if self.learning:
             for model, resolution, duration_s, polls in reversed(list(history)):
                 self._group(group_of(model, resolution)).samples.append(Finished(duration_s, polls))
@@ -128,6 +155,8 @@ class PollPlan:
                 running_s=group.running.values(),
             )  # fmt: skip
             group.new = 0
+            if self.on_learned is not None:
+                self.on_learned(key, group.schedule, len(group.samples))
         return group.schedule
 
     def _group(self, key: GroupKey) -> _Group:
