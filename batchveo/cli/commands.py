@@ -23,7 +23,7 @@ from batchveo.states import JobState
 
 if TYPE_CHECKING:
     from batchveo.report import ReportSummary
-    from batchveo.store import Event, Job, Review, Store
+    from batchveo.store import Event, Job, Review, Store, Take
 
 
 async def _open_store(db_path: Path) -> Store:
@@ -100,17 +100,18 @@ def status(as_json: bool, db_path: Path) -> None:
 def show(job_id: str, db_path: Path) -> None:
     """One job with its full event history."""
     from batchveo.cli.display import job_lines
-    from batchveo.cli.review import review_lines
+    from batchveo.cli.review import review_lines, take_lines
 
-    async def go() -> tuple[Job, list[Event], Review | None]:
+    async def go() -> tuple[Job, list[Event], Review | None, list[Take]]:
         async with await _open_store(db_path) as store:
             job = await store.get(job_id)
             if job is None:
                 raise UserError(f"{db_path}: no job {job_id!r}")
-            return job, await store.history(job), await store.review_of(job_id)
+            review = await store.review_of(job_id)
+            return job, await store.history(job), review, await store.takes_of(job_id)
 
-    job, events, review = run_async(go, db_path)
-    for line in [*job_lines(job, events), *review_lines(review)]:
+    job, events, review, takes = run_async(go, db_path)
+    for line in [*job_lines(job, events), *review_lines(review), *take_lines(takes)]:
         click.echo(line)
 
 

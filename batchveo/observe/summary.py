@@ -54,14 +54,25 @@ _REVIEW_OUTCOMES = ("passed", "flagged", "error", "skipped")
 
 
 def _review_data(
-    per_batch: dict[str, dict[str, Any]], flagged: list[tuple[str, str, float | None]]
+    per_batch: dict[str, dict[str, Any]],
+    flagged: list[tuple[str, str, float | None]],
+    takes: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The reviews' counts (overall and per batch), their cost, the flagged takes."""
+    """The reviews' counts (overall and per batch), their cost, the flagged takes, and the
+    retakes made and chosen (``takes``: ``Takes.retake_counts``)."""
+    takes = takes or {}
     data: dict[str, Any] = {k: sum(b[k] for b in per_batch.values()) for k in _REVIEW_OUTCOMES}
     # A review costs a fraction of a cent: four decimals, not two.
     data["cost_usd"] = round(sum(b["cost_usd"] for b in per_batch.values()), 4)
+    data["retakes"] = sum(t["retakes"] for t in takes.values())
+    data["chosen_retakes"] = sum(t["chosen"] for t in takes.values())
     data["batches"] = {
-        name: {**{k: b[k] for k in _REVIEW_OUTCOMES}, "cost_usd": round(b["cost_usd"], 4)}
+        name: {
+            **{k: b[k] for k in _REVIEW_OUTCOMES},
+            "cost_usd": round(b["cost_usd"], 4),
+            "retakes": takes.get(name, {}).get("retakes", 0),
+            "chosen_retakes": takes.get(name, {}).get("chosen", 0),
+        }
         for name, b in per_batch.items()
     }
     data["flagged_takes"] = [
@@ -165,7 +176,11 @@ async def status_data(
         "at_risk": at_risk,
         "uncertain": uncertain,
         "routes": [_route_row(r, counts) for r, counts in await store.route_counts()],
-        "reviews": _review_data(await store.review_counts(), await store.flagged(FLAGGED_LISTED)),
+        "reviews": _review_data(
+            await store.review_counts(),
+            await store.flagged(FLAGGED_LISTED),
+            await store.retake_counts(),
+        ),
     }
 
 

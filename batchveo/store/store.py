@@ -22,10 +22,11 @@ from batchveo.store.migrations import MIGRATIONS, Migration
 from batchveo.store.pricing import Pricing
 from batchveo.store.reads import Reads
 from batchveo.store.reviews import Reviews
+from batchveo.store.takes import Takes
 from batchveo.store.writes import Writes
 
 
-class Store(Loading, Claims, Writes, Reads, Pricing, Reviews):
+class Store(Loading, Claims, Writes, Reads, Pricing, Reviews, Takes):
     """Async access to the job database; one instance per process."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):
