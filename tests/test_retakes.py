@@ -21,7 +21,7 @@ from batchveo.run.plan import make_plan
 from batchveo.sim.review import answer_text, score_sequence
 from batchveo.spec import take_hash
 from batchveo.states import JobState
-from batchveo.store import OVER_BUDGET, RetakeAsk, Review, ReviewStatus, Store
+from batchveo.store import OVER_BUDGET, Retake, RetakeAsk, Review, ReviewStatus, Store
 from batchveo.verdicts import ReviewSettings
 from tests.helpers import make_spec
 from tests.review_helpers import done_jobs
@@ -218,3 +218,30 @@ async def test_plan_counts_a_pending_retakes_worst_case_with_the_takes_it_has_le
     take = (await store.get("a~2")).cost_usd  # type: ignore[union-attr]
     per_take = take + plan.review_cost_usd
     assert plan.retakes_worst_usd == pytest.approx(per_take)  # one more (a~3), not two
+
+
+async def test_the_retake_is_made_in_the_verdicts_own_transaction(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure while making the retake takes the verdict back with it: the review stays
+    due and is asked again, so a verdict is never kept without the retake it asked for."""
+    from batchveo.store import takes
+
+    await done_jobs(store, tmp_path, {"a": "a hand"})
+    monkeypatch.setattr(takes, "_COUNT_SQL", "INSERT INTO no_such_table VALUES (?)")
+    with pytest.raises(sqlite3.OperationalError):
+        await store.record_verdict(verdict("a", 3), ONE_RETAKE)
+    assert await store.due_reviews() == ["a"]
+    assert sorted(rows(store)) == ["a"]
+    monkeypatch.undo()
+    assert (await store.record_verdict(verdict("a", 3), ONE_RETAKE)).retake.job_id == "a~2"
+
+
+async def test_a_take_id_held_by_a_job_loaded_before_the_rule_makes_no_retake(
+    store: Store, tmp_path: Path
+) -> None:
+    await done_jobs(store, tmp_path, {"a": "a hand"})
+    await store.add_jobs([make_spec("a~2", "someone else's job")])  # an old manifest's id
+    recorded = await store.record_verdict(verdict("a", 3), ONE_RETAKE)
+    assert recorded.retake == Retake(None, "retake not made: the id a~2 is taken")
+    assert rows(store)["a~2"][1] is None  # left as it was: not a take
