@@ -6,6 +6,7 @@ The end-to-end runs over real sockets are tests/test_retakes_e2e.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -245,3 +246,41 @@ async def test_a_take_id_held_by_a_job_loaded_before_the_rule_makes_no_retake(
     recorded = await store.record_verdict(verdict("a", 3), ONE_RETAKE)
     assert recorded.retake == Retake(None, "retake not made: the id a~2 is taken")
     assert rows(store)["a~2"][1] is None  # left as it was: not a take
+
+
+def test_show_and_status_tell_the_takes_and_the_chosen_one(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from batchveo.cli import main
+
+    db = tmp_path / "jobs.db"
+
+    async def make() -> None:
+        async with await Store.open(db) as store:
+            await done_jobs(store, tmp_path, {"a": "a hand", "b": "a hat"})
+            await store.record_verdict(verdict("a", 3), ONE_RETAKE)
+            await finish(store, tmp_path, "a~2")
+            await store.record_verdict(verdict("a~2", 8, ReviewStatus.PASSED), ONE_RETAKE)
+            await store.record_verdict(verdict("b", 2), RetakeAsk(1, 0.0, budget_usd=0.0))
+
+    asyncio.run(make())
+
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(main, [*args, "--db", str(db)])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    for job_id in ("a", "a~2"):  # either take shows the job's takes
+        shown = invoke("show", job_id)
+        assert (
+            "takes:\n  a (take 1): flagged, score 3\n  a~2 (take 2): passed, score 8  <- chosen\n"
+            in shown
+        )
+    assert "  retaken as a~2\n" in invoke("show", "a")
+    shown = invoke("show", "b")
+    assert f"  {OVER_BUDGET}\n" in shown and "takes:" not in shown
+    reviews = json.loads(invoke("status", "--json"))["reviews"]
+    assert (reviews["retakes"], reviews["chosen_retakes"]) == (1, 1)
+    assert reviews["batches"]["b1"]["retakes"] == 1
+    text = invoke("status")
+    assert "retakes" in text and "chosen" in text
