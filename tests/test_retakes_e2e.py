@@ -130,7 +130,7 @@ async def test_a_budget_without_room_for_a_retake_flags_without_retaking(
 N_JOBS = 8
 RUN_FLAGS = [
     "--rpm", "0", "--first-poll", "0.02s", "--poll-interval", "0.02s", "--submitters", "2",
-    "--downloaders", "2", "--max-inflight", "4", "--review-rpm", "0", "--review-inflight", "2",
+    "--downloaders", "2", "--max-inflight", "4", "--review-inflight", "2",
 ]  # fmt: skip
 
 
@@ -144,11 +144,11 @@ def crash_manifest(path: Path) -> dict[str, str]:
     return prompts
 
 
-async def start_run(tmp: Path, sim: Simulator) -> asyncio.subprocess.Process:
+async def start_run(tmp: Path, sim: Simulator, review_rpm: str) -> asyncio.subprocess.Process:
     env = dict(os.environ, BATCHVEO_API_KEY=KEY, BATCHVEO_BASE_URL=sim.url)
     args = ["run", str(tmp / "jobs.yaml"), "--db", str(tmp / "jobs.db"), "--out", str(tmp / "out")]
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "batchveo", *args, *RUN_FLAGS,
+        sys.executable, "-m", "batchveo", *args, *RUN_FLAGS, "--review-rpm", review_rpm,
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
 
@@ -169,16 +169,19 @@ async def test_kill_9_during_reviews_and_retakes_then_rerun_sends_no_take_twice(
     prompts = crash_manifest(tmp_path / "jobs.yaml")
     db = tmp_path / "jobs.db"
     async with fast_sim(latency_s="0.01,0.03") as sim:
-        proc = await start_run(tmp_path, sim)
+        # Reviews paced (one per 0.2 s): the kill comes with retakes made and reviews due.
+        proc = await start_run(tmp_path, sim, review_rpm="300")
         await wait_until(lambda: _mid_retakes(db), 60, what="a retake with reviews due")
         proc.kill()
         await proc.wait()
+        killed_with = db_rows(db, "SELECT id FROM jobs WHERE take_of IS NOT NULL")
         sim.configure(latency_s=(0.0, 0.0))
-        proc = await start_run(tmp_path, sim)
+        proc = await start_run(tmp_path, sim, review_rpm="0")
         _, err = await proc.communicate()
         stats = sim.stats()
     uncertain = {i for (i,) in db_rows(db, "SELECT id FROM jobs WHERE state = 'uncertain'")}
     assert proc.returncode == (1 if uncertain else 0), err.decode()
+    assert killed_with, "the kill came after the retakes"
     rows = db_rows(
         db,
         "SELECT j.id, j.prompt, j.state, j.take_of, j.take, r.status, r.retake"

@@ -108,6 +108,8 @@ def _take_output(output_name: str | None, take: int) -> str | None:
 async def make_retake(db: aiosqlite.Connection, job_id: str, ask: RetakeAsk, now: float) -> Retake:
     """Another take of flagged ``job_id``'s job, in the caller's transaction (module
     docstring); what the verdict says of it."""
+    if ask.retakes <= 0:
+        return Retake(None, None)  # flag only
     rows = list(
         await db.execute_fetchall(
             "SELECT COALESCE(o.id, j.id), COALESCE(o.spec_hash, j.spec_hash),"
@@ -117,7 +119,7 @@ async def make_retake(db: aiosqlite.Connection, job_id: str, ask: RetakeAsk, now
             (job_id,),
         )
     )
-    if not rows or ask.retakes <= 0:
+    if not rows:
         return Retake(None, None)
     root, root_hash, orphan, output, take, batch = rows[0]
     if orphan:
