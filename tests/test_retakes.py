@@ -282,5 +282,10 @@ def test_show_and_status_tell_the_takes_and_the_chosen_one(tmp_path: Path) -> No
     reviews = json.loads(invoke("status", "--json"))["reviews"]
     assert (reviews["retakes"], reviews["chosen_retakes"]) == (1, 1)
     assert reviews["batches"]["b1"]["retakes"] == 1
+    assert {t["id"]: t["retake"] for t in reviews["flagged_takes"]} == {
+        "a": "retaken as a~2", "b": OVER_BUDGET,
+    }  # fmt: skip
     text = invoke("status")
     assert "retakes" in text and "chosen" in text
+    assert "  a (b1): score 3; retaken as a~2\n" in text
+    assert f"  b (b1): score 2; {OVER_BUDGET}\n" in text

@@ -186,7 +186,7 @@ def test_status_show_and_export_tell_the_verdicts(fake: FakeReviews) -> None:
     data = json.loads(invoke("status", "--json", "--db", "jobs.db").stdout)
     reviews = data["reviews"]
     assert (reviews["passed"], reviews["flagged"], reviews["error"]) == (1, 1, 0)
-    assert reviews["flagged_takes"] == [{"id": "bad", "batch": "b1", "score": 3.0}]
+    assert reviews["flagged_takes"] == [{"id": "bad", "batch": "b1", "score": 3.0, "retake": None}]
     text = invoke("status", "--db", "jobs.db").stdout
     assert "reviews" in text and "bad (b1): score 3" in text
 

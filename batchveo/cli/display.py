@@ -105,7 +105,8 @@ def review_renderables(reviews: dict[str, Any] | None) -> list[RenderableType]:
         parts.append(Text("Flagged takes (see `batchveo show ID` for the defects):", style="bold"))
         for t in reviews["flagged_takes"]:
             score = "-" if t["score"] is None else f"{t['score']:g}"
-            parts.append(Text(f"  {t['id']} ({t['batch']}): score {score}"))
+            retake = f"; {t['retake']}" if t.get("retake") else ""
+            parts.append(Text(f"  {t['id']} ({t['batch']}): score {score}{retake}"))
         if (more := reviews["flagged"] - len(reviews["flagged_takes"])) > 0:
             parts.append(Text(f"  ... and {more:,} more (`batchveo export`)"))
     return parts

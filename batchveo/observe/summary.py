@@ -57,9 +57,11 @@ def _review_data(
     per_batch: dict[str, dict[str, Any]],
     flagged: list[tuple[str, str, float | None]],
     takes: dict[str, dict[str, Any]] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The reviews' counts (overall and per batch), their cost, the flagged takes, and the
-    retakes made and chosen (``takes``: ``Takes.retake_counts``)."""
+    """The reviews' counts (overall and per batch), their cost, the flagged takes (with what
+    became of their retake, ``notes``), and the retakes made and chosen (``takes``:
+    ``Takes.retake_counts``)."""
     takes = takes or {}
     data: dict[str, Any] = {k: sum(b[k] for b in per_batch.values()) for k in _REVIEW_OUTCOMES}
     # A review costs a fraction of a cent: four decimals, not two.
@@ -75,8 +77,10 @@ def _review_data(
         }
         for name, b in per_batch.items()
     }
+    notes = notes or {}
     data["flagged_takes"] = [
-        {"id": job_id, "batch": batch, "score": score} for job_id, batch, score in flagged
+        {"id": job_id, "batch": batch, "score": score, "retake": notes.get(job_id)}
+        for job_id, batch, score in flagged
     ]
     return data
 
@@ -164,6 +168,7 @@ async def status_data(
         {"id": j.id, "batch": j.batch, "error": j.error}
         for j in await store.briefs([JobState.UNCERTAIN])
     ]
+    flagged = await store.flagged(FLAGGED_LISTED)
     return {
         "total": sum(overall.values()),
         "states": _state_counts(overall),
@@ -178,8 +183,9 @@ async def status_data(
         "routes": [_route_row(r, counts) for r, counts in await store.route_counts()],
         "reviews": _review_data(
             await store.review_counts(),
-            await store.flagged(FLAGGED_LISTED),
+            flagged,
             await store.retake_counts(),
+            await store.retake_notes([job_id for job_id, _, _ in flagged]),
         ),
     }
 

@@ -22,6 +22,7 @@ best, the earliest on a tie; if none has a score, the original.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,6 +190,18 @@ class Takes(Core):
     async def chosen_take(self, job_id: str) -> str | None:
         """The id of the chosen take of ``job_id``'s job (given any of its takes)."""
         return next((t.job_id for t in await self.takes_of(job_id) if t.chosen), None)
+
+    async def retake_notes(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """Of these takes (a few: ``status`` lists 50), what became of the retake each one's
+        flagged verdict asked for, where it says."""
+        if not job_ids:
+            return {}
+        rows = await self._query(
+            "SELECT job_id, retake FROM reviews WHERE retake IS NOT NULL"
+            f" AND job_id IN ({','.join('?' * len(job_ids))})",
+            job_ids,
+        )
+        return {job_id: note for job_id, note in rows}
 
     async def retake_counts(self) -> dict[str, dict[str, Any]]:
         """Per batch with a retake: ``retakes`` made, and ``chosen`` (jobs whose chosen take
