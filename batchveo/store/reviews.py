@@ -4,7 +4,9 @@ A job entering ``done`` gets a ``reviews`` row with no status (migration 012's t
 the transition's own statement): it is *due*. ``record_review`` writes the verdict, the
 error or the skip over that row in one statement, only while the row is still due, so a
 review cut off by a kill is simply asked again by the next run and none is ever recorded
-twice. ``reopen_reviews`` makes rows due again (``batchveo review --force``).
+twice. ``reopen_reviews`` makes rows due again (``batchveo review --force``). A flagged
+verdict recorded with ``record_verdict`` also makes the job's next take, if it may, in the
+same transaction (``takes``), and keeps what became of it in the row's ``retake``.
 
 A batch's settings (``defaults: review:``) are kept as JSON beside it, the latest load's
 word winning, as for budgets.
