@@ -22,12 +22,20 @@ MAX_SEGMENT_CHARS = 150
 """A sanitised name is cut here (then a hash is added): well under any file system's 255."""
 
 
+_TAKE_SUFFIX = re.compile(r"~[0-9]+$")
+"""A retake's mark (``ID~2``: ``store.takes``), kept as it is after the cleaned name."""
+
+
 def safe_segment(name: str) -> str:
     """One path segment that cannot climb out of the output folder or hide.
 
     When cleaning changed the name, a short hash of the original is added, so
-    "shot 1", "shot?1" and "shot_1" do not all become ``shot_1.mp4``.
+    "shot 1", "shot?1" and "shot_1" do not all become ``shot_1.mp4``. A retake's ``~N``
+    stays at the end (``ID~2.mp4`` beside ``ID.mp4``); no manifest's id ends so.
     """
+    take = _TAKE_SUFFIX.search(name)
+    if take is not None and take.start() > 0:
+        return safe_segment(name[: take.start()]) + take.group()
     cleaned = _SAFE.sub("_", name).strip("._")[:MAX_SEGMENT_CHARS] or "job"
     if cleaned != name:
         cleaned += "-" + hashlib.sha256(name.encode()).hexdigest()[:8]

@@ -106,6 +106,14 @@ def text_hasher(model: str, params: Mapping[str, Any], output_name: str | None) 
     return hash_of
 
 
+def take_hash(spec_hash: str, take: int) -> str:
+    """The identity of take ``take`` (2, 3, ...) of the job whose hash is ``spec_hash``: the
+    same request made again (a retake, ``store.takes``), so not the same job to a load.
+    Derived from the original's, never changing it: every job loaded before keeps its hash.
+    """
+    return hashlib.sha256(f"{spec_hash}~take{take}".encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """An image a job gives: a local file (``path`` + ``sha256``), or, on Vertex, a Cloud

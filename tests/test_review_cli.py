@@ -153,6 +153,17 @@ def test_review_reviews_the_done_videos_then_nothing_until_forced(fake: FakeRevi
     assert len(fake.asks) == 3 and statuses()["bad"] is ReviewStatus.PASSED
 
 
+def test_review_makes_the_retakes_its_flags_ask_for_and_leaves_them_to_the_next_run(
+    fake: FakeReviews,
+) -> None:
+    done_db({"bad": "a hand [review=3]"}, ReviewSettings(retakes=1))
+    result = invoke("review", "--db", "jobs.db", "--review-rpm", "0")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ("reviewed 1 of 1: 1 flagged; 1 retake(s) made, sent by the next run\n")
+    shown = invoke("show", "bad~2", "--db", "jobs.db")
+    assert shown.exit_code == 0 and "  bad~2 (take 2): pending\n" in shown.stdout
+
+
 def test_review_of_a_job_that_is_not_done_is_one_line_exit_2(fake: FakeReviews) -> None:
     done_db({"a": "x"})
     result = invoke("review", "nope", "--db", "jobs.db")
@@ -175,7 +186,7 @@ def test_status_show_and_export_tell_the_verdicts(fake: FakeReviews) -> None:
     data = json.loads(invoke("status", "--json", "--db", "jobs.db").stdout)
     reviews = data["reviews"]
     assert (reviews["passed"], reviews["flagged"], reviews["error"]) == (1, 1, 0)
-    assert reviews["flagged_takes"] == [{"id": "bad", "batch": "b1", "score": 3.0}]
+    assert reviews["flagged_takes"] == [{"id": "bad", "batch": "b1", "score": 3.0, "retake": None}]
     text = invoke("status", "--db", "jobs.db").stdout
     assert "reviews" in text and "bad (b1): score 3" in text
 

@@ -50,9 +50,17 @@ async def test_a_job_is_due_for_review_once_done_and_its_verdict_is_recorded_onc
 
 async def test_videos_done_before_the_migration_are_due_after_it(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
-    before = [m for m in MIGRATIONS if m.name != "012_reviews"]
-    async with await Store.open(db, migrations=before) as old:
-        await done_jobs(old, tmp_path, {"old": "made before reviews existed"})
+    before = MIGRATIONS[: [m.name for m in MIGRATIONS].index("012_reviews")]
+    async with await Store.open(db, migrations=before):
+        pass  # a database as a batchveo before reviews left it (today's code needs more)
+    with sqlite3.connect(db) as conn:  # a video done then, and a job still pending
+        conn.execute("INSERT INTO batches (name, created_at) VALUES ('b1', 0)")
+        for job_id, state in (("old", "done"), ("waits", "pending")):
+            conn.execute(
+                "INSERT INTO jobs (id, batch, state, spec_hash, prompt, model, params, inputs,"
+                " created_at, updated_at) VALUES (?, 'b1', ?, 'h', 'p', 'm', '{}', '{}', 0, 0)",
+                (job_id, state),
+            )
     async with await Store.open(db) as store:
         assert await store.due_reviews() == ["old"]
 

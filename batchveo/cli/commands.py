@@ -24,7 +24,7 @@ from batchveo.states import JobState
 if TYPE_CHECKING:
     from batchveo.report import ReportSummary
     from batchveo.report.sheet import SheetSummary
-    from batchveo.store import Event, Job, Review, Store
+    from batchveo.store import Event, Job, Review, Store, Take
 
 
 async def _open_store(db_path: Path) -> Store:
@@ -102,9 +102,9 @@ def status(as_json: bool, db_path: Path) -> None:
 def show(job_id: str, db_path: Path) -> None:
     """One job with its full event history."""
     from batchveo.cli.display import job_lines
-    from batchveo.cli.review import review_lines
+    from batchveo.cli.review import review_lines, take_lines
 
-    async def go() -> tuple[Job, list[Event], list[Job], Review | None]:
+    async def go() -> tuple[Job, list[Event], list[Job], Review | None, list[Take]]:
         async with await _open_store(db_path) as store:
             job = await store.get(job_id)
             if job is None:
@@ -114,10 +114,11 @@ def show(job_id: str, db_path: Path) -> None:
                 await store.history(job),
                 await store.chain_members(job),
                 await store.review_of(job_id),
+                await store.takes_of(job_id),
             )
 
-    job, events, chain, review = run_async(go, db_path)
-    for line in [*job_lines(job, events, chain), *review_lines(review)]:
+    job, events, chain, review, takes = run_async(go, db_path)
+    for line in [*job_lines(job, events, chain), *review_lines(review), *take_lines(takes)]:
         click.echo(line)
 
 

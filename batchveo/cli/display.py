@@ -95,17 +95,22 @@ def review_renderables(reviews: dict[str, Any] | None) -> list[RenderableType]:
     if not reviews or not reviews["batches"]:
         return []
     table = Table(title="reviews (a model watched each take)", title_justify="left")
-    for col in ("batch", "passed", "flagged", "errors", "skipped", "cost"):
+    retakes = bool(reviews.get("retakes"))
+    cols = ["batch", "passed", "flagged", "errors", "skipped", "cost"]
+    cols += ["retakes", "chosen retakes"] if retakes else []
+    for col in cols:
         table.add_column(col, justify="left" if col == "batch" else "right")
     for name, b in reviews["batches"].items():
         counts = [str(b[k]) for k in ("passed", "flagged", "error", "skipped")]
-        table.add_row(name, *counts, f"${b['cost_usd']:,.4f}")
+        taken = [str(b["retakes"]), str(b["chosen_retakes"])] if retakes else []
+        table.add_row(name, *counts, f"${b['cost_usd']:,.4f}", *taken)
     parts: list[RenderableType] = [table]
     if reviews["flagged_takes"]:
         parts.append(Text("Flagged takes (see `batchveo show ID` for the defects):", style="bold"))
         for t in reviews["flagged_takes"]:
             score = "-" if t["score"] is None else f"{t['score']:g}"
-            parts.append(Text(f"  {t['id']} ({t['batch']}): score {score}"))
+            retake = f"; {t['retake']}" if t.get("retake") else ""
+            parts.append(Text(f"  {t['id']} ({t['batch']}): score {score}{retake}"))
         if (more := reviews["flagged"] - len(reviews["flagged_takes"])) > 0:
             parts.append(Text(f"  ... and {more:,} more (`batchveo export`)"))
     return parts

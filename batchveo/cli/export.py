@@ -74,9 +74,14 @@ REVIEW_FIELDS = (
     "review_tokens_out",
     "review_cost_usd",
     "reviewed_at",
+    "review_retake",
 )
 """The verdict of each take (``store.reviews``): empty for a take not reviewed (yet);
-``review_defects`` a list of ``{at: "MM:SS", issue}``."""
+``review_defects`` a list of ``{at: "MM:SS", issue}``; ``review_retake`` what became of the
+retake a flagged verdict asked for."""
+TAKE_FIELDS = ("take_of", "take", "chosen")
+"""Which take of which job a row is (``take_of`` empty and ``take`` 1 on an original), and
+whether it is its job's chosen result (``store.takes``): every take is a row."""
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection")."""
@@ -91,7 +96,7 @@ def write_export(out: IO[str], rows: Iterable[dict[str, Any]], fmt: str) -> int:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
         return n
-    writer = csv.DictWriter(out, fieldnames=[*EXPORT_FIELDS, *REVIEW_FIELDS])
+    writer = csv.DictWriter(out, fieldnames=[*EXPORT_FIELDS, *REVIEW_FIELDS, *TAKE_FIELDS])
     writer.writeheader()
     for row in rows:
         for k in ("params", "inputs", "files", "filtered_reasons", "review_defects"):
@@ -109,11 +114,13 @@ def export_database(
     the store open (its migrations applied)."""
     from batchveo.store import Snapshot
     from batchveo.store.reviews import EXPORT_SQL
+    from batchveo.store.takes import EXPORT_SQL as TAKES_SQL
 
     with Snapshot.open(db) as snap:
         if snap is None:
             raise StoreError(f"{db}: not set up although open")
-        rows = snap.rows(EXPORT_FIELDS, states, batch=batch, extra=EXPORT_SQL)
+        extra = EXPORT_SQL | TAKES_SQL
+        rows = snap.rows(EXPORT_FIELDS, states, batch=batch, extra=extra)
         return write_export(out, (_with_verdict(row) for row in rows), fmt)
 
 
@@ -123,6 +130,7 @@ def _with_verdict(row: dict[str, Any]) -> dict[str, Any]:
     row["review_defects"] = [] if defects is None else json.loads(defects)
     matches = row["review_matches_prompt"]
     row["review_matches_prompt"] = None if matches is None else bool(matches)
+    row["chosen"] = bool(row["chosen"])
     return row
 
 

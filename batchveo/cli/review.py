@@ -10,7 +10,7 @@ database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +20,7 @@ from batchveo.cli.boundary import main, run_async
 from batchveo.cli.params import F, db_option, provider_options
 
 if TYPE_CHECKING:
-    from batchveo.store import Review
+    from batchveo.store import Review, Take
 
 _RESOLUTIONS = ("low", "medium", "high")
 
@@ -129,3 +129,17 @@ def review_lines(review: Review | None) -> Iterator[str]:
         yield f"  {visible(review.error)}"
     if review.reviewed_at is not None:
         yield f"  reviewed at {utc_seconds(review.reviewed_at)}"
+    if review.retake:
+        yield f"  {review.retake}"
+
+
+def take_lines(takes: Sequence[Take]) -> Iterator[str]:
+    """``batchveo show``: a job's takes (if it has retakes), their scores, the chosen one."""
+    if len(takes) < 2:
+        return
+    yield "takes:"
+    for t in takes:
+        verdict = t.status or ("due" if t.state == "done" else t.state)
+        score = "" if t.score is None else f", score {t.score:g}"
+        chosen = "  <- chosen" if t.chosen else ""
+        yield f"  {t.job_id} (take {t.take}): {verdict}{score}{chosen}"

@@ -201,6 +201,10 @@ def budget_usd(v: object) -> float:
     return float(v)
 
 
+_TAKE_ID = re.compile(r".~[0-9]+$")
+"""How a retake's id ends (``store.takes``): no manifest's id may, so none is ever a take's."""
+
+
 def job_id(v: object) -> str:
     """An id given in the manifest: one file name (it names the video by default)."""
     if isinstance(v, bool) or not isinstance(v, str | int | float):
@@ -214,6 +218,8 @@ def job_id(v: object) -> str:
         raise Bad(f"id is {len(s)} characters; at most {MAX_ID_CHARS}")
     if s in (".", "..") or "/" in s or "\\" in s or NAME_CONTROL.search(s):
         raise Bad(f"id {s!r} must not be '.' or '..' nor contain '/', '\\' or control characters")
+    if _TAKE_ID.search(s):
+        raise Bad(f"id {s!r} must not end in '~' and a number: that names a retake (ID~2)")
     return s
 
 

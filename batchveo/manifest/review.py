@@ -3,8 +3,8 @@
 Each value is checked as any field is (``fields``): a problem is one line at the
 ``review:`` key's ``FILE:LINE``, and the manifest loads nothing. The settings are the
 batch's (``store.reviews``): the batch's videos are reviewed with them, the latest load's
-word winning as for ``budget:``. ``retakes`` is read and kept; retakes themselves are a
-later step.
+word winning as for ``budget:``. ``retakes`` is how many more takes a flagged job may get
+(``store.takes``).
 """
 
 from __future__ import annotations

@@ -55,18 +55,33 @@ _REVIEW_OUTCOMES = ("passed", "flagged", "error", "skipped")
 
 
 def _review_data(
-    per_batch: dict[str, dict[str, Any]], flagged: list[tuple[str, str, float | None]]
+    per_batch: dict[str, dict[str, Any]],
+    flagged: list[tuple[str, str, float | None]],
+    takes: dict[str, dict[str, Any]] | None = None,
+    notes: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The reviews' counts (overall and per batch), their cost, the flagged takes."""
+    """The reviews' counts (overall and per batch), their cost, the flagged takes (with what
+    became of their retake, ``notes``), and the retakes made and chosen (``takes``:
+    ``Takes.retake_counts``)."""
+    takes = takes or {}
     data: dict[str, Any] = {k: sum(b[k] for b in per_batch.values()) for k in _REVIEW_OUTCOMES}
     # A review costs a fraction of a cent: four decimals, not two.
     data["cost_usd"] = round(sum(b["cost_usd"] for b in per_batch.values()), 4)
+    data["retakes"] = sum(t["retakes"] for t in takes.values())
+    data["chosen_retakes"] = sum(t["chosen"] for t in takes.values())
     data["batches"] = {
-        name: {**{k: b[k] for k in _REVIEW_OUTCOMES}, "cost_usd": round(b["cost_usd"], 4)}
+        name: {
+            **{k: b[k] for k in _REVIEW_OUTCOMES},
+            "cost_usd": round(b["cost_usd"], 4),
+            "retakes": takes.get(name, {}).get("retakes", 0),
+            "chosen_retakes": takes.get(name, {}).get("chosen", 0),
+        }
         for name, b in per_batch.items()
     }
+    notes = notes or {}
     data["flagged_takes"] = [
-        {"id": job_id, "batch": batch, "score": score} for job_id, batch, score in flagged
+        {"id": job_id, "batch": batch, "score": score, "retake": notes.get(job_id)}
+        for job_id, batch, score in flagged
     ]
     return data
 
@@ -154,6 +169,7 @@ async def status_data(
         {"id": j.id, "batch": j.batch, "error": j.error}
         for j in await store.briefs([JobState.UNCERTAIN])
     ]
+    flagged = await store.flagged(FLAGGED_LISTED)
     return {
         "total": sum(overall.values()),
         "states": _state_counts(overall),
@@ -166,7 +182,12 @@ async def status_data(
         "at_risk": at_risk,
         "uncertain": uncertain,
         "routes": [_route_row(r, counts) for r, counts in await store.route_counts()],
-        "reviews": _review_data(await store.review_counts(), await store.flagged(FLAGGED_LISTED)),
+        "reviews": _review_data(
+            await store.review_counts(),
+            flagged,
+            await store.retake_counts(),
+            await store.retake_notes([job_id for job_id, _, _ in flagged]),
+        ),
         "chains": [
             {"root": c.root, "done": c.done, "total": c.total} for c in await store.chain_counts()
         ],

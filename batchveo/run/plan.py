@@ -99,6 +99,8 @@ class _Candidate:
     model: str
     params: Mapping[str, Any]
     cost_usd: float
+    take: int = 1
+    """Which take of its job it is (a retake waiting to be sent: 2, 3, ...)."""
 
 
 @dataclass
@@ -127,9 +129,11 @@ def _read(
         # Jobs the run sends again (--resubmit-uncertain) are pending, not committed, by then.
         still_committed = [s for s in COMMITTED_STATES if s not in sendable]
         out.committed_micro_usd = snap.committed_micro_usd(still_committed, cost_of)
+        takes = snap.take_numbers(sendable)
         for job in snap.costed(sendable):  # the claim's order
             usd = job.cost_usd if cost_of is None else cost_of(job.model, job.params)
-            out.queued.append((job.id, _Candidate(job.batch, job.model, job.params, usd)))
+            take = takes.get(job.id, 1)
+            out.queued.append((job.id, _Candidate(job.batch, job.model, job.params, usd, take)))
         out.states = snap.states_of(ids)
         out.reviews = snap.review_settings()
     return out
@@ -217,4 +221,5 @@ def _add_reviews(plan: Plan, c: _Candidate, settings: ReviewSettings) -> None:
     review_usd = videos * estimate_review_usd(settings, int(c.params.get("durationSeconds", 8)))
     plan.reviews += videos
     plan.review_cost_usd += review_usd
-    plan.retakes_worst_usd += settings.retakes * (c.cost_usd + review_usd)
+    left = max(0, 1 + settings.retakes - c.take)  # a retake has the rest of its job's
+    plan.retakes_worst_usd += left * (c.cost_usd + review_usd)

@@ -46,6 +46,8 @@ class ReviewTally:
     recorded: dict[ReviewStatus, int] = field(default_factory=dict)
     stopped: str | None = None
     asked: int = 0
+    retakes: int = 0
+    """Retakes the flagged verdicts made: pending jobs, sent by the next run."""
 
     def summary(self) -> str:
         if not self.asked:
@@ -54,6 +56,8 @@ class ReviewTally:
         text = f"reviewed {sum(self.recorded.values())} of {self.asked}: " + (
             ", ".join(parts) or "none recorded"
         )
+        if self.retakes:
+            text += f"; {self.retakes} retake(s) made, sent by the next run"
         return f"{text}; {self.stopped}" if self.stopped else text
 
 
@@ -138,4 +142,4 @@ async def _review(
     )  # fmt: skip
     asked = await reviewer.load_due(ids)
     await stage.review_until_idle(reviewer)
-    return ReviewTally(dict(reviewer.recorded), reviewer.stopped, asked)
+    return ReviewTally(dict(reviewer.recorded), reviewer.stopped, asked, reviewer.retakes)

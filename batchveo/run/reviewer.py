@@ -7,6 +7,10 @@ becomes done (a store observer): no table is swept. Each review takes a turn of 
 pacer (``--review-rpm``, on the run clock) and one of ``--review-inflight`` workers, sends
 the take's file, the job's prompt and the rubric (``ReviewAsk``) and writes the outcome in
 one statement. Cut off by a kill, a review stays due and the next run asks it again.
+A flagged verdict asks for a retake (the batch's ``retakes``): the store makes the job's
+next take in the verdict's own transaction if the job has takes left and the budgets room
+(``store.takes``); the new take is a pending job the submitters claim like any, and its
+review comes when it is done.
 
 What each error means here is the review column of ``errors``' reaction table
 (``Reviewer._failed``). Nothing here changes a job's state or the run's exit code: a
@@ -39,7 +43,7 @@ from batchveo.run.pacing import Pacer
 from batchveo.run.review_cost import estimate_review_usd, review_cost_usd
 from batchveo.run.review_queue import ReviewQueue
 from batchveo.states import JobState
-from batchveo.store import Job, Review, ReviewStatus, Store, TransitionEvent
+from batchveo.store import OVER_BUDGET, Job, RetakeAsk, Review, ReviewStatus, Store, TransitionEvent
 from batchveo.verdicts import ReviewAsk, ReviewSettings, Verdict
 
 REVIEW_TRIES = 5
@@ -78,11 +82,13 @@ class Reviewer:
         budget_usd: float | None = None,
         emit: Callable[..., None] = lambda event, **details: None,
         watching: bool = False,
+        retaken: Callable[[], None] = lambda: None,
     ) -> None:
         """``stored``: the batches' own settings (their manifests'); ``ended``: the run is
         over for every stage; ``changed`` is called whenever ``busy()`` may have turned
         false (the runner's drain check); ``budget_usd``: the run's ``--budget`` (a review
-        is asked only if its estimate fits it and its batch's budget)."""
+        is asked only if its estimate fits it and its batch's budget, a retake made only if
+        its estimate does); ``retaken``: a flagged take's retake was made (pending now)."""
         self.store = store
         self.clock = clock
         self.flags = flags
@@ -99,6 +105,9 @@ class Reviewer:
         """A ``--watch`` run: a manifest dropped meanwhile may ask for its batch's reviews
         (a done job of a batch without settings makes them be read again)."""
         """The run's events (the JSON log): ``reviewed`` per take, ``reviews_stopped``."""
+        self._retaken = retaken
+        self.retakes = 0
+        """Retakes this reviewer's flagged verdicts made."""
         self.over_budget = 0
         """Reviews left due because their estimate would pass a budget."""
         self.queue = ReviewQueue(clock)
@@ -206,6 +215,9 @@ class Reviewer:
         await self._record(
             job, settings, ReviewStatus.PASSED if passed else ReviewStatus.FLAGGED,
             verdict=verdict,
+            retake=RetakeAsk(
+                settings.retakes, estimate_review_usd(settings, video_s), self._budget_usd
+            ),
         )  # fmt: skip
 
     async def _failed(self, job: Job, settings: ReviewSettings, e: BatchveoError) -> None:
@@ -252,7 +264,10 @@ class Reviewer:
         *,
         verdict: Verdict | None = None,
         error: str | None = None,
+        retake: RetakeAsk | None = None,
     ) -> None:
+        """Write the outcome (a flagged one with ``retake`` may make the job's next take,
+        in the same transaction: ``store.takes``) and tell it."""
         tokens_in = verdict.tokens_in if verdict else 0
         tokens_out = verdict.tokens_out if verdict else 0
         review = Review(
@@ -270,12 +285,20 @@ class Reviewer:
             cost_usd=review_cost_usd(settings.model, tokens_in, tokens_out),
             reviewed_at=self.clock(),
         )
-        if await self.store.record_review(review):
+        recorded = await self.store.record_verdict(review, retake)
+        if recorded.recorded:
             self.recorded[status] += 1
+            made = recorded.retake
             self._emit(
                 "reviewed", job=job.id, status=status.value, score=review.score,
                 defects=len(review.defects), error=error, cost_usd=review.cost_usd,
+                retake=made.note,
             )  # fmt: skip
+            if made.job_id is not None:
+                self.retakes += 1
+                self._retaken()  # a pending job: the submitters look again
+            elif made.note == OVER_BUDGET:
+                self._note_error(f"{job.id}: flagged; {made.note}")
         if error is not None:
             self._note_error(f"{job.id}: {error}")
         self.queue.forget(job.id)
@@ -321,7 +344,7 @@ async def run_reviewer(ctx: RunContext, fixed: ReviewClient | None = None) -> Re
         ctx.store, ctx.clock, flags, stored, client_for, ended=ctx.stop.ended,
         changed=ctx.may_be_drained.fire, backoff_s=ctx.backoff_s,
         note_error=ctx.stats.note_error, budget_usd=ctx.config.budget_usd, emit=ctx.emit,
-        watching=watching,
+        watching=watching, retaken=ctx.new_work.fire,
     )  # fmt: skip
     ctx.stop.on_change(reviewer.wake_all)
     await reviewer.load_due()

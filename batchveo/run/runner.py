@@ -251,6 +251,8 @@ class Runner:
             if self.reviewer is not None:
                 recorded = self.reviewer.recorded.items()
                 result.reviews = {status.value: n for status, n in recorded if n}
+                if self.reviewer.retakes:
+                    result.reviews["retaken"] = self.reviewer.retakes
                 result.reviews_stopped = self.reviewer.stopped
             ctx.emit("run_finished", states=states, exit_code=result.exit_code)
         return result

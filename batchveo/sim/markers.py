@@ -32,6 +32,11 @@ content: the client never needs to know about them.
 - ``[sim:corruptxN]`` (Vertex, the simulator's own Cloud Storage): the first N media reads of
   each of its objects answer the right size with one byte changed, so its ``md5Hash`` and
   ``crc32c`` no longer match the metadata.
+
+Review markers (``[sim:review=...]``, read from the question of a ``generateContent``
+review, which quotes the prompt) are ``review``'s: ``[sim:review=N]`` scores N,
+``[sim:review=3/8]`` scores 3 the first review of this question, then 8 (a retake that
+passes), ``bad-json``, ``not-json``, ``refuse``, ``429``/``5xx`` (see ``sim/review.py``).
 """
 
 from __future__ import annotations

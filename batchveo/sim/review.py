@@ -20,6 +20,9 @@ Markers in the question (which quotes the job's prompt):
 
 - none: score 8, matches the prompt, no defects.
 - ``[sim:review=N]`` (N 0-10): score N; below 8, one defect at ``00:05``.
+- ``[sim:review=3/8]`` (scores 0-10, as many as wanted): the first review answered of
+  this question scores 3, the next 8, and so on, the last for every review after (the
+  answered reviews counted per question, so per prompt and rubric: a job's retakes).
 - ``[sim:review=bad-json]``: JSON that breaks the schema (the score a word, no defects);
   ``[sim:review=not-json]``: prose instead of JSON.
 - ``[sim:review=refuse]``: a candidate stopped for ``SAFETY``, with no text.
@@ -80,6 +83,8 @@ MEDIA_RESOLUTIONS = {
     "MEDIA_RESOLUTION_UNSPECIFIED": "medium",
 }
 _MARKER = re.compile(r"\[sim:review=([a-z0-9-]+?)(?:x(\d+))?\]")
+_SCORES = re.compile(r"\[sim:review=([0-9]+(?:/[0-9]+)+)\]")
+"""``[sim:review=3/8]``: the score of each review of the question in turn."""
 _FAULTS = ("429", "500", "502", "503", "504")
 _GENERATE = "PredictionService.GenerateContent"
 _QUOTAS = {
@@ -183,15 +188,23 @@ def review_markers(text: str) -> dict[str, int]:
     return {name: int(n) if n else 1 for name, n in _MARKER.findall(text)}
 
 
-def answer_text(marks: dict[str, int]) -> str | None:
-    """The model's answer for these markers (None: a refusal, no text)."""
+def score_sequence(text: str) -> list[int]:
+    """The scores of a ``[sim:review=3/8]`` marker of ``text`` (empty if none)."""
+    found = _SCORES.search(text)
+    return [] if found is None else [min(10, int(n)) for n in found.group(1).split("/")]
+
+
+def answer_text(marks: dict[str, int], score: int | None = None) -> str | None:
+    """The model's answer for these markers (None: a refusal, no text); ``score``: the
+    score to give (a ``[sim:review=3/8]`` marker's turn), over the markers'."""
     if "refuse" in marks:
         return None
     if "bad-json" in marks:
         return json.dumps({"score": "great", "summary": "Looks fine to me."})
     if "not-json" in marks:
         return "I watched the video and it looks good overall."
-    score = next((int(m) for m in marks if m.isdigit() and int(m) <= 10), PASSING_SCORE)
+    if score is None:
+        score = next((int(m) for m in marks if m.isdigit() and int(m) <= 10), PASSING_SCORE)
     defects = []
     if score < PASSING_SCORE:
         defects = [{"at": "00:05", "issue": "a hand grows a sixth finger"}]
@@ -242,6 +255,7 @@ class ReviewService:
         self._read_object = read_object
         self._files = files
         self._seen: dict[str, int] = {}  # question -> reviews of it received
+        self._answered_of: dict[str, int] = {}  # question -> reviews of it answered
         self._answered: dict[bool, deque[float]] = {False: deque(), True: deque()}
         """Per format (Vertex or not): when each review in the rate window was answered."""
 
@@ -300,7 +314,17 @@ class ReviewService:
             return quota
         digest = hashlib.sha256(asked.video).hexdigest()[:16]
         self._stats.reviewed(digest)
-        return web.json_response(answer_body(asked, answer_text(marks)))
+        return web.json_response(answer_body(asked, answer_text(marks, self._turn(asked))))
+
+    def _turn(self, asked: ReviewRequest) -> int | None:
+        """The score of this answered review of its question, by its ``[sim:review=3/8]``
+        marker (None without one); counted per question."""
+        scores = score_sequence(asked.question)
+        if not scores:
+            return None
+        n = self._answered_of.get(asked.question, 0)
+        self._answered_of[asked.question] = n + 1
+        return scores[min(n, len(scores) - 1)]
 
     def _quota(self, cfg: SimConfig, model: str, vertex: bool) -> web.Response | None:
         """A 429 if ``review_rpm_limit`` reviews were answered within the window, else

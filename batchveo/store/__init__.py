@@ -22,6 +22,7 @@
     pricing.py ....... reprice: the estimates from a price file, by price shape (only the
                        jobs of shapes whose price changed, and the jobs loaded since)
     reviews.py ....... one review per take (due, then its verdict), batches' review settings
+    takes.py ......... retakes made with a flagged verdict (ID~2), the chosen take of a job
 
 Other packages import from here, not from the modules: the layout inside may change.
 """
@@ -34,7 +35,7 @@ from batchveo.store.budget import (
     micro_usd,
 )
 from batchveo.store.reads import Brief, Snapshot
-from batchveo.store.reviews import Review, ReviewStatus
+from batchveo.store.reviews import Recorded, Review, ReviewStatus
 from batchveo.store.rows import (
     AddResult,
     Event,
@@ -44,20 +45,26 @@ from batchveo.store.rows import (
     TransitionObserver,
 )
 from batchveo.store.store import Store
+from batchveo.store.takes import OVER_BUDGET, Retake, RetakeAsk, Take
 
 __all__ = [
     "COMMITTED_STATES",
     "MICRO_USD",
+    "OVER_BUDGET",
     "SPENT_STATES",
     "AddResult",
     "Brief",
     "BudgetRoom",
     "Event",
     "Job",
+    "Recorded",
+    "Retake",
+    "RetakeAsk",
     "Review",
     "ReviewStatus",
     "Snapshot",
     "Store",
+    "Take",
     "Transition",
     "TransitionEvent",
     "TransitionObserver",

@@ -487,4 +487,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         DELETE FROM prices_applied;
         """,
     ),
+    Migration(
+        # Retakes (issue 16): a flagged take with retakes left gets a new take, its own job
+        # row (``ID~2``, ``ID~3``): ``take_of`` names the original (NULL on an original),
+        # ``take`` numbers it (1: the original). The row is made in the transaction that
+        # records the flagged verdict (store/takes.py), so a kill between cannot lose it or
+        # make it twice; jobs_takes finds a job's takes (partial: originals cost nothing).
+        # reviews.retake: what became of the retake a flagged verdict asked for ("retaken as
+        # ID~2", "retake not made: over the budget", ...), for status and show.
+        "015_retakes",
+        """
+        ALTER TABLE jobs ADD COLUMN take_of TEXT;
+        ALTER TABLE jobs ADD COLUMN take INTEGER NOT NULL DEFAULT 1;
+        CREATE INDEX jobs_takes ON jobs(take_of, take) WHERE take_of IS NOT NULL;
+        ALTER TABLE reviews ADD COLUMN retake TEXT;
+        """,
+    ),
 )

@@ -362,6 +362,19 @@ class Snapshot:
             out.update((i, JobState(s)) for i, s in self._conn.execute(sql, chunk))
         return out
 
+    def take_numbers(self, states: Iterable[JobState]) -> dict[str, int]:
+        """Of the jobs in ``states``, the retakes: id -> take number (``store.takes``;
+        none in a database before migration 015)."""
+        wanted = [s.value for s in states]
+        sql = (
+            "SELECT id, take FROM jobs WHERE take_of IS NOT NULL"
+            f" AND state IN ({','.join('?' * len(wanted))})"
+        )
+        try:
+            return {i: int(t) for i, t in self._conn.execute(sql, wanted)}
+        except sqlite3.OperationalError:
+            return {}
+
     def review_settings(self) -> dict[str, ReviewSettings]:
         """The batches' review settings (none in a database before migration 012)."""
         try:

@@ -4,7 +4,9 @@ A job entering ``done`` gets a ``reviews`` row with no status (migration 012's t
 the transition's own statement): it is *due*. ``record_review`` writes the verdict, the
 error or the skip over that row in one statement, only while the row is still due, so a
 review cut off by a kill is simply asked again by the next run and none is ever recorded
-twice. ``reopen_reviews`` makes rows due again (``batchveo review --force``).
+twice. ``reopen_reviews`` makes rows due again (``batchveo review --force``). A flagged
+verdict recorded with ``record_verdict`` also makes the job's next take, if it may, in the
+same transaction (``takes``), and keeps what became of it in the row's ``retake``.
 
 A batch's settings (``defaults: review:``) are kept as JSON beside it, the latest load's
 word winning, as for budgets.
@@ -21,6 +23,7 @@ from typing import Any
 import aiosqlite
 
 from batchveo.store.db import Core
+from batchveo.store.takes import Retake, RetakeAsk, make_retake
 from batchveo.verdicts import Defect, MediaResolution, ReviewSettings
 
 REVIEW_COLUMNS = (
@@ -37,6 +40,7 @@ REVIEW_COLUMNS = (
     "tokens_out",
     "cost_usd",
     "reviewed_at",
+    "retake",
 )
 _SELECT = f"SELECT {', '.join(REVIEW_COLUMNS)} FROM reviews"
 EXPORT_SQL: dict[str, str] = {
@@ -46,6 +50,14 @@ EXPORT_SQL: dict[str, str] = {
 """The verdict columns of an export: each job's review, found by its id (``Snapshot.rows``'
 ``extra``: one index lookup per row, in SQLite)."""
 _SQL_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A verdict written (or not: it was not due), and the retake it made, if any."""
+
+    recorded: bool
+    retake: Retake
 
 
 class ReviewStatus(StrEnum):
@@ -73,6 +85,9 @@ class Review:
     tokens_out: int = 0
     cost_usd: float = 0.0
     reviewed_at: float | None = None
+    retake: str | None = None
+    """What became of the retake a flagged verdict asked for ("retaken as ID~2", "retake
+    not made: over the budget"); None if it asked for none."""
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Review:
@@ -92,6 +107,7 @@ class Review:
             tokens_out=d["tokens_out"],
             cost_usd=d["cost_usd"],
             reviewed_at=d["reviewed_at"],
+            retake=d["retake"],
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -108,6 +124,7 @@ class Review:
             "review_tokens_out": self.tokens_out,
             "review_cost_usd": self.cost_usd,
             "reviewed_at": self.reviewed_at,
+            "review_retake": self.retake,
         }
 
 
@@ -153,9 +170,16 @@ class Reviews(Core):
     async def record_review(self, review: Review) -> bool:
         """Write ``review``'s outcome over its due row, in one statement; False if the row
         was not due (another process recorded it first, or the job is not done)."""
+        return (await self.record_verdict(review)).recorded
+
+    async def record_verdict(self, review: Review, retake: RetakeAsk | None = None) -> Recorded:
+        """``record_review``; a flagged one with ``retake`` also makes the job's next take
+        if it may (``takes.make_retake``), in the same transaction, and notes what became
+        of it in the verdict's ``retake``."""
         assert review.status is not None
         defects = json.dumps([{"at": d.at, "issue": d.issue} for d in review.defects])
         matches = None if review.matches_prompt is None else int(review.matches_prompt)
+        made = Retake(None, None)
         async with self._tx() as db:
             cur = await db.execute(
                 "UPDATE reviews SET status=?, score=?, matches_prompt=?, defects=?, summary=?,"
@@ -168,7 +192,13 @@ class Reviews(Core):
                 ),
             )  # fmt: skip
             changed = cur.rowcount
-        return changed == 1
+            if changed == 1 and retake is not None and review.status is ReviewStatus.FLAGGED:
+                made = await make_retake(db, review.job_id, retake, self.clock())
+                if made.note is not None:
+                    await db.execute(
+                        "UPDATE reviews SET retake=? WHERE job_id=?", (made.note, review.job_id)
+                    )
+        return Recorded(changed == 1, made)
 
     async def reopen_reviews(self, job_ids: Sequence[str]) -> int:
         """Make these jobs' reviews due again (``--force``); how many were not due."""

@@ -23,10 +23,11 @@ from batchveo.store.migrations import MIGRATIONS, Migration
 from batchveo.store.pricing import Pricing
 from batchveo.store.reads import Reads
 from batchveo.store.reviews import Reviews
+from batchveo.store.takes import Takes
 from batchveo.store.writes import Writes
 
 
-class Store(Loading, Claims, Writes, Reads, Pricing, ChainReads, Reviews):
+class Store(Loading, Claims, Writes, Reads, Pricing, ChainReads, Reviews, Takes):
     """Async access to the job database; one instance per process."""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path, clock: Clock):
