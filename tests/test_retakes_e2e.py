@@ -13,8 +13,10 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from batchveo import mp4
 from batchveo.cli.export import export_database
 from batchveo.exitcodes import ExitCode
+from batchveo.manifest import read_manifests
 from batchveo.run.config import ReviewFlags
 from batchveo.run.runner import RunResult
 from batchveo.sim import Simulator
@@ -225,3 +227,33 @@ async def test_kill_9_during_reviews_and_retakes_then_rerun_sends_no_take_twice(
     _, load_err = await load.communicate()
     assert load.returncode == 0, load_err.decode()
     assert db_rows(db, "SELECT id, state, take FROM jobs ORDER BY rowid") == before
+
+
+async def test_a_flagged_hop_of_a_chain_is_retaken_from_the_same_parent(
+    store: Store, tmp_path: Path
+) -> None:
+    """A hop's retake is the same extension again: its request sends the same parent's
+    video, and its cut lasts as long as the hop's (the parent's plus 7 s)."""
+    manifest = tmp_path / "chain.yaml"
+    manifest.write_text(
+        f"jobs:\n  - id: a\n    prompt: a lantern on a beach\n    chain: ['{FLAGGED_THEN_GOOD}']\n"
+    )
+    specs = read_manifests([manifest]).specs
+    await store.add_jobs(specs)
+    batch = specs[0].batch
+    await store.set_review_settings({batch: ReviewSettings(threshold=7, retakes=1, fps=2)})
+    async with fast_sim() as sim:
+        result = await run_batch(
+            store, sim, fast_config(tmp_path / "out", review=ReviewFlags(rpm=0))
+        )
+        stats = sim.stats()
+    assert result.exit_code == ExitCode.OK
+    jobs = {j.id: j for j in await store.jobs()}
+    assert sorted(jobs) == ["a", "a-2", "a-2~2"]
+    assert jobs["a-2~2"].extends == "a" and jobs["a-2~2"].output_s == 15  # still a hop of a
+    parent_uri = jobs["a"].video_uris[0]
+    for take in ("a-2", "a-2~2"):
+        assert jobs[take].spec().video_uri == parent_uri  # the same parent's video
+        assert mp4.duration_s(Path(jobs[take].files[0]["path"]).read_bytes()) == 15
+    assert stats["submits_by_prompt"][FLAGGED_THEN_GOOD] == 2
+    assert stats["chains"] and max(stats["chains"].values()) == 2  # two extensions of a
