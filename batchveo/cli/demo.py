@@ -75,7 +75,7 @@ def demo_manifest(text: str) -> str:
     """The example manifest with each ``DEMO_REVIEWS`` prompt ending in its marker."""
     for job_id, marker in DEMO_REVIEWS.items():
         line = re.compile(rf"(- id: {re.escape(job_id)}\n\s+prompt: [^\n]*)")
-        text, n = line.subn(lambda m, mark=marker: f"{m.group(1)} {mark}", text)
+        text, n = line.subn(rf"\g<1> {marker}", text)  # a marker has no backslash
         if n != 1:
             raise ValueError(f"{MANIFEST}: no prompt line for job {job_id}")
     return f"# Written by make demo: {MANIFEST} with the simulator's review markers.\n{text}"
