@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from batchveo.cli import main
 from batchveo.report import build_report
 from batchveo.report.sheet import write_contact_sheet
-from batchveo.report.verdicts import defect_link, fmt_usd
+from batchveo.report.verdicts import defect_link, fmt_usd, verdict
 from batchveo.run.config import ReviewFlags
 from batchveo.states import JobState
 from batchveo.store import Review, ReviewStatus, Store
@@ -256,3 +256,15 @@ def test_report_sheet_labels_the_contact_sheet_with_the_scores(tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert sheet.read_bytes() == (tmp_path / "scored.jpg").read_bytes()
     assert sheet.read_bytes() != (tmp_path / "plain.jpg").read_bytes()
+
+
+def test_a_skipped_review_says_why_and_an_error_without_text_says_so() -> None:
+    skipped = Review("a", "b1", R.SKIPPED, error="review skipped: too large")
+    assert verdict(skipped, "a.mp4") == (
+        '<div class="rv v-skipped" data-kind="review-skipped"><b>review skipped</b>'
+        " · too large</div>"
+    )
+    error = verdict(Review("a", "b1", R.ERROR), None)
+    assert error.endswith("<b>review error</b><br>no reason given</div>")
+    assert verdict(Review("a", "b1"), "a.mp4") == ""  # due: nothing yet
+    assert verdict(None, "a.mp4") == ""

@@ -93,9 +93,12 @@ def verdict(review: Review | None, video_url: str | None) -> str:
         return ""
     status = review.status
     head, kind = f"<b>{LABELS[status]}</b>", f"review-{status.value}"
-    if status in (R.ERROR, R.SKIPPED):
-        why = review.error or ("no reason given" if status is R.ERROR else "")
-        text = f"<br>{escape(_clip(why))}" if why else ""
+    if status is R.SKIPPED:  # why, as the stage words it: "review skipped: too large"
+        why = (review.error or "").removeprefix("review skipped: ").removeprefix("review skipped")
+        text = f" · {escape(_clip(why))}" if why.strip() else ""
+        return f'<div class="rv v-{status.value}" data-kind="{kind}">{head}{text}</div>'
+    if status is R.ERROR:
+        text = f"<br>{escape(_clip(review.error or 'no reason given'))}"
         return f'<div class="rv v-{status.value}" data-kind="{kind}">{head}{text}</div>'
     facts = []
     if review.score is not None:
