@@ -268,3 +268,24 @@ def test_a_skipped_review_says_why_and_an_error_without_text_says_so() -> None:
     assert error.endswith("<b>review error</b><br>no reason given</div>")
     assert verdict(Review("a", "b1"), "a.mp4") == ""  # due: nothing yet
     assert verdict(None, "a.mp4") == ""
+
+
+async def test_the_first_page_links_the_flagged_takes_on_every_page(
+    store: Store, tmp_path: Path
+) -> None:
+    """Two cards a page: the filter acts on a page's cards, the first page's list of the
+    flagged takes reaches them all, lowest score first."""
+    out = tmp_path / "videos"
+    await night(store, out, review=True)  # good, bad (3), broken, failed
+    await store.reopen_reviews(["broken"])
+    assert await store.record_review(Review("broken", "b1", R.FLAGGED, 5.5, True, (), "so so"))
+    summary = await build_report(store, out / "report.html", now=NOW, cards_per_page=2)
+    assert summary.pages == 2
+    first = (out / "report.html").read_text(encoding="utf-8")
+    block = re.search(r'<details class="attn flagged" open>(.*?)</details>', first)
+    assert block is not None and "2 takes flagged" in block.group(1)
+    links = re.findall(r'<a href="([^"]*)">([^<]*) <b>([^<]*)</b></a>', block.group(1))
+    assert links == [("#job-bad", "bad", "3"), ("report-pages/2.html#job-broken", "broken", "5.5")]
+    assert "<b>2</b><span>flagged</span>" in first
+    second = (out / "report-pages" / "2.html").read_text(encoding="utf-8")
+    assert 'id="f-review"' in second and '<option value="flagged">flagged (1)</option>' in second
