@@ -28,7 +28,7 @@ from batchveo.run.runner import Runner, RunResult
 from batchveo.states import JobState
 from batchveo.store import ReviewStatus, Store
 from batchveo.verdicts import ReviewSettings
-from tests.helpers import FakeClock, make_spec
+from tests.helpers import FakeClock, make_spec, wait_until
 from tests.pipeline_helpers import KEY, fast_config, fast_sim, run_batch
 from tests.review_helpers import FakeReviews, done_jobs
 
@@ -154,10 +154,9 @@ async def test_a_429_pauses_the_reviews_on_the_run_clock(store: Store, tmp_path:
     reviewer = Reviewer(store, clock, flags, REVIEWED, lambda job: reviews, ended=lambda: False)
     assert await reviewer.load_due() == 2
     task = asyncio.create_task(review_until_idle(reviewer))
-    for _ in range(200):  # a is answered 429; b waits for the pacer's turn
-        if clock.next_alarm_s() is not None:
-            break
-        await asyncio.sleep(0)
+    # a is answered 429; b waits for the pacer's turn (the store's reads run on its
+    # thread, so this waits for the pause itself rather than counting loop turns).
+    await wait_until(lambda: clock.next_alarm_s() is not None, what="the 429's pause")
     assert clock.next_alarm_s() == 1030.0
     for _ in range(20):
         await asyncio.sleep(0)
