@@ -97,22 +97,32 @@ def gen_seconds(job: Job) -> float | None:
 class Cards:
     """The cards of one page file; counts the downloaded files it finds missing."""
 
-    def __init__(self, folder: Path, *, files_base: Path | None, show_batch: bool):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        files_base: Path | None,
+        show_batch: bool,
+        reviews: Mapping[str, Review] | None = None,
+    ):
         """``folder`` holds the page; relative file paths of a job are looked for from the
         current folder, then from ``files_base`` (the database's folder: runs are usually
-        started beside it). ``show_batch``: the report holds several batches."""
+        started beside it). ``show_batch``: the report holds several batches. ``reviews``:
+        the recorded reviews of the page's jobs, by job id (each card shows its own)."""
         self.folder = folder
+        self.reviews = reviews or {}
         self.files_base = files_base
         self.show_batch = show_batch
         self.missing_files = 0
 
-    def card(self, job: Job, review: Review | None = None) -> str:
-        """``job``'s card, with its recorded ``review``'s verdict if it has one.
+    def card(self, job: Job) -> str:
+        """``job``'s card, with its recorded review's verdict if it has one.
 
         (The takes of one job, once they are rows of their own, are one more part of
         ``body``: a strip of the other takes' badges linking their cards, the chosen one
         marked, made like ``verdict`` from the takes read beside the job.)"""
         st = job.state.value
+        review = self.reviews.get(job.id)
         gen = gen_seconds(job)
         files = [self.locate(str(f["path"])) for f in job.files if f.get("path")]
         media = self.media(job, files)

@@ -83,7 +83,12 @@ class Page:
         self.reviews = reviews or {}
         self.night = night if night is not None else Night.of(jobs, batch=batch, reviews=reviews)
         self.pager = pager
-        self.cards = Cards(folder, files_base=files_base, show_batch=len(self.night.batches) > 1)
+        self.cards = Cards(
+            folder,
+            files_base=files_base,
+            show_batch=len(self.night.batches) > 1,
+            reviews=self.reviews,
+        )
         self.counts = dict.fromkeys(BAR_ORDER, 0)
         """This page's jobs per state (the filters' counts)."""
         self.batches: dict[str, int] = {}
@@ -113,8 +118,7 @@ class Page:
     # -- the whole page -------------------------------------------------------------
 
     def render(self) -> str:
-        reviews = self.reviews
-        cards = "\n".join(self.cards.card(j, reviews.get(j.id)) for j in self.jobs)
+        cards = "\n".join(self.cards.card(job) for job in self.jobs)  # counts missing files
         title = self.night.title()
         order = " ".join(state.value for state in SORT_ORDER)
         nav = self.nav()

@@ -283,21 +283,6 @@ class Snapshot:
         for row in self._conn.execute(sql, args):
             yield Job.from_row(row)
 
-    def reviewed_jobs(
-        self, states: Iterable[JobState] | None = None, *, batch: str | None = None
-    ) -> Iterator[tuple[Job, Review | None]]:
-        """``jobs``, each with its recorded review (None: not reviewed, or its review still
-        due), one at a time as ``jobs`` reads them (the report's cards)."""
-        select = f"SELECT {RETURNING}, {REVIEW_JSON_SQL} FROM jobs"
-        sql, args = jobs_sql(states, batch=batch, select=select)
-        try:
-            rows = self._conn.execute(sql, args)
-        except sqlite3.OperationalError:  # a database before migration 012: no reviews
-            yield from ((job, None) for job in self.jobs(states, batch=batch))
-            return
-        for row in rows:
-            yield Job.from_row(row[:-1]), Review.from_json(row[-1])
-
     def rows(
         self,
         columns: Sequence[str],
@@ -331,6 +316,21 @@ class Snapshot:
         sql += " GROUP BY batch HAVING SUM(jobs) > 0 ORDER BY batch"
         args = [batch] if batch is not None else []
         return {b: int(n) for b, n in self._conn.execute(sql, args)}
+
+    def reviewed_jobs(
+        self, states: Iterable[JobState] | None = None, *, batch: str | None = None
+    ) -> Iterator[tuple[Job, Review | None]]:
+        """``jobs``, each with its recorded review (None: not reviewed, or its review still
+        due), one at a time as ``jobs`` reads them (the report's cards)."""
+        select = f"SELECT {RETURNING}, {REVIEW_JSON_SQL} FROM jobs"
+        sql, args = jobs_sql(states, batch=batch, select=select)
+        try:
+            rows = self._conn.execute(sql, args)
+        except sqlite3.OperationalError:  # a database before migration 012: no reviews
+            yield from ((job, None) for job in self.jobs(states, batch=batch))
+            return
+        for row in rows:
+            yield Job.from_row(row[:-1]), Review.from_json(row[-1])
 
     def files(
         self, states: Iterable[JobState], *, batch: str | None = None

@@ -24,9 +24,22 @@
     rank[state] = i;
   });
 
+  // An item's verdicts: its own, or those of the cards inside it (a row of several).
+  function verdicts(item) {
+    const cards = item.matches("[data-review]")
+      ? [item]
+      : Array.from(item.querySelectorAll("[data-review]"));
+    const scores = cards.filter((c) => c.dataset.score !== undefined);
+    return {
+      reviews: cards.map((c) => c.dataset.review),
+      scores: scores.map((c) => Number(c.dataset.score)),
+    };
+  }
+
   // One entry per card, in the order the page was written.
   const items = Array.from(grid.children, (card, i) => {
     const prompt = card.querySelector(".prompt");
+    const v = verdicts(card);
     return {
       el: card,
       i: i,
@@ -34,8 +47,9 @@
       state: card.dataset.state,
       batch: card.dataset.batch,
       gen: card.dataset.gen === "" ? -1 : Number(card.dataset.gen),
-      review: card.dataset.review || "",
-      score: card.dataset.score === undefined ? null : Number(card.dataset.score),
+      reviews: v.reviews,
+      low: v.scores.length ? Math.min(...v.scores) : null, // its lowest score
+      high: v.scores.length ? Math.max(...v.scores) : null,
       text: (prompt ? prompt.textContent : "").toLowerCase(),
     };
   });
@@ -51,7 +65,7 @@
       const ok =
         (!state || x.state === state) &&
         (!batch || x.batch === batch) &&
-        (!review || x.review === review) &&
+        (!review || x.reviews.indexOf(review) >= 0) &&
         (!q || x.text.indexOf(q) >= 0 || x.id.toLowerCase() === q);
       x.el.hidden = !ok;
       if (ok) n++;
@@ -62,14 +76,14 @@
 
   const byLoadOrder = (a, b) => a.i - b.i;
   // Cards without a score go last either way.
-  const byScore = (sign) => (a, b) =>
-    (a.score === null) - (b.score === null) || sign * (a.score - b.score) || a.i - b.i;
+  const byScore = (key, sign) => (a, b) =>
+    (a[key] === null) - (b[key] === null) || sign * (a[key] - b[key]) || a.i - b.i;
   const comparators = {
     id: (a, b) => a.id.localeCompare(b.id, undefined, { numeric: true }),
     state: (a, b) => rank[a.state] - rank[b.state] || a.i - b.i,
     gen: (a, b) => b.gen - a.gen || a.i - b.i, // slowest generation first
-    score: byScore(1), // lowest score first
-    "-score": byScore(-1),
+    score: byScore("low", 1), // lowest score first
+    "-score": byScore("high", -1),
   };
 
   function sort() {
