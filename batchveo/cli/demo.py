@@ -12,7 +12,7 @@ Every video is reviewed by the simulator's ``generateContent``, which answers fr
 markers in the prompt. The example manifest has none (it is also the one to point at the
 real service), so the demo loads a copy of it, ``demo.yaml``, in which two prompts end in
 a marker (``DEMO_REVIEWS``): one take is flagged (score 4, a defect at 00:05), one passes
-with a defect noted (score 7, the threshold); the other ten pass. Nothing else differs.
+with a defect noted (score 7, the threshold); the others pass. Nothing else differs.
 
 The Vertex demo has the simulator write a throwaway service-account key whose
 ``token_uri`` is the simulator's own token endpoint, and points
