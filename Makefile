@@ -40,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache videos demo.db* demo-vertex
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache videos demo.db* demo.yaml demo-vertex

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Check the HTML report in a real headless Chromium (the tests marked browser:
-# tests/test_report_browser.py, tests/test_report_posters_browser.py).
+# tests/test_report_browser.py, tests/test_report_posters_browser.py,
+# tests/test_report_verdicts_browser.py).
 # Installs Debian's chromium when no browser is found (needs root and the Debian mirrors).
 # Extra arguments go to pytest, e.g. scripts/browser-test.sh -k filters
 # BATCHVEO_UPDATE_SCREENSHOT=1 scripts/browser-test.sh  also refreshes docs/report.png.

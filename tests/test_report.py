@@ -22,6 +22,7 @@ from batchveo.report import (
     rel_url,
     write_atomic,
 )
+from batchveo.run.config import ReviewFlags
 from batchveo.spec import ImageRef
 from batchveo.states import JobState
 from batchveo.store import Store
@@ -55,8 +56,9 @@ def image_ref(path: Path, data: bytes) -> ImageRef:
     return ImageRef(str(path.resolve()), hashlib.sha256(data).hexdigest(), "image/png")
 
 
-async def run_night(store: Store, tmp_path: Path, out: Path) -> None:
-    """A small night with every kind of ending, two batches and an image-to-video job."""
+async def run_night(store: Store, tmp_path: Path, out: Path, *, review: bool = False) -> None:
+    """A small night with every kind of ending, two batches and an image-to-video job
+    (``review``: every done video reviewed, on the simulator)."""
     img = image_ref(tmp_path / "in put" / "light house #1.png", png_bytes(32, 18, (40, 90, 160)))
     specs = [
         make_spec("sea", "A calm sea at dawn, slow dolly over the water"),
@@ -74,7 +76,8 @@ async def run_night(store: Store, tmp_path: Path, out: Path) -> None:
     await store.add_jobs(specs)
     await store.cancel(["skipped"])
     async with fast_sim() as sim:
-        await run_batch(store, sim, fast_config(out, max_attempts=2))
+        flags = ReviewFlags(review_all=review, rpm=0)
+        await run_batch(store, sim, fast_config(out, max_attempts=2, review=flags))
 
 
 class Page(HTMLParser):

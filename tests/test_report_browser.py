@@ -20,6 +20,7 @@ import pytest
 
 from batchveo.report import Page as ReportPage
 from batchveo.report import build_report, write_atomic
+from batchveo.run.config import ReviewFlags
 from batchveo.spec import ImageRef
 from batchveo.store import Store
 from tests.helpers import make_spec
@@ -201,8 +202,8 @@ async def test_a_big_night_opens_page_by_page(browser: str, store: Store, tmp_pa
 DEMO = [
     ("lighthouse", "The lighthouse beam sweeps through sea fog at dusk", "lighthouse.png"),
     ("fox", "A red fox trotting through fresh snow in a birch forest, morning light", None),
-    ("tram", "A city tram glides past neon signs in heavy rain at night", None),
-    ("paper-boat", "A paper boat drifting down a rain gutter, macro lens", None),
+    ("tram", "A city tram glides past neon signs in heavy rain at night [sim:review=7]", None),
+    ("paper-boat", "A paper boat drifting down a rain gutter, macro lens [sim:review=4]", None),
     ("studio", "The product turns slowly on a turntable under soft studio light", "studio.png"),
     ("balloons", "Hot air balloons rise over a desert canyon at golden hour", None),
     ("nebula", "The camera drifts slowly through the nebula as stars flicker", "nebula.jpg"),
@@ -212,7 +213,8 @@ DEMO = [
     ("rice", "Drone shot over terraced rice fields at sunrise [sim:lostx1]", None),
     ("duel", "Two knights duel in a burning hall [sim:content_policy]", None),
 ]  # fmt: skip
-"""Twelve jobs of one night: three image-to-video, two failures, a filtered, an uncertain."""
+"""Twelve jobs of one night: three image-to-video, two failures, a filtered, an uncertain;
+every video reviewed: one take flagged, one passing with a defect noted."""
 
 
 async def demo_night(base: Path) -> Path:
@@ -233,7 +235,13 @@ async def demo_night(base: Path) -> Path:
                 ref = ImageRef(str(src), hashlib.sha256(src.read_bytes()).hexdigest(), mime)
             specs.append(make_spec(job_id, prompt, batch="overnight", image=ref))
         out = base / "videos"
-        config = fast_config(out, first_poll_s=0.2, poll_interval_s=0.2, poll_max_interval_s=0.4)
+        config = fast_config(
+            out,
+            first_poll_s=0.2,
+            poll_interval_s=0.2,
+            poll_max_interval_s=0.4,
+            review=ReviewFlags(review_all=True, rpm=0),
+        )
         async with fast_sim(generation_s=(0.8, 2.5)) as sim:
             await run_batch(store, sim, config, specs)
         report = out / "report.html"

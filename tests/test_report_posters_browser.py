@@ -1,6 +1,7 @@
 """The poster frames in a real headless Chromium: every card's picture loads (its
 ``naturalWidth`` > 0) and is painted in the screenshot, no video is fetched or decoded
-until one is played, and a video without a poster shows the placeholder.
+until one is played, and a video without a poster shows the placeholder (on cards with
+their reviews' verdicts: ``tests/test_report_verdicts_browser.py`` seeks from them).
 
 Run with ``make browser-test`` (which also runs ``tests/test_report_browser.py``); skipped
 without a Chromium.
@@ -96,7 +97,7 @@ async def test_every_card_shows_its_poster_and_no_video_is_fetched(
     browser: str, store: Store, tmp_path: Path
 ) -> None:
     out = tmp_path / "my videos"
-    await run_night(store, tmp_path, out)
+    await run_night(store, tmp_path, out, review=True)  # the cards with their verdicts
     (out / "fox.mp4").write_bytes(garbled())  # a video that is no video any more: no poster
     (out / "fox.jpg").unlink()
     await store.update("fox", JobState.DONE, posters=None)
@@ -110,6 +111,7 @@ async def test_every_card_shows_its_poster_and_no_video_is_fetched(
     assert 'data-posters="1"' in dom, "a poster neither loaded nor failed"
     videos = videos_in(dom)
     assert sorted(videos) == sorted(DONE_IN_NIGHT)
+    assert dom.count('<div class="rv v-passed"') == len(DONE_IN_NIGHT)  # each its verdict
     for job_id, video in videos.items():
         w, h = (int(n) for n in video["data-natural"].split("x"))
         assert w > 0 and h > 0, (job_id, video)  # the picture loaded and decoded

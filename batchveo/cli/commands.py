@@ -197,7 +197,9 @@ def report(
             if sheet_path is None:
                 return summary, None
             try:
-                return summary, await write_contact_sheet(store, sheet_path, batch=batch)
+                return summary, await write_contact_sheet(
+                    store, sheet_path, batch=batch, scores=summary.scores
+                )
             except OSError as e:
                 why = e.strerror or e
                 raise UserError(f"{sheet_path}: cannot write the contact sheet: {why}") from None

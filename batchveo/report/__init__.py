@@ -11,6 +11,8 @@
 * ``posters``: each video's poster frame as the cards show it, and ``backfill_posters``,
   which makes and records the ones missing before a report is written.
 * ``sheet``: ``write_contact_sheet``, one JPEG of the posters with ids (and scores).
+* ``verdicts``: a take's review on its card (score badge, pass/flag, defects as links that
+  seek the video, summary; errors and skips said plainly).
 """
 
 from batchveo.report.build import ReportSummary, build_report, default_report_path

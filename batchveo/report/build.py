@@ -11,6 +11,10 @@
   in place of the previous report.
 * First, every done video without a poster frame on disk gets one (``posters``): the
   cards show pictures, whichever batchveo downloaded the videos.
+* Each job comes with its recorded review, read beside it in the same statement
+  (``Snapshot.reviewed_jobs``: one index lookup a job), never a table of verdicts held
+  whole. The scores of the first ``SHEET_MAX_JOBS`` done jobs, the contact sheet's, are
+  kept for it as they go by.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 
@@ -31,8 +35,11 @@ from batchveo.report.page import Page
 from batchveo.report.pages import CARDS_PER_PAGE, PageFiles, Pager, PageWriter
 from batchveo.report.paths import locate
 from batchveo.report.posters import PosterCounts, backfill_posters
+from batchveo.report.sheet import SHEET_MAX_JOBS
 from batchveo.states import JobState
-from batchveo.store import Job, Snapshot, Store
+from batchveo.store import Job, Review, Snapshot, Store
+
+Reviewed = tuple[Job, Review | None]
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,9 @@ class ReportSummary:
     """Where the pages after the first are (None: the night is one page)."""
     posters: PosterCounts | None = None
     """Poster frames the report made, and videos that gave none."""
+    scores: dict[str, float] = field(default_factory=dict)
+    """The review scores of the first ``SHEET_MAX_JOBS`` done jobs (those scored): what
+    ``write_contact_sheet`` labels its cells with."""
 
 
 async def build_report(
@@ -117,7 +127,23 @@ def _video_folders(db: Path, batch: str | None, base: Path) -> set[str]:
         }
 
 
-def _chunks(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
+@dataclass
+class SheetScores:
+    """The review scores of the first ``SHEET_MAX_JOBS`` done jobs, as they go by: the
+    ones the contact sheet shows (it takes the done jobs in the same order)."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    done: int = 0
+
+    def add(self, job: Job, review: Review | None) -> None:
+        if job.state is not JobState.DONE:
+            return
+        self.done += 1
+        if self.done <= SHEET_MAX_JOBS and review is not None and review.score is not None:
+            self.scores[job.id] = review.score
+
+
+def _chunks(jobs: Iterator[Reviewed], size: int) -> Iterator[list[Reviewed]]:
     while chunk := list(islice(jobs, size)):
         yield chunk
 
@@ -134,12 +160,14 @@ def _build(
         files = PageFiles(out_path, max(1, -(-total // per_page)))
         night = Night(batches, batch)
         writer = PageWriter(files)
+        sheet = SheetScores()
         try:
-            first: Sequence[Job] = []
+            first: Sequence[Reviewed] = []
             missing = 0
-            for number, jobs in enumerate(_chunks(snap.jobs(batch=batch), per_page), 1):
-                for job in jobs:
-                    night.add(job, number)
+            for number, jobs in enumerate(_chunks(snap.reviewed_jobs(batch=batch), per_page), 1):
+                for job, review in jobs:
+                    night.add(job, number, review)
+                    sheet.add(job, review)
                 if number == 1:
                     first = jobs  # its top needs every job counted: rendered last
                     continue
@@ -158,12 +186,13 @@ def _build(
         size_bytes=writer.bytes,
         pages=files.count,
         pages_folder=files.folder if files.count > 1 else None,
+        scores=sheet.scores,
     )
 
 
 def _write_page(
     writer: PageWriter,
-    jobs: Sequence[Job],
+    jobs: Sequence[Reviewed],
     number: int,
     night: Night,
     now: float,
@@ -175,8 +204,16 @@ def _write_page(
     start = (number - 1) * per_page
     pager = Pager(number, files, start + 1, start + len(jobs), sum(night.batches.values()))
     folder = files.path(number).absolute().parent
+    reviews = {job.id: review for job, review in jobs if review is not None}
     page = Page(
-        jobs, folder, batch=night.batch, now=now, files_base=files_base, night=night, pager=pager
+        [job for job, _ in jobs],
+        folder,
+        batch=night.batch,
+        now=now,
+        files_base=files_base,
+        night=night,
+        pager=pager,
+        reviews=reviews,
     )
     writer.write(number, redact(page.render(), os.environ).encode("utf-8"))
     return page.missing_files

@@ -6,7 +6,8 @@ is terse (well under a kilobyte a card). Videos are ``preload="none"`` with thei
 ``data-src`` (the page's script gives them ``src`` near the viewport) and their poster
 frame (``report.posters``) as ``poster``: every card shows a picture at once, and no
 video is fetched or decoded until it is played. A video without a poster shows
-``NO_POSTER``. Input images are ``loading="lazy"``.
+``NO_POSTER``. Input images are ``loading="lazy"``. A reviewed take's card also shows its
+verdict (``verdicts``): a score badge in its head, the box under its facts.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from urllib.parse import quote
 
 from batchveo.report.paths import locate, rel_url
 from batchveo.report.posters import poster_file
+from batchveo.report.verdicts import badge, card_attrs, verdict
 from batchveo.states import ErrorKind, JobState
-from batchveo.store import Job
+from batchveo.store import Job, Review
 
 S = JobState
 
@@ -95,20 +97,36 @@ def gen_seconds(job: Job) -> float | None:
 class Cards:
     """The cards of one page file; counts the downloaded files it finds missing."""
 
-    def __init__(self, folder: Path, *, files_base: Path | None, show_batch: bool):
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        files_base: Path | None,
+        show_batch: bool,
+        reviews: Mapping[str, Review] | None = None,
+    ):
         """``folder`` holds the page; relative file paths of a job are looked for from the
         current folder, then from ``files_base`` (the database's folder: runs are usually
-        started beside it). ``show_batch``: the report holds several batches."""
+        started beside it). ``show_batch``: the report holds several batches. ``reviews``:
+        the recorded reviews of the page's jobs, by job id (each card shows its own)."""
         self.folder = folder
+        self.reviews = reviews or {}
         self.files_base = files_base
         self.show_batch = show_batch
         self.missing_files = 0
 
     def card(self, job: Job) -> str:
+        """``job``'s card, with its recorded review's verdict if it has one.
+
+        (The takes of one job, once they are rows of their own, are one more part of
+        ``body``: a strip of the other takes' badges linking their cards, the chosen one
+        marked, made like ``verdict`` from the takes read beside the job.)"""
         st = job.state.value
+        review = self.reviews.get(job.id)
         gen = gen_seconds(job)
         files = [self.locate(str(f["path"])) for f in job.files if f.get("path")]
         media = self.media(job, files)
+        video = self.video_url(job, files) if review is not None and review.defects else None
         facts = [f"attempts {job.attempts}"]
         if gen is not None:
             facts.append(f"generated in {fmt_duration(gen)}")
@@ -119,20 +137,28 @@ class Cards:
             for p in files
         )
         batch = f'<span class="b">{escape(job.batch)}</span>' if self.show_batch else ""
-        return (
-            f'<article class="card s-{st}" id="{escape(anchor(job.id))}" data-state="{st}" '
-            f'data-batch="{escape(job.batch)}" data-gen="{"" if gen is None else f"{gen:.1f}"}">'
-            f'{media}<div class="body">'
+        body = (
             f'<div class="head"><a class="jid" href="#{anchor(job.id)}">{escape(job.id)}</a>'
-            f'{batch}<span class="st s-{st}">{st}</span></div>'
+            f'{batch}{badge(review)}<span class="st s-{st}">{st}</span></div>'
             f'<p class="prompt" tabindex="0">{escape(job.prompt)}</p>'
             f'<p class="kv">{params(job)}</p>'
             f'<p class="kv">{escape(" · ".join(facts))}{links}</p>'
-            f"{problem(job)}{partial(job)}</div></article>"
+            f"{verdict(review, video)}{problem(job)}{partial(job)}"
+        )
+        return (
+            f'<article class="card s-{st}" id="{escape(anchor(job.id))}" data-state="{st}" '
+            f'data-batch="{escape(job.batch)}" data-gen="{"" if gen is None else f"{gen:.1f}"}"'
+            f'{card_attrs(review)}>{media}<div class="body">{body}</div></article>'
         )
 
     def locate(self, path: str) -> str:
         return locate(path, self.files_base)
+
+    def video_url(self, job: Job, files: Sequence[str]) -> str | None:
+        """The URL of the video the card plays (None: it has none on disk)."""
+        if job.state is not S.DONE or not files or not os.path.exists(files[0]):
+            return None
+        return rel_url(files[0], self.folder)
 
     def media(self, job: Job, files: Sequence[str]) -> str:
         if job.state is S.DONE and files:

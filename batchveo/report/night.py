@@ -3,7 +3,10 @@
 The report reads its jobs one at a time (a million of them must not be in memory at
 once), so the numbers at the top are added up job by job while the cards are written:
 counts per state, cost, the hours it ran, and the jobs that need attention with the page
-their card is on. Those are listed up to ``MAX_ATTENTION_LINKS`` and counted beyond.
+their card is on. Those are listed up to ``MAX_ATTENTION_LINKS`` and counted beyond. So are
+the reviews: how many passed, were flagged, failed or were skipped, what they cost, and
+the flagged takes with their score and page (the flagged filter acts on one page's cards;
+this list reaches every page).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from batchveo.states import JobState
-from batchveo.store import Job
+from batchveo.store import Job, Review, ReviewStatus
 
 S = JobState
 
@@ -37,6 +40,15 @@ MAX_ATTENTION_LINKS = 1000
 """Jobs needing attention the first page links one by one (the rest are counted: a night
 where everything failed must still give a page a browser opens; ``batchveo export
 --state failed`` lists them all)."""
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """A take its review flagged, its score, and the page its card is on."""
+
+    id: str
+    score: float | None
+    page: int
 
 
 @dataclass(frozen=True)
@@ -80,21 +92,37 @@ class Night:
     """The latest end of a done job."""
     attention: list[Attention] = field(default_factory=list)
     attention_total: int = 0
+    reviews: dict[ReviewStatus, int] = field(default_factory=lambda: dict.fromkeys(ReviewStatus, 0))
+    """Recorded reviews per outcome (a review still due is not counted)."""
+    review_cost_usd: float = 0.0
+    flagged: list[Flagged] = field(default_factory=list)
+    """The first ``MAX_ATTENTION_LINKS`` flagged takes, in the order of the cards."""
+
+    @property
+    def reviewed(self) -> int:
+        return sum(self.reviews.values())
 
     @classmethod
-    def of(cls, jobs: Iterable[Job], *, batch: str | None = None) -> Night:
-        """The night of ``jobs`` all on one page."""
+    def of(
+        cls,
+        jobs: Iterable[Job],
+        *,
+        batch: str | None = None,
+        reviews: Mapping[str, Review] | None = None,
+    ) -> Night:
+        """The night of ``jobs`` all on one page (``reviews``: theirs, by job id)."""
         jobs = list(jobs)
+        reviews = reviews or {}
         batches: dict[str, int] = {}
         for job in jobs:
             batches[job.batch] = batches.get(job.batch, 0) + 1
         night = cls(batches, batch)
         for job in jobs:
-            night.add(job, 1)
+            night.add(job, 1, reviews.get(job.id))
         return night
 
-    def add(self, job: Job, page: int) -> None:
-        """Count ``job``, whose card is on ``page``."""
+    def add(self, job: Job, page: int, review: Review | None = None) -> None:
+        """Count ``job``, whose card is on ``page``, and its recorded ``review``."""
         self.jobs += 1
         self.counts[job.state] += 1
         self.first_submit = _min(self.first_submit, job.submitted_at)
@@ -110,6 +138,11 @@ class Night:
             self.attention_total += 1
             if len(self.attention) < MAX_ATTENTION_LINKS:
                 self.attention.append(Attention(job.id, job.state, page))
+        if review is not None and review.status is not None:
+            self.reviews[review.status] += 1
+            self.review_cost_usd += review.cost_usd
+            if review.status is ReviewStatus.FLAGGED and len(self.flagged) < MAX_ATTENTION_LINKS:
+                self.flagged.append(Flagged(job.id, review.score, page))
 
     def title(self) -> str:
         if self.batch is not None:

@@ -25,8 +25,9 @@ from pathlib import Path
 from batchveo.report.cards import Cards, anchor, fmt_duration, fmt_span, fmt_time
 from batchveo.report.night import ATTENTION, BAR_ORDER, Night
 from batchveo.report.pages import Pager
+from batchveo.report.verdicts import LABELS, fmt_score, fmt_usd
 from batchveo.states import JobState
-from batchveo.store import Job
+from batchveo.store import Job, Review, ReviewStatus
 
 S = JobState
 
@@ -75,24 +76,37 @@ class Page:
         files_base: Path | None = None,
         night: Night | None = None,
         pager: Pager | None = None,
+        reviews: Mapping[str, Review] | None = None,
     ):
         """``jobs`` are this page's; ``folder`` holds the page; relative file paths of a
         job are looked for from the current folder, then from ``files_base`` (the
         database's folder: runs are usually started beside it). ``night``: the whole
         report's numbers (default: those of ``jobs``, all on this one page); ``pager``:
-        where this page is among the others (None: the only page)."""
+        where this page is among the others (None: the only page); ``reviews``: the
+        recorded reviews of ``jobs``, by job id."""
         self.jobs = jobs
         self.folder = folder
         self.now = now
-        self.night = night if night is not None else Night.of(jobs, batch=batch)
+        self.reviews = reviews or {}
+        self.night = night if night is not None else Night.of(jobs, batch=batch, reviews=reviews)
         self.pager = pager
-        self.cards = Cards(folder, files_base=files_base, show_batch=len(self.night.batches) > 1)
+        self.cards = Cards(
+            folder,
+            files_base=files_base,
+            show_batch=len(self.night.batches) > 1,
+            reviews=self.reviews,
+        )
         self.counts = dict.fromkeys(BAR_ORDER, 0)
         """This page's jobs per state (the filters' counts)."""
         self.batches: dict[str, int] = {}
         for job in jobs:
             self.counts[job.state] += 1
             self.batches[job.batch] = self.batches.get(job.batch, 0) + 1
+        self.verdicts = dict.fromkeys(ReviewStatus, 0)
+        """This page's recorded reviews per outcome (the review filter's counts)."""
+        for review in self.reviews.values():
+            if review.status is not None:
+                self.verdicts[review.status] += 1
 
     @property
     def first(self) -> bool:
@@ -197,6 +211,7 @@ class Page:
         ]
         if n.partly_filtered:
             stats.append((f"{n.partly_filtered:,}", "partly filtered", " warn"))
+        stats += self.review_stats()
         stat_html = "".join(
             f'<div class="stat{cls}"><b>{escape(v)}</b><span>{escape(label)}</span></div>'
             for v, label, cls in stats
@@ -220,7 +235,51 @@ class Page:
             f'<p class="when">{when}report made {escape(fmt_time(self.now))}</p>'
             f'<div class="stats">{stat_html}</div>'
             f'<div class="bar" role="img" aria-label="jobs per state">{bar}</div>'
-            f'<ul class="legend">{legend}</ul>{self.attention_block()}</header>'
+            f'<ul class="legend">{legend}</ul>{self.attention_block()}{self.flagged_block()}'
+            "</header>"
+        )
+
+    def review_stats(self) -> list[tuple[str, str, str]]:
+        """The night's verdicts for the numbers at the top (none if nothing was reviewed):
+        passed, flagged, review errors (and skipped, if any), and what the reviews cost."""
+        n = self.night
+        if not n.reviewed:
+            return []
+        R = ReviewStatus
+        flagged, errors = n.reviews[R.FLAGGED], n.reviews[R.ERROR]
+        stats = [
+            (f"{n.reviews[R.PASSED]:,}", "passed review", ""),
+            (f"{flagged:,}", "flagged", " warn" if flagged else " ok"),
+            (f"{errors:,}", "review errors", " warn" if errors else ""),
+        ]
+        if n.reviews[R.SKIPPED]:
+            stats.append((f"{n.reviews[R.SKIPPED]:,}", "reviews skipped", ""))
+        stats.append((fmt_usd(n.review_cost_usd), "reviews cost (estimate)", ""))
+        return stats
+
+    def flagged_block(self) -> str:
+        """The takes the review flagged, lowest score first, each linked to its card on
+        whichever page it is (the first ``MAX_ATTENTION_LINKS``, the rest counted)."""
+        n = self.night
+        total = n.reviews[ReviewStatus.FLAGGED]
+        if not total:
+            return ""
+        ranked = sorted(n.flagged, key=lambda f: (f.score is None, f.score or 0.0))
+        links = " ".join(
+            f'<a href="{escape(self._page_href(f.page))}#{anchor(f.id)}">{escape(f.id)}'
+            f"{'' if f.score is None else f' <b>{fmt_score(f.score)}</b>'}</a>"
+            for f in ranked
+        )
+        if more := total - len(n.flagged):
+            links += (
+                f' <span class="more">and {more:,} more (all of them: <code>batchveo export'
+                "</code>, its review_status column)</span>"
+            )
+        is_open = " open" if total <= 40 else ""
+        return (
+            f'<details class="attn flagged"{is_open}><summary>{total:,} take'
+            f"{'s' * (total != 1)} flagged by the review (lowest score first)</summary>"
+            f'<p class="links">{links}</p></details>'
         )
 
     def slim_header(self, title: str) -> str:
@@ -299,15 +358,30 @@ class Page:
         scope = ""
         if self.pager is not None and self.pager.count > 1:
             scope = '<span class="scope">on this page</span>'
+        verdicts, by_score = "", ""
+        if any(self.verdicts.values()):
+            verdicts = (
+                '<select id="f-review" aria-label="review"><option value="">all verdicts</option>'
+                + "".join(
+                    f'<option value="{s.value}">{LABELS[s]} ({k:,})</option>'
+                    for s, k in self.verdicts.items()
+                    if k
+                )
+                + "</select>"
+            )
+            by_score = (
+                '<option value="score">lowest score first</option>'
+                '<option value="-score">highest score first</option>'
+            )
         return (
             '<nav class="tools">'
             '<select id="f-state" aria-label="state"><option value="">all states</option>'
             f"{states}</select>"
             '<select id="f-batch" aria-label="batch"><option value="">all batches</option>'
-            f"{batches}</select>"
+            f"{batches}</select>{verdicts}"
             '<input id="f-q" type="search" placeholder="search prompts…" aria-label="search">'
             '<select id="f-sort" aria-label="sort"><option value="">order loaded</option>'
             '<option value="id">sort by id</option><option value="state">sort by state</option>'
-            '<option value="gen">slowest generation first</option></select>'
+            f'<option value="gen">slowest generation first</option>{by_score}</select>'
             f'{scope}<span id="shown">{len(self.jobs):,} jobs</span></nav>'
         )

@@ -27,10 +27,11 @@ from batchveo.store.budget import (
 )
 from batchveo.store.db import Core
 from batchveo.store.migrations import MIGRATIONS
-from batchveo.store.reviews import settings_of
+from batchveo.store.reviews import REVIEW_JSON_SQL, Review, settings_of
 from batchveo.store.rows import (
     COLUMNS,
     JSON_COLUMNS,
+    RETURNING,
     ROUTE_COLUMNS,
     SELECT,
     Event,
@@ -323,6 +324,21 @@ class Snapshot:
         sql += " GROUP BY batch HAVING SUM(jobs) > 0 ORDER BY batch"
         args = [batch] if batch is not None else []
         return {b: int(n) for b, n in self._conn.execute(sql, args)}
+
+    def reviewed_jobs(
+        self, states: Iterable[JobState] | None = None, *, batch: str | None = None
+    ) -> Iterator[tuple[Job, Review | None]]:
+        """``jobs``, each with its recorded review (None: not reviewed, or its review still
+        due), one at a time as ``jobs`` reads them (the report's cards)."""
+        select = f"SELECT {RETURNING}, {REVIEW_JSON_SQL} FROM jobs"
+        sql, args = jobs_sql(states, batch=batch, select=select)
+        try:
+            rows = self._conn.execute(sql, args)
+        except sqlite3.OperationalError:  # a database before migration 012: no reviews
+            yield from ((job, None) for job in self.jobs(states, batch=batch))
+            return
+        for row in rows:
+            yield Job.from_row(row[:-1]), Review.from_json(row[-1])
 
     def files(
         self, states: Iterable[JobState], *, batch: str | None = None

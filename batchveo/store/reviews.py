@@ -49,6 +49,12 @@ EXPORT_SQL: dict[str, str] = {
 }
 """The verdict columns of an export: each job's review, found by its id (``Snapshot.rows``'
 ``extra``: one index lookup per row, in SQLite)."""
+REVIEW_JSON_SQL = (
+    f"(SELECT json_array({', '.join(REVIEW_COLUMNS)}) FROM reviews"
+    " WHERE job_id = jobs.id AND status IS NOT NULL)"
+)
+"""A job's recorded review as one JSON array of ``REVIEW_COLUMNS`` (NULL: none, or due), an
+SQL expression of the job's row: what the report reads beside each job, one lookup each."""
 _SQL_CHUNK = 500
 
 
@@ -88,6 +94,11 @@ class Review:
     retake: str | None = None
     """What became of the retake a flagged verdict asked for ("retaken as ID~2", "retake
     not made: over the budget"); None if it asked for none."""
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Review | None:
+        """The review of ``REVIEW_JSON_SQL``'s value (None for NULL)."""
+        return None if text is None else cls.from_row(json.loads(text))
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Review:
