@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from batchveo import mp4
 from batchveo.cli.export import export_database
 from batchveo.exitcodes import ExitCode
 from batchveo.manifest import read_manifests
+from batchveo.report.build import build_report
 from batchveo.run.config import ReviewFlags
 from batchveo.run.runner import RunResult
 from batchveo.sim import Simulator
@@ -257,3 +259,30 @@ async def test_a_flagged_hop_of_a_chain_is_retaken_from_the_same_parent(
         assert mp4.duration_s(Path(jobs[take].files[0]["path"]).read_bytes()) == 15
     assert stats["submits_by_prompt"][FLAGGED_THEN_GOOD] == 2
     assert stats["chains"] and max(stats["chains"].values()) == 2  # two extensions of a
+
+
+async def test_the_report_shows_a_jobs_takes_side_by_side_the_chosen_one_marked(
+    store: Store, tmp_path: Path
+) -> None:
+    """Takes are made after every original, so their rows come last; the report still shows
+    each beside its original (on the original's page, once), the chosen one marked."""
+    prompts = {"a": FLAGGED_THEN_GOOD, **{f"g{i}": f"{GOOD} {i}" for i in range(3)}}
+    async with fast_sim() as sim:
+        result = await reviewed_run(store, sim, tmp_path, prompts, retakes=1)
+    assert result.exit_code == ExitCode.OK
+    report = tmp_path / "out" / "report.html"
+    summary = await build_report(store, report, cards_per_page=2)  # a~2's row: page 3
+    assert summary.pages == 3
+    assert summary.pages_folder is not None
+    later = sorted(summary.pages_folder.glob("*.html"))
+    pages = [report.read_text(), *(p.read_text() for p in later)]
+    card_ids = [re.findall(r'<article class="card[^"]*" id="job-([^"]+)"', p) for p in pages]
+    every = sorted(i for ids in card_ids for i in ids)
+    assert every == ["a", "a~2", "g0", "g1", "g2"]  # each card once
+    first = pages[0]
+    row = first[first.index('<section class="chain takes') :]
+    row = row[: row.index("</section>")]
+    assert "takes of a: 2, chosen a~2" in row
+    take2 = row.index('id="job-a~2"')
+    assert row.index('id="job-a"') < take2  # side by side, in take order
+    assert 'class="chosen"' in row[take2:] and 'class="chosen"' not in row[:take2]

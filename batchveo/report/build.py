@@ -161,6 +161,9 @@ def _build(
         night = Night(batches, batch)
         writer = PageWriter(files)
         sheet = SheetScores()
+        takes = snap.takes_index()
+        """A job's retakes are shown beside it (``Page``), not where their rows come."""
+        retakes = {t for ids in takes.values() for t in ids}
         try:
             first: Sequence[Reviewed] = []
             missing = 0
@@ -171,8 +174,14 @@ def _build(
                 if number == 1:
                     first = jobs  # its top needs every job counted: rendered last
                     continue
-                missing += _write_page(writer, jobs, number, night, now, files_base, per_page)
-            missing += _write_page(writer, first, 1, night, now, files_base, per_page)
+                missing += _write_page(
+                    writer, jobs, number, night, now, files_base, per_page,
+                    _beside(snap, jobs, takes, retakes),
+                )  # fmt: skip
+            missing += _write_page(
+                writer, first, 1, night, now, files_base, per_page,
+                _beside(snap, first, takes, retakes),
+            )  # fmt: skip
             writer.commit()
         except BaseException:
             writer.abort()
@@ -190,6 +199,34 @@ def _build(
     )
 
 
+@dataclass(frozen=True)
+class Beside:
+    """A page's jobs' retakes, shown beside their originals, and each job's chosen take."""
+
+    takes: dict[str, list[Reviewed]] = field(default_factory=dict)
+    chosen: dict[str, str] = field(default_factory=dict)
+    shown_elsewhere: frozenset[str] = frozenset()
+    """This page's rows that are retakes: each is shown beside its original instead."""
+
+
+def _beside(
+    snap: Snapshot, jobs: Sequence[Reviewed], takes: dict[str, list[str]], retakes: set[str]
+) -> Beside:
+    """The retakes of this page's originals (read now: a night's retakes are made after
+    every original, so their rows come on later pages), and the chosen take of each."""
+    originals = [job.id for job, _ in jobs if job.id in takes]
+    if not originals:
+        return Beside(shown_elsewhere=frozenset(j.id for j, _ in jobs if j.id in retakes))
+    read = {job.id: (job, review) for job, review in snap.reviewed_ids(
+        [t for o in originals for t in takes[o]]
+    )}  # fmt: skip
+    return Beside(
+        takes={o: [read[t] for t in takes[o] if t in read] for o in originals},
+        chosen=snap.chosen_takes(originals),
+        shown_elsewhere=frozenset(j.id for j, _ in jobs if j.id in retakes),
+    )
+
+
 def _write_page(
     writer: PageWriter,
     jobs: Sequence[Reviewed],
@@ -198,6 +235,7 @@ def _write_page(
     now: float,
     files_base: Path,
     per_page: int,
+    beside: Beside,
 ) -> int:
     """Render and write page ``number``; the downloaded files its cards found missing."""
     files = writer.files
@@ -205,8 +243,10 @@ def _write_page(
     pager = Pager(number, files, start + 1, start + len(jobs), sum(night.batches.values()))
     folder = files.path(number).absolute().parent
     reviews = {job.id: review for job, review in jobs if review is not None}
+    for taken in beside.takes.values():
+        reviews.update({job.id: review for job, review in taken if review is not None})
     page = Page(
-        [job for job, _ in jobs],
+        [job for job, _ in jobs if job.id not in beside.shown_elsewhere],
         folder,
         batch=night.batch,
         now=now,
@@ -214,6 +254,8 @@ def _write_page(
         night=night,
         pager=pager,
         reviews=reviews,
+        takes={o: [job for job, _ in taken] for o, taken in beside.takes.items()},
+        chosen=beside.chosen,
     )
     writer.write(number, redact(page.render(), os.environ).encode("utf-8"))
     return page.missing_files

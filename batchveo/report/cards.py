@@ -57,6 +57,9 @@ NO_POSTER = (
 )
 """The picture of a video that has no poster frame (one it could not be made from)."""
 
+CHOSEN_MARK = '<span class="chosen" title="the best-scoring take of this job">chosen</span>'
+"""On the chosen take's card, in a row of a job's takes."""
+
 _FILTER_PREFIX = re.compile(r"^blocked by the safety filter \(not charged\):\s*")
 
 
@@ -115,12 +118,9 @@ class Cards:
         self.show_batch = show_batch
         self.missing_files = 0
 
-    def card(self, job: Job) -> str:
-        """``job``'s card, with its recorded review's verdict if it has one.
-
-        (The takes of one job, once they are rows of their own, are one more part of
-        ``body``: a strip of the other takes' badges linking their cards, the chosen one
-        marked, made like ``verdict`` from the takes read beside the job.)"""
+    def card(self, job: Job, *, chosen: bool = False) -> str:
+        """``job``'s card, with its recorded review's verdict if it has one; ``chosen``:
+        the chosen take of a job with retakes (its card is marked so)."""
         st = job.state.value
         review = self.reviews.get(job.id)
         gen = gen_seconds(job)
@@ -139,7 +139,8 @@ class Cards:
         batch = f'<span class="b">{escape(job.batch)}</span>' if self.show_batch else ""
         body = (
             f'<div class="head"><a class="jid" href="#{anchor(job.id)}">{escape(job.id)}</a>'
-            f'{batch}{badge(review)}<span class="st s-{st}">{st}</span></div>'
+            f"{batch}{badge(review)}{CHOSEN_MARK if chosen else ''}"
+            f'<span class="st s-{st}">{st}</span></div>'
             f'<p class="prompt" tabindex="0">{escape(job.prompt)}</p>'
             f'<p class="kv">{params(job)}</p>'
             f'<p class="kv">{escape(" · ".join(facts))}{links}</p>'

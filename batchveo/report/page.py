@@ -51,8 +51,11 @@ COLORS: Mapping[JobState, str] = {
 CHAIN_CSS = (
     ".chain{grid-column:1/-1}.chain .hops{display:flex;gap:.75rem;overflow-x:auto}"
     ".chain .hops>.card{flex:0 0 18rem}.chain-title{font-size:1rem;margin:.25rem 0}"
+    ".chosen{background:#1f8f4e;color:#fff;border-radius:.6rem;padding:0 .45rem;"
+    "font-size:.75rem;margin-left:.3rem}"
 )
-"""A scene chain's row: its hops side by side, the longest finished cut first."""
+"""A scene chain's row: its hops side by side, the longest finished cut first; a job's
+takes are such a row too (``.takes``), the chosen one marked."""
 
 EMPTY = '<p class="empty">No jobs yet.</p>'
 
@@ -77,14 +80,20 @@ class Page:
         night: Night | None = None,
         pager: Pager | None = None,
         reviews: Mapping[str, Review] | None = None,
+        takes: Mapping[str, Sequence[Job]] | None = None,
+        chosen: Mapping[str, str] | None = None,
     ):
         """``jobs`` are this page's; ``folder`` holds the page; relative file paths of a
         job are looked for from the current folder, then from ``files_base`` (the
         database's folder: runs are usually started beside it). ``night``: the whole
         report's numbers (default: those of ``jobs``, all on this one page); ``pager``:
         where this page is among the others (None: the only page); ``reviews``: the
-        recorded reviews of ``jobs``, by job id."""
+        recorded reviews of ``jobs`` (and of their ``takes``), by job id; ``takes``: the
+        retakes of ``jobs``' originals, by the original's id, shown beside it (wherever
+        their own rows come); ``chosen``: the chosen take's id, by the original's id."""
         self.jobs = jobs
+        self.takes = takes or {}
+        self.chosen = chosen or {}
         self.folder = folder
         self.now = now
         self.reviews = reviews or {}
@@ -99,7 +108,7 @@ class Page:
         self.counts = dict.fromkeys(BAR_ORDER, 0)
         """This page's jobs per state (the filters' counts)."""
         self.batches: dict[str, int] = {}
-        for job in jobs:
+        for job in [*jobs, *(t for taken in self.takes.values() for t in taken)]:
             self.counts[job.state] += 1
             self.batches[job.batch] = self.batches.get(job.batch, 0) + 1
         self.verdicts = dict.fromkeys(ReviewStatus, 0)
@@ -161,10 +170,33 @@ class Page:
         out: list[str] = []
         for job in self.jobs:
             if (root := chain_of(job)) is None:
-                out.append(self.cards.card(job))
+                out.append(self.takes_row(job) if job.id in self.takes else self.cards.card(job))
             elif (members := chains.pop(root, None)) is not None:
                 out.append(self.chain_row(root, members))
         return out
+
+    def with_takes(self, job: Job) -> str:
+        """``job``'s card, then its retakes' cards, the chosen take marked (if it has any)."""
+        taken = self.takes.get(job.id)
+        if not taken:
+            return self.cards.card(job)
+        chosen = self.chosen.get(job.id)
+        return "".join(self.cards.card(t, chosen=t.id == chosen) for t in [job, *taken])
+
+    def takes_row(self, job: Job) -> str:
+        """A job and its retakes side by side, the chosen take marked."""
+        taken = [job, *self.takes[job.id]]
+        open_ = next((t for t in taken if t.state is not S.DONE), None)
+        st = (open_ or taken[-1]).state.value
+        title = f"takes of {job.id}: {len(taken)}"
+        if (chosen := self.chosen.get(job.id)) is not None:
+            title += f", chosen {chosen}"
+        return (
+            f'<section class="chain takes s-{st}" data-state="{st}"'
+            f' data-batch="{escape(job.batch)}" data-gen="">'
+            f'<h3 class="chain-title">{escape(title)}</h3>'
+            f'<div class="hops">{self.with_takes(job)}</div></section>'
+        )
 
     def chain_row(self, root: str, members: Sequence[Job]) -> str:
         """One scene chain: its longest finished cut first, then every hop in order."""
@@ -174,7 +206,7 @@ class Page:
         rest = [j for j in hops if j not in longest]
         open_ = next((j for j in hops if j.state is not S.DONE), None)
         st = (open_ or hops[-1]).state.value  # the chain's progress, for the filters
-        cards = "".join(self.cards.card(j) for j in [*longest, *rest])
+        cards = "".join(self.with_takes(j) for j in [*longest, *rest])
         title = f"chain {root}: {len(done)}/{len(hops)} hops done"
         if longest:
             title += f", longest cut {longest[0].id}"

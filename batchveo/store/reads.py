@@ -40,6 +40,7 @@ from batchveo.store.rows import (
     in_states,
 )
 from batchveo.store.schema import applied_migrations
+from batchveo.store.takes import CHOSEN_ID_SQL
 from batchveo.store.totals import COUNTS_SQL, ROUTES_SQL, SAMPLES_SQL
 from batchveo.verdicts import ReviewSettings
 
@@ -377,6 +378,42 @@ class Snapshot:
             sql = f"SELECT id, state FROM jobs WHERE id IN ({','.join('?' * len(chunk))})"
             out.update((i, JobState(s)) for i, s in self._conn.execute(sql, chunk))
         return out
+
+    def takes_index(self) -> dict[str, list[str]]:
+        """Every job's retakes' ids by its original's id, in take order (``jobs_takes``:
+        the takes alone, a few per flagged job; none before migration 015)."""
+        sql = "SELECT take_of, id FROM jobs WHERE take_of IS NOT NULL ORDER BY take_of, take"
+        index: dict[str, list[str]] = {}
+        try:
+            for original, job_id in self._conn.execute(sql):
+                index.setdefault(original, []).append(job_id)
+        except sqlite3.OperationalError:
+            return {}
+        return index
+
+    def reviewed_ids(self, ids: Sequence[str]) -> list[tuple[Job, Review | None]]:
+        """These jobs (in the order given), each with its recorded review (a report page's
+        retakes, read beside their original)."""
+        found: dict[str, tuple[Job, Review | None]] = {}
+        for part in chunks(ids):
+            sql = (
+                f"SELECT {RETURNING}, {REVIEW_JSON_SQL} FROM jobs"
+                f" WHERE id IN ({','.join('?' * len(part))})"
+            )
+            for row in self._conn.execute(sql, list(part)):
+                job = Job.from_row(row[:-1])
+                found[job.id] = (job, Review.from_json(row[-1]))
+        return [found[i] for i in ids if i in found]
+
+    def chosen_takes(self, originals: Iterable[str]) -> dict[str, str]:
+        """Of the jobs whose original has these ids, the chosen take's id (``store.takes``'
+        one rule); a few per report page, each one index lookup."""
+        sql = f"SELECT {CHOSEN_ID_SQL.format(root='?')}"
+        try:
+            rows = {o: self._conn.execute(sql, (o, o)).fetchone() for o in originals}
+        except sqlite3.OperationalError:  # a database before migration 015: no takes
+            return {}
+        return {o: row[0] for o, row in rows.items() if row is not None and row[0] is not None}
 
     def take_numbers(self, states: Iterable[JobState]) -> dict[str, int]:
         """Of the jobs in ``states``, the retakes: id -> take number (``store.takes``;

@@ -106,6 +106,13 @@ def take_id(original: str, take: int) -> str:
     return f"{original}{TAKE_MARK}{take}"
 
 
+def original_of(job_id: str) -> str | None:
+    """The original's id of take ``job_id`` (``ID~2`` -> ``ID``); None for an original.
+    No manifest may name such an id (``manifest.fields.job_id``), so the id says it."""
+    head, mark, number = job_id.rpartition(TAKE_MARK)
+    return head if mark and head and number.isdigit() and int(number) >= 2 else None
+
+
 def _take_output(output_name: str | None, take: int) -> str | None:
     return None if output_name is None else f"{output_name}{TAKE_MARK}{take}"
 
