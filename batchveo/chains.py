@@ -121,8 +121,10 @@ def parent_failed_message(broken_id: str, state: str, kind: str | None) -> str:
     why = state if kind is None else f"{state} ({kind})"
     if kind == "parent_expired":  # a retry cannot bring back a video the server deleted
         todo = f"load the chain again from {broken_id}'s parent under new ids"
-    else:
+    elif state == "failed":
         todo = f"`batchveo retry {broken_id}` reopens it"
+    else:  # retry takes failed jobs unless told otherwise
+        todo = f"`batchveo retry --state {state} {broken_id}` reopens it"
     return f"the chain broke at {broken_id}, which ended {why}: nothing of it was sent; {todo}"
 
 

@@ -56,7 +56,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # waiting -> pending: the parent is done and its video still live (the store, in the
     # parent's own transaction); -> failed: the parent broke or its video is gone.
     S.WAITING: frozenset({S.PENDING, S.FAILED, S.CANCELLED}),
-    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED}),
+    # pending -> waiting: a released hop never sent, replaced (``load --replace``): it waits
+    # for its parent's video again, and the load releases it at once.
+    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED, S.WAITING}),
     # submitting -> pending: the request provably never reached the server.
     S.SUBMITTING: frozenset({S.RUNNING, S.PENDING, S.FAILED, S.UNCERTAIN}),
     # running -> running is not a transition: a still-running poll only reschedules.

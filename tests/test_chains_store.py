@@ -218,3 +218,37 @@ async def test_new_prices_price_each_hop_as_its_whole_video_on_both_reprice_path
         await store.reprice(per_second(2.0), prices_key="B")  # rewrites the shapes it knows
         costs = {j.id: j.cost_usd for j in await store.jobs(list(S))}
         assert costs == {"a": 16.0, "a-2": 30.0, "a-3": 44.0, "a-4": 58.0, "plain": 16.0}
+
+
+async def test_replace_of_a_released_hop_keeps_it_released_with_its_parents_video(
+    tmp_path: Path,
+) -> None:
+    """A hop released (pending: its parent done) but never sent may still be edited: it
+    is the same kind of job, and it comes back pending with its parent's video."""
+    async with await Store.open(tmp_path / "j.db") as store:
+        await store.add_jobs(chain_specs(tmp_path))
+        await finish(store, "a", store.clock())
+        [before] = [j for j in await store.jobs([S.PENDING]) if j.id == "a-2"]
+        path = tmp_path / "c2.yaml"
+        path.write_text(
+            "jobs:\n  - id: a\n    prompt: a root\n    chain: [hop TWO, hop three, hop four]\n"
+        )
+        result = await store.add_jobs(read_manifests([path]).specs, replace=True)
+        assert result.replaced == 1
+        [hop] = [j for j in await store.jobs([S.PENDING]) if j.id == "a-2"]
+        assert hop.prompt == "hop TWO" and hop.spec().video_uri == URI.format("a")
+        assert hop.parent_generated_at == before.parent_generated_at
+        assert [(e.from_state, e.to_state) for e in await store.events("a-2")][-2:] == [
+            ("pending", "waiting"),
+            ("waiting", "pending"),
+        ]
+
+
+async def test_the_message_of_a_broken_chain_names_the_retry_that_reopens_it(
+    tmp_path: Path,
+) -> None:
+    async with await Store.open(tmp_path / "j.db") as store:
+        await store.add_jobs(chain_specs(tmp_path))
+        await store.cancel(["a"])
+        [hop] = [j for j in await store.jobs([S.FAILED]) if j.id == "a-2"]
+        assert "`batchveo retry --state cancelled a` reopens it" in (hop.error or "")

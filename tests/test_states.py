@@ -26,6 +26,7 @@ ALLOWED = {
     (S.WAITING, S.CANCELLED),
     (S.FAILED, S.WAITING),  # retry of a hop's parent (or of the hop)
     (S.CANCELLED, S.WAITING),
+    (S.PENDING, S.WAITING),  # a released hop replaced before it was sent
     (S.PENDING, S.SUBMITTING),
     (S.PENDING, S.CANCELLED),
     (S.SUBMITTING, S.RUNNING),

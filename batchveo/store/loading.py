@@ -329,7 +329,7 @@ class LoadSession:
             )
         if state not in _REPLACEABLE:
             return f"cannot replace: already submitted (state {state}, loaded from {where})"
-        if (state is S.WAITING) != (spec.extends is not None) and state is not S.CANCELLED:
+        if (old[8] is not None) != (spec.extends is not None):  # the stored job's kind
             return (
                 f"cannot replace: a job and a hop of a scene chain are not the same kind of"
                 f" job (state {state}, loaded from {where}): give it a new id"
