@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from batchveo import mp4
+from batchveo.cli.export import export_database
 from batchveo.manifest import read_manifests
 from batchveo.sim import Simulator
 from batchveo.store import Store
@@ -231,3 +232,23 @@ async def test_a_run_moves_on_a_hop_its_parent_left_waiting(tmp_path: Path) -> N
             )
         result = await run_batch(store, sim, fast_config(out))
     assert result.exit_code == 0 and rows(db)["p-2"]["state"] == "done"
+
+
+async def test_export_says_each_cut_s_place_length_and_poster(tmp_path: Path) -> None:
+    specs = read_manifests([chains_yaml(tmp_path / "jobs.yaml")]).specs
+    db, out = tmp_path / "jobs.db", tmp_path / "out"
+    async with await Store.open(db) as store:
+        async with fast_sim() as sim:
+            result = await run_batch(store, sim, fast_config(out), specs)
+        assert result.exit_code == 0
+        with (tmp_path / "x.jsonl").open("w") as f:
+            export_database(db, f, "jsonl", None, None)
+        with (tmp_path / "x.csv").open("w", newline="") as f:
+            export_database(db, f, "csv", None, None)
+    rows = {r["id"]: r for r in map(json.loads, (tmp_path / "x.jsonl").read_text().splitlines())}
+    a4 = rows["a-4"]
+    assert (a4["hop"], a4["output_s"], a4["params"]["durationSeconds"]) == (4, 29, 8)
+    assert a4["posters"] == ["a-4.jpg"] and (out / "a-4.jpg").is_file()
+    assert (rows["plain"]["hop"], rows["plain"]["output_s"]) == (None, None)
+    header = (tmp_path / "x.csv").read_text().splitlines()[0].split(",")
+    assert {"hop", "output_s", "posters"} <= set(header)

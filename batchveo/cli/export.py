@@ -59,9 +59,15 @@ EXPORT_FIELDS = (
     "storage_uri",
     "extends",
     "chain_root",
+    "hop",
+    "output_s",
+    "posters",
 )
 """What a row says; ``samples_returned`` etc. are empty until the service answered, and
-the route's parts are empty where the load left them to the run (``--provider``, ...)."""
+the route's parts are empty where the load left them to the run (``--provider``, ...).
+A scene chain's hop: ``hop`` its place (1 the root), ``output_s`` its whole cut's length
+(``params`` says what its request asked: ``durationSeconds`` 8). ``posters``: each video's
+poster frame, a name in its folder (null: none made)."""
 REVIEW_FIELDS = (
     "review_status",
     "review_score",
@@ -99,7 +105,7 @@ def write_export(out: IO[str], rows: Iterable[dict[str, Any]], fmt: str) -> int:
     writer = csv.DictWriter(out, fieldnames=[*EXPORT_FIELDS, *REVIEW_FIELDS, *TAKE_FIELDS])
     writer.writeheader()
     for row in rows:
-        for k in ("params", "inputs", "files", "filtered_reasons", "review_defects"):
+        for k in ("params", "inputs", "files", "filtered_reasons", "posters", "review_defects"):
             row[k] = json.dumps(row[k], ensure_ascii=False)
         writer.writerow({k: csv_cell(v) for k, v in row.items()})
         n += 1
