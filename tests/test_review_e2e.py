@@ -12,9 +12,11 @@ import dataclasses
 from pathlib import Path
 
 from batchveo.exitcodes import ExitCode
+from batchveo.observe.summary import status_data
 from batchveo.run.config import ReviewFlags
 from batchveo.states import JobState
 from batchveo.store import ReviewStatus, Store
+from batchveo.verdicts import ReviewSettings
 from tests.helpers import make_spec
 from tests.pipeline_helpers import fast_config, fast_sim, run_batch
 
@@ -53,3 +55,24 @@ async def test_a_reviewed_night_keeps_every_video_done_whatever_the_verdicts(
     assert reviews["garbled"].error and "score" in reviews["garbled"].error  # the model's text
     assert stats["reviews"] == 4  # one request per take, none twice
     assert max(stats["reviews_by_video"].values()) == 1
+
+
+async def test_reviews_a_budget_holds_back_are_told_and_stay_due(
+    store: Store, tmp_path: Path
+) -> None:
+    """A budget with room for the videos but not for their reviews: the run says so in its
+    last line and `status` counts them due (they are asked by a run with room)."""
+    specs = [make_spec("a", "a calm sea"), make_spec("b", "a quiet harbour")]
+    budget = sum(s.cost_usd for s in specs)  # exactly the videos
+    await store.set_review_settings({specs[0].batch: ReviewSettings()})
+    config = dataclasses.replace(
+        fast_config(tmp_path / "videos"), review=ReviewFlags(rpm=0), budget_usd=budget
+    )
+    async with fast_sim() as sim:
+        result = await run_batch(store, sim, config, specs)
+        assert sim.stats()["reviews"] == 0
+    assert result.exit_code == ExitCode.OK
+    assert "2 review(s) left for later: their estimated cost would exceed" in result.summary()
+    data = await status_data(store)
+    assert data["reviews"]["due"] == 2
+    assert data["reviews"]["batches"][specs[0].batch]["due"] == 2

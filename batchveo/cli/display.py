@@ -96,14 +96,15 @@ def review_renderables(reviews: dict[str, Any] | None) -> list[RenderableType]:
         return []
     table = Table(title="reviews (a model watched each take)", title_justify="left")
     retakes = bool(reviews.get("retakes"))
-    cols = ["batch", "passed", "flagged", "errors", "skipped", "cost"]
+    cols = ["batch", "passed", "flagged", "errors", "skipped", "due", "cost"]
     cols += ["retakes", "chosen retakes"] if retakes else []
     for col in cols:
         table.add_column(col, justify="left" if col == "batch" else "right")
     for name, b in reviews["batches"].items():
         counts = [str(b[k]) for k in ("passed", "flagged", "error", "skipped")]
         taken = [str(b["retakes"]), str(b["chosen_retakes"])] if retakes else []
-        table.add_row(name, *counts, f"${b['cost_usd']:,.4f}", *taken)
+        due = str(b.get("due", 0))
+        table.add_row(name, *counts, due, f"${b['cost_usd']:,.4f}", *taken)
     parts: list[RenderableType] = [table]
     if reviews["flagged_takes"]:
         parts.append(Text("Flagged takes (see `batchveo show ID` for the defects):", style="bold"))

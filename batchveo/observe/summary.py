@@ -59,22 +59,28 @@ def _review_data(
     flagged: list[tuple[str, str, float | None]],
     takes: dict[str, dict[str, Any]] | None = None,
     notes: dict[str, str] | None = None,
+    due: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The reviews' counts (overall and per batch), their cost, the flagged takes (with what
     became of their retake, ``notes``), and the retakes made and chosen (``takes``:
-    ``Takes.retake_counts``)."""
-    takes = takes or {}
+    ``Takes.retake_counts``); ``due``: the done takes of reviewed batches still waiting
+    for their review (a budget held them back, a run was cut short)."""
+    takes, due = takes or {}, due or {}
+    empty = {**dict.fromkeys(_REVIEW_OUTCOMES, 0), "cost_usd": 0.0}
+    per_batch = {**{b: empty for b in sorted(due) if b not in per_batch}, **per_batch}
     data: dict[str, Any] = {k: sum(b[k] for b in per_batch.values()) for k in _REVIEW_OUTCOMES}
     # A review costs a fraction of a cent: four decimals, not two.
     data["cost_usd"] = round(sum(b["cost_usd"] for b in per_batch.values()), 4)
     data["retakes"] = sum(t["retakes"] for t in takes.values())
     data["chosen_retakes"] = sum(t["chosen"] for t in takes.values())
+    data["due"] = sum(due.values())
     data["batches"] = {
         name: {
             **{k: b[k] for k in _REVIEW_OUTCOMES},
             "cost_usd": round(b["cost_usd"], 4),
             "retakes": takes.get(name, {}).get("retakes", 0),
             "chosen_retakes": takes.get(name, {}).get("chosen", 0),
+            "due": due.get(name, 0),
         }
         for name, b in per_batch.items()
     }
@@ -187,6 +193,7 @@ async def status_data(
             flagged,
             await store.retake_counts(),
             await store.retake_notes([job_id for job_id, _, _ in flagged]),
+            await store.due_review_counts(sorted(await store.review_settings())),
         ),
         "chains": [
             {"root": c.root, "done": c.done, "total": c.total} for c in await store.chain_counts()

@@ -96,6 +96,9 @@ class RunResult:
     """Reviews recorded in this run, by outcome (``passed``, ``flagged``, ...): told, never
     part of the exit code."""
     reviews_stopped: str | None = None
+    reviews_over_budget: int = 0
+    """Reviews left due because their estimate would exceed a budget (a later run with
+    room asks them): told, like every review, never part of the exit code."""
 
     @property
     def work_left(self) -> int:
@@ -113,10 +116,15 @@ class RunResult:
     def summary(self) -> str:
         parts = [f"{n} {state}" for state, n in self.states.items() if n]
         text = ", ".join(parts) or "no jobs"
-        if self.reviews or self.reviews_stopped:
+        if self.reviews or self.reviews_stopped or self.reviews_over_budget:
             told = ", ".join(f"{n} {outcome}" for outcome, n in self.reviews.items())
             text += f"; reviews: {told or 'none'}"
             text += f" ({self.reviews_stopped})" if self.reviews_stopped else ""
+            if self.reviews_over_budget:
+                text += (
+                    f"; {self.reviews_over_budget} review(s) left for later: their estimated"
+                    " cost would exceed the budget"
+                )
         if self.account_error:
             return f"stopped: {self.account_error}; jobs left pending ({text})"
         if self.over_budget:
@@ -254,6 +262,7 @@ class Runner:
                 if self.reviewer.retakes:
                     result.reviews["retaken"] = self.reviewer.retakes
                 result.reviews_stopped = self.reviewer.stopped
+                result.reviews_over_budget = self.reviewer.over_budget
             ctx.emit("run_finished", states=states, exit_code=result.exit_code)
         return result
 

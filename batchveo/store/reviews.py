@@ -239,6 +239,19 @@ class Reviews(Core):
             rows = await self._query(_SELECT + " WHERE batch=? ORDER BY rowid", (batch,))
         return [Review.from_row(r) for r in rows]
 
+    async def due_review_counts(self, batches: Sequence[str]) -> dict[str, int]:
+        """Of these batches (those with review settings), the done takes whose review is
+        still due (one index, ``reviews_due``): a review a budget held back, or a run cut
+        short, shows here until a run asks it."""
+        if not batches:
+            return {}
+        rows = await self._query(
+            "SELECT batch, COUNT(*) FROM reviews INDEXED BY reviews_due WHERE status IS NULL"
+            f" AND batch IN ({','.join('?' * len(batches))}) GROUP BY batch",
+            list(batches),
+        )
+        return {batch: int(n) for batch, n in rows}
+
     async def review_counts(self) -> dict[str, dict[str, Any]]:
         """Per batch with a reviewed take: how many passed, were flagged, errors, skipped,
         and what the reviews cost."""
