@@ -15,7 +15,9 @@
     chainreads.py .... scene chains as status, show and the report read them
     groupcommit.py ... writes waiting at the same moment share one statement
     claims.py ........ a submitter takes the next pending job, or hands it back
-    reads.py ......... every query; Snapshot, a read-only look for plan
+    reads.py ......... Reads, the live store's async queries (status, show, the run)
+    snapshot.py ...... Snapshot, a read-only look at one moment without an event loop
+                       (plan, export, the report), on a connection of its own
     totals.py ........ running totals per batch, state and route: status without a scan
     budget.py ........ what counts against a budget, the one budget rule (micro-dollars),
                        the claims' filter, when the next pending job is due
@@ -34,7 +36,7 @@ from batchveo.store.budget import (
     BudgetRoom,
     micro_usd,
 )
-from batchveo.store.reads import Brief, Snapshot
+from batchveo.store.reads import Brief
 from batchveo.store.reviews import Recorded, Review, ReviewStatus
 from batchveo.store.rows import (
     AddResult,
@@ -44,6 +46,7 @@ from batchveo.store.rows import (
     TransitionEvent,
     TransitionObserver,
 )
+from batchveo.store.snapshot import Snapshot
 from batchveo.store.store import Store
 from batchveo.store.takes import OVER_BUDGET, Retake, RetakeAsk, Take
 
