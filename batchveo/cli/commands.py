@@ -1,5 +1,5 @@
-"""The commands around a run: load, status, show, export, retry, cancel, plan, report,
-simulate (``run`` is in ``cli.run``).
+"""The commands around a run: load, status, show, export, retry, cancel, plan, simulate
+(``run`` is in ``cli.run``, ``review`` in ``cli.review``, ``report`` in ``cli.report``).
 
 Each parses its options, calls the function that does the work (in ``store``,
 ``observe``, ``report``, ``run``...) through ``boundary.run_async``, and prints what
@@ -22,12 +22,10 @@ from batchveo.errors import UserError
 from batchveo.states import JobState
 
 if TYPE_CHECKING:
-    from batchveo.report import ReportSummary
-    from batchveo.report.sheet import SheetSummary
     from batchveo.store import Event, Job, Review, Store, Take
 
 
-async def _open_store(db_path: Path) -> Store:
+async def open_store(db_path: Path) -> Store:
     """The database of a command that reads or changes jobs: it must exist already."""
     from batchveo.store import Store
 
@@ -105,7 +103,7 @@ def show(job_id: str, db_path: Path) -> None:
     from batchveo.cli.review import review_lines, take_lines
 
     async def go() -> tuple[Job, list[Event], list[Job], Review | None, list[Take]]:
-        async with await _open_store(db_path) as store:
+        async with await open_store(db_path) as store:
             job = await store.get(job_id)
             if job is None:
                 raise UserError(f"{db_path}: no job {job_id!r}")
@@ -143,7 +141,7 @@ def export(
 
     def stream(out: IO[str]) -> None:
         async def go() -> int:
-            async with await _open_store(db_path) as store:  # migrated, or refused
+            async with await open_store(db_path) as store:  # migrated, or refused
                 return await asyncio.to_thread(export_database, store.path, out, fmt, wanted, batch)
 
         run_async(go, db_path)
@@ -156,83 +154,6 @@ def export(
             stream(out)
     except OSError as e:
         fail(f"{output}: cannot write the export: {e.strerror or e}")
-
-
-# -- report -------------------------------------------------------------------
-
-
-@main.command()
-@click.option("--batch", help="Only this batch (default: every batch in the database).")
-@click.option(
-    "--out",
-    "out_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The HTML file (default: report.html beside the downloaded videos; "
-    "report-BATCH.html with --batch).",
-)
-@click.option(
-    "--sheet",
-    "sheet_path",
-    type=click.Path(path_type=Path),
-    help="Also write a contact sheet: one JPEG of the poster frames with their ids.",
-)
-@db_option
-def report(
-    batch: str | None, out_path: Path | None, sheet_path: Path | None, db_path: Path
-) -> None:
-    """Write self-contained HTML pages to look at a night: videos, prompts, failures
-    (one page, or for a big night the first with its numbers and a page per 1,000 cards)."""
-    from batchveo.report import CARDS_PER_PAGE, build_report, default_report_path
-    from batchveo.report.sheet import check_sheet_path, write_contact_sheet
-
-    async def go() -> tuple[ReportSummary, SheetSummary | None]:
-        if sheet_path is not None:
-            check_sheet_path(sheet_path)  # before anything is written
-        async with await _open_store(db_path) as store:
-            path = out_path or await default_report_path(store, batch=batch)
-            try:
-                summary = await build_report(store, path, batch=batch)
-            except OSError as e:  # nothing was put in place (a full disk, a folder...)
-                raise UserError(f"{path}: cannot write the report: {e.strerror or e}") from None
-            if sheet_path is None:
-                return summary, None
-            try:
-                return summary, await write_contact_sheet(
-                    store, sheet_path, batch=batch, scores=summary.scores
-                )
-            except OSError as e:
-                why = e.strerror or e
-                raise UserError(f"{sheet_path}: cannot write the contact sheet: {why}") from None
-
-    summary, sheet = run_async(go, db_path)
-    states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "no jobs"
-    click.echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
-    if summary.pages_folder is not None:
-        click.echo(
-            f"{summary.pages} pages of {CARDS_PER_PAGE} cards: the first is {summary.path},"
-            f" the others in {summary.pages_folder}/"
-        )
-    _echo_sheet(sheet)
-    if summary.attention:
-        click.echo(f"batchveo: {summary.attention} job(s) need attention", err=True)
-    if summary.missing_files:
-        click.echo(
-            f"batchveo: {summary.missing_files} downloaded file(s) are no longer on disk", err=True
-        )
-    if (posters := summary.posters) is not None and posters.unreadable:
-        first = (posters.problems or [""])[0]
-        click.echo(
-            f"batchveo: {posters.unreadable} video(s) gave no poster frame: {first}", err=True
-        )
-
-
-def _echo_sheet(sheet: SheetSummary | None) -> None:
-    if sheet is not None and not sheet.shown:
-        click.echo("batchveo: no video is done yet: no contact sheet written", err=True)
-    elif sheet is not None:
-        more = f", the first {sheet.shown} of {sheet.done}" if sheet.done > sheet.shown else ""
-        w, h = sheet.size_px
-        click.echo(f"wrote {sheet.path} (contact sheet: {sheet.shown} videos{more}, {w}x{h} px)")
 
 
 # -- retry / cancel -------------------------------------------------------------
@@ -261,7 +182,7 @@ def retry(ids: tuple[str, ...], states: tuple[str, ...], db_path: Path) -> None:
     async def go() -> tuple[int, int, int]:
         """How many of the jobs moved went back to pending, to generated (downloaded again,
         not paid again), and how many hops of scene chains wait for their parent again."""
-        async with await _open_store(db_path) as store:
+        async with await open_store(db_path) as store:
             wanted = [JobState(s) for s in states] or [JobState.FAILED]
             moved = await store.requeue(wanted, list(ids) or None)
             now = list((await store.states_of(moved)).values())
@@ -292,7 +213,7 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
 
     async def go() -> tuple[list[str], list[Job]]:
         """The jobs cancelled, and those named by id that could not be."""
-        async with await _open_store(db_path) as store:
+        async with await open_store(db_path) as store:
             moved = await store.cancel(list(ids) or None, batch=batch)
             busy: list[Job] = []
             for jid in ids:
