@@ -103,3 +103,19 @@ def test_the_report_shows_a_chain_as_one_row_longest_cut_first(tmp_path: Path) -
     row = row[: row.index("</section>")]
     ids = [part.split('"')[0] for part in row.split('id="job-')[1:]]
     assert ids == ["a-2", "a", "a-3"]
+
+
+def test_retry_of_a_named_job_in_another_state_says_how_to_reopen_it(tmp_path: Path) -> None:
+    """`retry ID` takes failed jobs unless told: a cancelled root (or a name that is no
+    job) is not silently left alone."""
+    db = loaded(tmp_path)
+    assert invoke("cancel", "a", "--db", str(db)).exit_code == 0
+    result = invoke("retry", "a", "nosuch", "--db", str(db))
+    assert result.exit_code == 0 and result.stdout == "0 job(s) back to pending\n"
+    assert result.stderr.splitlines() == [
+        "a is cancelled, not failed: left as it is (`batchveo retry --state cancelled a`"
+        " reopens it)",
+        "nosuch: no such job",
+    ]
+    again = invoke("retry", "--state", "cancelled", "a", "--db", str(db))
+    assert again.stdout.startswith("1 job(s) back to pending") and again.stderr == ""
