@@ -22,6 +22,7 @@ pollplan.py ... which rule each poll follows; the samples it learns from, per mo
 submitter.py .. pending -> submitting -> running (the numbered steps)
 poller.py ..... running -> generated / done (videos sent inline) / failed / expired
 downloader.py . generated -> done (its DownloadQueue and failure counts)
+duequeue.py ... items due at a time for a pool of idle workers (downloads, reviews)
 reviewer.py ... done takes watched by a model: the review stage (its pacer, workers,
                 reaction table), run_reviewer for a run, ReviewClient
 review_queue.py the reviews due now or later (a backoff, a 429's pause)

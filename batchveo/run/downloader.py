@@ -39,7 +39,6 @@ over, or for the earliest retry time.
 
 from __future__ import annotations
 
-import heapq
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from batchveo.api.results import DownloadResult
-from batchveo.clock import Alarm, Alarms
+from batchveo.clock import Alarms
 from batchveo.errors import (
     ApiError,
     BatchveoError,
@@ -65,7 +64,7 @@ from batchveo.errors import (
 from batchveo.outputs import fallback_video_paths, video_paths
 from batchveo.posters import make_posters
 from batchveo.run.context import RunContext, StopLevel
-from batchveo.run.wakeups import Waiters
+from batchveo.run.duequeue import DueQueue
 from batchveo.states import ErrorKind, JobState
 from batchveo.store import Job
 
@@ -161,7 +160,7 @@ class Failures:
         return None
 
 
-@dataclass(order=True)
+@dataclass
 class DueJob:
     """A generated job in the queue: when it may be tried next, and its tries so far."""
 
@@ -172,78 +171,25 @@ class DueJob:
     failures: Failures = field(default_factory=Failures, compare=False)
 
 
-class DownloadQueue:
+class DownloadQueue(DueQueue[DueJob]):
     """Generated jobs, closest to expiry first, each with its own retry time.
 
     Filled from the database when a run starts and by the poller as videos are made,
-    so downloaders never sweep the table. Idle downloaders wait here: a new video wakes
-    one of them, and one alarm rings at the earliest retry time while any waits
-    (aiolimiter's shape: one heap, one ``call_at`` wake-up).
+    so downloaders never sweep the table. Idle downloaders wait here (``DueQueue``: a new
+    video wakes one of them, one alarm rings at the earliest retry time).
     """
 
     def __init__(self, clock: Alarms) -> None:
-        self._clock = clock
-        self._heap: list[DueJob] = []
-        self._known: set[str] = set()
-        self._waiters = Waiters()
-        self._alarm: Alarm | None = None
-        self._alarm_at = 0.0
+        super().__init__(clock, key=lambda item: item.job.id)
 
     def add(self, job: Job, due_at: float = 0.0) -> None:
-        if job.id not in self._known:
-            self._known.add(job.id)
-            heapq.heappush(self._heap, DueJob(due_at, job.generated_at or 0.0, job))
-            self._arm()
+        generated_at = job.generated_at or 0.0
+        self.push(DueJob(due_at, generated_at, job), due_at, rank=generated_at)
 
     def retry(self, item: DueJob, due_at: float) -> None:
         """``item`` again at ``due_at``, with its tries and failures so far."""
         again = DueJob(due_at, item.generated_at, item.job, item.tries + 1, item.failures)
-        heapq.heappush(self._heap, again)
-        self._arm()
-
-    def forget(self, job_id: str) -> None:
-        self._known.discard(job_id)
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    async def take(self, ended: Callable[[], bool]) -> DueJob | None:
-        """The next job due; None once ``ended()`` (the stop wakes waiters: ``wake_all``)."""
-        while not ended():
-            if self._heap and self._heap[0].due_at <= self._clock():
-                item = heapq.heappop(self._heap)
-                self._arm()  # the next one may be due too: another idle worker takes it
-                return item
-            self._idle_until_due()
-            await self._waiters.wait()
-        return None
-
-    def wake_all(self) -> None:
-        self._waiters.wake_all()
-
-    def _arm(self) -> None:
-        """Wake an idle worker now if the first job is due, else ring when it is."""
-        if not len(self._waiters) or not self._heap:
-            return
-        if self._heap[0].due_at <= self._clock():
-            self._waiters.wake_one()
-        else:
-            self._idle_until_due()
-
-    def _idle_until_due(self) -> None:
-        """The one alarm, at the first job's due time (none if the queue is empty)."""
-        due = self._heap[0].due_at if self._heap else None
-        if self._alarm is not None and self._alarm_at == due:
-            return
-        if self._alarm is not None:
-            self._alarm.cancel()
-            self._alarm = None
-        if due is not None:
-            self._alarm, self._alarm_at = self._clock.call_at(due, self._ring), due
-
-    def _ring(self) -> None:
-        self._alarm = None
-        self._waiters.wake_one()
+        self.again(again, due_at, rank=item.generated_at)
 
 
 async def downloader(ctx: RunContext, queue: DownloadQueue) -> None:

@@ -60,6 +60,7 @@ TALLIED = {
 }
 """Where ``NewJobs.count`` finds what the running totals count in a ``new_row``."""
 assert NEW_ROW[TALLIED["route"] :][:4] == ROUTE_COLUMNS
+assert INSERTED.index("state") == 2  # spec_row puts it after the id and the batch
 
 
 def _insert_sql(state: JobState) -> str:
@@ -115,16 +116,13 @@ def _inputs_json(spec: JobSpec) -> str:
     return json.dumps(spec.inputs_json(), separators=(",", ":"), sort_keys=True)
 
 
-def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
-    """``INSERTED``: a job's row up to its times (the cost is the spec's own estimate, every
-    video it asks for, a scene chain's hop priced as its whole video; one video's is that
-    over ``sampleCount``). A hop starts ``waiting`` (the load releases it if its parent is
-    already done)."""
-    params, cost, samples, one, _ = _request_columns(spec)
+def _new_row(spec: JobSpec, spec_hash: str, request: Request, now: float) -> tuple[Any, ...]:
+    """``NEW_ROW`` and ``now``: a job's columns but its state, then its time (the load's hot
+    row, built in one tuple), ``request`` being its ``_request``."""
+    params, cost, samples, one, _ = request
     return (
         spec.id,
         spec.batch,
-        S.PENDING.value if spec.extends is None else S.WAITING.value,
         spec_hash,
         spec.prompt,
         spec.model,
@@ -140,7 +138,18 @@ def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
         spec.chain_root,
         spec.hop,
         spec.output_s,
+        now,
     )
+
+
+def spec_row(spec: JobSpec, spec_hash: str) -> tuple[Any, ...]:
+    """``INSERTED``: a job's row up to its times (the cost is the spec's own estimate, every
+    video it asks for, a scene chain's hop priced as its whole video; one video's is that
+    over ``sampleCount``). A hop starts ``waiting`` (the load releases it if its parent is
+    already done)."""
+    job_id, batch, *rest, _ = _new_row(spec, spec_hash, _request_columns(spec), 0.0)
+    state = S.PENDING if spec.extends is None else S.WAITING
+    return (job_id, batch, state.value, *rest)
 
 
 class NewRows:
@@ -155,30 +164,11 @@ class NewRows:
         """``NEW_ROW`` and the time: a new job's values for ``INSERT_SQL`` (a hop's for
         ``INSERT_HOP_SQL``)."""
         request = _request_columns(spec)
-        params, cost, samples, one, shape = request
         if request is not self._last:  # rows alike follow each other: noted once
+            _, cost, _, _, shape = request
             self.shapes[shape] = cost
             self._last = request
-        return (
-            spec.id,
-            spec.batch,
-            spec_hash,
-            spec.prompt,
-            spec.model,
-            params,
-            _inputs_json(spec),
-            spec.output_name,
-            spec.source,
-            cost,
-            *route_parts(spec.route),
-            samples,
-            one,
-            spec.extends,
-            spec.chain_root,
-            spec.hop,
-            spec.output_s,
-            now,
-        )
+        return _new_row(spec, spec_hash, request, now)
 
 
 async def replace_job(
