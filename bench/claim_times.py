@@ -6,9 +6,11 @@ Python, as ``gen_db`` is), it opens the store as a run does and times, each the 
 enough to let it through, which is the one that summed every committed job), when the next
 pending job is due under that budget (the drain check's and an idle submitter's question),
 the poller's due query (the claimed jobs made running, each due), the routes with work
-(what a restart serves) and the last submit (the pacer's gap at a restart). It prints
-one JSON object: milliseconds by name. It writes to the database (the claims): give it a
-copy.
+(what a restart serves) and the last submit (the pacer's gap at a restart); then, with
+every pending job but the last thousand moved into a batch over its budget, a claim and
+the next due behind those rows (the first claim walks them; the median is what every later
+claim costs). It prints one JSON object: milliseconds by name. It writes to the database
+(the claims): give it a copy.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -66,7 +69,43 @@ async def measure(db: Path, repeat: int) -> dict[str, float]:
         await timed("last submit", store.last_submit_at)
     finally:
         await store.close()
+    _over_budget_ahead(db)
+    store = await Store.open(db)
+    try:
+        t0 = time.perf_counter()
+        await store.claim_pending(1, budget_usd=BUDGET_USD)
+        out["first claim, over-budget batch ahead"] = round((time.perf_counter() - t0) * 1000, 3)
+        await timed(
+            "claim, over-budget batch ahead",
+            lambda: store.claim_pending(1, budget_usd=BUDGET_USD),
+        )
+        await timed(
+            "next due, over-budget batch ahead",
+            lambda: store.next_attempt_at(budget_usd=BUDGET_USD),
+        )
+    finally:
+        await store.close()
     return out
+
+
+OPEN_ROWS = 1000
+"""The open batch's pending jobs, after the over-budget batch's."""
+
+
+def _over_budget_ahead(db: Path) -> None:
+    """Every pending job but the last ``OPEN_ROWS`` of a batch with a budget already spent
+    (``night-1``, $0.01), those last of one without (``night-2``): each claim must pass the
+    first batch's rows to reach the second's (claims walk them once, ``claimmarks``)."""
+    with sqlite3.connect(db) as conn:
+        (top,) = conn.execute("SELECT MAX(rowid) FROM jobs").fetchone()
+        cut = top - OPEN_ROWS
+        conn.execute(
+            "UPDATE jobs SET batch = CASE WHEN rowid > ? THEN 'night-2' ELSE 'night-1' END"
+            " WHERE state = 'pending' AND batch IS NOT"
+            " (CASE WHEN rowid > ? THEN 'night-2' ELSE 'night-1' END)",
+            (cut, cut),
+        )
+        conn.execute("UPDATE batches SET budget_usd = 0.01 WHERE name = 'night-1'")
 
 
 if __name__ == "__main__":

@@ -439,15 +439,15 @@ async def test_a_claim_made_for_a_submitter_cancelled_meanwhile_is_handed_back(
     async with await Store.open(tmp_path / "jobs.db") as store:
         await store.add_jobs([make_spec("a"), make_spec("b")])
         committed, release = asyncio.Event(), asyncio.Event()
-        take = store_claims._take
+        take = store_claims.Claims._take_committed
 
-        async def take_then_wait(*args: Any) -> list[Job]:
-            jobs = await take(*args)
+        async def take_then_wait(self: store_claims.Claims, *args: Any) -> list[Job]:
+            jobs = await take(self, *args)
             committed.set()
             await release.wait()  # the claim is in the database; the caller leaves now
             return jobs
 
-        monkeypatch.setattr(store_claims, "_take", take_then_wait)
+        monkeypatch.setattr(store_claims.Claims, "_take_committed", take_then_wait)
         doomed = asyncio.create_task(store.claim_pending(1))
         await committed.wait()
         assert rows(store.path, "SELECT state FROM jobs WHERE id='a'") == [("submitting",)]

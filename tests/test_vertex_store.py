@@ -254,17 +254,18 @@ async def test_a_routes_claim_cancelled_before_it_is_made_claims_nothing(tmp_pat
 
 
 async def test_a_claim_by_route_is_still_found_through_an_index(store: Store) -> None:
-    """The claim's own statement, as SQLite ran it, is planned through the state index."""
+    """The claim's own walk, as SQLite ran it, is planned through the state index, from
+    its start on (``claimmarks``)."""
     await load_routed(store)
     statements: list[str] = []
     await store._db.set_trace_callback(statements.append)
     [job] = await store.claim_pending(1, route=VERTEX_P2, default_route=Route("vertex"))
     await store._db.set_trace_callback(None)
     assert job.id == "p2"
-    claim = next(s for s in statements if s.startswith("UPDATE jobs SET state="))
+    claim = next(s for s in statements if s.startswith("SELECT rowid FROM jobs WHERE state="))
     assert "COALESCE(storage_uri" in claim
     plan = " ".join(r[-1] for r in rows(store.path, "EXPLAIN QUERY PLAN " + claim))
-    assert "INDEX jobs_state" in plan, plan
+    assert "INDEX jobs_state (state=? AND rowid>?)" in plan, plan
     assert "SCAN jobs" not in plan, plan
 
 

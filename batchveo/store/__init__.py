@@ -15,6 +15,7 @@
     chainreads.py .... scene chains as status, show and the report read them
     groupcommit.py ... writes waiting at the same moment share one statement
     claims.py ........ a submitter takes the next pending job, or hands it back
+    claimmarks.py .... where a claim's walk starts: rows found wanting are not read again
     reads.py ......... Reads, the live store's async queries (status, show, the run)
     snapshot.py ...... Snapshot, a read-only look at one moment without an event loop
                        (plan, export, the report), on a connection of its own

@@ -29,6 +29,7 @@ import aiosqlite
 
 from batchveo.routes import Route
 from batchveo.states import JobState
+from batchveo.store.claimmarks import NO_ROOM_RULE, WALK_SQL, Key, Room
 from batchveo.store.db import Core
 from batchveo.store.routesql import route_filter
 from batchveo.store.rows import in_states
@@ -147,6 +148,12 @@ class BudgetRoom:
         committed = self.committed_micro_usd
         committed[batch] = committed.get(batch, 0) + micro_usd(cost_usd)
 
+    def room(self) -> Room:
+        """What the budgets leave, for a claim's mark (``claimmarks``)."""
+        caps = tuple((name, micro_usd(cap) - self.committed_micro_usd.get(name, 0))
+                     for name, cap in sorted(self.caps.items()))  # fmt: skip
+        return Room(self.total_left_micro_usd(), caps)
+
     def sql(self) -> tuple[str, list[Any]]:
         """``blocking`` as SQL: a filter keeping the rows (``cost_usd``, ``batch``) that fit."""
         sql, args = "", list[Any]()
@@ -192,14 +199,16 @@ class Budgets(Core):
 
     async def _budget_filter(
         self, db: aiosqlite.Connection, budget_usd: float | None
-    ) -> tuple[str, list[Any]]:
-        """SQL keeping only pending jobs whose estimated cost fits every budget."""
+    ) -> tuple[str, list[Any], Room]:
+        """SQL keeping only pending jobs whose estimated cost fits every budget, and what
+        the budgets leave."""
         caps = await self._batch_caps(db, fresh=True)
         if budget_usd is None and not caps:
-            return "", []
+            return "", [], NO_ROOM_RULE
         async with db.execute(committed_sql()) as cur:
             committed = {b: int(v) for b, v in await cur.fetchall()}
-        return BudgetRoom(budget_usd, caps, committed).sql()
+        room = BudgetRoom(budget_usd, caps, committed)
+        return (*room.sql(), room.room())
 
     async def claimable_pending(
         self,
@@ -216,7 +225,7 @@ class Budgets(Core):
             async with self._db.execute(pending, route_args) as cur:
                 total = await cur.fetchone()
             n_all = int(total[0]) if total else 0
-            fits, args = await self._budget_filter(self._db, budget_usd)
+            fits, args, _ = await self._budget_filter(self._db, budget_usd)
             if not fits:
                 return n_all, 0
             async with self._db.execute(pending + fits, [*route_args, *args]) as cur:
@@ -235,22 +244,30 @@ class Budgets(Core):
         only, if given): 0 if one is due without a backoff.
 
         None when no pending job could ever be claimed (none left, or none fits). Two
-        short reads: the oldest pending job without a backoff that fits (down the state
-        index, stopping at the first), else the earliest backoff among the few pending
-        jobs that have one (``jobs_backoff``, migration 010).
+        short reads: a claim's walk (``claimmarks``: from the mark of its kind, stopping at
+        the first row that fits, which the next walk starts at), else the earliest backoff
+        among the few pending jobs that have one (``jobs_backoff``, migration 010).
         """
         route_sql, route_args = route_filter(route, default_route)
-        where = f"WHERE {in_states([S.PENDING])} AND next_attempt_at IS {{}} NULL{route_sql}"
         async with self._lock:
-            fits, args = await self._budget_filter(self._db, budget_usd)
-            due = f"SELECT 1 FROM jobs {where.format('')}{fits} LIMIT 1"
-            if await self._db.execute_fetchall(due, [*route_args, *args]):
+            db = self._db
+            fits, args, room = await self._budget_filter(db, budget_usd)
+            begun = await self._marks.begin(db, Key(route_sql, tuple(route_args), fits), room)
+            walk = WALK_SQL.format(fits + route_sql)
+            first = list(await db.execute_fetchall(walk, [begun.start, *args, *route_args, 1]))
+            if first:
+                self._marks.ended(begun, int(first[0][0]))
                 return 0.0
+            async with db.execute("SELECT MAX(rowid) FROM jobs") as cur:
+                last = await cur.fetchone()
+            end = int(last[0]) + 1 if last and last[0] is not None else 0
+            self._marks.ended(begun, max(end, begun.start))
             later = (  # the planner, knowing no counts, would go down jobs_state instead
                 f"SELECT MIN(next_attempt_at) FROM jobs INDEXED BY {BACKOFF_INDEX}"
-                f" {where.format('NOT')}{fits}"
+                f" WHERE {in_states([S.PENDING])} AND next_attempt_at IS NOT NULL"
+                f"{fits}{route_sql}"
             )
-            rows = list(await self._db.execute_fetchall(later, [*route_args, *args]))
+            rows = list(await db.execute_fetchall(later, [*args, *route_args]))
         return None if not rows or rows[0][0] is None else float(rows[0][0])
 
     async def review_fits(self, batch: str, cost_usd: float, budget_usd: float | None) -> bool:

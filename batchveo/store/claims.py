@@ -18,6 +18,10 @@ on the rows the state index finds, in the same single guarded UPDATE; the claims
 moment are one such statement per route. Without a route, a claim takes any job (one
 route, as before routes).
 
+A claim walks from where the last claim of its kind stopped, while nothing can have made a
+row it stepped over fit (``claimmarks``): rows over a budget or of another route are read
+once, not at every claim; rows waiting out a backoff are asked for down their own index.
+
 A claim nobody will send must not stay ``submitting`` (the next run would call
 it uncertain and never send it): a submitter cancelled before its claim is
 made claims nothing, and the jobs of one cancelled once its claim was made are
@@ -34,7 +38,8 @@ import aiosqlite
 
 from batchveo.routes import Route
 from batchveo.states import JobState, check_transition
-from batchveo.store.budget import Budgets
+from batchveo.store.budget import BACKOFF_INDEX, Budgets
+from batchveo.store.claimmarks import NO_ROOM_RULE, WALK_SQL, Key, Room, plan_walk
 from batchveo.store.db import immediate
 from batchveo.store.groupcommit import GroupCommit
 from batchveo.store.routesql import route_filter
@@ -104,7 +109,7 @@ class Claims(Budgets):
             sql, args = asks[indexes[0]].route
             limit = sum(asks[i].limit for i in indexes)
             try:
-                jobs = await _take(self._db, t, limit, sql, args)
+                jobs = await self._take_committed(t, limit, Key(sql, args))
             except Exception as exc:  # this route's claims fail; the others stand
                 for i in indexes:
                     out[i] = exc
@@ -115,6 +120,11 @@ class Claims(Budgets):
                 jobs = jobs[asks[i].limit :]
         return out
 
+    async def _take_committed(self, t: float, limit: int, key: Key) -> list[Job]:
+        """One route's claims of one moment, without budgets, in their own transaction."""
+        async with immediate(self._db) as db:
+            return await self._take(db, t, limit, key, NO_ROOM_RULE)
+
     async def _claim_one(self, ask: _Ask, t: float) -> list[Job] | BaseException:
         """One claim in its own transaction, the caps and the committed cost read in it:
         what is committed is exactly what earlier claims (this run or any before it, in
@@ -122,9 +132,10 @@ class Claims(Budgets):
         t = t if ask.now is None else ask.now
         try:
             async with immediate(self._db) as db:
-                fits, args = await self._budget_filter(db, ask.budget_usd)
+                fits, args, room = await self._budget_filter(db, ask.budget_usd)
                 route_sql, route_args = ask.route
-                jobs = await _take(db, t, ask.limit, fits + route_sql, (*args, *route_args))
+                key = Key(route_sql, route_args, fits)
+                jobs = await self._take(db, t, ask.limit, key, room, args)
         except Exception as exc:  # this claim's failure is this caller's
             return exc
         self._tell(TransitionEvent.of(j, S.PENDING, t, None) for j in jobs)
@@ -148,18 +159,49 @@ class Claims(Budgets):
             TransitionEvent.of(Job.from_row(r), S.SUBMITTING, now, HAND_BACK_DETAIL) for r in rows
         )
 
+    async def _take(
+        self,
+        db: aiosqlite.Connection,
+        t: float,
+        limit: int,
+        key: Key,
+        room: Room,
+        budget_args: Sequence[Any] = (),
+    ) -> list[Job]:
+        """The guarded UPDATE of a claim: the oldest due pending jobs that fit (``key``'s
+        filter), found by a walk from the mark of its kind and the due backoffs, in the
+        caller's transaction."""
+        begun = await self._marks.begin(db, key, room)
+        args = (*budget_args, *key.route_args)
+        walked = await _rowids(db, WALK_SQL.format(key.filter_sql), (begun.start, *args, limit))
+        backoff = await _rowids(db, DUE_BACKOFF_SQL.format(key.filter_sql), (t, *args, limit))
+        last = await _last_rowid(db) if len(walked) < limit else 0
+        walk = plan_walk(begun.start, limit, walked, backoff, last)
+        self._marks.ended(begun, walk.next_from_rowid)
+        if not walk.take:
+            return []
+        sql = (
+            "UPDATE jobs SET state=?, attempts=attempts+1, updated_at=?, last_detail=NULL"
+            f" WHERE rowid IN ({','.join('?' * len(walk.take))}) AND state=?"
+            f" RETURNING rowid, {RETURNING}"
+        )
+        args = (S.SUBMITTING.value, t, *walk.take, S.PENDING.value)
+        rows = sorted(await db.execute_fetchall(sql, args))
+        return [Job.from_row(r[1:]) for r in rows]
 
-async def _take(
-    db: aiosqlite.Connection, t: float, limit: int, fits: str = "", fit_args: Any = ()
-) -> list[Job]:
-    """The guarded UPDATE of a claim: due pending jobs that fit, oldest row first."""
-    sql = (
-        "UPDATE jobs SET state=?, attempts=attempts+1, updated_at=?, last_detail=NULL"
-        " WHERE id IN (SELECT id FROM jobs WHERE state=?"
-        f" AND (next_attempt_at IS NULL OR next_attempt_at<=?){fits}"
-        " ORDER BY rowid LIMIT ?)"
-        f" RETURNING rowid, {RETURNING}"
-    )
-    args = (S.SUBMITTING.value, t, S.PENDING.value, t, *fit_args, limit)
-    rows = sorted(await db.execute_fetchall(sql, args))
-    return [Job.from_row(r[1:]) for r in rows]
+
+DUE_BACKOFF_SQL = (
+    f"SELECT rowid FROM jobs INDEXED BY {BACKOFF_INDEX}"
+    " WHERE state='pending' AND next_attempt_at IS NOT NULL AND next_attempt_at<=?{}"
+    " ORDER BY rowid LIMIT ?"
+)
+"""Pending rows whose backoff is over, that pass the filter: down their own index (few)."""
+
+
+async def _rowids(db: aiosqlite.Connection, sql: str, args: Sequence[Any]) -> list[int]:
+    return [int(r[0]) for r in await db.execute_fetchall(sql, args)]
+
+
+async def _last_rowid(db: aiosqlite.Connection) -> int:
+    rows = list(await db.execute_fetchall("SELECT MAX(rowid) FROM jobs"))
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0

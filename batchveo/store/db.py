@@ -24,6 +24,7 @@ from typing import Any
 
 import aiosqlite
 
+from batchveo.store.claimmarks import Marks
 from batchveo.store.rows import TransitionEvent, TransitionObserver
 
 Clock = Callable[[], float]
@@ -39,6 +40,8 @@ class Core:
         self._lock = asyncio.Lock()
         self.observers: list[TransitionObserver] = []
         """Told about every transition after it is committed; must not block or raise."""
+        self._marks = Marks()
+        """Where claims' walks may start (``claimmarks``): this connection's."""
 
     @asynccontextmanager
     async def _statement(self) -> AsyncIterator[aiosqlite.Connection]:

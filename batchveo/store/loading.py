@@ -95,6 +95,7 @@ class Loading(Budgets):
                 raise RuntimeError("a load left without finish(): rolled back")
             if session.budgets_written:
                 self._forget_caps()
+        self._marks.loosened()  # a replaced job may be cheaper now, or of another route
         self._tell(session.events)
 
 

@@ -112,6 +112,7 @@ class Pricing(Core):
             await forget_prices(db)
             if prices_key is not None:
                 await _remember(db, prices_key, last, {s: price(s) for s in {*shapes, *seen}})
+        self._marks.loosened()  # a job may be cheaper now: claims walk from the first row
         return read + rewritten
 
 

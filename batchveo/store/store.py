@@ -57,7 +57,9 @@ class Store(Loading, Claims, Writes, Reads, Pricing, ChainReads, Reviews, Takes)
         except BaseException:
             await conn.close()
             raise
-        return cls(conn, p, clock)
+        store = cls(conn, p, clock)
+        await store._marks.watch_pending(conn)
+        return store
 
     async def close(self) -> None:
         try:
