@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -303,6 +304,21 @@ async def test_a_run_stopped_mid_review_leaves_it_due_and_the_next_run_records_i
     assert [r.status for r in await store.reviews_of()] == [ReviewStatus.PASSED]
 
 
+async def settled(store: Store, state: Callable[[], object]) -> None:
+    """Until the reviewer rests: ``state`` the same across two rounds of loop turns, each
+    ending with a trip through the store's lock (a write on the database's thread takes
+    more loop turns than any fixed count under a busy machine)."""
+    seen: object = None
+    for _ in range(200):
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await store.due_reviews()
+        now = state()
+        if now == seen:
+            return
+        seen = now
+
+
 async def test_5xx_on_review_are_retried_after_a_backoff_then_recorded_as_an_error(
     store: Store, tmp_path: Path
 ) -> None:
@@ -323,8 +339,7 @@ async def test_5xx_on_review_are_retried_after_a_backoff_then_recorded_as_an_err
     await reviewer.load_due()
     task = asyncio.create_task(review_until_idle(reviewer))
     while not task.done():
-        for _ in range(50):
-            await asyncio.sleep(0)
+        await settled(store, lambda: (len(reviews.asks), clock.next_alarm_s()))
         if not task.done() and clock.next_alarm_s() is not None:
             clock.advance_to_next_alarm()
     await task
