@@ -281,3 +281,19 @@ def test_a_console_of_its_own_would_have_read_the_markup() -> None:
     with console.capture() as seen:
         console.print(BATCH.replace("[/]", ""))
     assert BATCH.replace("[/]", "") not in seen.get()
+
+
+def test_text_for_a_person_has_one_way_out_each() -> None:
+    """The rule holds by construction: one console factory, one echo; a new command that
+    printed another way would show hostile text raw."""
+    root = Path(__file__).resolve().parent.parent / "batchveo"
+    consoles, echoes = [], []
+    for path in sorted(root.rglob("*.py")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            where = f"{path.relative_to(root)}:{n}"
+            if re.search(r"\bConsole\(", line) and "def " not in line:
+                consoles.append(where)
+            if "click.echo(" in line and not line.rstrip().endswith("# data"):
+                echoes.append(where)
+    assert [c.split(":")[0] for c in consoles] == ["observe/text.py"]
+    assert [e.split(":")[0] for e in echoes] == ["cli/boundary.py"]
