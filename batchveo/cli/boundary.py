@@ -8,7 +8,9 @@ Two rules, one place each:
 * Anything else is a bug: the group's ``invoke`` reports it as one line and exit 70
   (``crash.crash_message``), never as a traceback on the terminal.
 
-Only the command line prints or exits, and only through ``ExitCode``.
+Only the command line prints or exits, and only through ``ExitCode``; every line it
+shows a person goes through ``echo`` (``say`` and ``fail`` too), which escapes control
+characters visibly: a batch name, a path or a server's text can never act on the terminal.
 """
 
 from __future__ import annotations
@@ -41,18 +43,27 @@ MAX_PROBLEMS_SHOWN = 50
 def fail(message: str, code: ExitCode = ExitCode.USAGE, *, unlisted: int = 0) -> NoReturn:
     """Print ``message`` (one problem a line, a screenful at most) to stderr and exit;
     ``unlisted``: more problems found that the message does not list."""
-    lines = message.splitlines() or [message]
+    lines = message.rstrip("\n").split("\n")  # a \r or \f in a server's text is shown
     if len(lines) > MAX_PROBLEMS_SHOWN or unlisted:
         more = max(0, len(lines) - MAX_PROBLEMS_SHOWN) + unlisted
         lines = [*lines[:MAX_PROBLEMS_SHOWN], f"... and {more:,} more problem(s)"]
     for line in lines:
-        click.echo(f"batchveo: {line}" if not line.startswith("batchveo:") else line, err=True)
+        echo(f"batchveo: {line}" if not line.startswith("batchveo:") else line, err=True)
     sys.exit(code)
 
 
 def say(message: str) -> None:
     """One message for the user, on stderr (stdout may be data)."""
-    click.echo(f"batchveo: {message}", err=True)
+    echo(f"batchveo: {message}", err=True)
+
+
+def echo(text: str, *, err: bool = False) -> None:
+    """Show ``text`` to a person (stdout, or stderr with ``err``), its control characters
+    escaped visibly (``observe.text.visible_lines``); data (JSON, an export) is not text
+    for a person and goes out as it is."""
+    from batchveo.observe.text import visible_lines
+
+    click.echo(visible_lines(text), err=err)
 
 
 _SQLITE_BUGS = (

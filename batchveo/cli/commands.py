@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from batchveo.cli.boundary import fail, main, run_async
+from batchveo.cli.boundary import echo, fail, main, run_async
 from batchveo.cli.params import db_option, prices_option, route_of, route_options
 from batchveo.errors import UserError
 from batchveo.states import JobState
@@ -65,7 +65,7 @@ def load(
         db_path,
         races=True,
     )
-    click.echo(result.summary())
+    echo(result.summary())
 
 
 # -- status / show ---------------------------------------------------------------
@@ -80,18 +80,17 @@ def status(as_json: bool, db_path: Path) -> None:
 
     data = run_async(lambda: database_status(db_path), db_path)
     if as_json:
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        click.echo(json.dumps(data, indent=2, sort_keys=True))  # data
         return
     if not data["database"]["exists"]:
-        click.echo(f"{db_path}: no database yet (nothing loaded): 0 jobs")
+        echo(f"{db_path}: no database yet (nothing loaded): 0 jobs")
         return
-    from rich.console import Console
-
     from batchveo.cli.display import status_renderable
+    from batchveo.observe.text import terminal_console
 
-    Console(soft_wrap=True).print(status_renderable(data))
+    terminal_console(soft_wrap=True).print(status_renderable(data))
     if data["active_run"]:
-        click.echo(f"a run (pid {data['active_run']['pid']}) is active on {db_path}")
+        echo(f"a run (pid {data['active_run']['pid']}) is active on {db_path}")
 
 
 @main.command()
@@ -117,7 +116,7 @@ def show(job_id: str, db_path: Path) -> None:
 
     job, events, chain, review, takes = run_async(go, db_path)
     for line in [*job_lines(job, events, chain), *review_lines(review), *take_lines(takes)]:
-        click.echo(line)
+        echo(line)
 
 
 # -- export -------------------------------------------------------------------
@@ -200,20 +199,20 @@ def retry(ids: tuple[str, ...], states: tuple[str, ...], db_path: Path) -> None:
     pending, again, hops, left = run_async(go, db_path, races=True)
     for job_id, state in left.items():  # a named job retry did not take: say why, and how
         if state is None:
-            click.echo(f"{job_id}: no such job", err=True)
+            echo(f"{job_id}: no such job", err=True)
         elif state in RETRYABLE and state not in wanted:
-            click.echo(
+            echo(
                 f"{job_id} is {state.value}, not {'/'.join(w.value for w in wanted)}: left as it"
                 f" is (`batchveo retry --state {state.value} {job_id}` reopens it)",
                 err=True,
             )
         else:
-            click.echo(f"{job_id} is {state.value}: nothing to retry", err=True)
-    click.echo(f"{pending} job(s) back to pending")
+            echo(f"{job_id} is {state.value}: nothing to retry", err=True)
+    echo(f"{pending} job(s) back to pending")
     if again:
-        click.echo(f"{again} job(s) back to generated: their videos are downloaded again")
+        echo(f"{again} job(s) back to generated: their videos are downloaded again")
     if hops:
-        click.echo(f"{hops} hop(s) of their chains reopened: they wait for their parent's video")
+        echo(f"{hops} hop(s) of their chains reopened: they wait for their parent's video")
 
 
 @main.command()
@@ -239,14 +238,14 @@ def cancel(ids: tuple[str, ...], batch: str | None, all_: bool, db_path: Path) -
             return moved, busy
 
     moved, busy = run_async(go, db_path, races=True)
-    click.echo(f"{len(moved)} job(s) cancelled")
+    echo(f"{len(moved)} job(s) cancelled")
     for job in busy:
         why = (
             "its operation is running on the server and this API cannot cancel it"
             if job.state in (JobState.SUBMITTING, JobState.RUNNING)
             else f"it is {job.state.value}, only pending (or waiting) jobs can be cancelled"
         )
-        click.echo(f"not cancelled: {job.id}: {why}", err=True)
+        echo(f"not cancelled: {job.id}: {why}", err=True)
 
 
 # -- plan -------------------------------------------------------------------------
@@ -293,7 +292,10 @@ def plan(
         ),
         db_path,
     )  # fmt: skip
-    click.echo(json.dumps(result.as_dict(), indent=2) if as_json else plan_text(result))
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))  # data
+    else:
+        echo(plan_text(result))
 
 
 # -- simulate ----------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """What the terminal shows: rich renderables and the plain text of ``show`` and ``plan``.
 
-The commands decide where (and whether) to print them. Every value that comes from a
-manifest, a database or a server goes through ``visible``: an old database, or a
-server's error text, may hold ESC or NUL.
+The commands decide where (and whether) to print them, rich renderables only through
+``observe.text.terminal_console`` (which reads no markup: a batch named ``[/]x`` shows as
+written). Every value that comes from a manifest, a database or a server goes through
+``visible``: a batch name, an old database, or a server's error text may hold ESC or NUL.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
         table.add_column(s.value, justify="right", style=_STYLE.get(s, ""))
     table.add_column("total", justify="right", style="bold")
     for name, b in data["batches"].items():
-        table.add_row(name, *[str(b["states"][s.value]) for s in states], str(b["total"]))
+        table.add_row(visible(name), *[str(b["states"][s.value]) for s in states], str(b["total"]))
     if len(data["batches"]) > 1:
         table.add_row(
             "all", *[str(data["states"][s.value]) for s in states], str(data["total"]), style="bold"
@@ -55,7 +56,7 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
     for name, b in data["batches"].items():
         cost, left = b["cost_usd"], b["oldest_video_hours_left"]
         money.add_row(
-            name,
+            visible(name),
             f"${cost['spent']:,.2f}",
             f"${cost['committed']:,.2f}",
             "-" if cost["budget"] is None else f"${cost['budget']:,.2f}",
@@ -68,13 +69,15 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
         parts.append(routes)
     parts += review_renderables(data.get("reviews"))
     if chains := data.get("chains"):
-        line = ", ".join(f"{c['root']} {c['done']}/{c['total']}" for c in chains[:MAX_LISTED])
+        line = ", ".join(
+            f"{visible(c['root'])} {c['done']}/{c['total']}" for c in chains[:MAX_LISTED]
+        )
         rest = f" and {len(chains) - MAX_LISTED:,} more" if len(chains) > MAX_LISTED else ""
         parts.append(Text(f"Scene chains (hops done/total): {line}{rest}"))
     if data["at_risk"]:
         parts.append(Text("Videos at risk of expiry (download them soon):", style="bold red"))
         for j in data["at_risk"]:
-            parts.append(Text(f"  {j['id']} ({j['batch']}): {j['hours_left']} h left"))
+            parts.append(Text(f"  {_job(j)}: {j['hours_left']} h left"))
     if data["uncertain"]:
         parts.append(
             Text(
@@ -84,7 +87,7 @@ def status_renderable(data: dict[str, Any]) -> RenderableType:
             )
         )
         for j in data["uncertain"][:MAX_LISTED]:
-            parts.append(Text(f"  {j['id']} ({j['batch']})"))
+            parts.append(Text(f"  {_job(j)}"))
         if (more := len(data["uncertain"]) - MAX_LISTED) > 0:
             parts.append(Text(f"  ... and {more:,} more (`batchveo export --state uncertain`)"))
     return Group(*parts)
@@ -104,17 +107,22 @@ def review_renderables(reviews: dict[str, Any] | None) -> list[RenderableType]:
         counts = [str(b[k]) for k in ("passed", "flagged", "error", "skipped")]
         taken = [str(b["retakes"]), str(b["chosen_retakes"])] if retakes else []
         due = str(b.get("due", 0))
-        table.add_row(name, *counts, due, f"${b['cost_usd']:,.4f}", *taken)
+        table.add_row(visible(name), *counts, due, f"${b['cost_usd']:,.4f}", *taken)
     parts: list[RenderableType] = [table]
     if reviews["flagged_takes"]:
         parts.append(Text("Flagged takes (see `batchveo show ID` for the defects):", style="bold"))
         for t in reviews["flagged_takes"]:
             score = "-" if t["score"] is None else f"{t['score']:g}"
-            retake = f"; {t['retake']}" if t.get("retake") else ""
-            parts.append(Text(f"  {t['id']} ({t['batch']}): score {score}{retake}"))
+            retake = f"; {visible(t['retake'])}" if t.get("retake") else ""
+            parts.append(Text(f"  {_job(t)}: score {score}{retake}"))
         if (more := reviews["flagged"] - len(reviews["flagged_takes"])) > 0:
             parts.append(Text(f"  ... and {more:,} more (`batchveo export`)"))
     return parts
+
+
+def _job(j: dict[str, Any]) -> str:
+    """``ID (BATCH)``, as the lists of ``status`` name a job."""
+    return f"{visible(j['id'])} ({visible(j['batch'])})"
 
 
 def partial_table(data: dict[str, Any]) -> Table | None:

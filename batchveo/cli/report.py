@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from batchveo.cli.boundary import main, run_async
+from batchveo.cli.boundary import echo, main, run_async
 from batchveo.cli.commands import open_store
 from batchveo.cli.params import db_option
 from batchveo.errors import UserError
@@ -70,30 +70,28 @@ def report(
 
     summary, sheet = run_async(go, db_path)
     states = ", ".join(f"{n} {s}" for s, n in summary.states.items()) or "no jobs"
-    click.echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
+    echo(f"wrote {summary.path} ({summary.jobs} jobs: {states})")
     if summary.pages_folder is not None:
-        click.echo(
+        echo(
             f"{summary.pages} pages of {CARDS_PER_PAGE} cards: the first is {summary.path},"
             f" the others in {summary.pages_folder}/"
         )
     _echo_sheet(sheet)
     if summary.attention:
-        click.echo(f"batchveo: {summary.attention} job(s) need attention", err=True)
+        echo(f"batchveo: {summary.attention} job(s) need attention", err=True)
     if summary.missing_files:
-        click.echo(
+        echo(
             f"batchveo: {summary.missing_files} downloaded file(s) are no longer on disk", err=True
         )
     if (posters := summary.posters) is not None and posters.unreadable:
         first = (posters.problems or [""])[0]
-        click.echo(
-            f"batchveo: {posters.unreadable} video(s) gave no poster frame: {first}", err=True
-        )
+        echo(f"batchveo: {posters.unreadable} video(s) gave no poster frame: {first}", err=True)
 
 
 def _echo_sheet(sheet: SheetSummary | None) -> None:
     if sheet is not None and not sheet.shown:
-        click.echo("batchveo: no video is done yet: no contact sheet written", err=True)
+        echo("batchveo: no video is done yet: no contact sheet written", err=True)
     elif sheet is not None:
         more = f", the first {sheet.shown} of {sheet.done}" if sheet.done > sheet.shown else ""
         w, h = sheet.size_px
-        click.echo(f"wrote {sheet.path} (contact sheet: {sheet.shown} videos{more}, {w}x{h} px)")
+        echo(f"wrote {sheet.path} (contact sheet: {sheet.shown} videos{more}, {w}x{h} px)")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from batchveo.cli.boundary import main, run_async
+from batchveo.cli.boundary import echo, main, run_async
 from batchveo.cli.params import F, db_option, provider_options
 
 if TYPE_CHECKING:
@@ -106,7 +106,7 @@ def review(
         base_url=base_url, storage_base_url=storage_base_url,
     )  # fmt: skip
     tally = run_async(lambda: review_finished(request), db_path, races=True)
-    click.echo(tally.summary())
+    echo(tally.summary())
 
 
 def review_lines(review: Review | None) -> Iterator[str]:

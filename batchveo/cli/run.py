@@ -16,7 +16,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from batchveo.cli.boundary import MAX_PROBLEMS_SHOWN, fail, main, run_async, say
+from batchveo.cli.boundary import MAX_PROBLEMS_SHOWN, echo, fail, main, run_async, say
 from batchveo.cli.commands import plan
 from batchveo.cli.params import DURATION, db_option, prices_option, provider_options
 from batchveo.cli.review import review_flags, review_options
@@ -247,7 +247,7 @@ def run(
         if isinstance(notice, LockTakenOver):
             say(f"took over the lock left by a dead run (pid {notice.pid})")
         else:
-            click.echo(f"loaded: {notice.result.summary()}", err=True)
+            echo(f"loaded: {notice.result.summary()}", err=True)
 
     night = run_async(lambda: run_night(options, say=say, stream=sys.stderr, tell=tell), db_path)
     result = night.result

@@ -67,11 +67,10 @@ class RunMonitor:
         """``stream`` is where the progress goes (stderr: stdout may be data); bars when
         it is a terminal, a line every minute (``verbose``: every 10 s) otherwise.
         ``scrub`` takes every secret out of a log line (by default: ``key``)."""
-        from rich.console import Console
-
         from batchveo.observe.jsonlog import JsonLog
         from batchveo.observe.notify import ExpiryWatch
         from batchveo.observe.progress import make_progress
+        from batchveo.observe.text import terminal_console
         from batchveo.redact import Secret
 
         self.store, self.config = store, config
@@ -82,7 +81,7 @@ class RunMonitor:
             stream.isatty(),
             quiet,
             stream,
-            Console(file=stream),
+            terminal_console(file=stream),
             interval_s=10.0 if verbose else 60.0,
         )
         self.notify_url, self.on_complete = notify_url, on_complete

@@ -186,7 +186,7 @@ class LiveProgress:
         self.tally = Tally()
         self.show_errors = show_errors
         self._progress = Progress(
-            TextColumn("{task.description:>11}"),
+            TextColumn("{task.description:>11}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             _RateColumn(),

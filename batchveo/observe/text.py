@@ -9,7 +9,12 @@ ways, for two readers:
   every control character becomes a space, whitespace collapses, the length is bounded.
 * ``visible`` for a value shown whole (``batchveo show``, a plan, a crash summary):
   every unsafe character is escaped visibly (``\\x1b``), so nothing is lost and nothing
-  acts on the terminal.
+  acts on the terminal; ``visible_lines`` the same for a message of several lines.
+
+And one rule for rich: ``terminal_console`` is the only console anything prints through.
+It reads no markup and no emoji codes, so a batch name such as ``[/]x[red]y`` or
+``:thumbs_up:`` shows as written, never colours the rest or crashes the command (each
+outside value still goes through ``visible``, before rich measures it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,10 @@ from __future__ import annotations
 import re
 import unicodedata
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the command line imports this module; keep its start-up light
+    from rich.console import Console
 
 _UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
@@ -48,6 +57,20 @@ def visible(text: str) -> str:
     """``text`` with every unsafe character escaped, visibly (``\x1b`` becomes ``\\x1b``):
     a prompt or a server's error text printed to a terminal can never act on it."""
     return _UNSAFE_CHARS.sub(_escape_char, text)
+
+
+def visible_lines(text: str) -> str:
+    """``visible`` for each line of ``text``: its line breaks stay line breaks."""
+    return "\n".join(visible(line) for line in text.split("\n"))
+
+
+def terminal_console(**options: Any) -> Console:
+    """A rich console that shows every string as written: no markup (``[red]``, ``[/]``,
+    ``[link=...]``) and no emoji codes are read from it. Our own styles are given as
+    ``style=``, never as markup, so nothing is lost. ``options`` as for ``Console``."""
+    from rich.console import Console
+
+    return Console(markup=False, emoji=False, **options)
 
 
 def iso_utc(ts: float) -> str:
