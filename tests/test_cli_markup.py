@@ -182,21 +182,46 @@ def test_plan_names_a_hostile_batch_as_written() -> None:
         f"defaults:\n  budget: 100\njobs:\n  - id: {json.dumps(JOB)}\n"
         f"    prompt: {json.dumps(PROMPT)}\n"
     )
-    for name in (BATCH, CONTROL):
-        result = invoke("plan", "m.yaml", "--batch", name, "--db", "jobs.db")
-        assert result.exit_code == 0, result.output
-        shown = CONTROL_SHOWN if name == CONTROL else name
-        assert f"budget of batch {shown}: $100.00" in result.stdout
-        assert not raw_controls(result.stdout), repr(result.stdout)
+    result = invoke("plan", "m.yaml", "--batch", BATCH, "--db", "jobs.db")
+    assert result.exit_code == 0, result.output
+    assert f"budget of batch {BATCH}: $100.00" in result.stdout
+    result = invoke("plan", "m.yaml", "--batch", CONTROL, "--db", "jobs.db")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "batchveo: m.yaml: --batch has the control character U+001B at character 2\n"
+    )
 
 
 def test_load_names_a_hostile_batch_as_written_and_stores_it_exactly() -> None:
     Path("m.yaml").write_text(f"jobs:\n  - id: {json.dumps(JOB)}\n    prompt: hi\n")
-    result = invoke("load", "m.yaml", "--batch", CONTROL, "--db", "jobs.db")
+    result = invoke("load", "m.yaml", "--batch", BATCH, "--db", "jobs.db")
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"1 new, 0 already loaded (batch {CONTROL_SHOWN})\n"
+    assert result.stdout == f"1 new, 0 already loaded (batch {BATCH})\n"
     data = json.loads(invoke("status", "--json", "--db", "jobs.db").stdout)
-    assert list(data["batches"]) == [CONTROL]
+    assert list(data["batches"]) == [BATCH]
+
+
+@pytest.mark.parametrize("name", [CONTROL, "tab\there", " "])
+def test_load_refuses_a_batch_name_with_control_characters_writing_nothing(name: str) -> None:
+    Path("m.yaml").write_text("jobs:\n  - id: a\n    prompt: hi\n")
+    result = invoke("load", "m.yaml", "--batch", name, "--db", "jobs.db")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("batchveo: m.yaml: --batch ") and result.stderr[-1] == "\n"
+    assert len(result.stderr.splitlines()) == 1 and not raw_controls(result.stderr)
+    assert not Path("jobs.db").exists()
+
+
+def test_load_refuses_a_manifest_whose_file_name_cannot_name_a_batch() -> None:
+    name = "night\x1b[2J.yaml"
+    Path(name).write_text("jobs:\n  - id: a\n    prompt: hi\n")
+    result = invoke("load", name, "--db", "jobs.db")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "batchveo: night\\x1b[2J.yaml: the batch name (the file's name) has the control"
+        " character U+001B at character 6 (rename the file or pass --batch NAME)\n"
+    )
+    assert not Path("jobs.db").exists()
+    assert invoke("load", name, "--batch", "night", "--db", "jobs.db").exit_code == 0
 
 
 def test_export_keeps_hostile_texts_exact() -> None:
@@ -245,7 +270,7 @@ async def test_a_run_stopped_by_a_hostile_server_text_says_it_as_written(tmp_pat
     async with fast_sim(precondition_failure=f"{ERROR} {CONTROL}") as sim:
         env = dict(os.environ, BATCHVEO_API_KEY=KEY, BATCHVEO_BASE_URL=sim.url)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "batchveo", "run", "m.yaml", "--batch", f"{BATCH} {CONTROL}",
+            sys.executable, "-m", "batchveo", "run", "m.yaml", "--batch", BATCH,
             "--rpm", "0",
             "--db", "jobs.db", cwd=tmp_path, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -253,7 +278,7 @@ async def test_a_run_stopped_by_a_hostile_server_text_says_it_as_written(tmp_pat
         out, err = (b.decode() for b in await asyncio.wait_for(proc.communicate(), 60))
     assert proc.returncode == 4, err
     assert not raw_controls(out + err), repr(err)
-    assert f"loaded: 1 new, 0 already loaded (batch {BATCH} {CONTROL_SHOWN})\n" in err
+    assert f"loaded: 1 new, 0 already loaded (batch {BATCH})\n" in err
     [last] = [line for line in err.splitlines() if line.startswith("batchveo: stopped: ")]
     assert ERROR in last and "owned" in last
     assert f"| last error: {JOB}: HTTP 400 FAILED_PRECONDITION: {ERROR} e [2Jv" in err  # progress

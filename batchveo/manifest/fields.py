@@ -114,6 +114,26 @@ _PROMPT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 meant, and ``show`` would print it raw to a terminal. One search per prompt."""
 
 
+_NAME_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""Control characters, line breaks and tabs too: a batch name is shown on one line."""
+
+
+def batch_name_problem(name: str, *, from_flag: bool) -> str | None:
+    """Why ``name`` (``--batch`` if ``from_flag``, else the manifest's file name) cannot
+    name a batch, if it cannot: it is shown in ``status``, the report and the exports, on
+    one line."""
+    where = "--batch" if from_flag else "the batch name (the file's name)"
+    fix = "" if from_flag else " (rename the file or pass --batch NAME)"
+    if not name.strip():
+        return f"{where} is empty{fix}"
+    if (found := _NAME_CONTROL.search(name)) is not None:
+        return (
+            f"{where} has the control character U+{ord(found[0]):04X} at character"
+            f" {found.start() + 1}{fix}"
+        )
+    return None
+
+
 def _control_problem(what: str, text: str) -> str | None:
     if (found := _PROMPT_CONTROL.search(text)) is None:
         return None

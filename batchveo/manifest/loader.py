@@ -23,6 +23,7 @@ from batchveo.chains import Link
 from batchveo.errors import ManifestError, Problem
 from batchveo.manifest.chaining import Links, chain_entries, hop_spec, link_of, provider_name
 from batchveo.manifest.csvfile import read_csv
+from batchveo.manifest.fields import batch_name_problem
 from batchveo.manifest.images import ImageFiles
 from batchveo.manifest.job import (
     Shapes,
@@ -192,6 +193,8 @@ class _Loader:
                 return self.problem(name, None, "the same manifest is given twice")
             self._files.add(p.resolve())
             batch = self.batch if self.batch is not None else p.stem
+            if (problem := batch_name_problem(batch, from_flag=self.batch is not None)) is not None:
+                return self.problem(name, None, problem)
             self._file_batch, self._base = batch, p.absolute().parent
             defaults = self._csv(name, fd) if suffix == ".csv" else self._yaml(name, fd, size)
         except OSError as e:
