@@ -117,7 +117,7 @@ from typing import Any
 from bench.load import run_load
 from bench.pacing import run_pacing
 from bench.pipeline import delete_trials, run_pipeline
-from bench.polls import run_polls
+from bench.polls import run_poll_bound, run_polls
 from bench.proc import OUT, ROOT, compile_code, machine_info
 from bench.reads import SIZES, Code, run_reads
 from bench.report import PartResult, table
@@ -126,12 +126,17 @@ from bench.restart import run_restart
 from bench.vertex import run_vertex
 
 PARTS = ("load", "pipeline", "vertex", "pacing", "reads", "polls", "restart")
+NAMED_ONLY = ("poll-bound",)
+"""Parts run only when named: ``all`` has them already (polls prints poll-bound's table)."""
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "part", nargs="*", metavar="PART", help=f"{', '.join(PARTS)} or all (the default)"
+        "part",
+        nargs="*",
+        metavar="PART",
+        help=f"{', '.join(PARTS + NAMED_ONLY)} or all (the default)",
     )
     p.add_argument("--rows", type=int, default=100_000, help="load: rows of the big manifests")
     p.add_argument("--jobs", type=int, default=2_000, help="pipeline, vertex: jobs per run")
@@ -167,9 +172,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
-    unknown = [name for name in args.part if name not in (*PARTS, "all")]
+    unknown = [name for name in args.part if name not in (*PARTS, *NAMED_ONLY, "all")]
     if unknown:
-        p.error(f"unknown part {unknown[0]!r} (choose from {', '.join(PARTS)}, all)")
+        p.error(f"unknown part {unknown[0]!r} (choose from {', '.join(PARTS + NAMED_ONLY)}, all)")
     return args
 
 
@@ -205,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             repeat=args.repeat,
         ),
         "polls": run_polls,
+        "poll-bound": run_poll_bound,
         "restart": lambda: run_restart(
             tuple(int(n) for n in args.restart_sizes.split(",")), against=args.against
         ),
