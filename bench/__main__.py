@@ -8,7 +8,8 @@ its exit. Work files (manifests, databases, videos, each child's stdout/stderr, 
 simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out/results.json``
 (parts run separately are merged into it, each stamped with its time). Several parts may be
 named at once (``python -m bench pipeline vertex``); ``all`` (the default) is every part:
-load, pipeline, vertex, pacing, reads, polls, restart.
+load, pipeline, vertex, pacing, reads, polls, restart (``poll-bound``, polls' closed-form
+table alone, runs only when named).
 
 1. load (issues 2 and 14): ``batchveo load FILE --db fresh.db`` on a 100,000-row text-only
    CSV and its reload into the same database (must print "0 new, 100000 already loaded"),
@@ -81,7 +82,14 @@ load, pipeline, vertex, pacing, reads, polls, restart.
    on a night compressed 20 or 40 times (``bench.fastclock``, and a simulator scaled
    alike). Two distributions: log-normal median 60 s sigma 0.5 (the targets: at most half
    the polls, a median delay no worse) and median 150 s ("one to six minutes"). About a
-   minute.
+   minute. Then a table in closed form, no runs (``bench/poll_sweep.py``): for median 60 s
+   at sigma 0.25, 0.35, 0.5 and 0.75, and median 150 s sigma 0.5, each schedule's expected
+   polls and median delay under the known distribution, beside the fewest polls any
+   schedule could have at that median (``bench/poll_bound.py``: a dynamic program over
+   every schedule on a 0.5 s grid, and a lower bound for schedules off the grid), and
+   whether half the fixed schedule's polls at no worse a median is within any schedule's
+   reach. ``python -m bench poll-bound`` prints that table alone, in about two seconds
+   (a part run only when named: ``polls`` and ``all`` print it already).
 
 6. restart (issue 14): ``batchveo run`` restarted on a night half done (50% done with its
    event log, 50% pending) of 1,000 and 1,000,000 jobs, against a simulator: the time
