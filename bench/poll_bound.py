@@ -47,7 +47,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from batchveo.run.schedule import LogNormal, evaluate
+from batchveo.run.schedule import LogNormal
 
 GRID_S = 0.5
 """Poll ages are multiples of this: fine beside delays of seconds, coarse enough that a
@@ -242,11 +242,6 @@ def delay_quantile_s(ages_s: Sequence[float], dist: LogNormal, share: float) -> 
 def median_delay_s(ages_s: Sequence[float], dist: LogNormal) -> float:
     """The median notice delay of polls at ``ages_s`` under ``dist``."""
     return delay_quantile_s(ages_s, dist, 0.5)
-
-
-def expected_polls(ages_s: Iterable[float], dist: LogNormal) -> float:
-    """Expected polls per job of polls at ``ages_s`` (``schedule.evaluate``'s)."""
-    return evaluate(ages_s, dist).polls
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,16 @@ def test_no_schedule_of_the_product_polls_less_than_the_frontier_at_its_median(
     assert median_delay_s(list(frontier.ages_s), dist) <= frontier.d_s + 1e-9
 
 
+def test_off_the_grid_the_bound_allows_for_rounding_to_it() -> None:
+    # A schedule on a fine grid beats the best of a coarse grid at its own median; the
+    # coarse grid's fewest is no bound for it, the rounded one is.
+    dist = LogNormal(60, 0.5)
+    fine = list(fewest_polls(dist, 5.0, step_s=0.1).ages_s)
+    polls, median_s = evaluate(fine, dist).polls, median_delay_s(fine, dist)
+    assert fewest_polls(dist, median_s, step_s=1.5).at_least > polls + 0.05
+    assert any_schedule(dist, median_s, step_s=1.5).at_least <= polls
+
+
 def test_half_the_fixed_polls_at_no_worse_a_median_is_out_of_reach_on_the_benchmark() -> None:
     dist = LogNormal(60, 0.5)
     fixed = schedule_ages(dist, None)
