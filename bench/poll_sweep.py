@@ -143,9 +143,9 @@ def _note(group: Sequence[Reach]) -> str:
         f"On the headline distribution (median {fixed.dist.median_s:g} s, sigma"
         f" {fixed.dist.sigma:g}), for half the jobs to be noticed within {fixed.median_s:.2f} s"
         f" (the fixed schedule's median delay, closed form) any schedule needs at least"
-        f" {f.at_least:.2f} polls per job, and one on the {f.step_s:g} s grid needs"
-        f" {f.at_most:.2f}, against half the fixed schedule's {HALF * fixed.polls:.2f}: both"
-        f" targets at once are {verdict}."
+        f" {f.at_least:.2f} polls per job (a schedule with {f.at_most:.2f} was found on the"
+        f" {f.step_s:g} s grid), against half the fixed schedule's {HALF * fixed.polls:.2f}:"
+        f" both targets at once are {verdict}."
     )
     ages, fixed_ages = list(f.ages_s), schedule_ages(fixed.dist, None)
     text += (
