@@ -95,11 +95,9 @@ def problem(
 ) -> Problem:
     """The grid of ``step_s`` up to ``horizon_s`` (by default where all but ``TAIL`` of
     ``dist`` is done, rounded up to the grid)."""
-    if d_s <= 0 or step_s <= 0:
-        raise ValueError("the delay and the grid step must be > 0")
-    horizon = dist.quantile(1 - TAIL) if horizon_s is None else horizon_s
-    n = max(1, math.ceil(horizon / step_s - 1e-9))
-    ages = [k * step_s for k in range(n + 1)]
+    if d_s <= 0:
+        raise ValueError("the delay must be > 0")
+    ages = grid_ages(dist, step_s, horizon_s)
     return Problem(
         step_s=step_s,
         d_s=d_s,
@@ -107,6 +105,16 @@ def problem(
         cdf_back=tuple(dist.cdf(t - d_s) for t in ages),
         far=math.ceil(d_s / step_s),
     )
+
+
+def grid_ages(dist: LogNormal, step_s: float, horizon_s: float | None = None) -> list[float]:
+    """0, ``step_s``, 2 ``step_s``, ... up to ``horizon_s`` (by default where all but
+    ``TAIL`` of ``dist`` is done), rounded up to the grid."""
+    if step_s <= 0:
+        raise ValueError("the grid step must be > 0")
+    horizon = dist.quantile(1 - TAIL) if horizon_s is None else horizon_s
+    n = max(1, math.ceil(horizon / step_s - 1e-9))
+    return [k * step_s for k in range(n + 1)]
 
 
 @dataclass(frozen=True)

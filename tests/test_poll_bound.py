@@ -1,6 +1,7 @@
-"""The frontier of ``bench/poll_bound.py``: the fewest polls any schedule needs for a
-median notice delay, checked against every schedule of a tiny grid and against the
-schedules the product has (fixed and learned, whose ages are off the grid).
+"""The frontiers of ``bench/poll_bound.py`` and ``bench/poll_bound_mean.py``: the fewest
+polls any schedule needs for a median (or mean) notice delay, checked against every
+schedule of a tiny grid and against the schedules the product has (fixed and learned,
+whose ages are off the grid).
 
 Every figure is an expectation in closed form (``schedule.evaluate``), exact on any machine.
 """
@@ -22,6 +23,7 @@ from bench.poll_bound import (
     relaxed,
     share_within,
 )
+from bench.poll_bound_mean import any_schedule_mean, mean_grid, relaxed_mean
 from bench.poll_sweep import SPREADS, schedule_ages
 
 TINY = LogNormal(6, 0.4)
@@ -121,3 +123,41 @@ def test_the_median_delay_is_what_drawn_jobs_see() -> None:
         for t in (dist.sample(rng.random()) for _ in range(40_000))
     )
     assert median_delay_s(ages, dist) == pytest.approx(delays[len(delays) // 2], abs=0.1)
+
+
+def test_the_mean_delay_program_is_the_best_of_every_schedule() -> None:
+    g = mean_grid(TINY, step_s=TINY_STEP_S, horizon_s=TINY_HORIZON_S)
+    for mu in (0.01, 0.1, 0.5, 3.0):
+        value, ages = relaxed_mean(g, mu)
+        brute = min(
+            evaluate(s, TINY).polls + mu * evaluate(s, TINY).delay_s for s in every_schedule()
+        )
+        assert value == pytest.approx(brute, abs=1e-12)
+        got = evaluate(ages, TINY)
+        assert got.polls + mu * got.delay_s == pytest.approx(value, abs=1e-12)
+
+
+def test_the_convex_hull_trick_is_the_plain_dynamic_program() -> None:
+    # On the benchmark's distribution, a 2 s grid: every predecessor tried, no hull.
+    dist, mu = LogNormal(60, 0.5), 0.3
+    g = mean_grid(dist, step_s=2.0)
+    t, f, m = g.ages_s, g.cdf, g.partial_mean
+    value = [0.0] * len(t)
+    for k in range(1, len(t)):
+        value[k] = min(
+            value[i] + 1 - f[i] + mu * (t[k] * (f[k] - f[i]) - (m[k] - m[i])) for i in range(k)
+        )
+    assert relaxed_mean(g, mu)[0] == pytest.approx(value[-1], abs=1e-9)
+
+
+@pytest.mark.parametrize("dist", SPREADS, ids=str)
+@pytest.mark.parametrize("bound_s", [10.0, 5.0])
+def test_the_learned_schedule_has_the_fewest_polls_at_its_mean_delay(
+    dist: LogNormal, bound_s: float
+) -> None:
+    # What the learned rule is for: its own target, where it sits on the frontier.
+    ages = schedule_ages(dist, bound_s)
+    got = evaluate(ages, dist)
+    frontier = any_schedule_mean(dist, got.delay_s)
+    assert frontier.at_least <= got.polls <= 1.01 * frontier.at_most
+    assert evaluate(frontier.ages_s, dist).delay_s <= got.delay_s
