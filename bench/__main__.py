@@ -8,7 +8,8 @@ its exit. Work files (manifests, databases, videos, each child's stdout/stderr, 
 simulators' logs) go to ``bench/out/``; the figures go to stdout and ``bench/out/results.json``
 (parts run separately are merged into it, each stamped with its time). Several parts may be
 named at once (``python -m bench pipeline vertex``); ``all`` (the default) is every part:
-load, pipeline, vertex, pacing, reads, polls, restart.
+load, pipeline, vertex, pacing, reads, polls, restart (``poll-bound``, polls' closed-form
+table alone, runs only when named).
 
 1. load (issues 2 and 14): ``batchveo load FILE --db fresh.db`` on a 100,000-row text-only
    CSV and its reload into the same database (must print "0 new, 100000 already loaded"),
@@ -81,7 +82,15 @@ load, pipeline, vertex, pacing, reads, polls, restart.
    on a night compressed 20 or 40 times (``bench.fastclock``, and a simulator scaled
    alike). Two distributions: log-normal median 60 s sigma 0.5 (the targets: at most half
    the polls, a median delay no worse) and median 150 s ("one to six minutes"). About a
-   minute.
+   minute. Then a table in closed form, no runs (``bench/poll_sweep.py``): for median 60 s
+   at sigma 0.25, 0.35, 0.5 and 0.75, and median 150 s sigma 0.5, each schedule's expected
+   polls, median and mean delay under the known distribution, beside the fewest polls
+   any schedule could have at that median (``bench/poll_bound.py``: a dynamic program over
+   every schedule on a 0.5 s grid, and a lower bound for schedules off the grid) and at
+   that mean (``bench/poll_bound_mean.py``, the learned rule's own target), and whether
+   half the fixed schedule's polls at no worse a median is within any schedule's reach.
+   ``python -m bench poll-bound`` prints that table alone, in about five seconds (a part
+   run only when named: ``polls`` and ``all`` print it already).
 
 6. restart (issue 14): ``batchveo run`` restarted on a night half done (50% done with its
    event log, 50% pending) of 1,000 and 1,000,000 jobs, against a simulator: the time
@@ -117,7 +126,7 @@ from typing import Any
 from bench.load import run_load
 from bench.pacing import run_pacing
 from bench.pipeline import delete_trials, run_pipeline
-from bench.polls import run_polls
+from bench.polls import run_poll_bound, run_polls
 from bench.proc import OUT, ROOT, compile_code, machine_info
 from bench.reads import SIZES, Code, run_reads
 from bench.report import PartResult, table
@@ -126,12 +135,17 @@ from bench.restart import run_restart
 from bench.vertex import run_vertex
 
 PARTS = ("load", "pipeline", "vertex", "pacing", "reads", "polls", "restart")
+NAMED_ONLY = ("poll-bound",)
+"""Parts run only when named: ``all`` has them already (polls prints poll-bound's table)."""
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "part", nargs="*", metavar="PART", help=f"{', '.join(PARTS)} or all (the default)"
+        "part",
+        nargs="*",
+        metavar="PART",
+        help=f"{', '.join(PARTS + NAMED_ONLY)} or all (the default)",
     )
     p.add_argument("--rows", type=int, default=100_000, help="load: rows of the big manifests")
     p.add_argument("--jobs", type=int, default=2_000, help="pipeline, vertex: jobs per run")
@@ -167,9 +181,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = p.parse_args(argv)
-    unknown = [name for name in args.part if name not in (*PARTS, "all")]
+    unknown = [name for name in args.part if name not in (*PARTS, *NAMED_ONLY, "all")]
     if unknown:
-        p.error(f"unknown part {unknown[0]!r} (choose from {', '.join(PARTS)}, all)")
+        p.error(f"unknown part {unknown[0]!r} (choose from {', '.join(PARTS + NAMED_ONLY)}, all)")
     return args
 
 
@@ -205,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             repeat=args.repeat,
         ),
         "polls": run_polls,
+        "poll-bound": run_poll_bound,
         "restart": lambda: run_restart(
             tuple(int(n) for n in args.restart_sizes.split(",")), against=args.against
         ),
