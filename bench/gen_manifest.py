@@ -45,17 +45,19 @@ def _image_for(i: int, images: Sequence[Path] | None, base: Path) -> str | None:
         return str(image.resolve())
 
 
-def write_csv(path: Path, n_rows: int, *, images: list[Path] | None = None) -> Path:
-    """A CSV manifest of ``n_rows`` jobs, text-only or cycling over ``images``."""
+def write_csv(
+    path: Path, n_rows: int, *, images: list[Path] | None = None, ids: bool = False
+) -> Path:
+    """A CSV manifest of ``n_rows`` jobs, text-only or cycling over ``images``; with
+    ``ids``, each job named by an ``id`` column (``shot-0000001``), as users name them."""
     base = path.absolute().parent
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["prompt", "image", "aspect_ratio", "durationSeconds"] if images else ["prompt"])
+        head = ["prompt", "image", "aspect_ratio", "durationSeconds"] if images else ["prompt"]
+        w.writerow(["id", *head] if ids else head)
         for i in range(n_rows):
-            if images:
-                w.writerow([prompt(i), _image_for(i, images, base), "16:9", "8"])
-            else:
-                w.writerow([prompt(i)])
+            row = [prompt(i), _image_for(i, images, base), "16:9", "8"] if images else [prompt(i)]
+            w.writerow([f"shot-{i:07d}", *row] if ids else row)
     return path
 
 

@@ -1,9 +1,10 @@
 """Part 1, ``batchveo load``: time and peak memory of validating and storing a manifest.
 
 Cases: a text-only CSV of ``rows`` (100,000 by default) into a fresh database and its
-reload into the same one, a YAML of as many jobs, and 1,000-job CSV and YAML manifests
-cycling over shared images; with ``--million``, a 1,000,000-row CSV and its reload too
-(a minute or so more). With ``--against DIR`` (a checkout with its own ``.venv``, say the
+reload into the same one, the same with an ``id`` column (jobs named as users name them),
+a YAML of as many jobs, and 1,000-job CSV and YAML manifests cycling over shared images;
+with ``--million``, a 1,000,000-row CSV and its reload too, with ids and without (two
+minutes or so more). With ``--against DIR`` (a checkout with its own ``.venv``, say the
 code before a change) every case runs there first, then here, on its own databases:
 before and after side by side, interleaved so that a busy machine weighs on both alike.
 """
@@ -50,12 +51,14 @@ def _k(n: int) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
-def _csv_cases(manifest: Path, rows: int, db: str, max_s: float, max_mb: float) -> list[Case]:
+def _csv_cases(
+    manifest: Path, rows: int, db: str, max_s: float, max_mb: float, what: str = "text"
+) -> list[Case]:
     k = _k(rows)
     new, again = f"{rows} new, 0 already loaded", f"0 new, {rows} already loaded"
     return [
-        Case(f"csv {k} text", manifest, db, rows, new, max_s=max_s, max_mb=max_mb),
-        Case(f"csv {k} text, reload", manifest, db, rows, again, fresh=False, max_s=max_s,
+        Case(f"csv {k} {what}", manifest, db, rows, new, max_s=max_s, max_mb=max_mb),
+        Case(f"csv {k} {what}, reload", manifest, db, rows, again, fresh=False, max_s=max_s,
              max_mb=max_mb),
     ]  # fmt: skip
 
@@ -68,6 +71,8 @@ def _cases(work: Path, rows: int, image_jobs: int, images: int, million: bool) -
     img_yaml = write_yaml(work / "images.yaml", image_jobs, images=imgs)
     n = _k(image_jobs)
     cases = _csv_cases(big_csv, rows, "csv.db", CSV_MAX_S, CSV_MAX_MB)
+    ids_csv = write_csv(work / "big_ids.csv", rows, ids=True)
+    cases += _csv_cases(ids_csv, rows, "csv_ids.db", CSV_MAX_S, CSV_MAX_MB, "text with ids")
     cases += [
         Case(f"yaml {_k(rows)} text", big_yaml, "yaml.db", rows, f"{rows} new, 0 already loaded",
              max_s=YAML_MAX_S, max_mb=YAML_MAX_MB),
@@ -81,6 +86,11 @@ def _cases(work: Path, rows: int, image_jobs: int, images: int, million: bool) -
         if not path.exists():  # 80 MB, kept between runs
             write_csv(path, MILLION)
         cases += _csv_cases(path, MILLION, "million.db", MILLION_MAX_S, MILLION_MAX_MB)
+        named = work / "million_ids.csv"
+        if not named.exists():
+            write_csv(named, MILLION, ids=True)
+        cases += _csv_cases(named, MILLION, "million_ids.db", MILLION_MAX_S, MILLION_MAX_MB,
+                            "text with ids")  # fmt: skip
     return cases
 
 

@@ -237,3 +237,50 @@ def test_a_parents_video_is_live_until_the_retention_less_a_margin() -> None:
     assert not parent_expired(made, last - 1, Wire.GEMINI)
     assert parent_expired(made, last, Wire.GEMINI)
     assert not parent_expired(made, made + 10 * RETENTION_S, Wire.VERTEX)  # the user's bucket
+
+
+def test_a_csv_jobs_named_in_one_file_are_extended_from_a_yaml_of_the_same_load(
+    tmp_path: Path,
+) -> None:
+    shots = write(tmp_path / "shots.csv", "id,prompt\nopening,a lighthouse at dusk\n")
+    more = write(tmp_path / "more.yaml", "jobs:\n  - {id: then, extends: opening, prompt: rain}\n")
+    db = tmp_path / "jobs.db"
+    result = CliRunner().invoke(main, ["load", str(shots), str(more), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    with sqlite3.connect(db) as conn:
+        got = list(conn.execute("SELECT id, state, extends, hop FROM jobs ORDER BY rowid"))
+    assert got == [("opening", "pending", None, None), ("then", "waiting", "opening", 2)]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [
+        ("a.csv", "id,prompt,extends\nx,p,\n", True),
+        ("a.csv", "ID,Prompt,Extends\nx,p,\n", True),
+        ("a.csv", "id,prompt\nx,the road extends: far\n", False),  # a prompt, not a column
+        ("a.yaml", "jobs:\n  - {id: x, prompt: p}\n", False),
+        ("a.yaml", "jobs:\n  - id: x\n    extends: y\n    prompt: p\n", True),
+        ("a.yaml", 'jobs:\n  - {"extends": y, prompt: p}\n', True),
+        ("a.yaml", "jobs:\n  - {id: x, prompt: 'the road extends: far'}\n", True),  # erring
+        ("a.yaml", "jobs:\n  - {id: x, prompt: the road extends far}\n", False),
+    ],
+)
+def test_whether_a_load_can_hold_a_hop_is_read_from_its_files(
+    tmp_path: Path, name: str, text: str, expected: bool
+) -> None:
+    from batchveo.manifest.chaining import may_extend
+
+    path = write(tmp_path / name, text)
+    assert may_extend([path]) is expected
+    assert may_extend([tmp_path / "missing.yaml", path]) is expected
+
+
+def test_a_hop_that_may_extend_is_seen_past_the_first_block(tmp_path: Path) -> None:
+    from batchveo.manifest.chaining import may_extend
+
+    jobs = "".join(f"  - {{id: j{i}, prompt: shot {i} of the harbour}}\n" for i in range(40_000))
+    path = write(tmp_path / "big.yaml", "jobs:\n" + jobs + "  - {extends: j0, prompt: more}\n")
+    assert path.stat().st_size > 1 << 20
+    assert may_extend([path])
+    spec = read_manifests([path]).specs[-1]
+    assert spec.extends == "j0" and spec.hop == 2

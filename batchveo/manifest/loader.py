@@ -21,7 +21,14 @@ from typing import Any
 
 from batchveo.chains import Link
 from batchveo.errors import ManifestError, Problem
-from batchveo.manifest.chaining import Links, chain_entries, hop_spec, link_of, provider_name
+from batchveo.manifest.chaining import (
+    Links,
+    chain_entries,
+    hop_spec,
+    link_of,
+    may_extend,
+    provider_name,
+)
 from batchveo.manifest.csvfile import read_csv
 from batchveo.manifest.fields import batch_name_problem
 from batchveo.manifest.images import ImageFiles
@@ -80,6 +87,7 @@ def read_manifests(
     job a scene chain's hop extends (``extends:`` a job not in the load).
     """
     loader = _Loader(batch, Route() if route is None else check_route(route), parents=parents)
+    loader.may_extend = may_extend(paths)
     for path in paths:
         loader.load(path)
     loader.problems += output_problems(loader.specs)
@@ -114,6 +122,7 @@ def stream_manifests(
     as for ``read_manifests``. ``reviews``, if given, gets the batches' review settings.
     """
     loader = _Loader(batch, Route() if route is None else check_route(route), take, parents)
+    loader.may_extend = may_extend(paths)
     for path in paths:
         loader.load(path)
     loader.flush()
@@ -158,6 +167,9 @@ class _Loader:
         self._images = ImageFiles()
         self._links = Links()
         """Jobs a later hop may extend (``chaining``)."""
+        self.may_extend = True
+        """Whether a job of the load can extend another (``chaining.may_extend``): else
+        no job is noted in ``_links``."""
         self._parents = parents
         """Stored jobs a hop may extend (the database's; None: there is none)."""
         self._file_batch = ""
@@ -332,7 +344,7 @@ class _Loader:
         """Hand on or keep a job's specs (unless they clash), and note those a later hop
         may extend: the jobs ``named`` by an id of their own, and chains' members."""
         for spec in specs:
-            if named or spec.chain_root is not None:
+            if self.may_extend and (named or spec.chain_root is not None):
                 self._links.note(spec, provider)
         if self._take is not None:
             return self._hand_on(specs, where)
