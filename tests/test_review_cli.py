@@ -164,6 +164,23 @@ def test_review_makes_the_retakes_its_flags_ask_for_and_leaves_them_to_the_next_
     assert shown.exit_code == 0 and "  bad~2 (take 2): pending\n" in shown.stdout
 
 
+def test_review_retakes_flag_gives_a_flagged_job_its_retake_over_the_batchs_settings(
+    fake: FakeReviews,
+) -> None:
+    done_db({"bad": "a hand [review=3]", "worse": "a face [review=2]"}, ReviewSettings())
+    result = invoke("review", "bad", "--db", "jobs.db", "--review-rpm", "0")
+    assert result.stdout == "reviewed 1 of 1: 1 flagged\n"  # the batch's: flag only
+    result = invoke(
+        "review", "worse", "--db", "jobs.db", "--review-rpm", "0", "--review-retakes", "1"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "reviewed 1 of 1: 1 flagged; 1 retake(s) made, sent by the next run\n"
+    assert "  worse~2 (take 2): pending\n" in invoke("show", "worse~2", "--db", "jobs.db").stdout
+    assert invoke("show", "bad~2", "--db", "jobs.db").exit_code == 2  # none for bad
+    too_many = invoke("review", "--db", "jobs.db", "--review-retakes", "11")
+    assert too_many.exit_code == 2 and "--review-retakes" in too_many.stderr
+
+
 def test_review_of_a_job_that_is_not_done_is_one_line_exit_2(fake: FakeReviews) -> None:
     done_db({"a": "x"})
     result = invoke("review", "nope", "--db", "jobs.db")

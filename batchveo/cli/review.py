@@ -18,6 +18,7 @@ import click
 
 from batchveo.cli.boundary import echo, main, run_async
 from batchveo.cli.params import F, db_option, provider_options
+from batchveo.manifest.review import MAX_RETAKES
 
 if TYPE_CHECKING:
     from batchveo.store import Review, Take
@@ -31,6 +32,10 @@ _OPTIONS = (
     click.option(
         "--review-threshold", type=click.FloatRange(0, 10),
         help="A take scoring below this is flagged (0-10; default 7).",
+    ),
+    click.option(
+        "--review-retakes", type=click.IntRange(0, MAX_RETAKES),
+        help=f"Extra takes a flagged job may get (0-{MAX_RETAKES}; default 0: flag only).",
     ),
     click.option(
         "--review-fps", type=click.FloatRange(0, 24, min_open=True),
@@ -69,6 +74,7 @@ def review_flags(*, review_all: bool = False, **given: Any) -> Any:
         model=given.get("review_model"),
         rubric=given.get("review_rubric"),
         threshold=given.get("review_threshold"),
+        retakes=given.get("review_retakes"),
         fps=given.get("review_fps"),
         media_resolution=None if resolution is None else MediaResolution(resolution),
         rpm=given.get("review_rpm", 10.0),

@@ -24,6 +24,7 @@ class ReviewFlags:
     model: str | None = None
     rubric: str | None = None
     threshold: float | None = None
+    retakes: int | None = None
     fps: float | None = None
     media_resolution: MediaResolution | None = None
     """The flags that override a batch's settings (None: not given)."""
@@ -39,7 +40,7 @@ class ReviewFlags:
             return None
         given = {
             name: value
-            for name in ("model", "rubric", "threshold", "fps", "media_resolution")
+            for name in ("model", "rubric", "threshold", "retakes", "fps", "media_resolution")
             if (value := getattr(self, name)) is not None
         }
         return replace(stored or ReviewSettings(), **given)
