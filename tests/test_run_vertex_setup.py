@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -32,6 +33,7 @@ from batchveo.run import app as run_app
 from batchveo.run import loading, routed
 from batchveo.run.access import RunSecrets
 from batchveo.run.app import Night, RunOptions, run_night
+from batchveo.run.config import ReviewFlags
 from batchveo.run.context import RunStats
 from batchveo.run.runner import RunResult
 from batchveo.sim.tokens import make_service_account_key
@@ -150,8 +152,9 @@ class FakeVertex:
         raise AssertionError("nothing to save")
 
 
+@pytest.mark.parametrize("review_location", [None, "global"])
 async def test_a_vertex_run_builds_its_client_with_the_routes_credentials_and_scrubs_tokens(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, review_location: str | None
 ) -> None:
     FakeVertex.made = []
     monkeypatch.setattr(run_access, "make_vertex_client", FakeVertex)
@@ -160,8 +163,10 @@ async def test_a_vertex_run_builds_its_client_with_the_routes_credentials_and_sc
         key = make_service_account_key(server.url, project="proj-1")
         server.issuer.trust(key.key_id, key.email, key.public_pem)
         monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(key.write(tmp_path / "sa.json")))
+        config = replace(fast_config(tmp_path / "v"), review=ReviewFlags(location=review_location))
         options = RunOptions(
-            db_path=tmp_path / "jobs.db", config=fast_config(tmp_path / "v"),
+            db_path=tmp_path / "jobs.db",
+            config=config,
             manifests=(manifest(tmp_path / "m.yaml", "a", "b"),), provider="vertex",
             location="europe-west4", base_url="http://127.0.0.1:9",
             storage_base_url="http://127.0.0.1:10", log_file=log,
@@ -174,6 +179,7 @@ async def test_a_vertex_run_builds_its_client_with_the_routes_credentials_and_sc
         {
             "project": "proj-1", "location_default": "europe-west4",
             "base_url": "http://127.0.0.1:9", "storage_base_url": "http://127.0.0.1:10",
+            "review_location": review_location,
         }
     ]  # fmt: skip
     assert tokens

@@ -26,6 +26,18 @@ if TYPE_CHECKING:
 _RESOLUTIONS = ("low", "medium", "high")
 
 
+def _location(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A region as ``--location`` takes it (``manifest.fields.location``), or None."""
+    from batchveo.manifest.fields import Bad, location
+
+    if value is None:
+        return None
+    try:
+        return location(value)
+    except Bad as e:
+        raise click.BadParameter(str(e)) from None
+
+
 _OPTIONS = (
     click.option("--review-model", help="The model that reviews (gemini-3.5-flash)."),
     click.option("--review-rubric", help="What a good take is, in words."),
@@ -44,6 +56,10 @@ _OPTIONS = (
     click.option(
         "--review-media-resolution", type=click.Choice(_RESOLUTIONS),
         help="How finely frames are seen: low costs about a third of medium.",
+    ),
+    click.option(
+        "--review-location", callback=_location,
+        help="Vertex AI: the region of the reviewing model (default: the route's --location).",
     ),
     click.option(
         "--review-rpm", default=10.0, show_default=True, type=click.FloatRange(min=0),
@@ -79,6 +95,7 @@ def review_flags(*, review_all: bool = False, **given: Any) -> Any:
         media_resolution=None if resolution is None else MediaResolution(resolution),
         rpm=given.get("review_rpm", 10.0),
         in_flight=given.get("review_inflight", 2),
+        location=given.get("review_location"),
     )
 
 

@@ -102,6 +102,7 @@ class RouteAccess:
                 self.identities[route.project], self.tokens,
                 location_default=route.location or self.default.location,
                 base_url=self.options.base_url, storage_base_url=self.options.storage_base_url,
+                review_location=self.options.config.review.location,
             )  # fmt: skip
         from batchveo.api import VeoClient
 
@@ -123,14 +124,16 @@ def make_vertex_client(
     location_default: str | None,
     base_url: str | None,
     storage_base_url: str | None,
+    review_location: str | None = None,
 ) -> RouteClient:
-    """The Vertex AI client of one route (project and region), the one place it is built."""
+    """The Vertex AI client of one route (project and region), the one place it is built;
+    its reviews in ``review_location`` (None: the route's region)."""
     from batchveo.api.vertex import VertexClient
     from batchveo.routes import DEFAULT_LOCATION
 
     client: RouteClient = VertexClient(
         identity, tokens, location_default=location_default or DEFAULT_LOCATION,
-        base_url=base_url, storage_base_url=storage_base_url,
+        base_url=base_url, storage_base_url=storage_base_url, review_location=review_location,
     )  # fmt: skip
     return client
 

@@ -32,6 +32,9 @@ class ReviewFlags:
     """``--review-rpm``: review requests per minute (their own pacer; 0: unpaced)."""
     in_flight: int = 2
     """``--review-inflight``: reviews on their way at once."""
+    location: str | None = None
+    """``--review-location`` (Vertex AI): the region of the reviewing model, where it is
+    offered (None: the route's own region)."""
 
     def settings_for(self, stored: ReviewSettings | None) -> ReviewSettings | None:
         """A batch's review settings (its manifest's ``stored`` ones, with the flags over
