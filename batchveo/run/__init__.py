@@ -2,6 +2,7 @@
 
 runner.py ..... composes the stages over one store and the routes' clients; the one
                 drain check; how a run stops (signals, --max-runtime, errors)
+result.py ..... RunResult: what a run ends with, its exit code and its last line
 app.py ........ the composition root: run_night, plan_night (the order nothing is
                 written in until the input is known good)
 access.py ..... what each route needs to be reached (keys, Google credentials), its

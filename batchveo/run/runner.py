@@ -36,11 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from dataclasses import dataclass, field
 
 from batchveo.api.review import ReviewClient
 from batchveo.clock import Alarm, Clock, RunClock, alarms_for
-from batchveo.exitcodes import ExitCode
 from batchveo.files import output_folder
 from batchveo.run.context import (
     Client,
@@ -48,7 +46,6 @@ from batchveo.run.context import (
     Observer,
     RunConfig,
     RunContext,
-    RunStats,
     StopLevel,
 )
 from batchveo.run.downloader import DownloadQueue, downloader
@@ -57,9 +54,10 @@ from batchveo.run.lanes import Lanes
 from batchveo.run.loading import LoadResult, add_specs, load_into_store
 from batchveo.run.poller import Poller
 from batchveo.run.pollplan import HISTORY_ROWS, PollPlan
+from batchveo.run.result import RunResult
 from batchveo.run.reviewer import Reviewer, run_reviewer
 from batchveo.run.submitter import lane_next_attempt_at, submitter
-from batchveo.states import IN_PROGRESS, WORK_LEFT, JobState
+from batchveo.states import IN_PROGRESS, JobState
 from batchveo.store import Store, TransitionEvent
 
 __all__ = [
@@ -78,63 +76,6 @@ MIN_CLAIMING_SHARE = 0.5
 grace to come back), but never earlier than this, however long the grace."""
 STOP_OTHERS_S = 5.0
 """How long a stop waits for polls and downloads in progress before cancelling them."""
-
-
-@dataclass
-class RunResult:
-    states: dict[str, int]
-    stats: RunStats
-    stop_reason: str | None = None
-    account_error: str | None = None
-    """What stopped the run for good (``StopPolicy.fatal_error``: an account refused, a
-    retired model, a disk that refuses): exit 4."""
-    recovered_uncertain: list[str] = field(default_factory=list)
-    cleaned_partials: int = 0
-    over_budget: int = 0
-    """Pending jobs left alone because their estimated cost would exceed a budget."""
-    reviews: dict[str, int] = field(default_factory=dict)
-    """Reviews recorded in this run, by outcome (``passed``, ``flagged``, ...): told, never
-    part of the exit code."""
-    reviews_stopped: str | None = None
-    reviews_over_budget: int = 0
-    """Reviews left due because their estimate would exceed a budget (a later run with
-    room asks them): told, like every review, never part of the exit code."""
-
-    @property
-    def work_left(self) -> int:
-        return sum(self.states.get(s.value, 0) for s in WORK_LEFT)
-
-    @property
-    def exit_code(self) -> ExitCode:
-        if self.account_error:
-            return ExitCode.ACCOUNT
-        if self.work_left:
-            return ExitCode.STOPPED
-        bad = sum(self.states.get(s.value, 0) for s in (S.FAILED, S.EXPIRED, S.UNCERTAIN))
-        return ExitCode.FAILURES if bad else ExitCode.OK
-
-    def summary(self) -> str:
-        parts = [f"{n} {state}" for state, n in self.states.items() if n]
-        text = ", ".join(parts) or "no jobs"
-        if self.reviews or self.reviews_stopped or self.reviews_over_budget:
-            told = ", ".join(f"{n} {outcome}" for outcome, n in self.reviews.items())
-            text += f"; reviews: {told or 'none'}"
-            text += f" ({self.reviews_stopped})" if self.reviews_stopped else ""
-            if self.reviews_over_budget:
-                text += (
-                    f"; {self.reviews_over_budget} review(s) left for later: their estimated"
-                    " cost would exceed the budget"
-                )
-        if self.account_error:
-            return f"stopped: {self.account_error}; jobs left pending ({text})"
-        if self.over_budget:
-            text += (
-                f"; {self.over_budget} job(s) left pending: their estimated cost would exceed"
-                " the budget"
-            )
-        if self.work_left and self.stop_reason:
-            return f"{self.stop_reason} with work left, run again to continue ({text})"
-        return text
 
 
 class OpenWork:
