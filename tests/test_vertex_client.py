@@ -32,8 +32,8 @@ from batchveo.api.vertex import (
     MAX_INLINE_VIDEOS,
     MAX_POLL_ANSWER_BYTES,
     VERTEX_MODEL_IDS,
-    build_vertex_body,
 )
+from batchveo.api.vertex_body import build_vertex_body
 from batchveo.errors import (
     AccountError,
     ApiError,

@@ -8,6 +8,7 @@ from the client down:
 - ``vertex``: ``VertexClient``, Vertex AI (a bearer token; videos inline or in a bucket).
 - ``wire``: the Gemini format as pure functions: request bodies, operation names, polls.
 - ``vertex_wire``: the Vertex format as pure functions: parameters, operation names, polls.
+- ``vertex_body``: a job's Vertex request body, its local images read and verified.
 - ``review``: ``ReviewClient``, what the review stage needs of either client, and the steps
   both share (the video read off the loop, its size checked first; the verdict read).
 - ``review_wire``: the review's ``generateContent`` as pure functions: body, verdict.
@@ -56,8 +57,8 @@ from batchveo.api.vertex import (
     MAX_POLL_ANSWER_BYTES,
     VERTEX_MODEL_IDS,
     VertexClient,
-    build_vertex_body,
 )
+from batchveo.api.vertex_body import build_vertex_body
 from batchveo.api.wire import (
     build_parameters,
     build_request_body,

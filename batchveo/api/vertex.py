@@ -39,10 +39,8 @@ import base64
 import binascii
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from yarl import URL
 
@@ -58,15 +56,15 @@ from batchveo.api.review import file_payload, read_verdict, review_payload
 from batchveo.api.texts import clip, show_url
 from batchveo.api.transport import Reply, Transport
 from batchveo.api.urls import plain_base_url
+from batchveo.api.vertex_body import body_reads_files, build_vertex_body
 from batchveo.api.vertex_wire import (
     OperationName,
     VertexOutcome,
     model_path,
     parse_vertex_operation,
     vertex_base,
-    vertex_parameters,
 )
-from batchveo.api.wire import encode_body, load_image, operation_name
+from batchveo.api.wire import encode_body, operation_name
 from batchveo.errors import (
     ApiError,
     BadRequest,
@@ -78,7 +76,7 @@ from batchveo.errors import (
 )
 from batchveo.models import MODELS, PROVIDER_MODELS
 from batchveo.routes import DEFAULT_LOCATION
-from batchveo.spec import ImageRef, JobSpec
+from batchveo.spec import JobSpec
 from batchveo.verdicts import ReviewAsk, Verdict
 
 log = logging.getLogger(__name__)
@@ -99,44 +97,6 @@ video's answer is megabytes: parsing it on the loop would stall every other requ
 VERTEX_MODEL_IDS: tuple[str, ...] = tuple(m for m in MODELS if not m.endswith("-preview"))
 """The ids Vertex serves (its preview ids were retired on 2026-04-02), named when a submit
 answers 404 for a model."""
-_GS_VIDEO = re.compile(r"^gs://[^/\s]+/\S+$")
-
-
-def build_vertex_body(spec: JobSpec, storage_uri: str | None) -> dict[str, Any]:
-    """The ``predictLongRunning`` body; reads and verifies the job's local images.
-
-    Images on disk go as ``bytesBase64Encoded`` (checked against the sha256 taken at load),
-    Cloud Storage images as ``gcsUri``; a video to extend must be in Cloud Storage.
-    """
-    instance: dict[str, Any] = {"prompt": spec.prompt}
-    if spec.image:
-        instance["image"] = _image(spec.image)
-    if spec.last_frame:
-        instance["lastFrame"] = _image(spec.last_frame)
-    if spec.reference_images:
-        instance["referenceImages"] = [
-            {"image": _image(ref), "referenceType": "asset"} for ref in spec.reference_images
-        ]
-    if spec.video_uri:
-        if not _GS_VIDEO.match(spec.video_uri):
-            raise BadRequest(
-                f"Vertex extends videos in Cloud Storage only (gs://...), not "
-                f"{show_url(spec.video_uri)}"
-            )
-        instance["video"] = {"gcsUri": spec.video_uri, "mimeType": "video/mp4"}
-    return {"instances": [instance], "parameters": vertex_parameters(spec.params, storage_uri)}
-
-
-def _image(ref: ImageRef) -> dict[str, str]:
-    if ref.gcs_uri:
-        return {"gcsUri": ref.gcs_uri, "mimeType": ref.mime_type}
-    return load_image(ref)
-
-
-def _needs_thread(spec: JobSpec) -> bool:
-    """Whether building the body reads files (slow I/O: off the loop)."""
-    refs = [r for r in (spec.image, spec.last_frame, *spec.reference_images) if r]
-    return any(not r.gcs_uri for r in refs)
 
 
 def _check_base_url(text: str, what: str) -> str:
@@ -242,7 +202,7 @@ class VertexClient:
             + model_path(project, location, spec.model)
             + ":predictLongRunning"
         )
-        if _needs_thread(spec):
+        if body_reads_files(spec):
             body = await asyncio.to_thread(build_vertex_body, spec, storage_uri)
         else:
             body = build_vertex_body(spec, storage_uri)
