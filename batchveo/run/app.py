@@ -172,41 +172,40 @@ async def run_night(
     """
     from batchveo import lock
     from batchveo.files import check_output_folder
-    from batchveo.manifest import gc_paused
+    from batchveo.manifest import check_route, gc_paused
     from batchveo.run.access import RouteAccess
-    from batchveo.run.loading import read_routed
-    from batchveo.run.routed import spec_route
+    from batchveo.run.loading import load_into_store, manifest_routes
     from batchveo.store import Store
 
     o, config = options, options.config
     prices = read_prices(o.prices_path)
-    with gc_paused():  # before any task of the run starts
-        manifests = await asyncio.to_thread(
-            read_routed, o.manifests, batch=o.batch, route=o.route, db=o.db_path
-        )
+    check_route(o.route)  # a bad flag, manifests or not
+    loading: list[Route | None] = []
+    if o.manifests:
+        with gc_paused():  # before any task of the run starts
+            loading = await asyncio.to_thread(
+                manifest_routes, o.manifests, batch=o.batch, route=o.route, db=o.db_path
+            )
     if not o.manifests and not config.watch_dir and not o.db_path.exists():
         raise UserError(f"{o.db_path}: no such database; give a manifest to run")
     if config.out_dir.exists() and not config.out_dir.is_dir():
         raise UserError(f"--out {config.out_dir}: a file is there, not a folder")
     check_output_folder(config.out_dir)  # before loading: a read-only --out writes nothing
     access = RouteAccess(o)
-    await access.prepare([spec_route(s) for s in manifests.specs])  # before anything is written
+    await access.prepare(loading)  # before anything is written
     with lock.acquire(o.db_path) as held:
         took_over = _taken_over(held.previous)
         if took_over is not None and tell is not None:
             tell(took_over)
+        loaded = None
+        if o.manifests:  # streamed as `load` does: a database is made only if all goes in
+            added = await load_into_store(
+                o.db_path, o.manifests, batch=o.batch, replace=o.replace, route=o.route
+            )
+            loaded = ManifestsLoaded(added)
+            if tell is not None:
+                tell(loaded)
         async with await Store.open(o.db_path) as store:
-            loaded = None
-            if o.manifests:
-                from batchveo.run.runner import add_specs
-
-                added = await add_specs(
-                    store, manifests.specs, o.manifests, replace=o.replace,
-                    budgets=manifests.budgets, reviews=manifests.reviews,
-                )  # fmt: skip
-                loaded = ManifestsLoaded(added)
-                if tell is not None:
-                    tell(loaded)
             if prices:
                 await _reprice(store, prices)
             routes = await _routes_to_serve(store, access, watching=config.watch_dir is not None)

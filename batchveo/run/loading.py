@@ -75,6 +75,39 @@ def read_routed(
     return read_manifests(paths, batch=batch, route=route or Route(), parents=parents)
 
 
+def manifest_routes(
+    paths: Sequence[Path | str],
+    *,
+    batch: str | None = None,
+    route: Route | None = None,
+    db: Path | None = None,
+) -> list[Route | None]:
+    """The routes the manifests' jobs go by (None: the loading command's), every job read
+    and checked on its own and none kept: ``run MANIFEST``'s first pass, so that what the
+    routes need is found before anything is written, in the memory of one chunk (blocking:
+    it reads files). Its jobs are then streamed into the store as ``load`` does
+    (``load_into_store``), which finds what needs every job at once (an id twice).
+
+    A problem found here is reported as ``read_routed`` reports it: every problem of the
+    manifests, at once (``ManifestError``); only a bad manifest is held whole."""
+    found: dict[Route | None, None] = {}
+    bad = False
+
+    def take(items: list[Item]) -> None:
+        nonlocal bad
+        for item in items:
+            if isinstance(item, JobSpec):
+                found.setdefault(item.route)
+            else:
+                bad = True
+
+    parents = None if db is None else stored_parents(db)
+    stream_manifests(paths, take, batch=batch, route=route or Route(), parents=parents)
+    if bad:
+        read_routed(paths, batch=batch, route=route, db=db)  # raises, with every problem
+    return list(found)
+
+
 def stored_parents(db: Path) -> Parents:
     """The jobs of ``db`` a scene chain's hop may extend, looked up one at a time (a
     read-only connection of its own: a load in progress on the store's is not seen)."""
