@@ -2,8 +2,9 @@
 
 Cases: a text-only CSV of ``rows`` (100,000 by default) into a fresh database and its
 reload into the same one, the same with an ``id`` column (jobs named as users name them),
-a YAML of as many jobs, and 1,000-job CSV and YAML manifests cycling over shared images;
-with ``--million``, a 1,000,000-row CSV and its reload too, with ids and without (two
+``batchveo run`` of the CSV (``--max-jobs 0``: its load, nothing sent) and again, a YAML
+of as many jobs, and 1,000-job CSV and YAML manifests cycling over shared images; with
+``--million``, a 1,000,000-row CSV and its reload too, with ids and without (two
 minutes or so more). With ``--against DIR`` (a checkout with its own ``.venv``, say the
 code before a change) every case runs there first, then here, on its own databases:
 before and after side by side, interleaved so that a busy machine weighs on both alike.
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.gen_manifest import write_csv, write_images, write_yaml
-from bench.proc import OUT, ROOT, ChildResult, run_child
+from bench.proc import API_KEY, OUT, ROOT, ChildResult, run_child
 from bench.reads import Code
 from bench.report import PartResult, mb, secs, table
 
@@ -26,6 +27,10 @@ YAML_MAX_MB = 150.0
 MILLION = 1_000_000
 MILLION_MAX_S = 20.0
 MILLION_MAX_MB = 100.0
+RUN_MAX_MB = 150.0
+"""``run MANIFEST``: the load's memory, and the runner's own (its client, its imports)."""
+RUN_LEFT_PENDING = 75
+"""The exit code of a run that leaves jobs pending (``--max-jobs 0``)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class Case:
     fresh: bool = True
     max_s: float | None = None
     max_mb: float | None = None
+    run: bool = False
+    """``batchveo run MANIFEST --max-jobs 0`` instead of ``load``: what a cron line's run
+    spends on loading its manifest (nothing sent; it exits 75, its jobs pending)."""
 
 
 def _fresh_db(db: Path) -> None:
@@ -73,6 +81,13 @@ def _cases(work: Path, rows: int, image_jobs: int, images: int, million: bool) -
     cases = _csv_cases(big_csv, rows, "csv.db", CSV_MAX_S, CSV_MAX_MB)
     ids_csv = write_csv(work / "big_ids.csv", rows, ids=True)
     cases += _csv_cases(ids_csv, rows, "csv_ids.db", CSV_MAX_S, CSV_MAX_MB, "text with ids")
+    new, again = f"{rows} new, 0 already loaded", f"0 new, {rows} already loaded"
+    cases += [
+        Case(f"run MANIFEST, csv {_k(rows)}", big_csv, "run.db", rows, new, max_mb=RUN_MAX_MB,
+             run=True),
+        Case(f"run MANIFEST again, csv {_k(rows)}", big_csv, "run.db", rows, again, fresh=False,
+             max_mb=RUN_MAX_MB, run=True),
+    ]  # fmt: skip
     cases += [
         Case(f"yaml {_k(rows)} text", big_yaml, "yaml.db", rows, f"{rows} new, 0 already loaded",
              max_s=YAML_MAX_S, max_mb=YAML_MAX_MB),
@@ -152,6 +167,13 @@ def _run_case(work: Path, case: Case, code: Code) -> tuple[Case, Code, ChildResu
     if case.fresh:
         _fresh_db(db)
     stem = folder / case.name.replace(" ", "_").replace(",", "")
+    if case.run:
+        argv = code.argv("run", case.manifest, "--db", db, "--out", folder / "videos",
+                         "--max-jobs", "0", "--base-url", "http://127.0.0.1:9", "-q")  # fmt: skip
+        env = {"BATCHVEO_API_KEY": API_KEY}
+        res = run_child(argv, log_stem=stem, cwd=code.root, env=env, timeout_s=1800.0)
+        ok = res.returncode == RUN_LEFT_PENDING and f"loaded: {case.expect}" in res.stderr
+        return case, code, res, ok
     res = run_child(
         code.argv("load", case.manifest, "--db", db), log_stem=stem, cwd=code.root,
         timeout_s=1800.0,

@@ -4,13 +4,17 @@
 builds everything a run needs, in an order that writes nothing until the input is
 known good:
 
-1. read the price file and the manifests, with the run's route (a bad one stops here:
+1. read the price file and the manifests, with the run's route, every job checked on its
+   own and none kept (``manifest_routes``: the routes they go by; a bad one stops here,
    no database created);
-2. check the database and ``--out`` (a read-only ``--out`` writes nothing);
+2. check the database (and ``--out`` when no manifest is given);
 3. find what the manifests' routes need (``RouteAccess``: a provider and its key, or
    Google credentials and a token source): missing, nothing is written;
 4. take the database's lock (telling whether a dead run's lock was taken over);
-5. open the store, add the manifests' jobs, reprice with the price file;
+5. stream the manifests into the database as ``batchveo load`` does (``load_into_store``:
+   one transaction, a database made only if everything goes in, the memory of a chunk
+   whatever the manifest's size), ``--out`` checked before it commits (a read-only
+   ``--out`` writes nothing); open the store and reprice with the price file;
 6. find what every other route with work needs (jobs loaded earlier): missing, nothing
    is sent (one line, exit 2);
 7. open a client per route, start the monitor (progress, log, notifications, scrubbed
@@ -190,7 +194,8 @@ async def run_night(
         raise UserError(f"{o.db_path}: no such database; give a manifest to run")
     if config.out_dir.exists() and not config.out_dir.is_dir():
         raise UserError(f"--out {config.out_dir}: a file is there, not a folder")
-    check_output_folder(config.out_dir)  # before loading: a read-only --out writes nothing
+    if not o.manifests:
+        check_output_folder(config.out_dir)  # a read-only --out: nothing is written
     access = RouteAccess(o)
     await access.prepare(loading)  # before anything is written
     with lock.acquire(o.db_path) as held:
@@ -198,10 +203,11 @@ async def run_night(
         if took_over is not None and tell is not None:
             tell(took_over)
         loaded = None
-        if o.manifests:  # streamed as `load` does: a database is made only if all goes in
-            added = await load_into_store(
-                o.db_path, o.manifests, batch=o.batch, replace=o.replace, route=o.route
-            )
+        if o.manifests:  # streamed as `load` does: a database is made only if all goes in,
+            added = await load_into_store(  # and --out is checked before it commits
+                o.db_path, o.manifests, batch=o.batch, replace=o.replace, route=o.route,
+                before_commit=lambda: asyncio.to_thread(check_output_folder, config.out_dir),
+            )  # fmt: skip
             loaded = ManifestsLoaded(added)
             if tell is not None:
                 tell(loaded)

@@ -27,7 +27,7 @@ import os
 import queue
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +108,11 @@ def manifest_routes(
     return list(found)
 
 
+BeforeCommit = Callable[[], Awaitable[object]]
+"""What a load does once every job is in and found good, before it commits: what it
+raises rolls the load back (``load_into_store``)."""
+
+
 def stored_parents(db: Path) -> Parents:
     """The jobs of ``db`` a scene chain's hop may extend, looked up one at a time (a
     read-only connection of its own: a load in progress on the store's is not seen)."""
@@ -162,23 +167,28 @@ async def load_into_store(
     batch: str | None = None,
     replace: bool = False,
     route: Route | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> LoadResult:
     """Stream the manifests into the database: all of their jobs, or none (``ManifestError``
-    with every problem, and a database that did not exist is not created)."""
+    with every problem, and a database that did not exist is not created).
+
+    ``before_commit`` is called once every job is in and found good, before the load
+    commits: what it raises rolls the load back (``run MANIFEST``: an ``--out`` it cannot
+    write to, and nothing is written)."""
     route = check_route(route or Route())  # a bad flag: before anything is opened
     with gc_paused():  # a one-shot load: nothing else runs meanwhile
         if db_path.exists() or not db_path.parent.is_dir():
-            return await _load(db_path, manifests, batch, replace, route)
+            return await _load(db_path, manifests, batch, replace, route, before_commit)
         building = db_path.with_name(f".{db_path.name}.loading-{secrets.token_hex(4)}")
         try:
-            result = await _load(building, manifests, batch, replace, route)
+            result = await _load(building, manifests, batch, replace, route, before_commit)
             if _give_name(building, db_path):
                 return result
         finally:
             for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(f"{building}{suffix}").unlink(missing_ok=True)
         # Another process made the database meanwhile: load into it.
-        return await _load(db_path, manifests, batch, replace, route)
+        return await _load(db_path, manifests, batch, replace, route, before_commit)
 
 
 def _give_name(building: Path, db_path: Path) -> bool:
@@ -200,7 +210,12 @@ def _give_name(building: Path, db_path: Path) -> bool:
 
 
 async def _load(
-    db_path: Path, manifests: Sequence[Path], batch: str | None, replace: bool, route: Route
+    db_path: Path,
+    manifests: Sequence[Path],
+    batch: str | None,
+    replace: bool,
+    route: Route,
+    before_commit: BeforeCommit | None,
 ) -> LoadResult:
     async with (
         await Store.open(db_path) as store,
@@ -212,6 +227,8 @@ async def _load(
         )
         await write_review_settings(session.db, reviews)  # in the load's transaction
         result = await session.finish(budgets)
+        if before_commit is not None:
+            await before_commit()
     return LoadResult(result.new, result.existing, result.replaced, tuple(session.batches))
 
 
