@@ -190,7 +190,8 @@ class Marks:
         )  # fmt: skip
 
     def forget(self) -> None:
-        """Every walk starts from the first row again (a walk found what a mark hid)."""
+        """Every walk starts from the first row again (a claim's transaction rolled back:
+        the rows its walk took are pending still, behind the mark it left)."""
         self._marks.clear()
 
 
