@@ -9,6 +9,7 @@ next claims take it in oldest-first order, and that nothing fitting is left at t
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ import pytest
 from batchveo.manifest import read_manifests
 from batchveo.routes import Route
 from batchveo.states import JobState
-from batchveo.store import Store
+from batchveo.store import Job, Store
+from batchveo.store import claims as store_claims
 from tests.helpers import FakeClock, make_spec
 from tests.pipeline_helpers import fast_config, fast_sim, run_batch
 
@@ -130,6 +132,45 @@ async def test_jobs_interrupted_by_a_kill_and_resent_are_claimed_again(tmp_path:
         assert await store.requeue([S.UNCERTAIN]) == ["o0", "o1"]
         assert await claim_all(store) == ["o0", "o1", "o4"]
         await nothing_fitting_left(store)
+
+
+async def test_a_claim_handed_back_by_a_submitter_that_left_is_claimed_again_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The submitter is cancelled (a stop) after its claim is committed: the job is handed
+    back (``_hand_back``), behind the walk, and is the next claimed."""
+    store = await Store.open(tmp_path / "jobs.db", clock=FakeClock())
+    try:
+        await store.add_jobs([make_spec(f"g{i}", route=Route("gemini")) for i in range(100)])
+        await store.add_jobs([make_spec(f"r{i}", route=Route("gptproto")) for i in range(3)])
+        committed, release = asyncio.Event(), asyncio.Event()
+        take = store_claims.Claims._take_committed
+
+        async def take_then_wait(self: store_claims.Claims, *args: Any) -> list[Job]:
+            jobs = await take(self, *args)
+            committed.set()
+            await release.wait()  # the claim is in the database; the caller leaves now
+            return jobs
+
+        async def reseller() -> list[Job]:
+            return await store.claim_pending(
+                1, route=Route("gptproto"), default_route=Route("gemini")
+            )
+
+        with monkeypatch.context() as patch:
+            patch.setattr(store_claims.Claims, "_take_committed", take_then_wait)
+            doomed = asyncio.create_task(reseller())
+            await committed.wait()
+            doomed.cancel()
+            release.set()
+            with pytest.raises(asyncio.CancelledError):
+                await doomed
+        got = [j.id for _ in range(4) for j in await reseller()]
+        assert got == ["r0", "r1", "r2"]
+        back = await store.get("r0")
+        assert back is not None and back.attempts == 1  # sent once, after the hand-back
+    finally:
+        await store.close()
 
 
 # -- loads and prices --------------------------------------------------------------------
