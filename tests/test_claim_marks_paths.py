@@ -411,3 +411,49 @@ async def test_a_run_sends_every_job_that_comes_to_fit_and_ends_drained(tmp_path
         await nothing_fitting_left(store)
     finally:
         await store.close()
+
+
+async def test_concurrent_claims_of_two_stores_never_take_a_job_twice(tmp_path: Path) -> None:
+    """Submitters of two processes (two connections on one file) claiming at the same
+    moment, with and without budgets: each job is taken once, and every open one is."""
+    db = tmp_path / "jobs.db"
+    one = await dear_then_open(db, opened=60)
+    two = await Store.open(db, clock=FakeClock())
+    try:
+
+        async def claims(store: Store, budget_usd: float | None) -> list[str]:
+            return [j.id for j in await store.claim_pending(1, budget_usd=budget_usd)]
+
+        asks = [claims(one if i % 2 else two, BUDGET_USD if i % 3 else None) for i in range(80)]
+        got = [j for jobs in await asyncio.gather(*asks) for j in jobs]
+        assert len(got) == len(set(got)) == 60  # the dear batch's cap holds either way
+        assert set(got) == {f"o{i}" for i in range(60)}
+        submitting = await one.jobs([S.SUBMITTING])
+        assert sorted(j.id for j in submitting) == sorted(got)
+    finally:
+        await two.close()
+        await one.close()
+
+
+async def test_a_job_that_returned_fewer_videos_retried_costs_all_again(tmp_path: Path) -> None:
+    """A job that asked for two videos and returned one (costing one), then failed and
+    was retried: it asks for two again, costs two again, and is claimed in its turn."""
+    two = {"aspectRatio": "16:9", "resolution": "720p", "durationSeconds": 8, "sampleCount": 2}
+    store = await Store.open(tmp_path / "jobs.db", clock=FakeClock())
+    try:
+        dear = [make_spec(f"d{i}", batch="dear", params=two) for i in range(30)]
+        per_job = dear[0].cost_usd
+        await store.add_jobs(dear, budgets={"dear": 1.5 * per_job})
+        await store.add_jobs([make_spec(f"o{i}", batch="open") for i in range(3)])
+        assert [await claim(store) for _ in range(2)] == ["d0", "o0"]
+        await store.transition("d0", S.SUBMITTING, S.RUNNING, operation="operations/d0")
+        await store.transition(
+            "d0", S.RUNNING, S.FAILED, samples_returned=1, error_kind="operation"
+        )
+        assert await store.requeue([S.FAILED]) == ["d0"]
+        back = await store.get("d0")
+        assert back is not None and back.cost_usd == pytest.approx(per_job)
+        assert await claim_all(store) == ["d0", "o1", "o2"]  # d1 does not fit beside it
+        await nothing_fitting_left(store)
+    finally:
+        await store.close()
