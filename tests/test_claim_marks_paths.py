@@ -19,7 +19,7 @@ import pytest
 from batchveo.manifest import read_manifests
 from batchveo.routes import Route
 from batchveo.states import JobState
-from batchveo.store import Job, Store
+from batchveo.store import Job, RetakeAsk, Review, ReviewStatus, Store
 from batchveo.store import claims as store_claims
 from tests.helpers import FakeClock, make_spec
 from tests.pipeline_helpers import fast_config, fast_sim, run_batch
@@ -300,6 +300,31 @@ async def test_a_hop_released_behind_the_walk_goes_before_later_jobs(tmp_path: P
         # a-2 (loaded before q0) is pending now, behind the walk
         assert await claim_all(store, None) == ["a-2", "q1", "q2"]
         await nothing_fitting_left(store, None)
+
+
+async def test_a_retake_made_after_the_walk_reached_the_end_is_claimed(tmp_path: Path) -> None:
+    """A flagged verdict makes a new take (a new row, after every mark) once the claims
+    of its route found nothing left: the next claim takes it, and the drain check sees it."""
+    gemini, reseller = Route("gemini"), Route("gptproto")
+    async with await Store.open(tmp_path / "jobs.db", clock=FakeClock()) as store:
+        await store.add_jobs([make_spec(f"g{i}", route=gemini) for i in range(100)])
+        await store.add_jobs([make_spec("r0", route=reseller)])
+
+        async def reseller_claim() -> str | None:
+            got = await store.claim_pending(1, route=reseller, default_route=gemini)
+            return got[0].id if got else None
+
+        assert await reseller_claim() == "r0"
+        assert await reseller_claim() is None
+        assert await store.next_attempt_at(route=reseller, default_route=gemini) is None
+        await store.transition("r0", S.SUBMITTING, S.RUNNING, operation="operations/r0")
+        await store.transition("r0", S.RUNNING, S.DONE, files=[])
+        flagged = Review(job_id="r0", batch="b1", status=ReviewStatus.FLAGGED, score=2.0,
+                         model="m", cost_usd=0.01)  # fmt: skip
+        made = await store.record_verdict(flagged, RetakeAsk(1, 0.0, None))
+        assert made.retake.job_id == "r0~2"
+        assert await store.next_attempt_at(route=reseller, default_route=gemini) == 0.0
+        assert [await reseller_claim() for _ in range(2)] == ["r0~2", None]
 
 
 # -- routes ------------------------------------------------------------------------------
