@@ -10,7 +10,10 @@ next claims take it in oldest-first order, and that nothing fitting is left at t
 from __future__ import annotations
 
 import asyncio
+import signal
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -119,15 +122,43 @@ async def test_a_failed_job_retried_and_an_uncertain_one_resent_are_claimed_in_o
         await store.close()
 
 
-async def test_jobs_interrupted_by_a_kill_and_resent_are_claimed_again(tmp_path: Path) -> None:
-    """kill -9 mid-claim: the next process finds the claims ``submitting``, calls them
-    uncertain, and the user's resend makes them claimable (oldest first) again."""
+CLAIM_THEN_HANG = """
+import asyncio, sys
+from batchveo.store import Store
+
+async def main():
+    store = await Store.open(sys.argv[1])
+    for _ in range(2):
+        [job] = await store.claim_pending(1, budget_usd=1e6)
+        print(job.id, flush=True)
+    print("claimed", flush=True)
+    await asyncio.Event().wait()  # killed here, its claims committed, nothing sent
+
+asyncio.run(main())
+"""
+
+
+async def test_a_process_killed_after_its_claims_leaves_the_rest_in_order(tmp_path: Path) -> None:
+    """kill -9 of a real process that claimed two jobs (its marks die with it): the next
+    process finds them ``submitting`` (uncertain, never resent on its own), claims the
+    rest oldest first, and the user's resend makes the two claimable again."""
     db = tmp_path / "jobs.db"
-    first = await dear_then_open(db)
-    assert [await claim(first) for _ in range(2)] == ["o0", "o1"]
-    await first._db.close()  # the process dies: no drain, no hand-back
+    store = await dear_then_open(db)
+    await store.close()
+    child = subprocess.Popen(
+        [sys.executable, "-c", CLAIM_THEN_HANG, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        lines = [child.stdout.readline().strip() for _ in range(3)]
+        assert lines == ["o0", "o1", "claimed"]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        if child.stdout is not None:
+            child.stdout.close()
     async with await Store.open(db, clock=FakeClock()) as store:
-        assert await store.recover_interrupted() == ["o0", "o1"]  # as a run starts
+        assert await store.recover_interrupted() == ["o0", "o1"]
         assert [await claim(store) for _ in range(2)] == ["o2", "o3"]
         assert await store.requeue([S.UNCERTAIN]) == ["o0", "o1"]
         assert await claim_all(store) == ["o0", "o1", "o4"]
