@@ -9,8 +9,8 @@ the poller's due query (the claimed jobs made running, each due), the routes wit
 (what a restart serves) and the last submit (the pacer's gap at a restart); then, with
 every pending job but the last thousand moved into a batch over its budget, a claim and
 the next due behind those rows (the first claim walks them; the median is what every later
-claim costs). It prints one JSON object: milliseconds by name. It writes to the database
-(the claims): give it a copy.
+claim costs), and two claims with a backoff (a 429) between them. It prints one JSON
+object: milliseconds by name. It writes to the database (the claims): give it a copy.
 """
 
 from __future__ import annotations
@@ -83,6 +83,15 @@ async def measure(db: Path, repeat: int) -> dict[str, float]:
             "next due, over-budget batch ahead",
             lambda: store.next_attempt_at(budget_usd=BUDGET_USD),
         )
+
+        async def claim_after_a_backoff() -> None:
+            [job] = await store.claim_pending(1, budget_usd=BUDGET_USD)
+            await store.transition(  # a 429: back to pending, due in a minute
+                job.id, JobState.SUBMITTING, JobState.PENDING, next_attempt_at=time.time() + 60
+            )
+            await store.claim_pending(1, budget_usd=BUDGET_USD)
+
+        await timed("claim after a backoff, over-budget batch ahead", claim_after_a_backoff)
     finally:
         await store.close()
     return out

@@ -202,3 +202,48 @@ async def test_a_backoff_that_ends_behind_the_walk_is_claimed(tmp_path: Path) ->
         assert await claim(store) == "o0"
     finally:
         await store.close()
+
+
+async def test_a_backoff_does_not_make_claims_read_the_blocked_rows_again(tmp_path: Path) -> None:
+    """A 429 puts a claimed job back to pending with a backoff: the walk never reads such
+    rows (they are found down their own index), so the claims after it start from the
+    mark still, not from the first row (a rate-limited run gets many)."""
+    clock = FakeClock()
+    store = await blocked_ahead(tmp_path / "jobs.db", clock)
+    try:
+        async with steps(store) as first:
+            assert await claim(store) == "o0"
+        assert await claim(store) == "o1"
+        await store.transition(
+            "o0", S.SUBMITTING, S.PENDING, next_attempt_at=clock.now + 30, detail="429"
+        )
+        async with steps(store) as after:
+            assert await claim(store) == "o2"
+        assert first[0] > 20 * max(1, after[0]), (first, after)
+        clock.advance(31)
+        assert await claim(store) == "o0"
+    finally:
+        await store.close()
+
+
+async def test_a_job_handed_back_after_its_backoff_is_claimed_first(tmp_path: Path) -> None:
+    """A job claimed at the end of its backoff keeps the time it was due: handed back, it
+    is pending with that time (no row the walk reads, and no trigger counts it), and is
+    found down the backoff index, before the later jobs."""
+    clock = FakeClock()
+    store = await blocked_ahead(tmp_path / "jobs.db", clock)
+    try:
+        assert await claim(store) == "o0"
+        await store.transition(
+            "o0", S.SUBMITTING, S.PENDING, next_attempt_at=clock.now + 5, detail="429"
+        )
+        assert await claim(store) == "o1"
+        clock.advance(6)
+        assert await claim(store) == "o0"
+        await store.transition("o0", S.SUBMITTING, S.PENDING, detail="handed back")
+        [row] = await store._db.execute_fetchall("SELECT next_attempt_at FROM jobs WHERE id='o0'")
+        assert row[0] is not None  # still the time it was due
+        assert [await claim(store) for _ in range(2)] == ["o0", "o2"]
+        assert await store.next_attempt_at(budget_usd=1e6) == 0.0
+    finally:
+        await store.close()

@@ -12,9 +12,10 @@ and the row it stopped at was either taken or did not fit. The next walk of the 
 kind (``Key``: the route filter, with or without budgets) starts there, for as long as
 none of those rows can have come to fit (``Mark.holds``):
 
-- no row of this connection became pending (a temporary trigger counts them as they
-  happen, ``watch_pending``) and no pending row's cost was lowered here (the reprice and
-  load paths say so: ``Marks.loosened``);
+- no row of this connection became pending without a backoff (a temporary trigger
+  counts them as they happen, ``watch_pending``; one with a backoff is no row a walk
+  reads) and no pending row's cost was lowered here (the reprice and load paths say so:
+  ``Marks.loosened``);
 - no other connection committed anything (``PRAGMA data_version``): a ``batchveo load``,
   ``retry`` or ``cancel`` beside the run;
 - no budget leaves more room than it did when the walk was made (``Room``): money given
@@ -158,12 +159,15 @@ class Marks:
 
     async def watch_pending(self, db: aiosqlite.Connection) -> None:
         """The temporary trigger (this connection only, never written to the file) that
-        counts every row this connection makes pending, whatever statement does it."""
+        counts every row this connection makes pending, whatever statement does it; not
+        one sent back with a backoff (a 429, a 5xx: many, in a run held back), which the
+        walk never reads: the claims find it down ``jobs_backoff`` once it is due."""
         await db.create_function(LOOSENED_FUNCTION, 0, self._from_sql)
         await db.execute(
             "CREATE TEMP TRIGGER IF NOT EXISTS claim_marks_pending"
             " AFTER UPDATE OF state ON main.jobs"
             " WHEN NEW.state = 'pending' AND OLD.state IS NOT 'pending'"
+            " AND NEW.next_attempt_at IS NULL"
             f" BEGIN SELECT {LOOSENED_FUNCTION}(); END"
         )
 
@@ -190,7 +194,8 @@ class Marks:
         )  # fmt: skip
 
     def forget(self) -> None:
-        """Every walk starts from the first row again (a walk found what a mark hid)."""
+        """Every walk starts from the first row again (a claim's transaction rolled back:
+        the rows its walk took are pending still, behind the mark it left)."""
         self._marks.clear()
 
 

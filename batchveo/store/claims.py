@@ -30,7 +30,8 @@ handed back to ``pending``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +123,20 @@ class Claims(Budgets):
 
     async def _take_committed(self, t: float, limit: int, key: Key) -> list[Job]:
         """One route's claims of one moment, without budgets, in their own transaction."""
-        async with immediate(self._db) as db:
+        async with self._claim_tx() as db:
             return await self._take(db, t, limit, key, NO_ROOM_RULE)
+
+    @asynccontextmanager
+    async def _claim_tx(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A claim's transaction. One that fails (rolled back) leaves the rows its walk
+        took pending, behind the mark the walk left: every walk starts from the first row
+        again."""
+        try:
+            async with immediate(self._db) as db:
+                yield db
+        except BaseException:
+            self._marks.forget()
+            raise
 
     async def _claim_one(self, ask: _Ask, t: float) -> list[Job] | BaseException:
         """One claim in its own transaction, the caps and the committed cost read in it:
@@ -131,7 +144,7 @@ class Claims(Budgets):
         any process) committed."""
         t = t if ask.now is None else ask.now
         try:
-            async with immediate(self._db) as db:
+            async with self._claim_tx() as db:
                 fits, args, room = await self._budget_filter(db, ask.budget_usd)
                 route_sql, route_args = ask.route
                 key = Key(route_sql, route_args, fits)
