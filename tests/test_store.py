@@ -586,3 +586,25 @@ def test_a_database_that_cannot_be_opened_leaves_no_thread_behind(tmp_path: Path
         assert set(_aiosqlite_threads()) <= before  # ended before open() raised
 
     asyncio.run(go())
+
+
+async def test_a_commit_that_fails_leaves_no_transaction_open(tmp_path: Path) -> None:
+    # A COMMIT refused (here a deferred foreign key, checked at COMMIT: the same path as a
+    # disk that refuses the write) must roll the transaction back, so the next one begins.
+    import aiosqlite
+
+    from batchveo.store.db import immediate
+
+    async with aiosqlite.connect(tmp_path / "t.db", isolation_level=None) as db:
+        await db.execute("PRAGMA foreign_keys = ON")
+        await db.execute("CREATE TABLE p (id INTEGER PRIMARY KEY)")
+        await db.execute(
+            "CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        with pytest.raises(sqlite3.IntegrityError):
+            async with immediate(db):
+                await db.execute("INSERT INTO c VALUES (7)")  # no parent: refused at COMMIT
+        assert not db.in_transaction
+        async with immediate(db):
+            await db.execute("INSERT INTO p VALUES (7)")
+        assert [r async for r in await db.execute("SELECT COUNT(*) FROM c")] == [(0,)]

@@ -81,8 +81,12 @@ async def immediate(db: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connect
     except BaseException:
         await db.execute("ROLLBACK")
         raise
-    else:
+    try:
         await db.execute("COMMIT")
+    except BaseException:  # a COMMIT refused (disk full, I/O) must not leave it open
+        if db.in_transaction:
+            await db.execute("ROLLBACK")
+        raise
 
 
 async def describe(db: aiosqlite.Connection, job_id: str) -> str:
