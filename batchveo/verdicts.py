@@ -35,6 +35,10 @@ class MediaResolution(StrEnum):
         return f"MEDIA_RESOLUTION_{self.name}"
 
 
+MAX_RETAKES = 10
+"""A job's retakes at most (``review: retakes:``, ``--review-retakes``)."""
+
+
 @dataclass(frozen=True)
 class ReviewSettings:
     """A batch's ``review:`` (manifest ``defaults:``, or ``run --review`` and its flags)."""

@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,15 @@ def test_only_the_cli_prints_or_exits() -> None:
     ]
     found = [hit for path in outside for hit in _prints_or_exits(path)]
     assert not found, found
+
+
+def test_the_command_line_starts_without_the_pipeline() -> None:
+    """Every command pays for what ``import batchveo.cli`` imports (``status`` at a million
+    jobs has half a second in all): the manifests, the store, the clients and aiohttp are
+    imported by the commands that use them, when they run."""
+    code = (
+        "import sys, batchveo.cli; print(' '.join(m for m in ('batchveo.manifest',"
+        " 'batchveo.store', 'batchveo.run.runner', 'batchveo.api', 'aiohttp') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -18,7 +18,7 @@ import click
 
 from batchveo.cli.boundary import echo, main, run_async
 from batchveo.cli.params import F, db_option, provider_options
-from batchveo.manifest.review import MAX_RETAKES
+from batchveo.verdicts import MAX_RETAKES
 
 if TYPE_CHECKING:
     from batchveo.store import Review, Take

@@ -15,11 +15,10 @@ from typing import Any
 from batchveo.manifest.fields import Bad, HugeInt, to_int
 from batchveo.manifest.rows import unknown_key
 from batchveo.manifest.show import show
-from batchveo.verdicts import MediaResolution, ReviewSettings
+from batchveo.verdicts import MAX_RETAKES, MediaResolution, ReviewSettings
 
 REVIEW_KEYS = ("model", "rubric", "threshold", "retakes", "fps", "mediaResolution")
 MAX_RUBRIC_CHARS = 2000
-MAX_RETAKES = 10
 MAX_FPS = 24.0
 """The most frames per second ``videoMetadata.fps`` takes."""
 
