@@ -61,6 +61,24 @@ async def test_a_night_tells_the_takeover_and_the_load_before_any_job_moves(
     assert without_posters(p.name for p in (tmp_path / "videos").iterdir()) == ["a.mp4", "b.mp4"]
 
 
+async def test_an_id_twice_in_a_run_manifest_is_refused_by_its_load_writing_nothing(
+    tmp_path: Path,
+) -> None:
+    # The first pass checks each job on its own; the id given twice is found by the load
+    # (streamed, as `batchveo load`): one transaction, no database made, no --out made.
+    db, out = tmp_path / "jobs.db", tmp_path / "videos"
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("jobs:\n  - {id: a, prompt: one}\n  - {id: a, prompt: two}\n")
+    with pytest.raises(ManifestError) as raised:
+        await run_night(
+            RunOptions(db_path=db, config=fast_config(out), manifests=(twice,)),
+            say=print, stream=io.StringIO(),
+        )  # fmt: skip
+    assert "id a is also used by a different job" in str(raised.value)
+    assert not db.exists() and not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".jobs.db")] == []
+
+
 async def test_bad_input_stops_the_night_before_anything_is_written(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
     told: list[Notice] = []
