@@ -43,6 +43,11 @@ def file_kind(mode: int) -> str:
 _TOO_BIG = "is over {:,} bytes, the most a manifest may be (split it into several files)"
 
 
+def too_big() -> str:
+    """Why a manifest over ``MAX_MANIFEST_BYTES`` is refused (completing "FILE: ...")."""
+    return _TOO_BIG.format(MAX_MANIFEST_BYTES)
+
+
 def open_manifest(path: Path) -> tuple[int, int] | str:
     """A manifest opened for reading, ``(fd, size as stat says)``, or why it cannot be one
     (completing "FILE: ..."); the caller closes ``fd``."""

@@ -16,8 +16,9 @@ read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!p
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from yaml.composer import Composer
@@ -36,7 +37,7 @@ from batchveo.manifest.rows import (
     unknown_key,
 )
 from batchveo.manifest.show import show
-from batchveo.manifest.yamlstream import compose_streamed, duplicate_keys, line_of
+from batchveo.manifest.yamlstream import Job, compose_streamed, duplicate_keys, line_of
 
 # --- the YAML 1.2 loader ------------------------------------------------------------------
 
@@ -193,7 +194,7 @@ _duplicate_keys = duplicate_keys
 
 
 @dataclass
-class _Document:
+class Document:
     """A YAML manifest's values, and what only its nodes knew."""
 
     data: object = None
@@ -206,7 +207,8 @@ class _Document:
     """Job index -> the keys written twice in it."""
 
     @classmethod
-    def of(cls, root: yaml.Node) -> _Document:
+    def of(cls, root: yaml.Node) -> Document:
+        """What the nodes of ``root`` tell (its values are built apart)."""
         top = _key_nodes(root)
         defaults = top.get("defaults", root)
         job_nodes = _job_nodes(root)
@@ -220,29 +222,40 @@ class _Document:
         )
 
 
-class _StreamLoader(_YamlLoader, Composer):
-    """The C parser's events, composed by PyYAML's own composer (``yamlstream``)."""
+class StreamLoader(_YamlLoader, Composer):
+    """The C parser's events, composed by PyYAML's own composer (``yamlstream``); from a
+    text or a binary file."""
 
-    def __init__(self, text: str) -> None:
-        _YamlLoader.__init__(self, text)  # type: ignore[call-arg]  # the C loader's own...
+    def __init__(self, source: str | BinaryIO) -> None:
+        _YamlLoader.__init__(self, source)  # type: ignore[call-arg]  # the C loader's own...
         Composer.__init__(self)  # ...which does not call the composer's
 
 
-def _streamed(text: str) -> _Document | None:
-    """The document composed job by job (``yamlstream``), or None: read it the whole way."""
-    loader = _StreamLoader(text)
+def _streamed(text: str) -> Document | None:
+    """The document composed job by job (``yamlstream``), its jobs kept, or None: read it
+    the whole way."""
+    loader = StreamLoader(text)
+    held: list[Job] | None = None
+
+    def take(top: Any, key: Any, jobs: Iterator[Job]) -> None:
+        nonlocal held
+        held = list(jobs)
+
     try:
-        streamed = compose_streamed(loader)
-        if streamed is None:
-            return _Document()
-        document = _Document.of(streamed.root)
-        data = loader.construct_document(streamed.root)
-        if streamed.jobs is not None:
-            document.job_lines, document.duplicates = streamed.job_lines, streamed.duplicates
+        root = compose_streamed(loader, take)
+        if root is None:
+            return Document()
+        document = Document.of(root)
+        data = loader.construct_document(root)
+        if held is not None:
+            document.job_lines = [job.line for job in held]
+            document.duplicates = {
+                i: job.duplicates for i, job in enumerate(held) if job.duplicates
+            }
             if isinstance(data, dict):
-                data["jobs"] = streamed.jobs
+                data["jobs"] = [job.value for job in held]
             else:
-                data = streamed.jobs
+                data = [job.value for job in held]
         document.data = data
         return document
     except Exception:  # NotPlain, or an error: the whole way says what it is
@@ -251,24 +264,36 @@ def _streamed(text: str) -> _Document | None:
         loader.dispose()
 
 
-def _parse(name: str, text: str) -> _Document | Problem:
+def _parse(name: str, text: str) -> Document | Problem:
     """The document, or the one problem that stops it being read."""
     if "&" not in text and "*" not in text and "!" not in text:
         document = _streamed(text)  # nothing shared between nodes: one job at a time
         if document is not None:
             return document
+    return _whole(name, text)
+
+
+def parse_problem(name: str, text: str) -> Problem | None:
+    """The one problem that stops the document being read, read the whole way (None:
+    there is none)."""
+    found = _whole(name, text)
+    return found if isinstance(found, Problem) else None
+
+
+def _whole(name: str, text: str) -> Document | Problem:
+    """The document read the whole way: its tree composed, then built."""
     loader = _YamlLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
-            return _Document()
+            return Document()
         if _is_bomb(root, text):
             return Problem(name, None, _BOMB)
-        document = _Document.of(root)  # before constructing, which rewrites merge keys
+        document = Document.of(root)  # before constructing, which rewrites merge keys
         document.data = loader.construct_document(root)
         return document
     except yaml.YAMLError as e:
-        return Problem(*_yaml_problem(name, e))
+        return Problem(*yaml_problem(name, e))
     except _Endless as e:
         anchor = _anchor_before(text, e.node)
         named = f" (*{anchor} inside &{anchor})" if anchor else ""
@@ -281,7 +306,7 @@ def _parse(name: str, text: str) -> _Document | Problem:
         loader.dispose()
 
 
-def _yaml_problem(name: str, e: yaml.YAMLError) -> tuple[str, None, str]:
+def yaml_problem(name: str, e: yaml.YAMLError) -> tuple[str, None, str]:
     """Where and what a YAML error is, as a problem."""
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
@@ -302,11 +327,7 @@ def read_yaml(name: str, text: str, sink: Sink) -> Defaults:
         return Defaults()
     data, defaults = document.data, Defaults()
     if isinstance(data, dict):
-        for key in [k for k in data if k not in TOP_KEYS]:
-            where = f"{name}:{document.top_lines.get(key, 1)}"
-            sink.problem(where, None, unknown_key(key, TOP_KEYS, "key"))
-        if data.get("defaults") is not None:
-            defaults = _defaults(name, data["defaults"], document, sink)
+        defaults = read_head(name, data, document, sink)
         jobs = data.get("jobs")
         if jobs is None:
             sink.problem(name, None, "no jobs: add a 'jobs:' list")
@@ -319,29 +340,47 @@ def read_yaml(name: str, text: str, sink: Sink) -> Defaults:
     if jobs is not None and not isinstance(jobs, list):
         sink.problem(f"{name}:{document.jobs_line}", None, "'jobs' must be a list")
     elif not jobs:
-        sink.problem(name, None, "empty manifest: no jobs")
+        sink.problem(name, None, EMPTY)
     else:
         _jobs(name, jobs, document, defaults, sink)
     return defaults
 
 
-def _jobs(name: str, jobs: list[Any], document: _Document, d: Defaults, sink: Sink) -> None:
+EMPTY = "empty manifest: no jobs"
+
+
+def read_head(name: str, data: dict[Any, Any], document: Document, sink: Sink) -> Defaults:
+    """The top level's keys but ``jobs``: the unknown ones reported, then ``defaults:``
+    read (the jobs' defaults)."""
+    for key in [k for k in data if k not in TOP_KEYS]:
+        where = f"{name}:{document.top_lines.get(key, 1)}"
+        sink.problem(where, None, unknown_key(key, TOP_KEYS, "key"))
+    if data.get("defaults") is not None:
+        return _defaults(name, data["defaults"], document, sink)
+    return Defaults()
+
+
+def _jobs(name: str, jobs: list[Any], document: Document, d: Defaults, sink: Sink) -> None:
     lines = document.job_lines
     if len(lines) != len(jobs):  # only with exotic merge keys: locate the list instead
         lines = [document.jobs_line] * len(jobs)
     duplicates = document.duplicates
     for i, (job, line) in enumerate(zip(jobs, lines, strict=True)):
-        where = f"{name}:{line}"
-        if not isinstance(job, dict):
-            sink.problem(where, None, "a job must be a mapping with at least 'prompt:'")
-            continue
-        bad = [f"{show(k)} is written twice" for k in duplicates.get(i, ())]
-        if job.keys() - JOB_KEY_SET:
-            bad += [unknown_key(k, JOB_KEYS, "key") for k in job if k not in JOB_KEY_SET]
-        sink.job(job, where, d, bad)
+        read_job(f"{name}:{line}", job, duplicates.get(i, ()), d, sink)
 
 
-def _defaults(name: str, raw: object, document: _Document, sink: Sink) -> Defaults:
+def read_job(where: str, job: object, twice: Iterable[str], d: Defaults, sink: Sink) -> None:
+    """One job as built, its keys written ``twice`` (which the built value forgets)."""
+    if not isinstance(job, dict):
+        sink.problem(where, None, "a job must be a mapping with at least 'prompt:'")
+        return
+    bad = [f"{show(k)} is written twice" for k in twice]
+    if job.keys() - JOB_KEY_SET:
+        bad += [unknown_key(k, JOB_KEYS, "key") for k in job if k not in JOB_KEY_SET]
+    sink.job(job, where, d, bad)
+
+
+def _defaults(name: str, raw: object, document: Document, sink: Sink) -> Defaults:
     """The ``defaults:`` mapping, each key checked as in a job (plus ``budget``)."""
     d = Defaults()
     if not isinstance(raw, dict):
