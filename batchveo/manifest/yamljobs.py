@@ -31,7 +31,8 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError
 
-from batchveo.manifest.opening import READ_CHUNK_BYTES, decode, read_bounded
+from batchveo.manifest import opening
+from batchveo.manifest.opening import decode, read_bounded
 from batchveo.manifest.rows import Defaults, Sink
 from batchveo.manifest.show import show
 from batchveo.manifest.yamlfile import (
@@ -112,7 +113,7 @@ class _Bytes:
         self._fd, self._left = fd, size
 
     def read(self, size: int) -> bytes:
-        data = os.read(self._fd, min(max(size, READ_CHUNK_BYTES), self._left))
+        data = os.read(self._fd, min(size, opening.READ_CHUNK_BYTES, self._left))
         self._left -= len(data)
         return data
 

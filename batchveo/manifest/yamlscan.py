@@ -24,7 +24,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from batchveo.manifest.opening import MAX_MANIFEST_BYTES, READ_CHUNK_BYTES, too_big
+from batchveo.manifest import opening
+from batchveo.manifest.opening import MAX_MANIFEST_BYTES, too_big
 
 _BOM = b"\xef\xbb\xbf"
 _JOBS_KEY = re.compile(rb"(?:jobs|\"jobs\"|'jobs')[ \t]*:")
@@ -106,7 +107,7 @@ def scan_yaml(fd: int) -> Scan | str | tuple[int, str]:
     scan, rest, lines_before, first = Scan(), b"", 0, True
     bad_line: int | None = None
     while True:
-        chunk = os.read(fd, READ_CHUNK_BYTES)
+        chunk = os.read(fd, opening.READ_CHUNK_BYTES)
         scan.size += len(chunk)
         if scan.size > MAX_MANIFEST_BYTES:
             return too_big()
