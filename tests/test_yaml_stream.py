@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -270,3 +271,37 @@ def test_a_key_after_jobs_the_scan_missed_refuses_the_load_rather_than_lose_it(
     assert result.exit_code == 2, result.output
     assert "m.yaml:4: 'defaults' comes after 'jobs:'; move it before" in result.output
     assert not (tmp_path / "jobs.db").exists()
+
+
+SCALARS = (
+    "{prompt: a, seed: 0x1F, durationSeconds: 0o17, big: 1_000, huge: "
+    + "9" * 5000
+    + ", f: 1.5e+3, inf: -.inf, yes: yes, t: true, n: ~, e: , d: 2001-12-14, q: '8', 1: one,"
+    " 16:9: x, aspect: 16:9, '=': v, dup: 1, dup: 2}"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [SCALARS, "{prompt: a, refs: [x, y]}", "{prompt: a, <<: {seed: 1}}", "{= : 1, prompt: a}",
+     "{prompt: a, <<: x}", "{prompt: a, seed: 2001-02-30}", "[not, a, mapping]", "just text",
+     "{prompt: {nested: 1}}"],
+)  # fmt: skip
+def test_a_job_built_directly_is_what_construct_document_builds(text: str) -> None:
+    """A job that is a mapping of scalars is built without PyYAML's bookkeeping
+    (``yamlstream._build``); the value is the one ``construct_document`` makes."""
+    from batchveo.manifest import yamlstream
+    from batchveo.manifest.yamlfile import StreamLoader
+
+    def outcome(build: Callable[[Any], Any]) -> object:
+        loader = StreamLoader(text)
+        try:
+            return build(loader)
+        except Exception as e:  # the same error either way
+            return f"{type(e).__name__}: {e}"
+        finally:
+            loader.dispose()
+
+    direct = outcome(lambda loader: yamlstream._build(loader, loader.get_single_node()))
+    whole = outcome(lambda loader: loader.construct_document(loader.get_single_node()))
+    assert direct == whole

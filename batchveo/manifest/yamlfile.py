@@ -7,7 +7,10 @@ silently keeps the last of) and to refuse alias bombs before anything is built; 
 nodes are let go, before the jobs are: for 100k jobs they are the largest thing in memory.
 A document without anchors, aliases or tags (most) is composed one job at a time instead
 (``yamlstream``): nothing is shared between its nodes, so each job's node is built and let
-go at once, and the whole document's tree is never held (100k jobs: 120 MB less).
+go at once, and the whole document's tree is never held (100k jobs: 120 MB less). Most
+files do not even come here: ``yamljobs`` parses them from the file and hands each job on
+as it is composed (``read_head``, ``read_job``: what this module does with a document's
+top and each of its jobs); here come the text of those it cannot (``read_yaml``).
 
 ``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
 read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!python``).

@@ -131,10 +131,32 @@ def _jobs(
 
 def _each_job(loader: Any, node: yaml.SequenceNode) -> Iterator[Job]:
     """Each job of the list: composed, noted, built and let go."""
-    compose, build = loader.compose_node, loader.construct_document  # PyYAML's composer's
+    compose = loader.compose_node  # PyYAML's composer's
     index, end = 0, yaml.SequenceEndEvent
     while not loader.check_event(end):
         job = compose(node, index)
         twice = duplicate_keys(job)  # before building, which rewrites merge keys
-        yield Job(build(job), job.start_mark.line + 1, twice)
+        yield Job(_build(loader, job), job.start_mark.line + 1, twice)
         index += 1
+
+
+_MAP = "tag:yaml.org,2002:map"
+_NOT_PLAIN_KEYS = frozenset(("tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"))
+
+
+def _build(loader: Any, node: yaml.Node) -> Any:
+    """What ``construct_document`` builds of a job's node; a mapping of scalars (most jobs)
+    directly, each scalar by its tag's own constructor, as ``construct_mapping`` does, but
+    without its bookkeeping (some 0.2 s for 100k jobs)."""
+    if node.__class__ is yaml.MappingNode and node.tag == _MAP:
+        built = {}
+        ctors, scalar = loader.yaml_constructors, yaml.ScalarNode
+        for key, value in node.value:
+            if key.__class__ is not scalar or value.__class__ is not scalar:
+                break
+            if key.tag in _NOT_PLAIN_KEYS or key.tag not in ctors or value.tag not in ctors:
+                break
+            built[ctors[key.tag](loader, key)] = ctors[value.tag](loader, value)
+        else:
+            return built
+    return loader.construct_document(node)
