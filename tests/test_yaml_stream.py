@@ -305,3 +305,21 @@ def test_a_job_built_directly_is_what_construct_document_builds(text: str) -> No
     direct = outcome(lambda loader: yamlstream._build(loader, loader.get_single_node()))
     whole = outcome(lambda loader: loader.construct_document(loader.get_single_node()))
     assert direct == whole
+
+
+def test_when_the_store_stops_taking_jobs_the_reading_stops_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, whole_texts: list[int]
+) -> None:
+    """What the sink raises (the store failed) is not taken for the YAML's: it goes on up
+    at once, the file not read again."""
+    path = write(tmp_path / "m.yaml", f"jobs:\n{MANY}")
+    monkeypatch.setattr(loader, "STREAM_CHUNK_ITEMS", 3)
+    taken: list[int] = []
+
+    def take(items: list[Item]) -> None:
+        taken.append(len(items))
+        raise RuntimeError("the store stopped")
+
+    with pytest.raises(RuntimeError, match="the store stopped"):
+        stream_manifests([path], take)
+    assert taken == [3] and not whole_texts

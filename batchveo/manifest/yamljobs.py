@@ -16,9 +16,10 @@ whole way, as before (the text read whole, ``yamlfile.read_yaml``), and reported
   document without a list of jobs, and any error met before the first job is handed on.
 
 An error met after (a YAML error on line 900,000) is reported as reading the whole way
-reports it (the text is read again, whole, for its message): the store's transaction
-writes nothing of a load with a problem. Only the problems of the jobs before it are
-reported too (reading the whole way lists the error alone).
+reports it: a syntax error or a second document as the parser says it (the same C parser,
+the same events), anything else with the message of the text read again whole. The
+store's transaction writes nothing of a load with a problem; but the problems of the jobs
+before it are listed too, before it (reading the whole way lists the error alone).
 """
 
 from __future__ import annotations
@@ -171,16 +172,31 @@ class _Hand:
         self._defaults = Defaults()
         try:
             defaults = self._defaults = read_head(name, data, document, sink)
-        except BaseException:
+            count = 0
+            while (job := self._next(jobs)) is not None:
+                count += 1
+                read_job(f"{name}:{job.line}", job.value, job.duplicates, defaults, sink)
+            if not count:
+                sink.problem(name, None, EMPTY)
+        except _Parsing as e:  # YAML's: the caller reports it
+            raise e.error from None
+        except BaseException:  # the sink's: it goes on up as it is
             self._sink_failed = True
             raise
-        count = 0
-        for job in jobs:  # an error composing or building a job is YAML's
-            count += 1
-            try:
-                read_job(f"{name}:{job.line}", job.value, job.duplicates, defaults, sink)
-            except BaseException:
-                self._sink_failed = True
-                raise
-        if not count:
-            sink.problem(name, None, EMPTY)
+
+    @staticmethod
+    def _next(jobs: Iterator[Job]) -> Job | None:
+        """The next job, or None at the end; what composing or building it raises is
+        YAML's (``_Parsing``)."""
+        try:
+            return next(jobs, None)
+        except Exception as e:
+            raise _Parsing(e) from e
+
+
+class _Parsing(Exception):
+    """What composing or building a job raised (``error``), apart from the sink's."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
