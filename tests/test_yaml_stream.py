@@ -323,3 +323,24 @@ def test_when_the_store_stops_taking_jobs_the_reading_stops_with_its_error(
     with pytest.raises(RuntimeError, match="the store stopped"):
         stream_manifests([path], take)
     assert taken == [3] and not whole_texts
+
+
+def test_an_anchor_the_scan_did_not_see_is_never_built_job_by_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the file changed between the scan and the parse (here: the scan told that a
+    file with anchors has none), an anchored job is refused before it is built (an alias
+    bomb is counted only the whole way); an anchor before the jobs reads it the whole
+    way."""
+    real_block = Scan.block
+
+    def block(self: Scan, data: bytes) -> None:
+        real_block(self, data)
+        self.plain = True
+
+    monkeypatch.setattr(Scan, "block", block)
+    bomb = "- prompt: a\n- &a [x, x]\n- &b [*a, *a]\n- [*b, *b]\n"
+    path = write(tmp_path / "m.yaml", bomb)
+    assert outcome(path) == [f"{path}: {yamljobs.CHANGED}"]
+    early = write(tmp_path / "e.yaml", "defaults: &d {seed: 1}\njobs:\n  - prompt: a\n")
+    assert [dict(params)["seed"] for _, params, _ in outcome(early)] == [1]

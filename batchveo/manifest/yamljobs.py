@@ -47,7 +47,7 @@ from batchveo.manifest.yamlfile import (
     yaml_problem,
 )
 from batchveo.manifest.yamlscan import Scan, scan_yaml
-from batchveo.manifest.yamlstream import Job, NotPlain, compose_streamed, line_of
+from batchveo.manifest.yamlstream import Anchored, Job, NotPlain, compose_streamed, line_of
 
 
 def read_yaml_file(name: str, fd: int, sink: Sink) -> Defaults | None:
@@ -83,6 +83,9 @@ def _report_error(name: str, fd: int, error: Exception, sink: Sink) -> None:
     if isinstance(error, yaml.MarkedYAMLError) and not isinstance(error, ConstructorError):
         sink.problem(*yaml_problem(name, error))
         return
+    if isinstance(error, Anchored):
+        sink.problem(name, None, CHANGED)
+        return
     text = _text(name, fd, sink)
     if text is None:
         return
@@ -90,6 +93,9 @@ def _report_error(name: str, fd: int, error: Exception, sink: Sink) -> None:
     if problem is None:  # the whole way has none: not bad input
         raise error
     sink.problem(problem.where, problem.job, problem.message)
+
+
+CHANGED = "changed while it was being read (an anchor appeared): load it again"
 
 
 def _text(name: str, fd: int, sink: Sink) -> str | None:

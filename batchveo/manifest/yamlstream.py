@@ -30,6 +30,12 @@ class NotPlain(Exception):
     """A document this module does not compose job by job."""
 
 
+class Anchored(NotPlain):
+    """An anchor where the caller saw none (a file changed since it was scanned): a node
+    may be shared, and an alias bomb is counted only the whole way. Raised once the
+    anchored node is composed, before it is built."""
+
+
 def line_of(node: yaml.Node) -> int:
     """The 1-based line where a node starts."""
     return int(node.start_mark.line) + 1
@@ -120,6 +126,8 @@ def _jobs(
     loader.descend_resolver(parent, key)
     tag = loader.resolve(yaml.SequenceNode, None, start.implicit)
     node = yaml.SequenceNode(tag, [], start.start_mark, None, flow_style=start.flow_style)
+    if loader.anchors:
+        raise Anchored("an anchor before the list of jobs")
     jobs = _each_job(loader, node)
     take(parent, key, jobs)
     for _ in jobs:  # what ``take`` left
@@ -135,6 +143,8 @@ def _each_job(loader: Any, node: yaml.SequenceNode) -> Iterator[Job]:
     index, end = 0, yaml.SequenceEndEvent
     while not loader.check_event(end):
         job = compose(node, index)
+        if loader.anchors:
+            raise Anchored(f"an anchor in the job at line {line_of(job)}")
         twice = duplicate_keys(job)  # before building, which rewrites merge keys
         yield Job(_build(loader, job), job.start_mark.line + 1, twice)
         index += 1
