@@ -6,7 +6,9 @@ The modules, in the order a row meets them:
   (``stream_manifests``: the same handed on in chunks, for a load that keeps none).
 - ``opening``: reading a file at all (a regular file, at most ``MAX_MANIFEST_BYTES``).
 - ``yamlfile`` and ``csvfile``: the two formats, their syntax and where a problem is;
-  ``yamlstream``: a YAML document without anchors composed one job at a time.
+  ``yamljobs``: a YAML file parsed from the file, each job handed on as it is composed
+  (``yamlscan``: its bytes scanned first; ``yamlstream``: one job at a time), or read
+  whole by ``yamlfile`` (``yamlaliases``: alias bombs refused).
 - ``rows``: the keys a row may have, the file's defaults, what a reader hands the loader.
 - ``job``: one job, in four steps: fields -> inputs -> rules -> variants.
 - ``chaining``: scene chains, ``extends: ID`` and ``chain: [...]`` (hops checked against
@@ -42,7 +44,7 @@ from batchveo.manifest.output_paths import (
 from batchveo.manifest.routing import check_route
 from batchveo.manifest.rows import DEFAULT_KEYS, JOB_KEYS
 from batchveo.manifest.show import MAX_SHOWN_CHARS
-from batchveo.manifest.yamlfile import MAX_YAML_EXPANDED_NODES
+from batchveo.manifest.yamlaliases import MAX_YAML_EXPANDED_NODES
 
 __all__ = [
     "DEFAULT_KEYS",

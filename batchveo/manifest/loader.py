@@ -40,7 +40,7 @@ from batchveo.manifest.job import (
     rule_problems,
     variants,
 )
-from batchveo.manifest.opening import Unreadable, decode, open_manifest, read_bounded, text_lines
+from batchveo.manifest.opening import Unreadable, open_manifest, text_lines
 from batchveo.manifest.output_paths import (
     OutputTree,
     output_length_problem,
@@ -50,7 +50,7 @@ from batchveo.manifest.output_paths import (
 from batchveo.manifest.routing import FileRoute, check_route, file_route
 from batchveo.manifest.rows import Defaults
 from batchveo.manifest.show import show
-from batchveo.manifest.yamlfile import read_yaml
+from batchveo.manifest.yamljobs import read_yaml_file
 from batchveo.routes import Route
 from batchveo.spec import JobSpec
 from batchveo.verdicts import ReviewSettings
@@ -199,7 +199,7 @@ class _Loader:
         opened = open_manifest(p)
         if isinstance(opened, str):
             return self.problem(name, None, opened)
-        fd, size = opened
+        fd, _ = opened
         try:
             if p.resolve() in self._files:
                 return self.problem(name, None, "the same manifest is given twice")
@@ -208,7 +208,7 @@ class _Loader:
             if (problem := batch_name_problem(batch, from_flag=self.batch is not None)) is not None:
                 return self.problem(name, None, problem)
             self._file_batch, self._base = batch, p.absolute().parent
-            defaults = self._csv(name, fd) if suffix == ".csv" else self._yaml(name, fd, size)
+            defaults = self._csv(name, fd) if suffix == ".csv" else self._yaml(name, fd)
         except OSError as e:
             return self.problem(name, None, f"cannot read it: {e.strerror}")
         finally:
@@ -219,22 +219,9 @@ class _Loader:
             self.reviews[batch] = defaults.review
         return None
 
-    def _yaml(self, name: str, fd: int, size: int) -> Defaults | None:
-        """A YAML manifest, read whole: PyYAML parses a tree."""
-        data = read_bounded(fd, size)
-        if isinstance(data, str):
-            self.problem(name, None, data)
-            return None
-        text = decode(data)
-        del data
-        if isinstance(text, tuple):
-            line, why = text
-            self.problem(f"{name}:{line}", None, why)
-            return None
-        if not text or text.isspace():
-            self.problem(name, None, "empty manifest: no jobs")
-            return None
-        return read_yaml(name, text, self)
+    def _yaml(self, name: str, fd: int) -> Defaults | None:
+        """A YAML manifest, its jobs handed on as they are read (``yamljobs``)."""
+        return read_yaml_file(name, fd, self)
 
     def _csv(self, name: str, fd: int) -> Defaults | None:
         """A CSV manifest, read line by line."""

@@ -5,9 +5,10 @@ say they are empty and are not; so a manifest is opened without blocking, must b
 file (links followed), and is read up to ``MAX_MANIFEST_BYTES``, counted on what is read, not
 on what ``stat`` says. Images are opened the same way (``images.py``).
 
-A YAML file is read whole (``read_manifest``: PyYAML parses a tree); a CSV file line by
-line (``open_manifest``, ``text_lines``), a block of whole lines at a time, so a
-million-row CSV is never in memory at once.
+A CSV file is read line by line (``open_manifest``, ``text_lines``), a block of whole lines
+at a time, and a YAML file parsed from the file (``yamljobs``, after a scan of its bytes,
+``yamlscan``), so a million-job manifest is never in memory at once; a YAML file that
+must be read the whole way is read whole (``read_bounded``, ``decode``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def file_kind(mode: int) -> str:
 
 
 _TOO_BIG = "is over {:,} bytes, the most a manifest may be (split it into several files)"
+
+
+def too_big() -> str:
+    """Why a manifest over ``MAX_MANIFEST_BYTES`` is refused (completing "FILE: ...")."""
+    return _TOO_BIG.format(MAX_MANIFEST_BYTES)
 
 
 def open_manifest(path: Path) -> tuple[int, int] | str:

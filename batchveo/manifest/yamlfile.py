@@ -7,7 +7,10 @@ silently keeps the last of) and to refuse alias bombs before anything is built; 
 nodes are let go, before the jobs are: for 100k jobs they are the largest thing in memory.
 A document without anchors, aliases or tags (most) is composed one job at a time instead
 (``yamlstream``): nothing is shared between its nodes, so each job's node is built and let
-go at once, and the whole document's tree is never held (100k jobs: 120 MB less).
+go at once, and the whole document's tree is never held (100k jobs: 120 MB less). Most
+files do not even come here: ``yamljobs`` parses them from the file and hands each job on
+as it is composed (``read_head``, ``read_job``: what this module does with a document's
+top and each of its jobs); here come the text of those it cannot (``read_yaml``).
 
 ``16:9`` may be written unquoted: numbers are read the YAML 1.2 way (PyYAML's YAML 1.1 would
 read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!python``).
@@ -16,8 +19,9 @@ read it as the base-60 int 969). Only the safe loader's tags are known (no ``!!p
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 from yaml.composer import Composer
@@ -36,7 +40,9 @@ from batchveo.manifest.rows import (
     unknown_key,
 )
 from batchveo.manifest.show import show
-from batchveo.manifest.yamlstream import compose_streamed, duplicate_keys, line_of
+from batchveo.manifest.yamlaliases import BOMB, Endless, anchor_before, is_bomb
+from batchveo.manifest.yamlaliases import expanded_size as expanded_size
+from batchveo.manifest.yamlstream import Job, compose_streamed, duplicate_keys, line_of
 
 # --- the YAML 1.2 loader ------------------------------------------------------------------
 
@@ -82,86 +88,6 @@ def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNo
 _YamlLoader.add_constructor(_INT, _construct_int)
 
 
-# --- the alias-expansion bound ---------------------------------------------------------------
-
-MAX_YAML_EXPANDED_NODES = 100_000_000
-"""How many values a YAML document may hold once its aliases are expanded. A million jobs that
-each merge a shared defaults anchor come to some 20 million; the billion laughs (1 KB) to 435
-million, and merge keys really copy what they merge. Counted before anything is built."""
-_ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s\[\]{},]", re.MULTILINE)
-"""Something that may be a YAML anchor; without one a document has no aliases to expand."""
-_BOMB = (
-    f"its aliases expand it to over {MAX_YAML_EXPANDED_NODES:,} values; refused as an alias "
-    "bomb (a manifest of a million jobs that share an anchor is far below that)"
-)
-_SCALAR, _MAPPING = yaml.ScalarNode, yaml.MappingNode
-
-
-class _Endless(Exception):
-    """A node that contains itself through an alias (``&a [*a]``)."""
-
-    def __init__(self, node: yaml.Node):
-        self.node = node
-
-
-def expanded_size(root: yaml.Node, limit: int) -> int:
-    """How many nodes the document holds once every alias is expanded, capped at ``limit + 1``.
-
-    Each node's size is computed once (by identity, which is what an alias shares), so this is
-    linear in the composed document even when its expansion is astronomical; scalars count 1
-    and are never looked up (a 100k-job manifest with a shared anchor: 0.2 s). Raises
-    ``_Endless`` for a node that contains itself: expanding it would never end.
-    """
-    sizes: dict[int, int] = {}  # id(collection node) -> expanded size
-    on_path: set[int] = set()
-    stack: list[Any] = [root]  # a node to open, or (node, kids, width) to close
-    while stack:
-        item = stack.pop()
-        if item.__class__ is tuple:
-            node, kids, width = item
-            on_path.discard(id(node))
-            total = 1 + width - len(kids) + sum([sizes[id(c)] for c in kids])
-            sizes[id(node)] = min(total, limit + 1)
-            continue
-        key = id(item)
-        if key in sizes or item.__class__ is _SCALAR:
-            continue
-        if key in on_path:
-            raise _Endless(item)
-        value = item.value
-        flat = [n for pair in value for n in pair] if item.__class__ is _MAPPING else value
-        kids = [c for c in flat if c.__class__ is not _SCALAR]
-        pending = [c for c in kids if id(c) not in sizes]
-        if not pending:  # the common case: scalars and nodes already counted
-            total = 1 + len(flat) - len(kids) + sum([sizes[id(c)] for c in kids])
-            sizes[key] = min(total, limit + 1)
-            continue
-        on_path.add(key)
-        stack.append((item, kids, len(flat)))
-        stack += pending
-    return sizes.get(id(root), 1)
-
-
-def _is_bomb(root: yaml.Node, text: str) -> bool:
-    """Whether the aliases expand the document past ``MAX_YAML_EXPANDED_NODES``; documents
-    without anything like an anchor (most) are not walked at all."""
-    if "&" not in text or not _ANCHOR.search(text):
-        return False
-    return expanded_size(root, MAX_YAML_EXPANDED_NODES) > MAX_YAML_EXPANDED_NODES
-
-
-def _anchor_before(text: str, node: yaml.Node) -> str | None:
-    """The anchor of ``node``, for messages (nodes do not keep it): where the node starts (the
-    C parser) or just before (the Python one)."""
-    mark = node.start_mark
-    lines = text.splitlines(keepends=True)
-    if at := re.match(r"&([^\s\[\]{},]+)", lines[mark.line][mark.column :]):
-        return at[1]
-    before = "".join(lines[max(0, mark.line - 2) : mark.line]) + lines[mark.line][: mark.column]
-    found = re.findall(r"&([^\s\[\]{},]+)", before)
-    return found[-1] if found else None
-
-
 # --- what the nodes tell and the values forget ------------------------------------------------
 
 
@@ -193,7 +119,7 @@ _duplicate_keys = duplicate_keys
 
 
 @dataclass
-class _Document:
+class Document:
     """A YAML manifest's values, and what only its nodes knew."""
 
     data: object = None
@@ -206,7 +132,8 @@ class _Document:
     """Job index -> the keys written twice in it."""
 
     @classmethod
-    def of(cls, root: yaml.Node) -> _Document:
+    def of(cls, root: yaml.Node) -> Document:
+        """What the nodes of ``root`` tell (its values are built apart)."""
         top = _key_nodes(root)
         defaults = top.get("defaults", root)
         job_nodes = _job_nodes(root)
@@ -220,29 +147,40 @@ class _Document:
         )
 
 
-class _StreamLoader(_YamlLoader, Composer):
-    """The C parser's events, composed by PyYAML's own composer (``yamlstream``)."""
+class StreamLoader(_YamlLoader, Composer):
+    """The C parser's events, composed by PyYAML's own composer (``yamlstream``); from a
+    text or a binary file."""
 
-    def __init__(self, text: str) -> None:
-        _YamlLoader.__init__(self, text)  # type: ignore[call-arg]  # the C loader's own...
+    def __init__(self, source: str | BinaryIO) -> None:
+        _YamlLoader.__init__(self, source)  # type: ignore[call-arg]  # the C loader's own...
         Composer.__init__(self)  # ...which does not call the composer's
 
 
-def _streamed(text: str) -> _Document | None:
-    """The document composed job by job (``yamlstream``), or None: read it the whole way."""
-    loader = _StreamLoader(text)
+def _streamed(text: str) -> Document | None:
+    """The document composed job by job (``yamlstream``), its jobs kept, or None: read it
+    the whole way."""
+    loader = StreamLoader(text)
+    held: list[Job] | None = None
+
+    def take(top: Any, key: Any, jobs: Iterator[Job]) -> None:
+        nonlocal held
+        held = list(jobs)
+
     try:
-        streamed = compose_streamed(loader)
-        if streamed is None:
-            return _Document()
-        document = _Document.of(streamed.root)
-        data = loader.construct_document(streamed.root)
-        if streamed.jobs is not None:
-            document.job_lines, document.duplicates = streamed.job_lines, streamed.duplicates
+        root = compose_streamed(loader, take)
+        if root is None:
+            return Document()
+        document = Document.of(root)
+        data = loader.construct_document(root)
+        if held is not None:
+            document.job_lines = [job.line for job in held]
+            document.duplicates = {
+                i: job.duplicates for i, job in enumerate(held) if job.duplicates
+            }
             if isinstance(data, dict):
-                data["jobs"] = streamed.jobs
+                data["jobs"] = [job.value for job in held]
             else:
-                data = streamed.jobs
+                data = [job.value for job in held]
         document.data = data
         return document
     except Exception:  # NotPlain, or an error: the whole way says what it is
@@ -251,26 +189,38 @@ def _streamed(text: str) -> _Document | None:
         loader.dispose()
 
 
-def _parse(name: str, text: str) -> _Document | Problem:
+def _parse(name: str, text: str) -> Document | Problem:
     """The document, or the one problem that stops it being read."""
     if "&" not in text and "*" not in text and "!" not in text:
         document = _streamed(text)  # nothing shared between nodes: one job at a time
         if document is not None:
             return document
+    return _whole(name, text)
+
+
+def parse_problem(name: str, text: str) -> Problem | None:
+    """The one problem that stops the document being read, read the whole way (None:
+    there is none)."""
+    found = _whole(name, text)
+    return found if isinstance(found, Problem) else None
+
+
+def _whole(name: str, text: str) -> Document | Problem:
+    """The document read the whole way: its tree composed, then built."""
     loader = _YamlLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
-            return _Document()
-        if _is_bomb(root, text):
-            return Problem(name, None, _BOMB)
-        document = _Document.of(root)  # before constructing, which rewrites merge keys
+            return Document()
+        if is_bomb(root, text):
+            return Problem(name, None, BOMB)
+        document = Document.of(root)  # before constructing, which rewrites merge keys
         document.data = loader.construct_document(root)
         return document
     except yaml.YAMLError as e:
-        return Problem(*_yaml_problem(name, e))
-    except _Endless as e:
-        anchor = _anchor_before(text, e.node)
+        return Problem(*yaml_problem(name, e))
+    except Endless as e:
+        anchor = anchor_before(text, e.node)
         named = f" (*{anchor} inside &{anchor})" if anchor else ""
         return Problem(
             f"{name}:{_line(e.node)}",
@@ -281,7 +231,7 @@ def _parse(name: str, text: str) -> _Document | Problem:
         loader.dispose()
 
 
-def _yaml_problem(name: str, e: yaml.YAMLError) -> tuple[str, None, str]:
+def yaml_problem(name: str, e: yaml.YAMLError) -> tuple[str, None, str]:
     """Where and what a YAML error is, as a problem."""
     if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
@@ -302,11 +252,7 @@ def read_yaml(name: str, text: str, sink: Sink) -> Defaults:
         return Defaults()
     data, defaults = document.data, Defaults()
     if isinstance(data, dict):
-        for key in [k for k in data if k not in TOP_KEYS]:
-            where = f"{name}:{document.top_lines.get(key, 1)}"
-            sink.problem(where, None, unknown_key(key, TOP_KEYS, "key"))
-        if data.get("defaults") is not None:
-            defaults = _defaults(name, data["defaults"], document, sink)
+        defaults = read_head(name, data, document, sink)
         jobs = data.get("jobs")
         if jobs is None:
             sink.problem(name, None, "no jobs: add a 'jobs:' list")
@@ -319,29 +265,47 @@ def read_yaml(name: str, text: str, sink: Sink) -> Defaults:
     if jobs is not None and not isinstance(jobs, list):
         sink.problem(f"{name}:{document.jobs_line}", None, "'jobs' must be a list")
     elif not jobs:
-        sink.problem(name, None, "empty manifest: no jobs")
+        sink.problem(name, None, EMPTY)
     else:
         _jobs(name, jobs, document, defaults, sink)
     return defaults
 
 
-def _jobs(name: str, jobs: list[Any], document: _Document, d: Defaults, sink: Sink) -> None:
+EMPTY = "empty manifest: no jobs"
+
+
+def read_head(name: str, data: dict[Any, Any], document: Document, sink: Sink) -> Defaults:
+    """The top level's keys but ``jobs``: the unknown ones reported, then ``defaults:``
+    read (the jobs' defaults)."""
+    for key in [k for k in data if k not in TOP_KEYS]:
+        where = f"{name}:{document.top_lines.get(key, 1)}"
+        sink.problem(where, None, unknown_key(key, TOP_KEYS, "key"))
+    if data.get("defaults") is not None:
+        return _defaults(name, data["defaults"], document, sink)
+    return Defaults()
+
+
+def _jobs(name: str, jobs: list[Any], document: Document, d: Defaults, sink: Sink) -> None:
     lines = document.job_lines
     if len(lines) != len(jobs):  # only with exotic merge keys: locate the list instead
         lines = [document.jobs_line] * len(jobs)
     duplicates = document.duplicates
     for i, (job, line) in enumerate(zip(jobs, lines, strict=True)):
-        where = f"{name}:{line}"
-        if not isinstance(job, dict):
-            sink.problem(where, None, "a job must be a mapping with at least 'prompt:'")
-            continue
-        bad = [f"{show(k)} is written twice" for k in duplicates.get(i, ())]
-        if job.keys() - JOB_KEY_SET:
-            bad += [unknown_key(k, JOB_KEYS, "key") for k in job if k not in JOB_KEY_SET]
-        sink.job(job, where, d, bad)
+        read_job(f"{name}:{line}", job, duplicates.get(i, ()), d, sink)
 
 
-def _defaults(name: str, raw: object, document: _Document, sink: Sink) -> Defaults:
+def read_job(where: str, job: object, twice: Iterable[str], d: Defaults, sink: Sink) -> None:
+    """One job as built, its keys written ``twice`` (which the built value forgets)."""
+    if not isinstance(job, dict):
+        sink.problem(where, None, "a job must be a mapping with at least 'prompt:'")
+        return
+    bad = [f"{show(k)} is written twice" for k in twice]
+    if job.keys() - JOB_KEY_SET:
+        bad += [unknown_key(k, JOB_KEYS, "key") for k in job if k not in JOB_KEY_SET]
+    sink.job(job, where, d, bad)
+
+
+def _defaults(name: str, raw: object, document: Document, sink: Sink) -> Defaults:
     """The ``defaults:`` mapping, each key checked as in a job (plus ``budget``)."""
     d = Defaults()
     if not isinstance(raw, dict):
