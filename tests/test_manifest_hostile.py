@@ -557,3 +557,28 @@ def test_a_video_uri_urllib_cannot_split_is_a_problem_not_a_crash(tmp_path: Path
         f"{path}:1: video must be the http(s) URI of a previous Veo video, "
         "not 'http://[oops/v.mp4'",
     )
+
+
+# --- dates: YAML 1.2 has none, and a manifest has no date field ----------------------------
+
+
+@pytest.mark.parametrize("whole_way", [False, True], ids=["job by job", "the whole way"])
+def test_a_date_shaped_value_is_its_text_and_an_impossible_date_is_a_problem_not_a_crash(
+    tmp_path: Path, whole_way: bool
+) -> None:
+    # `2001-02-30` made PyYAML raise ValueError (exit 70, "a bug"); `2001-02-03` became a
+    # date, refused as a prompt. A tag or an anchor sends the file the whole way instead.
+    text = "jobs:\n  - id: 2001-02-03\n    prompt: 2001-02-30\n"
+    if whole_way:
+        text = "jobs:\n  - id: 2001-02-03\n    prompt: &p 2001-02-30\n"
+        text += "  - id: b\n    prompt: !!timestamp 2001-02-03 10:00:00\n"
+        text += "  - id: c\n    prompt: *p\n"
+    path = write(tmp_path / "dates.yaml", text.encode())
+    expected = [("2001-02-03", "2001-02-30")]
+    if whole_way:
+        expected += [("b", "2001-02-03 10:00:00"), ("c", "2001-02-30")]
+    assert [(s.id, s.prompt) for s in read_manifests([path]).specs] == expected
+    seed = write(tmp_path / "seed.yaml", b"jobs:\n  - {id: a, prompt: hi, seed: 2001-02-30}\n")
+    assert_refused(
+        tmp_path, seed, f"{seed}:2, job a: seed must be a whole number, not '2001-02-30'"
+    )

@@ -50,12 +50,15 @@ _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _YamlLoader(_BaseLoader):  # type: ignore[misc]
-    """The safe (C when available) loader, minus YAML 1.1 base-60 numbers like ``16:9``."""
+    """The safe (C when available) loader, minus YAML 1.1 base-60 numbers like ``16:9`` and
+    YAML 1.1 timestamps: YAML 1.2 has no dates, a manifest has no date field, and a prompt
+    or an id such as ``2001-02-03`` is its text (``2001-02-30`` made PyYAML raise)."""
 
 
 _INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT, _TIMESTAMP)]
     for first, resolvers in _BaseLoader.yaml_implicit_resolvers.items()
 }
 _YamlLoader.add_implicit_resolver(
@@ -86,6 +89,9 @@ def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNo
 
 
 _YamlLoader.add_constructor(_INT, _construct_int)
+_YamlLoader.add_constructor(  # an explicit !!timestamp: its text, as an untagged one
+    _TIMESTAMP, yaml.constructor.SafeConstructor.construct_yaml_str
+)
 
 
 # --- what the nodes tell and the values forget ------------------------------------------------
