@@ -288,12 +288,19 @@ async def test_watch_loads_new_manifests_from_a_drop_folder(tmp_path: Path) -> N
         (drop / "notes.txt").write_text("not a manifest")
         (drop / "second.csv").write_text("id,prompt\nc1,from a csv\n")
         await wait_until(lambda: states(db).get("c1") == "done")
+        (drop / "third.yaml").write_text(  # a route this run was not started with
+            "defaults: {provider: gemini}\njobs:\n  - {id: g1, prompt: for another route}\n"
+        )
+        await wait_until(lambda: states(db).get("g1") == "pending")
+        await wait_until(lambda: "third.yaml" in (tmp_path / "w.log").read_text())
         proc.send_signal(signal.SIGTERM)
         _, err_b = await asyncio.wait_for(proc.communicate(), 20)
     err = err_b.decode()
-    assert proc.returncode == 0, err  # stopped, and nothing was left to do
+    assert proc.returncode == 75, err  # stopped; g1 waits for a run with its route
     assert "broken.yaml:2: prompt is empty" in err  # reported, not fatal
     assert "loaded drop/second.csv: 1 new" in err
+    assert "loaded drop/third.yaml: 1 new, 0 already loaded (batch third); the jobs for" in err
+    assert "wait for the next run (this run was started without that route)" in err
     assert sim.stats()["requests"]["submit"] == {"200": 3}
 
 

@@ -16,13 +16,12 @@ the run was not started with (no client was made for it) waits for the next run.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 from batchveo.errors import ManifestError
 from batchveo.run.context import RunContext
-from batchveo.run.loading import add_specs, read_routed
-from batchveo.run.routed import resolve, spec_route
+from batchveo.run.loading import stream_load
+from batchveo.run.routed import resolve
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".csv")
 
@@ -49,22 +48,15 @@ async def _load_if_new(ctx: RunContext, path: Path, seen: dict[Path, tuple[float
     if seen.get(path) == version:
         return
     seen[path] = version
-    try:
-        loaded = await asyncio.to_thread(
-            read_routed, [path], route=ctx.default_route, db=ctx.store.path
-        )
-        result = await add_specs(
-            ctx.store, loaded.specs, [path], budgets=loaded.budgets, reviews=loaded.reviews
-        )
+    try:  # streamed, as `batchveo load` does: a chunk of jobs in memory at a time
+        result = await stream_load(ctx.store, [path], route=ctx.default_route)
     except ManifestError as e:
         ctx.stats.note_error(f"{path.name}: {len(e.problems)} problem(s)")
         ctx.emit("manifest_rejected", path=str(path), problems=[str(p) for p in e.problems])
         return
     summary = result.summary()
     unserved = {
-        resolve(r, ctx.default_route).describe()
-        for r in {spec_route(s) for s in loaded.specs}
-        if not ctx.lanes.serves(r)
+        resolve(r, ctx.default_route).describe() for r in result.routes if not ctx.lanes.serves(r)
     }
     if unserved:
         summary += (

@@ -52,6 +52,8 @@ class LoadResult:
     existing: int
     replaced: int
     batches: tuple[str, ...]
+    routes: tuple[Route | None, ...] = ()
+    """The routes of the loaded jobs (None: the loading command's)."""
 
     def summary(self) -> str:
         text = f"{self.new} new, {self.existing} already loaded"
@@ -153,7 +155,8 @@ async def add_specs(
     )
     await store.set_review_settings(reviews or {})
     batches = tuple(dict.fromkeys(s.batch for s in specs))
-    return LoadResult(result.new, result.existing, result.replaced, batches)
+    routes = tuple(dict.fromkeys(s.route for s in specs))
+    return LoadResult(result.new, result.existing, result.replaced, batches, routes)
 
 
 def _named(manifests: Sequence[Path]) -> str:
@@ -217,19 +220,37 @@ async def _load(
     route: Route,
     before_commit: BeforeCommit | None,
 ) -> LoadResult:
-    async with (
-        await Store.open(db_path) as store,
-        store.loading(replace=replace, manifest=_named(manifests)) as session,
-    ):
+    async with await Store.open(db_path) as store:
+        return await stream_load(
+            store, manifests, batch=batch, replace=replace, route=route,
+            before_commit=before_commit,
+        )  # fmt: skip
+
+
+async def stream_load(
+    store: Store,
+    manifests: Sequence[Path],
+    *,
+    batch: str | None = None,
+    replace: bool = False,
+    route: Route,
+    before_commit: BeforeCommit | None = None,
+) -> LoadResult:
+    """The manifests streamed into ``store`` in one transaction of its own (``load``'s, a
+    run's, a manifest dropped in ``--watch``): a chunk of jobs in memory at a time."""
+    async with store.loading(replace=replace, manifest=_named(manifests)) as session:
         reviews: dict[str, ReviewSettings] = {}
         budgets = await _stream_into(
-            session, manifests, batch, route, reviews, stored_parents(db_path)
+            session, manifests, batch, route, reviews, stored_parents(store.path)
         )
         await write_review_settings(session.db, reviews)  # in the load's transaction
         result = await session.finish(budgets)
         if before_commit is not None:
             await before_commit()
-    return LoadResult(result.new, result.existing, result.replaced, tuple(session.batches))
+    return LoadResult(
+        result.new, result.existing, result.replaced, tuple(session.batches),
+        tuple(session.routes),
+    )  # fmt: skip
 
 
 class _Stopped(Exception):

@@ -31,6 +31,7 @@ import aiosqlite
 
 from batchveo.errors import MAX_PROBLEMS_KEPT, ManifestError, Problem
 from batchveo.manifest.show import show
+from batchveo.routes import Route
 from batchveo.spec import JobSpec
 from batchveo.states import JobState
 from batchveo.store.budget import Budgets
@@ -129,6 +130,8 @@ class LoadSession:
     events: list[TransitionEvent] = field(default_factory=list)
     batches: dict[str, None] = field(default_factory=dict)
     """Every batch of the load's specs, in order."""
+    routes: dict[Route | None, None] = field(default_factory=dict)
+    """Every route of the load's specs (None: the loading command's), in order."""
     budgets_written: bool = False
     finished: bool = False
     _written_batches: set[str] = field(default_factory=set)
@@ -176,6 +179,7 @@ class LoadSession:
         hashes = [s.spec_hash() for s in specs]
         for s in specs:
             self.batches.setdefault(s.batch)
+            self.routes.setdefault(s.route)
             if s.extends is not None:
                 self._hops = True
         firsts: dict[str, int] = {}
