@@ -108,7 +108,23 @@ def text_lines(fd: int) -> Iterator[str]:
     Read a block at a time and cut after its last ``\\n``, so that no line (nor a ``\\r\\n``,
     nor a character) is cut in two; each block is decoded whole.
     """
-    rest, total, lines_before, first = b"", 0, 0, True
+    lines_before = 0
+    for block in line_blocks(fd):
+        try:
+            text = block.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = lines_before + block.count(b"\n", 0, e.start) + 1
+            raise Unreadable(line, "not UTF-8 text; save it as UTF-8") from None
+        lines_before += block.count(b"\n")
+        yield from io.StringIO(text, newline="")
+
+
+def line_blocks(fd: int) -> Iterator[bytes]:
+    """An open manifest's bytes from where it is, a block of whole lines at a time (each cut
+    after its last ``\\n``, so that no line, ``\\r\\n`` or character is cut in two; the last
+    as it ends), the BOM off the first; ``Unreadable`` once it grows over
+    ``MAX_MANIFEST_BYTES``."""
+    rest, total, first = b"", 0, True
     while True:
         chunk = os.read(fd, READ_CHUNK_BYTES)
         total += len(chunk)
@@ -122,15 +138,8 @@ def text_lines(fd: int) -> Iterator[str]:
         block, rest = data[:cut], data[cut:]
         if first:
             first = False
-            if block.startswith(_BOM):
-                block = block[len(_BOM) :]
-        try:
-            text = block.decode("utf-8")
-        except UnicodeDecodeError as e:
-            line = lines_before + block.count(b"\n", 0, e.start) + 1
-            raise Unreadable(line, "not UTF-8 text; save it as UTF-8") from None
-        lines_before += block.count(b"\n")
-        yield from io.StringIO(text, newline="")
+            block = block.removeprefix(_BOM)
+        yield block
         if not chunk:
             return
 

@@ -25,9 +25,8 @@ import re
 from dataclasses import dataclass
 
 from batchveo.manifest import opening
-from batchveo.manifest.opening import MAX_MANIFEST_BYTES, too_big
+from batchveo.manifest.opening import too_big
 
-_BOM = b"\xef\xbb\xbf"
 _JOBS_KEY = re.compile(rb"(?:jobs|\"jobs\"|'jobs')[ \t]*:")
 _KEY_LIKE = re.compile(rb"[^\s#\-]|-[^\s]")
 """What may start a top-level key: anything but a space, a comment or an item of a list."""
@@ -104,27 +103,17 @@ def scan_yaml(fd: int) -> Scan | str | tuple[int, str]:
     """The scan of an open manifest from where it is, or why it is not one: too big
     (completing "FILE: ..."), or the line where it is not UTF-8 and why (as reading it
     whole says: ``opening.read_bounded``, ``opening.decode``)."""
-    scan, rest, lines_before, first = Scan(), b"", 0, True
+    scan, lines_before = Scan(), 0
     bad_line: int | None = None
-    while True:
-        chunk = os.read(fd, opening.READ_CHUNK_BYTES)
-        scan.size += len(chunk)
-        if scan.size > MAX_MANIFEST_BYTES:
-            return too_big()
-        data = rest + chunk if rest else chunk
-        cut = data.rfind(b"\n") + 1 if chunk else len(data)
-        if cut == 0 and chunk:
-            rest = data
-            continue
-        block, rest = data[:cut], data[cut:]
-        if first:
-            first = False
-            block = block.removeprefix(_BOM)
-        if bad_line is None:
-            bad_line = _checked(block, scan, lines_before)
-        lines_before += block.count(b"\n")
-        if not chunk:
-            break
+    start = os.lseek(fd, 0, os.SEEK_CUR)  # a regular file (opening.open_manifest)
+    try:
+        for block in opening.line_blocks(fd):
+            if bad_line is None:
+                bad_line = _checked(block, scan, lines_before)
+            lines_before += block.count(b"\n")
+    except opening.Unreadable:
+        return too_big()
+    scan.size = os.lseek(fd, 0, os.SEEK_CUR) - start
     if bad_line is not None:
         return bad_line, "not UTF-8 text; save it as UTF-8"
     return scan
